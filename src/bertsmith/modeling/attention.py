@@ -1,0 +1,76 @@
+"""Multi-head self-attention (``mhsa``) through ``scaled_dot_product_attention``, post-LN.
+
+Query/key head dim k and value head dim v are independent of hidden/heads (schuBERT's expansive
+attention). Q, K and V come from one fused projection. The class also carries the exact parameter
+and FLOP formulas of its kind, so a new kind is one file plus a registry entry.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SelfAttention(nn.Module):
+    """x → LN(x + dropout(W_o · SDPA(Q, K, V))) with Q, K ∈ R^{a×k}, V ∈ R^{a×v} per token."""
+
+    def __init__(self, spec, hidden: int, *, eps: float, dropout: float, attention_dropout: float):
+        super().__init__()
+        a, k, v = spec.heads, spec.qk_dim, spec.v_dim
+        self.heads, self.qk_dim, self.v_dim = a, k, v
+        self.qkv = nn.Linear(hidden, a * (2 * k + v))
+        self.out = nn.Linear(a * v, hidden)
+        self.norm = nn.LayerNorm(hidden, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+        self.attention_dropout = attention_dropout
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw query [B,T,a·k], and per-head q, k [B,a,T,k] and v [B,a,T,v]."""
+        b, t, _ = x.shape
+        a, k, v = self.heads, self.qk_dim, self.v_dim
+        q_raw, k_raw, v_raw = self.qkv(x).split([a * k, a * k, a * v], dim=-1)
+        q = q_raw.view(b, t, a, k).transpose(1, 2)
+        key = k_raw.view(b, t, a, k).transpose(1, 2)
+        value = v_raw.view(b, t, a, v).transpose(1, 2)
+        return q_raw, q, key, value
+
+    def attend(self, q, key, value, mask, want_scores: bool):
+        """SDPA context [B,T,a·v]; with ``want_scores`` also the pre-softmax scores [B,a,T,T]."""
+        p = self.attention_dropout if self.training else 0.0
+        ctx = F.scaled_dot_product_attention(q, key, value, attn_mask=mask, dropout_p=p)
+        b, a, t, v = ctx.shape
+        ctx = ctx.transpose(1, 2).reshape(b, t, a * v)
+        scores = None
+        if want_scores:
+            scores = torch.matmul(q, key.transpose(-1, -2)) / math.sqrt(self.qk_dim)
+            if mask is not None:
+                scores = scores + mask
+        return ctx, scores
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, want_scores: bool = False):
+        _, q, key, value = self.project(x)
+        ctx, scores = self.attend(q, key, value, mask, want_scores)
+        return self.norm(x + self.dropout(self.out(ctx))), scores
+
+    # ---- the kind's contract with ArchSpec and the cost model -------------------------------
+    @staticmethod
+    def problem(spec, hidden: int) -> str | None:
+        """Why ``spec`` cannot be built in a model of width ``hidden`` (field: message), or None."""
+        if spec.conv_kernel is not None or spec.head_ratio is not None:
+            return "conv_kernel: conv_kernel and head_ratio apply only to kind 'mixed'"
+        return None
+
+    @staticmethod
+    def count_params(spec, hidden: int) -> int:
+        a, k, v = spec.heads, spec.qk_dim, spec.v_dim
+        return (hidden + 1) * a * (2 * k + v) + (a * v + 1) * hidden + 2 * hidden
+
+    @staticmethod
+    def count_flops(spec, hidden: int, seq_len: int) -> int:
+        """2·MACs: projections, QKᵀ scores, scores·V."""
+        a, k, v, t = spec.heads, spec.qk_dim, spec.v_dim, seq_len
+        proj = t * hidden * a * (2 * k + v) + t * a * v * hidden
+        return 2 * (proj + a * t * t * (k + v))
