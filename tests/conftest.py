@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny specs covering every attention kind × FFN kind × uniform/per-layer layout."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from bertsmith.arch import ArchSpec
+from bertsmith.modeling.registry import ATTENTION, FFN
+
+HIDDEN = 48
+SEARCHED_EXPRESSIONS = ("L(gelu(L(x)))", "L(relu(mul(L(x), x)))")
+
+
+def tiny_layer(attention: str, ffn: str, i: int = 0) -> dict:
+    """One small layer of the given kinds; ``i`` varies the shapes for per-layer specs."""
+    att = {"kind": attention, "heads": 2 + i % 2, "qk_dim": 8 + 4 * i, "v_dim": 12 - 2 * i}
+    if attention == "mixed":
+        att |= {"conv_kernel": 3 + 2 * i, "head_ratio": 2 + i % 2}
+    f = {"kind": ffn, "size": 96 - 24 * i, "activation": ("gelu", "relu")[i % 2]}
+    if ffn == "grouped":
+        f["groups"] = 2 + 2 * (i % 2)
+    if ffn == "searched":
+        f |= {"expression": SEARCHED_EXPRESSIONS[i % 2], "stack": 1 + i % 2, "size": 24 + 8 * i}
+        f.pop("activation")
+    return {"attention": att, "ffn": f}
+
+
+def tiny_spec(attention: str, ffn: str, per_layer: bool, **fields) -> ArchSpec:
+    layers = [tiny_layer(attention, ffn, i if per_layer else 0) for i in range(2)]
+    emb = {"vocab_size": 97, "max_positions": 40, "type_vocab_size": 2}
+    return ArchSpec.build(hidden=HIDDEN, layers=layers, embeddings=emb | fields.pop("embeddings", {}), **fields)
+
+
+KIND_GRID = [
+    pytest.param(a, f, per_layer, id=f"{a}-{f}-{'per_layer' if per_layer else 'uniform'}")
+    for a, f, per_layer in itertools.product(ATTENTION, FFN, (False, True))
+]
