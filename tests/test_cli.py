@@ -94,3 +94,42 @@ def test_console_script_exit_code_and_debug_traceback(tmp_path):
     assert plain.returncode == 2 and plain.stderr.startswith("error: ") and "Traceback" not in plain.stderr
     debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "SpecError" in debug.stderr
+
+
+def _tiny_hf_checkpoint(path):
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(path)
+    return cfg
+
+
+def test_export_writes_a_stock_directory_and_onnx(monkeypatch, capsys, tmp_path):
+    from bertsmith.hf import import_checkpoint
+
+    _tiny_hf_checkpoint(tmp_path / "ckpt")
+    code, out, err = run(monkeypatch, capsys, "export", str(tmp_path / "ckpt"), str(tmp_path / "out"), "--onnx",
+                         "--seq", "16")
+    assert code == 0, err
+    assert "stock transformers bert" in out and (tmp_path / "out" / "model.onnx").is_file()
+    diff = float(out.split("max abs diff ")[1].split(")")[0])
+    assert diff <= 1e-4
+    assert import_checkpoint(str(tmp_path / "out")).spec == import_checkpoint(str(tmp_path / "ckpt")).spec
+
+
+def test_export_of_a_missing_checkpoint_exits_2(monkeypatch, capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(monkeypatch, capsys, "export", str(tmp_path / "empty"), str(tmp_path / "out"))
+    assert code == 2 and "config.json" in err and err.strip().count("\n") == 0
+
+
+@pytest.mark.slow
+def test_bench_onnxruntime_backend(monkeypatch, capsys, tmp_path):
+    out_file = tmp_path / "b.json"
+    code, out, err = run(monkeypatch, capsys, "bench", "bert-tiny", "--seq", "16", "--backend", "onnxruntime",
+                         "--warmup", "1", "--repeats", "3", "--json", str(out_file))
+    assert code == 0, err
+    assert json.loads(out_file.read_text())["backend"] == "onnxruntime"

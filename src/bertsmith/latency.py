@@ -66,3 +66,19 @@ def measure_inference(
             model(**inputs)
 
     return time_calls(call, warmup=warmup, repeats=repeats)
+
+
+def measure_onnxruntime(
+    path: str, vocab_size: int, *, batch: int, seq_len: int, threads: int | None = None,
+    warmup: int = 3, repeats: int = 20,
+) -> Timing:
+    """Forward latency of an exported ONNX graph under onnxruntime's CPU provider."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    inputs = {k: v.numpy() for k, v in random_batch(vocab_size, batch, seq_len).items()}
+    return time_calls(lambda: session.run(None, inputs), warmup=warmup, repeats=repeats)
