@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fast import dropout_add, dropout_p, tracing
+
 
 class SelfAttention(nn.Module):
     """x → LN(x + dropout(W_o · SDPA(Q, K, V))) with Q, K ∈ R^{a×k}, V ∈ R^{a×v} per token."""
@@ -38,22 +40,28 @@ class SelfAttention(nn.Module):
         return q_raw, q, key, value
 
     def attend(self, q, key, value, mask, want_scores: bool):
-        """SDPA context [B,T,a·v]; with ``want_scores`` also the pre-softmax scores [B,a,T,T]."""
+        """Context [B,T,a·v]; with ``want_scores`` also the pre-softmax scores [B,a,T,T] (mask added).
+
+        SDPA's fused kernel by default. The explicit softmax(QKᵀ/√k + mask)·V instead when the scores
+        are wanted (computed once rather than twice), or when attention dropout runs eagerly on CPU
+        (SDPA's CPU kernels have no dropout and fall back to a math path with extra copies and
+        ``bernoulli_``). Both compute the same function (to float rounding).
+        """
         p = self.attention_dropout if self.training else 0.0
-        ctx = F.scaled_dot_product_attention(q, key, value, attn_mask=mask, dropout_p=p)
-        b, a, t, v = ctx.shape
-        ctx = ctx.transpose(1, 2).reshape(b, t, a * v)
-        scores = None
-        if want_scores:
-            scores = torch.matmul(q, key.transpose(-1, -2)) / math.sqrt(self.qk_dim)
-            if mask is not None:
-                scores = scores + mask
-        return ctx, scores
+        b, _, t, _ = q.shape
+        if not want_scores and (p == 0.0 or q.device.type != "cpu" or tracing()):
+            ctx = F.scaled_dot_product_attention(q, key, value, attn_mask=mask, dropout_p=p)
+            return ctx.transpose(1, 2).reshape(b, t, -1), None
+        scores = torch.matmul(q * (1.0 / math.sqrt(self.qk_dim)), key.transpose(-1, -2))
+        if mask is not None:
+            scores = scores + mask
+        ctx = torch.matmul(dropout_p(torch.softmax(scores, dim=-1), p, True), value)
+        return ctx.transpose(1, 2).reshape(b, t, -1), (scores if want_scores else None)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, want_scores: bool = False):
         _, q, key, value = self.project(x)
         ctx, scores = self.attend(q, key, value, mask, want_scores)
-        return self.norm(x + self.dropout(self.out(ctx))), scores
+        return self.norm(dropout_add(x, self.out(ctx), self.dropout)), scores
 
     # ---- the kind's contract with ArchSpec and the cost model -------------------------------
     @staticmethod

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fast import dropout
 from .ffn import GroupedLinear
 from .registry import ATTENTION, FFN
 
@@ -69,7 +70,7 @@ class Embeddings(nn.Module):
                 x = x + self.token_type.weight[0]
             else:
                 x = x + self.token_type(token_type_ids)
-        x = self.dropout(self.norm(x))
+        x = dropout(self.norm(x), self.dropout)
         if self.project is not None and not self.trigram:
             x = self.project(x)
         return x
@@ -173,9 +174,9 @@ class SequenceClassificationHead(nn.Module):
 
     def forward(self, output: EncoderOutput) -> torch.Tensor:
         if self.dense is None:
-            return self.out(self.dropout(output.pooler_output))
-        x = self.dropout(output.last_hidden_state[:, 0])
-        return self.out(self.dropout(F.gelu(self.dense(x))))
+            return self.out(dropout(output.pooler_output, self.dropout))
+        x = dropout(output.last_hidden_state[:, 0], self.dropout)
+        return self.out(dropout(F.gelu(self.dense(x)), self.dropout))
 
 
 class BertsmithForSequenceClassification(nn.Module):

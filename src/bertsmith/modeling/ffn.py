@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .expr import ACTIVATIONS
+from .fast import dropout_add
 
 
 class DenseFFN(nn.Module):
@@ -24,7 +25,7 @@ class DenseFFN(nn.Module):
         return nn.Linear(n_in, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x + self.dropout(self.down(self.act(self.up(x)))))
+        return self.norm(dropout_add(x, self.down(self.act(self.up(x))), self.dropout))
 
     @staticmethod
     def problem(spec, hidden: int) -> str | None:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import SelfAttention
+from .fast import dropout_add
 
 
 class MixedAttention(SelfAttention):
@@ -51,7 +52,7 @@ class MixedAttention(SelfAttention):
         conv = torch.matmul(windows.reshape(b, t, c, v, kernel), dyn).reshape(b, t, c * v)
 
         out = self.out(torch.cat([ctx, conv], dim=-1))
-        return self.norm(x + self.dropout(out)), scores
+        return self.norm(dropout_add(x, out, self.dropout)), scores
 
     @staticmethod
     def problem(spec, hidden: int) -> str | None:

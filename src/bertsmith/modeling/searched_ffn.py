@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .expr import ExprError, evaluate, linear_shapes, parse
+from .fast import dropout_add
 
 
 class _Block(nn.Module):
@@ -21,7 +22,7 @@ class _Block(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x + self.dropout(evaluate(self.tree, x, (self.lin1, self.lin2))))
+        return self.norm(dropout_add(x, evaluate(self.tree, x, (self.lin1, self.lin2)), self.dropout))
 
 
 class SearchedFFN(nn.Module):
