@@ -14,7 +14,7 @@ largest logit difference in eval mode is printed) and times, with the same numbe
 
 Variants: transformers eager; ours eager; ours through ``bertsmith.modeling.fast.compile_model``
 (torch.compile; the first call, which compiles, is reported separately and not timed); ours in
-ONNX Runtime (inference; exported by ``bertsmith.hf.export_onnx`` when present); and, as a reference
+ONNX Runtime (inference; exported by ``bertsmith.hf.export_onnx``); and, as a reference
 that separates the runtime from the model, transformers in ONNX Runtime. Training runs restore the
 initial weights afterwards, so inference compares identical weights too.
 
@@ -35,17 +35,14 @@ atomically).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
-import logging
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -59,6 +56,8 @@ except ImportError:  # running from a checkout without an install
 
 from bertsmith import cost, presets  # noqa: E402
 from bertsmith.modeling import BertsmithForSequenceClassification  # noqa: E402
+from bertsmith.hf import export_onnx as project_export_onnx  # noqa: E402
+from bertsmith.hf.export import quiet_exporter  # noqa: E402
 from bertsmith.modeling.fast import compile_model  # noqa: E402
 
 THREADS = 2
@@ -131,47 +130,26 @@ class LogitsOnly(torch.nn.Module):
 def export_onnx(model, is_hf: bool, path: Path) -> tuple[float, str]:
     """Export ``model`` (eval) with dynamic batch and sequence axes; returns (seconds, exporter).
 
-    Ours goes through ``bertsmith.hf.export_onnx`` when that exists (the project's exporter),
-    transformers (and ours otherwise) through ``torch.onnx.export(dynamo=True)`` with the same axes.
+    Ours goes through the project's exporter ``bertsmith.hf.export_onnx``; transformers through
+    ``torch.onnx.export(dynamo=True)`` with the same axes.
     """
     start = time.perf_counter()
     if not is_hf:
-        try:
-            from bertsmith.hf import export_onnx as project_export
-        except ImportError:
-            project_export = None
-        if project_export is not None:
-            project_export(model, path, seq_len=SEQ)
-            return time.perf_counter() - start, "bertsmith.hf.export_onnx"
+        project_export_onnx(model, path, seq_len=SEQ)
+        return time.perf_counter() - start, "bertsmith.hf.export_onnx"
     ids = torch.randint(5, VOCAB, (2, SEQ))
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
     dynamic = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
     was_training = model.training
     model.eval()
     try:
-        with _quiet():
+        with quiet_exporter():
             torch.onnx.export(LogitsOnly(model, is_hf), (ids, torch.ones_like(ids)), str(path),
                               input_names=["input_ids", "attention_mask"], output_names=["logits"],
                               dynamic_shapes=dynamic, dynamo=True, verbose=False)
     finally:
         model.train(was_training)
     return time.perf_counter() - start, "torch.onnx.export(dynamo=True)"
-
-
-@contextlib.contextmanager
-def _quiet():
-    """The exporter logs progress and optional-package warnings (torchvision); keep errors only."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with open(os.devnull, "w") as devnull, warnings.catch_warnings(), contextlib.redirect_stdout(devnull):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 def ort_session(path: Path):

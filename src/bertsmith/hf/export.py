@@ -275,7 +275,7 @@ def export_onnx(model, path: str | os.PathLike, *, seq_len: int = 128) -> None:
     try:
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
             target = Path(tmp) / path.name
-            with _quiet_exporter(), torch.no_grad():
+            with quiet_exporter(), torch.no_grad():
                 torch.onnx.export(
                     graph,
                     (ids, mask),
@@ -298,9 +298,9 @@ def _param_bytes(module: torch.nn.Module) -> int:
 
 
 @contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
+def quiet_exporter() -> Iterator[None]:
     """The exporter prints progress and warns about optional packages (torchvision); keep errors."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)

@@ -9,6 +9,15 @@ from .expr import ACTIVATIONS
 from .fast import dropout_add
 
 
+def _linear_ffn_problem(spec) -> str | None:
+    """Rules shared by the Linear→act→Linear kinds (dense, grouped)."""
+    if spec.activation not in ACTIVATIONS:
+        return f"activation: unknown activation {spec.activation!r} (known: {', '.join(ACTIVATIONS)})"
+    if spec.expression is not None or spec.stack != 1:
+        return "expression: expression and stack apply only to kind 'searched'"
+    return None
+
+
 class DenseFFN(nn.Module):
     """x → LN(x + dropout(W_2 · act(W_1 x)))."""
 
@@ -29,13 +38,9 @@ class DenseFFN(nn.Module):
 
     @staticmethod
     def problem(spec, hidden: int) -> str | None:
-        if spec.activation not in ACTIVATIONS:
-            return f"activation: unknown activation {spec.activation!r} (known: {', '.join(ACTIVATIONS)})"
-        if spec.expression is not None or spec.stack != 1:
-            return "expression: expression and stack apply only to kind 'searched'"
         if spec.groups != 1:
             return f"groups: groups ({spec.groups}) apply only to kind 'grouped'"
-        return None
+        return _linear_ffn_problem(spec)
 
     @staticmethod
     def count_params(spec, hidden: int) -> int:
@@ -74,13 +79,9 @@ class GroupedFFN(DenseFFN):
 
     @staticmethod
     def problem(spec, hidden: int) -> str | None:
-        if spec.activation not in ACTIVATIONS:
-            return f"activation: unknown activation {spec.activation!r} (known: {', '.join(ACTIVATIONS)})"
-        if spec.expression is not None or spec.stack != 1:
-            return "expression: expression and stack apply only to kind 'searched'"
         if hidden % spec.groups or spec.size % spec.groups:
             return f"groups: {spec.groups} groups must divide hidden ({hidden}) and size ({spec.size})"
-        return None
+        return _linear_ffn_problem(spec)
 
     @staticmethod
     def count_params(spec, hidden: int) -> int:
