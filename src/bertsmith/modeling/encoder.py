@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fast import dropout
+from .fast import dropout, tracing
 from .ffn import GroupedLinear
 from .registry import ATTENTION, FFN
 
@@ -152,14 +152,9 @@ def additive_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> to
     fastest kernel). The all-ones check is skipped while tracing for export, where the mask stays."""
     if attention_mask is None:
         return None
-    if not torch.jit.is_tracing() and not torch.compiler.is_compiling() and not _is_exporting():
-        if bool(attention_mask.all()):
-            return None
+    if not tracing() and bool(attention_mask.all()):
+        return None
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-
-
-def _is_exporting() -> bool:
-    return bool(getattr(torch.onnx, "is_in_onnx_export", lambda: False)())
 
 
 class SequenceClassificationHead(nn.Module):
