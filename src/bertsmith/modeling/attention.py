@@ -16,6 +16,12 @@ from torch import nn
 from .fast import dropout_add, dropout_p, tracing
 
 
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[B, T, heads·d] → [B, heads, T, d] (a view)."""
+    b, t, _ = x.shape
+    return x.view(b, t, heads, -1).transpose(1, 2)
+
+
 class SelfAttention(nn.Module):
     """x → LN(x + dropout(W_o · SDPA(Q, K, V))) with Q, K ∈ R^{a×k}, V ∈ R^{a×v} per token."""
 
@@ -28,16 +34,6 @@ class SelfAttention(nn.Module):
         self.norm = nn.LayerNorm(hidden, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.attention_dropout = attention_dropout
-
-    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Raw query [B,T,a·k], and per-head q, k [B,a,T,k] and v [B,a,T,v]."""
-        b, t, _ = x.shape
-        a, k, v = self.heads, self.qk_dim, self.v_dim
-        q_raw, k_raw, v_raw = self.qkv(x).split([a * k, a * k, a * v], dim=-1)
-        q = q_raw.view(b, t, a, k).transpose(1, 2)
-        key = k_raw.view(b, t, a, k).transpose(1, 2)
-        value = v_raw.view(b, t, a, v).transpose(1, 2)
-        return q_raw, q, key, value
 
     def attend(self, q, key, value, mask, want_scores: bool):
         """Context [B,T,a·v]; with ``want_scores`` also the pre-softmax scores [B,a,T,T] (mask added).
@@ -59,8 +55,9 @@ class SelfAttention(nn.Module):
         return ctx.transpose(1, 2).reshape(b, t, -1), (scores if want_scores else None)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, want_scores: bool = False):
-        _, q, key, value = self.project(x)
-        ctx, scores = self.attend(q, key, value, mask, want_scores)
+        a, k, v = self.heads, self.qk_dim, self.v_dim
+        q, key, value = self.qkv(x).split([a * k, a * k, a * v], dim=-1)
+        ctx, scores = self.attend(split_heads(q, a), split_heads(key, a), split_heads(value, a), mask, want_scores)
         return self.norm(dropout_add(x, self.out(ctx), self.dropout)), scores
 
     # ---- the kind's contract with ArchSpec and the cost model -------------------------------

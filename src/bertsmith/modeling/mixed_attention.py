@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import SelfAttention
+from .attention import SelfAttention, split_heads
 from .fast import dropout_add
 
 
@@ -40,10 +40,8 @@ class MixedAttention(SelfAttention):
         b, t, _ = x.shape
         a, k, v, c, kernel = self.heads, self.qk_dim, self.v_dim, self.conv_heads, self.kernel
         q_raw, k_raw, v_raw, v_conv = self.qkv(x).split([a * k, a * k, a * v, c * v], dim=-1)
-        q = q_raw.view(b, t, a, k).transpose(1, 2)
-        key = k_raw.view(b, t, a, k).transpose(1, 2)
-        value = v_raw.view(b, t, a, v).transpose(1, 2)
-        ctx, scores = self.attend(q, key, value, mask, want_scores)
+        heads = (split_heads(q_raw, a), split_heads(k_raw, a), split_heads(v_raw, a))
+        ctx, scores = self.attend(*heads, mask, want_scores)
 
         span_key = self.pointwise(self.depthwise(x.transpose(1, 2))).transpose(1, 2) + self.conv_bias
         dyn = self.conv_kernel(q_raw * span_key).view(b, t, c, kernel, 1).softmax(dim=3)

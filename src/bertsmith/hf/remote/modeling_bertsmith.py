@@ -33,12 +33,7 @@ def spec_namespace(spec: dict) -> SimpleNamespace:
             return tuple(wrap(v) for v in value)
         return value
 
-    ns = wrap(spec)
-    ns.num_layers = len(ns.layers)
-    for layer in ns.layers:
-        att = layer.attention
-        att.conv_heads = att.heads * (att.head_ratio - 1) if att.kind == "mixed" else 0
-    return ns
+    return wrap(spec)
 
 
 def _adopt(target: nn.Module, source: nn.Module) -> None:
