@@ -1,0 +1,1 @@
+"""Distillation: losses, objectives, the trainer, checkpoints, and the task and teacher jobs."""

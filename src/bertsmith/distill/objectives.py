@@ -1,0 +1,273 @@
+"""Training objectives: modules whose ``forward(batch)`` returns ``(loss, parts)``.
+
+The trainer optimises an objective's parameters (the student plus any learned projection) and
+evaluates ``objective.student``; the teacher is held outside the module tree, so it is never
+trained, saved or handed to the optimiser. Which terms an objective adds and with what weights is a
+``LossConfig``:
+
+- ``labels``: cross-entropy on the gold labels (MSE for regression);
+- ``logits``: the teacher's predictions, by KL with temperature, soft cross-entropy, or MSE
+  (regression always uses MSE);
+- ``hidden``: MSE of the embedding output and of every student layer against the mapped teacher
+  layer, through one learned projection when the widths differ;
+- ``attention``: per mapped layer pair, MSE of the pre-softmax scores when the head counts match,
+  otherwise the MiniLMv2 Q-Q, K-K and V-V relation KL (``attention_mode`` forces either);
+- ``mlm`` (task-agnostic only): Bort's 0.1·MLM + 0.5·T²·KL on masked tokens, when both models have
+  a masked-LM head.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import Iterator, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from ..errors import ConfigError
+from ..modeling import BertsmithForMaskedLM, BertsmithModel
+from . import losses as L
+
+TERMS = ("labels", "logits", "hidden", "attention", "mlm")
+
+
+class LossConfig(BaseModel):
+    """Which loss terms, their weights and their settings. A term is on when its weight is > 0."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    labels: float = Field(0.0, ge=0)
+    logits: float = Field(1.0, ge=0)
+    hidden: float = Field(0.0, ge=0)
+    attention: float = Field(0.0, ge=0)
+    mlm: float = Field(0.0, ge=0)
+    logit_loss: Literal["kl", "soft_ce"] = "kl"
+    temperature: float = Field(1.0, gt=0)
+    attention_mode: Literal["auto", "scores", "relation"] = "auto"
+    relation_heads: int = Field(12, ge=1, description="preferred MiniLMv2 relation heads (reduced to divide widths)")
+    layer_map: tuple[int, ...] | None = Field(None, description="teacher layer (1-based) per student layer")
+    mlm_weight: float = Field(0.1, ge=0, description="Bort: weight of the student's own MLM loss")
+    mlm_kd_weight: float = Field(0.5, ge=0, description="Bort: weight of T²·KL to the teacher")
+    mlm_temperature: float = Field(2.0, gt=0)
+    mask_probability: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _some_term(self) -> "LossConfig":
+        if not any(getattr(self, t) > 0 for t in TERMS):
+            raise ValueError("every loss weight is 0: switch on at least one of " + ", ".join(TERMS))
+        return self
+
+    @classmethod
+    def from_terms(cls, terms: str, **settings) -> "LossConfig":
+        """``"logits,hidden,attention"`` → those terms at weight 1, the others off."""
+        names = [t.strip() for t in terms.split(",") if t.strip()]
+        unknown = [t for t in names if t not in TERMS]
+        if unknown or not names:
+            raise ConfigError(f"losses = {terms!r}: expected a comma-separated subset of {', '.join(TERMS)}")
+        return cls(**{t: float(t in names) for t in TERMS}, **settings)
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(getattr(self, t) > 0 for t in ("logits", "hidden", "attention", "mlm"))
+
+
+@contextmanager
+def capture_qkv(encoder: BertsmithModel, layers: list[int]) -> Iterator[dict[int, torch.Tensor]]:
+    """Record the fused QKV projection output of the given layers (0-based) during a forward."""
+    store: dict[int, torch.Tensor] = {}
+    with ExitStack() as stack:
+        for i in layers:
+            hook = encoder.layers[i].attention.qkv.register_forward_hook(
+                lambda _m, _in, out, i=i: store.__setitem__(i, out)
+            )
+            stack.callback(hook.remove)
+        yield store
+
+
+def split_qkv(fused: torch.Tensor, attention) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The self-attention Q, K, V [B, T, a·d] inside a fused projection output (mixed attention
+    appends its convolution values after them)."""
+    a, k, v = attention.heads, attention.qk_dim, attention.v_dim
+    return fused[..., : a * k], fused[..., a * k : 2 * a * k], fused[..., 2 * a * k : 2 * a * k + a * v]
+
+
+class IntermediateLoss(nn.Module):
+    """Hidden-state and attention terms between a student and a teacher encoder."""
+
+    def __init__(self, student: BertsmithModel, teacher: BertsmithModel, config: LossConfig):
+        super().__init__()
+        s_spec, t_spec = student.spec, teacher.spec
+        ls, lt = s_spec.num_layers, t_spec.num_layers
+        layer_map = list(config.layer_map) if config.layer_map is not None else L.default_layer_map(ls, lt)
+        if len(layer_map) != ls or not all(1 <= m <= lt for m in layer_map):
+            raise ConfigError(
+                f"layer_map = {layer_map}: needs one teacher layer in 1..{lt} for each of the {ls} student layers"
+            )
+        self.layer_map = layer_map
+        self.config = config
+        self.project = nn.Linear(s_spec.hidden, t_spec.hidden) if s_spec.hidden != t_spec.hidden else None
+        self.modes: list[str] = []
+        for i, m in enumerate(layer_map):
+            same_heads = s_spec.layers[i].attention.heads == t_spec.layers[m - 1].attention.heads
+            mode = config.attention_mode
+            if mode == "auto":
+                mode = "scores" if same_heads else "relation"
+            if mode == "scores" and not same_heads:
+                raise ConfigError(
+                    f"attention_mode = 'scores': student layer {i + 1} has {s_spec.layers[i].attention.heads} heads, "
+                    f"teacher layer {m} has {t_spec.layers[m - 1].attention.heads}; use 'relation' or 'auto'"
+                )
+            self.modes.append(mode)
+        widths = []
+        for spec, idx in ((s_spec, range(ls)), (t_spec, [m - 1 for m in layer_map])):
+            for i in idx:
+                att = spec.layers[i].attention
+                widths += [att.heads * att.qk_dim, att.heads * att.v_dim]
+        self.relation_heads = L.relation_heads(widths, config.relation_heads)
+
+    @property
+    def wants_scores(self) -> bool:
+        return self.config.attention > 0 and "scores" in self.modes
+
+    def relation_layers(self) -> tuple[list[int], list[int]]:
+        """(student layers, teacher layers), 0-based, that use the relation loss."""
+        if self.config.attention == 0:
+            return [], []
+        pairs = [(i, m - 1) for i, (m, mode) in enumerate(zip(self.layer_map, self.modes)) if mode == "relation"]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def forward(self, s_out, t_out, s_qkv, t_qkv, s_spec, t_spec, mask) -> dict[str, torch.Tensor]:
+        parts: dict[str, torch.Tensor] = {}
+        if self.config.hidden > 0:
+            pairs = [(0, 0), *((i + 1, m) for i, m in enumerate(self.layer_map))]
+            parts["hidden"] = sum(
+                L.hidden_mse(s_out.hidden_states[i], t_out.hidden_states[m], mask, self.project) for i, m in pairs
+            )
+        if self.config.attention > 0:
+            total = 0.0
+            for i, (m, mode) in enumerate(zip(self.layer_map, self.modes)):
+                if mode == "scores":
+                    total = total + L.attention_score_mse(s_out.attentions[i], t_out.attentions[m - 1], mask)
+                else:
+                    s_parts = split_qkv(s_qkv[i], s_spec.layers[i].attention)
+                    t_parts = split_qkv(t_qkv[m - 1], t_spec.layers[m - 1].attention)
+                    total = total + sum(
+                        L.relation_kl(s, t, self.relation_heads, mask) for s, t in zip(s_parts, t_parts)
+                    )
+            parts["attention"] = total
+        return parts
+
+
+def _encoder(model: nn.Module) -> BertsmithModel:
+    return model if isinstance(model, BertsmithModel) else model.encoder
+
+
+class Objective(nn.Module):
+    """Base: ``student`` is trained and evaluated; ``teacher`` (may be None) is frozen and unsaved."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, config: LossConfig):
+        super().__init__()
+        if config.needs_teacher and teacher is None:
+            raise ConfigError("the configured losses need a teacher (only 'labels' trains without one)")
+        self.student = student
+        self._teacher = (teacher.eval().requires_grad_(False),) if teacher is not None else ()
+        self.config = config
+        self.intermediate = (
+            IntermediateLoss(_encoder(student), _encoder(teacher), config)
+            if teacher is not None and (config.hidden > 0 or config.attention > 0)
+            else None
+        )
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        return self._teacher[0] if self._teacher else None
+
+    def _run(self, batch: dict, input_ids: torch.Tensor | None = None):
+        """Student and teacher forwards with what the configured terms need."""
+        ids = batch["input_ids"] if input_ids is None else input_ids
+        mask, types = batch["attention_mask"], batch.get("token_type_ids")
+        inter = self.intermediate
+        want_h = inter is not None and self.config.hidden > 0
+        want_s = inter is not None and inter.wants_scores
+        s_rel, t_rel = inter.relation_layers() if inter is not None else ([], [])
+        kwargs = {"output_hidden_states": want_h, "output_attentions": want_s}
+        with capture_qkv(_encoder(self.student), s_rel) as s_qkv:
+            s_pred, s_out = self._forward(self.student, ids, mask, types, kwargs)
+        t_pred = t_out = t_qkv = None
+        if self.teacher is not None:
+            with torch.no_grad(), capture_qkv(_encoder(self.teacher), t_rel) as t_qkv:
+                t_pred, t_out = self._forward(self.teacher, ids, mask, types, kwargs)
+        parts = {}
+        if inter is not None:
+            parts = inter(s_out, t_out, s_qkv, t_qkv, _encoder(self.student).spec, _encoder(self.teacher).spec, mask)
+        return s_pred, t_pred, parts
+
+    @staticmethod
+    def _forward(model, ids, mask, types, kwargs):
+        out = model(ids, mask, types, **kwargs)
+        return out if isinstance(out, tuple) else (None, out)
+
+    def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(getattr(self.config, name) * value for name, value in parts.items())
+
+
+class TaskObjective(Objective):
+    """Sequence classification / regression: labels, teacher logits, hidden and attention terms."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, config: LossConfig, *, regression: bool):
+        super().__init__(student, teacher, config)
+        self.regression = regression
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        s_logits, t_logits, parts = self._run(batch)
+        if self.config.labels > 0:
+            labels = batch["labels"]
+            parts["labels"] = (
+                F.mse_loss(s_logits.squeeze(-1).float(), labels.float())
+                if self.regression
+                else F.cross_entropy(s_logits.float(), labels)
+            )
+        if self.config.logits > 0:
+            if self.regression:
+                parts["logits"] = L.logits_mse(s_logits, t_logits)
+            elif self.config.logit_loss == "kl":
+                parts["logits"] = L.kl_div(s_logits, t_logits, self.config.temperature)
+            else:
+                parts["logits"] = L.soft_cross_entropy(s_logits, t_logits, self.config.temperature)
+        return self.total(parts), parts
+
+
+class AgnosticObjective(Objective):
+    """Raw text, no labels: hidden and attention terms for any teacher, plus Bort's masked-LM
+    distillation when student and teacher both have a masked-LM head (``mlm`` weight > 0)."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: LossConfig, *, mask_id: int | None = None):
+        super().__init__(student, teacher, config)
+        if config.logits > 0 or config.labels > 0:
+            raise ConfigError("task-agnostic distillation has no labels or task logits: use hidden, attention, mlm")
+        if config.mlm > 0:
+            if not (isinstance(student, BertsmithForMaskedLM) and isinstance(teacher, BertsmithForMaskedLM)):
+                raise ConfigError("the mlm loss needs a teacher and a student with a masked-LM head")
+            if mask_id is None:
+                raise ConfigError("the mlm loss needs the tokenizer's [MASK] id")
+        self.mask_id = mask_id
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        ids = batch["input_ids"]
+        labels = None
+        if self.config.mlm > 0:
+            vocab = _encoder(self.student).spec.embeddings.vocab_size
+            ids, labels = L.mask_tokens(
+                ids, batch["special_tokens_mask"], mask_id=self.mask_id, vocab_size=vocab,
+                probability=self.config.mask_probability,
+            )
+        s_logits, t_logits, parts = self._run(batch, ids)
+        if labels is not None:
+            ce, kd = L.mlm_distillation(
+                s_logits, t_logits, labels, temperature=self.config.mlm_temperature,
+                mlm_weight=self.config.mlm_weight, kd_weight=self.config.mlm_kd_weight,
+            )
+            parts["mlm"] = self.config.mlm_weight * ce + self.config.mlm_kd_weight * kd
+        return self.total(parts), parts
