@@ -165,7 +165,10 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / RUN_STATE, json.dumps(self.fingerprint, indent=1))
         torch.manual_seed(cfg.seed)
-        accelerator = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no", cpu=not torch.cuda.is_available())
+        # Autocast is applied here rather than through Accelerator(mixed_precision=...): Accelerate keeps
+        # that setting in process-wide state, which would forbid runs with and without bf16 in one process.
+        accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        autocast = torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         optimizer = torch.optim.AdamW(param_groups(self.objective, cfg.weight_decay), lr=cfg.lr)
         model, optimizer = accelerator.prepare(self.objective, optimizer)
         objective = accelerator.unwrap_model(model)
@@ -193,7 +196,7 @@ class Trainer:
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup, cfg.schedule)
-                with accelerator.autocast():
+                with autocast:
                     loss, parts = model(batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"step {step}: the loss is {loss.item()}; lower the learning rate")
