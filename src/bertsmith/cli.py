@@ -314,6 +314,9 @@ def distill(
     attention_mode: str = typer.Option("auto", "--attention-mode",
                                        help="auto (scores where head counts match, else relations), scores or relation."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's encoder (e.g. from `bertsmith pretrain`)."),
+    init_from_teacher: bool = typer.Option(False, "--init-from-teacher",
+                                           help="Start from the teacher's weights sliced to --arch (evenly spaced layers, "
+                                                "leading heads, head dims, FFN neurons and hidden channels)."),
     data_dir: Optional[Path] = DATA_DIR,
     max_length: int = MAX_LENGTH,
     steps: Optional[int] = STEPS, epochs: Optional[float] = EPOCHS, batch_size: Optional[int] = BATCH,
@@ -343,7 +346,8 @@ def distill(
     spec = load_spec(arch)
     run_dir = out or Path("runs") / f"distill-{t.name}-{Path(arch).stem}-s{config.seed}"
     result = distill_on_task(spec, teacher, t, losses=loss_config, config=config, run_dir=run_dir,
-                             data_dir=_data_dir(data_dir), init=init, max_length=max_length, resume=resume,
+                             data_dir=_data_dir(data_dir), init=init, init_from_teacher=init_from_teacher,
+                             max_length=max_length, resume=resume,
                              cache_dir=cache_dir, progress=not quiet)
     console.print(f"student: {result.model_dir} (best at step {result.best_step} of {result.steps})")
     console.print(_metrics_line(result.metrics))

@@ -80,6 +80,7 @@ def test_kill_9_and_resume_ends_like_an_uninterrupted_run(tmp_path, teacher_dir,
     (["--task", "sst2", "--data-dir", "/no/such/glue"], "/no/such/glue"),
     (["--task", "sst2", "--steps", "0"], "steps = 0"),
     (["--task", "sst2", "--losses", "logits,magic"], "losses = 'logits,magic'"),
+    (["--task", "sst2", "--init", "/no/such/dir", "--init-from-teacher"], "--init and --init-from-teacher"),
 ])
 def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, teacher_dir, tmp_path, args, message):
     code, _, err = run(monkeypatch, capsys, "distill", "--arch", "bert-mini", "--teacher", str(teacher_dir),

@@ -13,7 +13,7 @@ from bertsmith.distill.objectives import LossConfig
 from bertsmith.distill.task import distill_on_task, load_tokenizer
 from bertsmith.distill.teacher import INFO, finetune_teacher, load_teacher
 from bertsmith.distill.trainer import TrainConfig
-from bertsmith.errors import CheckpointError, DataError
+from bertsmith.errors import CheckpointError, DataError, SpecError
 from bertsmith.hf import import_checkpoint
 
 from .conftest import tiny_spec
@@ -51,6 +51,23 @@ def test_distillation_writes_a_loadable_student(teacher_dir, task_file, cache_di
     tokenizer = load_tokenizer(result.model_dir)
     batch = tokenizer(["the film was great"], return_tensors="pt")
     assert imported.model(batch["input_ids"], batch["attention_mask"])[0].shape == (1, 2)
+
+
+def test_a_student_sliced_from_the_teacher_starts_as_the_teacher(teacher_dir, task_file, cache_dir, tmp_path):
+    """Sliced to the teacher's own shape and (almost) not trained, the student scores what the teacher does."""
+    task = resolve_task(task_file)
+    teacher_spec = load_teacher(teacher_dir, task).encoder.spec
+    result = distill_on_task(teacher_spec, teacher_dir, task, losses=LossConfig(labels=1, logits=0),
+                             config=TrainConfig(steps=1, lr=1e-12, batch_size=16), init_from_teacher=True,
+                             run_dir=tmp_path / "run", max_length=16, cache_dir=cache_dir, progress=False)
+    assert result.metrics == json.loads((teacher_dir / INFO).read_text())["metrics"]
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["init"] == "teacher-slice"
+    with pytest.raises(SpecError, match=r"layers\[0\].ffn.size: 200 is larger"):
+        distill_on_task(teacher_spec.replace(layers=[{"attention": {"heads": 4, "qk_dim": 12, "v_dim": 12},
+                                                      "ffn": {"size": 200}}]),
+                        teacher_dir, task, losses=LossConfig(), config=STUDENT, init_from_teacher=True,
+                        run_dir=tmp_path / "bad", max_length=16, cache_dir=cache_dir, progress=False)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_labels_only_training_needs_no_task_teacher(base_dir, task_file, cache_dir, tmp_path):

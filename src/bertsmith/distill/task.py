@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..arch import ArchSpec, atomic_write_text
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..data import Encoded, Task, collate, compute_metrics, encode_split, length_grouped_batches, load_split
 from ..data.tokenize import cache_root
 from .objectives import LossConfig
@@ -190,6 +190,7 @@ def distill_on_task(
     run_dir: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
     init: str | os.PathLike | None = None,
+    init_from_teacher: bool = False,
     max_length: int = 128,
     resume: bool = False,
     cache_dir: str | os.PathLike | None = None,
@@ -198,17 +199,22 @@ def distill_on_task(
     """Train a student of shape ``spec`` on ``task`` from a fine-tuned teacher (or from the labels
     only, when ``losses`` needs no teacher; the teacher directory still gives the tokenizer).
     ``init``: a checkpoint directory whose encoder weights start the student (its spec is used).
+    ``init_from_teacher``: start from the teacher's weights sliced to ``spec`` (``modeling.elastic``:
+    evenly spaced layers, the leading heads, head dims, FFN neurons and hidden channels).
     Writes ``RUN_DIR/model`` (Hugging Face directory of the best student) and ``result.json``."""
     from ..cost import encoder_params, params
     from ..hf.checkpoint import import_checkpoint
     from ..hf.export import export_pretrained
     from ..modeling import BertsmithForSequenceClassification
+    from ..modeling.elastic import slice_weights
     from .objectives import TaskObjective
     from .teacher import load_teacher
 
+    if init is not None and init_from_teacher:
+        raise ConfigError("--init and --init-from-teacher: choose one starting point for the student")
     run_dir = Path(run_dir)
     tokenizer = load_tokenizer(teacher_dir)
-    teacher = load_teacher(teacher_dir, task) if losses.needs_teacher else None
+    teacher = load_teacher(teacher_dir, task) if losses.needs_teacher or init_from_teacher else None
     if teacher is not None:
         check_vocab(tokenizer, teacher.encoder.spec, teacher_dir)
     data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
@@ -221,10 +227,14 @@ def distill_on_task(
     student = BertsmithForSequenceClassification(spec, num_labels=task.num_labels)
     if init is not None:
         student.encoder.load_state_dict(start.model.state_dict())
-    objective = TaskObjective(student, teacher, losses, regression=task.is_regression)
+    if init_from_teacher:
+        slice_weights(teacher, teacher.encoder.spec, student, spec)
+    objective = TaskObjective(student, teacher if losses.needs_teacher else None, losses,
+                              regression=task.is_regression)
     fingerprint = {
         "spec": spec.model_dump(mode="json"), "teacher": str(Path(teacher_dir).resolve()), "task": task.name,
-        "losses": losses.model_dump(mode="json"), "init": str(init) if init else None,
+        "losses": losses.model_dump(mode="json"),
+        "init": "teacher-slice" if init_from_teacher else (str(init) if init else None),
     }
     result = train_on_task(
         objective, data, config=config, run_dir=run_dir, resume=resume, fingerprint=fingerprint,

@@ -1,0 +1,110 @@
+"""Slicing a model into a smaller ArchSpec: exact where units are removed, clear errors otherwise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bertsmith.arch import ArchSpec
+from bertsmith.errors import SpecError
+from bertsmith.modeling import BertsmithForSequenceClassification, BertsmithModel
+from bertsmith.modeling.elastic import even_layers, slice_weights
+
+EMB = {"vocab_size": 97, "max_positions": 40}
+
+
+def spec(layers=3, hidden=32, heads=4, qk=8, v=8, ffn=64, **kw) -> ArchSpec:
+    return ArchSpec.uniform(layers=layers, hidden=hidden, heads=heads, ffn=ffn, qk_dim=qk, v_dim=v,
+                            embeddings=EMB, **kw)
+
+
+def inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 97, (2, 9), generator=g)
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    return ids, mask
+
+
+def source_model(s: ArchSpec, cls=BertsmithModel):
+    torch.manual_seed(0)
+    model = cls(s) if cls is BertsmithModel else cls(s, num_labels=3)
+    return model.eval()
+
+
+def sliced(source, s_spec, t_spec, cls=BertsmithModel, layers=None):
+    target = (cls(t_spec) if cls is BertsmithModel else cls(t_spec, num_labels=3)).eval()
+    slice_weights(source, s_spec, target, t_spec, layers=layers)
+    return target
+
+
+def test_same_spec_reproduces_the_source():
+    s = spec()
+    source = source_model(s, BertsmithForSequenceClassification)
+    target = sliced(source, s, s, BertsmithForSequenceClassification)
+    with torch.no_grad():
+        torch.testing.assert_close(target(*inputs())[0], source(*inputs())[0], rtol=0, atol=0)
+
+
+def test_fewer_heads_and_ffn_neurons_equal_the_source_with_those_units_removed():
+    s, t = spec(), spec(heads=2, ffn=40)
+    source = source_model(s)
+    target = sliced(source, s, t)
+    with torch.no_grad():  # reference: zero what the slice drops (its contribution to the output)
+        for layer in source.layers:
+            layer.attention.out.weight[:, 2 * 8:] = 0
+            layer.ffn.down.weight[:, 40:] = 0
+        torch.testing.assert_close(target(*inputs()).last_hidden_state, source(*inputs()).last_hidden_state)
+
+
+def test_fewer_layers_equal_the_source_without_them():
+    s, t = spec(layers=4), spec(layers=2)
+    source = source_model(s)
+    target = sliced(source, s, t, layers=[0, 3])
+    with torch.no_grad():
+        source.layers = torch.nn.ModuleList([source.layers[0], source.layers[3]])
+        torch.testing.assert_close(target(*inputs()).last_hidden_state, source(*inputs()).last_hidden_state)
+
+
+def test_narrower_dims_take_the_leading_channels_of_each_head():
+    s, t = spec(), spec(hidden=24, heads=3, qk=4, v=6, ffn=48)
+    source = source_model(s)
+    target = sliced(source, s, t)
+    src, dst = source.layers[2].attention.qkv.weight, target.layers[2].attention.qkv.weight
+    assert dst.shape == (3 * (4 + 4 + 6), 24)
+    q, k, v = (part.view(4, 8, 32) for part in src.split([32, 32, 32]))
+    want = torch.cat([q[:3, :4].reshape(12, 32), k[:3, :4].reshape(12, 32), v[:3, :6].reshape(18, 32)])
+    torch.testing.assert_close(dst, want[:, :24])
+    out = source.layers[2].attention.out.weight.view(32, 4, 8)[:24, :3, :6].reshape(24, 18)
+    torch.testing.assert_close(target.layers[2].attention.out.weight, out)
+    torch.testing.assert_close(target.embeddings.word.weight, source.embeddings.word.weight[:, :24])
+    assert target(*inputs()).last_hidden_state.isfinite().all()
+
+
+def test_even_layers_end_at_the_last_source_layer():
+    assert even_layers(4, 6) == [1, 2, 3, 5]
+    assert even_layers(3, 12) == [3, 7, 11]
+    assert even_layers(6, 6) == list(range(6))
+
+
+@pytest.mark.parametrize("target,layers,message", [
+    (spec(hidden=48, heads=4, qk=12, v=12), None, "hidden: 48 is larger than the source's 32"),
+    (spec(heads=6), None, "layers[0].attention.heads: 6 is larger than source layer 0's 4"),
+    (spec(ffn=80), None, "layers[0].ffn.size: 80 is larger"),
+    (spec(layers=2), [0, 5], "layers[1]: source layer 5 does not exist"),
+    (spec(layers=2), [0], "layers: 1 source layers given for 2 target layers"),
+    (spec(ffn_kind="grouped", groups=2), None, "layers[0].ffn.kind: slicing supports dense"),
+    (spec(activation="relu"), None, "layers[0].ffn.activation"),
+    (ArchSpec.uniform(layers=3, hidden=32, heads=4, ffn=64, embeddings={"vocab_size": 98, "max_positions": 40}),
+     None, "embeddings: vocab_size"),
+])
+def test_impossible_slices_name_the_dimension(target, layers, message):
+    with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        slice_weights(source_model(spec()), spec(), BertsmithModel(target), target, layers=layers)
+
+
+def test_heads_with_a_different_number_of_labels_are_refused():
+    s = spec()
+    source = source_model(s, BertsmithForSequenceClassification)
+    with pytest.raises(SpecError, match="head.out.weight: the source head has 3 outputs, the target 2"):
+        slice_weights(source, s, BertsmithForSequenceClassification(s, num_labels=2), s)
