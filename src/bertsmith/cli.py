@@ -317,6 +317,9 @@ def distill(
     init_from_teacher: bool = typer.Option(False, "--init-from-teacher",
                                            help="Start from the teacher's weights sliced to --arch (evenly spaced layers, "
                                                 "leading heads, head dims, FFN neurons and hidden channels)."),
+    augment: int = typer.Option(0, "--augment", help="Also train on this many perturbed copies of the train split "
+                                "(tokens replaced at random; the teacher labels them)."),
+    augment_rate: float = typer.Option(0.15, "--augment-rate", help="Fraction of tokens replaced in each copy."),
     data_dir: Optional[Path] = DATA_DIR,
     max_length: int = MAX_LENGTH,
     steps: Optional[int] = STEPS, epochs: Optional[float] = EPOCHS, batch_size: Optional[int] = BATCH,
@@ -347,7 +350,7 @@ def distill(
     run_dir = out or Path("runs") / f"distill-{t.name}-{Path(arch).stem}-s{config.seed}"
     result = distill_on_task(spec, teacher, t, losses=loss_config, config=config, run_dir=run_dir,
                              data_dir=_data_dir(data_dir), init=init, init_from_teacher=init_from_teacher,
-                             max_length=max_length, resume=resume,
+                             augment=augment, augment_rate=augment_rate, max_length=max_length, resume=resume,
                              cache_dir=cache_dir, progress=not quiet)
     console.print(f"student: {result.model_dir} (best at step {result.best_step} of {result.steps})")
     console.print(_metrics_line(result.metrics))

@@ -70,6 +70,19 @@ def test_a_student_sliced_from_the_teacher_starts_as_the_teacher(teacher_dir, ta
     assert not (tmp_path / "bad").exists()
 
 
+def test_augmented_distillation_trains_on_the_copies(teacher_dir, task_file, cache_dir, tmp_path):
+    """Three copies: an epoch is four times as many batches, and the settings are part of the run."""
+    task = resolve_task(task_file)
+    config = TrainConfig(epochs=1, lr=3e-3, batch_size=16)
+    plain = distill_on_task(SPEC, teacher_dir, task, losses=LossConfig.from_terms("logits"), config=config,
+                            run_dir=tmp_path / "plain", max_length=16, cache_dir=cache_dir, progress=False)
+    augmented = distill_on_task(SPEC, teacher_dir, task, losses=LossConfig.from_terms("logits"), config=config,
+                                augment=3, augment_rate=0.2, run_dir=tmp_path / "aug", max_length=16,
+                                cache_dir=cache_dir, progress=False)
+    assert augmented.steps == pytest.approx(4 * plain.steps, abs=4)
+    assert json.loads((tmp_path / "aug" / "result.json").read_text())["augment"] == {"copies": 3, "rate": 0.2}
+
+
 def test_labels_only_training_needs_no_task_teacher(base_dir, task_file, cache_dir, tmp_path):
     """The directory gives the tokenizer only: a base checkpoint without a task head is fine."""
     result = distill_on_task(tiny_spec(layers=1), base_dir, resolve_task(task_file), losses=LossConfig(labels=1, logits=0),

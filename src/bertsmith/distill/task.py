@@ -19,6 +19,7 @@ import torch
 from ..arch import ArchSpec, atomic_write_text
 from ..errors import CheckpointError, ConfigError, DataError
 from ..data import Encoded, Task, collate, compute_metrics, encode_split, length_grouped_batches, load_split
+from ..data.augment import perturbed_copies
 from ..data.tokenize import cache_root
 from .objectives import LossConfig
 from .trainer import TrainConfig, Trainer, TrainResult
@@ -191,6 +192,8 @@ def distill_on_task(
     data_dir: str | os.PathLike | None = None,
     init: str | os.PathLike | None = None,
     init_from_teacher: bool = False,
+    augment: int = 0,
+    augment_rate: float = 0.15,
     max_length: int = 128,
     resume: bool = False,
     cache_dir: str | os.PathLike | None = None,
@@ -201,6 +204,7 @@ def distill_on_task(
     ``init``: a checkpoint directory whose encoder weights start the student (its spec is used).
     ``init_from_teacher``: start from the teacher's weights sliced to ``spec`` (``modeling.elastic``:
     evenly spaced layers, the leading heads, head dims, FFN neurons and hidden channels).
+    ``augment``: train on the train split plus this many perturbed copies of it (``data.augment``).
     Writes ``RUN_DIR/model`` (Hugging Face directory of the best student) and ``result.json``."""
     from ..cost import encoder_params, params
     from ..hf.checkpoint import import_checkpoint
@@ -218,6 +222,8 @@ def distill_on_task(
     if teacher is not None:
         check_vocab(tokenizer, teacher.encoder.spec, teacher_dir)
     data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
+    data.splits["train"] = perturbed_copies(data.splits["train"], augment, rate=augment_rate,
+                                            special_ids=set(tokenizer.all_special_ids), seed=config.seed)
 
     torch.manual_seed(config.seed)
     if init is not None:
@@ -235,6 +241,7 @@ def distill_on_task(
         "spec": spec.model_dump(mode="json"), "teacher": str(Path(teacher_dir).resolve()), "task": task.name,
         "losses": losses.model_dump(mode="json"),
         "init": "teacher-slice" if init_from_teacher else (str(init) if init else None),
+        "augment": {"copies": augment, "rate": augment_rate} if augment else None,
     }
     result = train_on_task(
         objective, data, config=config, run_dir=run_dir, resume=resume, fingerprint=fingerprint,
