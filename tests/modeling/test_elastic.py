@@ -108,3 +108,43 @@ def test_heads_with_a_different_number_of_labels_are_refused():
     source = source_model(s, BertsmithForSequenceClassification)
     with pytest.raises(SpecError, match="head.out.weight: the source head has 3 outputs, the target 2"):
         slice_weights(source, s, BertsmithForSequenceClassification(s, num_labels=2), s)
+
+
+def labelled_batches(n=3):
+    out = []
+    for seed in range(n):
+        ids, mask = inputs(seed)
+        out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids),
+                    "labels": torch.tensor([seed % 3, (seed + 1) % 3])})
+    return out
+
+
+@pytest.mark.parametrize("pooler", [True, False])
+def test_reordering_keeps_the_function_and_puts_important_units_first(pooler):
+    from bertsmith.modeling.elastic import importance, reorder
+
+    s = spec(pooler=pooler)
+    model = source_model(s, BertsmithForSequenceClassification)
+    with torch.no_grad():  # a dead head and a dead neuron in layer 1: their Taylor scores are 0
+        model.encoder.layers[1].attention.out.weight[:, 0:8] = 0
+        model.encoder.layers[1].ffn.down.weight[:, 5] = 0
+    before = model(*inputs())[0].detach()
+    scores = importance(model, labelled_batches())
+    assert scores.heads[1][0] == 0 and (scores.heads[1][1:] > 0).all()
+    assert scores.neurons[1][5] == 0 and (scores.hidden > 0).all()
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+    reorder(model, scores)
+    torch.testing.assert_close(model(*inputs())[0], before)
+    assert (model.encoder.layers[1].attention.out.weight[:, -8:] == 0).all()  # the dead head went last
+    assert (model.encoder.layers[1].ffn.down.weight[:, -1] == 0).all()
+    again = importance(model, labelled_batches())
+    for new in (again.heads[0], again.neurons[2], again.hidden):
+        assert (new[:-1] >= new[1:] - 1e-6 * new.max()).all()  # now sorted, most important first
+
+
+def test_importance_needs_plain_kinds():
+    from bertsmith.modeling.elastic import importance
+
+    s = spec(ffn_kind="grouped", groups=2)
+    with pytest.raises(SpecError, match="layers\\[0\\]: importance and reordering support mhsa"):
+        importance(BertsmithForSequenceClassification(s, num_labels=3), labelled_batches())

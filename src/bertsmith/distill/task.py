@@ -25,6 +25,7 @@ from .objectives import LossConfig
 from .trainer import TrainConfig, Trainer, TrainResult
 
 EVAL_BATCH = 64
+IMPORTANCE_EXAMPLES = 512  # train examples that score the teacher's units before slicing (bertsmith's choice)
 
 
 def load_tokenizer(directory: str | os.PathLike):
@@ -203,14 +204,15 @@ def distill_on_task(
     only, when ``losses`` needs no teacher; the teacher directory still gives the tokenizer).
     ``init``: a checkpoint directory whose encoder weights start the student (its spec is used).
     ``init_from_teacher``: start from the teacher's weights sliced to ``spec`` (``modeling.elastic``:
-    evenly spaced layers, the leading heads, head dims, FFN neurons and hidden channels).
+    evenly spaced layers, then the most important heads, FFN neurons and hidden channels by their
+    Taylor scores on ``IMPORTANCE_EXAMPLES`` train examples, and the leading head dims).
     ``augment``: train on the train split plus this many perturbed copies of it (``data.augment``).
     Writes ``RUN_DIR/model`` (Hugging Face directory of the best student) and ``result.json``."""
     from ..cost import encoder_params, params
     from ..hf.checkpoint import import_checkpoint
     from ..hf.export import export_pretrained
     from ..modeling import BertsmithForSequenceClassification
-    from ..modeling.elastic import slice_weights
+    from ..modeling.elastic import importance, reorder, slice_weights
     from .objectives import TaskObjective
     from .teacher import load_teacher
 
@@ -233,7 +235,11 @@ def distill_on_task(
     student = BertsmithForSequenceClassification(spec, num_labels=task.num_labels)
     if init is not None:
         student.encoder.load_state_dict(start.model.state_dict())
-    if init_from_teacher:
+    if init_from_teacher:  # reordering leaves the teacher's function unchanged
+        train = data.splits["train"]
+        sample = np.random.default_rng(config.seed).permutation(len(train))[:IMPORTANCE_EXAMPLES]
+        batches = [collate(train, sample[i:i + EVAL_BATCH], data.pad_id) for i in range(0, len(sample), EVAL_BATCH)]
+        reorder(teacher, importance(teacher, batches))
         slice_weights(teacher, teacher.encoder.spec, student, spec)
     objective = TaskObjective(student, teacher if losses.needs_teacher else None, losses,
                               regression=task.is_regression)
