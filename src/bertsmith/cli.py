@@ -315,8 +315,8 @@ def distill(
                                        help="auto (scores where head counts match, else relations), scores or relation."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's encoder (e.g. from `bertsmith pretrain`)."),
     init_from_teacher: bool = typer.Option(False, "--init-from-teacher",
-                                           help="Start from the teacher's weights sliced to --arch (evenly spaced layers, "
-                                                "leading heads, head dims, FFN neurons and hidden channels)."),
+                                           help="Start from the teacher's weights sliced to --arch (evenly spaced layers; "
+                                                "the most important heads, FFN neurons and hidden channels)."),
     augment: int = typer.Option(0, "--augment", help="Also train on this many perturbed copies of the train split "
                                 "(tokens replaced at random; the teacher labels them)."),
     augment_rate: float = typer.Option(0.15, "--augment-rate", help="Fraction of tokens replaced in each copy."),

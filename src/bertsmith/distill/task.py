@@ -224,8 +224,6 @@ def distill_on_task(
     if teacher is not None:
         check_vocab(tokenizer, teacher.encoder.spec, teacher_dir)
     data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
-    data.splits["train"] = perturbed_copies(data.splits["train"], augment, rate=augment_rate,
-                                            special_ids=set(tokenizer.all_special_ids), seed=config.seed)
 
     torch.manual_seed(config.seed)
     if init is not None:
@@ -241,6 +239,8 @@ def distill_on_task(
         batches = [collate(train, sample[i:i + EVAL_BATCH], data.pad_id) for i in range(0, len(sample), EVAL_BATCH)]
         reorder(teacher, importance(teacher, batches))
         slice_weights(teacher, teacher.encoder.spec, student, spec)
+    data.splits["train"] = perturbed_copies(data.splits["train"], augment, rate=augment_rate,
+                                            special_ids=set(tokenizer.all_special_ids), seed=config.seed)
     objective = TaskObjective(student, teacher if losses.needs_teacher else None, losses,
                               regression=task.is_regression)
     fingerprint = {
