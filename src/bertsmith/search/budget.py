@@ -1,0 +1,95 @@
+"""Budgets: upper bounds on an architecture's cost, from a search space or ``--budget params=5M``.
+
+``params`` bounds the non-embedding parameters (the layers and the pooler: the part a search
+changes; the embedding table is the vocabulary's), ``total_params`` all parameters, ``flops`` the
+FLOPs of one sequence of ``seq_len`` tokens (``cost.flops``), and ``latency`` the measured latency in
+milliseconds of a batch of ``batch`` × ``seq_len`` on the named ``device``. Counts take the suffixes
+K, M, G, T (10³ ... 10¹²); latency takes ``ms`` or ``s`` (a bare number is milliseconds).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..arch import ArchSpec, _one_line
+from ..errors import ConfigError
+
+_SCALE = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)\s*$", re.IGNORECASE)
+_TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$", re.IGNORECASE)
+
+
+def parse_count(value: Any) -> int:
+    """``5M`` → 5,000,000; plain numbers pass through."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    match = _COUNT.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a count (a number with an optional K, M, G or T)")
+    return int(float(match[1]) * _SCALE[match[2].upper()])
+
+
+def parse_ms(value: Any) -> float:
+    """``20ms`` or ``0.02s`` → 20.0 milliseconds; a bare number is milliseconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _TIME.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a time (a number with ms or s)")
+    return float(match[1]) * (1000.0 if (match[2] or "ms").lower() == "s" else 1.0)
+
+
+class Budget(BaseModel):
+    """Upper bounds; ``None`` means no bound."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    params: int | None = Field(default=None, gt=0)
+    total_params: int | None = Field(default=None, gt=0)
+    flops: int | None = Field(default=None, gt=0)
+    latency: float | None = Field(default=None, gt=0)
+    device: str = "cpu"
+    seq_len: int = Field(default=128, gt=0)
+    batch: int = Field(default=1, gt=0)
+
+    @field_validator("params", "total_params", "flops", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> Any:
+        return None if value is None else parse_count(value)
+
+    @field_validator("latency", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> Any:
+        return None if value is None else parse_ms(value)
+
+    @classmethod
+    def parse(cls, text: str) -> "Budget":
+        """``params=5M,latency=20ms`` (the ``--budget`` option; several may be joined by commas)."""
+        fields: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, value = part.partition("=")
+            if not sep or not value.strip():
+                raise ConfigError(f"--budget {part!r}: expected NAME=VALUE, e.g. params=5M or latency=20ms")
+            fields[name.strip()] = value.strip()
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise ConfigError(f"--budget {text!r}: {_one_line(exc)}") from None
+
+    def violations(self, spec: ArchSpec, latency_ms: float | None = None) -> list[str]:
+        """What ``spec`` exceeds, one phrase each (empty when within budget). The latency bound needs
+        the measured or predicted ``latency_ms``; it is not checked without one."""
+        from ..cost import encoder_params, flops, params
+
+        out = []
+        for name, limit, value in (("params", self.params, lambda: encoder_params(spec)),
+                                   ("total_params", self.total_params, lambda: params(spec)),
+                                   ("flops", self.flops, lambda: flops(spec, self.seq_len))):
+            if limit is not None and value() > limit:
+                out.append(f"{name} {value():,} > {limit:,}")
+        if self.latency is not None and latency_ms is not None and latency_ms > self.latency:
+            out.append(f"latency {latency_ms:.2f} ms > {self.latency:g} ms")
+        return out

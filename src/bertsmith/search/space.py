@@ -1,0 +1,207 @@
+"""Search spaces: which ArchSpecs a search may propose, read from YAML.
+
+A space gives choices per dimension: a list of values or a range ``{min, max, step}``. The depth,
+hidden size and embedding size are global; the layer dimensions (attention kind, heads, query/key and
+value head dims, ConvBERT kernel and head ratio, FFN kind, size, groups, expression, activation) are
+chosen once for all layers (``per_layer: false``) or for each layer on its own. Options that only
+apply to one kind (``conv_kernel`` to ``mixed`` attention, ``groups`` to ``grouped`` FFNs,
+``expression`` to ``searched`` FFNs) are ignored for the other kinds, and combinations that the
+modeling code cannot build (e.g. groups that do not divide the hidden size) are left out, so
+``size()`` counts buildable architectures exactly. ``budget`` holds the constraints (``budget.py``).
+
+    depth: [2, 4, 6]
+    hidden: {min: 128, max: 384, step: 128}
+    layer:
+      heads: [4, 8, 12]
+      qk_dim: [32]
+      v_dim: [32]
+      ffn: {min: 256, max: 1536, step: 256}
+    per_layer: true
+    budget: {params: 5M}
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..arch import ArchSpec, AttentionSpec, EmbeddingSpec, FFNSpec, _one_line
+from ..errors import SpecError
+from ..modeling.registry import ATTENTION, FFN
+from .budget import Budget
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Range(_Strict):
+    """Every value from ``min`` to ``max`` (inclusive) in steps of ``step``."""
+
+    min: int = Field(gt=0)
+    max: int = Field(gt=0)
+    step: int = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Range":
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+    def values(self) -> list[int]:
+        return list(range(self.min, self.max + 1, self.step))
+
+
+Ints = Union[Range, list[int]]
+
+
+def _values(choice: Any) -> list:
+    return choice.values() if isinstance(choice, Range) else list(choice)
+
+
+class LayerChoices(_Strict):
+    """Choices for one layer's dimensions."""
+
+    attention: list[str] = ["mhsa"]
+    heads: Ints
+    qk_dim: Ints
+    v_dim: Ints
+    conv_kernel: Ints = [9]
+    head_ratio: Ints = [2]
+    ffn_kind: list[str] = ["dense"]
+    ffn: Ints
+    groups: Ints = [2]
+    expression: list[str] = ["L(gelu(L(x)))"]
+    activation: list[str] = ["gelu"]
+
+    @model_validator(mode="after")
+    def _check(self) -> "LayerChoices":
+        for name in type(self).model_fields:
+            if not _values(getattr(self, name)):
+                raise ValueError(f"{name}: no choices")
+        for name, known in (("attention", ATTENTION), ("ffn_kind", FFN)):
+            unknown = [v for v in getattr(self, name) if v not in known]
+            if unknown:
+                raise ValueError(f"{name}: unknown kind {unknown[0]!r} (known: {', '.join(known)})")
+        return self
+
+
+class SearchSpace(_Strict):
+    """Depth, hidden and embedding sizes, per-layer choices, whether layers choose independently,
+    the embeddings' fixed settings (vocabulary, positions: the teacher's) and the budget."""
+
+    depth: Ints
+    hidden: Ints
+    embedding_size: list[int | None] = [None]
+    layer: LayerChoices
+    per_layer: bool = False
+    embeddings: EmbeddingSpec = EmbeddingSpec()
+    pooler: bool = True
+    budget: Budget = Budget()
+
+    @model_validator(mode="after")
+    def _check(self) -> "SearchSpace":
+        for name in ("depth", "hidden", "embedding_size"):
+            if not _values(getattr(self, name)):
+                raise ValueError(f"{name}: no choices")
+        if self.embeddings.trigram and None in self.embedding_size:
+            raise ValueError("embedding_size: trigram embeddings need a size (null is not a choice)")
+        if not self._buildable:
+            raise ValueError("layer: no combination of the layer and embedding choices can be built at any hidden size")
+        return self
+
+    # ---- reading ------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "space") -> "SearchSpace":
+        if not isinstance(data, dict):
+            raise SpecError(f"{source}: expected a mapping of search-space fields, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SpecError(f"{source}: {_one_line(exc)}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SearchSpace":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SpecError(f"{path}: cannot read the search space ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise SpecError(f"{path}: the search space is not UTF-8 text") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise SpecError(f"{path}: unreadable YAML{where} ({getattr(exc, 'problem', exc)})") from None
+        return cls.from_dict(data, source=str(path))
+
+    # ---- the architectures ----------------------------------------------------------------------
+    def _attention_options(self, hidden: int) -> list[AttentionSpec]:
+        c = self.layer
+        out = []
+        for kind in c.attention:
+            mixed = kind == "mixed"
+            for a, k, v, kernel, ratio in itertools.product(
+                _values(c.heads), _values(c.qk_dim), _values(c.v_dim),
+                _values(c.conv_kernel) if mixed else [None], _values(c.head_ratio) if mixed else [None],
+            ):
+                spec = AttentionSpec(kind=kind, heads=a, qk_dim=k, v_dim=v, conv_kernel=kernel, head_ratio=ratio)
+                if ATTENTION[kind].problem(spec, hidden) is None:
+                    out.append(spec)
+        return out
+
+    def _ffn_options(self, hidden: int) -> list[FFNSpec]:
+        c = self.layer
+        out = []
+        for kind in c.ffn_kind:
+            groups = _values(c.groups) if kind == "grouped" else [1]
+            expressions = c.expression if kind == "searched" else [None]
+            for size, g, expr, act in itertools.product(_values(c.ffn), groups, expressions, c.activation):
+                spec = FFNSpec(kind=kind, size=size, groups=g, expression=expr, activation=act)
+                if FFN[kind].problem(spec, hidden) is None:
+                    out.append(spec)
+        return out
+
+    def _embedding_sizes(self, hidden: int) -> list[int | None]:
+        return [e for e in self.embedding_size if not self.embeddings.trigram or e <= hidden]
+
+    @cached_property
+    def _buildable(self) -> dict[int, tuple[list[AttentionSpec], list[FFNSpec], list[int | None]]]:
+        """Hidden size → its buildable attention, FFN and embedding-size choices (sizes with none left out)."""
+        out = {}
+        for hidden in _values(self.hidden):
+            options = (self._attention_options(hidden), self._ffn_options(hidden), self._embedding_sizes(hidden))
+            if all(options):
+                out[hidden] = options
+        return out
+
+    def size(self) -> int:
+        """The number of distinct buildable architectures (budget not applied)."""
+        total = 0
+        for attention, ffn, sizes in self._buildable.values():
+            per_layer = len(attention) * len(ffn)
+            for depth in _values(self.depth):
+                total += len(sizes) * (per_layer ** depth if self.per_layer else per_layer)
+        return total
+
+    def sample(self, rng: np.random.Generator) -> ArchSpec:
+        """One architecture, each dimension drawn uniformly from its buildable choices."""
+        hidden = list(self._buildable)[int(rng.integers(len(self._buildable)))]
+        attention, ffn, sizes = self._buildable[hidden]
+        depths = _values(self.depth)
+        depth = depths[int(rng.integers(len(depths)))]
+
+        def layer() -> dict:
+            return {"attention": attention[int(rng.integers(len(attention)))], "ffn": ffn[int(rng.integers(len(ffn)))]}
+
+        shared = layer()
+        layers = [layer() if self.per_layer else shared for _ in range(depth)]
+        embeddings = self.embeddings.model_copy(update={"size": sizes[int(rng.integers(len(sizes)))]})
+        return ArchSpec.build(hidden=hidden, layers=layers, pooler=self.pooler, embeddings=embeddings)

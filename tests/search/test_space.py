@@ -1,0 +1,123 @@
+"""Search spaces: exact sizes, sampling inside the space, budgets, and one-line errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from bertsmith.arch import ArchSpec
+from bertsmith.cost import encoder_params
+from bertsmith.errors import ConfigError, SpecError
+from bertsmith.search.budget import Budget, parse_count, parse_ms
+from bertsmith.search.space import SearchSpace
+
+BASE = {"depth": [1, 2], "hidden": [32, 48],
+        "layer": {"heads": [2, 4], "qk_dim": [8], "v_dim": [8, 12], "ffn": {"min": 32, "max": 96, "step": 32}},
+        "embeddings": {"vocab_size": 97, "max_positions": 40}}
+
+
+def space(**changes) -> SearchSpace:
+    data = {**BASE, **changes}
+    data["layer"] = {**BASE["layer"], **changes.get("layer", {})}
+    return SearchSpace.from_dict(data)
+
+
+def brute_force_size(s: SearchSpace) -> int:
+    """Every combination of every choice, built as an ArchSpec; distinct valid ones counted."""
+    c = s.layer
+    seen = set()
+    for hidden, depth in itertools.product(s.hidden, s.depth):
+        layers = []
+        for kind, a, k, v, kernel, ratio, fkind, f, g in itertools.product(
+                c.attention, c.heads, c.qk_dim, c.v_dim, c.conv_kernel, c.head_ratio, c.ffn_kind,
+                c.ffn.values() if hasattr(c.ffn, "values") else c.ffn, c.groups):
+            mixed = kind == "mixed"
+            layers.append({"attention": {"kind": kind, "heads": a, "qk_dim": k, "v_dim": v,
+                                         "conv_kernel": kernel if mixed else None, "head_ratio": ratio if mixed else None},
+                           "ffn": {"kind": fkind, "size": f, "groups": g if fkind == "grouped" else 1}})
+        for combo in (itertools.product(layers, repeat=depth) if s.per_layer else ([layer] * depth for layer in layers)):
+            try:
+                spec = ArchSpec.build(hidden=hidden, layers=list(combo), embeddings=s.embeddings)
+            except SpecError:
+                continue
+            seen.add(spec.to_json())
+    return len(seen)
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"per_layer": True},
+    {"layer": {"attention": ["mhsa", "mixed"], "conv_kernel": [3, 4, 5], "head_ratio": [2, 3]}},
+    {"layer": {"ffn_kind": ["dense", "grouped"], "groups": [2, 3, 16]}, "per_layer": True},
+])
+def test_size_counts_exactly_the_buildable_architectures(changes):
+    s = space(**changes)
+    assert s.size() == brute_force_size(s)
+
+
+def test_samples_are_buildable_members_of_the_space():
+    s = space(per_layer=True, layer={"ffn_kind": ["dense", "grouped"], "groups": [3]})
+    rng = np.random.default_rng(0)
+    samples = [s.sample(rng) for _ in range(200)]
+    assert {spec.hidden for spec in samples} == {32, 48} and {spec.num_layers for spec in samples} == {1, 2}
+    for spec in samples:
+        for layer in spec.layers:
+            assert layer.attention.heads in (2, 4) and layer.ffn.size in (32, 64, 96)
+            assert layer.ffn.kind == "dense" or spec.hidden % 3 == 0 and layer.ffn.size % 3 == 0
+    assert any(len({layer.ffn.size for layer in spec.layers}) > 1 for spec in samples)  # layers differ
+    assert s.sample(np.random.default_rng(0)) == samples[0]  # seeded
+
+
+def test_shared_layers_are_identical():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        spec = space().sample(rng)
+        assert len(set(spec.layers)) == 1
+
+
+def test_quantities_and_budgets():
+    assert parse_count("5M") == 5_000_000 and parse_count("1.5g") == 1_500_000_000 and parse_count(300) == 300
+    assert parse_ms("20ms") == 20.0 and parse_ms("0.5s") == 500.0 and parse_ms(7) == 7.0
+    spec = space().sample(np.random.default_rng(0))
+    n = encoder_params(spec)
+    assert Budget(params=n).violations(spec) == []
+    assert Budget(params=n - 1).violations(spec) == [f"params {n:,} > {n - 1:,}"]
+    assert Budget.parse("params=5M, latency=20ms") == Budget(params=5_000_000, latency=20.0)
+    assert Budget(latency=10).violations(spec, latency_ms=12.5) == ["latency 12.50 ms > 10 ms"]
+    assert space(budget={"params": "2K", "flops": "1G"}).budget.params == 2000
+
+
+@pytest.mark.parametrize("text,message", [
+    ("params=5X", "not a count"),
+    ("watts=3", "watts"),
+    ("params", "expected NAME=VALUE"),
+    ("latency=fast", "not a time"),
+])
+def test_bad_budgets_name_the_value(text, message):
+    with pytest.raises(ConfigError, match=message):
+        Budget.parse(text)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"width": [3]}, "width"),
+    ({"layer": {"heads": []}}, "heads: no choices"),
+    ({"layer": {"attention": ["sparse"]}}, "unknown kind 'sparse'"),
+    ({"hidden": {"min": 64, "max": 32}}, "max \\(32\\) is below min \\(64\\)"),
+    ({"layer": {"ffn_kind": ["grouped"], "groups": [5]}}, "no combination"),
+    ({"budget": {"params": "lots"}}, "not a count"),
+])
+def test_bad_spaces_are_one_line_errors(changes, message):
+    with pytest.raises(SpecError, match=message) as info:
+        space(**changes)
+    assert "\n" not in str(info.value)
+
+
+def test_load_names_the_file(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("depth: [2\n", encoding="utf-8")
+    with pytest.raises(SpecError, match=f"{path}: unreadable YAML at line"):
+        SearchSpace.load(path)
+    path.write_text("depth: [2]\nhidden: [64]\nlayer: {heads: [2], qk_dim: [8], v_dim: [8], ffn: [64]}\n", encoding="utf-8")
+    assert SearchSpace.load(path).size() == 1
