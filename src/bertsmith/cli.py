@@ -170,6 +170,32 @@ def bench(
         console.print(f"wrote {out}")
 
 
+@app.command("space")
+def space(
+    path: Path = typer.Argument(..., help="Search space YAML file."),
+    sample: int = typer.Option(5, "--sample", help="Architectures to draw and show (0: none)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the draws."),
+) -> None:
+    """Check a search space: its size (buildable architectures), its budget, and a few sampled
+    architectures with their non-embedding parameters and whether they fit the budget."""
+    import numpy as np
+
+    from .cost import encoder_params
+    from .search.space import SearchSpace
+
+    if sample < 0:
+        raise ConfigError(f"--sample must be 0 or more, got {sample}")
+    s = SearchSpace.load(path)
+    console.print(f"{path}: {s.size():,} architectures")
+    bounds = {k: v for k, v in s.budget.model_dump().items() if k in ("params", "total_params", "flops", "latency") and v}
+    console.print("budget: " + (", ".join(f"{k}={v:,}" for k, v in bounds.items()) if bounds else "none"))
+    rng = np.random.default_rng(seed)
+    for _ in range(sample):
+        spec = s.sample(rng)
+        over = s.budget.violations(spec)
+        console.print(f"  {encoder_params(spec):>12,}  {'over: ' + '; '.join(over) if over else 'fits '}  {spec.summary()}")
+
+
 @app.command("export")
 def export(
     source: str = typer.Argument(..., help="Checkpoint directory (Hugging Face or bertsmith export) or hub name."),

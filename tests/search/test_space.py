@@ -121,3 +121,17 @@ def test_load_names_the_file(tmp_path):
         SearchSpace.load(path)
     path.write_text("depth: [2]\nhidden: [64]\nlayer: {heads: [2], qk_dim: [8], v_dim: [8], ffn: [64]}\n", encoding="utf-8")
     assert SearchSpace.load(path).size() == 1
+
+
+def test_space_command_reports_size_budget_and_samples(monkeypatch, capsys, tmp_path):
+    from tests.test_cli import run
+
+    path = tmp_path / "space.yaml"
+    path.write_text("depth: [2]\nhidden: [64]\nlayer: {heads: [2, 4], qk_dim: [8], v_dim: [8], ffn: [64, 128]}\n"
+                    "per_layer: true\nbudget: {params: 40K}\nembeddings: {vocab_size: 97}\n", encoding="utf-8")
+    code, out, _ = run(monkeypatch, capsys, "space", str(path), "--sample", "20")
+    assert code == 0 and f"{path}: 16 architectures" in out and "budget: params=40,000" in out
+    lines = [line for line in out.splitlines() if "L2 h64" in line]
+    assert len(lines) == 20 and any("fits" in line for line in lines) and any("over: params" in line for line in lines)
+    code, _, err = run(monkeypatch, capsys, "space", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "missing.yaml: cannot read the search space" in err
