@@ -244,6 +244,21 @@ class ArchSpec(_Frozen):
         atomic_write_text(path, self.to_json() + "\n" if path.suffix == ".json" else self.to_yaml())
 
 
+def read_yaml_file(path: Path, what: str, error: type[Exception]) -> Any:
+    """Parse a YAML file; an unreadable, non-UTF-8 or malformed file raises ``error`` with one line
+    naming the file (and the line and column of a YAML error)."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: {what} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise error(f"{path}: unreadable YAML{where} ({getattr(exc, 'problem', exc)})") from None
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write through a temporary file in the same directory and rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..arch import read_yaml_file
 from ..errors import DataError
 from .metrics import METRICS
 from .readers import file_format, read_rows
@@ -186,14 +186,7 @@ class _TaskFile(BaseModel):
 def load_task_file(path: str | os.PathLike) -> Task:
     """A custom task from its YAML file; labels not given are read from the train file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read task file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: task file is not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path}: unreadable YAML ({exc})".replace("\n", " ")) from None
+    data = read_yaml_file(path, "task file", DataError)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping of task fields, got {type(data).__name__}")
     try:

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..arch import ArchSpec, AttentionSpec, EmbeddingSpec, FFNSpec, _one_line
+from ..arch import ArchSpec, AttentionSpec, EmbeddingSpec, FFNSpec, _one_line, read_yaml_file
 from ..errors import SpecError
 from ..modeling.registry import ATTENTION, FFN
 from .budget import Budget
@@ -130,16 +129,7 @@ class SearchSpace(_Strict):
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SearchSpace":
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise SpecError(f"{path}: cannot read the search space ({exc.strerror})") from None
-        except UnicodeDecodeError:
-            raise SpecError(f"{path}: the search space is not UTF-8 text") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise SpecError(f"{path}: unreadable YAML{where} ({getattr(exc, 'problem', exc)})") from None
+        data = read_yaml_file(path, "the search space", SpecError)
         return cls.from_dict(data, source=str(path))
 
     # ---- the architectures ----------------------------------------------------------------------
