@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,6 +25,9 @@ PositiveInt = Annotated[int, Field(gt=0)]
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class EmbeddingSpec(_Frozen):
@@ -199,12 +202,7 @@ class ArchSpec(_Frozen):
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "spec") -> "ArchSpec":
-        if not isinstance(data, dict):
-            raise SpecError(f"{source}: expected a mapping of ArchSpec fields, got {type(data).__name__}")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise SpecError(f"{source}: {_one_line(exc)}") from None
+        return validate_mapping(cls, data, source=source, what="ArchSpec")
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "spec") -> "ArchSpec":
@@ -242,6 +240,17 @@ class ArchSpec(_Frozen):
         """Write atomically as JSON (``.json``) or YAML (anything else)."""
         path = Path(path)
         atomic_write_text(path, self.to_json() + "\n" if path.suffix == ".json" else self.to_yaml())
+
+
+def validate_mapping(model: type[_M], data: Any, *, source: str, what: str) -> _M:
+    """``model`` validated from a parsed mapping; anything else, or invalid fields, is one
+    ``SpecError`` line starting with ``source``."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping of {what} fields, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"{source}: {_one_line(exc)}") from None
 
 
 def read_yaml_file(path: Path, what: str, error: type[Exception]) -> Any:

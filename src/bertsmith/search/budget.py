@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from ..arch import ArchSpec, _one_line
+from ..arch import ArchSpec, _Frozen, _one_line
 from ..errors import ConfigError
 
 _SCALE = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -42,10 +42,8 @@ def parse_ms(value: Any) -> float:
     return float(match[1]) * (1000.0 if (match[2] or "ms").lower() == "s" else 1.0)
 
 
-class Budget(BaseModel):
+class Budget(_Frozen):
     """Upper bounds; ``None`` means no bound."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     params: int | None = Field(default=None, gt=0)
     total_params: int | None = Field(default=None, gt=0)

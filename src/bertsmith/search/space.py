@@ -29,19 +29,15 @@ from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from ..arch import ArchSpec, AttentionSpec, EmbeddingSpec, FFNSpec, _one_line, read_yaml_file
+from ..arch import ArchSpec, AttentionSpec, EmbeddingSpec, FFNSpec, _Frozen, read_yaml_file, validate_mapping
 from ..errors import SpecError
 from ..modeling.registry import ATTENTION, FFN
 from .budget import Budget
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Range(_Strict):
+class Range(_Frozen):
     """Every value from ``min`` to ``max`` (inclusive) in steps of ``step``."""
 
     min: int = Field(gt=0)
@@ -65,7 +61,7 @@ def _values(choice: Any) -> list:
     return choice.values() if isinstance(choice, Range) else list(choice)
 
 
-class LayerChoices(_Strict):
+class LayerChoices(_Frozen):
     """Choices for one layer's dimensions."""
 
     attention: list[str] = ["mhsa"]
@@ -92,7 +88,7 @@ class LayerChoices(_Strict):
         return self
 
 
-class SearchSpace(_Strict):
+class SearchSpace(_Frozen):
     """Depth, hidden and embedding sizes, per-layer choices, whether layers choose independently,
     the embeddings' fixed settings (vocabulary, positions: the teacher's) and the budget."""
 
@@ -119,12 +115,7 @@ class SearchSpace(_Strict):
     # ---- reading ------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "space") -> "SearchSpace":
-        if not isinstance(data, dict):
-            raise SpecError(f"{source}: expected a mapping of search-space fields, got {type(data).__name__}")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise SpecError(f"{source}: {_one_line(exc)}") from None
+        return validate_mapping(cls, data, source=source, what="search-space")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SearchSpace":
