@@ -135,3 +135,47 @@ def test_space_command_reports_size_budget_and_samples(monkeypatch, capsys, tmp_
     assert len(lines) == 20 and any("fits" in line for line in lines) and any("over: params" in line for line in lines)
     code, _, err = run(monkeypatch, capsys, "space", str(tmp_path / "missing.yaml"))
     assert code == 2 and "missing.yaml: cannot read the search space" in err
+
+
+@pytest.mark.parametrize("per_layer", [False, True])
+def test_genes_describe_exactly_the_architectures(per_layer):
+    """Every gene assignment builds an architecture of the space, and every architecture of the
+    (small) space is reachable from some assignment."""
+    s = space(per_layer=per_layer, depth=[1, 2], hidden=[32], layer={"heads": [2, 4], "v_dim": [8, 12], "ffn": [32, 64]})
+    genes = s.genes()
+    assert ("layer1.heads" in genes) == per_layer and ("layer.heads" in genes) != per_layer
+    assert "hidden" not in genes and "qk_dim" not in " ".join(genes)  # single-valued genes are left out
+    names = list(genes)
+    built = {s.from_genes(dict(zip(names, values))) for values in itertools.product(*genes.values())}
+    assert len(built) == s.size()
+
+
+def test_suggest_uses_optuna_categoricals():
+    import optuna
+
+    s = space(per_layer=True)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    spec = s.suggest(trial)
+    assert set(trial.params) == set(s.genes())
+    assert spec == s.from_genes(trial.params)
+
+
+def test_bad_genes_are_named():
+    s = space(per_layer=True)
+    with pytest.raises(SpecError, match="layer7.heads: not a gene"):
+        s.from_genes({"layer7.heads": 2})
+    with pytest.raises(SpecError, match=r"layer0.heads: 3 is not one of the space's choices \[2, 4\]"):
+        s.from_genes({"layer0.heads": 3})
+
+
+def test_extremes_bound_every_sample():
+    s = space(per_layer=True)
+    small, large = encoder_params(s.extreme(False)), encoder_params(s.extreme(True))
+    rng = np.random.default_rng(0)
+    assert all(small <= encoder_params(s.sample(rng)) <= large for _ in range(100))
+    assert s.extreme(True).num_layers == 2 and s.extreme(True).hidden == 48
+
+
+def test_digest_changes_with_the_space():
+    assert space().digest() == space().digest() != space(depth=[1, 2, 3]).digest()

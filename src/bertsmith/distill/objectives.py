@@ -222,21 +222,28 @@ class TaskObjective(Objective):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s_logits, t_logits, parts = self._run(batch)
-        if self.config.labels > 0:
-            labels = batch["labels"]
-            parts["labels"] = (
-                F.mse_loss(s_logits.squeeze(-1).float(), labels.float())
-                if self.regression
-                else F.cross_entropy(s_logits.float(), labels)
-            )
-        if self.config.logits > 0:
-            if self.regression:
-                parts["logits"] = L.logits_mse(s_logits, t_logits)
-            elif self.config.logit_loss == "kl":
-                parts["logits"] = L.kl_div(s_logits, t_logits, self.config.temperature)
-            else:
-                parts["logits"] = L.soft_cross_entropy(s_logits, t_logits, self.config.temperature)
+        parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
         return self.total(parts), parts
+
+
+def prediction_losses(
+    config: LossConfig, s_logits: torch.Tensor, t_logits: torch.Tensor | None, labels: torch.Tensor | None, *, regression: bool
+) -> dict[str, torch.Tensor]:
+    """The ``labels`` and ``logits`` terms of a task objective (unweighted), those switched on."""
+    parts = {}
+    if config.labels > 0:
+        parts["labels"] = (
+            F.mse_loss(s_logits.squeeze(-1).float(), labels.float()) if regression
+            else F.cross_entropy(s_logits.float(), labels)
+        )
+    if config.logits > 0:
+        if regression:
+            parts["logits"] = L.logits_mse(s_logits, t_logits)
+        elif config.logit_loss == "kl":
+            parts["logits"] = L.kl_div(s_logits, t_logits, config.temperature)
+        else:
+            parts["logits"] = L.soft_cross_entropy(s_logits, t_logits, config.temperature)
+    return parts
 
 
 class AgnosticObjective(Objective):

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -133,8 +134,12 @@ def train_on_task(
     fingerprint: dict,
     progress: bool = True,
     description: str = "training",
+    evaluate_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    keep_best: bool = True,
 ) -> TrainResult:
-    """Train ``objective`` on the train split, evaluate on dev, keep the best student."""
+    """Train ``objective`` on the train split, evaluate on dev (``evaluate_fn`` replaces the plain
+    dev evaluation; it must report the task's main metric) and keep the best student, or the last
+    one when ``keep_best`` is False."""
     train = data.splits["train"]
 
     def batches(epoch: int) -> list[list[int]]:
@@ -146,13 +151,26 @@ def train_on_task(
         collate=lambda indices: collate(train, indices, data.pad_id),
         config=config,
         run_dir=run_dir,
-        evaluate=(lambda student: evaluate(student, data, "dev")) if data.labeled("dev") else None,
+        evaluate=evaluate_fn or ((lambda student: evaluate(student, data, "dev")) if data.labeled("dev") else None),
         metric=data.task.main_metric,
         fingerprint=fingerprint | {"data": data.hashes, "max_length": data.max_length},
         progress=progress,
         description=description,
+        keep_best=keep_best,
     )
     return trainer.run(resume=resume)
+
+
+def reorder_by_importance(model: torch.nn.Module, data: TaskData, *, seed: int) -> None:
+    """Permute ``model``'s heads, FFN neurons and hidden channels in place, most important first by
+    their Taylor scores on ``IMPORTANCE_EXAMPLES`` train examples (``modeling.elastic``); the model's
+    function is unchanged, and slicing it afterwards keeps the units that matter most."""
+    from ..modeling.elastic import importance, reorder
+
+    train = data.splits["train"]
+    sample = np.random.default_rng(seed).permutation(len(train))[:IMPORTANCE_EXAMPLES]
+    batches = [collate(train, sample[i:i + EVAL_BATCH], data.pad_id) for i in range(0, len(sample), EVAL_BATCH)]
+    reorder(model, importance(model, batches))
 
 
 def files_digest(directory: str | os.PathLike, names: tuple[str, ...] | None = None) -> str:
@@ -212,7 +230,7 @@ def distill_on_task(
     from ..hf.checkpoint import import_checkpoint
     from ..hf.export import export_pretrained
     from ..modeling import BertsmithForSequenceClassification
-    from ..modeling.elastic import importance, reorder, slice_weights
+    from ..modeling.elastic import slice_weights
     from .objectives import TaskObjective
     from .teacher import load_teacher
 
@@ -233,11 +251,8 @@ def distill_on_task(
     student = BertsmithForSequenceClassification(spec, num_labels=task.num_labels)
     if init is not None:
         student.encoder.load_state_dict(start.model.state_dict())
-    if init_from_teacher:  # reordering leaves the teacher's function unchanged
-        train = data.splits["train"]
-        sample = np.random.default_rng(config.seed).permutation(len(train))[:IMPORTANCE_EXAMPLES]
-        batches = [collate(train, sample[i:i + EVAL_BATCH], data.pad_id) for i in range(0, len(sample), EVAL_BATCH)]
-        reorder(teacher, importance(teacher, batches))
+    if init_from_teacher:
+        reorder_by_importance(teacher, data, seed=config.seed)
         slice_weights(teacher, teacher.encoder.spec, student, spec)
     data.splits["train"] = perturbed_copies(data.splits["train"], augment, rate=augment_rate,
                                             special_ids=set(tokenizer.all_special_ids), seed=config.seed)

@@ -101,7 +101,7 @@ class Trainer:
     ``batches(epoch)``: the epoch's batches of example indices. ``collate(indices)``: a batch dict.
     ``evaluate(student)``: dev metrics (the student is put in eval mode around it); ``metric`` names
     the one that selects the best model (higher is better unless ``maximize`` is False) and drives
-    early stopping.
+    early stopping. ``keep_best=False`` keeps the last weights instead (evaluations are only logged).
     ``fingerprint``: what defines the job; resuming a run directory with another fingerprint is an
     error rather than a silent mix of two jobs.
     """
@@ -120,13 +120,14 @@ class Trainer:
         fingerprint: dict | None = None,
         progress: bool = True,
         description: str = "training",
+        keep_best: bool = True,
     ):
         if evaluate is not None and metric is None:
             raise ConfigError("an evaluated run needs the name of the metric that selects the best model")
         self.objective, self.batches, self.collate, self.config = objective, batches, collate, config
         self.run_dir, self.evaluate, self.metric, self.maximize = Path(run_dir), evaluate, metric, maximize
         self.fingerprint = {"train": config.model_dump(), **(fingerprint or {})}
-        self.progress, self.description = progress, description
+        self.progress, self.description, self.keep_best = progress, description, keep_best
         self._epoch_cache: tuple[int, list[list[int]]] | None = None
 
     # ---- setup -----------------------------------------------------------------------------
@@ -226,7 +227,7 @@ class Trainer:
             if state["step"] != step:  # the loop ended between evaluations
                 state["step"] = step
                 ckpt.save_checkpoint(self.run_dir, step, objective, optimizer, state)
-        if self.evaluate is not None and (self.run_dir / ckpt.BEST).exists():
+        if self.evaluate is not None and self.keep_best and (self.run_dir / ckpt.BEST).exists():
             ckpt.load_best(self.run_dir, objective.student)
             best_step, best_metrics = ckpt.read_best(self.run_dir)
         else:
@@ -251,7 +252,8 @@ class Trainer:
         better = state["best"] is None or (value > state["best"] if self.maximize else value < state["best"])
         if better:
             state.update(best=value, best_step=step, bad_evals=0)
-            ckpt.save_best(self.run_dir, student, step, metrics)
+            if self.keep_best:
+                ckpt.save_best(self.run_dir, student, step, metrics)
         else:
             state["bad_evals"] += 1
             if self.config.patience is not None and state["bad_evals"] >= self.config.patience:

@@ -91,6 +91,42 @@ def _out(tensor: torch.Tensor, src, dst, hidden: int) -> torch.Tensor:
     return per_head.reshape(hidden, dst.heads * dst.v_dim)
 
 
+def sliced_state(
+    source_state: dict[str, torch.Tensor], source_spec: ArchSpec, target_shapes: dict[str, torch.Size],
+    target_spec: ArchSpec, layers: Sequence[int] | None = None, *, prefix: str = "",
+) -> dict[str, torch.Tensor]:
+    """The sub-network's tensors, name → tensor of the shape in ``target_shapes``, cut from
+    ``source_state`` (a state dict of the same model class). The results are views or
+    differentiable functions of the source tensors (not copies), so a weight-sharing supernet
+    trains through them. ``prefix``: where the encoder sits in the names (``encoder.`` in a model
+    with a task head)."""
+    layers = list(layers) if layers is not None else even_layers(target_spec.num_layers, source_spec.num_layers)
+    check_sliceable(source_spec, target_spec, layers)
+    state = {}
+    for name, wanted in target_shapes.items():
+        parts = name[len(prefix):].split(".") if name.startswith(prefix) else []
+        src_name = name
+        if parts[:1] == ["layers"]:
+            i = int(parts[1])
+            src_name = f"{prefix}layers.{layers[i]}." + ".".join(parts[2:])
+            s_att, t_att = source_spec.layers[layers[i]].attention, target_spec.layers[i].attention
+        if src_name not in source_state:
+            raise SpecError(f"{name}: the source model has no {src_name} to slice")
+        tensor = source_state[src_name]
+        if parts[:1] == ["layers"] and parts[2:4] == ["attention", "qkv"]:
+            tensor = _qkv(tensor, s_att, t_att, target_spec.hidden)
+        elif parts[:1] == ["layers"] and parts[2:5] == ["attention", "out", "weight"]:
+            tensor = _out(tensor, s_att, t_att, target_spec.hidden)
+        else:
+            if name == "head.out.weight" and tensor.shape[0] != wanted[0]:
+                raise SpecError(f"{name}: the source head has {tensor.shape[0]} outputs, the target {wanted[0]}")
+            if tensor.dim() != len(wanted) or any(s < w for s, w in zip(tensor.shape, wanted)):
+                raise SpecError(f"{name}: source shape {tuple(tensor.shape)} cannot give {tuple(wanted)}")
+            tensor = _leading(tensor, wanted)
+        state[name] = tensor
+    return state
+
+
 def slice_weights(
     source: nn.Module, source_spec: ArchSpec, target: nn.Module, target_spec: ArchSpec,
     layers: Sequence[int] | None = None,
@@ -101,33 +137,10 @@ def slice_weights(
     ``BertsmithForSequenceClassification``, whose heads must have the same number of outputs).
     ``layers``: the source layer (0-based) behind each target layer; default ``even_layers``.
     """
-    layers = list(layers) if layers is not None else even_layers(target_spec.num_layers, source_spec.num_layers)
-    check_sliceable(source_spec, target_spec, layers)
     prefix = "encoder." if hasattr(target, "encoder") else ""
-    mine = source.state_dict()
-    state = {}
-    for name, wanted in target.state_dict().items():
-        parts = name[len(prefix):].split(".") if name.startswith(prefix) else []
-        src_name = name
-        if parts[:1] == ["layers"]:
-            i = int(parts[1])
-            src_name = f"{prefix}layers.{layers[i]}." + ".".join(parts[2:])
-            s_att, t_att = source_spec.layers[layers[i]].attention, target_spec.layers[i].attention
-        if src_name not in mine:
-            raise SpecError(f"{name}: the source model has no {src_name} to slice")
-        tensor = mine[src_name]
-        if parts[:1] == ["layers"] and parts[2:4] == ["attention", "qkv"]:
-            tensor = _qkv(tensor, s_att, t_att, target_spec.hidden)
-        elif parts[:1] == ["layers"] and parts[2:5] == ["attention", "out", "weight"]:
-            tensor = _out(tensor, s_att, t_att, target_spec.hidden)
-        else:
-            if name == "head.out.weight" and tensor.shape[0] != wanted.shape[0]:
-                raise SpecError(f"{name}: the source head has {tensor.shape[0]} outputs, the target {wanted.shape[0]}")
-            if tensor.dim() != len(wanted.shape) or any(s < w for s, w in zip(tensor.shape, wanted.shape)):
-                raise SpecError(f"{name}: source shape {tuple(tensor.shape)} cannot give {tuple(wanted.shape)}")
-            tensor = _leading(tensor, wanted.shape)
-        state[name] = tensor.clone()
-    target.load_state_dict(state)
+    shapes = {name: t.shape for name, t in target.state_dict().items()}
+    state = sliced_state(source.state_dict(), source_spec, shapes, target_spec, layers, prefix=prefix)
+    target.load_state_dict({name: t.clone() for name, t in state.items()})
 
 
 # ---- importance and reordering ----------------------------------------------------------------
@@ -153,7 +166,8 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
     """Score the units of ``model`` (a ``BertsmithForSequenceClassification``; one output means
     regression) on ``batches`` (``input_ids``, ``attention_mask``, ``token_type_ids``, ``labels``):
     per batch |Σ_{tokens} x · ∂L/∂x| of the head's context, the neuron's activation and the hidden
-    channel at every LayerNorm output, summed over batches. Dropout is off; weights are unchanged."""
+    channel at every LayerNorm output, summed over batches. Dropout is off; weights (and which of
+    them require gradients) are unchanged."""
     encoder = model.encoder
     spec = encoder.spec
     _check_reorderable(spec)
@@ -183,7 +197,8 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
         norms += [layer.attention.norm, layer.ffn.norm]
     handles += [norm.register_forward_hook(lambda _m, _a, out: watch(out, add_hidden)) for norm in norms]
     was_training = model.training
-    model.eval()
+    frozen = [p for p in model.parameters() if not p.requires_grad]  # e.g. a teacher held by an objective
+    model.eval().requires_grad_(True)
     try:
         for batch in batches:
             logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
@@ -195,6 +210,8 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
             handle.remove()
         model.zero_grad(set_to_none=True)
         model.train(was_training)
+        for p in frozen:
+            p.requires_grad_(False)
     return Importance(heads, neurons, hidden)
 
 

@@ -186,3 +186,95 @@ class SearchSpace(_Frozen):
         layers = [layer() if self.per_layer else shared for _ in range(depth)]
         embeddings = self.embeddings.model_copy(update={"size": sizes[int(rng.integers(len(sizes)))]})
         return ArchSpec.build(hidden=hidden, layers=layers, pooler=self.pooler, embeddings=embeddings)
+
+    # ---- genes: the space as flat named choices (for Optuna samplers) ----------------------------
+    def _layer_dims(self) -> dict[str, list]:
+        """The per-layer dimensions that have more than one value, with their values; the
+        kind-specific ones only when their kind is a choice."""
+        c = self.layer
+        dims = {"attention": c.attention, "heads": _values(c.heads), "qk_dim": _values(c.qk_dim),
+                "v_dim": _values(c.v_dim)}
+        if "mixed" in c.attention:
+            dims |= {"conv_kernel": _values(c.conv_kernel), "head_ratio": _values(c.head_ratio)}
+        dims |= {"ffn_kind": c.ffn_kind, "ffn": _values(c.ffn)}
+        if "grouped" in c.ffn_kind:
+            dims["groups"] = _values(c.groups)
+        if "searched" in c.ffn_kind:
+            dims["expression"] = c.expression
+        dims["activation"] = c.activation
+        return dims
+
+    def genes(self) -> dict[str, list]:
+        """Gene name → its values. Global genes ``depth``, ``hidden``, ``embedding_size``; layer
+        genes ``layer.DIM`` (shared) or ``layerI.DIM`` for every layer up to the largest depth (a
+        fixed-length genome: a shallower architecture ignores the genes of its missing layers, so
+        crossover and mutation see the same genes in every trial). Single-valued genes are left out."""
+        out = {"depth": _values(self.depth), "hidden": list(self._buildable), "embedding_size": self.embedding_size}
+        layer_dims = self._layer_dims()
+        prefixes = [f"layer{i}." for i in range(max(_values(self.depth)))] if self.per_layer else ["layer."]
+        for prefix in prefixes:
+            out |= {prefix + dim: values for dim, values in layer_dims.items()}
+        return {name: values for name, values in out.items() if len(values) > 1}
+
+    def from_genes(self, genes: dict[str, Any]) -> ArchSpec:
+        """The architecture that gene values describe (missing genes take their only value).
+        Raises ``SpecError`` naming the gene or dimension when the combination cannot be built."""
+        all_genes = {"depth": _values(self.depth), "hidden": list(self._buildable), "embedding_size": self.embedding_size}
+        unknown = sorted(set(genes) - set(self.genes()))
+        if unknown:
+            raise SpecError(f"{unknown[0]}: not a gene of this search space")
+
+        def value(name: str, values: list) -> Any:
+            v = genes.get(name, values[0])
+            if v not in values:
+                raise SpecError(f"{name}: {v!r} is not one of the space's choices {values}")
+            return v
+
+        depth, hidden, emb = (value(n, all_genes[n]) for n in ("depth", "hidden", "embedding_size"))
+        layer_dims = {dim: values for dim, values in self._layer_dims().items()}
+        layers = []
+        for i in range(depth):
+            prefix = f"layer{i}." if self.per_layer else "layer."
+            d = {dim: value(prefix + dim, values) for dim, values in layer_dims.items()}
+            d = {dim: d.get(dim, _values(getattr(self.layer, dim))[0]) for dim in _ALL_LAYER_DIMS}
+            mixed = d["attention"] == "mixed"
+            layers.append({
+                "attention": {"kind": d["attention"], "heads": d["heads"], "qk_dim": d["qk_dim"], "v_dim": d["v_dim"],
+                              "conv_kernel": d["conv_kernel"] if mixed else None,
+                              "head_ratio": d["head_ratio"] if mixed else None},
+                "ffn": {"kind": d["ffn_kind"], "size": d["ffn"], "activation": d["activation"],
+                        "groups": d["groups"] if d["ffn_kind"] == "grouped" else 1,
+                        "expression": d["expression"] if d["ffn_kind"] == "searched" else None},
+            })
+        embeddings = self.embeddings.model_copy(update={"size": emb})
+        return ArchSpec.build(hidden=hidden, layers=layers, pooler=self.pooler, embeddings=embeddings)
+
+    def suggest(self, trial: Any) -> ArchSpec:
+        """Ask an Optuna trial for every gene (categorical) and build the architecture."""
+        return self.from_genes({name: trial.suggest_categorical(name, values) for name, values in self.genes().items()})
+
+    # ---- extremes -------------------------------------------------------------------------------
+    def extreme(self, largest: bool) -> ArchSpec:
+        """The architecture with the most (``largest``) or fewest parameters in every dimension:
+        the deepest/shallowest depth, the widest/narrowest buildable hidden size, and per layer the
+        attention and FFN choices with the most/fewest parameters at that width."""
+        pick = max if largest else min
+        hidden = pick(self._buildable)
+        attention, ffn, sizes = self._buildable[hidden]
+        att = pick(attention, key=lambda a: ATTENTION[a.kind].count_params(a, hidden))
+        f = pick(ffn, key=lambda s: FFN[s.kind].count_params(s, hidden))
+        size = pick(sizes, key=lambda e: hidden if e is None else e)
+        embeddings = self.embeddings.model_copy(update={"size": size})
+        depth = pick(_values(self.depth))
+        return ArchSpec.build(hidden=hidden, layers=[{"attention": att, "ffn": f}] * depth, pooler=self.pooler,
+                              embeddings=embeddings)
+
+    def digest(self) -> str:
+        """sha256 of the space's definition: a study remembers which space it searched."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+_ALL_LAYER_DIMS = tuple(LayerChoices.model_fields)
