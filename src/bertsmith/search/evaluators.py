@@ -1,0 +1,141 @@
+"""Evaluators: how a search scores an architecture on the task. One interface, several costs.
+
+- ``slice``: the architecture's weights are cut from a trained supernet and evaluated as they are
+  (no training; seconds).
+- ``distill``: a short (``steps``) task distillation from the teacher, starting from the supernet
+  slice, the sliced teacher, or random weights; the surrogate of Bort and EfficientBERT. With
+  ``steps=None`` it is a full distillation (the ``TrainConfig``'s epochs).
+
+Every evaluator reports the task's metrics on the evaluation split (``dev`` by default) and names
+the metric that the search maximises.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from ..arch import ArchSpec
+from ..distill.checkpoint import BEST, CHECKPOINTS
+from ..distill.objectives import LossConfig, TaskObjective
+from ..distill.task import TaskData, evaluate, reorder_by_importance, train_on_task
+from ..distill.trainer import TrainConfig
+from ..errors import ConfigError
+from ..modeling import BertsmithForSequenceClassification
+from ..modeling.elastic import slice_weights
+from .supernet import Supernet
+
+Init = Literal["supernet", "teacher", "scratch"]
+
+
+@dataclass
+class Evaluation:
+    """``metrics``: task metrics on the evaluation split; ``seconds``: wall time of the evaluation;
+    ``details``: anything worth keeping with the trial (steps trained, starting point)."""
+
+    metrics: dict[str, float]
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator(ABC):
+    """Scores architectures. ``metric``: the key of ``Evaluation.metrics`` that is maximised."""
+
+    name: str
+    metric: str
+
+    @abstractmethod
+    def evaluate(self, spec: ArchSpec, workdir: Path) -> Evaluation:
+        """Score ``spec``; ``workdir`` is this trial's own directory for anything it writes."""
+
+    @abstractmethod
+    def fingerprint(self) -> dict[str, Any]:
+        """What defines the scores (kind, teacher, task, steps ...): a study refuses to mix evaluators."""
+
+
+class SliceEvaluator(Evaluator):
+    """The architecture cut from a trained supernet, evaluated without training."""
+
+    name = "slice"
+
+    def __init__(self, supernet: Supernet, data: TaskData, *, supernet_key: str, split: str = "dev"):
+        _check_split(data, split)
+        self.supernet, self.data, self.key, self.split = supernet.eval(), data, supernet_key, split
+        self.metric = data.task.main_metric
+
+    def evaluate(self, spec: ArchSpec, workdir: Path) -> Evaluation:
+        start = time.perf_counter()
+        metrics = evaluate(self.supernet.extract(spec), self.data, self.split)
+        return Evaluation(metrics, time.perf_counter() - start)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": self.name, "supernet": self.key, "task": self.data.task.name, "split": self.split,
+                "data": self.data.hashes.get(self.split)}
+
+
+class DistillEvaluator(Evaluator):
+    """Task distillation of the architecture from the teacher, then evaluation. ``steps``: a short
+    run of that many optimizer steps (evaluated at its end), or None for a full run with the
+    ``config``'s epochs (the best dev checkpoint is kept). ``init``: the student starts from its
+    supernet slice, from the importance-ordered teacher sliced to its shape, or from random weights."""
+
+    name = "distill"
+
+    def __init__(self, teacher: BertsmithForSequenceClassification, data: TaskData, *, teacher_key: str,
+                 steps: int | None, init: Init = "scratch", supernet: Supernet | None = None,
+                 supernet_key: str | None = None, losses: LossConfig = LossConfig(),
+                 config: TrainConfig = TrainConfig(), split: str = "dev"):
+        _check_split(data, split)
+        if init not in ("supernet", "teacher", "scratch"):
+            raise ConfigError(f"init = {init!r}: expected supernet, teacher or scratch")
+        if init == "supernet" and supernet is None:
+            raise ConfigError("init = 'supernet' needs a trained supernet")
+        self.teacher, self.data, self.teacher_key, self.steps, self.init = teacher.eval(), data, teacher_key, steps, init
+        self.supernet, self.supernet_key, self.losses, self.split = supernet, supernet_key, losses, split
+        self.config = config.model_copy(update={"steps": steps, "eval_every": steps, "patience": None}) if steps \
+            else config
+        self.metric = data.task.main_metric
+        if init == "teacher":  # the same function, most important units first
+            reorder_by_importance(teacher, data, seed=config.seed)
+
+    def _student(self, spec: ArchSpec) -> BertsmithForSequenceClassification:
+        torch.manual_seed(self.config.seed)
+        student = BertsmithForSequenceClassification(spec, self.data.task.num_labels)
+        if self.init == "supernet":
+            slice_weights(self.supernet.model, self.supernet.spec, student, spec, self.supernet.layers_for(spec))
+        elif self.init == "teacher":
+            slice_weights(self.teacher, self.teacher.encoder.spec, student, spec)
+        return student
+
+    def evaluate(self, spec: ArchSpec, workdir: Path) -> Evaluation:
+        start = time.perf_counter()
+        shutil.rmtree(workdir, ignore_errors=True)  # a retried trial starts over
+        student = self._student(spec)
+        objective = TaskObjective(student, self.teacher if self.losses.needs_teacher else None, self.losses,
+                                  regression=self.data.task.is_regression)
+        result = train_on_task(objective, self.data, config=self.config, run_dir=workdir, resume=False,
+                               fingerprint={"spec": spec.to_dict(), "evaluator": self.fingerprint()},
+                               progress=False, description="evaluate", keep_best=self.steps is None,
+                               evaluate_fn=lambda model: evaluate(model, self.data, self.split))
+        last = {k: v for k, v in result.history[-1].items() if k != "step"}
+        metrics = result.best_metrics if self.steps is None else last
+        shutil.rmtree(workdir / CHECKPOINTS, ignore_errors=True)
+        (workdir / BEST).unlink(missing_ok=True)
+        return Evaluation(metrics, time.perf_counter() - start, {"steps": result.steps, "init": self.init})
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": self.name, "teacher": self.teacher_key, "task": self.data.task.name, "split": self.split,
+                "data": self.data.hashes.get(self.split), "steps": self.steps, "init": self.init,
+                "supernet": self.supernet_key if self.init == "supernet" else None,
+                "losses": self.losses.model_dump(mode="json"), "train": self.config.model_dump()}
+
+
+def _check_split(data: TaskData, split: str) -> None:
+    if not data.labeled(split):
+        raise ConfigError(f"{data.task.name}: the {split} split has no labels to evaluate architectures on")

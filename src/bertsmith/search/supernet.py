@@ -1,0 +1,249 @@
+"""The weight-sharing supernet: one set of maximum-size weights from which every architecture of a
+search space is cut, so thousands of candidates are scored without training each.
+
+The supernet is the space's largest architecture (``SearchSpace.extreme(True)``) with a task head,
+initialised from the fine-tuned task teacher after its heads, FFN neurons and hidden channels are
+reordered by importance (DynaBERT), so that the leading units (the ones a slice keeps) are the
+teacher's most important. An architecture of depth d uses the supernet layers
+``even_layers(d, max depth)``; within them it keeps the leading heads, head dims, neurons and
+channels (``modeling.elastic``). ``Supernet.forward(spec, ...)`` runs that sub-network through
+differentiable views of the shared weights; ``extract(spec)`` copies it out as a standalone model
+with the same outputs.
+
+Training (``train_supernet``) distils the teacher's predictions into the shared weights with the
+sandwich rule (Yu & Huang 2019, as in DynaBERT and BigNAS): every step sums the losses of the
+largest, the smallest and ``random_subnets`` random sub-networks (drawn from the space within its
+parameter and FLOPs budget) on the same batch. Only prediction-level losses (teacher logits, gold
+labels) are used: intermediate-layer losses would need one projection per width.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+from torch.func import functional_call
+
+from ..arch import ArchSpec, atomic_write_text
+from ..data import Task
+from ..distill.checkpoint import atomic_file
+from ..distill.objectives import LossConfig, prediction_losses
+from ..distill.trainer import TrainConfig
+from ..errors import CheckpointError, ConfigError, SpecError
+from ..modeling import BertsmithForSequenceClassification
+from ..modeling.elastic import SLICEABLE_ATTENTION, SLICEABLE_FFN, even_layers, slice_weights, sliced_state
+from .budget import Budget
+from .space import SearchSpace
+
+WEIGHTS, INFO = "supernet.safetensors", "supernet.json"
+SKELETONS = 64  # sub-network module skeletons kept (they hold no weights)
+
+
+def check_space(space: SearchSpace) -> None:
+    """A supernet slices mhsa attention and dense FFNs with unfactorized embeddings and one activation."""
+    c = space.layer
+    for name, values, allowed in (("layer.attention", c.attention, SLICEABLE_ATTENTION),
+                                  ("layer.ffn_kind", c.ffn_kind, SLICEABLE_FFN)):
+        other = [v for v in values if v not in allowed]
+        if other:
+            raise SpecError(f"{name}: a supernet slices only {', '.join(allowed)}, not {other[0]!r}; "
+                            "score such spaces with the distill evaluator (--evaluator distill --init scratch)")
+    if space.embedding_size != [None]:
+        raise SpecError("embedding_size: a supernet needs unfactorized embeddings (embedding_size: [null])")
+    if len(c.activation) != 1:
+        raise SpecError(f"layer.activation: a supernet shares one activation, the space has {c.activation}")
+
+
+class Supernet(nn.Module):
+    """Shared maximum-size weights (``self.model``) and the space they serve."""
+
+    def __init__(self, space: SearchSpace, num_labels: int):
+        super().__init__()
+        check_space(space)
+        self.space, self.num_labels = space, num_labels
+        self.spec = space.extreme(largest=True)
+        self.model = BertsmithForSequenceClassification(self.spec, num_labels)
+        self._skeletons: dict[ArchSpec, tuple[nn.Module, dict[str, torch.Size]]] = {}
+
+    def layers_for(self, spec: ArchSpec) -> list[int]:
+        return even_layers(spec.num_layers, self.spec.num_layers)
+
+    def _skeleton(self, spec: ArchSpec) -> tuple[nn.Module, dict[str, torch.Size]]:
+        """A weightless module of ``spec`` (meta device) to run with the sliced weights."""
+        if spec not in self._skeletons:
+            if len(self._skeletons) >= SKELETONS:
+                self._skeletons.pop(next(iter(self._skeletons)))
+            with torch.device("meta"):
+                module = BertsmithForSequenceClassification(spec, self.num_labels)
+            self._skeletons[spec] = (module, {n: p.shape for n, p in module.named_parameters()})
+        return self._skeletons[spec]
+
+    def forward(self, spec: ArchSpec, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
+        """(logits, EncoderOutput) of the sub-network ``spec``; gradients reach the shared weights."""
+        module, shapes = self._skeleton(spec)
+        weights = sliced_state(dict(self.model.named_parameters()), self.spec, shapes, spec,
+                               self.layers_for(spec), prefix="encoder.")
+        module.train(self.training)
+        return functional_call(module, weights, (input_ids, attention_mask, token_type_ids), kwargs)
+
+    def extract(self, spec: ArchSpec) -> BertsmithForSequenceClassification:
+        """The sub-network ``spec`` as a standalone model (copied weights, eval mode)."""
+        model = BertsmithForSequenceClassification(spec, self.num_labels)
+        slice_weights(self.model, self.spec, model, spec, self.layers_for(spec))
+        return model.eval()
+
+    def save(self, directory: Path, info: dict) -> None:
+        """``supernet.safetensors`` and ``supernet.json`` (the space, labels and ``info``), atomically."""
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_file(directory / WEIGHTS) as tmp:
+            save_model(self.model, str(tmp))
+        meta = {"space": self.space.model_dump(mode="json"), "num_labels": self.num_labels} | info
+        atomic_write_text(directory / INFO, json.dumps(meta, indent=1))
+
+
+def load_supernet(directory: str | os.PathLike) -> Supernet:
+    """A trained supernet saved by ``train_supernet``."""
+    directory = Path(directory)
+    if not (directory / INFO).exists() or not (directory / WEIGHTS).exists():
+        raise CheckpointError(f"{directory}: no trained supernet ({INFO} and {WEIGHTS}) in this directory")
+    info = json.loads((directory / INFO).read_text(encoding="utf-8"))
+    supernet = Supernet(SearchSpace.from_dict(info["space"], source=str(directory / INFO)), info["num_labels"])
+    load_model(supernet.model, directory / WEIGHTS)
+    return supernet
+
+
+class SandwichObjective(nn.Module):
+    """Sum of the prediction losses of the largest, smallest and ``random_subnets`` random
+    sub-networks on one batch. The random ones are drawn with a seed taken from torch's global RNG,
+    which the trainer checkpoints, so a resumed run draws the same sub-networks."""
+
+    def __init__(self, supernet: Supernet, teacher: nn.Module | None, losses: LossConfig, *, regression: bool,
+                 random_subnets: int = 2, budget: Budget | None = None):
+        super().__init__()
+        if losses.hidden > 0 or losses.attention > 0 or losses.mlm > 0:
+            raise ConfigError("supernet training uses prediction losses only (labels, logits), not "
+                              "hidden, attention or mlm")
+        if losses.needs_teacher and teacher is None:
+            raise ConfigError("the configured losses need a teacher")
+        self.student, self.config, self.regression = supernet, losses, regression
+        self._teacher = (teacher.eval().requires_grad_(False),) if teacher is not None else ()
+        self.random_subnets = random_subnets
+        self.budget = budget if budget is not None else supernet.space.budget
+        self.largest, self.smallest = supernet.spec, supernet.space.extreme(largest=False)
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        return self._teacher[0] if self._teacher else None
+
+    def sample(self, rng: np.random.Generator) -> ArchSpec:
+        """A random architecture of the space within its parameter and FLOPs budget (a few tries)."""
+        for _ in range(50):
+            spec = self.student.space.sample(rng)
+            if not self.budget.violations(spec):
+                return spec
+        return spec
+
+    def subnets(self) -> list[ArchSpec]:
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
+        return [self.largest, self.smallest] + [self.sample(rng) for _ in range(self.random_subnets)]
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        t_logits = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                t_logits, _ = self.teacher(ids, mask, types)
+        losses = []
+        for spec in self.subnets():
+            s_logits, _ = self.student(spec, ids, mask, types)
+            parts = prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
+            losses.append(sum(getattr(self.config, name) * value for name, value in parts.items()))
+        report = {"largest": losses[0].detach(), "smallest": losses[1].detach()}
+        if len(losses) > 2:
+            report["random"] = torch.stack(losses[2:]).mean().detach()
+        return torch.stack(losses).sum(), report
+
+
+@dataclass
+class SupernetResult:
+    directory: Path
+    metrics: dict[str, float]
+    steps: int
+    reused: bool
+
+
+SUPERNET_LOSSES = LossConfig(labels=0.0, logits=1.0)
+
+
+def train_supernet(
+    space: SearchSpace,
+    teacher_dir: str | os.PathLike,
+    task: Task,
+    *,
+    run_dir: str | os.PathLike,
+    config: TrainConfig,
+    losses: LossConfig = SUPERNET_LOSSES,
+    random_subnets: int = 2,
+    data_dir: str | os.PathLike | None = None,
+    max_length: int = 128,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> SupernetResult:
+    """Build the supernet from the importance-ordered teacher and train it with the sandwich rule,
+    or reuse the one already in ``run_dir`` when it was trained for the same inputs. An interrupted
+    training resumes from its last checkpoint. Dev metrics of the largest and smallest sub-networks
+    are logged; the final weights are kept (the sandwich rule trains every width at once, so no
+    single sub-network's best step selects the supernet)."""
+    from ..distill.task import (check_vocab, digest, evaluate, load_task_data, load_tokenizer,
+                                reorder_by_importance, train_on_task)
+    from ..distill.teacher import load_teacher
+
+    run_dir = Path(run_dir)
+    fingerprint = {
+        "space": space.digest(), "teacher": str(Path(teacher_dir).resolve()), "task": task.name,
+        "losses": losses.model_dump(mode="json"), "random_subnets": random_subnets, "train": config.model_dump(),
+        "max_length": max_length,
+    }
+    key = digest(fingerprint)
+    if (run_dir / INFO).exists():
+        info = json.loads((run_dir / INFO).read_text(encoding="utf-8"))
+        if info.get("key") == key and (run_dir / WEIGHTS).exists():
+            return SupernetResult(run_dir, info["metrics"], info["steps"], reused=True)
+
+    tokenizer = load_tokenizer(teacher_dir)
+    teacher = load_teacher(teacher_dir, task)
+    check_vocab(tokenizer, teacher.encoder.spec, teacher_dir)
+    data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
+    torch.manual_seed(config.seed)
+    supernet = Supernet(space, task.num_labels)
+    reorder_by_importance(teacher, data, seed=config.seed)
+    try:
+        slice_weights(teacher, teacher.encoder.spec, supernet.model, supernet.spec)
+    except SpecError as e:
+        raise SpecError(f"the search space's largest architecture ({supernet.spec.summary()}) cannot be cut from "
+                        f"the teacher ({teacher.encoder.spec.summary()}): {e}") from None
+    objective = SandwichObjective(supernet, teacher if losses.needs_teacher else None, losses,
+                                  regression=task.is_regression, random_subnets=random_subnets)
+    main = data.task.main_metric
+
+    def evaluate_ends(net: Supernet) -> dict[str, float]:
+        largest = evaluate(net.extract(objective.largest), data, "dev")[main]
+        smallest = evaluate(net.extract(objective.smallest), data, "dev")[main]
+        return {main: (largest + smallest) / 2, f"largest_{main}": largest, f"smallest_{main}": smallest}
+
+    work = run_dir / "training"
+    result = train_on_task(objective, data, config=config.model_copy(update={"patience": None}), run_dir=work,
+                           resume=True, fingerprint=fingerprint, progress=progress, description="supernet",
+                           evaluate_fn=evaluate_ends if data.labeled("dev") else None, keep_best=False)
+    metrics = evaluate_ends(supernet) if data.labeled("dev") else {}
+    supernet.save(run_dir, {"key": key, "fingerprint": fingerprint, "metrics": metrics, "steps": result.steps,
+                            "teacher_spec": teacher.encoder.spec.to_dict()})
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    return SupernetResult(run_dir, metrics, result.steps, reused=False)

@@ -1,0 +1,137 @@
+"""The weight-sharing supernet: sub-networks inside it equal the same sub-networks cut out and
+exported; gradients reach only the shared slices; sandwich training trains, saves and resumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bertsmith.data import resolve_task
+from bertsmith.distill.trainer import TrainConfig
+from bertsmith.errors import SpecError
+from bertsmith.hf.checkpoint import import_checkpoint
+from bertsmith.hf.export import export_pretrained
+from bertsmith.search.space import SearchSpace
+from bertsmith.search.supernet import SandwichObjective, Supernet, load_supernet, train_supernet
+from tests.distill.conftest import VOCAB, base_dir, cache_dir, minilm_dir, task_file, teacher_dir  # noqa: F401
+
+EMB = {"vocab_size": VOCAB, "max_positions": 64, "type_vocab_size": 2}
+# fits inside the tiny teacher of tests/distill (3 layers, hidden 48, 4 heads of 12, FFN 96)
+SPACE = {"depth": [1, 2, 3], "hidden": [16, 32, 48], "embeddings": EMB, "per_layer": True,
+         "layer": {"heads": [1, 2, 4], "qk_dim": [6, 12], "v_dim": [6, 12], "ffn": [32, 64, 96]}}
+
+
+def batch(n: int = 3, t: int = 9, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 1000, (n, t), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0
+    return ids, mask
+
+
+def specs(space: SearchSpace, n: int) -> list:
+    rng = np.random.default_rng(0)
+    return [space.extreme(True), space.extreme(False)] + [space.sample(rng) for _ in range(n)]
+
+
+def test_subnet_inside_equals_extracted_and_exported(tmp_path):
+    space = SearchSpace.from_dict(SPACE)
+    torch.manual_seed(0)
+    net = Supernet(space, num_labels=2).eval()
+    ids, mask = batch()
+    for i, spec in enumerate(specs(space, 6)):
+        with torch.no_grad():
+            inside, _ = net(spec, ids, mask)
+            alone = net.extract(spec)
+            extracted, _ = alone(ids, mask)
+        torch.testing.assert_close(inside, extracted, rtol=1e-5, atol=1e-5)
+        if i < 3:  # exported to a Hugging Face directory and imported back
+            export_pretrained(alone, tmp_path / f"m{i}")
+            imported = import_checkpoint(tmp_path / f"m{i}").model.eval()
+            with torch.no_grad():
+                torch.testing.assert_close(imported(ids, mask)[0], inside, rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_reach_only_the_slice():
+    space = SearchSpace.from_dict(SPACE)
+    net = Supernet(space, num_labels=2)
+    small = space.from_genes({"depth": 1, "hidden": 32, "layer0.heads": 2, "layer0.qk_dim": 6, "layer0.v_dim": 12,
+                              "layer0.ffn": 32})
+    ids, mask = batch()
+    logits, _ = net.eval()(small, ids, mask)
+    logits.sum().backward()
+    layer = net.model.encoder.layers[net.layers_for(small)[0]]
+    up = layer.ffn.up.weight.grad
+    assert up[:32, :32].abs().sum() > 0
+    assert up[32:].abs().sum() == 0 and up[:, 32:].abs().sum() == 0
+    other = [i for i in range(3) if i not in net.layers_for(small)]
+    assert all(net.model.encoder.layers[i].ffn.up.weight.grad is None for i in other)
+
+
+def test_space_must_be_sliceable():
+    mixed = SPACE | {"layer": SPACE["layer"] | {"attention": ["mhsa", "mixed"], "head_ratio": [2]}}
+    with pytest.raises(SpecError, match="layer.attention: a supernet slices only mhsa"):
+        Supernet(SearchSpace.from_dict(mixed), 2)
+    with pytest.raises(SpecError, match="embedding_size"):
+        Supernet(SearchSpace.from_dict(SPACE | {"embedding_size": [16, None]}), 2)
+
+
+def test_sandwich_draws_the_same_subnets_from_the_same_rng_state():
+    space = SearchSpace.from_dict(SPACE | {"budget": {"params": 20000}})
+    objective = SandwichObjective(Supernet(space, 2), None, _labels_only(), regression=False, random_subnets=3)
+    torch.manual_seed(5)
+    first = objective.subnets()
+    torch.manual_seed(5)
+    assert objective.subnets() == first
+    assert first[0] == space.extreme(True) and first[1] == space.extreme(False)
+    assert all(not space.budget.violations(s) for s in first[2:])
+
+
+def _labels_only():
+    from bertsmith.distill.objectives import LossConfig
+
+    return LossConfig(labels=1.0, logits=0.0)
+
+
+def test_train_supernet_from_teacher(tmp_path, teacher_dir, task_file, cache_dir):  # noqa: F811
+    task = resolve_task(task_file)
+    space = SearchSpace.from_dict(SPACE)
+    config = TrainConfig(steps=8, batch_size=16, lr=1e-3, eval_every=4)
+    result = train_supernet(space, teacher_dir, task, run_dir=tmp_path / "sn", config=config, max_length=16,
+                            cache_dir=cache_dir, progress=False)
+    assert not result.reused and result.steps == 8
+    assert set(result.metrics) == {"accuracy", "largest_accuracy", "smallest_accuracy"}
+    assert not (tmp_path / "sn" / "training" / "checkpoints").exists()
+    net = load_supernet(tmp_path / "sn")
+    assert net.spec == space.extreme(True)
+    again = train_supernet(space, teacher_dir, task, run_dir=tmp_path / "sn", config=config, max_length=16,
+                           cache_dir=cache_dir, progress=False)
+    assert again.reused and again.metrics == result.metrics
+
+
+def test_untrained_supernet_largest_is_the_teacher(teacher_dir, task_file, cache_dir):  # noqa: F811
+    """With the space's largest architecture equal to the teacher, importance reordering and slicing
+    keep the teacher's function exactly."""
+    from bertsmith.distill.task import load_task_data, load_tokenizer, reorder_by_importance
+    from bertsmith.distill.teacher import load_teacher
+    from bertsmith.modeling.elastic import slice_weights
+
+    task = resolve_task(task_file)
+    teacher = load_teacher(teacher_dir, task).eval()
+    data = load_task_data(task, load_tokenizer(teacher_dir), data_dir=None, max_length=16, cache_dir=cache_dir)
+    ids, mask = batch()
+    with torch.no_grad():
+        before, _ = teacher(ids, mask)
+    reorder_by_importance(teacher, data, seed=0)
+    net = Supernet(SearchSpace.from_dict(SPACE), 2).eval()
+    slice_weights(teacher, teacher.encoder.spec, net.model, net.spec)
+    with torch.no_grad():
+        torch.testing.assert_close(net(net.spec, ids, mask)[0], before, rtol=1e-4, atol=1e-4)
+
+
+def test_space_larger_than_teacher_is_refused(tmp_path, teacher_dir, task_file, cache_dir):  # noqa: F811
+    space = SearchSpace.from_dict(SPACE | {"hidden": [32, 64]})
+    with pytest.raises(SpecError, match=r"cannot be cut from the teacher .*hidden: 64 is larger"):
+        train_supernet(space, teacher_dir, resolve_task(task_file), run_dir=tmp_path / "sn",
+                       config=TrainConfig(steps=2), max_length=16, cache_dir=cache_dir, progress=False)
