@@ -43,7 +43,7 @@ from bertsmith.distill.teacher import load_teacher  # noqa: E402
 from bertsmith.distill.trainer import TrainConfig  # noqa: E402
 from bertsmith.search.evaluators import DistillEvaluator, SliceEvaluator  # noqa: E402
 from bertsmith.search.space import SearchSpace  # noqa: E402
-from bertsmith.search.supernet import load_supernet, train_supernet  # noqa: E402
+from bertsmith.search.supernet import SupernetJob  # noqa: E402
 
 
 def spread(space: SearchSpace, count: int, seed: int) -> list[ArchSpec]:
@@ -73,17 +73,18 @@ def main() -> None:
     out = Path(args.out or ROOT / "bench" / "results" / f"supernet_{task.name}.json")
     config = TrainConfig(steps=args.steps, batch_size=32, lr=args.lr, eval_every=max(1, args.steps // 5), seed=args.seed)
     t0 = time.perf_counter()
-    trained = train_supernet(space, args.teacher, task, run_dir=Path(args.run_dir) / "supernet", config=config,
-                             random_subnets=args.random_subnets, data_dir=args.data_dir)
+    job = SupernetJob(space, Path(args.teacher), task, run_dir=Path(args.run_dir) / "supernet", config=config,
+                      random_subnets=args.random_subnets, data_dir=args.data_dir)
+    trained = job.train()
     train_seconds = time.perf_counter() - t0
     print(f"supernet: {trained.steps} steps, dev {trained.metrics} ({'reused' if trained.reused else f'{train_seconds:.0f} s'})")
 
-    supernet = load_supernet(trained.directory)
     data = load_task_data(task, load_tokenizer(args.teacher), data_dir=args.data_dir, max_length=128, splits=("train", "dev"))
     teacher = load_teacher(args.teacher, task).eval()
     teacher_dev = evaluate(teacher, data, "dev")[task.main_metric]
-    key = files_digest(trained.directory)
-    slicer = SliceEvaluator(supernet, data, supernet_key=key)
+    key = job.key
+    slicer = SliceEvaluator(job, data)
+    slicer.prepare()
     short = DistillEvaluator(teacher, data, teacher_key=files_digest(args.teacher), steps=args.short_steps,
                              init="teacher", config=TrainConfig(batch_size=32, lr=1e-4, seed=args.seed))
 

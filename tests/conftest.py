@@ -9,6 +9,8 @@ import pytest
 from bertsmith.arch import ArchSpec
 from bertsmith.modeling.registry import ATTENTION, FFN
 
+pytest_plugins = ["tests.tasks"]  # task fixtures: tiny teacher, tiny task, MiniLM tokenizer
+
 HIDDEN = 48
 SEARCHED_EXPRESSIONS = ("L(gelu(L(x)))", "L(relu(mul(L(x), x)))")
 

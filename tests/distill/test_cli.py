@@ -15,7 +15,7 @@ import pytest
 from bertsmith.distill.checkpoint import latest_checkpoint
 from tests.test_cli import run
 
-from .conftest import tiny_spec
+from tests.tasks import tiny_spec
 
 BERTSMITH = [sys.executable, "-m", "bertsmith.cli"]
 

@@ -16,7 +16,7 @@ from bertsmith.distill.trainer import TrainConfig
 from bertsmith.errors import CheckpointError, DataError, SpecError
 from bertsmith.hf import import_checkpoint
 
-from .conftest import tiny_spec
+from tests.tasks import tiny_spec
 
 STUDENT = TrainConfig(steps=36, lr=3e-3, batch_size=16, eval_every=12)
 SPEC = tiny_spec(layers=2, hidden=48)
@@ -112,7 +112,7 @@ def test_bad_data_stops_before_training_and_keeps_earlier_results(teacher_dir, t
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     bad = tmp_path / "bad"
     bad_task = (bad / "task.yaml")
-    from .conftest import write_task
+    from tests.tasks import write_task
 
     write_task(bad)
     (bad / "dev.csv").write_text("text,label\nthe film was good,1\nthe film was bad,7\n", encoding="utf-8")

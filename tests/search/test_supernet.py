@@ -13,11 +13,11 @@ from bertsmith.errors import SpecError
 from bertsmith.hf.checkpoint import import_checkpoint
 from bertsmith.hf.export import export_pretrained
 from bertsmith.search.space import SearchSpace
-from bertsmith.search.supernet import SandwichObjective, Supernet, load_supernet, train_supernet
-from tests.distill.conftest import VOCAB, base_dir, cache_dir, minilm_dir, task_file, teacher_dir  # noqa: F401
+from bertsmith.search.supernet import SandwichObjective, Supernet, SupernetJob, load_supernet
+from tests.tasks import VOCAB
 
 EMB = {"vocab_size": VOCAB, "max_positions": 64, "type_vocab_size": 2}
-# fits inside the tiny teacher of tests/distill (3 layers, hidden 48, 4 heads of 12, FFN 96)
+# fits inside the tiny teacher of tests/tasks.py (3 layers, hidden 48, 4 heads of 12, FFN 96)
 SPACE = {"depth": [1, 2, 3], "hidden": [16, 32, 48], "embeddings": EMB, "per_layer": True,
          "layer": {"heads": [1, 2, 4], "qk_dim": [6, 12], "v_dim": [6, 12], "ffn": [32, 64, 96]}}
 
@@ -94,23 +94,27 @@ def _labels_only():
     return LossConfig(labels=1.0, logits=0.0)
 
 
-def test_train_supernet_from_teacher(tmp_path, teacher_dir, task_file, cache_dir):  # noqa: F811
+def test_train_supernet_from_teacher(tmp_path, teacher_dir, task_file, cache_dir):
     task = resolve_task(task_file)
     space = SearchSpace.from_dict(SPACE)
     config = TrainConfig(steps=8, batch_size=16, lr=1e-3, eval_every=4)
-    result = train_supernet(space, teacher_dir, task, run_dir=tmp_path / "sn", config=config, max_length=16,
-                            cache_dir=cache_dir, progress=False)
+    job = SupernetJob(space, teacher_dir, task, run_dir=tmp_path / "sn", config=config, max_length=16,
+                      cache_dir=cache_dir, progress=False)
+    key = job.key
+    result = job.train()
     assert not result.reused and result.steps == 8
     assert set(result.metrics) == {"accuracy", "largest_accuracy", "smallest_accuracy"}
     assert not (tmp_path / "sn" / "training" / "checkpoints").exists()
     net = load_supernet(tmp_path / "sn")
     assert net.spec == space.extreme(True)
-    again = train_supernet(space, teacher_dir, task, run_dir=tmp_path / "sn", config=config, max_length=16,
-                           cache_dir=cache_dir, progress=False)
-    assert again.reused and again.metrics == result.metrics
+    again = SupernetJob(space, teacher_dir, task, run_dir=tmp_path / "sn", config=config, max_length=16,
+                        cache_dir=cache_dir, progress=False)
+    assert again.key == key and again.train().reused and again.get().spec == net.spec
+    other = SupernetJob(space, teacher_dir, task, run_dir=tmp_path / "sn", config=TrainConfig(steps=9), max_length=16)
+    assert other.key != key
 
 
-def test_untrained_supernet_largest_is_the_teacher(teacher_dir, task_file, cache_dir):  # noqa: F811
+def test_untrained_supernet_largest_is_the_teacher(teacher_dir, task_file, cache_dir):
     """With the space's largest architecture equal to the teacher, importance reordering and slicing
     keep the teacher's function exactly."""
     from bertsmith.distill.task import load_task_data, load_tokenizer, reorder_by_importance
@@ -130,8 +134,8 @@ def test_untrained_supernet_largest_is_the_teacher(teacher_dir, task_file, cache
         torch.testing.assert_close(net(net.spec, ids, mask)[0], before, rtol=1e-4, atol=1e-4)
 
 
-def test_space_larger_than_teacher_is_refused(tmp_path, teacher_dir, task_file, cache_dir):  # noqa: F811
+def test_space_larger_than_teacher_is_refused(tmp_path, teacher_dir, task_file, cache_dir):
     space = SearchSpace.from_dict(SPACE | {"hidden": [32, 64]})
     with pytest.raises(SpecError, match=r"cannot be cut from the teacher .*hidden: 64 is larger"):
-        train_supernet(space, teacher_dir, resolve_task(task_file), run_dir=tmp_path / "sn",
-                       config=TrainConfig(steps=2), max_length=16, cache_dir=cache_dir, progress=False)
+        SupernetJob(space, teacher_dir, resolve_task(task_file), run_dir=tmp_path / "sn",
+                    config=TrainConfig(steps=2), max_length=16, cache_dir=cache_dir, progress=False).train()

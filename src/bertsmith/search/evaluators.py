@@ -29,7 +29,7 @@ from ..distill.trainer import TrainConfig
 from ..errors import ConfigError
 from ..modeling import BertsmithForSequenceClassification
 from ..modeling.elastic import slice_weights
-from .supernet import Supernet
+from .supernet import Supernet, SupernetJob
 
 Init = Literal["supernet", "teacher", "scratch"]
 
@@ -56,7 +56,11 @@ class Evaluator(ABC):
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:
-        """What defines the scores (kind, teacher, task, steps ...): a study refuses to mix evaluators."""
+        """What defines the scores (kind, teacher, task, steps ...): a study refuses to mix evaluators.
+        Known before ``prepare``."""
+
+    def prepare(self) -> None:
+        """Expensive set-up (training a supernet), run once the study has accepted this evaluator."""
 
 
 class SliceEvaluator(Evaluator):
@@ -64,18 +68,24 @@ class SliceEvaluator(Evaluator):
 
     name = "slice"
 
-    def __init__(self, supernet: Supernet, data: TaskData, *, supernet_key: str, split: str = "dev"):
+    def __init__(self, supernet: SupernetJob, data: TaskData, *, split: str = "dev"):
         _check_split(data, split)
-        self.supernet, self.data, self.key, self.split = supernet.eval(), data, supernet_key, split
+        self.job, self.data, self.split = supernet, data, split
         self.metric = data.task.main_metric
+        self.supernet: Supernet | None = None
+
+    def prepare(self) -> None:
+        self.supernet = self.job.get().eval()
 
     def evaluate(self, spec: ArchSpec, workdir: Path) -> Evaluation:
+        if self.supernet is None:
+            self.prepare()
         start = time.perf_counter()
         metrics = evaluate(self.supernet.extract(spec), self.data, self.split)
         return Evaluation(metrics, time.perf_counter() - start)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"kind": self.name, "supernet": self.key, "task": self.data.task.name, "split": self.split,
+        return {"kind": self.name, "supernet": self.job.key, "task": self.data.task.name, "split": self.split,
                 "data": self.data.hashes.get(self.split)}
 
 
@@ -88,8 +98,8 @@ class DistillEvaluator(Evaluator):
     name = "distill"
 
     def __init__(self, teacher: BertsmithForSequenceClassification, data: TaskData, *, teacher_key: str,
-                 steps: int | None, init: Init = "scratch", supernet: Supernet | None = None,
-                 supernet_key: str | None = None, losses: LossConfig = LossConfig(),
+                 steps: int | None, init: Init = "scratch", supernet: SupernetJob | None = None,
+                 losses: LossConfig = LossConfig(),
                  config: TrainConfig = TrainConfig(), split: str = "dev"):
         _check_split(data, split)
         if init not in ("supernet", "teacher", "scratch"):
@@ -97,17 +107,24 @@ class DistillEvaluator(Evaluator):
         if init == "supernet" and supernet is None:
             raise ConfigError("init = 'supernet' needs a trained supernet")
         self.teacher, self.data, self.teacher_key, self.steps, self.init = teacher.eval(), data, teacher_key, steps, init
-        self.supernet, self.supernet_key, self.losses, self.split = supernet, supernet_key, losses, split
+        self.job, self.losses, self.split = supernet, losses, split
+        self.supernet: Supernet | None = None
         self.config = config.model_copy(update={"steps": steps, "eval_every": steps, "patience": None}) if steps \
             else config
         self.metric = data.task.main_metric
         if init == "teacher":  # the same function, most important units first
             reorder_by_importance(teacher, data, seed=config.seed)
 
+    def prepare(self) -> None:
+        if self.init == "supernet":
+            self.supernet = self.job.get()
+
     def _student(self, spec: ArchSpec) -> BertsmithForSequenceClassification:
         torch.manual_seed(self.config.seed)
         student = BertsmithForSequenceClassification(spec, self.data.task.num_labels)
         if self.init == "supernet":
+            if self.supernet is None:
+                self.prepare()
             slice_weights(self.supernet.model, self.supernet.spec, student, spec, self.supernet.layers_for(spec))
         elif self.init == "teacher":
             slice_weights(self.teacher, self.teacher.encoder.spec, student, spec)
@@ -132,7 +149,7 @@ class DistillEvaluator(Evaluator):
     def fingerprint(self) -> dict[str, Any]:
         return {"kind": self.name, "teacher": self.teacher_key, "task": self.data.task.name, "split": self.split,
                 "data": self.data.hashes.get(self.split), "steps": self.steps, "init": self.init,
-                "supernet": self.supernet_key if self.init == "supernet" else None,
+                "supernet": self.job.key if self.init == "supernet" else None,
                 "losses": self.losses.model_dump(mode="json"), "train": self.config.model_dump()}
 
 

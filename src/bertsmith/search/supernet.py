@@ -10,7 +10,7 @@ channels (``modeling.elastic``). ``Supernet.forward(spec, ...)`` runs that sub-n
 differentiable views of the shared weights; ``extract(spec)`` copies it out as a standalone model
 with the same outputs.
 
-Training (``train_supernet``) distils the teacher's predictions into the shared weights with the
+Training (``SupernetJob.train``) distils the teacher's predictions into the shared weights with the
 sandwich rule (Yu & Huang 2019, as in DynaBERT and BigNAS): every step sums the losses of the
 largest, the smallest and ``random_subnets`` random sub-networks (drawn from the space within its
 parameter and FLOPs budget) on the same batch. Only prediction-level losses (teacher logits, gold
@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ class Supernet(nn.Module):
 
 
 def load_supernet(directory: str | os.PathLike) -> Supernet:
-    """A trained supernet saved by ``train_supernet``."""
+    """A trained supernet saved by ``SupernetJob.train``."""
     directory = Path(directory)
     if not (directory / INFO).exists() or not (directory / WEIGHTS).exists():
         raise CheckpointError(f"{directory}: no trained supernet ({INFO} and {WEIGHTS}) in this directory")
@@ -182,68 +183,85 @@ class SupernetResult:
 SUPERNET_LOSSES = LossConfig(labels=0.0, logits=1.0)
 
 
-def train_supernet(
-    space: SearchSpace,
-    teacher_dir: str | os.PathLike,
-    task: Task,
-    *,
-    run_dir: str | os.PathLike,
-    config: TrainConfig,
-    losses: LossConfig = SUPERNET_LOSSES,
-    random_subnets: int = 2,
-    data_dir: str | os.PathLike | None = None,
-    max_length: int = 128,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> SupernetResult:
-    """Build the supernet from the importance-ordered teacher and train it with the sandwich rule,
-    or reuse the one already in ``run_dir`` when it was trained for the same inputs. An interrupted
-    training resumes from its last checkpoint. Dev metrics of the largest and smallest sub-networks
-    are logged; the final weights are kept (the sandwich rule trains every width at once, so no
-    single sub-network's best step selects the supernet)."""
-    from ..distill.task import (check_vocab, digest, evaluate, load_task_data, load_tokenizer,
-                                reorder_by_importance, train_on_task)
-    from ..distill.teacher import load_teacher
+@dataclass
+class SupernetJob:
+    """Everything that defines a trained supernet. ``key`` names the result before it exists, so a
+    study can check its evaluator before any training; ``train`` trains it or reuses the one in
+    ``run_dir`` trained for the same inputs (an interrupted training resumes from its last
+    checkpoint). Dev metrics of the largest and smallest sub-networks are logged; the final weights
+    are kept (the sandwich rule trains every width at once, so no single sub-network's best step
+    selects the supernet)."""
 
-    run_dir = Path(run_dir)
-    fingerprint = {
-        "space": space.digest(), "teacher": str(Path(teacher_dir).resolve()), "task": task.name,
-        "losses": losses.model_dump(mode="json"), "random_subnets": random_subnets, "train": config.model_dump(),
-        "max_length": max_length,
-    }
-    key = digest(fingerprint)
-    if (run_dir / INFO).exists():
-        info = json.loads((run_dir / INFO).read_text(encoding="utf-8"))
-        if info.get("key") == key and (run_dir / WEIGHTS).exists():
-            return SupernetResult(run_dir, info["metrics"], info["steps"], reused=True)
+    space: SearchSpace
+    teacher_dir: Path
+    task: Task
+    run_dir: Path
+    config: TrainConfig
+    losses: LossConfig = SUPERNET_LOSSES
+    random_subnets: int = 2
+    data_dir: Path | None = None
+    max_length: int = 128
+    cache_dir: Path | None = None
+    progress: bool = True
 
-    tokenizer = load_tokenizer(teacher_dir)
-    teacher = load_teacher(teacher_dir, task)
-    check_vocab(tokenizer, teacher.encoder.spec, teacher_dir)
-    data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
-    torch.manual_seed(config.seed)
-    supernet = Supernet(space, task.num_labels)
-    reorder_by_importance(teacher, data, seed=config.seed)
-    try:
-        slice_weights(teacher, teacher.encoder.spec, supernet.model, supernet.spec)
-    except SpecError as e:
-        raise SpecError(f"the search space's largest architecture ({supernet.spec.summary()}) cannot be cut from "
-                        f"the teacher ({teacher.encoder.spec.summary()}): {e}") from None
-    objective = SandwichObjective(supernet, teacher if losses.needs_teacher else None, losses,
-                                  regression=task.is_regression, random_subnets=random_subnets)
-    main = data.task.main_metric
+    def fingerprint(self) -> dict:
+        from ..distill.task import files_digest
 
-    def evaluate_ends(net: Supernet) -> dict[str, float]:
-        largest = evaluate(net.extract(objective.largest), data, "dev")[main]
-        smallest = evaluate(net.extract(objective.smallest), data, "dev")[main]
-        return {main: (largest + smallest) / 2, f"largest_{main}": largest, f"smallest_{main}": smallest}
+        return {"space": self.space.digest(), "teacher": files_digest(self.teacher_dir), "task": self.task.name,
+                "losses": self.losses.model_dump(mode="json"), "random_subnets": self.random_subnets,
+                "train": self.config.model_dump(), "max_length": self.max_length}
 
-    work = run_dir / "training"
-    result = train_on_task(objective, data, config=config.model_copy(update={"patience": None}), run_dir=work,
-                           resume=True, fingerprint=fingerprint, progress=progress, description="supernet",
-                           evaluate_fn=evaluate_ends if data.labeled("dev") else None, keep_best=False)
-    metrics = evaluate_ends(supernet) if data.labeled("dev") else {}
-    supernet.save(run_dir, {"key": key, "fingerprint": fingerprint, "metrics": metrics, "steps": result.steps,
-                            "teacher_spec": teacher.encoder.spec.to_dict()})
-    shutil.rmtree(work / "checkpoints", ignore_errors=True)
-    return SupernetResult(run_dir, metrics, result.steps, reused=False)
+    @cached_property
+    def key(self) -> str:
+        from ..distill.task import digest
+
+        return digest(self.fingerprint())
+
+    def get(self) -> Supernet:
+        """The trained supernet (training it first when needed)."""
+        self.train()
+        return load_supernet(self.run_dir)
+
+    def train(self) -> SupernetResult:
+        from ..distill.task import check_vocab, evaluate, load_task_data, load_tokenizer, reorder_by_importance, \
+            train_on_task
+        from ..distill.teacher import load_teacher
+
+        run_dir, task, config = Path(self.run_dir), self.task, self.config
+        if (run_dir / INFO).exists():
+            info = json.loads((run_dir / INFO).read_text(encoding="utf-8"))
+            if info.get("key") == self.key and (run_dir / WEIGHTS).exists():
+                return SupernetResult(run_dir, info["metrics"], info["steps"], reused=True)
+
+        tokenizer = load_tokenizer(self.teacher_dir)
+        teacher = load_teacher(self.teacher_dir, task)
+        check_vocab(tokenizer, teacher.encoder.spec, self.teacher_dir)
+        data = load_task_data(task, tokenizer, data_dir=self.data_dir, max_length=self.max_length,
+                              cache_dir=self.cache_dir)
+        torch.manual_seed(config.seed)
+        supernet = Supernet(self.space, task.num_labels)
+        reorder_by_importance(teacher, data, seed=config.seed)
+        try:
+            slice_weights(teacher, teacher.encoder.spec, supernet.model, supernet.spec)
+        except SpecError as e:
+            raise SpecError(f"the search space's largest architecture ({supernet.spec.summary()}) cannot be cut "
+                            f"from the teacher ({teacher.encoder.spec.summary()}): {e}") from None
+        objective = SandwichObjective(supernet, teacher if self.losses.needs_teacher else None, self.losses,
+                                      regression=task.is_regression, random_subnets=self.random_subnets)
+        main = task.main_metric
+
+        def evaluate_ends(net: Supernet) -> dict[str, float]:
+            largest = evaluate(net.extract(objective.largest), data, "dev")[main]
+            smallest = evaluate(net.extract(objective.smallest), data, "dev")[main]
+            return {main: (largest + smallest) / 2, f"largest_{main}": largest, f"smallest_{main}": smallest}
+
+        work = run_dir / "training"
+        result = train_on_task(objective, data, config=config.model_copy(update={"patience": None}), run_dir=work,
+                               resume=True, fingerprint={"supernet": self.key}, progress=self.progress,
+                               description="supernet", evaluate_fn=evaluate_ends if data.labeled("dev") else None,
+                               keep_best=False)
+        metrics = evaluate_ends(supernet) if data.labeled("dev") else {}
+        supernet.save(run_dir, {"key": self.key, "fingerprint": self.fingerprint(), "metrics": metrics,
+                                "steps": result.steps, "teacher_spec": teacher.encoder.spec.to_dict()})
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        return SupernetResult(run_dir, metrics, result.steps, reused=False)

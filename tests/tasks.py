@@ -1,4 +1,5 @@
-"""Tiny models with the real MiniLM tokenizer and a tiny sentiment task, for job and CLI tests."""
+"""Task fixtures for job, search and CLI tests (a pytest plugin, see tests/conftest.py): tiny models
+with the real MiniLM tokenizer and a tiny sentiment task."""
 
 from __future__ import annotations
 
