@@ -8,6 +8,7 @@ architectures sampled from the space and reports its error on held-out ones.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,6 +76,13 @@ class CostModel:
                 raise ConfigError(f"the latency predictor was fit for batch {predictor.batch} × {predictor.seq_len} "
                                   f"tokens, the budget measures batch {budget.batch} × {budget.seq_len}")
         self.budget, self.latency, self.predictor, self.repeats = budget, latency, predictor, repeats
+
+    def fingerprint(self) -> dict:
+        """The budget and how latency is obtained: a study keeps one of each."""
+        latency = {"mode": self.latency}
+        if self.predictor is not None:
+            latency["predictor"] = json.loads(self.predictor.to_json())
+        return self.budget.model_dump(mode="json") | {"latency_from": latency}
 
     def latency_ms(self, spec: ArchSpec) -> float:
         if self.latency == "predicted":

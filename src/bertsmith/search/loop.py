@@ -1,0 +1,253 @@
+"""The search loop: a strategy proposes architectures, the ``Search`` records each as a trial of the
+study, evaluates it when it fits the budget and is new, and keeps the Pareto files current.
+
+Every proposal becomes one trial:
+
+- over budget: not evaluated; COMPLETE with the values (-inf, *costs) (Optuna's storage keeps -inf,
+  and -inf is below any score, so the trial can never enter the front) and ``feasible`` False;
+- the same architecture (its ArchSpec JSON) as an earlier complete trial: not evaluated again; that
+  trial's values and attrs are copied and ``duplicate_of`` names it;
+- unbuildable gene values (``SpecError``): FAIL with ``feasible`` False and the reason as violation;
+- otherwise evaluated: COMPLETE with (metric, *costs), or FAIL with ``error`` when the evaluator
+  raises a ``BertsmithError`` or ``FloatingPointError`` (or returns a non-finite metric). Any other
+  exception fails the trial and stops the search.
+
+``trials`` counts evaluated architectures (complete, feasible, not duplicates) over the whole study,
+so a resumed search runs only the rest; the time budget likewise sums the evaluation seconds of all of
+the study's trials. Every trial's user attrs hold ``spec``, ``summary``, ``costs``, ``constraints``,
+``violations``, ``feasible``, ``metrics``, ``details``, ``seconds``, ``host`` and ``pid``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..arch import ArchSpec
+from ..errors import BertsmithError, ConfigError
+from .costs import COSTS, CostModel
+from .evaluators import Evaluator
+from .pareto import Point, write_pareto
+from .space import SearchSpace
+from .strategies import STRATEGIES, Strategy
+from .study import HOST, open_study
+
+STALL_FACTOR = 50  # a search stops after STALL_FACTOR × trials proposals in a row that evaluate nothing new
+KINDS = ("evaluated", "infeasible", "duplicates", "failed")
+
+
+@dataclass
+class SearchResult:
+    """Counts are over the whole study (``KINDS``). ``stopped``: why the search ended before ``trials``
+    evaluated architectures (None when it reached them)."""
+
+    study: optuna.Study
+    front: list[Point]
+    evaluated: int
+    infeasible: int
+    duplicates: int
+    failed: int
+    stopped: str | None
+
+
+class Search:
+    """One run over a study: strategies call ``ask``/``tell``/``reject`` (sampler-driven) or
+    ``evaluate`` (their own proposals) until ``done()``. ``seed``: this run's seed for proposals.
+    After every trial: ``counts`` (by ``KINDS``), ``seconds`` (evaluation time) and ``front`` are the
+    whole study's."""
+
+    def __init__(self, study: optuna.Study, space: SearchSpace, evaluator: Evaluator, cost_model: CostModel,
+                 objectives: Sequence[str], run_dir: Path, *, trials: int, time_budget: float | None = None,
+                 seed: int = 0, on_record: Callable[["Search"], None] | None = None):
+        self.study, self.space, self.evaluator, self.cost_model = study, space, evaluator, cost_model
+        self.objectives, self.run_dir = tuple(objectives), Path(run_dir)
+        self.trials, self.time_budget, self.seed, self.on_record = trials, time_budget, seed, on_record
+        self._stalled = 0
+        self._record()
+
+    # ---- where the search stands -------------------------------------------------------------------
+    def _record(self) -> None:
+        """Reread the study, rewrite the result files, report progress."""
+        trials = self.study.get_trials(deepcopy=False)
+        self.counts = Counter(_kind(t) for t in trials)
+        self.seconds = sum(t.user_attrs.get("seconds", 0.0) for t in trials if t.state.is_finished())
+        self._originals: dict[str, FrozenTrial] = {}
+        for t in trials:
+            if t.state == TrialState.COMPLETE and t.user_attrs.get("duplicate_of") is None:
+                self._originals.setdefault(_key(t.user_attrs["spec"]), t)
+        self.front = write_pareto(self.run_dir, trials, self.evaluator.metric)
+        if self.on_record:
+            self.on_record(self)
+
+    @property
+    def evaluated(self) -> int:
+        return self.counts["evaluated"]
+
+    def cut_short(self) -> str | None:
+        """Why the search must stop before reaching ``trials`` evaluated architectures, if it must."""
+        if self.time_budget is not None and self.seconds >= self.time_budget:
+            return f"the time budget of {self.time_budget:g} s is spent ({self.seconds:.1f} s of evaluation)"
+        if self._stalled >= STALL_FACTOR * self.trials:
+            return (f"{self._stalled} proposals in a row evaluated nothing new (over budget, unbuildable, "
+                    f"already evaluated or failed): the space may hold fewer than {self.trials} architectures "
+                    "within the budget")
+        return None
+
+    def done(self) -> bool:
+        return self.evaluated >= self.trials or self.cut_short() is not None
+
+    # ---- recording proposals ---------------------------------------------------------------------
+    def ask(self) -> optuna.Trial:
+        """A new trial (an enqueued retry first), marked with this host and process."""
+        trial = self.study.ask()
+        _set(trial, host=HOST, pid=os.getpid())
+        return trial
+
+    def tell(self, trial: optuna.Trial, spec: ArchSpec, **attrs: Any) -> FrozenTrial:
+        """Cost, check, and (when it fits and is new) evaluate ``spec`` as ``trial``; ``attrs`` are
+        kept as user attrs (the search's own attrs take precedence)."""
+        _set(trial, **attrs | {"spec": spec.to_dict(), "summary": spec.summary()})
+        earlier = self._originals.get(_key(spec.to_dict()))
+        if earlier is not None:
+            copied = {k: earlier.user_attrs[k] for k in ("costs", "constraints", "violations", "feasible", "metrics",
+                                                         "details")}
+            return self._complete(trial, earlier.values, **copied, seconds=0.0, duplicate_of=earlier.number)
+        costs = self.cost_model.costs(spec, self.objectives)
+        violations = self.cost_model.violations(spec, costs)
+        _set(trial, costs=costs, constraints=self.cost_model.constraints(spec, costs), violations=violations,
+             feasible=not violations)
+        objective_costs = [costs[name] for name in self.objectives]
+        if violations:
+            return self._complete(trial, [-math.inf, *objective_costs], metrics={}, details={}, seconds=0.0)
+        start = time.perf_counter()
+        try:
+            evaluation = self.evaluator.evaluate(spec, self.run_dir / "trials" / f"{trial.number:05d}")
+            metrics = {name: float(value) for name, value in evaluation.metrics.items()}
+            value = metrics[self.evaluator.metric]
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the metric {self.evaluator.metric} is {value}")
+        except (BertsmithError, FloatingPointError) as exc:
+            return self._fail(trial, exc, time.perf_counter() - start)
+        except Exception as exc:
+            self._fail(trial, exc, time.perf_counter() - start)
+            raise
+        return self._complete(trial, [value, *objective_costs], metrics=metrics, details=evaluation.details,
+                              seconds=evaluation.seconds)
+
+    def reject(self, trial: optuna.Trial, reason: str) -> FrozenTrial:
+        """Record a proposal that cannot be built: infeasible, with ``reason``."""
+        _set(trial, feasible=False, violations=[reason], seconds=0.0)
+        return self._finish(self.study.tell(trial, state=TrialState.FAIL))
+
+    def evaluate(self, spec: ArchSpec, **attrs: Any) -> FrozenTrial:
+        """Propose ``spec`` in a new trial (for strategies that build architectures themselves)."""
+        return self.tell(self.ask(), spec, **attrs)
+
+    def _complete(self, trial: optuna.Trial, values: Sequence[float], **attrs: Any) -> FrozenTrial:
+        _set(trial, **attrs)
+        return self._finish(self.study.tell(trial, list(values)))
+
+    def _fail(self, trial: optuna.Trial, exc: BaseException, seconds: float) -> FrozenTrial:
+        _set(trial, error=f"{type(exc).__name__}: {exc}", seconds=seconds)
+        return self._finish(self.study.tell(trial, state=TrialState.FAIL))
+
+    def _finish(self, frozen: FrozenTrial) -> FrozenTrial:
+        self._stalled = 0 if _kind(frozen) == "evaluated" else self._stalled + 1
+        self._record()
+        return frozen
+
+
+def run_search(space: SearchSpace, evaluator: Evaluator, cost_model: CostModel, *, run_dir: Path, trials: int,
+               objectives: Sequence[str] = ("params",), strategy: str = "nsga2",
+               strategy_options: dict[str, Any] | None = None, storage: str | None = None,
+               study_name: str = "search", time_budget: float | None = None, seed: int = 0,
+               progress: bool = False) -> SearchResult:
+    """Search ``space`` until the study holds ``trials`` evaluated architectures (or ``time_budget``
+    seconds of evaluation are spent), maximising the evaluator's metric and minimising the
+    ``objectives`` costs within the cost model's budget. ``storage``: a SQLAlchemy URL, by default
+    ``sqlite:///RUN_DIR/study.db``; rerunning the same search resumes it."""
+    objectives = tuple(objectives)
+    proposer = _strategy(strategy, strategy_options or {})
+    _check(objectives, trials, time_budget)
+    _check_fits(space, cost_model, objectives)
+    run_dir = Path(run_dir)
+    study = open_study(storage or f"sqlite:///{run_dir / 'study.db'}", study_name, space_digest=space.digest(),
+                       evaluator=evaluator.fingerprint(), objectives=[evaluator.metric, *objectives],
+                       budget=cost_model.fingerprint())
+    evaluator.prepare()  # expensive set-up (a supernet) only once the study has accepted the evaluator
+    run_seed = seed + len(study.get_trials(deepcopy=False))
+    study.sampler = proposer.sampler(run_seed)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("evaluated"),
+                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=not progress)
+    with bar:
+        task = bar.add_task(f"search ({strategy})", total=trials, info="")
+
+        def report(s: Search) -> None:
+            bar.update(task, completed=min(s.evaluated, trials), info=f"front {len(s.front)} · infeasible "
+                       f"{s.counts['infeasible']} · repeats {s.counts['duplicates']} · failed {s.counts['failed']}")
+
+        search = Search(study, space, evaluator, cost_model, objectives, run_dir, trials=trials,
+                        time_budget=time_budget, seed=run_seed, on_record=report)
+        proposer.run(search)
+    stopped = None if search.evaluated >= trials else (
+        search.cut_short() or f"the strategy {strategy!r} made no more proposals")
+    return SearchResult(study, search.front, *(search.counts[k] for k in KINDS), stopped=stopped)
+
+
+def _strategy(name: str, options: dict[str, Any]) -> Strategy:
+    if name not in STRATEGIES:
+        raise ConfigError(f"strategy {name!r}: unknown (known: {', '.join(STRATEGIES)})")
+    try:
+        return STRATEGIES[name](**options)
+    except TypeError as exc:
+        raise ConfigError(f"strategy {name!r}: {exc}") from None
+
+
+def _check(objectives: tuple[str, ...], trials: int, time_budget: float | None) -> None:
+    unknown = [name for name in objectives if name not in COSTS]
+    if not objectives or unknown or len(set(objectives)) < len(objectives):
+        raise ConfigError(f"objectives {list(objectives)}: expected one or more distinct costs of {', '.join(COSTS)}")
+    if trials < 1:
+        raise ConfigError(f"trials = {trials}: at least 1")
+    if time_budget is not None and time_budget <= 0:
+        raise ConfigError(f"time budget = {time_budget}: expected a positive number of seconds")
+
+
+def _check_fits(space: SearchSpace, cost_model: CostModel, objectives: tuple[str, ...]) -> None:
+    """Refuse a budget that even the space's smallest architecture exceeds."""
+    smallest = space.extreme(False)
+    violations = cost_model.violations(smallest, cost_model.costs(smallest, objectives))
+    if violations:
+        raise ConfigError(f"no architecture in the space fits the budget: the smallest ({smallest.summary()}) "
+                          f"has {', '.join(violations)}")
+
+
+def _kind(trial: FrozenTrial) -> str | None:
+    """Which of ``KINDS`` a finished trial is (None while it runs or waits)."""
+    attrs = trial.user_attrs
+    if trial.state == TrialState.COMPLETE:
+        if attrs.get("duplicate_of") is not None:
+            return "duplicates"
+        return "evaluated" if attrs["feasible"] else "infeasible"
+    if trial.state == TrialState.FAIL:
+        return "infeasible" if attrs.get("feasible") is False else "failed"
+    return None
+
+
+def _key(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True)
+
+
+def _set(trial: optuna.Trial, **attrs: Any) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)

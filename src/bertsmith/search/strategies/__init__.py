@@ -1,0 +1,58 @@
+"""Search strategies: how architectures are proposed. One file per strategy, registered in ``STRATEGIES``.
+
+A strategy's ``run(search)`` proposes architectures until ``search.done()``; the ``Search`` (``loop.py``)
+records each proposal as a trial, checks it against the budget, evaluates it once and keeps the Pareto
+files current. Sampler-driven strategies (``SamplerStrategy``) let an Optuna sampler propose gene
+values and hand each trial to the search; a strategy with its own loop (budgeted pruning, extracting a
+grid, an evolution that keeps its own population) builds ArchSpecs itself and calls
+``search.evaluate(spec, **attrs)``, which creates the trial.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+import optuna
+
+from ...errors import SpecError
+
+if TYPE_CHECKING:
+    from ..loop import Search
+
+
+class Strategy(ABC):
+    """Proposes architectures; its options are its constructor's keyword arguments. Randomness comes
+    from ``search.seed`` (different for every run of a study, so a resumed search does not replay)."""
+
+    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        """The study's sampler. A strategy that builds its own architectures never asks it for values."""
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    @abstractmethod
+    def run(self, search: "Search") -> None:
+        """Propose architectures until ``search.done()``."""
+
+
+class SamplerStrategy(Strategy):
+    """An Optuna sampler proposes the genes (``SearchSpace.genes``) of every trial."""
+
+    @abstractmethod
+    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        """The sampler that proposes gene values."""
+
+    def run(self, search: "Search") -> None:
+        while not search.done():
+            trial = search.ask()
+            try:
+                spec = search.space.suggest(trial)
+            except SpecError as exc:  # genes that cannot be built together
+                search.reject(trial, str(exc))
+            else:
+                search.tell(trial, spec)
+
+
+from .nsga2 import NSGA2  # noqa: E402  (the strategies subclass the classes above)
+from .random import Random  # noqa: E402
+
+STRATEGIES: dict[str, type[Strategy]] = {"random": Random, "nsga2": NSGA2}

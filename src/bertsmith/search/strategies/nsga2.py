@@ -1,0 +1,35 @@
+"""``nsga2``: the genetic algorithm NSGA-II (Optuna's NSGAIISampler) over the genes, with constrained
+domination: a trial within budget ranks above every trial over it, and of two over-budget trials the
+one that exceeds the budget less ranks higher. The constraint values are the ones the search stores
+in each trial's ``constraints`` user attr (``CostModel.constraints``: value/limit − 1 per bound)."""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+
+from ...errors import ConfigError
+from . import SamplerStrategy
+
+
+class NSGA2(SamplerStrategy):
+    """``population_size``: trials per generation; 16 suits searches of a few dozen to a few hundred
+    architectures (Optuna's default of 50 spends a whole small search on the random first generation)."""
+
+    def __init__(self, *, population_size: int = 16):
+        if population_size < 2:
+            raise ConfigError(f"nsga2: population_size = {population_size}: at least 2 (two parents per child)")
+        self.population_size = population_size
+
+    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        # Optuna 5 deprecates constraints_func for Trial.set_constraint, which Optuna 4 lacks;
+        # constraints_func works in both.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=seed,
+                                                 constraints_func=_constraints)
+
+
+def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
+    return trial.user_attrs["constraints"]

@@ -1,0 +1,102 @@
+"""Studies: refused when they searched something else (and left untouched), unreachable storages as
+one-line errors without the password, and trials of killed processes failed and retried."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from bertsmith.errors import ConfigError
+from bertsmith.search.budget import Budget
+from bertsmith.search.study import HOST, mask_password, open_study
+
+from .test_loop import BUDGET, FakeEvaluator, search, space
+
+IDENTITY = {"space_digest": "abc", "evaluator": {"kind": "fake"}, "objectives": ["score", "params"],
+            "budget": {"params": 8000}}
+
+
+def snapshot(study: optuna.Study) -> list:
+    return [(t.number, t.state, t.values, t.user_attrs) for t in study.get_trials()]
+
+
+@pytest.mark.parametrize("changes,what", [
+    ({"space": space(depth=[1])}, "search space"),
+    ({"evaluator": type("Other", (FakeEvaluator,), {"fingerprint": lambda self: {"kind": "other"}})()}, "evaluator"),
+    ({"objectives": ["params", "flops"]}, "objectives"),
+    ({"budget": Budget(params=9000)}, "budget"),
+])
+def test_a_study_of_another_search_is_refused_and_left_untouched(tmp_path, changes, what):
+    first = search(tmp_path, trials=3)
+    before = snapshot(first.study)
+    message = f"study 'search' in sqlite:///.*study.db was created with a different {what}$"
+    with pytest.raises(ConfigError, match=message):
+        search(tmp_path, trials=6, **changes)
+    assert snapshot(first.study) == before and len(before) >= 3
+
+
+def test_a_study_not_made_by_a_search_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    optuna.create_study(storage=url, study_name="search", directions=["maximize", "minimize"])
+    with pytest.raises(ConfigError, match="was not created by a bertsmith search"):
+        open_study(url, "search", **IDENTITY)
+
+
+@pytest.mark.parametrize("url", [
+    "sqlite:///{tmp}/file/study.db",  # a path under a file
+    "postgresql://user:secret@127.0.0.1:1/db",  # no driver, or nothing listening
+    "mysql+pymysql://user:secret@127.0.0.1:1/db",
+    "nosuchdialect://user:secret@host/db",
+])
+def test_unreachable_storage_is_a_config_error_without_the_password(tmp_path, url):
+    (tmp_path / "file").write_text("not a directory")
+    url = url.format(tmp=tmp_path)
+    with pytest.raises(ConfigError, match="cannot open the study storage") as info:
+        open_study(url, "search", **IDENTITY)
+    assert "secret" not in str(info.value) and "\n" not in str(info.value)
+    assert mask_password(url) in str(info.value)
+
+
+def test_mask_password():
+    assert mask_password("postgresql://user:secret@host/db") == "postgresql://user:***@host/db"
+    assert mask_password("sqlite:///a/b.db") == "sqlite:///a/b.db"
+    assert mask_password("failed for secret", "mysql://u:secret@h/d") == "failed for ***"
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_trials_of_dead_processes_on_this_host_are_failed_and_retried(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = open_study(url, "search", **IDENTITY)
+    owners = {"dead": (HOST, dead_pid()), "alive": (HOST, os.getpid()), "elsewhere": ("other-host", dead_pid())}
+    for name, (host, pid) in owners.items():
+        trial = study.ask()
+        trial.suggest_categorical("hidden", [16, 32, 48])
+        trial.set_user_attr("host", host)
+        trial.set_user_attr("pid", pid)
+        trial.set_user_attr("owner", name)
+    interrupted = study.trials[0].params
+
+    reopened = open_study(url, "search", **IDENTITY)
+    states = {t.user_attrs.get("owner", "retry"): t for t in reopened.trials}
+    assert states["dead"].state == TrialState.FAIL and states["dead"].user_attrs["error"].startswith("interrupted")
+    assert states["alive"].state == states["elsewhere"].state == TrialState.RUNNING
+    assert states["retry"].state == TrialState.WAITING and len(reopened.trials) == 4
+    assert reopened.ask().suggest_categorical("hidden", [16, 32, 48]) == interrupted["hidden"]  # the retry comes first
+    open_study(url, "search", **IDENTITY)  # nothing more to recover
+    assert len(optuna.load_study(study_name="search", storage=url).trials) == 4
+
+
+def test_budget_of_the_study_is_the_cost_models(tmp_path):
+    result = search(tmp_path, budget=BUDGET, trials=1)
+    assert result.study.user_attrs["budget"] == BUDGET.model_dump(mode="json") | {"latency_from": {"mode": "measured"}}
+    assert result.study.user_attrs["objectives"] == ["score", "params"]
+    assert result.study.user_attrs["space"] == space().digest()
