@@ -410,6 +410,78 @@ def pretrain(
     console.print(f"student encoder: {result.model_dir} (held-out loss {result.held_out_loss:.4f}, recipe {result.recipe})")
 
 
+@app.command("search")
+def search(
+    space_file: Path = typer.Option(..., "--space", help="Search space YAML file (see `bertsmith space`)."),
+    teacher: Path = typer.Option(..., "--teacher", help="Fine-tuned task teacher directory (from `bertsmith teacher`)."),
+    task: str = typer.Option(..., "--task", help="Task name or task YAML file."),
+    strategy: str = typer.Option("nsga2", "--strategy", help="nsga2 (NSGA-II with constraints) or random."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Bounds over the space's own, e.g. params=5M,latency=20ms "
+                                         "(params, total_params, flops, latency, device, seq_len, batch)."),
+    objectives: str = typer.Option("params", "--objectives", help="Costs to minimise next to the task metric: "
+                                   "comma-separated params, flops, latency."),
+    latency: str = typer.Option("measured", "--latency", help="measured (time every architecture on this machine) or "
+                                "predicted (a latency predictor)."),
+    predictor: Optional[Path] = typer.Option(None, "--predictor", help="Latency predictor JSON for --latency predicted "
+                                             "(default: calibrate one on this machine, saved in the run directory)."),
+    evaluator: str = typer.Option("slice", "--evaluator", help="slice (supernet slice, no training), short (a short "
+                                  "distillation, --eval-steps) or full (a full distillation, --eval-epochs)."),
+    init: str = typer.Option("teacher", "--init", help="Start of short/full distillations: teacher (sliced), supernet "
+                             "(the architecture's supernet slice) or scratch."),
+    eval_steps: int = typer.Option(300, "--eval-steps", help="Steps of each short distillation."),
+    eval_epochs: float = typer.Option(3.0, "--eval-epochs", help="Epochs of each full distillation."),
+    eval_lr: float = typer.Option(1e-4, "--eval-lr", help="Learning rate of the evaluators' distillations."),
+    supernet_steps: int = typer.Option(1000, "--supernet-steps", help="Sandwich-rule training steps of the supernet."),
+    supernet_lr: float = typer.Option(1e-4, "--supernet-lr", help="Learning rate of the supernet training."),
+    random_subnets: int = typer.Option(2, "--random-subnets", help="Random sub-networks per supernet step (sandwich rule)."),
+    population_size: int = typer.Option(16, "--population-size", help="nsga2: architectures per generation."),
+    trials: int = typer.Option(50, "--trials", help="Architectures to evaluate in the whole study (a resumed search "
+                               "runs the rest)."),
+    time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Stop once the study's evaluations took "
+                                              "this long, e.g. 15m."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Study storage URL (default sqlite:///RUN_DIR/study.db; "
+                                          "e.g. postgresql://user:pass@host/db)."),
+    study_name: str = typer.Option("search", "--study-name", help="Study name in the storage."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/search-TASK-SPACE)."),
+    data_dir: Optional[Path] = DATA_DIR,
+    max_length: int = MAX_LENGTH,
+    batch_size: int = typer.Option(32, "--batch-size", help="Examples per step of supernet and evaluator training."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    cache_dir: Optional[Path] = CACHE_DIR,
+    quiet: bool = QUIET,
+) -> None:
+    """Search a space for the Pareto front of task metric against cost within a budget. Rerun the
+    same command to resume: finished trials are kept and not evaluated again."""
+    import optuna
+
+    from .search.job import SearchSettings, parse_duration, run_search_job
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    for name, value in (("max-length", max_length), ("eval-steps", eval_steps), ("supernet-steps", supernet_steps),
+                        ("batch-size", batch_size), ("random-subnets", random_subnets + 1)):
+        _positive(name, value)
+    t = _task(task)
+    settings = SearchSettings(
+        space=space_file, teacher=teacher, task=task, run_dir=out or Path("runs") / f"search-{t.name}-{space_file.stem}",
+        strategy=strategy, budget=budget, objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
+        latency=latency, predictor=predictor, evaluator=evaluator, init=init, eval_steps=eval_steps,
+        eval_epochs=eval_epochs, eval_lr=eval_lr, supernet_steps=supernet_steps, supernet_lr=supernet_lr,
+        random_subnets=random_subnets, population_size=population_size, trials=trials,
+        time_budget=parse_duration(time_budget) if time_budget else None, storage=storage, study_name=study_name,
+        data_dir=_data_dir(data_dir), max_length=max_length, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
+        progress=not quiet,
+    )
+    result = run_search_job(settings)
+    console.print(f"{result.evaluated} architectures evaluated ({result.infeasible} over budget, {result.duplicates} "
+                  f"duplicates, {result.failed} failed)" + (f"; stopped: {result.stopped}" if result.stopped else ""))
+    table = Table("trial", "metric", *settings.objectives, "architecture", title="Pareto front")
+    for p in result.front:
+        table.add_row(str(p.number), f"{p.values[0]:.4f}", *(f"{v:,.4g}" for v in p.values[1:]), p.summary)
+    console.print(table)
+    console.print(f"results: {settings.run_dir}/pareto.json, pareto.csv, trials.csv")
+
+
 def main() -> None:
     """Entry point: usage errors exit 2 (click), input errors print one line and exit 2."""
     try:

@@ -1,0 +1,157 @@
+"""``bertsmith search`` as a job: read the space, budget, teacher and task, build the cost model
+(measured or predicted latency) and the evaluator, and run the search in a run directory.
+
+The run directory holds ``study.db`` (the Optuna study, unless ``--storage`` names another),
+``supernet/`` (the trained supernet, for the slice evaluator and ``--init supernet``),
+``latency_predictor.json`` (when latency is predicted and no predictor file is given),
+``trials/`` (one directory per evaluated trial for the distillation evaluators), ``search.json``
+(the resolved settings), and the results ``pareto.json``, ``pareto.csv`` and ``trials.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..arch import atomic_write_text
+from ..data import Task
+from ..distill.objectives import LossConfig
+from ..distill.trainer import TrainConfig
+from ..errors import ConfigError
+from ..predictor import LatencyPredictor
+from .budget import Budget
+from .costs import CostModel, calibrate
+from .evaluators import DistillEvaluator, Evaluator, SliceEvaluator
+from .loop import SearchResult, run_search
+from .space import SearchSpace
+from .supernet import SupernetJob
+
+EVALUATORS = ("slice", "short", "full")
+PREDICTOR_FILE = "latency_predictor.json"
+CALIBRATION_ARCHS = 30
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m`` or ``2h`` → seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"--time-budget {text!r}: expected a duration such as 600, 90s, 15m or 2h")
+    return float(match[1]) * {"s": 1, "m": 60, "h": 3600}[(match[2] or "s").lower()]
+
+
+@dataclass
+class SearchSettings:
+    """Every option of ``bertsmith search`` (the CLI fills it; ``search.json`` echoes it)."""
+
+    space: Path
+    teacher: Path
+    task: str
+    run_dir: Path
+    strategy: str = "nsga2"
+    budget: str | None = None
+    objectives: tuple[str, ...] = ("params",)
+    latency: str = "measured"
+    predictor: Path | None = None
+    evaluator: str = "slice"
+    init: str = "teacher"
+    eval_steps: int = 300
+    eval_epochs: float = 3.0
+    eval_lr: float = 1e-4
+    supernet_steps: int = 1000
+    supernet_lr: float = 1e-4
+    random_subnets: int = 2
+    population_size: int = 16
+    trials: int = 50
+    time_budget: float | None = None
+    storage: str | None = None
+    study_name: str = "search"
+    data_dir: Path | None = None
+    max_length: int = 128
+    batch_size: int = 32
+    cache_dir: Path | None = None
+    seed: int = 0
+    progress: bool = True
+
+
+def effective_budget(space: SearchSpace, option: str | None) -> Budget:
+    """The space's budget with the fields given by ``--budget`` replaced."""
+    if not option:
+        return space.budget
+    given = Budget.parse(option)
+    return space.budget.model_copy(update=given.model_dump(exclude_unset=True))
+
+
+def run_search_job(s: SearchSettings) -> SearchResult:
+    from ..data import resolve_task
+    from ..distill.task import files_digest, load_task_data, load_tokenizer
+    from ..distill.teacher import load_teacher
+
+    if s.evaluator not in EVALUATORS:
+        raise ConfigError(f"--evaluator {s.evaluator!r}: expected one of {', '.join(EVALUATORS)}")
+    space = SearchSpace.load(s.space)
+    budget = effective_budget(space, s.budget)
+    task: Task = resolve_task(s.task)
+    run_dir = Path(s.run_dir)
+    teacher = load_teacher(s.teacher, task)
+    tokenizer = load_tokenizer(s.teacher)
+    data = load_task_data(task, tokenizer, data_dir=s.data_dir, max_length=s.max_length, cache_dir=s.cache_dir,
+                          splits=("train", "dev"))
+    cost_model = CostModel(budget, latency=s.latency, predictor=_predictor(s, space, budget, run_dir))
+    evaluator = _evaluator(s, space, task, teacher, data, files_digest(s.teacher))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "search.json", json.dumps(_echo(s, budget), indent=1, default=str))
+    return run_search(space, evaluator, cost_model, run_dir=run_dir, trials=s.trials, objectives=s.objectives,
+                      strategy=s.strategy, strategy_options=_strategy_options(s), storage=s.storage,
+                      study_name=s.study_name, time_budget=s.time_budget, seed=s.seed, progress=s.progress)
+
+
+def _strategy_options(s: SearchSettings) -> dict[str, Any]:
+    return {"population_size": s.population_size} if s.strategy == "nsga2" else {}
+
+
+def _predictor(s: SearchSettings, space: SearchSpace, budget: Budget, run_dir: Path) -> LatencyPredictor | None:
+    """The latency predictor for ``--latency predicted``: the ``--predictor`` file, the run's own
+    calibration, or a new calibration on this machine (saved in the run directory)."""
+    if s.latency != "predicted":
+        if s.predictor is not None:
+            raise ConfigError("--predictor is used only with --latency predicted")
+        return None
+    path = s.predictor or run_dir / PREDICTOR_FILE
+    if path.exists():
+        try:
+            return LatencyPredictor.from_json(path.read_text(encoding="utf-8"))
+        except (ValueError, KeyError) as e:
+            raise ConfigError(f"{path}: not a latency predictor file ({e})") from None
+    if s.predictor is not None:
+        raise ConfigError(f"--predictor {s.predictor}: no such file")
+    calibration = calibrate(space, count=CALIBRATION_ARCHS, batch=budget.batch, seq_len=budget.seq_len, seed=s.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = json.loads(calibration.predictor.to_json()) | {"held_out_mape": calibration.held_out_mape,
+                                                          "measured": calibration.measured}
+    atomic_write_text(path, json.dumps(info, indent=1))
+    return calibration.predictor
+
+
+def _evaluator(s: SearchSettings, space: SearchSpace, task: Task, teacher, data, teacher_key: str) -> Evaluator:
+    supernet = None
+    if s.evaluator == "slice" or s.init == "supernet":
+        supernet = SupernetJob(space, s.teacher, task, run_dir=Path(s.run_dir) / "supernet",
+                               config=TrainConfig(steps=s.supernet_steps, lr=s.supernet_lr, batch_size=s.batch_size,
+                                                  eval_every=max(1, s.supernet_steps // 5), seed=s.seed),
+                               random_subnets=s.random_subnets, data_dir=s.data_dir, max_length=s.max_length,
+                               cache_dir=s.cache_dir, progress=s.progress)
+    if s.evaluator == "slice":
+        return SliceEvaluator(supernet, data)
+    steps = s.eval_steps if s.evaluator == "short" else None
+    config = TrainConfig(lr=s.eval_lr, batch_size=s.batch_size, epochs=s.eval_epochs, seed=s.seed)
+    return DistillEvaluator(teacher, data, teacher_key=teacher_key, steps=steps, init=s.init, supernet=supernet,
+                            losses=LossConfig(), config=config)
+
+
+def _echo(s: SearchSettings, budget: Budget) -> dict[str, Any]:
+    out = {k: v for k, v in vars(s).items() if k != "progress"}
+    return out | {"budget": budget.model_dump(mode="json"), "objectives": list(s.objectives)}
