@@ -84,3 +84,18 @@ def test_unknown_dimension_in_the_space(monkeypatch, capsys, tmp_path, teacher_d
     bad.write_text(yaml.safe_dump(SPACE | {"width": [3]}), encoding="utf-8")
     code, _, err = _search(monkeypatch, capsys, bad, teacher_dir, task_file, cache_dir, tmp_path / "run")
     assert code == 2 and "width" in err and str(bad) in err
+
+
+def test_latency_objective_measured_or_predicted(monkeypatch, capsys, tmp_path, space_file, teacher_dir, task_file,
+                                                 cache_dir):
+    for mode in ("measured", "predicted"):
+        out = tmp_path / mode
+        code, stdout, err = _search(monkeypatch, capsys, space_file, teacher_dir, task_file, cache_dir, out,
+                                    "--objectives", "params,latency", "--latency", mode, "--budget", "seq_len=16",
+                                    "--trials", "3")
+        assert code == 0, err
+        front = json.loads((out / "pareto.json").read_text())
+        assert all(p["costs"]["latency"] > 0 for p in front)
+        assert (out / "latency_predictor.json").exists() == (mode == "predicted")
+    calibration = json.loads((tmp_path / "predicted" / "latency_predictor.json").read_text())
+    assert calibration["measured"] == 30 and calibration["seq_len"] == 16 and calibration["held_out_mape"] >= 0
