@@ -9,7 +9,7 @@ Both searches use the supernet-slice evaluator with the trained supernet of ``be
 for ``--time-budget`` seconds of evaluation; random search then gets exactly as many evaluated
 architectures. Each front is scored by its hypervolume: the area, in (metric, parameters/budget)
 coordinates, that the front dominates above the reference point (``--floor`` metric, the parameter
-budget). Writes ``bench/results/search_front_<task>.json``.
+budget). Writes ``bench/results/search_front_<task>_s<seed>.json``.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main() -> None:
         print(f"{strategy}: {result.evaluated} evaluated, {result.infeasible} over budget, front of {len(front)}, "
               f"hypervolume {results[strategy]['hypervolume']:.4f}, best {results[strategy]['best_metric']:.4f}",
               flush=True)
-    out = ROOT / "bench" / "results" / f"search_front_{args.task}.json"
+    out = ROOT / "bench" / "results" / f"search_front_{args.task}_s{args.seed}.json"
     atomic_write_text(out, json.dumps({"task": args.task, "budget": args.budget, "time_budget": args.time_budget,
                                        "floor": args.floor, "population_size": args.population_size,
                                        "seed": args.seed, "strategies": results}, indent=1))

@@ -88,18 +88,20 @@ def main() -> None:
     short = DistillEvaluator(teacher, data, teacher_key=files_digest(args.teacher), steps=args.short_steps,
                              init="teacher", config=TrainConfig(batch_size=32, lr=1e-4, seed=args.seed))
 
+    # earlier rows: short distillations do not depend on the supernet, slice scores do
     previous = json.loads(out.read_text()) if out.exists() else {}
-    done = {json.dumps(r["spec"], sort_keys=True): r for r in previous.get("archs", [])
-            if previous.get("supernet") == key and previous.get("short_steps") == args.short_steps}
+    same_short = previous.get("short_steps") == args.short_steps
+    done = {json.dumps(r["spec"], sort_keys=True): r for r in previous.get("archs", [])}
     rows = []
     for i, spec in enumerate(spread(space, args.archs, args.seed)):
-        row = done.get(json.dumps(spec.to_dict(), sort_keys=True))
-        if row is None:
+        row = dict(done.get(json.dumps(spec.to_dict(), sort_keys=True), {}))
+        if previous.get("supernet") != key or "slice" not in row:
             sliced = slicer.evaluate(spec, Path(args.run_dir) / "slice")
+            row |= {"slice": sliced.metrics[task.main_metric], "slice_seconds": sliced.seconds}
+        if not same_short or "short" not in row:
             distilled = short.evaluate(spec, Path(args.run_dir) / "short" / f"{i:02d}")
-            row = {"spec": spec.to_dict(), "summary": spec.summary(), "params": encoder_params(spec),
-                   "slice": sliced.metrics[task.main_metric], "slice_seconds": sliced.seconds,
-                   "short": distilled.metrics[task.main_metric], "short_seconds": distilled.seconds}
+            row |= {"short": distilled.metrics[task.main_metric], "short_seconds": distilled.seconds}
+        row |= {"spec": spec.to_dict(), "summary": spec.summary(), "params": encoder_params(spec)}
         rows.append(row)
         print(f"{i + 1:>2}/{args.archs} {row['params'] / 1e6:5.2f}M  slice {row['slice']:.4f}  "
               f"short {row['short']:.4f}  {row['summary'][:80]}", flush=True)

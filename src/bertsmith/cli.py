@@ -434,6 +434,8 @@ def search(
     supernet_steps: int = typer.Option(1000, "--supernet-steps", help="Sandwich-rule training steps of the supernet."),
     supernet_lr: float = typer.Option(1e-4, "--supernet-lr", help="Learning rate of the supernet training."),
     random_subnets: int = typer.Option(2, "--random-subnets", help="Random sub-networks per supernet step (sandwich rule)."),
+    supernet_seed: int = typer.Option(0, "--supernet-seed", help="Seed of the supernet training (apart from --seed, "
+                                      "so searches with other seeds reuse one supernet)."),
     population_size: int = typer.Option(16, "--population-size", help="nsga2: architectures per generation."),
     trials: int = typer.Option(50, "--trials", help="Architectures to evaluate in the whole study (a resumed search "
                                "runs the rest)."),
@@ -467,7 +469,7 @@ def search(
         strategy=strategy, budget=budget, objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
         latency=latency, predictor=predictor, evaluator=evaluator, init=init, eval_steps=eval_steps,
         eval_epochs=eval_epochs, eval_lr=eval_lr, supernet_steps=supernet_steps, supernet_lr=supernet_lr,
-        random_subnets=random_subnets, population_size=population_size, trials=trials,
+        random_subnets=random_subnets, supernet_seed=supernet_seed, population_size=population_size, trials=trials,
         time_budget=parse_duration(time_budget) if time_budget else None, storage=storage, study_name=study_name,
         data_dir=_data_dir(data_dir), max_length=max_length, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
         progress=not quiet,

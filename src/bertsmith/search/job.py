@@ -64,6 +64,7 @@ class SearchSettings:
     supernet_steps: int = 1000
     supernet_lr: float = 1e-4
     random_subnets: int = 2
+    supernet_seed: int = 0
     population_size: int = 16
     trials: int = 50
     time_budget: float | None = None
@@ -141,7 +142,7 @@ def _evaluator(s: SearchSettings, space: SearchSpace, task: Task, teacher, data,
     if s.evaluator == "slice" or s.init == "supernet":
         supernet = SupernetJob(space, s.teacher, task, run_dir=Path(s.run_dir) / "supernet",
                                config=TrainConfig(steps=s.supernet_steps, lr=s.supernet_lr, batch_size=s.batch_size,
-                                                  eval_every=max(1, s.supernet_steps // 5), seed=s.seed),
+                                                  eval_every=max(1, s.supernet_steps // 5), seed=s.supernet_seed),
                                random_subnets=s.random_subnets, data_dir=s.data_dir, max_length=s.max_length,
                                cache_dir=s.cache_dir, progress=s.progress)
     if s.evaluator == "slice":
