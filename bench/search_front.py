@@ -42,6 +42,15 @@ def hypervolume(front: list[tuple[float, float]], floor: float, budget: float) -
     return area
 
 
+def best_within(front: list[tuple[float, float]], budget: float) -> dict[str, float | None]:
+    """The best metric within 1/8, 1/4, 1/2 and all of the parameter budget."""
+    out = {}
+    for share in (0.125, 0.25, 0.5, 1.0):
+        fits = [m for m, p in front if p <= share * budget]
+        out[f"{share:g}"] = max(fits) if fits else None
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", required=True)
@@ -82,7 +91,7 @@ def main() -> None:
             "evaluated": result.evaluated, "over_budget": result.infeasible, "duplicates": result.duplicates,
             "evaluation_seconds": sum(t.user_attrs.get("seconds", 0.0) for t in trials),
             "hypervolume": hypervolume(front, args.floor, budget),
-            "best_metric": max(v for v, _ in front), "front": [{"metric": m, "params": p} for m, p in front],
+            "best_metric": max(v for v, _ in front), "best_within": best_within(front, budget), "front": [{"metric": m, "params": p} for m, p in front],
         }
         print(f"{strategy}: {result.evaluated} evaluated, {result.infeasible} over budget, front of {len(front)}, "
               f"hypervolume {results[strategy]['hypervolume']:.4f}, best {results[strategy]['best_metric']:.4f}",

@@ -70,13 +70,13 @@ def test_a_study_of_another_space_is_refused_untouched(monkeypatch, capsys, tmp_
     out = tmp_path / "run"
     assert _search(monkeypatch, capsys, space_file, teacher_dir, task_file, cache_dir, out, "--evaluator", "short",
                    "--eval-steps", "2", "--trials", "2")[0] == 0
-    before = _trials(out)
+    before, settings = _trials(out), (out / "search.json").read_text()
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(SPACE | {"depth": [1, 2]}), encoding="utf-8")
     code, _, err = _search(monkeypatch, capsys, other, teacher_dir, task_file, cache_dir, out, "--evaluator", "short",
                            "--eval-steps", "2", "--trials", "2")
     assert code == 2 and "was created with a different search space" in err
-    assert _trials(out) == before
+    assert _trials(out) == before and (out / "search.json").read_text() == settings
 
 
 def test_unknown_dimension_in_the_space(monkeypatch, capsys, tmp_path, teacher_dir, task_file, cache_dir):

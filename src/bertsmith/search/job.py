@@ -25,7 +25,7 @@ from ..predictor import LatencyPredictor
 from .budget import Budget
 from .costs import CostModel, calibrate
 from .evaluators import DistillEvaluator, Evaluator, SliceEvaluator
-from .loop import SearchResult, run_search
+from .loop import SearchResult, check_settings, run_search
 from .space import SearchSpace
 from .supernet import SupernetJob
 
@@ -93,6 +93,7 @@ def run_search_job(s: SearchSettings) -> SearchResult:
 
     if s.evaluator not in EVALUATORS:
         raise ConfigError(f"--evaluator {s.evaluator!r}: expected one of {', '.join(EVALUATORS)}")
+    check_settings(s.objectives, s.trials, s.time_budget, s.strategy, _strategy_options(s))
     space = SearchSpace.load(s.space)
     budget = effective_budget(space, s.budget)
     task: Task = resolve_task(s.task)
@@ -103,11 +104,10 @@ def run_search_job(s: SearchSettings) -> SearchResult:
                           splits=("train", "dev"))
     cost_model = CostModel(budget, latency=s.latency, predictor=_predictor(s, space, budget, run_dir))
     evaluator = _evaluator(s, space, task, teacher, data, files_digest(s.teacher))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "search.json", json.dumps(_echo(s, budget), indent=1, default=str))
     return run_search(space, evaluator, cost_model, run_dir=run_dir, trials=s.trials, objectives=s.objectives,
                       strategy=s.strategy, strategy_options=_strategy_options(s), storage=s.storage,
-                      study_name=s.study_name, time_budget=s.time_budget, seed=s.seed, progress=s.progress)
+                      study_name=s.study_name, time_budget=s.time_budget, seed=s.seed, progress=s.progress,
+                      settings=_echo(s, budget))
 
 
 def _strategy_options(s: SearchSettings) -> dict[str, Any]:

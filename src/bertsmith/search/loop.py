@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..arch import ArchSpec
+from ..arch import ArchSpec, atomic_write_text
 from ..errors import BertsmithError, ConfigError
 from .costs import COSTS, CostModel
 from .evaluators import Evaluator
@@ -171,19 +171,21 @@ def run_search(space: SearchSpace, evaluator: Evaluator, cost_model: CostModel, 
                objectives: Sequence[str] = ("params",), strategy: str = "nsga2",
                strategy_options: dict[str, Any] | None = None, storage: str | None = None,
                study_name: str = "search", time_budget: float | None = None, seed: int = 0,
-               progress: bool = False) -> SearchResult:
+               progress: bool = False, settings: dict[str, Any] | None = None) -> SearchResult:
     """Search ``space`` until the study holds ``trials`` evaluated architectures (or ``time_budget``
     seconds of evaluation are spent), maximising the evaluator's metric and minimising the
     ``objectives`` costs within the cost model's budget. ``storage``: a SQLAlchemy URL, by default
-    ``sqlite:///RUN_DIR/study.db``; rerunning the same search resumes it."""
+    ``sqlite:///RUN_DIR/study.db``; rerunning the same search resumes it. ``settings``: written to
+    ``RUN_DIR/search.json`` once the study has accepted this search (a refused one leaves it alone)."""
     objectives = tuple(objectives)
-    proposer = _strategy(strategy, strategy_options or {})
-    _check(objectives, trials, time_budget)
+    proposer = check_settings(objectives, trials, time_budget, strategy, strategy_options or {})
     _check_fits(space, cost_model, objectives)
     run_dir = Path(run_dir)
     study = open_study(storage or f"sqlite:///{run_dir / 'study.db'}", study_name, space_digest=space.digest(),
                        evaluator=evaluator.fingerprint(), objectives=[evaluator.metric, *objectives],
                        budget=cost_model.fingerprint())
+    if settings is not None:
+        atomic_write_text(run_dir / "search.json", json.dumps(settings, indent=1, default=str))
     evaluator.prepare()  # expensive set-up (a supernet) only once the study has accepted the evaluator
     run_seed = seed + len(study.get_trials(deepcopy=False))
     study.sampler = proposer.sampler(run_seed)
@@ -202,6 +204,13 @@ def run_search(space: SearchSpace, evaluator: Evaluator, cost_model: CostModel, 
     stopped = None if search.evaluated >= trials else (
         search.cut_short() or f"the strategy {strategy!r} made no more proposals")
     return SearchResult(study, search.front, *(search.counts[k] for k in KINDS), stopped=stopped)
+
+
+def check_settings(objectives: Sequence[str], trials: int, time_budget: float | None, strategy: str,
+                   strategy_options: dict[str, Any]) -> Strategy:
+    """Refuse bad search settings (before anything expensive happens); returns the strategy."""
+    _check(tuple(objectives), trials, time_budget)
+    return _strategy(strategy, strategy_options)
 
 
 def _strategy(name: str, options: dict[str, Any]) -> Strategy:
