@@ -148,3 +148,46 @@ def test_importance_needs_plain_kinds():
     s = spec(ffn_kind="grouped", groups=2)
     with pytest.raises(SpecError, match="layers\\[0\\]: importance and reordering support mhsa"):
         importance(BertsmithForSequenceClassification(s, num_labels=3), labelled_batches())
+
+
+@pytest.mark.parametrize("cls", [BertsmithModel, BertsmithForSequenceClassification])
+def test_selecting_units_removes_exactly_the_dead_ones(cls):
+    """Units whose weights are zero (a head, a query/key dim, a value dim, FFN neurons) contribute
+    nothing, so the model without them computes the same function; keeping everything in a new
+    order computes it too."""
+    from bertsmith.modeling.elastic import Units, select_units
+
+    s = spec(heads=3, qk=4, v=6, ffn=20)
+    model = source_model(s, cls)
+    enc = model.encoder if cls is not BertsmithModel else model
+    a, k, v = 3, 4, 6
+    with torch.no_grad():
+        att, ffn = enc.layers[1].attention, enc.layers[1].ffn
+        att.qkv.weight *= 30  # peaked attention: a wrong 1/√k scale after dropping a dim would show
+        q_rows = [h * k + 2 for h in range(a)]  # query/key dim 2 of every head
+        for rows in (q_rows, [a * k + r for r in q_rows]):
+            att.qkv.weight[rows] = 0
+            att.qkv.bias[rows] = 0
+        att.out.weight[:, [h * v + 5 for h in range(a)]] = 0  # value dim 5 of every head
+        att.out.weight[:, v:2 * v] = 0  # head 1
+        ffn.down.weight[:, [3, 7, 11]] = 0
+    out = model(*inputs())
+    before = (out[0] if isinstance(out, tuple) else out.last_hidden_state).detach()
+    units = Units.all(s)
+    units.heads[1], units.qk[1], units.v[1] = torch.tensor([2, 0]), torch.tensor([3, 0, 1]), torch.arange(5)
+    units.neurons[1] = torch.tensor([i for i in range(20) if i not in (3, 7, 11)])
+    smaller = select_units(model, units)
+    small_spec = (smaller.encoder if cls is not BertsmithModel else smaller).spec
+    assert small_spec.layers[1].attention.heads == 2 and small_spec.layers[1].attention.qk_dim == 3
+    assert small_spec.layers[1].attention.v_dim == 5 and small_spec.layers[1].ffn.size == 17
+    assert small_spec.layers[0] == s.layers[0] and small_spec.hidden == s.hidden
+    out = smaller(*inputs())
+    torch.testing.assert_close((out[0] if isinstance(out, tuple) else out.last_hidden_state), before)
+    shuffled = Units.all(s)
+    shuffled.hidden = torch.randperm(s.hidden, generator=torch.Generator().manual_seed(0))
+    shuffled.qk[2] = torch.tensor([3, 1, 0, 2])
+    out = select_units(model, shuffled)(*inputs())
+    # logits are unchanged; the bare encoder's output channels come out in the new order
+    expected = before if cls is not BertsmithModel else before[..., shuffled.hidden]
+    torch.testing.assert_close((out[0] if isinstance(out, tuple) else out.last_hidden_state), expected, rtol=1e-4,
+                               atol=1e-5)

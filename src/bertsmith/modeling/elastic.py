@@ -15,6 +15,7 @@ Reordering before slicing keeps the units that matter most.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -215,31 +216,55 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
     return Importance(heads, neurons, hidden)
 
 
-def _head_rows(order: torch.Tensor, width: int, offset: int = 0) -> torch.Tensor:
-    return (offset + order[:, None] * width + torch.arange(width)).reshape(-1)
+@dataclass
+class Units:
+    """Units of a model to keep, in order: indices of hidden channels, and per layer of heads,
+    query/key dims (shared by the layer's heads), value dims and FFN neurons. Full permutations
+    reorder a model (``reorder``); subsets cut a smaller one (``select_units``)."""
+
+    hidden: torch.Tensor
+    heads: list[torch.Tensor]
+    qk: list[torch.Tensor]
+    v: list[torch.Tensor]
+    neurons: list[torch.Tensor]
+
+    @classmethod
+    def all(cls, spec: ArchSpec) -> "Units":
+        layers = [layer.attention for layer in spec.layers]
+        return cls(torch.arange(spec.hidden), [torch.arange(a.heads) for a in layers],
+                   [torch.arange(a.qk_dim) for a in layers], [torch.arange(a.v_dim) for a in layers],
+                   [torch.arange(layer.ffn.size) for layer in spec.layers])
+
+    def spec_of(self, spec: ArchSpec) -> ArchSpec:
+        """``spec`` with the kept numbers of units."""
+        layers = [{"attention": layer.attention.model_copy(update={"heads": len(a), "qk_dim": len(k), "v_dim": len(v)}),
+                   "ffn": layer.ffn.model_copy(update={"size": len(f)})}
+                  for layer, a, k, v, f in zip(spec.layers, self.heads, self.qk, self.v, self.neurons)]
+        return spec.replace(hidden=len(self.hidden), layers=layers)
 
 
-@torch.no_grad()
-def reorder(model: nn.Module, scores: Importance) -> None:
-    """Permute heads, FFN neurons and hidden channels of ``model`` in place, most important first
-    (the same function: permutations commute with every layer, LayerNorm included)."""
+def _head_rows(heads: torch.Tensor, dims: torch.Tensor, width: int, offset: int = 0) -> torch.Tensor:
+    """Rows (or columns) of the kept ``dims`` of the kept ``heads``, each head ``width`` wide."""
+    return (offset + heads[:, None] * width + dims[None, :]).reshape(-1)
+
+
+def _moves(model: nn.Module, units: Units) -> list[tuple[str, int, torch.Tensor]]:
+    """(parameter name, dim, indices along dim) for every parameter the units touch."""
     encoder = model.encoder if hasattr(model, "encoder") else model
     spec = encoder.spec
     _check_reorderable(spec)
-    h = torch.argsort(scores.hidden, descending=True, stable=True)
-
-    moves: list[tuple[torch.Tensor, int, torch.Tensor]] = []  # (parameter, dim, new order along dim)
+    h = units.hidden
+    moves: list[tuple[torch.Tensor, int, torch.Tensor]] = []
     emb = encoder.embeddings
     moves += [(table.weight, 1, h) for table in (emb.word, emb.position, emb.token_type) if table is not None]
     norms = [emb.norm]
-    for layer, layer_spec, head_score, neuron_score in zip(encoder.layers, spec.layers, scores.heads, scores.neurons):
+    for i, (layer, layer_spec) in enumerate(zip(encoder.layers, spec.layers)):
         a, k, v = layer_spec.attention.heads, layer_spec.attention.qk_dim, layer_spec.attention.v_dim
-        order = torch.argsort(head_score, descending=True, stable=True)
-        rows = torch.cat([_head_rows(order, k), _head_rows(order, k, a * k), _head_rows(order, v, 2 * a * k)])
-        f = torch.argsort(neuron_score, descending=True, stable=True)
+        heads, kd, vd, f = units.heads[i], units.qk[i], units.v[i], units.neurons[i]
+        rows = torch.cat([_head_rows(heads, kd, k), _head_rows(heads, kd, k, a * k), _head_rows(heads, vd, v, 2 * a * k)])
         att, ffn = layer.attention, layer.ffn
         moves += [(att.qkv.weight, 0, rows), (att.qkv.weight, 1, h), (att.qkv.bias, 0, rows),
-                  (att.out.weight, 1, _head_rows(order, v)), (att.out.weight, 0, h), (att.out.bias, 0, h),
+                  (att.out.weight, 1, _head_rows(heads, vd, v)), (att.out.weight, 0, h), (att.out.bias, 0, h),
                   (ffn.up.weight, 0, f), (ffn.up.weight, 1, h), (ffn.up.bias, 0, f),
                   (ffn.down.weight, 1, f), (ffn.down.weight, 0, h), (ffn.down.bias, 0, h)]
         norms += [att.norm, ffn.norm]
@@ -250,5 +275,45 @@ def reorder(model: nn.Module, scores: Importance) -> None:
             moves += [(linear.weight, 0, h), (linear.weight, 1, h), (linear.bias, 0, h)]
     if head is not None:
         moves.append((head.out.weight, 1, h))
-    for param, dim, index in moves:
-        param.copy_(param.index_select(dim, index))
+    names = {id(p): name for name, p in model.named_parameters()}
+    return [(names[id(p)], dim, index) for p, dim, index in moves]
+
+
+@torch.no_grad()
+def reorder(model: nn.Module, scores: Importance) -> None:
+    """Permute heads, FFN neurons and hidden channels of ``model`` in place, most important first
+    (the same function: permutations commute with every layer, LayerNorm included)."""
+    spec = (model.encoder if hasattr(model, "encoder") else model).spec
+    order = Units.all(spec)
+    order.hidden = torch.argsort(scores.hidden, descending=True, stable=True)
+    order.heads = [torch.argsort(s, descending=True, stable=True) for s in scores.heads]
+    order.neurons = [torch.argsort(s, descending=True, stable=True) for s in scores.neurons]
+    params = dict(model.named_parameters())
+    for name, dim, index in _moves(model, order):
+        params[name].copy_(params[name].index_select(dim, index))
+
+
+@torch.no_grad()
+def select_units(model: nn.Module, units: Units) -> nn.Module:
+    """A new, smaller model of the same class (``BertsmithModel`` or with a classification head)
+    holding only ``units`` of ``model``. Dropping heads, query/key or value dims and FFN neurons this
+    way is exact where the dropped units' weights are zero (they contributed nothing; the queries are
+    rescaled so that the attention scale 1/√k keeps the scores); dropping hidden channels also
+    changes LayerNorm statistics."""
+    encoder = model.encoder if hasattr(model, "encoder") else model
+    spec = units.spec_of(encoder.spec)
+    state = {name: p.detach() for name, p in model.named_parameters()}
+    for name, dim, index in _moves(model, units):
+        state[name] = state[name].index_select(dim, index)
+    prefix = "encoder." if hasattr(model, "encoder") else ""
+    for i, (old, new) in enumerate(zip(encoder.spec.layers, spec.layers)):
+        k_old, k_new = old.attention.qk_dim, new.attention.qk_dim
+        if k_new != k_old:  # keep q·k/√k: the scores of the kept dims are unchanged
+            queries = new.attention.heads * k_new
+            for part in ("weight", "bias"):
+                name = f"{prefix}layers.{i}.attention.qkv.{part}"
+                state[name] = state[name].clone()
+                state[name][:queries] *= math.sqrt(k_new / k_old)
+    smaller = type(model)(spec, model.num_labels) if hasattr(model, "num_labels") else type(model)(spec)
+    smaller.load_state_dict({name: t.clone() for name, t in state.items()})
+    return smaller.eval() if not model.training else smaller
