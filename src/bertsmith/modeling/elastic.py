@@ -154,7 +154,7 @@ class Importance:
     hidden: torch.Tensor
 
 
-def _check_reorderable(spec: ArchSpec) -> None:
+def check_plain_kinds(spec: ArchSpec) -> None:
     if spec.embeddings.size is not None:
         raise SpecError("embeddings.size: importance and reordering need unfactorized embeddings")
     for i, layer in enumerate(spec.layers):
@@ -171,7 +171,7 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
     them require gradients) are unchanged."""
     encoder = model.encoder
     spec = encoder.spec
-    _check_reorderable(spec)
+    check_plain_kinds(spec)
     heads = [torch.zeros(layer.attention.heads) for layer in spec.layers]
     neurons = [torch.zeros(layer.ffn.size) for layer in spec.layers]
     hidden = torch.zeros(spec.hidden)
@@ -252,7 +252,7 @@ def _moves(model: nn.Module, units: Units) -> list[tuple[str, int, torch.Tensor]
     """(parameter name, dim, indices along dim) for every parameter the units touch."""
     encoder = model.encoder if hasattr(model, "encoder") else model
     spec = encoder.spec
-    _check_reorderable(spec)
+    check_plain_kinds(spec)
     h = units.hidden
     moves: list[tuple[torch.Tensor, int, torch.Tensor]] = []
     emb = encoder.embeddings
