@@ -35,7 +35,7 @@ from torch.func import functional_call
 from ..arch import ArchSpec, atomic_write_text
 from ..data import Task
 from ..distill.checkpoint import atomic_file
-from ..distill.objectives import LossConfig, prediction_losses
+from ..distill.objectives import LossConfig, Objective, prediction_losses
 from ..distill.trainer import TrainConfig
 from ..errors import CheckpointError, ConfigError, SpecError
 from ..modeling import BertsmithForSequenceClassification
@@ -120,28 +120,20 @@ def load_supernet(directory: str | os.PathLike) -> Supernet:
     return supernet
 
 
-class SandwichObjective(nn.Module):
+class SandwichObjective(Objective):
     """Sum of the prediction losses of the largest, smallest and ``random_subnets`` random
     sub-networks on one batch. The random ones are drawn with a seed taken from torch's global RNG,
     which the trainer checkpoints, so a resumed run draws the same sub-networks."""
 
     def __init__(self, supernet: Supernet, teacher: nn.Module | None, losses: LossConfig, *, regression: bool,
                  random_subnets: int = 2, budget: Budget | None = None):
-        super().__init__()
         if losses.hidden > 0 or losses.attention > 0 or losses.mlm > 0:
             raise ConfigError("supernet training uses prediction losses only (labels, logits), not "
                               "hidden, attention or mlm")
-        if losses.needs_teacher and teacher is None:
-            raise ConfigError("the configured losses need a teacher")
-        self.student, self.config, self.regression = supernet, losses, regression
-        self._teacher = (teacher.eval().requires_grad_(False),) if teacher is not None else ()
-        self.random_subnets = random_subnets
+        super().__init__(supernet, teacher, losses)
+        self.regression, self.random_subnets = regression, random_subnets
         self.budget = budget if budget is not None else supernet.space.budget
         self.largest, self.smallest = supernet.spec, supernet.space.extreme(largest=False)
-
-    @property
-    def teacher(self) -> nn.Module | None:
-        return self._teacher[0] if self._teacher else None
 
     def sample(self, rng: np.random.Generator) -> ArchSpec:
         """A random architecture of the space within its parameter and FLOPs budget (a few tries)."""
@@ -165,7 +157,7 @@ class SandwichObjective(nn.Module):
         for spec in self.subnets():
             s_logits, _ = self.student(spec, ids, mask, types)
             parts = prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
-            losses.append(sum(getattr(self.config, name) * value for name, value in parts.items()))
+            losses.append(self.total(parts))
         report = {"largest": losses[0].detach(), "smallest": losses[1].detach()}
         if len(losses) > 2:
             report["random"] = torch.stack(losses[2:]).mean().detach()
