@@ -77,17 +77,21 @@ class Budget(_Frozen):
         except ValidationError as exc:
             raise ConfigError(f"--budget {text!r}: {_one_line(exc)}") from None
 
-    def violations(self, spec: ArchSpec, latency_ms: float | None = None) -> list[str]:
-        """What ``spec`` exceeds, one phrase each (empty when within budget). The latency bound needs
-        the measured or predicted ``latency_ms``; it is not checked without one."""
+    def bounded(self, spec: ArchSpec, latency_ms: float | None = None) -> list[tuple[str, float, float]]:
+        """(name, limit, value) of every bound that is set; the latency bound only with a ``latency_ms``."""
         from ..cost import encoder_params, flops, params
 
         out = []
         for name, limit, value in (("params", self.params, lambda: encoder_params(spec)),
                                    ("total_params", self.total_params, lambda: params(spec)),
-                                   ("flops", self.flops, lambda: flops(spec, self.seq_len))):
-            if limit is not None and value() > limit:
-                out.append(f"{name} {value():,} > {limit:,}")
-        if self.latency is not None and latency_ms is not None and latency_ms > self.latency:
-            out.append(f"latency {latency_ms:.2f} ms > {self.latency:g} ms")
+                                   ("flops", self.flops, lambda: flops(spec, self.seq_len)),
+                                   ("latency", self.latency, lambda: latency_ms)):
+            if limit is not None and (name != "latency" or latency_ms is not None):
+                out.append((name, limit, value()))
         return out
+
+    def violations(self, spec: ArchSpec, latency_ms: float | None = None) -> list[str]:
+        """What ``spec`` exceeds, one phrase each (empty when within budget). The latency bound needs
+        the measured or predicted ``latency_ms``; it is not checked without one."""
+        return [f"latency {value:.2f} ms > {limit:g} ms" if name == "latency" else f"{name} {value:,} > {limit:,}"
+                for name, limit, value in self.bounded(spec, latency_ms) if value > limit]

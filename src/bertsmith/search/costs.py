@@ -103,12 +103,4 @@ class CostModel:
 
     def constraints(self, spec: ArchSpec, costs: dict[str, float]) -> list[float]:
         """Optuna-style constraint values, one per bound: value/limit − 1 (≤ 0 means satisfied)."""
-        from ..cost import params
-
-        b = self.budget
-        out = []
-        for limit, value in ((b.params, lambda: costs["params"]), (b.total_params, lambda: params(spec)),
-                             (b.flops, lambda: costs["flops"]), (b.latency, lambda: costs["latency"])):
-            if limit is not None:
-                out.append(value() / limit - 1.0)
-        return out
+        return [value / limit - 1.0 for _name, limit, value in self.budget.bounded(spec, costs.get("latency"))]
