@@ -412,10 +412,13 @@ def pretrain(
 
 @app.command("search")
 def search(
-    space_file: Path = typer.Option(..., "--space", help="Search space YAML file (see `bertsmith space`)."),
+    space_file: Optional[Path] = typer.Option(None, "--space", help="Search space YAML file (see `bertsmith space`); "
+                                              "not with --strategy prune, which prunes the teacher itself."),
     teacher: Path = typer.Option(..., "--teacher", help="Fine-tuned task teacher directory (from `bertsmith teacher`)."),
     task: str = typer.Option(..., "--task", help="Task name or task YAML file."),
-    strategy: str = typer.Option("nsga2", "--strategy", help="nsga2 (NSGA-II with constraints) or random."),
+    strategy: str = typer.Option("nsga2", "--strategy", help="nsga2 (NSGA-II with constraints), random, or prune "
+                                 "(schuBERT: budgeted pruning of the teacher, with the uniform and layer-dropping "
+                                 "baselines)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="Bounds over the space's own, e.g. params=5M,latency=20ms "
                                          "(params, total_params, flops, latency, device, seq_len, batch)."),
     objectives: str = typer.Option("params", "--objectives", help="Costs to minimise next to the task metric: "
@@ -424,8 +427,9 @@ def search(
                                 "predicted (a latency predictor)."),
     predictor: Optional[Path] = typer.Option(None, "--predictor", help="Latency predictor JSON for --latency predicted "
                                              "(default: calibrate one on this machine, saved in the run directory)."),
-    evaluator: str = typer.Option("slice", "--evaluator", help="slice (supernet slice, no training), short (a short "
-                                  "distillation, --eval-steps) or full (a full distillation, --eval-epochs)."),
+    evaluator: Optional[str] = typer.Option(None, "--evaluator", help="slice (supernet slice, no training; the default), "
+                                            "short (a short distillation, --eval-steps; the default and the only "
+                                            "choice for prune) or full (a full distillation, --eval-epochs)."),
     init: str = typer.Option("teacher", "--init", help="Start of short/full distillations: teacher (sliced), supernet "
                              "(the architecture's supernet slice) or scratch."),
     eval_steps: int = typer.Option(300, "--eval-steps", help="Steps of each short distillation."),
@@ -437,6 +441,21 @@ def search(
     supernet_seed: int = typer.Option(0, "--supernet-seed", help="Seed of the supernet training (apart from --seed, "
                                       "so searches with other seeds reuse one supernet)."),
     population_size: int = typer.Option(16, "--population-size", help="nsga2: architectures per generation."),
+    prune_dims: str = typer.Option("all", "--prune-dims", help="prune: the variant all, h, f or a (schuBERT-all/-h/-f/-a), "
+                                   "or comma-separated dimensions of h, a, k, v, f."),
+    prune_rounds: int = typer.Option(3, "--prune-rounds", help="prune: rounds T; each removes 1/T of the teacher's "
+                                     "distance to the budget and re-trains for --eval-steps."),
+    gate_steps: int = typer.Option(100, "--gate-steps", help="prune: steps of gate (α) training per round."),
+    gate_lr: float = typer.Option(0.01, "--gate-lr", help="prune: learning rate of the gates."),
+    gamma: float = typer.Option(1.0, "--gamma", help="prune: weight of the sparsity penalty (normalised to 1 at the start)."),
+    ranking: str = typer.Option("raw", "--ranking", help="prune: which gate entries are zeroed first: raw (|α|) or "
+                                "weighted (β·|α|)."),
+    prune_cost: Optional[str] = typer.Option(None, "--prune-cost", help="prune: the budget bound to prune down to: "
+                                             "params, total_params, flops or latency (needs --latency predicted); "
+                                             "default the first one set."),
+    prune_layers: bool = typer.Option(False, "--prune-layers", help="prune: let whole layers be pruned as well."),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="prune: also distil the uniform and "
+                                   "layer-dropping baselines at the budget."),
     trials: int = typer.Option(50, "--trials", help="Architectures to evaluate in the whole study (a resumed search "
                                "runs the rest)."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Stop once the study's evaluations took "
@@ -464,12 +483,14 @@ def search(
                         ("batch-size", batch_size), ("random-subnets", random_subnets + 1)):
         _positive(name, value)
     t = _task(task)
+    default_out = Path("runs") / f"search-{t.name}-{space_file.stem if space_file else strategy}"
     settings = SearchSettings(
-        space=space_file, teacher=teacher, task=task, run_dir=out or Path("runs") / f"search-{t.name}-{space_file.stem}",
-        strategy=strategy, budget=budget, objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
+        space=space_file, teacher=teacher, task=task, run_dir=out or default_out, strategy=strategy, budget=budget, objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
         latency=latency, predictor=predictor, evaluator=evaluator, init=init, eval_steps=eval_steps,
         eval_epochs=eval_epochs, eval_lr=eval_lr, supernet_steps=supernet_steps, supernet_lr=supernet_lr,
-        random_subnets=random_subnets, supernet_seed=supernet_seed, population_size=population_size, trials=trials,
+        random_subnets=random_subnets, supernet_seed=supernet_seed, population_size=population_size,
+        prune_dims=prune_dims, prune_rounds=prune_rounds, gate_steps=gate_steps, gate_lr=gate_lr, gamma=gamma,
+        ranking=ranking, prune_cost=prune_cost, prune_layers=prune_layers, baselines=baselines, trials=trials,
         time_budget=parse_duration(time_budget) if time_budget else None, storage=storage, study_name=study_name,
         data_dir=_data_dir(data_dir), max_length=max_length, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
         progress=not quiet,
@@ -481,7 +502,22 @@ def search(
     for p in result.front:
         table.add_row(str(p.number), f"{p.values[0]:.4f}", *(f"{v:,.4g}" for v in p.values[1:]), p.summary)
     console.print(table)
+    if strategy == "prune":
+        _print_pruning(result, settings.objectives, t.main_metric)
     console.print(f"results: {settings.run_dir}/pareto.json, pareto.csv, trials.csv")
+
+
+def _print_pruning(result, objectives, metric: str) -> None:
+    """The pruning rounds and the baselines, from the study."""
+    table = Table("trial", "model", metric, *objectives, "within budget", "architecture", title="Pruning path")
+    for t in result.study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        name = f"round {attrs['prune_round']}" if "prune_round" in attrs else attrs.get("baseline")
+        if name is None or "metrics" not in attrs:
+            continue
+        table.add_row(str(t.number), name, f"{attrs['metrics'][metric]:.4f}", *(f"{attrs['costs'][o]:,.4g}" for o in objectives),
+                      "yes" if attrs["feasible"] else "no", attrs["summary"])
+    console.print(table)
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ import torch
 from bertsmith.arch import ArchSpec
 from bertsmith.errors import ConfigError
 from bertsmith.modeling import BertsmithForSequenceClassification
-from bertsmith.search.pruning import GatedModel, Gates, choose_removals, cost_function, prune, unit_costs
+from bertsmith.search.pruning import (GatedModel, GateObjective, Gates, choose_removals, cost_function, prune,
+                                      smallest, unit_costs)
 
 EMB = {"vocab_size": 97, "max_positions": 40}
 
@@ -123,3 +124,49 @@ def test_bad_gate_settings():
         cost_function("joules")
     with pytest.raises(ConfigError, match="ranking 'loudest'"):
         choose_removals(Gates(spec), 1e9, cost_function("params"), ranking="loudest")
+
+
+def test_a_zero_gated_layer_is_deleted_and_the_others_kept():
+    m = model()
+    gates = Gates(m.encoder.spec, ("f",), layers=True)
+    with torch.no_grad():
+        gates.alpha["l"][0] = 0.0
+    cost = cost_function("params")
+    spec = gates.spec
+    one_head_less = spec.replace(layers=[spec.layers[0].model_copy(update={
+        "attention": spec.layers[0].attention.model_copy(update={"heads": 2})}), spec.layers[1]])
+    beta_layer = (cost(spec) - cost(spec.replace(layers=spec.layers[1:]))) / (cost(spec) - cost(one_head_less))
+    assert unit_costs(spec, cost)["l"][0] == pytest.approx(beta_layer)
+    keep = choose_removals(gates, cost(gates.spec) - 1, cost)  # the zero gate goes first: the whole layer
+    assert keep.layers == [1]
+    smaller = prune(m, gates, keep)
+    assert smaller.encoder.spec.num_layers == 1
+    torch.testing.assert_close(smaller.encoder.layers[0].ffn.up.weight, m.encoder.layers[1].ffn.up.weight)
+    assert smallest(gates.spec, ("f",), layers=True).num_layers == 1
+    assert smallest(gates.spec, ("f",)).layers[0].attention.heads == 3  # heads are not pruned by -f
+
+
+def test_the_sparsity_penalty_pulls_the_gates_down(teacher_dir, task_file, cache_dir, tmp_path):
+    """Gate training with γ > 0 lowers Σβ|α| (monotone in γ); the frozen weights do not move."""
+    from bertsmith.data import resolve_task
+    from bertsmith.distill.task import load_task_data, load_tokenizer, train_on_task
+    from bertsmith.distill.teacher import load_teacher
+    from bertsmith.distill.trainer import TrainConfig
+
+    task = resolve_task(task_file)
+    teacher = load_teacher(teacher_dir, task).eval()
+    data = load_task_data(task, load_tokenizer(teacher_dir), data_dir=None, max_length=16, cache_dir=cache_dir)
+    cost = cost_function("params")
+    remaining = {}
+    for gamma in (0.0, 5.0):
+        student = load_teacher(teacher_dir, task)
+        gated = GatedModel(student)
+        betas = unit_costs(gated.gates.spec, cost)
+        objective = GateObjective(gated, teacher, betas, gamma=gamma, regression=False)
+        config = TrainConfig(steps=15, lr=0.02, batch_size=16, weight_decay=0.0, warmup=0.0, schedule="constant")
+        train_on_task(objective, data, config=config, run_dir=tmp_path / str(gamma), resume=False, fingerprint={},
+                      progress=False, keep_best=False)
+        with torch.no_grad():
+            remaining[gamma] = float(gated.gates.penalty(betas)) / objective.scale
+        torch.testing.assert_close(student.encoder.layers[0].ffn.up.weight, teacher.encoder.layers[0].ffn.up.weight)
+    assert remaining[5.0] < 0.95 and remaining[5.0] < remaining[0.0]

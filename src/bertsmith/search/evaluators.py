@@ -119,7 +119,8 @@ class DistillEvaluator(Evaluator):
         if self.init == "supernet":
             self.supernet = self.job.get()
 
-    def _student(self, spec: ArchSpec) -> BertsmithForSequenceClassification:
+    def student(self, spec: ArchSpec) -> BertsmithForSequenceClassification:
+        """The untrained student of ``spec`` at this evaluator's starting point (``init``)."""
         torch.manual_seed(self.config.seed)
         student = BertsmithForSequenceClassification(spec, self.data.task.num_labels)
         if self.init == "supernet":
@@ -131,12 +132,24 @@ class DistillEvaluator(Evaluator):
         return student
 
     def evaluate(self, spec: ArchSpec, workdir: Path) -> Evaluation:
+        return self.distill(self.student(spec), workdir)
+
+    def distill(self, student: BertsmithForSequenceClassification, workdir: Path, *,
+                steps: int | None = None) -> Evaluation:
+        """Distil ``student`` (trained in place) as this evaluator trains its architectures, then
+        evaluate it; ``steps`` replaces a short run's number of steps (the pruning strategy re-trains
+        its own models this way, and gives its baselines all of its rounds' steps)."""
         start = time.perf_counter()
         shutil.rmtree(workdir, ignore_errors=True)  # a retried trial starts over
-        student = self._student(spec)
+        spec = student.encoder.spec
+        config = self.config
+        if steps is not None:
+            if self.steps is None:
+                raise ConfigError("steps: a full distillation trains for its epochs, not a number of steps")
+            config = config.model_copy(update={"steps": steps, "eval_every": steps})
         objective = TaskObjective(student, self.teacher if self.losses.needs_teacher else None, self.losses,
                                   regression=self.data.task.is_regression)
-        result = train_on_task(objective, self.data, config=self.config, run_dir=workdir, resume=False,
+        result = train_on_task(objective, self.data, config=config, run_dir=workdir, resume=False,
                                fingerprint={"spec": spec.to_dict(), "evaluator": self.fingerprint()},
                                progress=False, description="evaluate", keep_best=self.steps is None,
                                evaluate_fn=lambda model: evaluate(model, self.data, self.split))

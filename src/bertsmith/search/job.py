@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..arch import atomic_write_text
+from ..arch import ArchSpec, atomic_write_text
 from ..data import Task
 from ..distill.objectives import LossConfig
 from ..distill.trainer import TrainConfig
@@ -47,7 +47,7 @@ def parse_duration(text: str) -> float:
 class SearchSettings:
     """Every option of ``bertsmith search`` (the CLI fills it; ``search.json`` echoes it)."""
 
-    space: Path
+    space: Path | None
     teacher: Path
     task: str
     run_dir: Path
@@ -56,7 +56,7 @@ class SearchSettings:
     objectives: tuple[str, ...] = ("params",)
     latency: str = "measured"
     predictor: Path | None = None
-    evaluator: str = "slice"
+    evaluator: str | None = None  # slice, or short for the prune strategy
     init: str = "teacher"
     eval_steps: int = 300
     eval_epochs: float = 3.0
@@ -66,6 +66,15 @@ class SearchSettings:
     random_subnets: int = 2
     supernet_seed: int = 0
     population_size: int = 16
+    prune_dims: str = "all"
+    prune_rounds: int = 3
+    gate_steps: int = 100
+    gate_lr: float = 0.01
+    gamma: float = 1.0
+    ranking: str = "raw"
+    prune_cost: str | None = None
+    prune_layers: bool = False
+    baselines: bool = True
     trials: int = 50
     time_budget: float | None = None
     storage: str | None = None
@@ -78,12 +87,13 @@ class SearchSettings:
     progress: bool = True
 
 
-def effective_budget(space: SearchSpace, option: str | None) -> Budget:
-    """The space's budget with the fields given by ``--budget`` replaced."""
+def effective_budget(space: SearchSpace | None, option: str | None) -> Budget:
+    """The space's budget (none without a space) with the fields given by ``--budget`` replaced."""
+    base = space.budget if space is not None else Budget()
     if not option:
-        return space.budget
+        return base
     given = Budget.parse(option)
-    return space.budget.model_copy(update=given.model_dump(exclude_unset=True))
+    return base.model_copy(update=given.model_dump(exclude_unset=True))
 
 
 def run_search_job(s: SearchSettings) -> SearchResult:
@@ -91,10 +101,17 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     from ..distill.task import files_digest, load_task_data, load_tokenizer
     from ..distill.teacher import load_teacher
 
+    prunes = s.strategy == "prune"
+    s.evaluator = s.evaluator or ("short" if prunes else "slice")
     if s.evaluator not in EVALUATORS:
         raise ConfigError(f"--evaluator {s.evaluator!r}: expected one of {', '.join(EVALUATORS)}")
+    if prunes and s.space is not None:
+        raise ConfigError("--space: the prune strategy prunes the teacher's own architecture and takes no search "
+                          "space; give the budget with --budget")
+    if not prunes and s.space is None:
+        raise ConfigError(f"--space: strategy {s.strategy!r} needs a search space file")
     check_settings(s.objectives, s.trials, s.time_budget, s.strategy, _strategy_options(s))
-    space = SearchSpace.load(s.space)
+    space = SearchSpace.load(s.space) if s.space is not None else None
     budget = effective_budget(space, s.budget)
     task: Task = resolve_task(s.task)
     run_dir = Path(s.run_dir)
@@ -102,7 +119,8 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     tokenizer = load_tokenizer(s.teacher)
     data = load_task_data(task, tokenizer, data_dir=s.data_dir, max_length=s.max_length, cache_dir=s.cache_dir,
                           splits=("train", "dev"))
-    cost_model = CostModel(budget, latency=s.latency, predictor=_predictor(s, space, budget, run_dir))
+    space_of_shapes = space or shapes_below(teacher.encoder.spec)
+    cost_model = CostModel(budget, latency=s.latency, predictor=_predictor(s, space_of_shapes, budget, run_dir))
     evaluator = _evaluator(s, space, task, teacher, data, files_digest(s.teacher))
     return run_search(space, evaluator, cost_model, run_dir=run_dir, trials=s.trials, objectives=s.objectives,
                       strategy=s.strategy, strategy_options=_strategy_options(s), storage=s.storage,
@@ -110,8 +128,31 @@ def run_search_job(s: SearchSettings) -> SearchResult:
                       settings=_echo(s, budget))
 
 
+def shapes_below(spec: ArchSpec) -> SearchSpace:
+    """A coarse space of the shapes that pruning ``spec`` passes through (up to eight steps per
+    dimension, every depth): where a latency predictor for pruning is calibrated."""
+    def steps(n: int) -> dict:
+        step = max(1, n // 8)
+        return {"min": step, "max": n, "step": step}
+
+    first = spec.layers[0]
+    return SearchSpace.from_dict({
+        "depth": {"min": 1, "max": spec.num_layers}, "hidden": steps(spec.hidden), "per_layer": False,
+        "layer": {"heads": steps(max(la.attention.heads for la in spec.layers)),
+                  "qk_dim": steps(max(la.attention.qk_dim for la in spec.layers)),
+                  "v_dim": steps(max(la.attention.v_dim for la in spec.layers)),
+                  "ffn": steps(max(la.ffn.size for la in spec.layers)), "activation": [first.ffn.activation]},
+        "embeddings": spec.embeddings.model_dump(mode="json"), "pooler": spec.pooler}, source="pruning shapes")
+
+
 def _strategy_options(s: SearchSettings) -> dict[str, Any]:
-    return {"population_size": s.population_size} if s.strategy == "nsga2" else {}
+    if s.strategy == "nsga2":
+        return {"population_size": s.population_size}
+    if s.strategy == "prune":
+        return {"dims": s.prune_dims, "rounds": s.prune_rounds, "gate_steps": s.gate_steps, "gate_lr": s.gate_lr,
+                "gamma": s.gamma, "ranking": s.ranking, "cost": s.prune_cost, "layers": s.prune_layers,
+                "baselines": s.baselines}
+    return {}
 
 
 def _predictor(s: SearchSettings, space: SearchSpace, budget: Budget, run_dir: Path) -> LatencyPredictor | None:
@@ -137,7 +178,7 @@ def _predictor(s: SearchSettings, space: SearchSpace, budget: Budget, run_dir: P
     return calibration.predictor
 
 
-def _evaluator(s: SearchSettings, space: SearchSpace, task: Task, teacher, data, teacher_key: str) -> Evaluator:
+def _evaluator(s: SearchSettings, space: SearchSpace | None, task: Task, teacher, data, teacher_key: str) -> Evaluator:
     supernet = None
     if s.evaluator == "slice" or s.init == "supernet":
         supernet = SupernetJob(space, s.teacher, task, run_dir=Path(s.run_dir) / "supernet",

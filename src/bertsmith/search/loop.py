@@ -36,10 +36,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..arch import ArchSpec, atomic_write_text
 from ..errors import BertsmithError, ConfigError
 from .costs import COSTS, CostModel
-from .evaluators import Evaluator
+from .evaluators import Evaluation, Evaluator
 from .pareto import Point, write_pareto
 from .space import SearchSpace
-from .strategies import STRATEGIES, Strategy
+from .strategies import STRATEGIES, SamplerStrategy, Strategy
 from .study import HOST, open_study
 
 STALL_FACTOR = 50  # a search stops after STALL_FACTOR × trials proposals in a row that evaluate nothing new
@@ -122,27 +122,48 @@ class Search:
             copied = {k: earlier.user_attrs[k] for k in ("costs", "constraints", "violations", "feasible", "metrics",
                                                          "details")}
             return self._complete(trial, earlier.values, **copied, seconds=0.0, duplicate_of=earlier.number)
-        costs = self.cost_model.costs(spec, self.objectives)
-        violations = self.cost_model.violations(spec, costs)
-        _set(trial, costs=costs, constraints=self.cost_model.constraints(spec, costs), violations=violations,
-             feasible=not violations)
-        objective_costs = [costs[name] for name in self.objectives]
+        costs, violations = self._cost(trial, spec)
         if violations:
-            return self._complete(trial, [-math.inf, *objective_costs], metrics={}, details={}, seconds=0.0)
+            return self._complete(trial, [-math.inf, *(costs[n] for n in self.objectives)], metrics={}, details={},
+                                  seconds=0.0)
         start = time.perf_counter()
         try:
             evaluation = self.evaluator.evaluate(spec, self.run_dir / "trials" / f"{trial.number:05d}")
-            metrics = {name: float(value) for name, value in evaluation.metrics.items()}
-            value = metrics[self.evaluator.metric]
-            if not math.isfinite(value):
-                raise FloatingPointError(f"the metric {self.evaluator.metric} is {value}")
+            value = self._metric(evaluation)
         except (BertsmithError, FloatingPointError) as exc:
             return self._fail(trial, exc, time.perf_counter() - start)
         except Exception as exc:
             self._fail(trial, exc, time.perf_counter() - start)
             raise
-        return self._complete(trial, [value, *objective_costs], metrics=metrics, details=evaluation.details,
+        return self._complete(trial, [value, *(costs[n] for n in self.objectives)],
+                              metrics=_floats(evaluation.metrics), details=evaluation.details,
                               seconds=evaluation.seconds)
+
+    def record(self, spec: ArchSpec, evaluation: Evaluation, **attrs: Any) -> FrozenTrial:
+        """Record ``spec`` with an evaluation the strategy made itself (a model it trained, e.g. a
+        pruning round): costed and checked like any proposal, but not handed to the evaluator and
+        never a duplicate (the same shape reached another way is another result). Over budget, its
+        value is -inf like any infeasible trial and its metrics are kept in the attrs."""
+        trial = self.ask()
+        _set(trial, **attrs | {"spec": spec.to_dict(), "summary": spec.summary()})
+        costs, violations = self._cost(trial, spec)
+        value = -math.inf if violations else self._metric(evaluation)
+        return self._complete(trial, [value, *(costs[n] for n in self.objectives)],
+                              metrics=_floats(evaluation.metrics), details=evaluation.details,
+                              seconds=evaluation.seconds, recorded=True)
+
+    def _cost(self, trial: optuna.Trial, spec: ArchSpec) -> tuple[dict[str, float], list[str]]:
+        costs = self.cost_model.costs(spec, self.objectives)
+        violations = self.cost_model.violations(spec, costs)
+        _set(trial, costs=costs, constraints=self.cost_model.constraints(spec, costs), violations=violations,
+             feasible=not violations)
+        return costs, violations
+
+    def _metric(self, evaluation: Evaluation) -> float:
+        value = float(evaluation.metrics[self.evaluator.metric])
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the metric {self.evaluator.metric} is {value}")
+        return value
 
     def reject(self, trial: optuna.Trial, reason: str) -> FrozenTrial:
         """Record a proposal that cannot be built: infeasible, with ``reason``."""
@@ -167,21 +188,28 @@ class Search:
         return frozen
 
 
-def run_search(space: SearchSpace, evaluator: Evaluator, cost_model: CostModel, *, run_dir: Path, trials: int,
+def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: CostModel, *, run_dir: Path, trials: int,
                objectives: Sequence[str] = ("params",), strategy: str = "nsga2",
                strategy_options: dict[str, Any] | None = None, storage: str | None = None,
                study_name: str = "search", time_budget: float | None = None, seed: int = 0,
                progress: bool = False, settings: dict[str, Any] | None = None) -> SearchResult:
     """Search ``space`` until the study holds ``trials`` evaluated architectures (or ``time_budget``
     seconds of evaluation are spent), maximising the evaluator's metric and minimising the
-    ``objectives`` costs within the cost model's budget. ``storage``: a SQLAlchemy URL, by default
+    ``objectives`` costs within the cost model's budget. ``space`` may be None for a strategy that
+    builds its architectures from a starting model (``prune``). ``storage``: a SQLAlchemy URL, by default
     ``sqlite:///RUN_DIR/study.db``; rerunning the same search resumes it. ``settings``: written to
     ``RUN_DIR/search.json`` once the study has accepted this search (a refused one leaves it alone)."""
     objectives = tuple(objectives)
     proposer = check_settings(objectives, trials, time_budget, strategy, strategy_options or {})
-    _check_fits(space, cost_model, objectives)
     run_dir = Path(run_dir)
-    study = open_study(storage or f"sqlite:///{run_dir / 'study.db'}", study_name, space_digest=space.digest(),
+    if space is not None:
+        _check_fits(space, cost_model, objectives)
+    elif isinstance(proposer, SamplerStrategy):
+        raise ConfigError(f"strategy {strategy!r} proposes architectures from a search space: give one (--space)")
+    proposer.check(evaluator, cost_model, run_dir)
+    trials = proposer.trials(trials)
+    study = open_study(storage or f"sqlite:///{run_dir / 'study.db'}", study_name,
+                       space_digest=space.digest() if space is not None else proposer.start_digest(evaluator),
                        evaluator=evaluator.fingerprint(), objectives=[evaluator.metric, *objectives],
                        budget=cost_model.fingerprint())
     if settings is not None:
@@ -255,6 +283,10 @@ def _kind(trial: FrozenTrial) -> str | None:
 
 def _key(spec: dict[str, Any]) -> str:
     return json.dumps(spec, sort_keys=True)
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {name: float(value) for name, value in metrics.items()}
 
 
 def _set(trial: optuna.Trial, **attrs: Any) -> None:

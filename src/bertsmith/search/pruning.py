@@ -3,6 +3,11 @@ on heads a_i, query/key dims k_i (shared by the layer's heads), value dims v_i a
 folded into the weights; their cost-weighted L1 penalty; the choice of the entries to zero for a
 cost target; and the physical deletion of the zeroed units.
 
+Layers are not pruned by default (the paper keeps them all). With ``layers=True`` each layer also
+gets one gate α_l scaling its two residual branches (attention output and FFN output), with β_l the
+cost of the whole layer; a layer whose gate is zeroed is deleted. That is bertsmith's extension, and
+it is not exact: with post-LayerNorm blocks a zero-gated layer still applies its two LayerNorms.
+
 The gates multiply whole rows and columns of the frozen weights (K̃ = K·𝒟(α_k)𝒟(α_a)𝒟(α_h) and so
 on). bertsmith also scales the biases of those rows, so that a zeroed unit contributes exactly
 nothing and deleting it keeps the function (bertsmith's choice; the paper names the matrices only).
@@ -16,6 +21,7 @@ parameters β_h is 0.57, since a hidden unit then no longer carries its embeddin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Literal
 
 import torch
@@ -24,10 +30,13 @@ from torch.func import functional_call
 
 from ..arch import ArchSpec
 from ..cost import encoder_params, flops, params
+from ..distill.objectives import LossConfig, Objective, prediction_losses
 from ..errors import ConfigError
-from ..modeling.elastic import Units, check_plain_kinds, select_units
+from ..modeling.elastic import Units, check_plain_kinds, select_units, slice_weights
 
 DIMS = ("h", "a", "k", "v", "f")
+VARIANTS = {"all": DIMS, "h": ("h",), "f": ("f",), "a": ("a",)}
+"""The paper's schuBERT-all / -h / -f / -a: which dimensions are pruned."""
 Ranking = Literal["raw", "weighted"]
 
 
@@ -46,6 +55,8 @@ _FIELDS = {"a": "heads", "k": "qk", "v": "v", "f": "neurons"}  # gate → Units 
 
 
 def _without_one(spec: ArchSpec, dim: str, layer: int) -> ArchSpec:
+    if dim == "l":
+        return spec.replace(layers=[la for i, la in enumerate(spec.layers) if i != layer])
     units = Units.all(spec)
     if dim == "h":
         units.hidden = units.hidden[1:]
@@ -55,10 +66,11 @@ def _without_one(spec: ArchSpec, dim: str, layer: int) -> ArchSpec:
 
 
 def unit_costs(spec: ArchSpec, cost: Callable[[ArchSpec], float]) -> dict[str, list[float]]:
-    """β per dimension: ``h`` one value, the others one per layer; normalised to one head of layer 0."""
+    """β per dimension: ``h`` one value, the others (and ``l``, whole layers) one per layer;
+    normalised to one head of layer 0."""
     base = cost(spec)
     raw = {"h": [base - cost(_without_one(spec, "h", 0))]}
-    for dim in DIMS[1:]:
+    for dim in (*DIMS[1:], "l"):
         raw[dim] = [base - cost(_without_one(spec, dim, i)) for i in range(spec.num_layers)]
     unit = raw["a"][0]
     return {dim: [value / unit for value in values] for dim, values in raw.items()}
@@ -66,15 +78,15 @@ def unit_costs(spec: ArchSpec, cost: Callable[[ArchSpec], float]) -> dict[str, l
 
 class Gates(nn.Module):
     """α vectors for the pruned dimensions (``dims`` ⊆ DIMS), all ones at the start; dimensions not
-    pruned have no gate."""
+    pruned have no gate. ``layers``: also one gate per layer (key ``l``)."""
 
-    def __init__(self, spec: ArchSpec, dims: tuple[str, ...] = DIMS):
+    def __init__(self, spec: ArchSpec, dims: tuple[str, ...] = DIMS, *, layers: bool = False):
         super().__init__()
         unknown = [d for d in dims if d not in DIMS]
         if unknown or not dims:
             raise ConfigError(f"pruned dimensions {list(dims)}: expected some of {', '.join(DIMS)}")
         check_plain_kinds(spec)
-        self.spec, self.dims = spec, tuple(dims)
+        self.spec, self.dims, self.layers = spec, tuple(dims), layers
         sizes = {"a": [la.attention.heads for la in spec.layers], "k": [la.attention.qk_dim for la in spec.layers],
                  "v": [la.attention.v_dim for la in spec.layers], "f": [la.ffn.size for la in spec.layers]}
         self.alpha = nn.ParameterDict()
@@ -84,15 +96,36 @@ class Gates(nn.Module):
             if dim != "h":
                 for i, n in enumerate(sizes[dim]):
                     self.alpha[f"{dim}{i}"] = nn.Parameter(torch.ones(n))
+        if layers:
+            self.alpha["l"] = nn.Parameter(torch.ones(spec.num_layers))
 
     def vector(self, dim: str, layer: int, size: int) -> torch.Tensor:
         key = "h" if dim == "h" else f"{dim}{layer}"
         return self.alpha[key] if key in self.alpha else torch.ones(size)
 
+    def layer_gate(self, layer: int) -> torch.Tensor:
+        return self.alpha["l"][layer] if "l" in self.alpha else torch.ones(())
+
+    def entries(self) -> list[tuple[str, int, torch.Tensor]]:
+        """(dimension, layer, α) of every gate; the layer gate is ``("l", 0, α_l)``."""
+        return [(key[0], 0 if key in ("h", "l") else int(key[1:]), alpha) for key, alpha in self.alpha.items()]
+
     def penalty(self, betas: dict[str, list[float]]) -> torch.Tensor:
         """Σ β·‖α‖₁ over the gates."""
-        return sum(betas[key[0]][0 if key == "h" else int(key[1:])] * alpha.abs().sum()
-                   for key, alpha in self.alpha.items())
+        total = torch.zeros(())
+        for dim, layer, alpha in self.entries():
+            weights = torch.tensor(betas["l"]) if dim == "l" else betas[dim][layer]
+            total = total + (weights * alpha.abs()).sum()
+        return total
+
+    def statistics(self) -> dict[str, dict[str, float]]:
+        """Per gate: its size and the mean, min and max of |α| (what the pruning path records)."""
+        out = {}
+        for key, alpha in self.alpha.items():
+            a = alpha.detach().abs()
+            out[key] = {"n": a.numel(), "mean": round(float(a.mean()), 4), "min": round(float(a.min()), 4),
+                        "max": round(float(a.max()), 4)}
+        return out
 
 
 def gated_weights(model: nn.Module, gates: Gates) -> dict[str, torch.Tensor]:
@@ -111,10 +144,11 @@ def gated_weights(model: nn.Module, gates: Gates) -> dict[str, torch.Tensor]:
         v_rows = (a[:, None] * v[None, :]).reshape(-1)
         rows = torch.cat([qk_rows, qk_rows, v_rows])
         p = f"{prefix}layers.{i}."
+        branch = gates.layer_gate(i) * h  # the outputs of both residual branches
         scales = {"attention.qkv.weight": rows[:, None] * h[None, :], "attention.qkv.bias": rows,
-                  "attention.out.weight": h[:, None] * v_rows[None, :], "attention.out.bias": h,
+                  "attention.out.weight": branch[:, None] * v_rows[None, :], "attention.out.bias": branch,
                   "ffn.up.weight": f[:, None] * h[None, :], "ffn.up.bias": f,
-                  "ffn.down.weight": h[:, None] * f[None, :], "ffn.down.bias": h}
+                  "ffn.down.weight": branch[:, None] * f[None, :], "ffn.down.bias": branch}
         for name, scale in scales.items():
             out[p + name] = params[p + name] * scale
     return out
@@ -123,46 +157,82 @@ def gated_weights(model: nn.Module, gates: Gates) -> dict[str, torch.Tensor]:
 class GatedModel(nn.Module):
     """A frozen model run with its gates folded in; only the gates train."""
 
-    def __init__(self, model: nn.Module, dims: tuple[str, ...] = DIMS):
+    def __init__(self, model: nn.Module, dims: tuple[str, ...] = DIMS, *, layers: bool = False):
         super().__init__()
         self.model = model.requires_grad_(False)
-        spec = (model.encoder if hasattr(model, "encoder") else model).spec
-        self.gates = Gates(spec, dims)
+        self.gates = Gates(self.encoder.spec, dims, layers=layers)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model.encoder if hasattr(self.model, "encoder") else self.model
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
         return functional_call(self.model, gated_weights(self.model, self.gates),
                                (input_ids, attention_mask, token_type_ids), kwargs)
 
 
+class GateObjective(Objective):
+    """Train the gates (papers.md §1.3, Eq. 2): the task distillation loss of the gated model plus
+    γ·Σβ‖α‖₁ / Σβ·n. Dividing by the penalty at α = 1 (Σβ·n, the whole prunable cost) makes γ a
+    plain number: the paper's γ is NOT FOUND, and that normalisation is bertsmith's choice."""
+
+    def __init__(self, gated: GatedModel, teacher: nn.Module, betas: dict[str, list[float]], *, gamma: float,
+                 regression: bool, losses: LossConfig = LossConfig()):
+        super().__init__(gated, teacher, losses.model_copy(update={"hidden": 0.0, "attention": 0.0, "mlm": 0.0}))
+        self.betas, self.gamma, self.regression = betas, gamma, regression
+        with torch.no_grad():
+            self.scale = float(gated.gates.penalty(betas))
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        s_logits, t_logits, parts = self._run(batch)
+        parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
+        sparsity = self.student.gates.penalty(self.betas) / self.scale
+        return self.total(parts) + self.gamma * sparsity, parts | {"sparsity": sparsity.detach()}
+
+
+@dataclass
+class Keep:
+    """What survives a pruning round: the units of every layer, and which layers."""
+
+    units: Units
+    layers: list[int]
+
+    def spec_of(self, spec: ArchSpec) -> ArchSpec:
+        pruned = self.units.spec_of(spec)
+        return pruned.replace(layers=[pruned.layers[i] for i in self.layers])
+
+
 def choose_removals(gates: Gates, target: float, cost: Callable[[ArchSpec], float], *,
-                    ranking: Ranking = "raw") -> Units:
-    """The units to keep after zeroing the gate entries with the smallest scores (|α|, or β·|α| for
+                    ranking: Ranking = "raw") -> Keep:
+    """What to keep after zeroing the gate entries with the smallest scores (|α|, or β·|α| for
     ``weighted``) one at a time until the architecture's cost is at most ``target``. Every
-    dimension keeps at least one unit. Raises ConfigError when even that is above ``target``."""
+    dimension keeps at least one unit, and at least one layer stays. Raises ConfigError when even
+    that is above ``target``."""
     if ranking not in ("raw", "weighted"):
         raise ConfigError(f"ranking {ranking!r}: expected raw or weighted")
     spec = gates.spec
     betas = unit_costs(spec, cost) if ranking == "weighted" else None
     entries = []
-    for key, alpha in gates.alpha.items():
-        dim, layer = key[0], 0 if key == "h" else int(key[1:])
-        weight = betas[dim][layer] if betas else 1.0
-        entries += [(weight * abs(float(x)), dim, layer, j) for j, x in enumerate(alpha.detach())]
+    for dim, layer, alpha in gates.entries():
+        for j, x in enumerate(alpha.detach()):
+            weight = 1.0 if betas is None else betas[dim][j if dim == "l" else layer]
+            entries.append((weight * abs(float(x)), dim, layer, j))
     entries.sort()
-    keep = Units.all(spec)
-    kept = {(key[0], 0 if key == "h" else int(key[1:])): list(range(len(alpha))) for key, alpha in gates.alpha.items()}
+    keep = Keep(Units.all(spec), list(range(spec.num_layers)))
+    kept = {(dim, layer): list(range(len(alpha))) for dim, layer, alpha in gates.entries()}
     current = spec
     for _score, dim, layer, j in entries:
         if cost(current) <= target:
             break
-        if len(kept[dim, layer]) == 1:
-            continue  # keep one unit of every dimension
+        if len(kept[dim, layer]) == 1 or (dim != "h" and dim != "l" and layer not in keep.layers):
+            continue  # keep one unit of every dimension; a deleted layer's units cost nothing
         kept[dim, layer].remove(j)
-        index = torch.tensor(kept[dim, layer])
-        if dim == "h":
-            keep.hidden = index
+        if dim == "l":
+            keep.layers = list(kept[dim, layer])
+        elif dim == "h":
+            keep.units.hidden = torch.tensor(kept[dim, layer])
         else:
-            getattr(keep, _FIELDS[dim])[layer] = index
+            getattr(keep.units, _FIELDS[dim])[layer] = torch.tensor(kept[dim, layer])
         current = keep.spec_of(spec)
     if cost(current) > target:
         raise ConfigError(f"the target {target:,.0f} is below the smallest model these gates can reach "
@@ -170,11 +240,32 @@ def choose_removals(gates: Gates, target: float, cost: Callable[[ArchSpec], floa
     return keep
 
 
+def smallest(spec: ArchSpec, dims: tuple[str, ...] = DIMS, *, layers: bool = False) -> ArchSpec:
+    """The smallest architecture that pruning ``dims`` can reach from ``spec``: one unit of each
+    of those dimensions (and one layer when ``layers`` are pruned)."""
+    units = Units.all(spec)
+    if "h" in dims:
+        units.hidden = units.hidden[:1]
+    for dim, field in _FIELDS.items():
+        if dim in dims:
+            setattr(units, field, [index[:1] for index in getattr(units, field)])
+    return Keep(units, [0] if layers else list(range(spec.num_layers))).spec_of(spec)
+
+
 @torch.no_grad()
-def prune(model: nn.Module, gates: Gates, keep: Units) -> nn.Module:
-    """Fold the gates into ``model``'s weights and delete every unit outside ``keep``: a dense,
-    smaller model of the same class."""
-    folded = type(model)(gates.spec, model.num_labels) if hasattr(model, "num_labels") else type(model)(gates.spec)
+def prune(model: nn.Module, gates: Gates, keep: Keep) -> nn.Module:
+    """Fold the gates into ``model``'s weights and delete every unit and layer outside ``keep``: a
+    dense, smaller model of the same class."""
+    def new(spec: ArchSpec) -> nn.Module:
+        return type(model)(spec, model.num_labels) if hasattr(model, "num_labels") else type(model)(spec)
+
+    folded = new(gates.spec)
     folded.load_state_dict({name: t.detach() for name, t in gated_weights(model, gates).items()})
     folded.train(model.training)
-    return select_units(folded, keep)
+    selected = select_units(folded, keep.units)
+    if len(keep.layers) == gates.spec.num_layers:
+        return selected
+    spec = keep.spec_of(gates.spec)
+    smaller = new(spec).train(model.training)
+    slice_weights(selected, keep.units.spec_of(gates.spec), smaller, spec, keep.layers)
+    return smaller

@@ -11,6 +11,7 @@ grid, an evolution that keeps its own population) builds ArchSpecs itself and ca
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
@@ -18,6 +19,8 @@ import optuna
 from ...errors import SpecError
 
 if TYPE_CHECKING:
+    from ..costs import CostModel
+    from ..evaluators import Evaluator
     from ..loop import Search
 
 
@@ -32,6 +35,19 @@ class Strategy(ABC):
     @abstractmethod
     def run(self, search: "Search") -> None:
         """Propose architectures until ``search.done()``."""
+
+    def check(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path) -> None:
+        """Refuse what this strategy cannot do with these inputs, before the study is opened (so a
+        refused search writes nothing)."""
+
+    def trials(self, requested: int) -> int:
+        """How many evaluated architectures the search waits for (a strategy with a fixed number of
+        results, like pruning, replaces the ``--trials`` request)."""
+        return requested
+
+    def start_digest(self, evaluator: "Evaluator") -> str:
+        """What a study of a strategy without a search space records as its space: the starting model."""
+        raise NotImplementedError(f"{type(self).__name__} searches a space")
 
 
 class SamplerStrategy(Strategy):
@@ -53,6 +69,7 @@ class SamplerStrategy(Strategy):
 
 
 from .nsga2 import NSGA2  # noqa: E402  (the strategies subclass the classes above)
+from .prune import Prune  # noqa: E402
 from .random import Random  # noqa: E402
 
-STRATEGIES: dict[str, type[Strategy]] = {"random": Random, "nsga2": NSGA2}
+STRATEGIES: dict[str, type[Strategy]] = {"random": Random, "nsga2": NSGA2, "prune": Prune}
