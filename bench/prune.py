@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> None:
 
         task = resolve_task(args.task)
         teacher = load_teacher(args.teacher, task)
-        data = load_task_data(task, load_tokenizer(args.teacher), data_dir=common["data_dir"], splits=("train", "dev"))
+        data = load_task_data(task, load_tokenizer(args.teacher), data_dir=common["data_dir"], max_length=128,
+                              splits=("train", "dev"))
         evaluator = DistillEvaluator(teacher, data, teacher_key="bench", steps=args.steps, init="teacher",
                                      config=TrainConfig(lr=args.lr, seed=args.seed))
         spec = teacher.encoder.spec
