@@ -15,7 +15,7 @@ Every model is distilled for ``--rounds`` × ``--steps`` steps: schuBERT re-trai
 each of ``--rounds`` pruning rounds (plus ``--gate-steps`` of gate training per round with its
 weights frozen); the baselines start from the sliced, importance-ordered teacher. ``run`` writes
 ``bench/results/prune/<task>-<budget>-s<seed>.json``; ``latency`` adds the batch-1 × 128 latency
-of every architecture; ``summary`` writes ``bench/results/prune_summary.json``.
+of every architecture not measured before (run it on an otherwise idle machine); ``summary`` writes ``bench/results/prune_summary.json``.
 """
 
 from __future__ import annotations
@@ -108,9 +108,10 @@ def run(args: argparse.Namespace) -> None:
 def latency(args: argparse.Namespace) -> None:
     from bertsmith.search.costs import measure_latency
 
-    cache: dict[str, float] = {}
-    for path in sorted(RESULTS.glob("*.json")):
-        data = json.loads(path.read_text())
+    rows = {path: json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))}
+    cache = {json.dumps(row["spec"], sort_keys=True): row["latency_ms"]  # measured before: kept
+             for data in rows.values() for row in data["rows"] if "latency_ms" in row}
+    for path, data in rows.items():
         for row in data["rows"]:
             key = json.dumps(row["spec"], sort_keys=True)
             if key not in cache:
