@@ -15,7 +15,7 @@ from bertsmith.data import resolve_task
 from bertsmith.distill.task import evaluate, load_task_data, load_tokenizer
 from bertsmith.distill.teacher import load_teacher
 from bertsmith.search.evaluators import DistillEvaluator
-from bertsmith.search.job import SearchSettings, run_search_job
+from bertsmith.search.job import SearchSettings, run_search_job, shapes_below
 from bertsmith.search.pruning import cost_function
 from bertsmith.search.strategies.prune import layers_within, uniform_within
 from tests.tasks import tiny_spec
@@ -179,3 +179,11 @@ def test_uniform_baseline_is_the_largest_uniform_shrink_within_the_budget():
         assert cost(grown) > cost(uniform)
     assert layers_within(spec, cost, 40_272).num_layers == 2 and layers_within(spec, cost, 40_271).num_layers == 1
     assert layers_within(spec, cost, 100) is None
+
+
+def test_latency_is_calibrated_over_the_shapes_pruning_passes_through():
+    spec = tiny_spec(layers=3, hidden=48)
+    shapes = shapes_below(spec)
+    assert shapes.extreme(True).to_dict() == spec.to_dict()
+    smallest_shape = shapes.extreme(False)
+    assert smallest_shape.num_layers == 1 and smallest_shape.hidden == 6 and smallest_shape.layers[0].ffn.size == 12

@@ -119,8 +119,8 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     tokenizer = load_tokenizer(s.teacher)
     data = load_task_data(task, tokenizer, data_dir=s.data_dir, max_length=s.max_length, cache_dir=s.cache_dir,
                           splits=("train", "dev"))
-    space_of_shapes = space or shapes_below(teacher.encoder.spec)
-    cost_model = CostModel(budget, latency=s.latency, predictor=_predictor(s, space_of_shapes, budget, run_dir))
+    cost_model = CostModel(budget, latency=s.latency,
+                           predictor=_predictor(s, space, teacher.encoder.spec, budget, run_dir))
     evaluator = _evaluator(s, space, task, teacher, data, files_digest(s.teacher))
     return run_search(space, evaluator, cost_model, run_dir=run_dir, trials=s.trials, objectives=s.objectives,
                       strategy=s.strategy, strategy_options=_strategy_options(s), storage=s.storage,
@@ -155,9 +155,11 @@ def _strategy_options(s: SearchSettings) -> dict[str, Any]:
     return {}
 
 
-def _predictor(s: SearchSettings, space: SearchSpace, budget: Budget, run_dir: Path) -> LatencyPredictor | None:
+def _predictor(s: SearchSettings, space: SearchSpace | None, start: ArchSpec, budget: Budget,
+               run_dir: Path) -> LatencyPredictor | None:
     """The latency predictor for ``--latency predicted``: the ``--predictor`` file, the run's own
-    calibration, or a new calibration on this machine (saved in the run directory)."""
+    calibration, or a new calibration on this machine (saved in the run directory) over the space,
+    or without one over the shapes that pruning ``start`` passes through."""
     if s.latency != "predicted":
         if s.predictor is not None:
             raise ConfigError("--predictor is used only with --latency predicted")
@@ -170,7 +172,8 @@ def _predictor(s: SearchSettings, space: SearchSpace, budget: Budget, run_dir: P
             raise ConfigError(f"{path}: not a latency predictor file ({e})") from None
     if s.predictor is not None:
         raise ConfigError(f"--predictor {s.predictor}: no such file")
-    calibration = calibrate(space, count=CALIBRATION_ARCHS, batch=budget.batch, seq_len=budget.seq_len, seed=s.seed)
+    calibration = calibrate(space if space is not None else shapes_below(start), count=CALIBRATION_ARCHS,
+                            batch=budget.batch, seq_len=budget.seq_len, seed=s.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     info = json.loads(calibration.predictor.to_json()) | {"held_out_mape": calibration.held_out_mape,
                                                           "measured": calibration.measured}

@@ -147,8 +147,8 @@ class Prune(Strategy):
         state = search.run_dir / "prune"
         state.mkdir(parents=True, exist_ok=True)
         atomic_write_text(state / "settings.json", json.dumps(self.settings, indent=1, default=str))
-        recorded = {t.user_attrs.get("prune_round") for t in search.study.get_trials(deepcopy=False)
-                    if t.state.is_finished()}
+        finished = [t.user_attrs for t in search.study.get_trials(deepcopy=False) if t.state.is_finished()]
+        recorded = {attrs.get("prune_round") for attrs in finished} | {attrs.get("baseline") for attrs in finished}
         model = copy.deepcopy(evaluator.teacher)
         start_cost = self.cost(self.start)
         path = [{"round": 0, "spec": self.start.to_dict(), "cost": start_cost}]
@@ -171,9 +171,7 @@ class Prune(Strategy):
             path.append(info)
         _write_path(state, path, search.evaluator.metric)
         for name, spec in self.plan.items():
-            done = any(t.user_attrs.get("baseline") == name and t.state.is_finished()
-                       for t in search.study.get_trials(deepcopy=False))
-            if spec is None or done:
+            if spec is None or name in recorded:
                 continue
             evaluation = evaluator.distill(evaluator.student(spec), state / f"baseline-{name}",
                                            steps=self.rounds * evaluator.steps)
