@@ -346,6 +346,15 @@ def distill(
     augment: int = typer.Option(0, "--augment", help="Also train on this many perturbed copies of the train split "
                                 "(tokens replaced at random; the teacher labels them)."),
     augment_rate: float = typer.Option(0.15, "--augment-rate", help="Fraction of tokens replaced in each copy."),
+    agora: bool = typer.Option(False, "--agora", help="Agora fine-tuning (Bort): rounds over hyperparameter sets that "
+                               "add teacher-labelled variants of the best model's mistakes on a validation split "
+                               "carved from train."),
+    agora_sets: str = typer.Option("default", "--agora-sets", help="Agora's hyperparameter sets: default (2 lr × 2 "
+                                   "seeds), bort (the Bort README's 480) or a YAML list of mappings."),
+    validation_fraction: float = typer.Option(0.1, "--validation-fraction", help="Agora: share of the train split "
+                                              "carved out as its validation split."),
+    agora_copies: int = typer.Option(4, "--agora-copies", help="Agora: new points generated per mistake."),
+    agora_rate: float = typer.Option(0.15, "--agora-rate", help="Agora: fraction of tokens replaced in a new point."),
     data_dir: Optional[Path] = DATA_DIR,
     max_length: int = MAX_LENGTH,
     steps: Optional[int] = STEPS, epochs: Optional[float] = EPOCHS, batch_size: Optional[int] = BATCH,
@@ -354,7 +363,8 @@ def distill(
     seed: Optional[int] = SEED, resume: bool = RESUME, cache_dir: Optional[Path] = CACHE_DIR, quiet: bool = QUIET,
 ) -> None:
     """Distil a student of the given architecture from a task teacher; writes RUN_DIR/model (the
-    best student as a Hugging Face directory), result.json, metrics.jsonl and checkpoints."""
+    best student as a Hugging Face directory), result.json, metrics.jsonl and checkpoints. With
+    --agora, every set's training is one of Agora's rounds (under RUN_DIR/agora/); a rerun continues."""
     from pydantic import ValidationError
 
     from .distill.objectives import LossConfig
@@ -374,6 +384,18 @@ def distill(
     t = _task(task)
     spec = load_spec(arch)
     run_dir = out or Path("runs") / f"distill-{t.name}-{Path(arch).stem}-s{config.seed}"
+    if agora:
+        from .distill.agora import agora_on_task
+
+        if augment:
+            raise ConfigError("--augment and --agora: Agora grows the training data itself; choose one")
+        result = agora_on_task(spec, teacher, t, losses=loss_config, config=config, run_dir=run_dir, sets=agora_sets,
+                               validation_fraction=validation_fraction, copies=agora_copies, rate=agora_rate,
+                               data_dir=_data_dir(data_dir), init=init, init_from_teacher=init_from_teacher,
+                               max_length=max_length, cache_dir=cache_dir, progress=not quiet)
+        console.print(f"student: {result.model_dir} (Agora: {result.steps} steps over every round)")
+        console.print(_metrics_line(result.metrics))
+        return
     result = distill_on_task(spec, teacher, t, losses=loss_config, config=config, run_dir=run_dir,
                              data_dir=_data_dir(data_dir), init=init, init_from_teacher=init_from_teacher,
                              augment=augment, augment_rate=augment_rate, max_length=max_length, resume=resume,
@@ -413,16 +435,18 @@ def pretrain(
 @app.command("search")
 def search(
     space_file: Optional[Path] = typer.Option(None, "--space", help="Search space YAML file (see `bertsmith space`); "
-                                              "not with --strategy prune, which prunes the teacher itself."),
+                                              "not with --strategy prune (it prunes the teacher itself) or extract "
+                                              "(it searches --grid)."),
     teacher: Path = typer.Option(..., "--teacher", help="Fine-tuned task teacher directory (from `bertsmith teacher`)."),
     task: str = typer.Option(..., "--task", help="Task name or task YAML file."),
-    strategy: str = typer.Option("nsga2", "--strategy", help="nsga2 (NSGA-II with constraints), random, or prune "
+    strategy: str = typer.Option("nsga2", "--strategy", help="nsga2 (NSGA-II with constraints), random, prune "
                                  "(schuBERT: budgeted pruning of the teacher, with the uniform and layer-dropping "
-                                 "baselines)."),
+                                 "baselines) or extract (Bort: the ⟨D, A, H, I⟩ grid, see --grid)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="Bounds over the space's own, e.g. params=5M,latency=20ms "
                                          "(params, total_params, flops, latency, device, seq_len, batch)."),
-    objectives: str = typer.Option("params", "--objectives", help="Costs to minimise next to the task metric: "
-                                   "comma-separated params, flops, latency."),
+    objectives: Optional[str] = typer.Option(None, "--objectives", help="Costs to minimise next to the task metric: "
+                                             "comma-separated params, flops, latency (default params; extract: "
+                                             "params and --inference-cost)."),
     latency: str = typer.Option("measured", "--latency", help="measured (time every architecture on this machine) or "
                                 "predicted (a latency predictor)."),
     predictor: Optional[Path] = typer.Option(None, "--predictor", help="Latency predictor JSON for --latency predicted "
@@ -456,6 +480,15 @@ def search(
     prune_layers: bool = typer.Option(False, "--prune-layers", help="prune: let whole layers be pruned as well."),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="prune: also distil the uniform and "
                                    "layer-dropping baselines at the budget."),
+    grid: str = typer.Option("teacher", "--grid", help="extract: the ⟨D, A, H, I⟩ grid: teacher (Bort's grid scaled "
+                             "to the teacher, its head size), bort (the paper's, head size H/A) or a grid YAML file."),
+    epsilon: float = typer.Option(0.1, "--epsilon", help="extract: candidates are boxed by cost ratio 1+ε, ε in (0, 1); "
+                                  "a smaller ε trains more of them."),
+    select: str = typer.Option("within:0.01", "--select", help="extract: pick from the Pareto set: within:δ (the lowest "
+                               "inference cost within δ of the largest candidate's metric) or product."),
+    inference_cost: str = typer.Option("flops", "--inference-cost", help="extract: the inference cost objective i: "
+                                       "flops or latency (see --latency)."),
+    exhaustive: bool = typer.Option(False, "--exhaustive", help="extract: surrogate-train every grid candidate."),
     trials: int = typer.Option(50, "--trials", help="Architectures to evaluate in the whole study (a resumed search "
                                "runs the rest)."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Stop once the study's evaluations took "
@@ -485,12 +518,14 @@ def search(
     t = _task(task)
     default_out = Path("runs") / f"search-{t.name}-{space_file.stem if space_file else strategy}"
     settings = SearchSettings(
-        space=space_file, teacher=teacher, task=task, run_dir=out or default_out, strategy=strategy, budget=budget, objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
+        space=space_file, teacher=teacher, task=task, run_dir=out or default_out, strategy=strategy, budget=budget, 
+        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()) if objectives is not None else None,
         latency=latency, predictor=predictor, evaluator=evaluator, init=init, eval_steps=eval_steps,
         eval_epochs=eval_epochs, eval_lr=eval_lr, supernet_steps=supernet_steps, supernet_lr=supernet_lr,
         random_subnets=random_subnets, supernet_seed=supernet_seed, population_size=population_size,
         prune_dims=prune_dims, prune_rounds=prune_rounds, gate_steps=gate_steps, gate_lr=gate_lr, gamma=gamma,
-        ranking=ranking, prune_cost=prune_cost, prune_layers=prune_layers, baselines=baselines, trials=trials,
+        ranking=ranking, prune_cost=prune_cost, prune_layers=prune_layers, baselines=baselines, grid=grid,
+        epsilon=epsilon, select=select, inference_cost=inference_cost, exhaustive=exhaustive, trials=trials,
         time_budget=parse_duration(time_budget) if time_budget else None, storage=storage, study_name=study_name,
         data_dir=_data_dir(data_dir), max_length=max_length, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
         progress=not quiet,
@@ -504,6 +539,8 @@ def search(
     console.print(table)
     if strategy == "prune":
         _print_pruning(result, settings.objectives, t.main_metric)
+    if strategy == "extract":
+        _print_extraction(Path(settings.run_dir), t.main_metric)
     console.print(f"results: {settings.run_dir}/pareto.json, pareto.csv, trials.csv")
 
 
@@ -518,6 +555,27 @@ def _print_pruning(result, objectives, metric: str) -> None:
         table.add_row(str(t.number), name, f"{attrs['metrics'][metric]:.4f}", *(f"{attrs['costs'][o]:,.4g}" for o in objectives),
                       "yes" if attrs["feasible"] else "no", attrs["summary"])
     console.print(table)
+
+
+def _print_extraction(run_dir: Path, metric: str) -> None:
+    """How many candidates were trained against the grid, the Pareto set and the selection."""
+    path = run_dir / "extract" / "selection.json"
+    if not path.exists():
+        console.print("no selection: the largest candidate (the maximum point) has not been scored")
+        return
+    info = json.loads(path.read_text(encoding="utf-8"))
+    c = info["counts"]
+    console.print(f"grid {c['grid']} tuples, {c['buildable']} with A dividing H, {c['within_budget']} within the "
+                  f"budget" + (f" in {c['boxes']} boxes" if c["boxes"] else "") + f"; surrogate-trained {c['surrogate_trained']} "
+                  f"(coarse stage {c['coarse']}, fine stage {c.get('fine', 0)})")
+    table = Table("trial", "⟨D, A, H, I⟩", metric, "params", info["inference"], "", title="Extraction: Pareto set")
+    for s in info["pareto"]:
+        mark = "selected" if s["dahi"] == info["selected"]["dahi"] else (
+            "maximum point" if s["dahi"] == info["maximum_point"]["dahi"] else "")
+        table.add_row(str(s["trial"]), ", ".join(map(str, s["dahi"])), f"{s['metric']:.4f}", f"{s['p']:,.0f}",
+                      f"{s['i']:,.4g}", mark)
+    console.print(table)
+    console.print(f"selected ({info['rule']}): {info['selected']['summary']} → {run_dir / 'extract' / 'selected.yaml'}")
 
 
 def main() -> None:

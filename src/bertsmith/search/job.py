@@ -30,6 +30,7 @@ from .space import SearchSpace
 from .supernet import SupernetJob
 
 EVALUATORS = ("slice", "short", "full")
+SPACELESS = {"prune": "it prunes the teacher's own architecture", "extract": "it searches the --grid"}
 PREDICTOR_FILE = "latency_predictor.json"
 CALIBRATION_ARCHS = 30
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$", re.IGNORECASE)
@@ -53,10 +54,10 @@ class SearchSettings:
     run_dir: Path
     strategy: str = "nsga2"
     budget: str | None = None
-    objectives: tuple[str, ...] = ("params",)
+    objectives: tuple[str, ...] | None = None  # default params (extract: params and its inference cost)
     latency: str = "measured"
     predictor: Path | None = None
-    evaluator: str | None = None  # slice, or short for the prune strategy
+    evaluator: str | None = None  # slice, or short for the prune and extract strategies
     init: str = "teacher"
     eval_steps: int = 300
     eval_epochs: float = 3.0
@@ -75,6 +76,11 @@ class SearchSettings:
     prune_cost: str | None = None
     prune_layers: bool = False
     baselines: bool = True
+    grid: str = "teacher"
+    epsilon: float = 0.1
+    select: str = "within:0.01"
+    inference_cost: str = "flops"
+    exhaustive: bool = False
     trials: int = 50
     time_budget: float | None = None
     storage: str | None = None
@@ -101,14 +107,16 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     from ..distill.task import files_digest, load_task_data, load_tokenizer
     from ..distill.teacher import load_teacher
 
-    prunes = s.strategy == "prune"
-    s.evaluator = s.evaluator or ("short" if prunes else "slice")
+    spaceless = s.strategy in SPACELESS
+    s.evaluator = s.evaluator or ("short" if spaceless else "slice")
+    if s.objectives is None:
+        s.objectives = ("params", s.inference_cost) if s.strategy == "extract" else ("params",)
     if s.evaluator not in EVALUATORS:
         raise ConfigError(f"--evaluator {s.evaluator!r}: expected one of {', '.join(EVALUATORS)}")
-    if prunes and s.space is not None:
-        raise ConfigError("--space: the prune strategy prunes the teacher's own architecture and takes no search "
-                          "space; give the budget with --budget")
-    if not prunes and s.space is None:
+    if spaceless and s.space is not None:
+        raise ConfigError(f"--space: the {s.strategy} strategy takes no search space ({SPACELESS[s.strategy]}); "
+                          "give the budget with --budget")
+    if not spaceless and s.space is None:
         raise ConfigError(f"--space: strategy {s.strategy!r} needs a search space file")
     check_settings(s.objectives, s.trials, s.time_budget, s.strategy, _strategy_options(s))
     space = SearchSpace.load(s.space) if s.space is not None else None
@@ -119,9 +127,10 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     tokenizer = load_tokenizer(s.teacher)
     data = load_task_data(task, tokenizer, data_dir=s.data_dir, max_length=s.max_length, cache_dir=s.cache_dir,
                           splits=("train", "dev"))
+    shapes = space if s.strategy != "extract" else _grid_space(s, teacher.encoder.spec)
     cost_model = CostModel(budget, latency=s.latency,
-                           predictor=_predictor(s, space, teacher.encoder.spec, budget, run_dir))
-    evaluator = _evaluator(s, space, task, teacher, data, files_digest(s.teacher))
+                           predictor=_predictor(s, shapes, teacher.encoder.spec, budget, run_dir))
+    evaluator = _evaluator(s, shapes, task, teacher, data, files_digest(s.teacher))
     return run_search(space, evaluator, cost_model, run_dir=run_dir, trials=s.trials, objectives=s.objectives,
                       strategy=s.strategy, strategy_options=_strategy_options(s), storage=s.storage,
                       study_name=s.study_name, time_budget=s.time_budget, seed=s.seed, progress=s.progress,
@@ -145,6 +154,17 @@ def shapes_below(spec: ArchSpec) -> SearchSpace:
         "embeddings": spec.embeddings.model_dump(mode="json"), "pooler": spec.pooler}, source="pruning shapes")
 
 
+def _grid_space(s: SearchSettings, teacher: ArchSpec) -> SearchSpace | None:
+    """The extraction grid as a space, where a supernet is trained and latency calibrated (None for a
+    grid with BERT's head size H/A, which no space of one head size holds)."""
+    from .grid import resolve_grid
+
+    grid = resolve_grid(s.grid, teacher)
+    if s.init == "supernet" or grid.head_dim != "ratio":
+        return grid.space(teacher)
+    return None
+
+
 def _strategy_options(s: SearchSettings) -> dict[str, Any]:
     if s.strategy == "nsga2":
         return {"population_size": s.population_size}
@@ -152,6 +172,9 @@ def _strategy_options(s: SearchSettings) -> dict[str, Any]:
         return {"dims": s.prune_dims, "rounds": s.prune_rounds, "gate_steps": s.gate_steps, "gate_lr": s.gate_lr,
                 "gamma": s.gamma, "ranking": s.ranking, "cost": s.prune_cost, "layers": s.prune_layers,
                 "baselines": s.baselines}
+    if s.strategy == "extract":
+        return {"grid": str(s.grid), "epsilon": s.epsilon, "select": s.select, "inference": s.inference_cost,
+                "exhaustive": s.exhaustive}
     return {}
 
 
@@ -159,7 +182,7 @@ def _predictor(s: SearchSettings, space: SearchSpace | None, start: ArchSpec, bu
                run_dir: Path) -> LatencyPredictor | None:
     """The latency predictor for ``--latency predicted``: the ``--predictor`` file, the run's own
     calibration, or a new calibration on this machine (saved in the run directory) over the space,
-    or without one over the shapes that pruning ``start`` passes through."""
+    or without one over the shapes that pruning ``start`` passes through (the grid's space for extract)."""
     if s.latency != "predicted":
         if s.predictor is not None:
             raise ConfigError("--predictor is used only with --latency predicted")

@@ -106,6 +106,11 @@ class Search:
     def done(self) -> bool:
         return self.evaluated >= self.trials or self.cut_short() is not None
 
+    def known(self, spec: ArchSpec) -> FrozenTrial | None:
+        """The study's original complete trial of ``spec``, None when it has none (a strategy with a
+        fixed list of architectures skips those a resumed search already scored)."""
+        return self._originals.get(_key(spec.to_dict()))
+
     # ---- recording proposals ---------------------------------------------------------------------
     def ask(self) -> optuna.Trial:
         """A new trial (an enqueued retry first), marked with this host and process."""
@@ -223,13 +228,13 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
         task = bar.add_task(f"search ({strategy})", total=trials, info="")
 
         def report(s: Search) -> None:
-            bar.update(task, completed=min(s.evaluated, trials), info=f"front {len(s.front)} · infeasible "
+            bar.update(task, total=s.trials, completed=min(s.evaluated, s.trials), info=f"front {len(s.front)} · infeasible "
                        f"{s.counts['infeasible']} · repeats {s.counts['duplicates']} · failed {s.counts['failed']}")
 
         search = Search(study, space, evaluator, cost_model, objectives, run_dir, trials=trials,
                         time_budget=time_budget, seed=run_seed, on_record=report)
         proposer.run(search)
-    stopped = None if search.evaluated >= trials else (
+    stopped = None if search.evaluated >= search.trials else (
         search.cut_short() or f"the strategy {strategy!r} made no more proposals")
     return SearchResult(study, search.front, *(search.counts[k] for k in KINDS), stopped=stopped)
 
