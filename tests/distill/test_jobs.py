@@ -136,7 +136,7 @@ def test_corpus_packing_and_errors(tmp_path, minilm_dir):
         corpus_files([tmp_path / "missing.txt"])
 
 
-@pytest.mark.parametrize(("teacher", "recipe", "parts"), [("base_dir", "warmup", {"hidden", "attention"}),
+@pytest.mark.parametrize(("teacher", "recipe", "parts"), [("base_dir", "relations", {"hidden", "attention"}),
                                                            ("mlm_dir", "bort", {"mlm"})])
 def test_pretraining_recipes(request, teacher, recipe, parts, tmp_path):
     corpus = tmp_path / "corpus.txt"

@@ -199,3 +199,39 @@ def test_cli_prints_the_counts_and_the_selection(monkeypatch, capsys, tmp_path, 
     assert "grid 4 tuples, 4 with A dividing H, 4 within the budget" in out and "selected (within:0.01)" in out
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
     assert study.directions[1:] == [optuna.study.StudyDirection.MINIMIZE] * 2  # params and flops
+
+
+def test_the_selection_is_pretrained_then_fine_tuned(monkeypatch, capsys, extracted, tmp_path, teacher_dir, task_file,
+                                                     cache_dir):
+    """Bort's pipeline on the extracted architecture: distillation pretraining on raw text (the
+    encoder-only teacher picks the relations recipe), then task distillation from that encoder."""
+    out, _, _ = extracted
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the film number {i} was quite good and the plot was fine" for i in range(60)),
+                      encoding="utf-8")
+    selected = out / "extract" / "selected.yaml"
+    code, printed, err = run(monkeypatch, capsys, "pretrain", "--arch", str(selected), "--teacher", str(teacher_dir),
+                             "--corpus", str(corpus), "--out", str(tmp_path / "pre"), "--max-length", "32",
+                             "--steps", "4", "--batch-size", "8", "--quiet")
+    assert code == 0, err
+    assert "recipe relations" in printed
+    code, printed, err = run(monkeypatch, capsys, "distill", "--arch", str(selected), "--init",
+                             str(tmp_path / "pre" / "model"), "--teacher", str(teacher_dir), "--task", str(task_file),
+                             "--out", str(tmp_path / "task"), "--max-length", "16", "--cache-dir", str(cache_dir),
+                             "--steps", "3", "--batch-size", "16", "--quiet")
+    assert code == 0, err
+    result = json.loads((tmp_path / "task" / "result.json").read_text())
+    assert result["spec"] == ArchSpec.from_yaml(selected.read_text()).to_dict() and "accuracy" in result["metrics"]["dev"]
+
+
+@pytest.mark.parametrize("content, message", [(b"\n  \n", "the corpus has no text"),
+                                              (b"good\n\xff\xfe bad\n", "line 2: not UTF-8")])
+def test_a_bad_pretraining_corpus_exits_2(monkeypatch, capsys, tmp_path, teacher_dir, content, message):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(content)
+    arch = tmp_path / "arch.json"
+    arch.write_text(tiny_spec(layers=1, hidden=24, heads=2).to_json())
+    code, _, err = run(monkeypatch, capsys, "pretrain", "--arch", str(arch), "--teacher", str(teacher_dir), "--corpus",
+                       str(corpus), "--out", str(tmp_path / "pre"), "--steps", "2", "--quiet")
+    assert code == 2 and message in err and str(corpus) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "pre" / "model").exists()

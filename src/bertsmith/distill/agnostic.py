@@ -10,7 +10,12 @@ Recipes (bertsmith's presets of the papers' settings; every value can be overrid
 - ``warmup``: hidden-state and attention losses, no masking, AdamW lr 1e-4, wd 0.01, 10 % warm-up,
   clip 1.0 (EfficientBERT's warm-up; any teacher);
 - ``bort``: 0.1·MLM + 0.5·T²·KL with T = 2 on 15 % masked tokens, lr 1e-4, 1 % warm-up (needs a
-  teacher and a student with a masked-LM head).
+  teacher and a student with a masked-LM head);
+- ``relations``: Bort's distillation pretraining for an encoder-only teacher (no MLM head, e.g. the
+  PyPI MiniLM): hidden-state MSE and MiniLMv2 attention relations (any head counts), with Bort's
+  optimiser settings (lr 1e-4, 1 % warm-up). bertsmith's substitute: Bort itself needs MLM logits.
+
+``auto`` picks ``bort`` for a teacher with a masked-LM head, ``relations`` otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from .trainer import TrainConfig, Trainer, TrainResult
 RECIPES: dict[str, tuple[LossConfig, TrainConfig]] = {
     "warmup": (LossConfig(logits=0.0, hidden=1.0, attention=1.0), TrainConfig(lr=1e-4, warmup=0.1, epochs=1)),
     "bort": (LossConfig(logits=0.0, mlm=1.0), TrainConfig(lr=1e-4, warmup=0.01, epochs=1)),
+    "relations": (LossConfig(logits=0.0, hidden=1.0, attention=1.0, attention_mode="relation"),
+                  TrainConfig(lr=1e-4, warmup=0.01, epochs=1)),
 }
 
 
@@ -196,7 +203,7 @@ def pretrain_student(
     progress: bool = True,
 ) -> PretrainResult:
     """Distil a fresh student of shape ``spec`` from ``teacher`` on raw text with a recipe
-    (``auto``: ``bort`` when the teacher has a masked-LM head, else ``warmup``). Writes
+    (``auto``: ``bort`` when the teacher has a masked-LM head, else ``relations``). Writes
     ``RUN_DIR/model``: the student encoder (with its MLM head under ``bort``) and the tokenizer."""
     from ..hf.checkpoint import import_checkpoint
     from ..hf.export import export_pretrained
@@ -208,11 +215,11 @@ def pretrain_student(
     imported = import_checkpoint(source)
     has_mlm = isinstance(imported.model, BertsmithForMaskedLM)
     if recipe == "auto":
-        recipe = "bort" if has_mlm else "warmup"
+        recipe = "bort" if has_mlm else "relations"
     if recipe not in RECIPES:
         raise ConfigError(f"recipe = {recipe!r}: expected auto, {', '.join(RECIPES)}")
     if recipe == "bort" and not has_mlm:
-        raise ConfigError(f"{source}: recipe 'bort' needs a teacher with a masked-LM head; this one has none (use 'warmup')")
+        raise ConfigError(f"{source}: recipe 'bort' needs a teacher with a masked-LM head; this one has none (use 'relations' or 'warmup')")
     losses, base = RECIPES[recipe]
     config = base.with_overrides(**(overrides or {}))
     teacher_model = imported.model if recipe == "bort" else (

@@ -92,10 +92,11 @@ class AgoraResult:
 
 def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Module, teacher: torch.nn.Module | None,
           losses: LossConfig, task, tokenizer, max_length: int, train: Encoded, validation: Encoded,
-          sets: list[TrainConfig], run_dir: Path, copies: int = 4, rate: float = 0.15,
+          sets: list[TrainConfig], run_dir: Path, copies: int = 4, rate: float = 0.15, max_rounds: int | None = None,
           progress: bool = False) -> AgoraResult:
     """Run Agora on ``train`` with mistakes taken on ``validation`` (both carved from the task's train
-    split by the caller). ``make_student``: a fresh copy of the initial student."""
+    split by the caller). ``make_student``: a fresh copy of the initial student. ``max_rounds``: stop
+    after that many rounds (1 is plain enumeration: every set once, the best by validation)."""
     from .task import TaskData, evaluate, predict, train_on_task
 
     if not sets:
@@ -107,7 +108,7 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
     grown, rounds, best, best_metrics, spent = train, [], None, None, 0
     metric = task.main_metric
     r = 0
-    while pool:
+    while pool and (max_rounds is None or r < max_rounds):
         r += 1
         directory = run_dir / "agora" / f"round-{r}"
         record_file = directory / "round.json"
@@ -147,7 +148,7 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
         spent = record["steps"]
         rounds.append(record)
         pool = [k for k in pool if k not in record["dropped"]]
-        if pool:
+        if pool and (max_rounds is None or r < max_rounds):
             grown = concat(grown, _generate(subset(validation, record["mistakes"]), reference, task, copies=copies,
                                             rate=rate, special=special, pad_id=pad_id, seed=r))
     if best is None:
@@ -211,6 +212,7 @@ def agora_on_task(
     validation_fraction: float = 0.1,
     copies: int = 4,
     rate: float = 0.15,
+    max_rounds: int | None = None,
     data_dir: str | os.PathLike | None = None,
     init: str | os.PathLike | None = None,
     init_from_teacher: bool = False,
@@ -256,14 +258,14 @@ def agora_on_task(
     start_time = time.perf_counter()
     result = agora(lambda: copy.deepcopy(initial), reference=teacher, teacher=teacher, losses=losses, task=task,
                    tokenizer=tokenizer, max_length=max_length, train=rest, validation=validation, sets=configs,
-                   run_dir=run_dir, copies=copies, rate=rate, progress=progress)
+                   run_dir=run_dir, copies=copies, rate=rate, max_rounds=max_rounds, progress=progress)
     metrics = {"validation": result.validation, "dev": evaluate(result.model, data, "dev")}
     if data.labeled("test"):
         metrics["test"] = evaluate(result.model, data, "test")
     model_dir = run_dir / "model"
     export_pretrained(result.model, model_dir, tokenizer_dir=teacher_dir)
     summary = {"spec": spec.model_dump(mode="json"), "teacher": str(Path(teacher_dir).resolve()), "task": task.name,
-               "mode": "agora", "sets": [c.model_dump() for c in configs], "validation_fraction": validation_fraction,
+               "mode": "agora" if max_rounds != 1 else "plain", "max_rounds": max_rounds, "sets": [c.model_dump() for c in configs], "validation_fraction": validation_fraction,
                "validation_rows": held.tolist(), "copies": copies, "rate": rate, "losses": losses.model_dump(mode="json"),
                "data": data.hashes, "max_length": max_length, "rounds": result.rounds, "steps": result.steps,
                "seconds": time.perf_counter() - start_time, "metrics": metrics, "params": params(spec),
