@@ -7,7 +7,8 @@ architecture's size, CPU latency and accuracy against the teacher (and against B
     .venv/bin/python bench/extract.py search ... --grid small             # the scheme on the small grid
     .venv/bin/python bench/extract.py search ... --grid small --exhaustive  # every small-grid candidate
     .venv/bin/python bench/extract.py final --teacher TEACHER --task sst2 --data-dir ../shared/data/glue \\
-        --work /tmp/extract-bench                           # distil the selection longer; latency
+        --work /tmp/extract-bench                           # distil the selection longer
+    .venv/bin/python bench/extract.py latency --task sst2   # CPU latency, alone on the machine
     .venv/bin/python bench/extract.py compare               # scheme vs exhaustive on the small grid
     .venv/bin/python bench/extract.py agora --teacher TEACHER --task sst2 --data-dir ../shared/data/glue \
         --work /tmp/extract-bench                           # Agora vs plain enumeration, same steps
@@ -103,15 +104,13 @@ def compare(args: argparse.Namespace) -> None:
 
 
 def final(args: argparse.Namespace) -> None:
-    """Distil the scheme's selection (teacher grid) for longer and time it against the teacher and BERT-base."""
+    """Distil the scheme's selection (teacher grid) for longer; its dev metrics against the teacher's."""
     from bertsmith.cost import encoder_params, params
     from bertsmith.data import resolve_task
     from bertsmith.distill.objectives import LossConfig
     from bertsmith.distill.task import distill_on_task, evaluate, load_task_data, load_tokenizer
     from bertsmith.distill.teacher import load_teacher
     from bertsmith.distill.trainer import TrainConfig
-    from bertsmith.search.costs import measure_latency
-
     name = f"{args.task}-teacher-eps{args.epsilon:g}"
     selection = json.loads((RESULTS / f"{name}.json").read_text())
     spec = ArchSpec.from_dict(selection["selected"]["spec"])
@@ -127,20 +126,15 @@ def final(args: argparse.Namespace) -> None:
                              run_dir=Path(args.work) / f"{name}-final", data_dir=args.data_dir, init_from_teacher=True,
                              max_length=max_length, resume=True, progress=False)
     bert_base = ArchSpec.uniform(layers=12, hidden=768, heads=12, ffn=3072, embeddings=spec.embeddings)
-    latency = {}
-    for label, arch in (("selected", spec), ("teacher", teacher.encoder.spec), ("bert_base", bert_base)):
-        latency[label] = {f"batch{b}": measure_latency(arch, batch=b, seq_len=128, repeats=args.repeats)
-                          for b in (1, 32)}
     out = {"task": args.task, "metric": task.main_metric, "steps": args.final_steps, "lr": args.lr, "seed": args.seed,
-           "selected": {"summary": spec.summary(), "dahi": selection["selected"]["dahi"],
+           "selected": {"summary": spec.summary(), "dahi": selection["selected"]["dahi"], "spec": spec.to_dict(),
                         "non_embedding_params": encoder_params(spec), "params": params(spec),
                         "dev": result.metrics["dev"]},
-           "teacher": {"summary": teacher.encoder.spec.summary(), "non_embedding_params": encoder_params(teacher.encoder.spec),
+           "teacher": {"summary": teacher.encoder.spec.summary(), "spec": teacher.encoder.spec.to_dict(),
+                       "non_embedding_params": encoder_params(teacher.encoder.spec),
                        "params": params(teacher.encoder.spec), "dev": teacher_dev},
-           "bert_base": {"summary": bert_base.summary(), "non_embedding_params": encoder_params(bert_base)},
-           "latency_ms": latency,
-           "speedup_vs_teacher": {b: latency["teacher"][b] / latency["selected"][b] for b in ("batch1", "batch32")},
-           "speedup_vs_bert_base": {b: latency["bert_base"][b] / latency["selected"][b] for b in ("batch1", "batch32")}}
+           "bert_base": {"summary": bert_base.summary(), "spec": bert_base.to_dict(),
+                         "non_embedding_params": encoder_params(bert_base)}}
     atomic_write_text(RESULTS / f"{args.task}-final.json", json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 
@@ -181,10 +175,31 @@ def agora(args: argparse.Namespace) -> None:
     print(json.dumps({k: out[k] for k in ("agora", "plain")}, indent=1))
 
 
+def latency(args: argparse.Namespace) -> None:
+    """CPU latency (batch 1 and 32, sequence 128) of the selected architecture, the teacher and
+    BERT-base's shape, one process, every thread; adds it to ``<task>-final.json``. Run it alone."""
+    import torch
+
+    from bertsmith.search.costs import measure_latency
+
+    path = RESULTS / f"{args.task}-final.json"
+    out = json.loads(path.read_text())
+    timing = {}
+    for label in ("selected", "teacher", "bert_base"):
+        arch = ArchSpec.from_dict(out[label]["spec"])
+        timing[label] = {"batch1": measure_latency(arch, batch=1, seq_len=128, repeats=args.repeats),
+                         "batch32": measure_latency(arch, batch=32, seq_len=128, warmup=1, repeats=5)}
+    out["latency_ms"] = timing | {"threads": torch.get_num_threads()}
+    for ref in ("teacher", "bert_base"):
+        out[f"speedup_vs_{ref}"] = {b: timing[ref][b] / timing["selected"][b] for b in ("batch1", "batch32")}
+    atomic_write_text(path, json.dumps(out, indent=1))
+    print(json.dumps({k: v for k, v in out.items() if k.startswith(("latency", "speedup"))}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("search", "final", "compare", "agora"):
+    for name in ("search", "final", "latency", "compare", "agora"):
         p = sub.add_parser(name)
         p.add_argument("--teacher")
         p.add_argument("--task", default="sst2")
@@ -200,7 +215,7 @@ def main() -> None:
         p.add_argument("--agora-steps", type=int, default=100, help="steps of each Agora training")
         p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    {"search": search, "final": final, "compare": compare, "agora": agora}[args.command](args)
+    {"search": search, "final": final, "latency": latency, "compare": compare, "agora": agora}[args.command](args)
 
 
 if __name__ == "__main__":

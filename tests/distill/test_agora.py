@@ -55,6 +55,9 @@ def test_hyperparameter_sets(tmp_path):
     path.write_text("- {lr: 0.001, momentum: 0.9}\n")
     with pytest.raises(ConfigError, match="hyperparameter set 0: unknown field 'momentum'"):
         load_sets(path, base)
+    path.write_text("- {lr: -1}\n")
+    with pytest.raises(ConfigError, match="hyperparameter set 0: lr = -1: Input should be greater than 0"):
+        load_sets(path, base)
     with pytest.raises(ConfigError, match="--agora-sets 'nope'"):
         load_sets("nope", base)
 

@@ -110,9 +110,10 @@ def test_bad_options_are_refused(options, message):
 
 # ---- end to end ----------------------------------------------------------------------------------
 def _settings(teacher_dir, task_file, cache_dir, out, grid, **changes) -> SearchSettings:
-    return SearchSettings(space=None, teacher=teacher_dir, task=str(task_file), run_dir=out, strategy="extract",
-                          grid=str(grid), epsilon=0.3, eval_steps=3, max_length=16, batch_size=16,
-                          cache_dir=cache_dir, progress=False, **changes)
+    settings = dict(space=None, teacher=teacher_dir, task=str(task_file), run_dir=out, strategy="extract",
+                    grid=str(grid), epsilon=0.3, eval_steps=3, max_length=16, batch_size=16, cache_dir=cache_dir,
+                    progress=False)
+    return SearchSettings(**settings | changes)
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +236,15 @@ def test_a_bad_pretraining_corpus_exits_2(monkeypatch, capsys, tmp_path, teacher
                        str(corpus), "--out", str(tmp_path / "pre"), "--steps", "2", "--quiet")
     assert code == 2 and message in err and str(corpus) in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "pre" / "model").exists()
+
+
+def test_surrogates_can_start_from_the_grids_supernet(tmp_path, teacher_dir, task_file, cache_dir):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("depth: [1, 2]\nheads: [2, 4]\nhidden: [48]\nffn: [16]\nhead_dim: 12\n")
+    out = tmp_path / "run"
+    result = run_search_job(_settings(teacher_dir, task_file, cache_dir, out, grid, init="supernet",
+                                      supernet_steps=4, epsilon=0.5))
+    info = json.loads((out / "supernet" / "supernet.json").read_text())
+    assert info["space"]["depth"] == [1, 2] and info["space"]["layer"]["heads"] == [2, 4]
+    trials = [t for t in result.study.trials if "extract" in t.user_attrs]
+    assert trials and all(t.user_attrs["details"]["init"] == "supernet" for t in trials)

@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from ..arch import ArchSpec, atomic_write_text, read_yaml_file
 from ..data.augment import perturbed_copies
@@ -73,9 +74,10 @@ def load_sets(name: str | os.PathLike, base: TrainConfig) -> list[TrainConfig]:
         if unknown:
             raise ConfigError(f"hyperparameter set {i}: unknown field {unknown[0]!r} (known: {', '.join(SET_FIELDS)})")
         try:
-            configs.append(base.model_copy(update={}).model_validate(base.model_dump() | entry))
-        except Exception as exc:  # pydantic's ValidationError: one line naming the set
-            raise ConfigError(f"hyperparameter set {i}: {str(exc).splitlines()[-2].strip()}") from None
+            configs.append(TrainConfig.model_validate(base.model_dump() | entry))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(f"hyperparameter set {i}: {err['loc'][0]} = {err.get('input')!r}: {err['msg']}") from None
     return configs
 
 

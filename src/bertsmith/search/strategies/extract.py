@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from ...arch import ArchSpec, atomic_write_text
 from ...errors import ConfigError
-from ..grid import GRIDS, Grid, resolve_grid
+from ..grid import GRIDS, resolve_grid
 from . import Strategy
 
 if TYPE_CHECKING:
