@@ -156,7 +156,8 @@ def select(front: Sequence[Scored], top: Scored, rule: str) -> Scored:
     """The architecture the rule picks from the Pareto set ``front``, relative to the maximum point."""
     name, delta = parse_select(rule)
     if name == "within":
-        close = [s for s in front if s.metric >= top.metric - delta] or [max(front, key=lambda s: s.metric)]
+        # never empty: T is on the front, or a front point that beats it is at least as accurate
+        close = [s for s in front if s.metric >= top.metric - delta]
         return min(close, key=lambda s: (s.i, s.p, -s.metric))
     error_t = max(1.0 - top.metric, 1e-9)
     return min(front, key=lambda s: (s.p / top.p) * (s.i / top.i) * (max(1.0 - s.metric, 0.0) / error_t))
@@ -174,7 +175,7 @@ class Extract(Strategy):
         if inference not in INFERENCE:
             raise ConfigError(f"extract: inference = {inference!r}: expected {' or '.join(INFERENCE)}")
         parse_select(select)
-        if str(grid) not in GRIDS and not Path(grid).suffix in (".yaml", ".yml", ".json"):
+        if str(grid) not in GRIDS and Path(grid).suffix not in (".yaml", ".yml", ".json"):
             raise ConfigError(f"extract: grid = {str(grid)!r}: expected {', '.join(GRIDS)} or a grid YAML file")
         self.grid_name, self.epsilon, self.rule, self.inference, self.exhaustive = \
             str(grid), float(epsilon), select, inference, exhaustive
