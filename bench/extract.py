@@ -44,7 +44,8 @@ MAX_LENGTH = {"sst2": 64, "mrpc": 128}
 
 
 def _name(args: argparse.Namespace) -> str:
-    return f"{args.task}-{args.grid}-{'exhaustive' if args.exhaustive else f'eps{args.epsilon:g}'}"
+    refine = "" if args.refine == 0.05 else f"-k{args.refine:g}"
+    return f"{args.task}-{args.grid}-{'exhaustive' if args.exhaustive else f'eps{args.epsilon:g}{refine}'}"
 
 
 def search(args: argparse.Namespace) -> None:
@@ -59,18 +60,22 @@ def search(args: argparse.Namespace) -> None:
     settings = SearchSettings(space=None, teacher=Path(args.teacher), task=args.task, run_dir=work / _name(args),
                               strategy="extract", budget=f"params={QUARTER}", evaluator="short", init="teacher",
                               eval_steps=args.steps, eval_lr=args.lr, grid=grid, epsilon=args.epsilon,
-                              exhaustive=args.exhaustive, data_dir=Path(args.data_dir) if args.data_dir else None,
+                              exhaustive=args.exhaustive, refine_margin=args.refine, data_dir=Path(args.data_dir) if args.data_dir else None,
                               max_length=MAX_LENGTH.get(args.task, 128), seed=args.seed, progress=False)
     start = time.perf_counter()
     result = run_search_job(settings)
     selection = json.loads((settings.run_dir / "extract" / "selection.json").read_text())
-    trials = [{"dahi": t.user_attrs["extract"], "stage": t.user_attrs["stage"], "metric": t.values[0],
+    plan = json.loads((settings.run_dir / "extract" / "plan.json").read_text())
+    planned = {tuple(c["dahi"]): c["stage"] for c in plan["candidates"] if c["stage"]}
+    trials = [{"dahi": t.user_attrs["extract"], "stage": planned[tuple(t.user_attrs["extract"])], "metric": t.values[0],
                "params": t.user_attrs["costs"]["params"], "flops": t.user_attrs["costs"]["flops"],
                "seconds": t.user_attrs["seconds"]}
-              for t in result.study.get_trials(deepcopy=False) if "extract" in t.user_attrs and t.values]
+              for t in result.study.get_trials(deepcopy=False)
+              if "extract" in t.user_attrs and t.values and tuple(t.user_attrs["extract"]) in planned]
     out = {"task": args.task, "grid": args.grid, "exhaustive": args.exhaustive, "epsilon": args.epsilon,
            "steps": args.steps, "lr": args.lr, "seed": args.seed, "budget_params": QUARTER,
-           "wall_seconds": time.perf_counter() - start, "counts": selection["counts"], "rule": selection["rule"],
+           "refine": args.refine, "wall_seconds": time.perf_counter() - start,
+           "surrogate_seconds": sum(t["seconds"] for t in trials), "counts": selection["counts"], "rule": selection["rule"],
            "selected": selection["selected"], "maximum_point": selection["maximum_point"],
            "pareto": selection["pareto"], "trials": trials}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -97,7 +102,8 @@ def compare(args: argparse.Namespace) -> None:
                      "scheme_selection_on_full_front": _on_front(s["selected"]["dahi"], f["pareto"]),
                      "scheme_selected_metric_in_full_run": metric.get(tuple(s["selected"]["dahi"])),
                      "exhaustive_selected_metric": f["selected"]["metric"],
-                     "scheme_wall_seconds": s["wall_seconds"], "exhaustive_wall_seconds": f["wall_seconds"],
+                     "scheme_surrogate_seconds": sum(t["seconds"] for t in s["trials"]),
+                     "exhaustive_surrogate_seconds": sum(t["seconds"] for t in f["trials"]),
                      "full_front": [p["dahi"] for p in f["pareto"]]}
     atomic_write_text(RESULTS / "compare.json", json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
@@ -208,6 +214,7 @@ def main() -> None:
         p.add_argument("--grid", default="teacher", choices=("teacher", "small", "bort"))
         p.add_argument("--epsilon", type=float, default=0.2)
         p.add_argument("--exhaustive", action="store_true")
+        p.add_argument("--refine", type=float, default=0.05, help="the fine stage's margin κ below T")
         p.add_argument("--steps", type=int, default=50, help="surrogate distillation steps per candidate")
         p.add_argument("--final-steps", type=int, default=1000)
         p.add_argument("--lr", type=float, default=1e-4)

@@ -491,6 +491,9 @@ def search(
     inference_cost: str = typer.Option("flops", "--inference-cost", help="extract: the inference cost objective i: "
                                        "flops or latency (see --latency)."),
     exhaustive: bool = typer.Option(False, "--exhaustive", help="extract: surrogate-train every grid candidate."),
+    refine_margin: float = typer.Option(0.05, "--refine-margin", help="extract: the fine stage refines the boxes on "
+                                        "the coarse Pareto set scoring at most this far below the largest candidate "
+                                        "(1: every box on the front)."),
     trials: int = typer.Option(50, "--trials", help="Architectures to evaluate in the whole study (a resumed search "
                                "runs the rest)."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Stop once the study's evaluations took "
@@ -527,7 +530,8 @@ def search(
         random_subnets=random_subnets, supernet_seed=supernet_seed, population_size=population_size,
         prune_dims=prune_dims, prune_rounds=prune_rounds, gate_steps=gate_steps, gate_lr=gate_lr, gamma=gamma,
         ranking=ranking, prune_cost=prune_cost, prune_layers=prune_layers, baselines=baselines, grid=grid,
-        epsilon=epsilon, select=select, inference_cost=inference_cost, exhaustive=exhaustive, trials=trials,
+        epsilon=epsilon, select=select, inference_cost=inference_cost, exhaustive=exhaustive,
+        refine_margin=refine_margin, trials=trials,
         time_budget=parse_duration(time_budget) if time_budget else None, storage=storage, study_name=study_name,
         data_dir=_data_dir(data_dir), max_length=max_length, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
         progress=not quiet,

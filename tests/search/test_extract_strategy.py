@@ -102,6 +102,7 @@ def test_pareto_set_and_selection_rules():
     ({"select": "within:-1"}, "select = 'within:-1'"),
     ({"inference": "energy"}, "inference = 'energy'"),
     ({"grid": "huge"}, "grid = 'huge'"),
+    ({"refine": -0.1}, "refine = -0.1: expected a margin ≥ 0"),
 ])
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -248,3 +249,20 @@ def test_surrogates_can_start_from_the_grids_supernet(tmp_path, teacher_dir, tas
     assert info["space"]["depth"] == [1, 2] and info["space"]["layer"]["heads"] == [2, 4]
     trials = [t for t in result.study.trials if "extract" in t.user_attrs]
     assert trials and all(t.user_attrs["details"]["init"] == "supernet" for t in trials)
+
+
+def test_the_fine_stage_refines_only_front_boxes_close_to_the_maximum_point(extracted, teacher_dir, task_file,
+                                                                              cache_dir):
+    out, grid, _ = extracted
+    plans = {}
+    for refine in (0.05, 1.0):  # the same study: the wider margin only adds trainings
+        result = run_search_job(_settings(teacher_dir, task_file, cache_dir, out, grid, refine_margin=refine))
+        plans[refine] = json.loads((out / "extract" / "plan.json").read_text())
+    metric = {tuple(t.user_attrs["extract"]): t.values[0] for t in result.study.trials if "extract" in t.user_attrs}
+    narrow, wide = ({tuple(c["dahi"]) for c in plans[k]["candidates"] if c["stage"] == 2} for k in (0.05, 1.0))
+    assert narrow <= wide
+    top = max(plans[0.05]["candidates"], key=lambda c: (c["p"], c["i"], c["dahi"]))
+    picks = {c["box"]: metric[tuple(c["dahi"])] for c in plans[0.05]["candidates"] if c["stage"] == 1}
+    for c in plans[0.05]["candidates"]:
+        if c["stage"] == 2:
+            assert picks[c["box"]] >= metric[tuple(top["dahi"])] - 0.05

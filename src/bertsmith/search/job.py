@@ -81,6 +81,7 @@ class SearchSettings:
     select: str = "within:0.01"
     inference_cost: str = "flops"
     exhaustive: bool = False
+    refine_margin: float = 0.05
     trials: int = 50
     time_budget: float | None = None
     storage: str | None = None
@@ -174,7 +175,7 @@ def _strategy_options(s: SearchSettings) -> dict[str, Any]:
                 "baselines": s.baselines}
     if s.strategy == "extract":
         return {"grid": str(s.grid), "epsilon": s.epsilon, "select": s.select, "inference": s.inference_cost,
-                "exhaustive": s.exhaustive}
+                "exhaustive": s.exhaustive, "refine": s.refine_margin}
     return {}
 
 

@@ -16,7 +16,9 @@ bertsmith's own, in the same spirit (partition the candidates by cost, train few
    grow when a dimension grows (the ordering that Bort's AB^nC property is about). The cheapest of
    them in i is surrogate-trained, and so is the maximum point T, the largest candidate in the budget;
 4. fine stage: in every box whose trained candidate is on the Pareto set of the coarse results over
-   (e, p, i), the box's other uncontained candidates are trained as well;
+   (e, p, i) and scores at most ``refine`` (κ, default 0.05) below T, the box's other uncontained
+   candidates are trained as well (boxes far below T cannot hold the selection; κ = 1 refines every
+   box on the front);
 5. one architecture is selected from the Pareto set of everything trained by a rule relative to T
    (``select``):
 
@@ -166,19 +168,23 @@ def select(front: Sequence[Scored], top: Scored, rule: str) -> Scored:
 class Extract(Strategy):
     """``grid``: ``teacher`` (scaled to the teacher), ``bort`` (the paper's) or a grid YAML file.
     ``epsilon``: box ratio 1 + ε, in (0, 1). ``select``: the rule that picks the architecture.
-    ``inference``: the cost i, ``flops`` or ``latency``. ``exhaustive``: train every candidate."""
+    ``inference``: the cost i, ``flops`` or ``latency``. ``exhaustive``: train every candidate.
+    ``refine``: κ, how far below T a coarse result may score and still have its box refined."""
 
     def __init__(self, *, grid: str = "teacher", epsilon: float = 0.1, select: str = "within:0.01",
-                 inference: str = "flops", exhaustive: bool = False):
+                 inference: str = "flops", exhaustive: bool = False, refine: float = 0.05):
         if not (isinstance(epsilon, (int, float)) and 0 < epsilon < 1):
             raise ConfigError(f"extract: epsilon = {epsilon}: expected a number in (0, 1)")
         if inference not in INFERENCE:
             raise ConfigError(f"extract: inference = {inference!r}: expected {' or '.join(INFERENCE)}")
+        if not (isinstance(refine, (int, float)) and refine >= 0):
+            raise ConfigError(f"extract: refine = {refine}: expected a margin ≥ 0 (1 refines every box on the front)")
         parse_select(select)
         if str(grid) not in GRIDS and Path(grid).suffix not in (".yaml", ".yml", ".json"):
             raise ConfigError(f"extract: grid = {str(grid)!r}: expected {', '.join(GRIDS)} or a grid YAML file")
         self.grid_name, self.epsilon, self.rule, self.inference, self.exhaustive = \
             str(grid), float(epsilon), select, inference, exhaustive
+        self.refine = float(refine)
 
     # ---- before the study opens --------------------------------------------------------------
     def check(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path) -> None:
@@ -223,7 +229,7 @@ class Extract(Strategy):
         from ...distill.task import digest
 
         grid = resolve_grid(self.grid_name, evaluator.teacher.encoder.spec)
-        return digest({"extract": grid.model_dump(mode="json"), "epsilon": self.epsilon,
+        return digest({"extract": grid.model_dump(mode="json"), "epsilon": self.epsilon,  # κ may change: reruns reuse
                        "exhaustive": self.exhaustive, "inference": self.inference,
                        "teacher": evaluator.teacher_key})
 
@@ -232,10 +238,14 @@ class Extract(Strategy):
         state = search.run_dir / "extract"
         state.mkdir(parents=True, exist_ok=True)
         self._train(search, self.stage1)
-        if not self.exhaustive and search.cut_short() is None:
-            coarse_front = pareto_set(self._scored(search, stage=1))
-            stage2 = fine(self.candidates, {self._by_dahi[s.dahi].box for s in coarse_front})
+        coarse_scores = self._scored(search, stage=1)
+        top = next((s for s in coarse_scores if s.dahi == maximum_point(self.candidates).dahi), None)
+        if not self.exhaustive and search.cut_short() is None and top is not None:
+            refined = {self._by_dahi[s.dahi].box for s in pareto_set(coarse_scores)
+                       if s.metric >= top.metric - self.refine}
+            stage2 = fine(self.candidates, refined)
             search.trials = len(self.stage1) + len(stage2)
+            self.counts["refined_boxes"] = len(refined)
             self._train(search, stage2)
         self.counts["fine"] = sum(c.stage == 2 for c in self.candidates)
         atomic_write_text(state / "plan.json", json.dumps(
