@@ -266,3 +266,17 @@ def test_the_fine_stage_refines_only_front_boxes_close_to_the_maximum_point(extr
     for c in plans[0.05]["candidates"]:
         if c["stage"] == 2:
             assert picks[c["box"]] >= metric[tuple(top["dahi"])] - 0.05
+
+
+def test_measured_latency_can_be_the_inference_cost(tmp_path, teacher_dir, task_file, cache_dir):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("depth: [1, 2]\nheads: [2]\nhidden: [24]\nffn: [16]\nhead_dim: 12\n")
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="budget seq_len = 128: longer than the 64 positions of L1 h24"):
+        run_search_job(_settings(teacher_dir, task_file, cache_dir, out, grid, inference_cost="latency"))
+    result = run_search_job(_settings(teacher_dir, task_file, cache_dir, out, grid, inference_cost="latency",
+                                      budget="seq_len=16"))
+    plan = json.loads((out / "extract" / "plan.json").read_text())
+    assert plan["inference"] == "latency" and all(c["i"] > 0 for c in plan["candidates"])
+    assert [d.name for d in result.study.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+    assert all("latency" in t.user_attrs["costs"] for t in result.study.trials)

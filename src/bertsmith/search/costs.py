@@ -30,6 +30,11 @@ def measure_latency(spec: ArchSpec, *, batch: int, seq_len: int, warmup: int = 3
     from ..latency import measure_inference
     from ..modeling import BertsmithModel
 
+    emb = spec.embeddings
+    room = emb.max_positions - (emb.pad_token_id + 1 if emb.positions == "roberta" else 0)
+    if seq_len > room:
+        raise ConfigError(f"budget seq_len = {seq_len}: longer than the {room} positions of {spec.summary()}; "
+                          f"measure latency at --budget seq_len={room} or less")
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = BertsmithModel(spec)
