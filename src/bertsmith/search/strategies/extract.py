@@ -264,7 +264,7 @@ class Extract(Strategy):
         for c in candidates:
             if search.known(self.specs[c.dahi]) is not None:
                 continue
-            if search.done():
+            if search.cut_short() is not None:  # the time budget (the study may hold other runs' trials)
                 break
             search.evaluate(self.specs[c.dahi], extract=list(c.dahi), box=c.box, stage=c.stage, inference_cost=c.i,
                             maximum_point=c is top)
