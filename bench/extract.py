@@ -110,14 +110,14 @@ def compare(args: argparse.Namespace) -> None:
 
 
 def final(args: argparse.Namespace) -> None:
-    """Distil the scheme's selection (teacher grid) for longer; its dev metrics against the teacher's."""
+    """Distil the scheme's selection (of ``--grid``) for longer; its dev metrics against the teacher's."""
     from bertsmith.cost import encoder_params, params
     from bertsmith.data import resolve_task
     from bertsmith.distill.objectives import LossConfig
     from bertsmith.distill.task import distill_on_task, evaluate, load_task_data, load_tokenizer
     from bertsmith.distill.teacher import load_teacher
     from bertsmith.distill.trainer import TrainConfig
-    name = f"{args.task}-teacher-eps{args.epsilon:g}"
+    name = f"{args.task}-{args.grid}-eps{args.epsilon:g}"
     selection = json.loads((RESULTS / f"{name}.json").read_text())
     spec = ArchSpec.from_dict(selection["selected"]["spec"])
     task = resolve_task(args.task)
@@ -154,7 +154,7 @@ def agora(args: argparse.Namespace) -> None:
     from bertsmith.distill.objectives import LossConfig
     from bertsmith.distill.trainer import TrainConfig
 
-    selection = json.loads((RESULTS / f"{args.task}-teacher-eps{args.epsilon:g}.json").read_text())
+    selection = json.loads((RESULTS / f"{args.task}-{args.grid}-eps{args.epsilon:g}.json").read_text())
     spec = ArchSpec.from_dict(selection["selected"]["spec"])
     task = resolve_task(args.task)
     common = dict(losses=LossConfig(), data_dir=args.data_dir, init_from_teacher=True,
