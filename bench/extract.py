@@ -60,7 +60,8 @@ def search(args: argparse.Namespace) -> None:
     settings = SearchSettings(space=None, teacher=Path(args.teacher), task=args.task, run_dir=work / _name(args),
                               strategy="extract", budget=f"params={QUARTER}", evaluator="short", init="teacher",
                               eval_steps=args.steps, eval_lr=args.lr, grid=grid, epsilon=args.epsilon,
-                              exhaustive=args.exhaustive, refine_margin=args.refine, data_dir=Path(args.data_dir) if args.data_dir else None,
+                              exhaustive=args.exhaustive, refine_margin=args.refine, time_budget=args.time_budget,
+                              data_dir=Path(args.data_dir) if args.data_dir else None,
                               max_length=MAX_LENGTH.get(args.task, 128), seed=args.seed, progress=False)
     start = time.perf_counter()
     result = run_search_job(settings)
@@ -74,7 +75,7 @@ def search(args: argparse.Namespace) -> None:
               if "extract" in t.user_attrs and t.values and tuple(t.user_attrs["extract"]) in planned]
     out = {"task": args.task, "grid": args.grid, "exhaustive": args.exhaustive, "epsilon": args.epsilon,
            "steps": args.steps, "lr": args.lr, "seed": args.seed, "budget_params": QUARTER,
-           "refine": args.refine, "wall_seconds": time.perf_counter() - start,
+           "refine": args.refine, "time_budget": args.time_budget, "stopped": result.stopped, "wall_seconds": time.perf_counter() - start,
            "surrogate_seconds": sum(t["seconds"] for t in trials), "counts": selection["counts"], "rule": selection["rule"],
            "selected": selection["selected"], "maximum_point": selection["maximum_point"],
            "pareto": selection["pareto"], "trials": trials}
@@ -215,6 +216,7 @@ def main() -> None:
         p.add_argument("--epsilon", type=float, default=0.2)
         p.add_argument("--exhaustive", action="store_true")
         p.add_argument("--refine", type=float, default=0.05, help="the fine stage's margin κ below T")
+        p.add_argument("--time-budget", type=float, help="seconds of surrogate training for the whole study")
         p.add_argument("--steps", type=int, default=50, help="surrogate distillation steps per candidate")
         p.add_argument("--final-steps", type=int, default=1000)
         p.add_argument("--lr", type=float, default=1e-4)
