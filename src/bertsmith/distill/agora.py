@@ -7,6 +7,8 @@ Agora was not released; this is bertsmith's reading of its description, with the
 - **Validation split.** The mistakes come from a validation split carved at random out of the train
   split (``validation_fraction``), never from dev or test: ``agora`` receives only the two carved
   parts, so the reported splits cannot reach its training data.
+- **Mistakes** are the validation examples the best model gets wrong (for regression, the tenth with
+  the largest absolute errors).
 - **Transformation.** Each mistaken validation example yields ``copies`` new points, every
   non-special token replaced with probability ``rate`` by a token drawn from the split's own unigram
   distribution (``data.augment``). The reference model (the task teacher) labels them (its argmax,

@@ -216,6 +216,7 @@ class Extract(Strategy):
             raise ConfigError(f"extract: no grid architecture fits the budget: the smallest ({least.summary()}) has "
                               f"{', '.join(cost_model.violations(least, cost_model.costs(least, names)))}")
         self.candidates = fits
+        self.by_dahi = {c.dahi: c for c in fits}
         self.stage1 = coarse(fits, self.epsilon, exhaustive=self.exhaustive)
         self.specs = {t: s for t, s in zip(self.grid.tuples(), specs)}
         self.counts = {"grid": self.grid.size, "buildable": len(specs), "within_budget": len(fits),
@@ -241,7 +242,7 @@ class Extract(Strategy):
         coarse_scores = self._scored(search, stage=1)
         top = next((s for s in coarse_scores if s.dahi == maximum_point(self.candidates).dahi), None)
         if not self.exhaustive and search.cut_short() is None and top is not None:
-            refined = {self._by_dahi[s.dahi].box for s in pareto_set(coarse_scores)
+            refined = {self.by_dahi[s.dahi].box for s in pareto_set(coarse_scores)
                        if s.metric >= top.metric - self.refine}
             stage2 = fine(self.candidates, refined)
             search.trials = len(self.stage1) + len(stage2)
@@ -254,10 +255,6 @@ class Extract(Strategy):
              "candidates": [asdict(c) | {"summary": self.specs[c.dahi].summary()}
                             for c in sorted(self.candidates, key=lambda c: (c.p, c.i, c.dahi))]}, indent=1))
         self.write_selection(search, state)
-
-    @property
-    def _by_dahi(self) -> dict[tuple[int, int, int, int], Candidate]:
-        return {c.dahi: c for c in self.candidates}
 
     def _train(self, search: "Search", candidates: Sequence[Candidate]) -> None:
         top = maximum_point(self.candidates)
@@ -294,7 +291,7 @@ class Extract(Strategy):
                 "metric": search.evaluator.metric, "inference": self.inference,
                 "maximum_point": asdict(top) | {"summary": self.specs[top.dahi].summary()},
                 "selected": asdict(chosen) | {"summary": spec.summary(), "spec": spec.to_dict(),
-                                              "box": self._by_dahi[chosen.dahi].box},
+                                              "box": self.by_dahi[chosen.dahi].box},
                 "pareto": [asdict(s) | {"summary": self.specs[s.dahi].summary()} for s in front]}
         atomic_write_text(state / "selection.json", json.dumps(info, indent=1))
         atomic_write_text(state / "selected.yaml", spec.to_yaml())
