@@ -228,11 +228,8 @@ def agora_on_task(
     then the chosen model evaluated on dev (and test where labeled). The task teacher is the
     reference model that labels the generated points. Writes ``RUN_DIR/model`` and ``result.json``."""
     from ..cost import encoder_params, params
-    from ..hf.checkpoint import import_checkpoint
     from ..hf.export import export_pretrained
-    from ..modeling import BertsmithForSequenceClassification
-    from ..modeling.elastic import slice_weights
-    from .task import DistillResult, check_vocab, evaluate, load_task_data, load_tokenizer, reorder_by_importance
+    from .task import DistillResult, check_vocab, evaluate, load_task_data, load_tokenizer, start_student
     from .teacher import load_teacher
 
     if init is not None and init_from_teacher:
@@ -247,17 +244,8 @@ def agora_on_task(
     data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
     rest, validation, held = carve(data.splits["train"], validation_fraction, seed=config.seed)
 
-    torch.manual_seed(config.seed)
-    if init is not None:
-        start = import_checkpoint(init, head="base")
-        spec = start.spec
-    check_vocab(tokenizer, spec, init or "the student spec")
-    initial = BertsmithForSequenceClassification(spec, num_labels=task.num_labels)
-    if init is not None:
-        initial.encoder.load_state_dict(start.model.state_dict())
-    if init_from_teacher:
-        reorder_by_importance(teacher, data, seed=config.seed)
-        slice_weights(teacher, teacher.encoder.spec, initial, spec)
+    initial = start_student(spec, data, teacher, init=init, init_from_teacher=init_from_teacher, seed=config.seed)
+    spec = initial.encoder.spec
 
     start_time = time.perf_counter()
     result = agora(lambda: copy.deepcopy(initial), reference=teacher, teacher=teacher, losses=losses, task=task,

@@ -191,6 +191,29 @@ def digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def start_student(spec: ArchSpec | None, data: TaskData, teacher: torch.nn.Module | None, *,
+                  init: str | os.PathLike | None, init_from_teacher: bool, seed: int):
+    """The student before training: fresh weights of ``spec`` (seeded), the encoder of the checkpoint
+    ``init`` (its spec replaces ``spec``), or the teacher's weights sliced to ``spec`` after ordering
+    its units by importance on train examples (``init_from_teacher``)."""
+    from ..hf.checkpoint import import_checkpoint
+    from ..modeling import BertsmithForSequenceClassification
+    from ..modeling.elastic import slice_weights
+
+    torch.manual_seed(seed)
+    if init is not None:
+        start = import_checkpoint(init, head="base")
+        spec = start.spec
+    check_vocab(data.tokenizer, spec, init or "the student spec")
+    student = BertsmithForSequenceClassification(spec, num_labels=data.task.num_labels)
+    if init is not None:
+        student.encoder.load_state_dict(start.model.state_dict())
+    if init_from_teacher:
+        reorder_by_importance(teacher, data, seed=seed)
+        slice_weights(teacher, teacher.encoder.spec, student, spec)
+    return student
+
+
 @dataclass
 class DistillResult:
     run_dir: Path
@@ -227,10 +250,7 @@ def distill_on_task(
     ``augment``: train on the train split plus this many perturbed copies of it (``data.augment``).
     Writes ``RUN_DIR/model`` (Hugging Face directory of the best student) and ``result.json``."""
     from ..cost import encoder_params, params
-    from ..hf.checkpoint import import_checkpoint
     from ..hf.export import export_pretrained
-    from ..modeling import BertsmithForSequenceClassification
-    from ..modeling.elastic import slice_weights
     from .objectives import TaskObjective
     from .teacher import load_teacher
 
@@ -243,17 +263,8 @@ def distill_on_task(
         check_vocab(tokenizer, teacher.encoder.spec, teacher_dir)
     data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
 
-    torch.manual_seed(config.seed)
-    if init is not None:
-        start = import_checkpoint(init, head="base")
-        spec = start.spec
-    check_vocab(tokenizer, spec, init or "the student spec")
-    student = BertsmithForSequenceClassification(spec, num_labels=task.num_labels)
-    if init is not None:
-        student.encoder.load_state_dict(start.model.state_dict())
-    if init_from_teacher:
-        reorder_by_importance(teacher, data, seed=config.seed)
-        slice_weights(teacher, teacher.encoder.spec, student, spec)
+    student = start_student(spec, data, teacher, init=init, init_from_teacher=init_from_teacher, seed=config.seed)
+    spec = student.encoder.spec
     data.splits["train"] = perturbed_copies(data.splits["train"], augment, rate=augment_rate,
                                             special_ids=set(tokenizer.all_special_ids), seed=config.seed)
     objective = TaskObjective(student, teacher if losses.needs_teacher else None, losses,
