@@ -101,6 +101,7 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
     """Run Agora on ``train`` with mistakes taken on ``validation`` (both carved from the task's train
     split by the caller). ``make_student``: a fresh copy of the initial student. ``max_rounds``: stop
     after that many rounds (1 is plain enumeration: every set once, the best by validation)."""
+    from ..data import compute_metrics
     from .task import TaskData, evaluate, predict, train_on_task
 
     if not sets:
@@ -122,7 +123,7 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
                 best, best_metrics = None, record["best_validation"]  # kept on disk, reloaded at the end
         else:
             data = TaskData(task, tokenizer, max_length, {"train": grown, "validation": validation})
-            scores, models = [], {}
+            scores, models, logits = [], {}, {}
             for k in pool:
                 torch.manual_seed(sets[k].seed)
                 student = make_student()
@@ -134,13 +135,14 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
                                        progress=progress, description=f"agora round {r} set {k}", keep_best=False,
                                        evaluate_fn=lambda m: evaluate(m, data, "validation"))
                 spent += result.steps
-                scores.append((k, evaluate(student, data, "validation")))
+                logits[k] = predict(student, validation, pad_id)  # once: the metrics and the mistakes
+                scores.append((k, compute_metrics(task, logits[k], validation.labels)))
                 models[k] = student
                 shutil.rmtree(directory / f"set-{k}" / "checkpoints", ignore_errors=True)
             k_best, top = max(scores, key=lambda s: s[1][metric])
-            logits = predict(models[k_best], validation, pad_id)
-            wrong = np.flatnonzero(_predictions(logits, task) != validation.labels) if not task.is_regression else \
-                np.argsort(-np.abs(logits[:, 0] - validation.labels))[: max(1, len(validation) // 10)]
+            best_logits = logits[k_best]
+            wrong = np.flatnonzero(_predictions(best_logits, task) != validation.labels) if not task.is_regression \
+                else np.argsort(-np.abs(best_logits[:, 0] - validation.labels))[: max(1, len(validation) // 10)]
             dropped = drop({k: m[metric] for k, m in scores}, k_best)
             record = {"round": r, "sets": {str(k): m for k, m in scores}, "best_set": k_best, "best_metric": top[metric],
                       "best_validation": top, "mistakes": wrong.tolist(), "train_size": len(grown),

@@ -227,10 +227,10 @@ class Extract(Strategy):
         return len(self.stage1)  # the fine stage adds its own once the coarse stage is scored
 
     def start_digest(self, evaluator: "Evaluator") -> str:
+        """The resolved grid (``check`` resolved it) and the plan's settings."""
         from ...distill.task import digest
 
-        grid = resolve_grid(self.grid_name, evaluator.teacher.encoder.spec)
-        return digest({"extract": grid.model_dump(mode="json"), "epsilon": self.epsilon,  # κ may change: reruns reuse
+        return digest({"extract": self.grid.model_dump(mode="json"), "epsilon": self.epsilon,  # κ may change: reruns reuse
                        "exhaustive": self.exhaustive, "inference": self.inference,
                        "teacher": evaluator.teacher_key})
 
