@@ -443,7 +443,8 @@ def search(
     task: str = typer.Option(..., "--task", help="Task name or task YAML file."),
     strategy: str = typer.Option("nsga2", "--strategy", help="nsga2 (NSGA-II with constraints), random, prune "
                                  "(schuBERT: budgeted pruning of the teacher, with the uniform and layer-dropping "
-                                 "baselines) or extract (Bort: the ⟨D, A, H, I⟩ grid, see --grid)."),
+                                 "baselines), extract (Bort: the ⟨D, A, H, I⟩ grid, see --grid) or progressive "
+                                 "(EfficientBERT: per-layer FFN structure in three stages, see --backbone)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="Bounds over the space's own, e.g. params=5M,latency=20ms "
                                          "(params, total_params, flops, latency, device, seq_len, batch)."),
     objectives: Optional[str] = typer.Option(None, "--objectives", help="Costs to minimise next to the task metric: "
@@ -494,6 +495,26 @@ def search(
     refine_margin: float = typer.Option(0.05, "--refine-margin", help="extract: the fine stage refines the boxes on "
                                         "the coarse Pareto set scoring at most this far below the largest candidate "
                                         "(1: every box on the front)."),
+    backbone: str = typer.Option("auto", "--backbone", help="progressive: the fixed backbone whose FFNs are searched: "
+                                 "auto (the teacher's depth and head size, attention --attention-share of the "
+                                 "budget), a preset or an ArchSpec file."),
+    window: float = typer.Option(0.9, "--window", help="progressive: candidates hold between WINDOW × the params "
+                                 "budget and the budget."),
+    stage_trials: Optional[str] = typer.Option(None, "--stage-trials", help="progressive: candidates per stage, e.g. "
+                                               "8,8,8 (default: --trials split in three)."),
+    warmup_steps: int = typer.Option(300, "--warmup-steps", help="progressive: warm-up distillation steps of each "
+                                     "stage's supernet (hidden-state and attention losses)."),
+    warmup_lr: float = typer.Option(1e-4, "--warmup-lr", help="progressive: learning rate of the warm-ups."),
+    init_samples: int = typer.Option(4, "--init-samples", help="progressive: candidates per stage before the learned "
+                                     "fitness model guides generation."),
+    proposals: int = typer.Option(64, "--proposals", help="progressive: mutations the fitness model ranks per pick."),
+    explore: float = typer.Option(0.25, "--explore", help="progressive: share of picks that stay random mutations."),
+    seeds: str = typer.Option("", "--seeds", help="progressive: extra stage-1 seed expressions, ';'-separated, "
+                              "e.g. 'tanh(L(gelu(L(x))))'."),
+    attention_share: float = typer.Option(0.65, "--attention-share", help="progressive: share of the params budget "
+                                          "the automatic backbone gives to everything but the FFNs."),
+    validation_fraction: float = typer.Option(0.1, "--validation-fraction", help="progressive: share of the train "
+                                              "split carved out to score candidates on (dev is never seen)."),
     trials: int = typer.Option(50, "--trials", help="Architectures to evaluate in the whole study (a resumed search "
                                "runs the rest)."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Stop once the study's evaluations took "
@@ -531,7 +552,10 @@ def search(
         prune_dims=prune_dims, prune_rounds=prune_rounds, gate_steps=gate_steps, gate_lr=gate_lr, gamma=gamma,
         ranking=ranking, prune_cost=prune_cost, prune_layers=prune_layers, baselines=baselines, grid=grid,
         epsilon=epsilon, select=select, inference_cost=inference_cost, exhaustive=exhaustive,
-        refine_margin=refine_margin, trials=trials,
+        refine_margin=refine_margin, backbone=backbone, window=window, stage_trials=stage_trials,
+        warmup_steps=warmup_steps, warmup_lr=warmup_lr, init_samples=init_samples, proposals=proposals,
+        explore=explore, seeds=seeds, attention_share=attention_share, validation_fraction=validation_fraction,
+        trials=trials,
         time_budget=parse_duration(time_budget) if time_budget else None, storage=storage, study_name=study_name,
         data_dir=_data_dir(data_dir), max_length=max_length, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
         progress=not quiet,
@@ -547,6 +571,8 @@ def search(
         _print_pruning(result, settings.objectives, t.main_metric)
     if strategy == "extract":
         _print_extraction(Path(settings.run_dir), t.main_metric)
+    if strategy == "progressive":
+        _print_progressive(Path(settings.run_dir), t.main_metric)
     console.print(f"results: {settings.run_dir}/pareto.json, pareto.csv, trials.csv")
 
 
@@ -582,6 +608,26 @@ def _print_extraction(run_dir: Path, metric: str) -> None:
                       f"{s['i']:,.4g}", mark)
     console.print(table)
     console.print(f"selected ({info['rule']}): {info['selected']['summary']} → {run_dir / 'extract' / 'selected.yaml'}")
+
+
+def _print_progressive(run_dir: Path, metric: str) -> None:
+    """Each stage's warm-up, candidates and best; the files for the final comparison."""
+    path = run_dir / "progressive" / "result.json"
+    if not path.exists():
+        return
+    info = json.loads(path.read_text(encoding="utf-8"))
+    table = Table("stage", "warm-up steps", "candidates", f"best {metric} (validation)", "params", "best FFNs",
+                  title="Progressive FFN search")
+    for st in info["stages"]:
+        best = st["best"] or {}
+        ffns = "; ".join(f"{f['stack']}x1/{f['ratio']} {f['expression']}" for f in best.get("layout", []))
+        table.add_row(str(st["stage"]), str(st["warmup"].get("steps", "-")), str(st["evaluated"]),
+                      f"{best['metric']:.4f}" if best else "-", f"{best['params']:,}" if best else "-", ffns)
+    console.print(table)
+    if info.get("best"):
+        out = run_dir / "progressive"
+        console.print(f"best: {out / 'best.yaml'}; at its size, {out / 'dense.yaml'} (dense FFN) and "
+                      f"{out / 'efficientbert.yaml'} (the published FFNs) to compare with `bertsmith distill --arch`")
 
 
 def main() -> None:

@@ -143,3 +143,32 @@ def _efficientbert() -> ArchSpec:
         for expr, stack, inner in EFFICIENTBERT_FFNS
     ]
     return ArchSpec.build(hidden=540, layers=layers, pooler=False, embeddings={"size": 128, "trigram": True})
+
+
+def transplant_efficientbert(backbone: ArchSpec, params: int | None = None) -> ArchSpec:
+    """The published EfficientBERT FFNs (expressions, stacks, inner widths as ratios of its hidden
+    540) on another backbone; layer i of a backbone of depth d takes published layer ⌊6i/d⌋. With
+    ``params``, every inner width is scaled by one factor so that the non-embedding parameters are as
+    close to ``params`` as the widths allow (bertsmith's way to compare at a budget)."""
+    from .cost import encoder_params
+
+    depth, hidden = backbone.num_layers, backbone.hidden
+    published = [EFFICIENTBERT_FFNS[len(EFFICIENTBERT_FFNS) * i // depth] for i in range(depth)]
+
+    def build(scale: float) -> ArchSpec:
+        layers = [{"attention": la.attention.model_dump(mode="json"),
+                   "ffn": {"kind": "searched", "expression": expr, "stack": stack,
+                           "size": max(1, round(hidden * inner / 540 * scale))}}
+                  for la, (expr, stack, inner) in zip(backbone.layers, published)]
+        return ArchSpec.from_dict({**backbone.to_dict(), "layers": layers})
+
+    if params is None:
+        return build(1.0)
+    low, high = 1e-3, 1.0
+    while encoder_params(build(high)) < params and high < 64:
+        high *= 2
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if encoder_params(build(mid)) < params else (low, mid)
+    return min((build(low), build(high)), key=lambda spec: abs(encoder_params(spec) - params))
+

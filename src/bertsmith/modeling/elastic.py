@@ -27,6 +27,7 @@ from ..arch import ArchSpec
 from ..errors import SpecError
 
 SLICEABLE_ATTENTION, SLICEABLE_FFN = ("mhsa",), ("dense",)
+FFN_SLICES = {("dense", "dense"), ("searched", "searched"), ("dense", "searched")}  # (source, target) FFN kinds
 
 
 def even_layers(target_layers: int, source_layers: int) -> list[int]:
@@ -54,15 +55,17 @@ def check_sliceable(source: ArchSpec, target: ArchSpec, layers: Sequence[int]) -
         if not 0 <= j < source.num_layers:
             raise SpecError(f"layers[{i}]: source layer {j} does not exist (the source has {source.num_layers})")
         s, t = source.layers[j], target.layers[i]
-        for part, kinds, kind in (("attention", SLICEABLE_ATTENTION, t.attention.kind),
-                                  ("ffn", SLICEABLE_FFN, t.ffn.kind)):
-            source_kind = getattr(s, part).kind
-            if kind not in kinds or source_kind != kind:
-                raise SpecError(f"layers[{i}].{part}.kind: slicing supports {', '.join(kinds)} on both sides "
-                                f"(target {kind!r}, source layer {j} {source_kind!r})")
-        if t.ffn.activation != s.ffn.activation:
+        if t.attention.kind not in SLICEABLE_ATTENTION or s.attention.kind != t.attention.kind:
+            raise SpecError(f"layers[{i}].attention.kind: slicing supports {', '.join(SLICEABLE_ATTENTION)} on both "
+                            f"sides (target {t.attention.kind!r}, source layer {j} {s.attention.kind!r})")
+        if (s.ffn.kind, t.ffn.kind) not in FFN_SLICES:
+            raise SpecError(f"layers[{i}].ffn.kind: slicing supports dense or searched from dense, searched from "
+                            f"searched (target {t.ffn.kind!r}, source layer {j} {s.ffn.kind!r})")
+        if t.ffn.kind == "dense" and t.ffn.activation != s.ffn.activation:
             raise SpecError(f"layers[{i}].ffn.activation: {t.ffn.activation!r} differs from the source's "
                             f"{s.ffn.activation!r}")
+        if s.ffn.kind == t.ffn.kind == "searched" and t.ffn.stack > s.ffn.stack:
+            raise SpecError(f"layers[{i}].ffn.stack: {t.ffn.stack} is more than source layer {j}'s {s.ffn.stack}")
         for name, small, big in (("attention.heads", t.attention.heads, s.attention.heads),
                                  ("attention.qk_dim", t.attention.qk_dim, s.attention.qk_dim),
                                  ("attention.v_dim", t.attention.v_dim, s.attention.v_dim),
@@ -111,6 +114,12 @@ def sliced_state(
             i = int(parts[1])
             src_name = f"{prefix}layers.{layers[i]}." + ".".join(parts[2:])
             s_att, t_att = source_spec.layers[layers[i]].attention, target_spec.layers[i].attention
+        if parts[:1] == ["layers"] and parts[2:4] == ["ffn", "blocks"] and \
+                source_spec.layers[layers[i]].ffn.kind == "dense":
+            src_name, zero = _dense_block(src_name, parts)
+            if zero:
+                state[name] = torch.zeros(wanted, dtype=source_state[src_name].dtype)
+                continue
         if src_name not in source_state:
             raise SpecError(f"{name}: the source model has no {src_name} to slice")
         tensor = source_state[src_name]
@@ -126,6 +135,17 @@ def sliced_state(
             tensor = _leading(tensor, wanted)
         state[name] = tensor
     return state
+
+
+def _dense_block(src_name: str, parts: list[str]) -> tuple[str, bool]:
+    """A searched FFN's block cut from a dense FFN: every block's first linear and LayerNorm are the
+    dense FFN's (up, norm); the first block's second linear is its down projection, the later blocks'
+    are zero (bertsmith's start: each later block then adds nothing before its LayerNorm).
+    Returns the source name and whether the tensor is zero instead."""
+    block, module, tensor = int(parts[4]), parts[5], parts[6]
+    prefix = src_name.split(".ffn.")[0] + ".ffn."
+    source = {"lin1": "up", "lin2": "down", "norm": "norm"}[module]
+    return f"{prefix}{source}.{tensor}", module == "lin2" and block > 0
 
 
 def slice_weights(

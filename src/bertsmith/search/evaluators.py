@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -31,7 +31,7 @@ from ..modeling import BertsmithForSequenceClassification
 from ..modeling.elastic import slice_weights
 from .supernet import Supernet, SupernetJob
 
-Init = Literal["supernet", "teacher", "scratch"]
+Init = Literal["supernet", "teacher", "scratch", "warm"]
 
 
 @dataclass
@@ -93,7 +93,9 @@ class DistillEvaluator(Evaluator):
     """Task distillation of the architecture from the teacher, then evaluation. ``steps``: a short
     run of that many optimizer steps (evaluated at its end), or None for a full run with the
     ``config``'s epochs (the best dev checkpoint is kept). ``init``: the student starts from its
-    supernet slice, from the importance-ordered teacher sliced to its shape, or from random weights."""
+    supernet slice, from the importance-ordered teacher sliced to its shape, from random weights, or
+    (``warm``) from ``warm_start(spec)``, which the strategy sets (the progressive search's warmed-up
+    FFN supernet)."""
 
     name = "distill"
 
@@ -102,13 +104,14 @@ class DistillEvaluator(Evaluator):
                  losses: LossConfig = LossConfig(),
                  config: TrainConfig = TrainConfig(), split: str = "dev"):
         _check_split(data, split)
-        if init not in ("supernet", "teacher", "scratch"):
-            raise ConfigError(f"init = {init!r}: expected supernet, teacher or scratch")
+        if init not in ("supernet", "teacher", "scratch", "warm"):
+            raise ConfigError(f"init = {init!r}: expected supernet, teacher, scratch or warm")
         if init == "supernet" and supernet is None:
             raise ConfigError("init = 'supernet' needs a trained supernet")
         self.teacher, self.data, self.teacher_key, self.steps, self.init = teacher.eval(), data, teacher_key, steps, init
         self.job, self.losses, self.split = supernet, losses, split
         self.supernet: Supernet | None = None
+        self.warm_start: Callable[[ArchSpec], BertsmithForSequenceClassification] | None = None
         self.config = config.model_copy(update={"steps": steps, "eval_every": steps, "patience": None}) if steps \
             else config
         self.metric = data.task.main_metric
@@ -122,6 +125,10 @@ class DistillEvaluator(Evaluator):
     def student(self, spec: ArchSpec) -> BertsmithForSequenceClassification:
         """The untrained student of ``spec`` at this evaluator's starting point (``init``)."""
         torch.manual_seed(self.config.seed)
+        if self.init == "warm":
+            if self.warm_start is None:
+                raise ConfigError("init = 'warm': the strategy has not provided the warmed-up weights")
+            return self.warm_start(spec)
         student = BertsmithForSequenceClassification(spec, self.data.task.num_labels)
         if self.init == "supernet":
             if self.supernet is None:

@@ -30,8 +30,10 @@ from .space import SearchSpace
 from .supernet import SupernetJob
 
 EVALUATORS = ("slice", "short", "full")
-SPACELESS = {"prune": "it prunes the teacher's own architecture", "extract": "it searches the --grid"}
+SPACELESS = {"prune": "it prunes the teacher's own architecture", "extract": "it searches the --grid",
+             "progressive": "it searches the FFNs of the --backbone"}
 PREDICTOR_FILE = "latency_predictor.json"
+PROGRESSIVE_LOSSES = LossConfig(logits=1.0, hidden=1.0, attention=1.0)  # EfficientBERT's task KD (papers.md §3.5)
 CALIBRATION_ARCHS = 30
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$", re.IGNORECASE)
 
@@ -82,6 +84,17 @@ class SearchSettings:
     inference_cost: str = "flops"
     exhaustive: bool = False
     refine_margin: float = 0.05
+    backbone: str = "auto"
+    window: float = 0.9
+    stage_trials: str | None = None
+    warmup_steps: int = 300
+    warmup_lr: float = 1e-4
+    init_samples: int = 4
+    proposals: int = 64
+    explore: float = 0.25
+    seeds: str = ""
+    attention_share: float = 0.65
+    validation_fraction: float = 0.1
     trials: int = 50
     time_budget: float | None = None
     storage: str | None = None
@@ -110,6 +123,11 @@ def run_search_job(s: SearchSettings) -> SearchResult:
 
     spaceless = s.strategy in SPACELESS
     s.evaluator = s.evaluator or ("short" if spaceless else "slice")
+    if s.strategy == "progressive":
+        if s.evaluator != "short":
+            raise ConfigError(f"--evaluator {s.evaluator}: the progressive strategy scores every candidate by a short "
+                              "distillation from its warmed-up supernet (--evaluator short)")
+        s.init = "warm"
     if s.objectives is None:
         s.objectives = ("params", s.inference_cost) if s.strategy == "extract" else ("params",)
     if s.evaluator not in EVALUATORS:
@@ -128,6 +146,8 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     tokenizer = load_tokenizer(s.teacher)
     data = load_task_data(task, tokenizer, data_dir=s.data_dir, max_length=s.max_length, cache_dir=s.cache_dir,
                           splits=("train", "dev"))
+    if s.strategy == "progressive":
+        data = carved_data(data, s.validation_fraction, seed=s.seed)
     shapes = space if s.strategy != "extract" else _grid_space(s, teacher.encoder.spec)
     cost_model = CostModel(budget, latency=s.latency,
                            predictor=_predictor(s, shapes, teacher.encoder.spec, budget, run_dir))
@@ -136,6 +156,18 @@ def run_search_job(s: SearchSettings) -> SearchResult:
                       strategy=s.strategy, strategy_options=_strategy_options(s), storage=s.storage,
                       study_name=s.study_name, time_budget=s.time_budget, seed=s.seed, progress=s.progress,
                       settings=_echo(s, budget))
+
+
+def carved_data(data, fraction: float, *, seed: int):
+    """The search's data: train split in two (rest to train on, ``validation`` to score on); dev is
+    dropped, so the search cannot see it."""
+    from ..data.carve import carve
+    from ..distill.task import TaskData, digest
+
+    rest, validation, _ = carve(data.splits["train"], fraction, seed=seed)
+    carved = digest({"train": data.hashes["train"], "fraction": fraction, "seed": seed})
+    return TaskData(data.task, data.tokenizer, data.max_length, {"train": rest, "validation": validation},
+                    {"train": carved, "validation": carved})
 
 
 def shapes_below(spec: ArchSpec) -> SearchSpace:
@@ -176,6 +208,11 @@ def _strategy_options(s: SearchSettings) -> dict[str, Any]:
     if s.strategy == "extract":
         return {"grid": str(s.grid), "epsilon": s.epsilon, "select": s.select, "inference": s.inference_cost,
                 "exhaustive": s.exhaustive, "refine": s.refine_margin}
+    if s.strategy == "progressive":
+        return {"backbone": s.backbone, "window": s.window, "stage_trials": s.stage_trials,
+                "warmup_steps": s.warmup_steps, "warmup_lr": s.warmup_lr, "init_samples": s.init_samples,
+                "proposals": s.proposals, "explore": s.explore, "seeds": s.seeds,
+                "attention_share": s.attention_share}
     return {}
 
 
@@ -217,8 +254,10 @@ def _evaluator(s: SearchSettings, space: SearchSpace | None, task: Task, teacher
         return SliceEvaluator(supernet, data)
     steps = s.eval_steps if s.evaluator == "short" else None
     config = TrainConfig(lr=s.eval_lr, batch_size=s.batch_size, epochs=s.eval_epochs, seed=s.seed)
+    split = "validation" if s.strategy == "progressive" else "dev"
+    losses = PROGRESSIVE_LOSSES if s.strategy == "progressive" else LossConfig()
     return DistillEvaluator(teacher, data, teacher_key=teacher_key, steps=steps, init=s.init, supernet=supernet,
-                            losses=LossConfig(), config=config)
+                            losses=losses, config=config, split=split)
 
 
 def _echo(s: SearchSettings, budget: Budget) -> dict[str, Any]:

@@ -70,7 +70,9 @@ class SamplerStrategy(Strategy):
 
 from .extract import Extract  # noqa: E402  (the strategies subclass the classes above)
 from .nsga2 import NSGA2  # noqa: E402
+from .progressive import Progressive  # noqa: E402
 from .prune import Prune  # noqa: E402
 from .random import Random  # noqa: E402
 
-STRATEGIES: dict[str, type[Strategy]] = {"random": Random, "nsga2": NSGA2, "prune": Prune, "extract": Extract}
+STRATEGIES: dict[str, type[Strategy]] = {"random": Random, "nsga2": NSGA2, "prune": Prune, "extract": Extract,
+                                          "progressive": Progressive}
