@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/progressive.py search --teacher TEACHER --task sst2 --data-dir ../shared/data/glue \\
         --work /tmp/pg --stage-trials 8,8,8                 # the three-stage search (resumable)
+    .venv/bin/python bench/progressive.py search --teacher TEACHER --task mrpc --data-dir ../shared/data/glue \
+        --work /tmp/pg --stage-trials 4,4,4 --eval-steps 60 --warmup-steps 150 --batch-size 16 \
+        --validation-fraction 0.1                           # MRPC: 5x the tokens per step, so a smaller search
     .venv/bin/python bench/progressive.py compare --teacher TEACHER --task sst2 --data-dir ../shared/data/glue \\
         --work /tmp/pg --seeds 0,1,2                        # searched vs dense vs published FFNs
 
@@ -44,16 +47,25 @@ def search(args: argparse.Namespace) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir = Path(args.work) / args.task
+    done = run_dir / "progressive" / "result.json"
+    if done.exists():  # already run (e.g. by the equivalent `bertsmith search` command): record it as it is
+        info = json.loads(done.read_text(encoding="utf-8"))
+        _record(args, info, evaluated=info["evaluated"], seconds=None)
+        return
     settings = SearchSettings(space=None, teacher=Path(args.teacher), task=args.task, run_dir=run_dir,
                               strategy="progressive", budget=f"params={QUARTER}", stage_trials=args.stage_trials,
                               eval_steps=args.eval_steps, warmup_steps=args.warmup_steps,
-                              validation_fraction=args.validation_fraction, data_dir=args.data_dir,
-                              progress=not args.quiet)
+                              validation_fraction=args.validation_fraction, batch_size=args.batch_size,
+                              data_dir=args.data_dir, progress=not args.quiet)
     begun = time.perf_counter()
     result = run_search_job(settings)
-    info = json.loads((run_dir / "progressive" / "result.json").read_text(encoding="utf-8"))
+    info = json.loads(done.read_text(encoding="utf-8"))
+    _record(args, info, evaluated=result.evaluated, seconds=time.perf_counter() - begun)
+
+
+def _record(args: argparse.Namespace, info: dict, *, evaluated: int, seconds: float | None) -> None:
     out = {"task": args.task, "budget": QUARTER, "settings": {k: str(v) for k, v in vars(args).items()},
-           "evaluated": result.evaluated, "this_call_seconds": time.perf_counter() - begun} | info
+           "evaluated": evaluated, "this_call_seconds": seconds} | info
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / f"{args.task}-search.json", json.dumps(out, indent=1))
     print(json.dumps({k: out[k] for k in ("evaluated", "wall_seconds", "warmup_seconds", "evaluation_seconds",
@@ -80,7 +92,8 @@ def compare(args: argparse.Namespace) -> None:
             key = f"{name}/{seed}"
             if key in out["runs"]:
                 continue
-            config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=32, eval_every=args.steps, seed=seed)
+            config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, eval_every=args.steps,
+                                 seed=seed)
             begun = time.perf_counter()
             result = distill_on_task(specs[name], args.teacher, task, losses=losses, config=config,
                                      run_dir=Path(args.work) / f"{args.task}-compare" / name / str(seed),
@@ -111,7 +124,7 @@ def _summarise(out: dict, specs: dict, metric: str, args: argparse.Namespace, en
                          "min": min(values, default=None), "max": max(values, default=None),
                          "accuracy_mean": statistics.mean(accuracy) if accuracy else None}
     out["summary"] = summary
-    out["protocol"] = {"steps": args.steps, "lr": args.lr, "batch_size": 32, "losses": "logits+hidden+attention",
+    out["protocol"] = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "losses": "logits+hidden+attention",
                        "init": "teacher slice", "dev": "at the last step"}
 
 
@@ -124,6 +137,7 @@ def main() -> None:
         p.add_argument("--task", default="sst2")
         p.add_argument("--data-dir")
         p.add_argument("--work", default="/tmp/progressive-bench")
+        p.add_argument("--batch-size", type=int, default=32)
     s = sub.choices["search"]
     s.add_argument("--stage-trials", default="8,8,8")
     s.add_argument("--eval-steps", type=int, default=100)

@@ -611,20 +611,21 @@ def _print_extraction(run_dir: Path, metric: str) -> None:
 
 
 def _print_progressive(run_dir: Path, metric: str) -> None:
-    """Each stage's warm-up, candidates and best; the files for the final comparison."""
+    """Each stage's warm-up, candidates and best; the best FFNs; the files for the final comparison."""
     path = run_dir / "progressive" / "result.json"
     if not path.exists():
         return
     info = json.loads(path.read_text(encoding="utf-8"))
-    table = Table("stage", "warm-up steps", "candidates", f"best {metric} (validation)", "params", "best FFNs",
+    table = Table("stage", "warm-up steps", "candidates", f"best {metric} (validation)", "params",
                   title="Progressive FFN search")
     for st in info["stages"]:
-        best = st["best"] or {}
-        ffns = "; ".join(f"{f['stack']}x1/{f['ratio']} {f['expression']}" for f in best.get("layout", []))
+        best = st["best"]
         table.add_row(str(st["stage"]), str(st["warmup"].get("steps", "-")), str(st["evaluated"]),
-                      f"{best['metric']:.4f}" if best else "-", f"{best['params']:,}" if best else "-", ffns)
+                      f"{best['metric']:.4f}" if best else "-", f"{best['params']:,}" if best else "-")
     console.print(table)
     if info.get("best"):
+        for i, f in enumerate(info["best"]["layout"]):
+            console.print(f"  layer {i + 1}: {f['stack']} x inner 1/{f['ratio']}  {f['expression']}")
         out = run_dir / "progressive"
         console.print(f"best: {out / 'best.yaml'}; at its size, {out / 'dense.yaml'} (dense FFN) and "
                       f"{out / 'efficientbert.yaml'} (the published FFNs) to compare with `bertsmith distill --arch`")

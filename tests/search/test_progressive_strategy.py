@@ -190,7 +190,7 @@ def test_cli_prints_the_stages_and_the_best_is_distilled_from_the_teacher(monkey
     code, printed, err = run(monkeypatch, capsys, *CLI, "--teacher", str(teacher_dir), "--task", str(task_file),
                              "--out", str(out), "--cache-dir", str(cache_dir), "--budget", "params=20000")
     assert code == 0, err
-    assert "Progressive FFN search" in printed and "best.yaml" in printed and "efficientbert.yaml" in printed
+    assert "Progressive FFN search" in printed and "layer 2: " in printed and "efficientbert.yaml" in printed
     code, printed, err = run(monkeypatch, capsys, "distill", "--arch", str(out / "progressive" / "best.yaml"),
                              "--teacher", str(teacher_dir), "--task", str(task_file), "--init-from-teacher",
                              "--steps", "2", "--max-length", "16", "--cache-dir", str(cache_dir),
