@@ -121,6 +121,8 @@ def test_three_stages_freeze_what_they_should_and_stay_in_the_window(progressed)
     assert all([(f.stack, f.ratio) for f in lay] == [(f.stack, f.ratio) for f in best1] for lay in by_stage[2])
     assert all([f.expression for f in lay] == [f.expression for f in best2] for lay in by_stage[3])
     assert by_stage[2][0] == best1 and by_stage[3][0] == best2  # each stage starts from the last one's best
+    how = [t.user_attrs["proposed_by"] for t in trials]
+    assert how.count("seed") >= 3 and any(h.startswith("fitness model") for h in how)
     for stage in by_stage.values():  # no two candidates of a stage compute the same function
         assert len({layout_key(lay) for lay in stage}) == len(stage)
     for k in (1, 2, 3):

@@ -243,11 +243,13 @@ class Progressive(Strategy):
                                          needed=len(stage.results) < quota)
             evaluator.warm_start = lambda spec: supernet.extract(layout_of(spec))
             while len(stage.results) < quota and search.cut_short() is None:
-                layout = self._propose(stage)
-                if layout is None:
+                proposal = self._propose(stage)
+                if proposal is None:
                     break
+                layout, how = proposal
                 stage.keys.add(layout_key(layout))
-                spec, attrs = layout_spec(self.backbone, layout), {"stage": number, "layout": layout_json(layout)}
+                spec = layout_spec(self.backbone, layout)
+                attrs = {"stage": number, "layout": layout_json(layout), "proposed_by": how}
                 if search.known(spec) is None:
                     frozen = search.evaluate(spec, **attrs)
                 else:  # the previous stage's best, scored again from this stage's supernet
@@ -333,19 +335,21 @@ class Progressive(Strategy):
                 break
         return out
 
-    def _propose(self, stage: StageState) -> Layout | None:
-        """The next candidate: an unevaluated seed, else a mutation picked by the learned model."""
+    def _propose(self, stage: StageState) -> tuple[Layout, str] | None:
+        """The next candidate and how it was picked: an unevaluated seed, else a mutation, random or
+        the one the learned model rates likeliest to be good."""
         for seed in stage.start:
             if layout_key(seed) not in stage.keys:
-                return seed
+                return seed, "seed"
         if len(stage.results) < self.init_samples or self.rng.random() < self.explore:
             children = self._children(stage, 1)
-            return children[0] if children else None
+            return (children[0], "random mutation") if children else None
         children = self._children(stage, self.proposals)
         if not children:
             return None
         scores = fitness_model(stage.results, children, seed=int(self.rng.integers(2**31)))
-        return children[int(np.argmax(scores))]
+        best = int(np.argmax(scores))
+        return children[best], f"fitness model (p = {scores[best]:.2f} of {len(children)})"
 
     # ---- warm-up of the stage's supernet -------------------------------------------------------------
     def _warm_stage(self, supernet: FFNSupernet, stage: StageState, previous_key: str, directory: Path,
