@@ -7,6 +7,7 @@
         --validation-fraction 0.1                           # MRPC: 5x the tokens per step, so a smaller search
     .venv/bin/python bench/progressive.py compare --teacher TEACHER --task sst2 --data-dir ../shared/data/glue \\
         --work /tmp/pg --seeds 0,1,2                        # searched vs dense vs published FFNs
+    .venv/bin/python bench/progressive.py summary --teacher TEACHER --task sst2 --work /tmp/pg  # mean, spread
 
 ``search`` is ``bertsmith search --strategy progressive`` with the settings below (a quarter of the
 teacher's non-embedding parameters as the budget, window 0.9); it records the search's cost and result.
@@ -84,7 +85,7 @@ def compare(args: argparse.Namespace) -> None:
     folder = Path(args.work) / args.task / "progressive"
     specs = {name: ArchSpec.load(folder / f"{name}.yaml") for name in MODELS}
     only = args.models.split(",") if args.models else MODELS
-    path = RESULTS / f"{args.task}-compare.json"
+    path = RESULTS / f"{args.task}-compare{'-' + args.part if args.part else ''}.json"
     out = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"runs": {}}
     losses = LossConfig(logits=1.0, hidden=1.0, attention=1.0)
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -112,6 +113,26 @@ def compare(args: argparse.Namespace) -> None:
     print(json.dumps(out["summary"], indent=1))
 
 
+def summary(args: argparse.Namespace) -> None:
+    """Merge the runs of every ``compare`` part of a task (parts ran side by side) into one summary."""
+    from bertsmith.cost import encoder_params
+    from bertsmith.data import resolve_task
+
+    task = resolve_task(args.task)
+    folder = Path(args.work) / args.task / "progressive"
+    specs = {name: ArchSpec.load(folder / f"{name}.yaml") for name in MODELS}
+    merged: dict = {"runs": {}}
+    for path in sorted(RESULTS.glob(f"{args.task}-compare*.json")):
+        part = json.loads(path.read_text(encoding="utf-8"))
+        merged["runs"].update(part["runs"])
+        merged.setdefault("teacher_dev", part.get("teacher_dev"))
+        merged["protocol"] = part["protocol"]
+    args.steps, args.lr, args.batch_size = (merged["protocol"][k] for k in ("steps", "lr", "batch_size"))
+    _summarise(merged, specs, task.main_metric, args, encoder_params)
+    atomic_write_text(RESULTS / f"{args.task}-summary.json", json.dumps(merged, indent=1))
+    print(json.dumps(merged["summary"], indent=1))
+
+
 def _summarise(out: dict, specs: dict, metric: str, args: argparse.Namespace, encoder_params) -> None:
     summary = {}
     for name, spec in specs.items():
@@ -131,7 +152,7 @@ def _summarise(out: dict, specs: dict, metric: str, args: argparse.Namespace, en
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("search", "compare"):
+    for name in ("search", "compare", "summary"):
         p = sub.add_parser(name)
         p.add_argument("--teacher", required=True)
         p.add_argument("--task", default="sst2")
@@ -149,8 +170,10 @@ def main() -> None:
     c.add_argument("--steps", type=int, default=800)
     c.add_argument("--lr", type=float, default=1e-4)
     c.add_argument("--models", help="a comma-separated subset of best, dense, efficientbert")
+    c.add_argument("--part", help="write the runs to <task>-compare-PART.json (parts run side by side; "
+                                  "`summary` merges them)")
     args = parser.parse_args()
-    {"search": search, "compare": compare}[args.command](args)
+    {"search": search, "compare": compare, "summary": summary}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,25 @@
-"""The `progressive` strategy (EfficientBERT): the FFN supernet's slices, the warm-up, the three
-stages end to end on the tiny teacher (frozen choices, window, deduplication, learned model, files,
-resume) and bad input."""
+"""The `progressive` strategy (EfficientBERT): the automatic backbone and the baselines, the fitness
+model, the three stages end to end on the tiny teacher (frozen choices, window, deduplication, the
+learned model, files, resume) and bad input."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-import torch
 
 from bertsmith import presets
 from bertsmith.arch import ArchSpec
 from bertsmith.cost import encoder_params
 from bertsmith.errors import ConfigError
 from bertsmith.hf import import_checkpoint
-from bertsmith.modeling import BertsmithForSequenceClassification
-from bertsmith.modeling.elastic import slice_weights
-from bertsmith.search.ffn_supernet import FFNSupernet, LayerFFN, layout_of, layout_spec
+from bertsmith.search.ffn_supernet import LayerFFN, layout_spec
 from bertsmith.search.job import SearchSettings, run_search_job
 from bertsmith.search.strategies.progressive import Scored, auto_backbone, dense_at, fitness_model, layout_key
 from tests.tasks import tiny_spec
 from tests.test_cli import run
 
 BACKBONE = ArchSpec.uniform(layers=2, hidden=24, heads=3, ffn=24, embeddings=tiny_spec().embeddings)
-LAYOUT = (LayerFFN("tanh(L(gelu(L(x))))", 3, 2), LayerFFN("L(relu(mul(L(x), x)))", 1, 4))
 
 
 def _settings(teacher_dir, task_file, cache_dir, out, **changes) -> SearchSettings:
@@ -32,47 +27,6 @@ def _settings(teacher_dir, task_file, cache_dir, out, **changes) -> SearchSettin
                     budget="params=20000", stage_trials="3,3,3", warmup_steps=4, eval_steps=3, init_samples=2,
                     proposals=8, max_length=16, batch_size=16, cache_dir=cache_dir, progress=False)
     return SearchSettings(**settings | changes)
-
-
-def test_a_slice_of_the_supernet_computes_what_the_supernet_computes_for_that_layout():
-    torch.manual_seed(0)
-    net = FFNSupernet(BACKBONE, num_labels=2)
-    for p in net.model.parameters():
-        torch.nn.init.normal_(p, std=0.2)
-    net.model.eval()
-    ids = torch.randint(5, 100, (2, 7))
-    net.activate(LAYOUT)
-    with torch.no_grad():
-        inside, _ = net.model(ids)
-    net.activate(None)
-    alone = net.extract(LAYOUT).eval()
-    assert alone.encoder.spec == layout_spec(BACKBONE, LAYOUT) and layout_of(alone.encoder.spec) == LAYOUT
-    with torch.no_grad():
-        out, _ = alone(ids)
-    torch.testing.assert_close(out, inside)
-    with torch.no_grad():
-        full, _ = net.model(ids)
-    assert not torch.allclose(full, inside)  # the full stack is another network
-
-
-def test_a_dense_ffn_cuts_into_the_first_block_and_later_blocks_add_nothing_at_first():
-    torch.manual_seed(0)
-    dense_spec = ArchSpec.uniform(layers=2, hidden=24, heads=3, ffn=40, embeddings=tiny_spec().embeddings)
-    dense = BertsmithForSequenceClassification(dense_spec, 2).eval()
-    one = layout_spec(BACKBONE, [LayerFFN("L(gelu(L(x)))", 1, 1)] * 2)
-    model = BertsmithForSequenceClassification(one, 2).eval()
-    slice_weights(dense, dense_spec, model, one)
-    reference = BertsmithForSequenceClassification(dense_spec.replace(layers=[
-        {"attention": la.attention.model_dump(), "ffn": {"kind": "dense", "size": 24}} for la in dense_spec.layers]),
-        2).eval()
-    slice_weights(dense, dense_spec, reference, reference.encoder.spec)
-    ids = torch.randint(5, 100, (2, 7))
-    with torch.no_grad():
-        torch.testing.assert_close(model(ids)[0], reference(ids)[0])  # block 0 is the dense FFN's slice
-    two = layout_spec(BACKBONE, [LayerFFN("L(gelu(L(x)))", 2, 1)] * 2)
-    stacked = BertsmithForSequenceClassification(two, 2)
-    slice_weights(dense, dense_spec, stacked, two)
-    assert torch.count_nonzero(stacked.encoder.layers[0].ffn.blocks[1].lin2.weight) == 0
 
 
 def test_backbone_dense_and_transplant_hit_their_parameter_targets():
