@@ -75,6 +75,11 @@ def layout_of(spec: ArchSpec) -> Layout:
     return tuple(LayerFFN(la.ffn.expression, la.ffn.stack, spec.hidden // la.ffn.size) for la in spec.layers)
 
 
+def supernet_spec(backbone: ArchSpec) -> ArchSpec:
+    """The largest layout: ``MAX_STACK`` full-width blocks with the seed expression in every layer."""
+    return layout_spec(backbone, [LayerFFN(SEED, MAX_STACK, 1)] * backbone.num_layers)
+
+
 class ElasticFFN(SearchedFFN):
     """A searched FFN of ``MAX_STACK`` blocks at the base width that computes any (expression, stack,
     inner width) cut from its weights; ``active`` None computes the full stack with its own expression."""
@@ -98,7 +103,7 @@ class FFNSupernet:
 
     def __init__(self, backbone: ArchSpec, num_labels: int):
         self.backbone, self.num_labels = backbone, num_labels
-        self.spec = layout_spec(backbone, [LayerFFN(SEED, MAX_STACK, 1)] * backbone.num_layers)
+        self.spec = supernet_spec(backbone)
         self.model = BertsmithForSequenceClassification(self.spec, num_labels)
         eps, drop = self.spec.layer_norm_eps, self.spec.hidden_dropout
         for layer, la in zip(self.model.encoder.layers, self.spec.layers):

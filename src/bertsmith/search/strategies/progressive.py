@@ -60,7 +60,7 @@ from ...modeling.elastic import check_sliceable, even_layers
 from ...modeling.searched_ffn import SearchedFFN
 from .. import ffn_space
 from ..ffn_supernet import RATIOS, MAX_STACK, FFNSupernet, LayerFFN, Layout, layout_json, layout_of, layout_spec, \
-    warm_up
+    supernet_spec, warm_up
 from . import Strategy
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ class Progressive(Strategy):
         smallest = layout_spec(self.backbone, [LayerFFN(ffn_space.SEED, 1, max(RATIOS))] * self.backbone.num_layers)
         self.fixed = encoder_params(smallest) - self.backbone.num_layers * self.costs[(1, max(RATIOS))]
         try:
-            largest = FFNSupernet(self.backbone, evaluator.data.task.num_labels).spec
+            largest = supernet_spec(self.backbone)
             check_sliceable(teacher, largest, even_layers(largest.num_layers, teacher.num_layers))
         except SpecError as exc:
             raise ConfigError(f"progressive: the backbone ({self.backbone.summary()}) cannot be cut from the teacher "
@@ -233,6 +233,7 @@ class Progressive(Strategy):
         report: list[dict] = []
         start: list[Layout] = self._stage1_seeds()
         previous_key = "teacher"
+        evaluator.warm_start = lambda spec: supernet.extract(layout_of(spec))
         for number, quota in zip(STAGES, self.stage_trials):
             stage = StageState(number, start)
             for scored in done.get(number, []):
@@ -241,7 +242,6 @@ class Progressive(Strategy):
             begun = time.perf_counter()
             key, warm = self._warm_stage(supernet, stage, previous_key, state_dir / f"stage{number}", search,
                                          needed=len(stage.results) < quota)
-            evaluator.warm_start = lambda spec: supernet.extract(layout_of(spec))
             while len(stage.results) < quota and search.cut_short() is None:
                 proposal = self._propose(stage)
                 if proposal is None:
