@@ -153,10 +153,10 @@ class Progressive(Strategy):
         for text in (t.strip() for t in seeds.split(";")):
             if text:
                 try:
-                    ffn_space.check_text(text)
+                    node = ffn_space.check_text(text)
                 except ExprError as exc:
                     raise ConfigError(f"--seeds: {exc}") from None
-                self.seeds.append(format_expr(parse(text)))
+                self.seeds.append(format_expr(node))
 
     # ---- before the study: the backbone, the window, and whether anything fits ---------------------
     def check(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path) -> None:
