@@ -576,6 +576,59 @@ def search(
     console.print(f"results: {settings.run_dir}/pareto.json, pareto.csv, trials.csv")
 
 
+@app.command("run")
+def run(
+    config_file: Optional[Path] = typer.Argument(None, help="Run config YAML (see the README's \"Run config\"); "
+                                                 "default: the embedded default job (rotten-tomatoes, the PyPI "
+                                                 "MiniLM teacher, offline)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/CONFIG-NAME, or runs/default)."),
+    force: bool = typer.Option(False, "--force", help="Use --out even when it holds a run of another task, data or teacher."),
+    show_config: bool = typer.Option(False, "--show-config", help="Print the resolved configuration and exit."),
+    cache_dir: Optional[Path] = CACHE_DIR,
+    quiet: bool = QUIET,
+) -> None:
+    """The main job: fine-tune (or reuse) the task teacher, search, distil the finalists, evaluate
+    them on dev and test, export the chosen model (Hugging Face directory, ONNX, model card) and
+    write the report. Each stage is cached in the run directory; rerun to continue or to redo only
+    what a changed option affects."""
+    from .pipeline import run_pipeline
+    from .runconfig import load_config
+
+    config = load_config(config_file)
+    if show_config:
+        print(config.echo(), end="")
+        return
+    run_dir = out or Path("runs") / (config_file.stem if config_file else "default")
+    result = run_pipeline(config, run_dir, force=force, cache_dir=cache_dir, progress=not quiet,
+                          log=console.print)
+    _print_run(result.results)
+
+
+@app.command("report")
+def report(run_dir: Path = typer.Argument(..., help="A run directory of `bertsmith run`.")) -> None:
+    """Rebuild report.html, pareto.png and results.json of a finished run from its stages' outputs."""
+    from .report import rebuild_report
+
+    _print_run(rebuild_report(run_dir))
+    console.print(f"report: {run_dir / 'report.html'}")
+
+
+def _print_run(results: dict) -> None:
+    """The finalists and the chosen model against the teacher."""
+    metric, teacher = results["metric"], results["teacher"]
+    table = Table("model", "architecture", "non-emb. params", "latency ms", f"dev {metric}", f"test {metric}",
+                  title="Finalists (distilled)")
+    for m in [teacher | {"name": "teacher"}, *results["finalists"]]:
+        table.add_row(m["name"] + (" (chosen)" if m["name"] == results["chosen"]["name"] else ""), m["summary"],
+                      f"{m['params']:,}", f"{m['latency_ms']:.2f}",
+                      *(f"{m['metrics'][s][metric]:.4f}" if s in m["metrics"] else "—" for s in ("dev", "test")))
+    console.print(table)
+    v = results["chosen"]["versus_teacher"]
+    drops = ", ".join(f"{s} {-v[f'{s}_drop_points']:+.2f} points" for s in ("dev", "test") if f"{s}_drop_points" in v)
+    console.print(f"chosen: {v['params_ratio']:.2f}× fewer non-embedding parameters, {v['speedup']:.2f}× faster, "
+                  f"{drops} vs the teacher; export: {results['export']['directory']}")
+
+
 def _print_pruning(result, objectives, metric: str) -> None:
     """The pruning rounds and the baselines, from the study."""
     table = Table("trial", "model", metric, *objectives, "within budget", "architecture", title="Pruning path")

@@ -1,0 +1,115 @@
+"""The chosen model's export: a Hugging Face directory (stock transformers where the shape allows,
+else ``trust_remote_code``), ``model.onnx`` checked against PyTorch, and a ``README.md`` model card
+with the ArchSpec, the costs, the metrics and the command that produced it.
+
+The directory is assembled beside its final place and renamed into it, so an interrupted export
+never leaves a directory that looks complete. Weights are only read from safetensors.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .arch import ArchSpec, atomic_write_text
+
+ONNX_TOLERANCE = 1e-3  # max abs difference of logits, onnxruntime vs PyTorch
+
+
+def write_export(model_dir: Path, out: Path, *, chosen: dict, teacher: dict, finalists: dict, config,
+                 onnx: bool, seq_len: int, log: Callable[[str], None]) -> dict:
+    """Export the model in ``model_dir`` (a distillation's ``model/``) to ``out``."""
+    from .errors import CheckpointError
+    from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
+    from .latency import random_batch
+
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    imported = import_checkpoint(model_dir)
+    kind = export_pretrained(imported, tmp, tokenizer_dir=model_dir)
+    info: dict = {"directory": str(out.resolve()), "format": "trust_remote_code" if kind == "remote" else f"transformers {kind}"}
+    if onnx:
+        path = tmp / "model.onnx"
+        export_onnx(imported.model, path, seq_len=seq_len)
+        diff = onnx_max_abs_diff(imported.model, path, random_batch(imported.spec.embeddings.vocab_size, 2, seq_len))
+        if not diff <= ONNX_TOLERANCE:
+            raise CheckpointError(f"{path}: onnxruntime's logits differ from PyTorch's by {diff:.2e} "
+                                  f"(more than {ONNX_TOLERANCE:g})")
+        info |= {"onnx": str((out / "model.onnx").resolve()), "onnx_max_abs_diff": diff}
+    atomic_write_text(tmp / "README.md", model_card(chosen, teacher, finalists, config, info))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    log(f"[export] {out} ({info['format']}" + (f"; model.onnx, max abs diff {info['onnx_max_abs_diff']:.1e}" if onnx
+                                               else "") + ")")
+    return info
+
+
+def command_line() -> str:
+    """The command that is running, as a user would type it."""
+    name = Path(sys.argv[0]).name
+    return " ".join(shlex.quote(a) for a in ["bertsmith" if name.startswith("bertsmith") else name, *sys.argv[1:]])
+
+
+def model_card(chosen: dict, teacher: dict, finalists: dict, config, info: dict) -> str:
+    """The README.md of the export."""
+    from . import __version__
+
+    spec = ArchSpec.from_dict(chosen["spec"])
+    metric_rows = "\n".join(f"| {split} | " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
+                            + " | " + ", ".join(f"{k} {v:.4f}" for k, v in teacher["metrics"].get(split, {}).items())
+                            + " |" for split, m in chosen["metrics"].items())
+    t_latency = finalists["teacher_latency_ms"]
+    load = ("AutoModelForSequenceClassification.from_pretrained(path)" if info["format"] != "trust_remote_code"
+            else "AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)")
+    onnx = (f"\n`model.onnx` (inputs `input_ids`, `attention_mask`, `token_type_ids`; output `logits`) matches "
+            f"PyTorch within {info['onnx_max_abs_diff']:.1e} under onnxruntime.\n" if "onnx" in info else "")
+    return f"""# {config.task} student ({spec.summary()})
+
+A compact BERT-style encoder for the task `{config.task}`, found by a `{config.search.strategy}` search and
+distilled from the teacher `{teacher['directory']}` by bertsmith {__version__}.
+
+## Use
+
+```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained(path)
+model = {load}
+```
+{onnx}
+## Cost (batch {config.budget.batch}, {config.budget.seq_len} tokens, measured on the machine that ran the search)
+
+| | this model | teacher | ratio |
+|---|---|---|---|
+| non-embedding parameters | {chosen['params']:,} | {teacher['params']:,} | {teacher['params'] / chosen['params']:.2f}× smaller |
+| all parameters | {chosen['total_params']:,} | {teacher['total_params']:,} | {teacher['total_params'] / chosen['total_params']:.2f}× smaller |
+| FLOPs per sequence | {chosen['flops']:,} | {teacher['flops']:,} | {teacher['flops'] / chosen['flops']:.2f}× fewer |
+| latency (PyTorch, CPU) | {chosen['latency_ms']:.2f} ms | {t_latency:.2f} ms | {t_latency / chosen['latency_ms']:.2f}× faster |
+
+## Metrics
+
+| split | this model | teacher |
+|---|---|---|
+{metric_rows}
+
+## Architecture (ArchSpec)
+
+```yaml
+{spec.to_yaml().rstrip()}
+```
+
+## How it was made
+
+```bash
+{command_line()}
+```
+
+with the resolved configuration:
+
+```yaml
+{config.echo().rstrip()}
+```
+"""

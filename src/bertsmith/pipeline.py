@@ -1,0 +1,448 @@
+"""``bertsmith run``: teacher → search → finalists → export → report, each stage cached in the run
+directory by its inputs.
+
+Run directory::
+
+    config.yaml          the resolved configuration (every default written out)
+    teacher/             done.json: the task teacher's directory, metrics and costs
+    search/              the search's run directory (study.db, supernet/, pareto.json, trials.csv, ...)
+    finalists/<name>/    one distillation per finalist and baseline (model/, result.json, metrics.jsonl)
+    export/model/        the chosen model: Hugging Face directory, model.onnx, README.md (model card)
+    results.json, pareto.png, report.html
+
+A stage is complete when its ``done.json`` holds the key of its inputs (its own settings and the
+keys of the stages it reads). A rerun reuses every complete stage whose key is unchanged, resumes an
+interrupted one with the same identity (the search continues its study, a distillation its last
+checkpoint), and starts over a stage whose identity changed, along with every stage after it.
+``done.json`` is written last and atomically, so a killed run or a full disk never leaves a stage
+that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .arch import ArchSpec, atomic_write_text
+from .errors import ConfigError
+from .runconfig import RunConfig
+
+STAGES = ("teacher", "search", "finalists", "export", "report")
+DONE, BEGUN = "done.json", ".stage.json"
+CONFIG = "config.yaml"
+CONTROLLED = {"space", "teacher", "task", "run_dir", "strategy", "budget", "objectives", "evaluator", "trials",
+              "time_budget", "supernet_steps", "supernet_lr", "eval_steps", "data_dir", "max_length", "cache_dir",
+              "seed", "progress"}  # SearchSettings fields the run config sets itself
+
+
+def digest(value: Any) -> str:
+    from .distill.task import digest as sha
+
+    return sha(value)[:16]
+
+
+class Stage:
+    """One stage's directory. ``identity``: the inputs whose change makes earlier work useless (the
+    directory is wiped); ``key``: identity plus the inputs that only extend the work (e.g. more
+    trials), which a rerun continues from what is there."""
+
+    def __init__(self, run_dir: Path, name: str, identity: Any, extent: Any = None):
+        self.dir, self.name = run_dir / name, name
+        self.identity = digest(identity)
+        self.key = digest([self.identity, extent])
+
+    def done(self) -> dict | None:
+        """The outputs of a complete run with the same key, else None."""
+        path = self.dir / DONE
+        if not path.is_file():
+            return None
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return info["outputs"] if info.get("key") == self.key else None
+
+    def begin(self) -> bool:
+        """Prepare the directory; True when earlier work of the same identity is resumed."""
+        marker = self.dir / BEGUN
+        same = marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("identity") == self.identity
+        (self.dir / DONE).unlink(missing_ok=True)
+        if not same:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            atomic_write_text(marker, json.dumps({"identity": self.identity}))
+        return same
+
+    def finish(self, outputs: dict, seconds: float) -> dict:
+        atomic_write_text(self.dir / DONE, json.dumps({"key": self.key, "seconds": seconds, "outputs": outputs},
+                                                      indent=1, default=str))
+        return outputs
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    results: dict
+    reused: list[str]
+
+
+Log = Callable[[str], None]
+
+
+def check_run_dir(run_dir: Path, config: RunConfig, *, force: bool) -> None:
+    """Refuse a run directory that holds another run (another task, data or teacher) unless ``force``."""
+    path = run_dir / CONFIG
+    if not path.is_file() or force:
+        return
+    from .runconfig import load_config
+
+    try:
+        old = load_config(path)
+    except ConfigError:
+        raise ConfigError(f"{run_dir}: holds a config.yaml that is not a valid run config; use another --out "
+                          "or --force to replace that run") from None
+    if old.identity() != config.identity():
+        changed = [k for k in config.identity() if old.identity()[k] != config.identity()[k]]
+        raise ConfigError(f"{run_dir}: holds a different run ({', '.join(f'{k} {old.identity()[k]!r}' for k in changed)}"
+                          f"; this config has {', '.join(repr(config.identity()[k]) for k in changed)}); use another "
+                          "--out or --force to replace it")
+
+
+def run_pipeline(config: RunConfig, run_dir: Path, *, force: bool = False, cache_dir: Path | None = None,
+                 progress: bool = True, log: Log = print) -> RunResult:
+    """Every stage of the run, reusing what is complete."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, config, force=force)
+    run = _Run(config, run_dir, cache_dir, progress, log)
+    run.check()
+    atomic_write_text(run_dir / CONFIG, config.echo())
+    teacher = run.stage("teacher", run.teacher_inputs(), None, run.teacher)
+    search = run.stage("search", run.search_inputs(teacher), run.search_extent(), lambda st: run.search(st, teacher))
+    finalists = run.stage("finalists", [search["key"], config.finalists.model_dump(mode="json", exclude={"count", "baselines"}),
+                                        config.latency_repeats], [config.finalists.count, config.finalists.baselines],
+                          lambda st: run.finalists(st, teacher, search))
+    export = run.stage("export", [finalists["key"], config.export.model_dump(mode="json")], None,
+                       lambda st: run.export(st, teacher, finalists))
+    from .report import write_report
+
+    results = write_report(run_dir, config=config, teacher=teacher, search=search, finalists=finalists,
+                           export=export, timings=run.timings)
+    log(f"report: {run_dir / 'report.html'}")
+    return RunResult(run_dir, results, run.reused)
+
+
+class _Run:
+    """The stages of one run (methods named after them)."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, cache_dir: Path | None, progress: bool, log: Log):
+        from .data import resolve_task
+
+        self.config, self.run_dir, self.cache_dir, self.progress, self.log = config, run_dir, cache_dir, progress, log
+        self.task = resolve_task(config.task)
+        self.reused: list[str] = []
+        self.timings: dict[str, float] = {}
+
+    def check(self) -> None:
+        """Every option that can be checked before the long stages start."""
+        from .search.job import SPACELESS
+
+        s = self.config.search
+        unknown = sorted(set(s.options) - _strategy_fields())
+        if unknown:
+            raise ConfigError(f"search.options.{unknown[0]}: not an option of the search (known: "
+                              f"{', '.join(sorted(_strategy_fields()))})")
+        if s.strategy in SPACELESS and s.space is not None:
+            raise ConfigError(f"search.space: the {s.strategy} strategy takes no search space ({SPACELESS[s.strategy]})")
+        if s.time_budget is not None:
+            from .search.job import parse_duration
+
+            parse_duration(s.time_budget)
+        for name in ("params", "total_params", "flops", "latency"):
+            _share(getattr(self.config.budget, name), f"budget.{name}")
+        for i, text in enumerate(self.config.finalists.baselines):
+            _baseline(text, f"finalists.baselines[{i}]")
+        from .distill.objectives import LossConfig
+
+        try:
+            LossConfig.from_terms(self.config.finalists.losses)
+        except (ValueError, ConfigError) as e:
+            raise ConfigError(f"finalists.losses = {self.config.finalists.losses!r}: {e}") from None
+
+    def stage(self, name: str, identity: Any, extent: Any, body: Callable[[Stage], dict]) -> dict:
+        stage = Stage(self.run_dir, name, identity, extent)
+        outputs = stage.done()
+        if outputs is not None:
+            self.reused.append(name)
+            self.log(f"[{name}] reused (inputs unchanged)")
+            return outputs | {"key": stage.key}
+        resumed = stage.begin()
+        self.log(f"[{name}] {'resuming' if resumed else 'running'}")
+        start = time.perf_counter()
+        outputs = body(stage) | {"key": stage.key}
+        self.timings[name] = time.perf_counter() - start
+        return stage.finish(outputs, self.timings[name])
+
+    # ---- teacher ----------------------------------------------------------------------------------
+    def teacher_inputs(self) -> dict:
+        c = self.config
+        finetuned = c.teacher.finetuned
+        return {"teacher": c.teacher.model_dump(mode="json"), "task": self.task.name, "labels": self.task.labels,
+                "data_dir": str(c.data_dir), "max_length": c.max_length, "seed": c.seed,
+                "finetuned": _files(finetuned) if finetuned else None}
+
+    def teacher(self, stage: Stage) -> dict:
+        from .cost import encoder_params, flops, params
+        from .distill.teacher import finetune_teacher, load_teacher
+        from .distill.trainer import TrainConfig
+
+        c = self.config
+        if c.teacher.finetuned is not None:
+            directory, metrics = Path(c.teacher.finetuned), None
+        else:
+            t = c.teacher
+            result = finetune_teacher(t.model, self.task, data_dir=c.data_dir, max_length=c.max_length,
+                                      config=TrainConfig(epochs=t.epochs, steps=t.steps, lr=t.lr, warmup=t.warmup,
+                                                         batch_size=t.batch_size, seed=c.seed),
+                                      cache_dir=self.cache_dir, progress=self.progress)
+            directory, metrics = result.directory, result.metrics
+        spec = load_teacher(directory, self.task).encoder.spec
+        if metrics is None:
+            metrics = self._evaluate_dir(directory)
+        self.log(f"[teacher] {directory}: {_metrics(metrics)}")
+        return {"directory": str(Path(directory).resolve()), "metrics": metrics, "spec": spec.to_dict(),
+                "summary": spec.summary(), "params": encoder_params(spec), "total_params": params(spec),
+                "flops": flops(spec, c.budget.seq_len)}
+
+    def _evaluate_dir(self, directory: Path) -> dict:
+        """Dev (and labelled test) metrics of a fine-tuned teacher given as it is."""
+        from .distill.task import evaluate, load_task_data, load_tokenizer
+        from .distill.teacher import load_teacher
+
+        data = load_task_data(self.task, load_tokenizer(directory), data_dir=self.config.data_dir,
+                              max_length=self.config.max_length, cache_dir=self.cache_dir)
+        model = load_teacher(directory, self.task)
+        return {split: evaluate(model, data, split) for split in ("dev", "test") if data.labeled(split)}
+
+    # ---- search -----------------------------------------------------------------------------------
+    def search_inputs(self, teacher: dict) -> dict:
+        c = self.config
+        s = c.search.model_dump(mode="json", exclude={"trials", "time_budget"})
+        if c.search.space is not None:
+            s["space"] = _files(Path(c.search.space))
+        return {"teacher": teacher["key"], "search": s, "budget": c.budget.model_dump(mode="json"),
+                "seed": c.seed, "max_length": c.max_length}
+
+    def search_extent(self) -> list:
+        return [self.config.search.trials, self.config.search.time_budget]
+
+    def search(self, stage: Stage, teacher: dict) -> dict:
+        from .search.job import SPACELESS, SearchSettings, parse_duration, run_search_job
+
+        c, s = self.config, self.config.search
+        spec = ArchSpec.from_dict(teacher["spec"])
+        budget, teacher_latency = self.resolve_budget(spec, stage)
+        space = s.space
+        if space is None and s.strategy not in SPACELESS:
+            space = stage.dir / "space.yaml"
+            if not space.is_file():
+                atomic_write_text(space, default_space(spec))
+        settings = SearchSettings(
+            space=space, teacher=Path(teacher["directory"]), task=c.task, run_dir=stage.dir, strategy=s.strategy,
+            budget=",".join(f"{k}={v}" for k, v in budget.items()), objectives=tuple(s.objectives),
+            evaluator=s.evaluator, trials=s.trials, supernet_steps=s.supernet_steps, supernet_lr=s.supernet_lr,
+            eval_steps=s.eval_steps, time_budget=parse_duration(s.time_budget) if s.time_budget else None,
+            data_dir=c.data_dir, max_length=c.max_length, cache_dir=self.cache_dir, seed=c.seed,
+            progress=self.progress, **s.options)
+        result = run_search_job(settings)
+        self.log(f"[search] {result.evaluated} evaluated, {result.infeasible} over budget, {result.duplicates} repeats, "
+                 f"{result.failed} failed; front of {len(result.front)}"
+                 + (f"; stopped: {result.stopped}" if result.stopped else ""))
+        if not result.front:
+            raise ConfigError("search: no architecture within the budget was evaluated; loosen budget.* or give the "
+                              "search more trials")
+        return {"budget": budget, "teacher_latency_ms": teacher_latency, "evaluated": result.evaluated,
+                "infeasible": result.infeasible, "duplicates": result.duplicates, "failed": result.failed,
+                "stopped": result.stopped, "metric": self.task.main_metric,
+                "objectives": list(settings.objectives), "evaluator": settings.evaluator,
+                "front": [{"trial": p.number, "values": list(p.values), "spec": p.spec, "summary": p.summary,
+                           "costs": p.costs, "metrics": p.metrics} for p in result.front]}
+
+    def resolve_budget(self, teacher: ArchSpec, stage: Stage) -> tuple[dict[str, Any], float | None]:
+        """The budget in absolute figures (shares of the teacher's costs resolved) and the teacher's
+        latency when a share of it was asked for (measured once, kept in the stage)."""
+        from .cost import encoder_params, flops, params
+        from .search.costs import measure_latency
+
+        b = self.config.budget
+        out: dict[str, Any] = {"batch": b.batch, "seq_len": b.seq_len}
+        latency = None
+        for name, whole in (("params", lambda: encoder_params(teacher)), ("total_params", lambda: params(teacher)),
+                            ("flops", lambda: flops(teacher, b.seq_len)), ("latency", None)):
+            value = getattr(b, name)
+            share = _share(value, f"budget.{name}")
+            if value is None:
+                continue
+            if share is None:
+                out[name] = value
+            elif name == "latency":
+                latency = _cached(stage.dir / "teacher_latency.json", lambda: measure_latency(
+                    teacher, batch=b.batch, seq_len=b.seq_len, repeats=self.config.latency_repeats))
+                out[name] = f"{share * latency:.3f}ms"
+            else:
+                out[name] = int(share * whole())
+        return out, latency
+
+    # ---- finalists --------------------------------------------------------------------------------
+    def finalists(self, stage: Stage, teacher: dict, search: dict) -> dict:
+        from .distill.objectives import LossConfig
+        from .distill.task import distill_on_task
+        from .distill.trainer import TrainConfig
+
+        c, f = self.config, self.config.finalists
+        front = sorted(search["front"], key=lambda p: (-p["values"][0], p["costs"]["params"]))[:f.count]
+        entries = [{"name": f"finalist-{i + 1}-t{p['trial']}", "kind": "finalist", "spec": p["spec"],
+                    "search_value": p["values"][0], "trial": p["trial"]} for i, p in enumerate(front)]
+        for i, text in enumerate(f.baselines):
+            spec = _baseline(text, f"finalists.baselines[{i}]")
+            entries.append({"name": f"baseline-{i + 1}-{Path(text).stem}", "kind": "baseline", "spec": spec.to_dict(),
+                            "source": text})
+        config = TrainConfig(epochs=f.epochs, steps=f.steps, lr=f.lr, batch_size=f.batch_size, warmup=f.warmup,
+                             seed=c.seed)
+        losses = LossConfig.from_terms(f.losses)
+        for n, entry in enumerate(entries, 1):
+            spec = ArchSpec.from_dict(entry["spec"])
+            run_dir = stage.dir / entry["name"]
+            self.log(f"[finalists] {n}/{len(entries)} {entry['name']}: {spec.summary()}")
+            if not (run_dir / "result.json").is_file():
+                distill_on_task(spec, teacher["directory"], self.task, losses=losses, config=config, run_dir=run_dir,
+                                data_dir=c.data_dir, init_from_teacher=f.init == "teacher", max_length=c.max_length,
+                                resume=True, cache_dir=self.cache_dir, progress=self.progress)
+            result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+            entry.update(model_dir=str(run_dir / "model"), metrics=result["metrics"], steps=result["steps"],
+                         best_step=result["best_step"], data=result["data"])
+        self._costs(entries, teacher, search["budget"])
+        within = [e for e in entries if e["kind"] == "finalist" and not e["violations"]]
+        if not within:
+            raise ConfigError("finalists: none is within the budget")
+        metric = self.task.main_metric
+        chosen = max(within, key=lambda e: (e["metrics"]["dev"][metric], -e["params"]))
+        self.log(f"[finalists] chosen: {chosen['name']} ({ArchSpec.from_dict(chosen['spec']).summary()}), "
+                 f"dev {metric} {chosen['metrics']['dev'][metric]:.4f}")
+        return {"entries": entries, "chosen": chosen["name"], "teacher_latency_ms": self._teacher_latency}
+
+    def _costs(self, entries: list[dict], teacher: dict, budget: dict) -> None:
+        """Parameters, FLOPs and latency of every finalist, with the teacher's latency measured in the
+        same process, interleaved (rounds of teacher, then each model), medians over the rounds."""
+        import statistics
+
+        from .cost import encoder_params, flops, params
+        from .hf import import_checkpoint
+        from .latency import measure_inference
+        from .search.budget import Budget
+
+        b = self.config.budget
+        models = {"teacher": import_checkpoint(teacher["directory"]).model}
+        models |= {e["name"]: import_checkpoint(e["model_dir"]).model for e in entries}
+        rounds: dict[str, list[float]] = {name: [] for name in models}
+        for _ in range(3):
+            for name, model in models.items():
+                timing = measure_inference(model, model.encoder.spec.embeddings.vocab_size, batch=b.batch,
+                                           seq_len=b.seq_len, repeats=max(1, self.config.latency_repeats // 3))
+                rounds[name].append(timing.median * 1e3)
+        latency = {name: statistics.median(ms) for name, ms in rounds.items()}
+        self._teacher_latency = latency["teacher"]
+        budget = Budget.model_validate(budget)
+        for e in entries:
+            spec = ArchSpec.from_dict(e["spec"])
+            e.update(params=encoder_params(spec), total_params=params(spec), flops=flops(spec, b.seq_len),
+                     latency_ms=latency[e["name"]], summary=spec.summary(),
+                     violations=budget.violations(spec, latency_ms=latency[e["name"]]))
+
+    # ---- export -----------------------------------------------------------------------------------
+    def export(self, stage: Stage, teacher: dict, finalists: dict) -> dict:
+        from .export_card import write_export
+
+        chosen = next(e for e in finalists["entries"] if e["name"] == finalists["chosen"])
+        out = write_export(Path(chosen["model_dir"]), stage.dir / "model", chosen=chosen, teacher=teacher,
+                           finalists=finalists, config=self.config, onnx=self.config.export.onnx,
+                           seq_len=self.config.export.seq_len, log=self.log)
+        return out
+
+
+def default_space(teacher: ArchSpec) -> str:
+    """The search space around the teacher (YAML): every depth from 1, hidden sizes and FFN sizes in
+    eighths of the teacher's, any number of its heads at its head size; one shape for all layers."""
+    first = teacher.layers[0]
+
+    def eighths(n: int) -> dict:
+        step = max(1, n // 8)
+        return {"min": step, "max": n, "step": step}
+
+    heads = max(la.attention.heads for la in teacher.layers)
+    return json.dumps({
+        "depth": {"min": 1, "max": teacher.num_layers}, "hidden": eighths(teacher.hidden), "per_layer": False,
+        "layer": {"heads": list(range(1, heads + 1)), "qk_dim": [first.attention.qk_dim],
+                  "v_dim": [first.attention.v_dim], "ffn": eighths(max(la.ffn.size for la in teacher.layers)),
+                  "activation": [first.ffn.activation]},
+        "embeddings": teacher.embeddings.model_dump(mode="json"), "pooler": teacher.pooler}, indent=1) + "\n"
+
+
+def _strategy_fields() -> set[str]:
+    from dataclasses import fields
+
+    from .search.job import SearchSettings
+
+    return {f.name for f in fields(SearchSettings)} - CONTROLLED
+
+
+def _share(value: str | None, where: str) -> float | None:
+    """``25%`` → 0.25; an absolute figure → None; a bad share is a ConfigError naming ``where``."""
+    if value is None or not value.strip().endswith("%"):
+        return None
+    try:
+        share = float(value.strip()[:-1]) / 100
+    except ValueError:
+        raise ConfigError(f"{where} = {value!r}: a share is a number followed by %, e.g. 25%") from None
+    if not 0 < share:
+        raise ConfigError(f"{where} = {value!r}: a share must be above 0 %")
+    return share
+
+
+def _baseline(text: str, where: str) -> ArchSpec:
+    from . import presets
+    from .errors import SpecError
+
+    try:
+        return presets.resolve(text)
+    except SpecError as e:
+        raise ConfigError(f"{where} = {text!r}: {e}") from None
+
+
+def _files(path: Path) -> str:
+    from .distill.task import files_digest
+
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file or directory")
+    if path.is_dir():
+        return files_digest(path)
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _cached(path: Path, compute: Callable[[], float]) -> float:
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))["value"]
+    value = compute()
+    atomic_write_text(path, json.dumps({"value": value}))
+    return value
+
+
+def _metrics(metrics: dict) -> str:
+    return "; ".join(f"{split} " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()) for split, m in metrics.items())

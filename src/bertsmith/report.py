@@ -1,0 +1,257 @@
+"""The run's report: ``results.json`` (every figure), ``pareto.png`` (metric against parameters and
+against latency) and one self-contained ``report.html`` (the plot embedded), built from the stages'
+``done.json`` files and the search's ``trials.csv``. ``rebuild_report(run_dir)`` builds them again
+from a run directory (``bertsmith report``).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .arch import atomic_write_text
+from .errors import ConfigError
+
+PACKAGES = ("bertsmith", "torch", "transformers", "optuna", "onnxruntime", "numpy", "accelerate")
+RESULTS, PLOT, PAGE = "results.json", "pareto.png", "report.html"
+
+
+def rebuild_report(run_dir: Path) -> dict:
+    """The report of a run directory whose stages are complete."""
+    from .pipeline import CONFIG, DONE
+    from .runconfig import load_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise ConfigError(f"{run_dir}: not a bertsmith run directory (no {CONFIG})")
+    stages = {}
+    for name in ("teacher", "search", "finalists", "export"):
+        path = run_dir / name / DONE
+        if not path.is_file():
+            raise ConfigError(f"{run_dir}: the {name} stage is not complete ({path} is missing); finish the run with "
+                              f"`bertsmith run {run_dir / CONFIG} --out {run_dir}`")
+        stages[name] = json.loads(path.read_text(encoding="utf-8"))["outputs"]
+    previous = run_dir / RESULTS
+    timings = json.loads(previous.read_text(encoding="utf-8")).get("timings", {}) if previous.is_file() else {}
+    return write_report(run_dir, config=load_config(run_dir / CONFIG), timings=timings, **stages)
+
+
+def write_report(run_dir: Path, *, config, teacher: dict, search: dict, finalists: dict, export: dict,
+                 timings: dict[str, float]) -> dict:
+    """Write results.json, pareto.png and report.html; returns the results."""
+    run_dir = Path(run_dir)
+    metric = search["metric"]
+    chosen = next(e for e in finalists["entries"] if e["name"] == finalists["chosen"])
+    trials = read_trials(run_dir / "search" / "trials.csv", metric)
+    front = {p["trial"] for p in search["front"]}
+    for t in trials:
+        t["on_front"] = t["trial"] in front
+    teacher_out = teacher | {"latency_ms": finalists["teacher_latency_ms"]}
+    results = {
+        "task": config.task, "metric": metric, "seed": config.seed, "config": config.model_dump(mode="json"),
+        "budget": search["budget"], "teacher": teacher_out,
+        "chosen": chosen | {"versus_teacher": versus(chosen, teacher_out, metric)},
+        "finalists": finalists["entries"],
+        "search": {k: search[k] for k in ("evaluated", "infeasible", "duplicates", "failed", "stopped", "objectives",
+                                          "evaluator")} | {"front": search["front"], "trials": trials},
+        "export": export, "data": chosen.get("data", {}), "versions": versions(),
+        "timings": timings | {"total": sum(v for k, v in timings.items() if k != "total")} if timings else {},
+    }
+    atomic_write_text(run_dir / RESULTS, json.dumps(results, indent=1, default=str) + "\n")
+    png = plot(results)
+    _write_bytes(run_dir / PLOT, png)
+    atomic_write_text(run_dir / PAGE, page(results, png))
+    return results
+
+
+def versus(model: dict, teacher: dict, metric: str) -> dict:
+    """Ratios against the teacher and the metric differences in points (teacher minus model)."""
+    out = {"params_ratio": teacher["params"] / model["params"], "flops_ratio": teacher["flops"] / model["flops"],
+           "speedup": teacher["latency_ms"] / model["latency_ms"]}
+    for split in ("dev", "test"):
+        if split in model["metrics"] and split in teacher["metrics"]:
+            out[f"{split}_drop_points"] = 100 * (teacher["metrics"][split][metric] - model["metrics"][split][metric])
+    return out
+
+
+def read_trials(path: Path, metric: str) -> list[dict]:
+    """The search's evaluated architectures (complete, feasible or not, not repeats) from trials.csv."""
+    out = []
+    with path.open(encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["state"] != "COMPLETE" or row["duplicate_of"] or row[metric] == "":
+                continue
+            out.append({"trial": int(row["trial"]), "value": float(row[metric]), "feasible": row["feasible"] == "True",
+                        "params": _num(row["params"]), "flops": _num(row["flops"]), "latency_ms": _num(row["latency"]),
+                        "summary": row["summary"]})
+    return out
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+# ---- the plot --------------------------------------------------------------------------------------
+def plot(results: dict) -> bytes:
+    """Two panels, metric against non-embedding parameters and against measured latency: every
+    evaluated architecture (its search score), the front, the distilled finalists and baselines, the
+    teacher and the chosen model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric, trials = results["metric"], results["search"]["trials"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
+    for ax, cost, scale, label in ((axes[0], "params", 1e6, "non-embedding parameters (M)"),
+                                   (axes[1], "latency_ms", 1, f"latency (ms), batch {results['budget']['batch']} × "
+                                                              f"{results['budget']['seq_len']} tokens")):
+        shown = [t for t in trials if t[cost] is not None]
+        for feasible, colour, name in ((False, "#cccccc", "evaluated, over budget"), (True, "#8fa8c8", "evaluated")):
+            pts = [t for t in shown if t["feasible"] == feasible]
+            if pts:
+                ax.scatter([t[cost] / scale for t in pts], [t["value"] for t in pts], s=14, c=colour,
+                           label=f"{name} (search score)")
+        front = sorted((t for t in shown if t["on_front"]), key=lambda t: t[cost])
+        if front:
+            ax.plot([t[cost] / scale for t in front], [t["value"] for t in front], "-o", c="#1f5fa8", ms=5,
+                    label="Pareto front (search score)")
+        for kind, marker, colour in (("finalist", "D", "#e07b00"), ("baseline", "s", "#7a4fa0")):
+            pts = [e for e in results["finalists"] if e["kind"] == kind]
+            if pts:
+                ax.scatter([e[cost] / scale for e in pts], [e["metrics"]["dev"][metric] for e in pts], marker=marker,
+                           s=50, c=colour, zorder=3, label=f"{kind}s, distilled (dev)")
+        c, t = results["chosen"], results["teacher"]
+        ax.scatter([c[cost] / scale], [c["metrics"]["dev"][metric]], s=220, facecolors="none", edgecolors="#d62728",
+                   linewidths=2, zorder=4, label="chosen model (dev)")
+        ax.scatter([t[cost] / scale], [t["metrics"]["dev"][metric]], marker="*", s=220, c="#2ca02c", zorder=4,
+                   label="teacher (dev)")
+        limit = results["budget"].get("params" if cost == "params" else "latency")
+        if limit is not None:
+            value = float(limit) if cost == "params" else float(str(limit).removesuffix("ms"))
+            ax.axvline(value / scale, ls="--", c="#d62728", lw=1, label="budget")
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"dev {metric}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{results['task']}: {metric} against cost ({len(trials)} architectures evaluated)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+# ---- the page --------------------------------------------------------------------------------------
+def page(results: dict, png: bytes) -> str:
+    """The self-contained HTML report."""
+    e = html.escape
+    metric, c, t = results["metric"], results["chosen"], results["teacher"]
+    v = c["versus_teacher"]
+    goals = [("non-embedding parameters", f"{v['params_ratio']:.2f}× smaller"),
+             ("latency", f"{v['speedup']:.2f}× faster ({c['latency_ms']:.2f} ms vs {t['latency_ms']:.2f} ms)"),
+             ("FLOPs", f"{v['flops_ratio']:.2f}× fewer")]
+    for split in ("dev", "test"):
+        if f"{split}_drop_points" in v:
+            goals.append((f"{split} {metric}", f"{100 * c['metrics'][split][metric]:.2f} vs teacher "
+                                              f"{100 * t['metrics'][split][metric]:.2f} "
+                                              f"({-v[f'{split}_drop_points']:+.2f} points)"))
+    summary = "".join(f"<tr><th>{e(k)}</th><td>{e(val)}</td></tr>" for k, val in goals)
+    rows = [("teacher", "teacher", t)] + [(f["name"], f["kind"], f) for f in results["finalists"]]
+    finalists = "".join(
+        f"<tr{' class=chosen' if name == c['name'] else ''}><td>{e(name)}</td><td>{e(kind)}</td>"
+        f"<td>{e(m['summary'])}</td><td>{m['params']:,}</td><td>{m['flops'] / 1e6:,.1f}</td>"
+        f"<td>{m['latency_ms']:.2f}</td><td>{_fmt_metrics(m['metrics'])}</td>"
+        f"<td>{e('; '.join(m.get('violations', [])) or ('—' if kind == 'teacher' else 'within'))}</td></tr>"
+        for name, kind, m in rows)
+    trials = "".join(
+        f"<tr{' class=front' if tr['on_front'] else ''}><td>{tr['trial']}</td><td>{tr['value']:.4f}</td>"
+        f"<td>{_opt(tr['params'], ',.0f')}</td><td>{_opt(tr['flops'] and tr['flops'] / 1e6, ',.1f')}</td>"
+        f"<td>{_opt(tr['latency_ms'], '.2f')}</td><td>{'yes' if tr['feasible'] else 'no'}</td>"
+        f"<td>{'yes' if tr['on_front'] else ''}</td><td>{e(tr['summary'])}</td></tr>" for tr in results["search"]["trials"])
+    s = results["search"]
+    timings = " · ".join(f"{k} {val:.0f} s" for k, val in results["timings"].items())
+    provenance = "".join(f"<tr><th>{e(k)}</th><td><code>{e(str(val))}</code></td></tr>"
+                         for k, val in [("seed", results["seed"]), *(("data " + k, h) for k, h in results["data"].items()),
+                                        *results["versions"].items(), ("export", results["export"]["directory"])])
+    import yaml
+
+    config = yaml.safe_dump(results["config"], sort_keys=False)
+    img = base64.b64encode(png).decode()
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>bertsmith run: {e(results['task'])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }}
+th {{ background: #f4f4f4; }} tr.chosen td {{ background: #fde8e8; font-weight: 600; }}
+tr.front td {{ background: #e8f0fb; }} img {{ max-width: 100%; }} pre {{ background: #f7f7f7; padding: 1em; overflow: auto; }}
+.note {{ color: #555; font-size: 0.9em; }}
+</style></head><body>
+<h1>bertsmith run: {e(results['task'])}</h1>
+<p>Chosen model: <b>{e(c['name'])}</b>, {e(c['summary'])}. Teacher: {e(t['summary'])}
+(<code>{e(t['directory'])}</code>). Budget: {e(', '.join(f'{k} {val}' for k, val in results['budget'].items()))}.</p>
+<h2>Chosen model against the teacher</h2>
+<table>{summary}</table>
+<h2>Accuracy against cost</h2>
+<img alt="dev {e(metric)} against parameters and latency" src="data:image/png;base64,{img}">
+<p class="note">Grey and blue points are the search's scores ({e(s['evaluator'])} evaluator); the orange diamonds
+are the finalists after their distillation, on dev. Latency is measured on this machine.</p>
+<h2>Finalists</h2>
+<p class="note">Each distilled from the teacher ({e(results['config']['finalists']['losses'])}); the chosen model is
+the best on dev within the budget. Latency: median of interleaved measurements in one process.</p>
+<table><tr><th>name</th><th>kind</th><th>architecture</th><th>non-emb. params</th><th>MFLOPs</th>
+<th>latency (ms)</th><th>metrics</th><th>budget</th></tr>{finalists}</table>
+<h2>Every evaluated architecture ({len(s['trials'])})</h2>
+<p class="note">{s['evaluated']} evaluated, {s['infeasible']} over budget (not evaluated), {s['duplicates']} repeats,
+{s['failed']} failed{'; stopped: ' + e(s['stopped']) if s['stopped'] else ''}. Blue rows: the Pareto front.</p>
+<table><tr><th>trial</th><th>search {e(metric)}</th><th>non-emb. params</th><th>MFLOPs</th><th>latency (ms)</th>
+<th>within budget</th><th>front</th><th>architecture</th></tr>{trials}</table>
+<h2>Provenance</h2>
+<table>{provenance}</table>
+<p class="note">Stage times: {e(timings) or 'all stages reused'}.</p>
+<h2>Configuration</h2>
+<pre>{e(config)}</pre>
+</body></html>
+"""
+
+
+def _fmt_metrics(metrics: dict) -> str:
+    return "<br>".join(f"{html.escape(split)}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
+                       for split, m in metrics.items())
+
+
+def _opt(value: Any, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def _num(text: str) -> float | None:
+    return float(text) if text not in ("", None) and math.isfinite(float(text)) else None
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

