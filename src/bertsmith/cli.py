@@ -600,7 +600,7 @@ def run(
         return
     run_dir = out or Path("runs") / (config_file.stem if config_file else "default")
     result = run_pipeline(config, run_dir, force=force, cache_dir=cache_dir, progress=not quiet,
-                          log=console.print)
+                          log=lambda line: console.print(line, markup=False, highlight=False))
     _print_run(result.results)
 
 

@@ -65,7 +65,7 @@ def model_card(chosen: dict, teacher: dict, finalists: dict, config, info: dict)
     t_latency = finalists["teacher_latency_ms"]
     load = ("AutoModelForSequenceClassification.from_pretrained(path)" if info["format"] != "trust_remote_code"
             else "AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)")
-    onnx = (f"\n`model.onnx` (inputs `input_ids`, `attention_mask`, `token_type_ids`; output `logits`) matches "
+    onnx = (f"\n`model.onnx` (inputs `input_ids` and `attention_mask`; output `logits`) matches "
             f"PyTorch within {info['onnx_max_abs_diff']:.1e} under onnxruntime.\n" if "onnx" in info else "")
     return f"""# {config.task} student ({spec.summary()})
 

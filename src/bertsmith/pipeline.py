@@ -190,11 +190,16 @@ class _Run:
 
     # ---- teacher ----------------------------------------------------------------------------------
     def teacher_inputs(self) -> dict:
+        """The teacher stage's identity: its settings, the task and data, and the checkpoint's files."""
+        from .distill.teacher import model_directory
+
         c = self.config
-        finetuned = c.teacher.finetuned
+        if c.teacher.finetuned is not None:
+            files = _files(Path(c.teacher.finetuned), "teacher.finetuned")
+        else:
+            files = _files(model_directory(c.teacher.model), "teacher.model")
         return {"teacher": c.teacher.model_dump(mode="json"), "task": self.task.name, "labels": self.task.labels,
-                "data_dir": str(c.data_dir), "max_length": c.max_length, "seed": c.seed,
-                "finetuned": _files(finetuned) if finetuned else None}
+                "data_dir": str(c.data_dir), "max_length": c.max_length, "seed": c.seed, "files": files}
 
     def teacher(self, stage: Stage) -> dict:
         from .cost import encoder_params, flops, params
@@ -234,7 +239,7 @@ class _Run:
         c = self.config
         s = c.search.model_dump(mode="json", exclude={"trials", "time_budget"})
         if c.search.space is not None:
-            s["space"] = _files(Path(c.search.space))
+            s["space"] = _files(Path(c.search.space), "search.space")
         return {"teacher": teacher["key"], "search": s, "budget": c.budget.model_dump(mode="json"),
                 "seed": c.seed, "max_length": c.max_length}
 
@@ -424,16 +429,15 @@ def _baseline(text: str, where: str) -> ArchSpec:
         raise ConfigError(f"{where} = {text!r}: {e}") from None
 
 
-def _files(path: Path) -> str:
+def _files(path: Path, where: str) -> str:
+    """A digest of a file's or a directory's contents (``where``: the config key, for the error)."""
+    import hashlib
+
     from .distill.task import files_digest
 
     if not path.exists():
-        raise ConfigError(f"{path}: no such file or directory")
-    if path.is_dir():
-        return files_digest(path)
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+        raise ConfigError(f"{where} = {str(path)!r}: no such file or directory")
+    return files_digest(path) if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _cached(path: Path, compute: Callable[[], float]) -> float:

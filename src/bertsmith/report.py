@@ -115,6 +115,8 @@ def plot(results: dict) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .search.budget import parse_count, parse_ms
+
     metric, trials = results["metric"], results["search"]["trials"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
     for ax, cost, scale, label in ((axes[0], "params", 1e6, "non-embedding parameters (M)"),
@@ -142,7 +144,7 @@ def plot(results: dict) -> bytes:
                    label="teacher (dev)")
         limit = results["budget"].get("params" if cost == "params" else "latency")
         if limit is not None:
-            value = float(limit) if cost == "params" else float(str(limit).removesuffix("ms"))
+            value = parse_count(limit) if cost == "params" else parse_ms(limit)
             ax.axvline(value / scale, ls="--", c="#d62728", lw=1, label="budget")
         ax.set_xlabel(label)
         ax.set_ylabel(f"dev {metric}")

@@ -45,7 +45,7 @@ class BudgetConfig(_Section):
     params: str | None = Field("25%", description="non-embedding parameters: a count (2.5M) or a share (25%)")
     total_params: str | None = Field(None, description="all parameters: a count or a share")
     flops: str | None = Field(None, description="FLOPs of one sequence of seq_len tokens: a count or a share")
-    latency: str | None = Field("33%", description="latency on this machine: 10ms, 0.01s or a share of the teacher's")
+    latency: str | None = Field(None, description="latency on this machine: 10ms, 0.01s or a share of the teacher's")
     batch: int = Field(1, ge=1, description="batch of the latency measurement")
     seq_len: int = Field(128, ge=1, description="tokens per sequence of the FLOPs and latency figures")
 
@@ -65,7 +65,7 @@ class SearchConfig(_Section):
     evaluator: str | None = Field(None, description="slice, short or full (default: the strategy's)")
     trials: int = Field(48, ge=1, description="architectures to evaluate")
     time_budget: str | None = Field(None, description="stop after this much evaluation time (90s, 15m, 2h)")
-    supernet_steps: int = Field(120, ge=1, description="sandwich-rule steps of the supernet (slice evaluator)")
+    supernet_steps: int = Field(100, ge=1, description="sandwich-rule steps of the supernet (slice evaluator)")
     supernet_lr: float = Field(1e-4, gt=0)
     eval_steps: int = Field(300, ge=1, description="steps of the short evaluator's distillation")
     options: dict[str, Any] = Field({}, description="the strategy's own options")
@@ -79,7 +79,7 @@ class FinalistsConfig(_Section):
     init: Literal["teacher", "scratch"] = Field("teacher", description="teacher: the teacher's weights sliced "
                                                 "to the shape (most important units first); scratch: random")
     losses: str = Field("logits,hidden,attention", description="distillation terms (as `bertsmith distill --losses`)")
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(0.5, gt=0)
     steps: int | None = Field(None, ge=1, description="overrides epochs")
     lr: float = Field(1e-4, gt=0)
     batch_size: int = Field(32, ge=1)

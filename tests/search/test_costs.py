@@ -27,10 +27,14 @@ def test_costs_and_constraints():
 
 
 def test_measured_latency_grows_with_the_model():
+    """Interleaved measurements, the fastest of each kept: a burst of load on a shared machine slows
+    one measurement, not all three."""
     space = SearchSpace.from_dict(BASE)
-    model = CostModel(Budget(latency="1s", batch=2, seq_len=32), repeats=5)
-    small, large = model.costs(space.extreme(False)), model.costs(space.extreme(True), ("latency",))
-    assert 0 < small["latency"] < large["latency"]
+    model = CostModel(Budget(latency="1s", batch=8, seq_len=32), repeats=5)
+    rounds = [(model.costs(space.extreme(False))["latency"], model.costs(space.extreme(True), ("latency",))["latency"])
+              for _ in range(3)]
+    small, large = min(r[0] for r in rounds), min(r[1] for r in rounds)
+    assert 0 < small < large
 
 
 def test_predicted_latency():
