@@ -6,7 +6,7 @@ the teacher), within 3 accuracy points of the teacher on test.
     .venv/bin/python bench/run_default.py --work /tmp/run-default      # a fresh cache: the teacher is trained too
 
 It runs `bertsmith run --out WORK/run` with `BERTSMITH_CACHE=WORK/cache` as a subprocess, and
-records the wall time, each stage's time, the CPU time the hypervisor took from this machine over the
+records the wall time, each stage's time, the peak memory, the CPU time the hypervisor took from this machine over the
 run (steal, from /proc/stat: on a shared host it slows every stage), and the figures of
 `results.json`, in `bench/results/run_default.json`.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -43,6 +44,7 @@ def main() -> None:
     start = time.perf_counter()
     subprocess.run([str(bertsmith), "run", "--out", str(run_dir), "--quiet"], env=env, check=True)
     wall = time.perf_counter() - start
+    max_rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     steal1, total1 = cpu_times()
     results = json.loads((run_dir / "results.json").read_text())
     stages = {s: json.loads((run_dir / s / "done.json").read_text())["seconds"]
@@ -55,7 +57,7 @@ def main() -> None:
     record = {
         "command": f"{bertsmith.name} run --out {run_dir} --quiet (BERTSMITH_CACHE={cache})",
         "wall_seconds": wall, "stage_seconds": stages,
-        "cpu_steal_share": (steal1 - steal0) / max(1, total1 - total0),
+        "cpu_steal_share": (steal1 - steal0) / max(1, total1 - total0), "max_rss_gb": max_rss_gb,
         "figures": figures, "goals": GOALS, "met": met,
         "teacher": {"summary": results["teacher"]["summary"], "params": results["teacher"]["params"],
                     "latency_ms": results["teacher"]["latency_ms"], "metrics": results["teacher"]["metrics"]},
@@ -67,7 +69,8 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
-    print(json.dumps({k: record[k] for k in ("wall_seconds", "stage_seconds", "cpu_steal_share", "figures", "met")},
+    print(json.dumps({k: record[k] for k in ("wall_seconds", "stage_seconds", "cpu_steal_share", "max_rss_gb", "figures",
+                                                     "met")},
                      indent=1))
 
 

@@ -230,3 +230,13 @@ def test_every_config_key_is_documented_in_the_readme():
         keys = [f"{name}.{k}" for k in section.model_fields] if hasattr(section, "model_fields") else [name]
         for key in keys:
             assert f"`{key}`" in table, key
+
+
+def test_report_of_a_directory_that_is_not_a_finished_run_exits_2(monkeypatch, capsys, tmp_path):
+    from tests.test_cli import run
+
+    code, _out, err = run(monkeypatch, capsys, "report", str(tmp_path))
+    assert code == 2 and "not a bertsmith run directory (no config.yaml)" in err
+    (tmp_path / "config.yaml").write_text("seed: 1\n")
+    code, _out, err = run(monkeypatch, capsys, "report", str(tmp_path))
+    assert code == 2 and "the teacher stage is not complete" in err and "bertsmith run" in err

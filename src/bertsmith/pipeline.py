@@ -186,6 +186,7 @@ class _Run:
         start = time.perf_counter()
         outputs = body(stage) | {"key": stage.key}
         self.timings[name] = time.perf_counter() - start
+        release_memory()
         return stage.finish(outputs, self.timings[name])
 
     # ---- teacher ----------------------------------------------------------------------------------
@@ -328,6 +329,7 @@ class _Run:
                 distill_on_task(spec, teacher["directory"], self.task, losses=losses, config=config, run_dir=run_dir,
                                 data_dir=c.data_dir, init_from_teacher=f.init == "teacher", max_length=c.max_length,
                                 resume=True, cache_dir=self.cache_dir, progress=self.progress)
+            release_memory()
             result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
             entry.update(model_dir=str(run_dir / "model"), metrics=result["metrics"], steps=result["steps"],
                          best_step=result["best_step"], data=result["data"])
@@ -396,6 +398,20 @@ def default_space(teacher: ArchSpec) -> str:
                   "v_dim": [first.attention.v_dim], "ffn": eighths(max(la.ffn.size for la in teacher.layers)),
                   "activation": [first.ffn.activation]},
         "embeddings": teacher.embeddings.model_dump(mode="json"), "pooler": teacher.pooler}, indent=1) + "\n"
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the system (glibc's ``malloc_trim``; nothing
+    elsewhere). Trainings with many tensor shapes leave glibc's heap fragmented, and a long run
+    that goes from stage to stage in one process would otherwise keep growing."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _strategy_fields() -> set[str]:

@@ -128,10 +128,14 @@ def plot(results: dict) -> bytes:
             if pts:
                 ax.scatter([t[cost] / scale for t in pts], [t["value"] for t in pts], s=14, c=colour,
                            label=f"{name} (search score)")
-        front = sorted((t for t in shown if t["on_front"]), key=lambda t: t[cost])
-        if front:
-            ax.plot([t[cost] / scale for t in front], [t["value"] for t in front], "-o", c="#1f5fa8", ms=5,
-                    label="Pareto front (search score)")
+        on_front = [t for t in shown if t["on_front"]]
+        if on_front:
+            ax.scatter([t[cost] / scale for t in on_front], [t["value"] for t in on_front], s=30, c="#1f5fa8",
+                       zorder=2, label="search's Pareto front (all objectives)")
+        view = front_2d([t for t in shown if t["feasible"]], cost)
+        if view:
+            ax.step([t[cost] / scale for t in view], [t["value"] for t in view], where="post", c="#1f5fa8", lw=1,
+                    label="front in this view")
         for kind, marker, colour in (("finalist", "D", "#e07b00"), ("baseline", "s", "#7a4fa0")):
             pts = [e for e in results["finalists"] if e["kind"] == kind]
             if pts:
@@ -156,6 +160,16 @@ def plot(results: dict) -> bytes:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def front_2d(points: list[dict], cost: str) -> list[dict]:
+    """The points no other point beats in both the search score (higher) and ``cost`` (lower),
+    cheapest first."""
+    out: list[dict] = []
+    for p in sorted(points, key=lambda p: (p[cost], -p["value"])):
+        if not out or p["value"] > out[-1]["value"]:
+            out.append(p)
+    return out
 
 
 # ---- the page --------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .arch import read_yaml_file
 from .errors import ConfigError
 
-PATH_KEYS = (("data_dir",), ("teacher", "finetuned"), ("search", "space"), ("finalists", "baselines"))
+PATH_KEYS = (("data_dir",), ("teacher", "model"), ("teacher", "finetuned"), ("search", "space"),
+             ("finalists", "baselines"))
 
 
 class _Section(BaseModel):
@@ -166,7 +167,10 @@ def _resolve_paths(data: dict, keys: tuple[str, ...], base: Path) -> None:
         if not isinstance(value, str) or Path(value).is_absolute():
             return value
         if last == "baselines" and not (os.sep in value or value.endswith((".yaml", ".yml", ".json"))):
-            return value
+            return value  # a preset name
+        if last == "model" and not (base / value).exists():
+            return value  # the PyPI teacher's or a hub name
+
         return str(base / value)
 
     value = node[last]
