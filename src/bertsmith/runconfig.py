@@ -131,7 +131,7 @@ def load_config(path: str | os.PathLike | None) -> RunConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a run config is a mapping of keys, got {type(data).__name__}")
     for keys in PATH_KEYS:
-        _resolve_paths(data, keys, path.parent)
+        _resolve_paths(data, keys, path.resolve().parent)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
