@@ -75,12 +75,12 @@ class SearchConfig(_Section):
 class FinalistsConfig(_Section):
     """The best architectures of the search's front, each distilled from the teacher and evaluated."""
 
-    count: int = Field(2, ge=1, description="front architectures distilled, best search score first")
+    count: int = Field(1, ge=1, description="front architectures distilled, best search score first")
     baselines: list[str] = Field([], description="presets or spec files distilled the same way, for comparison")
     init: Literal["teacher", "scratch"] = Field("teacher", description="teacher: the teacher's weights sliced "
                                                 "to the shape (most important units first); scratch: random")
     losses: str = Field("logits,hidden,attention", description="distillation terms (as `bertsmith distill --losses`)")
-    epochs: float = Field(0.5, gt=0)
+    epochs: float = Field(1.0, gt=0)
     steps: int | None = Field(None, ge=1, description="overrides epochs")
     lr: float = Field(1e-4, gt=0)
     batch_size: int = Field(32, ge=1)
