@@ -240,3 +240,18 @@ def test_report_of_a_directory_that_is_not_a_finished_run_exits_2(monkeypatch, c
     (tmp_path / "config.yaml").write_text("seed: 1\n")
     code, _out, err = run(monkeypatch, capsys, "report", str(tmp_path))
     assert code == 2 and "the teacher stage is not complete" in err and "bertsmith run" in err
+
+
+def test_a_changed_search_starts_a_new_study_but_reuses_the_trained_supernet(finished, cache_dir):
+    config, run_dir, _ = finished
+    supernet = run_dir / "search" / "supernet" / "supernet.json"
+    stamp = supernet.stat().st_mtime_ns
+    data = yaml.safe_load(config.read_text())
+    data["search"]["objectives"] = ["params"]
+    changed = config.with_name("objectives.yaml")
+    changed.write_text(yaml.safe_dump(data))
+    result = run_pipeline(load_config(changed), run_dir, cache_dir=cache_dir, progress=False, log=lambda _: None)
+    assert result.reused == ["teacher"]
+    assert result.results["search"]["objectives"] == ["params"]
+    assert supernet.stat().st_mtime_ns == stamp  # same supernet inputs: not trained again
+    assert not list(run_dir.glob(".search-*.kept"))

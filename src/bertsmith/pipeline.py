@@ -50,10 +50,11 @@ class Stage:
     directory is wiped); ``key``: identity plus the inputs that only extend the work (e.g. more
     trials), which a rerun continues from what is there."""
 
-    def __init__(self, run_dir: Path, name: str, identity: Any, extent: Any = None):
+    def __init__(self, run_dir: Path, name: str, identity: Any, extent: Any = None, keep: dict[str, str] | None = None):
         self.dir, self.name = run_dir / name, name
         self.identity = digest(identity)
         self.key = digest([self.identity, extent])
+        self.keep = keep or {}  # subdirectory → the file that marks it complete: kept when the stage starts over
 
     def done(self) -> dict | None:
         """The outputs of a complete run with the same key, else None."""
@@ -72,9 +73,25 @@ class Stage:
         same = marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("identity") == self.identity
         (self.dir / DONE).unlink(missing_ok=True)
         if not same:
+            kept = self._set_aside()
             shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir.mkdir(parents=True)
+            for name, path in kept.items():
+                path.rename(self.dir / name)
             atomic_write_text(marker, json.dumps({"identity": self.identity}))
         return same
+
+    def _set_aside(self) -> dict[str, Path]:
+        """Move the complete ``keep`` subdirectories next to the stage (their own keys decide reuse)."""
+        kept = {}
+        for name, complete in self.keep.items():
+            path = self.dir / name
+            if (path / complete).is_file():
+                aside = self.dir.with_name(f".{self.name}-{name}.kept")
+                shutil.rmtree(aside, ignore_errors=True)
+                path.rename(aside)
+                kept[name] = aside
+        return kept
 
     def finish(self, outputs: dict, seconds: float) -> dict:
         atomic_write_text(self.dir / DONE, json.dumps({"key": self.key, "seconds": seconds, "outputs": outputs},
@@ -116,6 +133,8 @@ def run_pipeline(config: RunConfig, run_dir: Path, *, force: bool = False, cache
     """Every stage of the run, reusing what is complete."""
     import optuna
 
+    from .search.supernet import INFO as SUPERNET_INFO
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir = Path(run_dir)
     check_run_dir(run_dir, config, force=force)
@@ -123,7 +142,8 @@ def run_pipeline(config: RunConfig, run_dir: Path, *, force: bool = False, cache
     run.check()
     atomic_write_text(run_dir / CONFIG, config.echo())
     teacher = run.stage("teacher", run.teacher_inputs(), None, run.teacher)
-    search = run.stage("search", run.search_inputs(teacher), run.search_extent(), lambda st: run.search(st, teacher))
+    search = run.stage("search", run.search_inputs(teacher), run.search_extent(), lambda st: run.search(st, teacher),
+                       keep={"supernet": SUPERNET_INFO})  # a trained supernet is reused by its own key
     finalists = run.stage("finalists", [search["key"], config.finalists.model_dump(mode="json", exclude={"count", "baselines"}),
                                         config.latency_repeats], [config.finalists.count, config.finalists.baselines],
                           lambda st: run.finalists(st, teacher, search))
@@ -174,8 +194,9 @@ class _Run:
         except (ValueError, ConfigError) as e:
             raise ConfigError(f"finalists.losses = {self.config.finalists.losses!r}: {e}") from None
 
-    def stage(self, name: str, identity: Any, extent: Any, body: Callable[[Stage], dict]) -> dict:
-        stage = Stage(self.run_dir, name, identity, extent)
+    def stage(self, name: str, identity: Any, extent: Any, body: Callable[[Stage], dict],
+              keep: dict[str, str] | None = None) -> dict:
+        stage = Stage(self.run_dir, name, identity, extent, keep)
         outputs = stage.done()
         if outputs is not None:
             self.reused.append(name)

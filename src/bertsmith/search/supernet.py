@@ -224,6 +224,7 @@ class SupernetJob:
             info = json.loads((run_dir / INFO).read_text(encoding="utf-8"))
             if info.get("key") == self.key and (run_dir / WEIGHTS).exists():
                 return SupernetResult(run_dir, info["metrics"], info["steps"], reused=True)
+            shutil.rmtree(run_dir / "training", ignore_errors=True)  # the finished training of another supernet
 
         tokenizer = load_tokenizer(self.teacher_dir)
         teacher = load_teacher(self.teacher_dir, task)
