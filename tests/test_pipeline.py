@@ -255,3 +255,26 @@ def test_a_changed_search_starts_a_new_study_but_reuses_the_trained_supernet(fin
     assert result.results["search"]["objectives"] == ["params"]
     assert supernet.stat().st_mtime_ns == stamp  # same supernet inputs: not trained again
     assert not list(run_dir.glob(".search-*.kept"))
+
+
+TINY_OPTIONS = {  # each strategy's own options, small enough for the tiny task
+    "prune": {"prune_rounds": 1, "gate_steps": 2, "baselines": False},
+    "progressive": {"stage_trials": "2,2,2", "warmup_steps": 2, "init_samples": 2, "proposals": 4},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", [s for s in __import__("bertsmith.search.strategies", fromlist=["STRATEGIES"])
+                                      .STRATEGIES if s != "nsga2"])  # nsga2: the module fixture above
+def test_every_strategy_runs_end_to_end(strategy, tmp_path, base_dir, task_file, cache_dir):
+    config = tiny_config(tmp_path, base_dir, task_file, **{
+        "search.strategy": strategy, "search.objectives": ["params"], "search.eval_steps": 3,
+        "search.options": {"batch_size": 16, **TINY_OPTIONS.get(strategy, {})},
+        "finalists": {"count": 1, "steps": 4, "batch_size": 16}, "export": {"onnx": False, "seq_len": 16}})
+    result = run_pipeline(load_config(config), tmp_path / "out", cache_dir=cache_dir, progress=False,
+                          log=lambda _: None)
+    chosen, budget = result.results["chosen"], result.results["budget"]["params"]
+    assert chosen["params"] <= budget and chosen["metrics"]["dev"]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert all(t["summary"] in page for t in result.results["search"]["trials"])
+    assert (Path(result.results["export"]["directory"]) / "README.md").is_file()
