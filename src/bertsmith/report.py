@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .arch import atomic_write_text
+from .distill.checkpoint import atomic_file
 from .errors import ConfigError
 
 PACKAGES = ("bertsmith", "torch", "transformers", "optuna", "onnxruntime", "numpy", "accelerate")
@@ -67,7 +68,8 @@ def write_report(run_dir: Path, *, config, teacher: dict, search: dict, finalist
     }
     atomic_write_text(run_dir / RESULTS, json.dumps(results, indent=1, default=str) + "\n")
     png = plot(results)
-    _write_bytes(run_dir / PLOT, png)
+    with atomic_file(run_dir / PLOT) as tmp:
+        tmp.write_bytes(png)
     atomic_write_text(run_dir / PAGE, page(results, png))
     return results
 
@@ -257,17 +259,3 @@ def _opt(value: Any, fmt: str) -> str:
 
 def _num(text: str) -> float | None:
     return float(text) if text not in ("", None) and math.isfinite(float(text)) else None
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
