@@ -77,15 +77,19 @@ def test_space_must_be_sliceable():
         Supernet(SearchSpace.from_dict(SPACE | {"embedding_size": [16, None]}), 2)
 
 
-def test_sandwich_draws_the_same_subnets_from_the_same_rng_state():
+def test_sandwich_draws_follow_a_saved_counter_not_the_global_rng():
     space = SearchSpace.from_dict(SPACE | {"budget": {"params": 20000}})
-    objective = SandwichObjective(Supernet(space, 2), None, _labels_only(), regression=False, random_subnets=3)
+    objective = SandwichObjective(Supernet(space, 2), None, _labels_only(), regression=False, random_subnets=3, seed=1)
+    state = {k: v.clone() for k, v in objective.state_dict().items()}
     torch.manual_seed(5)
-    first = objective.subnets()
-    torch.manual_seed(5)
-    assert objective.subnets() == first
-    assert first[0] == space.extreme(True) and first[1] == space.extreme(False)
-    assert all(not space.budget.violations(s) for s in first[2:])
+    first = [objective.subnets() for _ in range(4)]
+    assert int(objective.state_dict()["draws.count"]) == 4
+    objective.load_state_dict(state)  # a resumed run restores the counter with the checkpoint
+    torch.manual_seed(6)  # dropout draws (another process's, another step's) do not move the sub-networks
+    assert [objective.subnets() for _ in range(4)] == first
+    assert len({tuple(s[2:]) for s in first}) > 1  # each step draws anew
+    assert first[0][0] == space.extreme(True) and first[0][1] == space.extreme(False)
+    assert all(not space.budget.violations(s) for draw in first for s in draw[2:])
 
 
 def _labels_only():

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import distributed
 from ..errors import ConfigError, DataError
 from .objectives import AgnosticObjective, LossConfig
 from .trainer import TrainConfig, Trainer, TrainResult
@@ -244,5 +245,7 @@ def pretrain_student(
         fingerprint=fingerprint, progress=progress,
     )
     model_dir = run_dir / "model"
-    export_pretrained(student, model_dir, tokenizer_dir=source)
+    if distributed.is_main():
+        export_pretrained(student, model_dir, tokenizer_dir=source)
+    distributed.barrier()
     return PretrainResult(model_dir, result.best_metrics.get("held_out_loss", float("nan")), recipe, result.steps)

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
+from .. import distributed
 from ..arch import ArchSpec, atomic_write_text, read_yaml_file
 from ..data.augment import perturbed_copies
 from ..data.carve import carve, concat, subset
@@ -138,7 +139,8 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
                 logits[k] = predict(student, validation, pad_id)  # once: the metrics and the mistakes
                 scores.append((k, compute_metrics(task, logits[k], validation.labels)))
                 models[k] = student
-                shutil.rmtree(directory / f"set-{k}" / "checkpoints", ignore_errors=True)
+                if distributed.is_main():
+                    shutil.rmtree(directory / f"set-{k}" / "checkpoints", ignore_errors=True)
             k_best, top = max(scores, key=lambda s: s[1][metric])
             best_logits = logits[k_best]
             wrong = np.flatnonzero(_predictions(best_logits, task) != validation.labels) if not task.is_regression \
@@ -149,8 +151,11 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
                       "dropped": dropped, "steps": spent}
             if best_metrics is None or top[metric] > best_metrics[metric]:
                 best, best_metrics = models[k_best], top
-                _save(best, run_dir / "agora" / "best", {"round": r, "set": k_best, "validation": top})
-            atomic_write_text(record_file, json.dumps(record, indent=1))
+                if distributed.is_main():
+                    _save(best, run_dir / "agora" / "best", {"round": r, "set": k_best, "validation": top})
+            if distributed.is_main():
+                atomic_write_text(record_file, json.dumps(record, indent=1))
+            distributed.barrier()
         spent = record["steps"]
         rounds.append(record)
         pool = [k for k in pool if k not in record["dropped"]]
@@ -257,12 +262,15 @@ def agora_on_task(
     if data.labeled("test"):
         metrics["test"] = evaluate(result.model, data, "test")
     model_dir = run_dir / "model"
-    export_pretrained(result.model, model_dir, tokenizer_dir=teacher_dir)
+    if distributed.is_main():
+        export_pretrained(result.model, model_dir, tokenizer_dir=teacher_dir)
     summary = {"spec": spec.model_dump(mode="json"), "teacher": str(Path(teacher_dir).resolve()), "task": task.name,
                "mode": "agora" if max_rounds != 1 else "plain", "max_rounds": max_rounds, "sets": [c.model_dump() for c in configs], "validation_fraction": validation_fraction,
                "validation_rows": held.tolist(), "copies": copies, "rate": rate, "losses": losses.model_dump(mode="json"),
                "data": data.hashes, "max_length": max_length, "rounds": result.rounds, "steps": result.steps,
                "seconds": time.perf_counter() - start_time, "metrics": metrics, "params": params(spec),
                "non_embedding_params": encoder_params(spec)}
-    atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
+    if distributed.is_main():
+        atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
+    distributed.barrier()
     return DistillResult(run_dir, model_dir, metrics, None, result.steps)

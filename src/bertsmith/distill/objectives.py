@@ -21,6 +21,7 @@ from __future__ import annotations
 from contextlib import ExitStack, contextmanager
 from typing import Iterator, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -162,6 +163,24 @@ class IntermediateLoss(nn.Module):
 
 def _encoder(model: nn.Module) -> BertsmithModel:
     return model if isinstance(model, BertsmithModel) else model.encoder
+
+
+class Draws(nn.Module):
+    """The random draws of an objective that picks a sub-network per step (a supernet's sandwich, a
+    warm-up's architecture): the ``count``-th draw is seeded by (``seed``, ``count``). The count is a
+    buffer, so it is saved and restored with the trainer's checkpoint (a resumed run draws the same
+    sub-networks) and is the same in every process of a multi-process run (which must all train the
+    same sub-networks), unlike torch's global RNG, whose use by dropout differs between them."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
+
+    def next(self) -> np.random.Generator:
+        rng = np.random.default_rng([self.seed, int(self.count)])
+        self.count += 1
+        return rng
 
 
 class Objective(nn.Module):

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
 from ..errors import CheckpointError, ConfigError, DataError
 from ..data import Encoded, Task, collate, compute_metrics, encode_split, length_grouped_batches, load_split
@@ -281,11 +282,13 @@ def distill_on_task(
     )
     metrics = final_metrics(student, data, result)
     model_dir = run_dir / "model"
-    export_pretrained(student, model_dir, tokenizer_dir=teacher_dir)
-    summary = fingerprint | {
-        "train": config.model_dump(), "data": data.hashes, "max_length": max_length, "steps": result.steps,
-        "best_step": result.best_step, "stopped_early": result.stopped_early, "metrics": metrics,
-        "params": params(spec), "non_embedding_params": encoder_params(spec),
-    }
-    atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
+    if distributed.is_main():
+        export_pretrained(student, model_dir, tokenizer_dir=teacher_dir)
+        summary = fingerprint | {
+            "train": config.model_dump(), "data": data.hashes, "max_length": max_length, "steps": result.steps,
+            "best_step": result.best_step, "stopped_early": result.stopped_early, "metrics": metrics,
+            "params": params(spec), "non_embedding_params": encoder_params(spec),
+        }
+        atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
+    distributed.barrier()
     return DistillResult(run_dir, model_dir, metrics, result.best_step, result.steps)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..arch import atomic_write_text
 from ..data import Task
 from ..data.tokenize import cache_root
@@ -93,6 +94,7 @@ def finetune_teacher(
         info = json.loads((out / INFO).read_text(encoding="utf-8"))
         return TeacherResult(out, info["metrics"], reused=True)
 
+    torch.manual_seed(config.seed)  # the fresh head: the same in every run and every process
     student = classifier_from(source, task.num_labels)
     check_vocab(tokenizer, student.encoder.spec, source)
     objective = TaskObjective(student, None, LossConfig(labels=1.0, logits=0.0), regression=task.is_regression)
@@ -103,14 +105,16 @@ def finetune_teacher(
         description=f"teacher {task.name}",
     )
     metrics = final_metrics(student, data, result)
-    export_pretrained(student, out, tokenizer_dir=source)
-    info = {
-        "source": str(source), "task": task.name, "key": key, "data": data.hashes, "max_length": max_length,
-        "train": config.model_dump(), "steps": result.steps, "best_step": result.best_step, "metrics": metrics,
-        "torch": torch.__version__,
-    }
-    atomic_write_text(out / INFO, json.dumps(info, indent=1))
-    shutil.rmtree(work, ignore_errors=True)
+    if distributed.is_main():
+        export_pretrained(student, out, tokenizer_dir=source)
+        info = {
+            "source": str(source), "task": task.name, "key": key, "data": data.hashes, "max_length": max_length,
+            "train": config.model_dump(), "steps": result.steps, "best_step": result.best_step, "metrics": metrics,
+            "torch": torch.__version__,
+        }
+        atomic_write_text(out / INFO, json.dumps(info, indent=1))
+        shutil.rmtree(work, ignore_errors=True)
+    distributed.barrier()
     return TeacherResult(out, metrics, reused=False)
 
 

@@ -7,6 +7,14 @@ GPU). Every ``eval_every`` steps it evaluates the student, keeps the best one
 a checkpoint. Batches come from a deterministic function of (seed, epoch) and the torch RNG is
 checkpointed, so a run killed at any point and resumed replays the same batches and dropout masks
 as an uninterrupted one. Metrics go to ``metrics.jsonl`` in the run directory.
+
+Under ``torchrun`` or ``accelerate launch`` with N processes the same loop runs data-parallel (DDP):
+every process draws the same global batch, trains on its contiguous share (``distributed.shard``, the
+loss scaled so the averaged gradient is the global batch's), and the main process alone evaluates
+(the metrics are broadcast, so every process takes the same early-stopping decisions) and writes the
+run state, logs, checkpoints and the best model. All processes start from the same seed: the
+sub-network draws of a supernet's objective come from a counter saved with the checkpoint
+(``objectives.Draws``), identical everywhere, while dropout masks differ between 1 and N processes.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .. import distributed
 from ..arch import atomic_write_text
 from ..errors import ConfigError
 from . import checkpoint as ckpt
@@ -162,13 +172,19 @@ class Trainer:
     # ---- the loop --------------------------------------------------------------------------
     def run(self, *, resume: bool = False) -> TrainResult:
         cfg = self.config
-        resume_from = self._check_run_dir(resume)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / RUN_STATE, json.dumps(self.fingerprint, indent=1))
-        torch.manual_seed(cfg.seed)
         # Autocast is applied here rather than through Accelerator(mixed_precision=...): Accelerate keeps
         # that setting in process-wide state, which would forbid runs with and without bf16 in one process.
-        accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        # Parameters that a step leaves unused (a supernet's other widths, a head that a loss skips) must
+        # not stall DDP's gradient all-reduce.
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                                  kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        main = distributed.is_main()
+        resume_from = self._check_run_dir(resume)
+        distributed.barrier()  # every process has checked the run directory before the main one writes to it
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / RUN_STATE, json.dumps(self.fingerprint, indent=1))
+        torch.manual_seed(cfg.seed)
         autocast = torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         optimizer = torch.optim.AdamW(param_groups(self.objective, cfg.weight_decay), lr=cfg.lr)
         model, optimizer = accelerator.prepare(self.objective, optimizer)
@@ -182,18 +198,19 @@ class Trainer:
         state = {"step": 0, "best": None, "best_step": None, "bad_evals": 0, "stopped_early": False}
         if resume_from is not None:
             state = ckpt.load_checkpoint(resume_from["path"], objective, optimizer)
-        log = MetricsLog(self.run_dir / METRICS_LOG, keep_until=state["step"])
+        log = MetricsLog(self.run_dir / METRICS_LOG, keep_until=state["step"]) if main else None
         history: list[dict] = []
 
         model.train()
-        bar = _progress(self.progress)
+        bar = _progress(self.progress and main)
         with bar:
             task = bar.add_task(self.description, total=total, completed=state["step"], info="")
             tokens, t0 = 0, time.perf_counter()
             step = state["step"]
             while step < total and not state["stopped_early"]:
                 epoch, pos = divmod(step, per_epoch)
-                batch = self.collate(self._epoch_batches(epoch)[pos])
+                indices, scale = distributed.shard(self._epoch_batches(epoch)[pos])
+                batch = self.collate(indices)
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup, cfg.schedule)
@@ -201,32 +218,41 @@ class Trainer:
                     loss, parts = model(batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"step {step}: the loss is {loss.item()}; lower the learning rate")
-                accelerator.backward(loss)
+                accelerator.backward(loss * scale)
                 accelerator.clip_grad_norm_(objective.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 tokens += int(batch["attention_mask"].sum())
-                if step % cfg.log_every == 0 or step == total:
-                    rate = tokens / max(1e-9, time.perf_counter() - t0)
-                    record = {"step": step, "epoch": epoch, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
-                              "tokens_per_s": round(rate, 1)} | {k: float(v.detach()) for k, v in parts.items()}
-                    log.write(record)
-                    bar.update(task, info=f"loss {loss.item():.4f} · {rate:,.0f} tok/s")
+                if step % cfg.log_every == 0 or step == total:  # the global batch's figures
+                    world = distributed.world_size()
+                    rate = float(distributed.reduce_mean(torch.tensor(float(tokens)))) * world / max(
+                        1e-9, time.perf_counter() - t0)
+                    loss_value = float(distributed.reduce_mean(loss.detach() * scale))
+                    record = {"step": step, "epoch": epoch, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
+                              "tokens_per_s": round(rate, 1)} | {
+                        k: float(distributed.reduce_mean(v.detach() * scale)) for k, v in parts.items()}
+                    if main:
+                        log.write(record)
+                    bar.update(task, info=f"loss {loss_value:.4f} · {rate:,.0f} tok/s")
                     tokens, t0 = 0, time.perf_counter()
                 bar.update(task, completed=step)
                 if step % eval_every == 0 or step == total:
                     if self.evaluate is not None:
-                        metrics = self._evaluate(objective.student)
+                        metrics = distributed.broadcast(self._evaluate(objective.student) if main else None)
                         history.append({"step": step, **metrics})
-                        log.write({"step": step, "eval": metrics})
+                        if main:
+                            log.write({"step": step, "eval": metrics})
                         self._track_best(state, objective.student, step, metrics)
                         bar.update(task, info=f"{self.metric} {metrics[self.metric]:.4f} (best {state['best']:.4f})")
                     state["step"] = step
-                    ckpt.save_checkpoint(self.run_dir, step, objective, optimizer, state)
+                    if main:
+                        ckpt.save_checkpoint(self.run_dir, step, objective, optimizer, state)
             if state["step"] != step:  # the loop ended between evaluations
                 state["step"] = step
-                ckpt.save_checkpoint(self.run_dir, step, objective, optimizer, state)
+                if main:
+                    ckpt.save_checkpoint(self.run_dir, step, objective, optimizer, state)
+        distributed.barrier()  # the main process's files are complete before anyone reads them
         if self.evaluate is not None and self.keep_best and (self.run_dir / ckpt.BEST).exists():
             ckpt.load_best(self.run_dir, objective.student)
             best_step, best_metrics = ckpt.read_best(self.run_dir)
@@ -252,7 +278,7 @@ class Trainer:
         better = state["best"] is None or (value > state["best"] if self.maximize else value < state["best"])
         if better:
             state.update(best=value, best_step=step, bad_evals=0)
-            if self.keep_best:
+            if self.keep_best and distributed.is_main():
                 ckpt.save_best(self.run_dir, student, step, metrics)
         else:
             state["bad_evals"] += 1

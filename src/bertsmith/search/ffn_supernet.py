@@ -29,7 +29,7 @@ from torch import nn
 
 from ..arch import ArchSpec, atomic_write_text
 from ..distill.checkpoint import atomic_file
-from ..distill.objectives import LossConfig, TaskObjective
+from ..distill.objectives import Draws, LossConfig, TaskObjective
 from ..distill.trainer import TrainConfig
 from ..errors import SpecError
 from ..modeling import BertsmithForSequenceClassification
@@ -144,17 +144,16 @@ class FFNSupernet:
 
 class WarmupObjective(TaskObjective):
     """The warm-up loss (hidden-state and attention terms against the teacher) of a new architecture
-    drawn by ``sample`` at every step; the draws are seeded from torch's global RNG, which the
-    trainer checkpoints, so a resumed warm-up draws the same architectures."""
+    drawn by ``sample`` at every step from ``Draws(seed)`` (the same in a resumed warm-up)."""
 
     def __init__(self, supernet: FFNSupernet, teacher: nn.Module, losses: LossConfig, *, regression: bool,
-                 sample: Callable[[np.random.Generator], Layout]):
+                 sample: Callable[[np.random.Generator], Layout], seed: int = 0):
         super().__init__(supernet.model, teacher, losses, regression=regression)
         self.supernet, self.sample = supernet, sample
+        self.draws = Draws(seed)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
-        self.supernet.activate(self.sample(rng))
+        self.supernet.activate(self.sample(self.draws.next()))
         try:
             return super().forward(batch)
         finally:
@@ -169,7 +168,8 @@ def warm_up(supernet: FFNSupernet, teacher: nn.Module, data, *, sample: Callable
     carved from train), so nothing is evaluated. Resumes an interrupted warm-up. Returns the steps."""
     from ..distill.task import train_on_task
 
-    objective = WarmupObjective(supernet, teacher, losses, regression=data.task.is_regression, sample=sample)
+    objective = WarmupObjective(supernet, teacher, losses, regression=data.task.is_regression, sample=sample,
+                                seed=config.seed)
     result = train_on_task(objective, data, config=config.model_copy(update={"patience": None}),
                            run_dir=run_dir, resume=True, fingerprint=fingerprint, progress=progress,
                            description=description, keep_best=False)

@@ -99,6 +99,7 @@ class SearchSpace(_Frozen):
     per_layer: bool = False
     embeddings: EmbeddingSpec = EmbeddingSpec()
     pooler: bool = True
+    dropout: float | None = Field(None, ge=0, lt=1)
     budget: Budget = Budget()
 
     @model_validator(mode="after")
@@ -185,7 +186,7 @@ class SearchSpace(_Frozen):
         shared = layer()
         layers = [layer() if self.per_layer else shared for _ in range(depth)]
         embeddings = self.embeddings.model_copy(update={"size": sizes[int(rng.integers(len(sizes)))]})
-        return ArchSpec.build(hidden=hidden, layers=layers, pooler=self.pooler, embeddings=embeddings)
+        return self._spec(hidden=hidden, layers=layers, embeddings=embeddings)
 
     # ---- genes: the space as flat named choices (for Optuna samplers) ----------------------------
     def _layer_dims(self) -> dict[str, list]:
@@ -247,7 +248,7 @@ class SearchSpace(_Frozen):
                         "expression": d["expression"] if d["ffn_kind"] == "searched" else None},
             })
         embeddings = self.embeddings.model_copy(update={"size": emb})
-        return ArchSpec.build(hidden=hidden, layers=layers, pooler=self.pooler, embeddings=embeddings)
+        return self._spec(hidden=hidden, layers=layers, embeddings=embeddings)
 
     def suggest(self, trial: Any) -> ArchSpec:
         """Ask an Optuna trial for every gene (categorical) and build the architecture."""
@@ -266,15 +267,22 @@ class SearchSpace(_Frozen):
         size = pick(sizes, key=lambda e: hidden if e is None else e)
         embeddings = self.embeddings.model_copy(update={"size": size})
         depth = pick(_values(self.depth))
-        return ArchSpec.build(hidden=hidden, layers=[{"attention": att, "ffn": f}] * depth, pooler=self.pooler,
-                              embeddings=embeddings)
+        return self._spec(hidden=hidden, layers=[{"attention": att, "ffn": f}] * depth, embeddings=embeddings)
+
+    def _spec(self, **fields: Any) -> ArchSpec:
+        """An architecture of this space: the space's pooler and (when set) dropout rates."""
+        rates = {} if self.dropout is None else {"hidden_dropout": self.dropout, "attention_dropout": self.dropout}
+        return ArchSpec.build(pooler=self.pooler, **rates, **fields)
 
     def digest(self) -> str:
         """sha256 of the space's definition: a study remembers which space it searched."""
         import hashlib
         import json
 
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        definition = self.model_dump(mode="json")
+        if definition["dropout"] is None:  # unset: the digest of a space written before the field existed
+            del definition["dropout"]
+        return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
 
 
 _ALL_LAYER_DIMS = tuple(LayerChoices.model_fields)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,18 +34,20 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.func import functional_call
 
+from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
 from ..data import Task
 from ..distill.checkpoint import atomic_file
-from ..distill.objectives import LossConfig, Objective, prediction_losses
+from ..distill.objectives import Draws, LossConfig, Objective, prediction_losses
 from ..distill.trainer import TrainConfig
 from ..errors import CheckpointError, ConfigError, SpecError
+from ..lock import exclusive
 from ..modeling import BertsmithForSequenceClassification
 from ..modeling.elastic import SLICEABLE_ATTENTION, SLICEABLE_FFN, even_layers, slice_weights, sliced_state
 from .budget import Budget
 from .space import SearchSpace
 
-WEIGHTS, INFO = "supernet.safetensors", "supernet.json"
+WEIGHTS, INFO, LOCK = "supernet.safetensors", "supernet.json", ".lock"
 SKELETONS = 64  # sub-network module skeletons kept (they hold no weights)
 
 
@@ -122,11 +126,11 @@ def load_supernet(directory: str | os.PathLike) -> Supernet:
 
 class SandwichObjective(Objective):
     """Sum of the prediction losses of the largest, smallest and ``random_subnets`` random
-    sub-networks on one batch. The random ones are drawn with a seed taken from torch's global RNG,
-    which the trainer checkpoints, so a resumed run draws the same sub-networks."""
+    sub-networks on one batch. The random ones come from ``Draws(seed)``: the same in a resumed run
+    and in every process of a multi-process one."""
 
     def __init__(self, supernet: Supernet, teacher: nn.Module | None, losses: LossConfig, *, regression: bool,
-                 random_subnets: int = 2, budget: Budget | None = None):
+                 random_subnets: int = 2, budget: Budget | None = None, seed: int = 0):
         if losses.hidden > 0 or losses.attention > 0 or losses.mlm > 0:
             raise ConfigError("supernet training uses prediction losses only (labels, logits), not "
                               "hidden, attention or mlm")
@@ -134,6 +138,7 @@ class SandwichObjective(Objective):
         self.regression, self.random_subnets = regression, random_subnets
         self.budget = budget if budget is not None else supernet.space.budget
         self.largest, self.smallest = supernet.spec, supernet.space.extreme(largest=False)
+        self.draws = Draws(seed)
 
     def sample(self, rng: np.random.Generator) -> ArchSpec:
         """A random architecture of the space within its parameter and FLOPs budget (a few tries)."""
@@ -144,7 +149,7 @@ class SandwichObjective(Objective):
         return spec
 
     def subnets(self) -> list[ArchSpec]:
-        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
+        rng = self.draws.next()
         return [self.largest, self.smallest] + [self.sample(rng) for _ in range(self.random_subnets)]
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -215,16 +220,37 @@ class SupernetJob:
         return load_supernet(self.run_dir)
 
     def train(self) -> SupernetResult:
+        """Train the supernet, or reuse the one in ``run_dir``. Many search workers may share
+        ``run_dir``: the first trains it under a lock (``lock.exclusive``), the others wait and reuse it.
+        Under a multi-process launch the main process holds the lock and all train together."""
+        run_dir = Path(self.run_dir)
+        lock = exclusive(run_dir / LOCK, waiting=self._waiting) if distributed.is_main() else nullcontext()
+        with lock:
+            done = distributed.broadcast(self._trained())
+            return done if done is not None else self._train()
+
+    def _waiting(self, owner: str) -> None:
+        if self.progress:
+            print(f"waiting for the supernet in {self.run_dir}, which {owner} (host pid) is training", file=sys.stderr)
+
+    def _trained(self) -> SupernetResult | None:
+        """The finished supernet of this job in ``run_dir``, if there is one."""
+        run_dir = Path(self.run_dir)
+        if (run_dir / INFO).exists():
+            info = json.loads((run_dir / INFO).read_text(encoding="utf-8"))
+            if info.get("key") == self.key and (run_dir / WEIGHTS).exists():
+                return SupernetResult(run_dir, info["metrics"], info["steps"], reused=True)
+        return None
+
+    def _train(self) -> SupernetResult:
         from ..distill.task import check_vocab, evaluate, load_task_data, load_tokenizer, reorder_by_importance, \
             train_on_task
         from ..distill.teacher import load_teacher
 
         run_dir, task, config = Path(self.run_dir), self.task, self.config
-        if (run_dir / INFO).exists():
-            info = json.loads((run_dir / INFO).read_text(encoding="utf-8"))
-            if info.get("key") == self.key and (run_dir / WEIGHTS).exists():
-                return SupernetResult(run_dir, info["metrics"], info["steps"], reused=True)
+        if (run_dir / INFO).exists() and distributed.is_main():
             shutil.rmtree(run_dir / "training", ignore_errors=True)  # the finished training of another supernet
+        distributed.barrier()
 
         tokenizer = load_tokenizer(self.teacher_dir)
         teacher = load_teacher(self.teacher_dir, task)
@@ -240,7 +266,8 @@ class SupernetJob:
             raise SpecError(f"the search space's largest architecture ({supernet.spec.summary()}) cannot be cut "
                             f"from the teacher ({teacher.encoder.spec.summary()}): {e}") from None
         objective = SandwichObjective(supernet, teacher if self.losses.needs_teacher else None, self.losses,
-                                      regression=task.is_regression, random_subnets=self.random_subnets)
+                                      regression=task.is_regression, random_subnets=self.random_subnets,
+                                      seed=config.seed)
         main = task.main_metric
 
         def evaluate_ends(net: Supernet) -> dict[str, float]:
@@ -254,7 +281,9 @@ class SupernetJob:
                                description="supernet", evaluate_fn=evaluate_ends if data.labeled("dev") else None,
                                keep_best=False)
         metrics = evaluate_ends(supernet) if data.labeled("dev") else {}
-        supernet.save(run_dir, {"key": self.key, "fingerprint": self.fingerprint(), "metrics": metrics,
-                                "steps": result.steps, "teacher_spec": teacher.encoder.spec.to_dict()})
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        if distributed.is_main():
+            supernet.save(run_dir, {"key": self.key, "fingerprint": self.fingerprint(), "metrics": metrics,
+                                    "steps": result.steps, "teacher_spec": teacher.encoder.spec.to_dict()})
+            shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        distributed.barrier()
         return SupernetResult(run_dir, metrics, result.steps, reused=False)
