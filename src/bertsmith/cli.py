@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from . import __version__, distributed
 from .errors import BertsmithError, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -522,6 +522,15 @@ def search(
     storage: Optional[str] = typer.Option(None, "--storage", help="Study storage URL (default sqlite:///RUN_DIR/study.db; "
                                           "e.g. postgresql://user:pass@host/db)."),
     study_name: str = typer.Option("search", "--study-name", help="Study name in the storage."),
+    worker: int = typer.Option(0, "--worker", help="This worker's number among those sharing the study (e.g. "
+                               "$SLURM_ARRAY_TASK_ID): it sets the seed of its proposals, apart from the others'."),
+    heartbeat: int = typer.Option(10, "--heartbeat", help="Seconds between the heartbeats of a running trial; a "
+                                  "trial silent for 6 heartbeats (its worker died) is failed and retried."),
+    supernet_dir: Optional[Path] = typer.Option(None, "--supernet", help="Directory of the supernet (default "
+                                                "RUN_DIR/supernet); on storage that all workers reach, the first "
+                                                "trains it and the others wait for it."),
+    supernet_only: bool = typer.Option(False, "--supernet-only", help="Train (or reuse) the supernet and stop; runs "
+                                       "under torchrun / accelerate launch (data-parallel)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/search-TASK-SPACE)."),
     data_dir: Optional[Path] = DATA_DIR,
     max_length: int = MAX_LENGTH,
@@ -534,7 +543,7 @@ def search(
     same command to resume: finished trials are kept and not evaluated again."""
     import optuna
 
-    from .search.job import SearchSettings, parse_duration, run_search_job
+    from .search.job import SearchSettings, parse_duration, run_search_job, train_supernet_job
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -557,9 +566,15 @@ def search(
         explore=explore, seeds=seeds, attention_share=attention_share, validation_fraction=validation_fraction,
         trials=trials,
         time_budget=parse_duration(time_budget) if time_budget else None, storage=storage, study_name=study_name,
+        supernet=supernet_dir, worker=worker, heartbeat=heartbeat,
         data_dir=_data_dir(data_dir), max_length=max_length, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
         progress=not quiet,
     )
+    if supernet_only:
+        trained = train_supernet_job(settings)
+        console.print(f"supernet {'reused' if trained.reused else 'trained'} ({trained.steps} steps): "
+                      f"{trained.directory}" + (f" · {_metrics_line({'dev': trained.metrics})}" if trained.metrics else ""))
+        return
     result = run_search_job(settings)
     console.print(f"{result.evaluated} architectures evaluated ({result.infeasible} over budget, {result.duplicates} "
                   f"duplicates, {result.failed} failed)" + (f"; stopped: {result.stopped}" if result.stopped else ""))
@@ -594,6 +609,8 @@ def run(
     from .pipeline import run_pipeline
     from .runconfig import load_config
 
+    distributed.refuse("bertsmith run", "run `bertsmith teacher`, `bertsmith distill` or `bertsmith search "
+                       "--supernet-only` under the launcher instead")
     config = load_config(config_file)
     if show_config:
         print(config.echo(), end="")
@@ -685,7 +702,11 @@ def _print_progressive(run_dir: Path, metric: str) -> None:
 
 
 def main() -> None:
-    """Entry point: usage errors exit 2 (click), input errors print one line and exit 2."""
+    """Entry point: usage errors exit 2 (click), input errors print one line and exit 2. Under
+    torchrun or accelerate launch, the processes join their group first and only the main one prints."""
+    if distributed.world_size() > 1:
+        distributed.init()
+        console.quiet = not distributed.is_main()
     try:
         app()
     except BertsmithError as exc:

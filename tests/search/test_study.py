@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import optuna
 import pytest
@@ -12,11 +13,12 @@ from optuna.trial import TrialState
 
 from bertsmith.errors import ConfigError
 from bertsmith.search.budget import Budget
-from bertsmith.search.study import HOST, mask_password, open_study
+from bertsmith.search.study import GRACE, HOST, MAX_RETRIES, Heartbeat, mask_password, open_study, \
+    recover_stale_trials, retry
 
 from .test_loop import BUDGET, FakeEvaluator, search, space
 
-IDENTITY = {"space_digest": "abc", "evaluator": {"kind": "fake"}, "objectives": ["score", "params"],
+IDENTITY = {"space_digest": "abc", "teacher": "t1", "evaluator": {"kind": "fake"}, "objectives": ["score", "params"],
             "budget": {"params": 8000}}
 
 
@@ -29,11 +31,12 @@ def snapshot(study: optuna.Study) -> list:
     ({"evaluator": type("Other", (FakeEvaluator,), {"fingerprint": lambda self: {"kind": "other"}})()}, "evaluator"),
     ({"objectives": ["params", "flops"]}, "objectives"),
     ({"budget": Budget(params=9000)}, "budget"),
+    ({"teacher": "another teacher's digest"}, "teacher"),
 ])
 def test_a_study_of_another_search_is_refused_and_left_untouched(tmp_path, changes, what):
     first = search(tmp_path, trials=3)
     before = snapshot(first.study)
-    message = f"study 'search' in sqlite:///.*study.db was created with a different {what}$"
+    message = f"study 'search' in sqlite:///.*study.db was created with a different {what}; this worker's differs"
     with pytest.raises(ConfigError, match=message):
         search(tmp_path, trials=6, **changes)
     assert snapshot(first.study) == before and len(before) >= 3
@@ -42,7 +45,8 @@ def test_a_study_of_another_search_is_refused_and_left_untouched(tmp_path, chang
 def test_a_study_not_made_by_a_search_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'other.db'}"
     optuna.create_study(storage=url, study_name="search", directions=["maximize", "minimize"])
-    with pytest.raises(ConfigError, match="was not created by a bertsmith search"):
+    with pytest.raises(ConfigError, match="has no search space record: it was not created by this version of "
+                       "bertsmith search"):
         open_study(url, "search", **IDENTITY)
 
 
@@ -100,3 +104,41 @@ def test_budget_of_the_study_is_the_cost_models(tmp_path):
     assert result.study.user_attrs["budget"] == BUDGET.model_dump(mode="json") | {"latency_from": {"mode": "measured"}}
     assert result.study.user_attrs["objectives"] == ["score", "params"]
     assert result.study.user_attrs["space"] == space().digest()
+
+
+def test_a_trial_whose_heartbeat_stopped_is_failed_and_retried_by_another_worker(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = open_study(url, "search", **IDENTITY, heartbeat=1)
+    trial = study.ask()  # a worker on another machine, killed mid-trial: its pid says nothing here
+    trial.suggest_categorical("hidden", [16, 32, 48])
+    trial.set_user_attr("host", "other-host")
+    beats = Heartbeat(study, 1)
+    beats.start(trial._trial_id)
+    time.sleep(2.5)
+    assert recover_stale_trials(study) == []  # beating: alive
+    beats.close()  # the worker dies; no beats for the grace period of GRACE heartbeats
+    time.sleep(GRACE + 1.5)
+    assert recover_stale_trials(study) == [trial.number]
+    trials = optuna.load_study(study_name="search", storage=url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs == {"retry_of": 0, "retries": 1}
+    assert recover_stale_trials(study) == []  # failed once, retried once
+    assert study.ask().suggest_categorical("hidden", [16, 32, 48]) == trials[0].params["hidden"]
+
+
+def test_retries_stop_after_max_retries(tmp_path):
+    study = open_study(f"sqlite:///{tmp_path / 'study.db'}", "search", **IDENTITY)
+    attrs: dict = {}
+    for _ in range(MAX_RETRIES + 1):
+        trial = study.ask()
+        trial.suggest_categorical("hidden", [16, 32])
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        frozen = study.tell(trial, state=TrialState.FAIL)
+        retry(study, frozen)
+        waiting = study.get_trials(states=(TrialState.WAITING,))
+        if not waiting:
+            break
+        attrs = waiting[0].user_attrs
+        study.ask()  # take the retry
+    assert attrs["retries"] == MAX_RETRIES and not study.get_trials(states=(TrialState.WAITING,))

@@ -101,10 +101,11 @@ def predict(model: torch.nn.Module, data: Encoded, pad_id: int, batch_size: int 
     model.eval()
     order = length_grouped_batches(data.lengths, batch_size, seed=0, epoch=0, shuffle=False)
     out: np.ndarray | None = None
+    device = next(model.parameters()).device  # a student trained on a GPU is evaluated there
     for indices in order:
-        batch = collate(data, indices, pad_id)
+        batch = {k: v.to(device) for k, v in collate(data, indices, pad_id).items()}
         logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        logits = logits.float().numpy()
+        logits = logits.float().cpu().numpy()
         if out is None:
             out = np.zeros((len(data), logits.shape[-1]), dtype=np.float32)
         out[indices] = logits

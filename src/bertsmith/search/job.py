@@ -2,7 +2,8 @@
 (measured or predicted latency) and the evaluator, and run the search in a run directory.
 
 The run directory holds ``study.db`` (the Optuna study, unless ``--storage`` names another),
-``supernet/`` (the trained supernet, for the slice evaluator and ``--init supernet``),
+``supernet/`` (the trained supernet, for the slice evaluator and ``--init supernet``; ``--supernet``
+puts it elsewhere, e.g. on storage that many workers share),
 ``latency_predictor.json`` (when latency is predicted and no predictor file is given),
 ``trials/`` (one directory per evaluated trial for the distillation evaluators), ``search.json``
 (the resolved settings), and the results ``pareto.json``, ``pareto.csv`` and ``trials.csv``.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
 from ..data import Task
 from ..distill.objectives import LossConfig
@@ -27,7 +29,7 @@ from .costs import CostModel, calibrate
 from .evaluators import DistillEvaluator, Evaluator, SliceEvaluator
 from .loop import SearchResult, check_settings, run_search
 from .space import SearchSpace
-from .supernet import SupernetJob
+from .supernet import SupernetJob, SupernetResult
 
 EVALUATORS = ("slice", "short", "full")
 SPACELESS = {"prune": "it prunes the teacher's own architecture", "extract": "it searches the --grid",
@@ -99,6 +101,9 @@ class SearchSettings:
     time_budget: float | None = None
     storage: str | None = None
     study_name: str = "search"
+    supernet: Path | None = None  # default RUN_DIR/supernet
+    worker: int = 0
+    heartbeat: float = 10.0
     data_dir: Path | None = None
     max_length: int = 128
     batch_size: int = 32
@@ -116,11 +121,24 @@ def effective_budget(space: SearchSpace | None, option: str | None) -> Budget:
     return base.model_copy(update=given.model_dump(exclude_unset=True))
 
 
+def train_supernet_job(s: SearchSettings) -> SupernetResult:
+    """``bertsmith search --supernet-only``: train (or reuse) the supernet that this search's slice
+    evaluator would use, and stop. The one part of a search that runs under ``torchrun`` or
+    ``accelerate launch``; search workers started afterwards with the same ``--supernet`` read it."""
+    from ..data import resolve_task
+
+    if s.space is None:
+        raise ConfigError("--supernet-only: give the search space (--space) whose supernet to train")
+    return _supernet_job(s, SearchSpace.load(s.space), resolve_task(s.task)).train()
+
+
 def run_search_job(s: SearchSettings) -> SearchResult:
     from ..data import resolve_task
     from ..distill.task import files_digest, load_task_data, load_tokenizer
     from ..distill.teacher import load_teacher
 
+    distributed.refuse("bertsmith search", "train the supernet alone under the launcher (--supernet-only), then "
+                       "start the search workers as separate processes sharing --storage (README: Scale out)")
     spaceless = s.strategy in SPACELESS
     s.evaluator = s.evaluator or ("short" if spaceless else "slice")
     if s.strategy == "progressive":
@@ -151,11 +169,13 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     shapes = space if s.strategy != "extract" else _grid_space(s, teacher.encoder.spec)
     cost_model = CostModel(budget, latency=s.latency,
                            predictor=_predictor(s, shapes, teacher.encoder.spec, budget, run_dir))
-    evaluator = _evaluator(s, shapes, task, teacher, data, files_digest(s.teacher))
+    teacher_key = files_digest(s.teacher)
+    evaluator = _evaluator(s, shapes, task, teacher, data, teacher_key)
     return run_search(space, evaluator, cost_model, run_dir=run_dir, trials=s.trials, objectives=s.objectives,
                       strategy=s.strategy, strategy_options=_strategy_options(s), storage=s.storage,
                       study_name=s.study_name, time_budget=s.time_budget, seed=s.seed, progress=s.progress,
-                      settings=_echo(s, budget))
+                      settings=_echo(s, budget), teacher=teacher_key, worker=s.worker,
+                      heartbeat=s.heartbeat)
 
 
 def carved_data(data, fraction: float, *, seed: int):
@@ -242,14 +262,18 @@ def _predictor(s: SearchSettings, space: SearchSpace | None, start: ArchSpec, bu
     return calibration.predictor
 
 
+def _supernet_job(s: SearchSettings, space: SearchSpace | None, task: Task) -> SupernetJob:
+    return SupernetJob(space, s.teacher, task, run_dir=s.supernet or Path(s.run_dir) / "supernet",
+                       config=TrainConfig(steps=s.supernet_steps, lr=s.supernet_lr, batch_size=s.batch_size,
+                                          eval_every=max(1, s.supernet_steps // 5), seed=s.supernet_seed),
+                       random_subnets=s.random_subnets, data_dir=s.data_dir, max_length=s.max_length,
+                       cache_dir=s.cache_dir, progress=s.progress)
+
+
 def _evaluator(s: SearchSettings, space: SearchSpace | None, task: Task, teacher, data, teacher_key: str) -> Evaluator:
     supernet = None
     if s.evaluator == "slice" or s.init == "supernet":
-        supernet = SupernetJob(space, s.teacher, task, run_dir=Path(s.run_dir) / "supernet",
-                               config=TrainConfig(steps=s.supernet_steps, lr=s.supernet_lr, batch_size=s.batch_size,
-                                                  eval_every=max(1, s.supernet_steps // 5), seed=s.supernet_seed),
-                               random_subnets=s.random_subnets, data_dir=s.data_dir, max_length=s.max_length,
-                               cache_dir=s.cache_dir, progress=s.progress)
+        supernet = _supernet_job(s, space, task)
     if s.evaluator == "slice":
         return SliceEvaluator(supernet, data)
     steps = s.eval_steps if s.evaluator == "short" else None

@@ -15,7 +15,14 @@ Every proposal becomes one trial:
 ``trials`` counts evaluated architectures (complete, feasible, not duplicates) over the whole study,
 so a resumed search runs only the rest; the time budget likewise sums the evaluation seconds of all of
 the study's trials. Every trial's user attrs hold ``spec``, ``summary``, ``costs``, ``constraints``,
-``violations``, ``feasible``, ``metrics``, ``details``, ``seconds``, ``host`` and ``pid``.
+``violations``, ``feasible``, ``metrics``, ``details``, ``seconds``, ``host``, ``pid``, ``worker``
+and ``heartbeat``.
+
+Several workers may run one study at once (``study.py``: heartbeats and retries). Two rules keep them
+from wasting work: a worker does not start a trial while the trials that other live workers are
+running would already reach ``trials`` (it waits for them, and takes over their retries if they die),
+and a worker whose proposal is being evaluated by another live worker waits for that result and
+copies it as a duplicate instead of evaluating the architecture a second time.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +44,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..arch import ArchSpec, atomic_write_text
 from ..errors import BertsmithError, ConfigError
+from ..lock import held
 from .costs import COSTS, CostModel
 from .evaluators import Evaluation, Evaluator
 from .pareto import Point, write_pareto
 from .space import SearchSpace
 from .strategies import STRATEGIES, SamplerStrategy, Strategy
-from .study import HOST, open_study
+from .study import HEARTBEAT, HOST, Heartbeat, open_study, recover_stale_trials
 
 STALL_FACTOR = 50  # a search stops after STALL_FACTOR × trials proposals in a row that evaluate nothing new
+WORKER_SEED_STRIDE = 1_000_003  # --worker K proposes from seed + K × stride, apart from the other workers
+RESULTS_LOCK = ".results.lock"
+POLL = 1.0  # seconds between looks at other workers' trials while waiting for them
 KINDS = ("evaluated", "infeasible", "duplicates", "failed")
 
 
@@ -68,16 +81,19 @@ class Search:
 
     def __init__(self, study: optuna.Study, space: SearchSpace, evaluator: Evaluator, cost_model: CostModel,
                  objectives: Sequence[str], run_dir: Path, *, trials: int, time_budget: float | None = None,
-                 seed: int = 0, on_record: Callable[["Search"], None] | None = None):
+                 seed: int = 0, on_record: Callable[["Search"], None] | None = None, worker: int = 0,
+                 heartbeat: Heartbeat | None = None):
         self.study, self.space, self.evaluator, self.cost_model = study, space, evaluator, cost_model
         self.objectives, self.run_dir = tuple(objectives), Path(run_dir)
         self.trials, self.time_budget, self.seed, self.on_record = trials, time_budget, seed, on_record
+        self.worker, self.heartbeat = worker, heartbeat
         self._stalled = 0
+        self._next: optuna.Trial | None = None
         self._record()
 
     # ---- where the search stands -------------------------------------------------------------------
-    def _record(self) -> None:
-        """Reread the study, rewrite the result files, report progress."""
+    def _read(self) -> list[FrozenTrial]:
+        """Reread the study: counts, evaluation seconds, original trials, other workers' running trials."""
         trials = self.study.get_trials(deepcopy=False)
         self.counts = Counter(_kind(t) for t in trials)
         self.seconds = sum(t.user_attrs.get("seconds", 0.0) for t in trials if t.state.is_finished())
@@ -85,9 +101,22 @@ class Search:
         for t in trials:
             if t.state == TrialState.COMPLETE and t.user_attrs.get("duplicate_of") is None:
                 self._originals.setdefault(_key(t.user_attrs["spec"]), t)
-        self.front = write_pareto(self.run_dir, trials, self.evaluator.metric)
+        self._elsewhere = [t for t in trials if t.state == TrialState.RUNNING and _live_elsewhere(t)]
+        return trials
+
+    def _record(self) -> None:
+        """Reread the study, rewrite the result files (under a lock, so that of the workers sharing a
+        run directory the last to write has read the study last), report progress."""
+        with held(self.run_dir / RESULTS_LOCK):
+            self.front = write_pareto(self.run_dir, self._read(), self.evaluator.metric)
         if self.on_record:
             self.on_record(self)
+
+    def _pause(self) -> None:
+        """Let a moment pass while other workers run their trials, then fail the trials of workers
+        that died (enqueuing their retries)."""
+        time.sleep(POLL)
+        recover_stale_trials(self.study)
 
     @property
     def evaluated(self) -> int:
@@ -104,7 +133,37 @@ class Search:
         return None
 
     def done(self) -> bool:
-        return self.evaluated >= self.trials or self.cut_short() is not None
+        """True once the study holds ``trials`` evaluated architectures (or the search must stop).
+        Otherwise the next trial is reserved (``ask`` returns it). With other live workers, the count
+        is exact: a worker waits while the trials they run would reach it, and gives up a reserved
+        trial that their lower-numbered running trials make surplus (PRUNED, ``surplus``)."""
+        while True:
+            self._read()
+            if self.evaluated >= self.trials or self.cut_short() is not None:
+                self.close()
+                return True
+            if self._next is None:
+                if self.evaluated + len(self._elsewhere) < self.trials:
+                    self._next = self._new_trial()
+                    continue  # read again: did another worker reserve one at the same moment?
+            elif self.evaluated + sum(t.number < self._next.number for t in self._elsewhere) < self.trials:
+                return False
+            else:
+                self.close()
+            self._pause()
+
+    def close(self) -> None:
+        """Give up the reserved trial, if any; a reserved retry is enqueued again."""
+        trial, self._next = self._next, None
+        if trial is None:
+            return
+        frozen = self.study._storage.get_trial(trial._trial_id)
+        if "fixed_params" in frozen.system_attrs:
+            self.study.enqueue_trial(frozen.system_attrs["fixed_params"], user_attrs={
+                k: v for k, v in frozen.user_attrs.items() if k in ("retry_of", "retries")})
+        _set(trial, surplus=True)
+        self._stop_beating(trial)
+        self.study.tell(trial, state=TrialState.PRUNED)
 
     def known(self, spec: ArchSpec) -> FrozenTrial | None:
         """The study's original complete trial of ``spec``, None when it has none (a strategy with a
@@ -113,16 +172,33 @@ class Search:
 
     # ---- recording proposals ---------------------------------------------------------------------
     def ask(self) -> optuna.Trial:
-        """A new trial (an enqueued retry first), marked with this host and process."""
-        trial = self.study.ask()
-        _set(trial, host=HOST, pid=os.getpid())
+        """The trial that ``done`` reserved, or a new one."""
+        trial, self._next = self._next or self._new_trial(), None
+        return trial
+
+    def _stop_beating(self, trial: optuna.Trial | FrozenTrial) -> None:
+        """No more heartbeats for this finished trial."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop(trial._trial_id)
+
+    def _new_trial(self) -> optuna.Trial:
+        """A new trial (an enqueued retry first, after failing the trials of workers that died), marked
+        with this host, process and worker, with its heartbeat running."""
+        recover_stale_trials(self.study)
+        with warnings.catch_warnings():  # the search runs the heartbeat that Study.optimize would (``Heartbeat``)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+            trial = self.study.ask()
+        if self.heartbeat is not None:
+            self.heartbeat.start(trial._trial_id)
+        _set(trial, host=HOST, pid=os.getpid(), worker=self.worker,
+             heartbeat=self.heartbeat.interval if self.heartbeat is not None else None)
         return trial
 
     def tell(self, trial: optuna.Trial, spec: ArchSpec, **attrs: Any) -> FrozenTrial:
         """Cost, check, and (when it fits and is new) evaluate ``spec`` as ``trial``; ``attrs`` are
         kept as user attrs (the search's own attrs take precedence)."""
         _set(trial, **attrs | {"spec": spec.to_dict(), "summary": spec.summary()})
-        earlier = self._originals.get(_key(spec.to_dict()))
+        earlier = self._claim(trial, _key(spec.to_dict()))
         if earlier is not None:
             copied = {k: earlier.user_attrs[k] for k in ("costs", "constraints", "violations", "feasible", "metrics",
                                                          "details")}
@@ -157,6 +233,28 @@ class Search:
                               metrics=_floats(evaluation.metrics), details=evaluation.details,
                               seconds=evaluation.seconds, recorded=True)
 
+    def _claim(self, trial: optuna.Trial, key: str) -> FrozenTrial | None:
+        """The study's complete original trial of the architecture ``key``, read afresh and after
+        waiting for any other live worker's trial that is evaluating it (None: this trial evaluates
+        it). Two trials that each find the other wait for the lower-numbered one."""
+        waiting_for = None
+        while True:
+            trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+            same = [t for t in trials if t.number != trial.number and _key(t.user_attrs.get("spec") or {}) == key]
+            original = next((t for t in same if t.state == TrialState.COMPLETE
+                             and t.user_attrs.get("duplicate_of") is None), None)
+            first = next((t for t in same if t.state == TrialState.RUNNING and _live_elsewhere(t)), None)
+            if original is not None or first is None or (
+                    first.user_attrs.get("waiting_for") == trial.number and trial.number < first.number):
+                break
+            if waiting_for != first.number:
+                waiting_for = first.number
+                _set(trial, waiting_for=waiting_for)
+            self._pause()
+        if waiting_for is not None:
+            _set(trial, waiting_for=None)
+        return original
+
     def _cost(self, trial: optuna.Trial, spec: ArchSpec) -> tuple[dict[str, float], list[str]]:
         costs = self.cost_model.costs(spec, self.objectives)
         violations = self.cost_model.violations(spec, costs)
@@ -188,6 +286,7 @@ class Search:
         return self._finish(self.study.tell(trial, state=TrialState.FAIL))
 
     def _finish(self, frozen: FrozenTrial) -> FrozenTrial:
+        self._stop_beating(frozen)
         self._stalled = 0 if _kind(frozen) == "evaluated" else self._stalled + 1
         self._record()
         return frozen
@@ -197,13 +296,17 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
                objectives: Sequence[str] = ("params",), strategy: str = "nsga2",
                strategy_options: dict[str, Any] | None = None, storage: str | None = None,
                study_name: str = "search", time_budget: float | None = None, seed: int = 0,
-               progress: bool = False, settings: dict[str, Any] | None = None) -> SearchResult:
+               progress: bool = False, settings: dict[str, Any] | None = None, teacher: str = "",
+               worker: int = 0, heartbeat: int = HEARTBEAT) -> SearchResult:
     """Search ``space`` until the study holds ``trials`` evaluated architectures (or ``time_budget``
     seconds of evaluation are spent), maximising the evaluator's metric and minimising the
     ``objectives`` costs within the cost model's budget. ``space`` may be None for a strategy that
     builds its architectures from a starting model (``prune``). ``storage``: a SQLAlchemy URL, by default
-    ``sqlite:///RUN_DIR/study.db``; rerunning the same search resumes it. ``settings``: written to
-    ``RUN_DIR/search.json`` once the study has accepted this search (a refused one leaves it alone)."""
+    ``sqlite:///RUN_DIR/study.db``; rerunning the same search resumes it, and several workers (each
+    with its own ``worker`` number, which sets its proposals' seed) may run it at once. ``teacher``:
+    the teacher's digest, which the study checks. ``heartbeat``: seconds between the heartbeats of a
+    running trial. ``settings``: written to ``RUN_DIR/search.json`` once the study has accepted this
+    search (a refused one leaves it alone)."""
     objectives = tuple(objectives)
     proposer = check_settings(objectives, trials, time_budget, strategy, strategy_options or {})
     run_dir = Path(run_dir)
@@ -213,14 +316,19 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
         raise ConfigError(f"strategy {strategy!r} proposes architectures from a search space: give one (--space)")
     proposer.check(evaluator, cost_model, run_dir)
     trials = proposer.trials(trials)
+    if worker < 0:
+        raise ConfigError(f"worker = {worker}: expected a number ≥ 0")
+    if heartbeat < 1:
+        raise ConfigError(f"heartbeat = {heartbeat}: expected a whole number of seconds ≥ 1")
     study = open_study(storage or f"sqlite:///{run_dir / 'study.db'}", study_name,
                        space_digest=space.digest() if space is not None else proposer.start_digest(evaluator),
-                       evaluator=evaluator.fingerprint(), objectives=[evaluator.metric, *objectives],
-                       budget=cost_model.fingerprint())
+                       teacher=teacher, evaluator=evaluator.fingerprint(), objectives=[evaluator.metric, *objectives],
+                       budget=cost_model.fingerprint(), heartbeat=heartbeat)
+    _check_workers(study, strategy, proposer, worker)
     if settings is not None:
         atomic_write_text(run_dir / "search.json", json.dumps(settings, indent=1, default=str))
     evaluator.prepare()  # expensive set-up (a supernet) only once the study has accepted the evaluator
-    run_seed = seed + len(study.get_trials(deepcopy=False))
+    run_seed = seed + len(study.get_trials(deepcopy=False)) + WORKER_SEED_STRIDE * worker
     study.sampler = proposer.sampler(run_seed)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("evaluated"),
                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=not progress)
@@ -231,12 +339,32 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
             bar.update(task, total=s.trials, completed=min(s.evaluated, s.trials), info=f"front {len(s.front)} · infeasible "
                        f"{s.counts['infeasible']} · repeats {s.counts['duplicates']} · failed {s.counts['failed']}")
 
-        search = Search(study, space, evaluator, cost_model, objectives, run_dir, trials=trials,
-                        time_budget=time_budget, seed=run_seed, on_record=report)
-        proposer.run(search)
+        beats = Heartbeat(study, heartbeat)
+        try:
+            search = Search(study, space, evaluator, cost_model, objectives, run_dir, trials=trials,
+                            time_budget=time_budget, seed=run_seed, on_record=report, worker=worker, heartbeat=beats)
+            proposer.run(search)
+            search.close()
+        finally:
+            beats.close()
     stopped = None if search.evaluated >= search.trials else (
         search.cut_short() or f"the strategy {strategy!r} made no more proposals")
     return SearchResult(study, search.front, *(search.counts[k] for k in KINDS), stopped=stopped)
+
+
+def _check_workers(study: optuna.Study, strategy: str, proposer: Strategy, worker: int) -> None:
+    """Refuse a second worker for a strategy that runs in one process; warn when another live worker
+    has this worker number (its proposals would repeat this one's)."""
+    elsewhere = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if _live_elsewhere(t)]
+    if elsewhere and not isinstance(proposer, SamplerStrategy):
+        t = elsewhere[0].user_attrs
+        raise ConfigError(f"strategy {strategy!r} runs in one worker, and one is running this study (process "
+                          f"{t['pid']} on {t['host']}); several workers share the sampler strategies "
+                          f"({', '.join(n for n, c in STRATEGIES.items() if issubclass(c, SamplerStrategy))})")
+    same = [t.user_attrs for t in elsewhere if t.user_attrs.get("worker") == worker]
+    if same:
+        print(f"warning: worker {worker} is also running as process {same[0]['pid']} on {same[0]['host']}; give "
+              "each worker its own --worker so that their proposals differ", file=sys.stderr)
 
 
 def check_settings(objectives: Sequence[str], trials: int, time_budget: float | None, strategy: str,
@@ -284,6 +412,13 @@ def _kind(trial: FrozenTrial) -> str | None:
     if trial.state == TrialState.FAIL:
         return "infeasible" if attrs.get("feasible") is False else "failed"
     return None
+
+
+def _live_elsewhere(trial: FrozenTrial) -> bool:
+    """A trial that another worker's heartbeat watches (not this process's, nor one of a search from
+    before heartbeats, which no one would ever fail)."""
+    attrs = trial.user_attrs
+    return attrs.get("heartbeat") is not None and (attrs.get("host"), attrs.get("pid")) != (HOST, os.getpid())
 
 
 def _key(spec: dict[str, Any]) -> str:

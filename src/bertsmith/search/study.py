@@ -1,21 +1,27 @@
 """The Optuna study that holds a search's trials: opened from a SQLAlchemy storage URL, tied to what it
 searches, and cleaned of trials whose process was killed.
 
-A study remembers (in its user attrs) the search space's digest, the evaluator's fingerprint, the
-objectives and the budget. Reopening it for a different search is refused before anything is written,
-so a resumed search never mixes scores of different searches. A trial records the host and process
-that runs it; a RUNNING trial of a process on this host that no longer exists was interrupted (killed,
-or stopped by Ctrl-C): it is marked FAIL and its sampler parameters are enqueued again, so the
-interrupted architecture is retried first.
+A study remembers (in its user attrs) the search space's digest, the teacher's digest, the
+evaluator's fingerprint, the objectives and the budget. Reopening it for a different search (another
+worker's space or teacher) is refused before anything is written, so a study never mixes scores of
+different searches.
+
+Many workers (processes, on one or many machines) may share a study in a database server. Each
+records a heartbeat for its running trials every ``heartbeat`` seconds (``Heartbeat``); a RUNNING
+trial whose heartbeat stopped for ``GRACE`` heartbeats (its worker was killed, or lost its machine)
+is marked FAIL by whichever worker notices, and its sampler parameters are enqueued again (``retry``,
+at most ``MAX_RETRIES`` times in a row), so the interrupted architecture is retried first. A RUNNING trial of a process on this host that no longer exists is failed and
+retried at once, without waiting for the grace period.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import sqlite3
+import threading
+import warnings
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,26 +29,35 @@ from typing import Any, Sequence
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
-from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import fail_stale_trials
+from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from ..errors import ConfigError
+from ..lock import alive
 
 # user attr → how an error names it
-IDENTITY = {"space": "search space", "evaluator": "evaluator", "objectives": "objectives", "budget": "budget"}
+IDENTITY = {"space": "search space", "teacher": "teacher", "evaluator": "evaluator", "objectives": "objectives",
+            "budget": "budget"}
 HOST = socket.gethostname()
+HEARTBEAT = 10  # seconds between a worker's heartbeats
+GRACE = 6  # heartbeats missed before a trial counts as abandoned
+MAX_RETRIES = 2  # retries of a trial whose worker died (one that kills every worker is not retried forever)
+CONNECT_TIMEOUT = 10  # seconds to reach a database server
 
 
-def open_study(url: str, name: str, *, space_digest: str, evaluator: dict[str, Any], objectives: Sequence[str],
-               budget: dict[str, Any]) -> optuna.Study:
+def open_study(url: str, name: str, *, space_digest: str, teacher: str, evaluator: dict[str, Any],
+               objectives: Sequence[str], budget: dict[str, Any], heartbeat: int = HEARTBEAT) -> optuna.Study:
     """Create the study ``name`` in ``url``, or open it when it exists and searches the same space
-    (``space_digest``) with the same ``evaluator`` fingerprint, ``objectives`` (the maximised metric's
-    name, then the minimised costs) and ``budget``. Then fail and re-enqueue the trials of dead
-    processes on this host."""
-    identity = {"space": space_digest, "evaluator": evaluator, "objectives": list(objectives), "budget": budget}
+    (``space_digest``) from the same ``teacher`` (its files' digest) with the same ``evaluator``
+    fingerprint, ``objectives`` (the maximised metric's name, then the minimised costs) and
+    ``budget``. Then fail and re-enqueue the trials of dead workers."""
+    identity = {"space": space_digest, "teacher": teacher, "evaluator": evaluator, "objectives": list(objectives),
+                "budget": budget}
     identity = json.loads(json.dumps(identity))  # as the storage gives it back
     directions = ["maximize"] + ["minimize"] * (len(objectives) - 1)
-    storage = open_storage(url)
+    storage = open_storage(url, heartbeat=heartbeat)
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=directions)
     except DuplicatedStudyError:
@@ -50,19 +65,22 @@ def open_study(url: str, name: str, *, space_digest: str, evaluator: dict[str, A
         stored, where = study.user_attrs, f"study {name!r} in {mask_password(url)}"
         for key, what in IDENTITY.items():
             if key not in stored:
-                raise ConfigError(f"{where} was not created by a bertsmith search") from None
+                raise ConfigError(f"{where} has no {what} record: it was not created by this version of "
+                                  "bertsmith search; give another --study-name") from None
             if stored[key] != identity[key]:
-                raise ConfigError(f"{where} was created with a different {what}") from None
+                raise ConfigError(f"{where} was created with a different {what}; this worker's differs, so it "
+                                  "would mix scores of two searches (give another --study-name)") from None
     else:
         for key, value in identity.items():
             study.set_user_attr(key, value)
-    recover_stale_trials(study, storage)
+    recover_stale_trials(study)
     return study
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """The storage behind ``url`` (a sqlite file's directory is created); ``ConfigError`` naming the
-    URL, its password masked, when it cannot be opened or reached.
+def open_storage(url: str, *, heartbeat: int = HEARTBEAT) -> optuna.storages.RDBStorage:
+    """The storage behind ``url`` (a sqlite file's directory is created), with trial heartbeats every
+    ``heartbeat`` seconds; ``ConfigError`` naming the URL, its password masked, when it cannot be
+    opened or reached (a server gets ``CONNECT_TIMEOUT`` seconds).
 
     A sqlite file runs in WAL mode with ``synchronous=NORMAL``: a trial writes one row per user attr,
     and a full sync of each (milliseconds) would cost more than a small evaluation. A killed search
@@ -76,7 +94,13 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             with closing(sqlite3.connect(parsed.database)) as connection:  # before optuna creates its tables
                 connection.execute("PRAGMA journal_mode=WAL")
-        storage = optuna.storages.RDBStorage(url)
+        engine = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}} if parsed.get_backend_name() == "postgresql" \
+            else None
+        with warnings.catch_warnings():  # heartbeats are experimental in Optuna, and what workers need
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=GRACE * heartbeat,
+                heartbeat_stale_trial_callback=retry)
     except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, ImportError, OSError) as exc:
         cause = exc.__cause__ if isinstance(exc, ImportError) and exc.__cause__ else exc  # the missing driver
         reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
@@ -97,14 +121,16 @@ def mask_password(text: str, url: str | None = None) -> str:
     return text.replace(match[1], "***") if match and match[1] else text
 
 
-def recover_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
-    """Mark FAIL the RUNNING trials whose process on this host is gone, and enqueue their sampler
-    parameters again; returns their numbers. Trials of live processes or other hosts are left alone."""
+def recover_stale_trials(study: optuna.Study) -> list[int]:
+    """Fail the RUNNING trials of dead workers and enqueue their retries: at once for a process on
+    this host that is gone, after the grace period for a heartbeat that stopped. Returns the numbers
+    of the trials failed here (another worker may have got to some first)."""
+    storage = study._storage  # Optuna's own fail_stale_trials reads it the same way
     study_id = storage.get_study_id_from_name(study.study_name)
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         host, pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
-        if host != HOST or pid is None or _alive(pid):
+        if host != HOST or pid is None or alive(pid):
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
@@ -112,17 +138,57 @@ def recover_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStora
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:  # another process recovered it first
             continue
-        if trial.params:
-            study.enqueue_trial(trial.params)
+        retry(study, storage.get_trial(trial_id))
         recovered.append(trial.number)
-    return recovered
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        fail_stale_trials(study)
+    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    return recovered + sorted(after - before)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+def retry(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Enqueue the sampler parameters of ``trial``, whose worker died, as a new trial that names it
+    (``retry_of``). A trial without parameters (a strategy's own proposal) is proposed again by its
+    strategy instead; a trial already retried ``MAX_RETRIES`` times in a row is not."""
+    retries = trial.user_attrs.get("retries", 0)
+    if trial.params and retries < MAX_RETRIES:
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retries": retries + 1})
+
+
+class Heartbeat:
+    """Records a heartbeat, every ``interval`` seconds from a thread, for each trial this process is
+    running, so that other workers can tell a live trial from an abandoned one."""
+
+    def __init__(self, study: optuna.Study, interval: float):
+        self.storage, self.interval = study._storage, interval
+        self._trials: set[int] = set()
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bertsmith-heartbeat")
+        self._thread.start()
+
+    def start(self, trial_id: int) -> None:
+        """Beat for ``trial_id`` from now on (the first beat at once: a trial without one is never failed)."""
+        self.storage.record_heartbeat(trial_id)
+        with self._guard:
+            self._trials.add(trial_id)
+
+    def stop(self, trial_id: int) -> None:
+        with self._guard:
+            self._trials.discard(trial_id)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._guard:
+                trials = sorted(self._trials)
+            for trial_id in trials:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except sqlalchemy.exc.SQLAlchemyError:  # a lost connection: the next beat tries again
+                    pass

@@ -32,4 +32,6 @@ class NSGA2(SamplerStrategy):
 
 
 def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-    return trial.user_attrs["constraints"]
+    """The budget constraints (≤ 0: met); none for a trial given up before it proposed anything (a
+    surplus trial, PRUNED, which NSGA-II never selects)."""
+    return trial.user_attrs.get("constraints", [])
