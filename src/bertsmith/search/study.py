@@ -124,28 +124,23 @@ def mask_password(text: str, url: str | None = None) -> str:
 def recover_stale_trials(study: optuna.Study) -> list[int]:
     """Fail the RUNNING trials of dead workers and enqueue their retries: at once for a process on
     this host that is gone, after the grace period for a heartbeat that stopped. Returns the numbers
-    of the trials failed here (another worker may have got to some first)."""
+    of the trials that were running and are failed now."""
     storage = study._storage  # Optuna's own fail_stale_trials reads it the same way
-    study_id = storage.get_study_id_from_name(study.study_name)
-    recovered = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in running:
         host, pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
         if host != HOST or pid is None or alive(pid):
             continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
-            storage.set_trial_user_attr(trial_id, "error", f"interrupted: process {pid} on {host} ended")
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            storage.set_trial_user_attr(trial._trial_id, "error", f"interrupted: process {pid} on {host} ended")
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:  # another process recovered it first
             continue
-        retry(study, storage.get_trial(trial_id))
-        recovered.append(trial.number)
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        retry(study, storage.get_trial(trial._trial_id))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         fail_stale_trials(study)
-    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    return recovered + sorted(after - before)
+    return [t.number for t in running if storage.get_trial(t._trial_id).state == TrialState.FAIL]
 
 
 def retry(study: optuna.Study, trial: FrozenTrial) -> None:
