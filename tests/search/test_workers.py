@@ -1,8 +1,9 @@
 """Search workers sharing one study in a real PostgreSQL server (started on loopback by the fixture):
 two concurrent `bertsmith search` processes finish exactly the requested trials without evaluating
 an architecture twice, a worker killed with SIGKILL mid-trial has that trial retried by the other, the
-Pareto front read back from the database is the one the workers wrote, and bad input (wrong password,
-unreachable server, another space, another teacher) exits 2 with the study untouched."""
+Pareto front read back from the database is the one the workers wrote, a supernet directory that the
+workers share is trained once, and bad input (wrong password, unreachable server, another space,
+another teacher) exits 2 with the study untouched."""
 
 from __future__ import annotations
 
@@ -45,9 +46,9 @@ def space_file(tmp_path_factory) -> Path:
 
 
 def arguments(space_file: Path, teacher: Path, task: Path, url: str, study: str, run_dir: Path, *,
-              trials: int, steps: int, worker: int = 0) -> list[str]:
+              trials: int, steps: int, worker: int = 0, evaluator: str = "short") -> list[str]:
     return ["search", "--space", str(space_file), "--teacher", str(teacher), "--task", str(task),
-            "--strategy", "nsga2", "--population-size", "4", "--evaluator", "short", "--eval-steps", str(steps),
+            "--strategy", "nsga2", "--population-size", "4", "--evaluator", evaluator, "--eval-steps", str(steps),
             "--trials", str(trials), "--storage", url, "--study-name", study, "--out", str(run_dir),
             "--worker", str(worker), "--heartbeat", "1", "--batch-size", "16", "--max-length", "16", "--quiet"]
 
@@ -119,6 +120,20 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried(server, space_file, tea
     assert retried[0].params == killed.params and retried[0].user_attrs["pid"] == survivor.pid
     done = evaluated(optuna.load_study(study_name="kill", storage=url))
     assert len(done) == 5 and max(Counter(spec_key(t) for t in done).values()) == 1
+
+
+def test_workers_sharing_a_supernet_directory_train_it_once(server, space_file, teacher_dir, task_file,
+                                                            tmp_path):
+    supernet = tmp_path / "shared" / "supernet"
+    workers = [start(arguments(space_file, teacher_dir, task_file, server.url(), "shared", tmp_path / f"run{k}",
+                               trials=3, steps=1, worker=k, evaluator="slice")
+                     + ["--supernet", str(supernet), "--supernet-steps", "10"]) for k in (0, 1)]
+    for w in workers:
+        finish(w)
+    log = [json.loads(line) for line in (supernet / "training" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "eval" in r] == [2, 4, 6, 8, 10]  # one training, not two interleaved
+    assert json.loads((supernet / "supernet.json").read_text())["steps"] == 10
+    assert not (supernet / ".lock").exists() and not (tmp_path / "run0" / "supernet").exists()
 
 
 def snapshot(url: str, name: str) -> list:
