@@ -251,3 +251,18 @@ def test_evaluator_is_prepared_only_after_the_study_accepts_it(tmp_path):
     with pytest.raises(ConfigError, match="different search space"):
         search(tmp_path, Preparing(), space=SearchSpace.from_dict(SPACE | {"depth": [1]}), trials=2)
     assert Preparing.prepared == 1
+
+
+@pytest.mark.parametrize("option,message", [({"worker": -1}, "worker = -1: expected a number ≥ 0"),
+                                            ({"heartbeat": 0}, "heartbeat = 0: expected a whole number")])
+def test_bad_worker_settings_are_refused_before_the_study_is_made(tmp_path, option, message):
+    with pytest.raises(ConfigError, match=message):
+        search(tmp_path, **option)
+    assert not (tmp_path / "run" / "study.db").exists()
+
+
+def test_a_single_worker_leaves_no_surplus_trial_and_marks_its_trials(tmp_path):
+    result = search(tmp_path, trials=5)
+    trials = result.study.get_trials()
+    assert all(t.state != TrialState.PRUNED for t in trials)
+    assert {(t.user_attrs["worker"], t.user_attrs["heartbeat"]) for t in trials} == {(0, 10)}
