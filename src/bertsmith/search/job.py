@@ -29,6 +29,7 @@ from .costs import CostModel, calibrate
 from .evaluators import DistillEvaluator, Evaluator, SliceEvaluator
 from .loop import SearchResult, check_settings, run_search
 from .space import SearchSpace
+from .study import HEARTBEAT
 from .supernet import SupernetJob, SupernetResult
 
 EVALUATORS = ("slice", "short", "full")
@@ -103,7 +104,7 @@ class SearchSettings:
     study_name: str = "search"
     supernet: Path | None = None  # default RUN_DIR/supernet
     worker: int = 0
-    heartbeat: float = 10.0
+    heartbeat: int = HEARTBEAT  # seconds
     data_dir: Path | None = None
     max_length: int = 128
     batch_size: int = 32

@@ -31,8 +31,7 @@ import sqlalchemy
 import sqlalchemy.exc
 from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import fail_stale_trials
-from optuna.trial import FrozenTrial
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import ConfigError
 from ..lock import alive
