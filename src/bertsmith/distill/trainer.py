@@ -224,14 +224,13 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 tokens += int(batch["attention_mask"].sum())
-                if step % cfg.log_every == 0 or step == total:  # the global batch's figures
-                    world = distributed.world_size()
-                    rate = float(distributed.reduce_mean(torch.tensor(float(tokens)))) * world / max(
-                        1e-9, time.perf_counter() - t0)
-                    loss_value = float(distributed.reduce_mean(loss.detach() * scale))
+                if step % cfg.log_every == 0 or step == total:  # the global batch's figures, in one all-reduce
+                    shares = torch.stack([loss.detach().float() * scale, loss.new_tensor(float(tokens), dtype=torch.float32),
+                                          *(v.detach().float() * scale for v in parts.values())])
+                    loss_value, tokens_mean, *part_values = distributed.reduce_mean(shares).tolist()
+                    rate = tokens_mean * distributed.world_size() / max(1e-9, time.perf_counter() - t0)
                     record = {"step": step, "epoch": epoch, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
-                              "tokens_per_s": round(rate, 1)} | {
-                        k: float(distributed.reduce_mean(v.detach() * scale)) for k, v in parts.items()}
+                              "tokens_per_s": round(rate, 1)} | dict(zip(parts, part_values))
                     if main:
                         log.write(record)
                     bar.update(task, info=f"loss {loss_value:.4f} · {rate:,.0f} tok/s")
