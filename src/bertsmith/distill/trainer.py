@@ -225,7 +225,8 @@ class Trainer:
                 step += 1
                 tokens += int(batch["attention_mask"].sum())
                 if step % cfg.log_every == 0 or step == total:  # the global batch's figures, in one all-reduce
-                    shares = torch.stack([loss.detach().float() * scale, loss.new_tensor(float(tokens), dtype=torch.float32),
+                    shares = torch.stack([loss.detach().float() * scale,
+                                          loss.new_tensor(float(tokens), dtype=torch.float32),
                                           *(v.detach().float() * scale for v in parts.values())])
                     loss_value, tokens_mean, *part_values = distributed.reduce_mean(shares).tolist()
                     rate = tokens_mean * distributed.world_size() / max(1e-9, time.perf_counter() - t0)

@@ -10,8 +10,9 @@ Many workers (processes, on one or many machines) may share a study in a databas
 records a heartbeat for its running trials every ``heartbeat`` seconds (``Heartbeat``); a RUNNING
 trial whose heartbeat stopped for ``GRACE`` heartbeats (its worker was killed, or lost its machine)
 is marked FAIL by whichever worker notices, and its sampler parameters are enqueued again (``retry``,
-at most ``MAX_RETRIES`` times in a row), so the interrupted architecture is retried first. A RUNNING trial of a process on this host that no longer exists is failed and
-retried at once, without waiting for the grace period.
+at most ``MAX_RETRIES`` times in a row), so the interrupted architecture is retried first. A
+RUNNING trial of a process on this host that no longer exists is failed and retried at once, without
+waiting for the grace period.
 """
 
 from __future__ import annotations
