@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 
 import optuna
@@ -142,3 +143,19 @@ def test_retries_stop_after_max_retries(tmp_path):
         attrs = waiting[0].user_attrs
         study.ask()  # take the retry
     assert attrs["retries"] == MAX_RETRIES and not study.get_trials(states=(TrialState.WAITING,))
+
+
+def test_a_study_that_its_creator_is_still_labelling_is_read_again(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    created = optuna.create_study(storage=url, study_name="search", directions=["maximize", "minimize"])
+
+    def label() -> None:  # the creating worker writes the identity records one by one
+        for key, value in IDENTITY.items():
+            time.sleep(0.2)
+            created.set_user_attr({"space_digest": "space"}.get(key, key), value)
+
+    thread = threading.Thread(target=label)
+    thread.start()
+    study = open_study(url, "search", **IDENTITY)
+    thread.join()
+    assert study.user_attrs["teacher"] == "t1"

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -171,3 +172,28 @@ def test_bad_input_exits_2_with_the_study_untouched(monkeypatch, capsys, server,
     assert "was created with a different teacher" in refused(
         *[str(other_teacher) if a == str(teacher_dir) else a for a in args])
     assert snapshot(url, "bad") == before
+
+
+def test_workers_opening_a_new_database_at_once_all_get_the_study(server):
+    from bertsmith.search.study import open_study
+
+    identity = {"space_digest": "s", "teacher": "t", "evaluator": {"kind": "fake"}, "objectives": ["score", "params"],
+                "budget": {}}
+    for round_ in range(4):
+        server.create_database(f"fresh{round_}")
+        url, errors, barrier = server.url(f"fresh{round_}"), [], threading.Barrier(3)
+
+        def open_() -> None:
+            barrier.wait()
+            try:
+                open_study(url, "race", **identity)
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert optuna.load_study(study_name="race", storage=url).user_attrs["teacher"] == "t"

@@ -22,6 +22,7 @@ import re
 import socket
 import sqlite3
 import threading
+import time
 import warnings
 from contextlib import closing
 from pathlib import Path
@@ -45,6 +46,8 @@ HEARTBEAT = 10  # seconds between a worker's heartbeats
 GRACE = 6  # heartbeats missed before a trial counts as abandoned
 MAX_RETRIES = 2  # retries of a trial whose worker died (one that kills every worker is not retried forever)
 CONNECT_TIMEOUT = 10  # seconds to reach a database server
+CREATION_WAIT = 5  # seconds a new study's creator gets to write its identity
+CREATE_ATTEMPTS = 3  # tries to open a new database whose tables workers create at once
 
 
 def open_study(url: str, name: str, *, space_digest: str, teacher: str, evaluator: dict[str, Any],
@@ -62,7 +65,7 @@ def open_study(url: str, name: str, *, space_digest: str, teacher: str, evaluato
         study = optuna.create_study(storage=storage, study_name=name, directions=directions)
     except DuplicatedStudyError:
         study = optuna.load_study(storage=storage, study_name=name)
-        stored, where = study.user_attrs, f"study {name!r} in {mask_password(url)}"
+        stored, where = _identity_of(study), f"study {name!r} in {mask_password(url)}"
         for key, what in IDENTITY.items():
             if key not in stored:
                 raise ConfigError(f"{where} has no {what} record: it was not created by this version of "
@@ -75,6 +78,18 @@ def open_study(url: str, name: str, *, space_digest: str, teacher: str, evaluato
             study.set_user_attr(key, value)
     recover_stale_trials(study)
     return study
+
+
+def _identity_of(study: optuna.Study) -> dict[str, Any]:
+    """The study's user attrs once its identity is complete: a worker that created it a moment ago
+    writes the identity's records one by one, so a study missing some is read again for up to
+    ``CREATION_WAIT`` seconds before it counts as not made by this version of bertsmith search."""
+    deadline = time.monotonic() + CREATION_WAIT
+    stored = study.user_attrs
+    while not IDENTITY.keys() <= stored.keys() and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stored = study.user_attrs
+    return stored
 
 
 def open_storage(url: str, *, heartbeat: int = HEARTBEAT) -> optuna.storages.RDBStorage:
@@ -96,11 +111,18 @@ def open_storage(url: str, *, heartbeat: int = HEARTBEAT) -> optuna.storages.RDB
                 connection.execute("PRAGMA journal_mode=WAL")
         engine = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}} if parsed.get_backend_name() == "postgresql" \
             else None
-        with warnings.catch_warnings():  # heartbeats are experimental in Optuna, and what workers need
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=GRACE * heartbeat,
-                heartbeat_stale_trial_callback=retry)
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():  # heartbeats are experimental in Optuna, and what workers need
+                    warnings.simplefilter("ignore", ExperimentalWarning)
+                    storage = optuna.storages.RDBStorage(
+                        url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=GRACE * heartbeat,
+                        heartbeat_stale_trial_callback=retry)
+                break
+            except sqlalchemy.exc.IntegrityError:  # another worker created the tables at the same moment
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5)
     except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, ImportError, OSError) as exc:
         cause = exc.__cause__ if isinstance(exc, ImportError) and exc.__cause__ else exc  # the missing driver
         reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
