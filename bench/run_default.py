@@ -1,7 +1,8 @@
-"""The embedded default job (`bertsmith run` with no config) against the issue's goals: finished
-within 15 minutes on 2 CPU cores, a chosen student at least 4× smaller than the teacher in
-non-embedding parameters, at least 3× faster (batch 1, 128 tokens, measured in one process next to
-the teacher), within 3 accuracy points of the teacher on test.
+"""The embedded default job (`bertsmith run` with no config) against its goals: finished within 12
+minutes on 2 CPU cores (the uniform baseline included), a chosen student at least 4× smaller than the
+teacher in non-embedding parameters, at least 3× faster (batch 1, 128 tokens, measured in one process
+next to the teacher), within 3 accuracy points of the teacher on test. A run whose model fails the
+quality gate (exit code 3) is recorded as such.
 
     .venv/bin/python bench/run_default.py --work /tmp/run-default      # a fresh cache: the teacher is trained too
 
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GOALS = {"minutes": 15.0, "params_ratio": 4.0, "speedup": 3.0, "test_drop_points": 3.0}
+GOALS = {"minutes": 12.0, "params_ratio": 4.0, "speedup": 3.0, "test_drop_points": 3.0}
 
 
 def cpu_times() -> tuple[int, int]:
@@ -42,7 +43,9 @@ def main() -> None:
     bertsmith = Path(sys.executable).with_name("bertsmith")
     steal0, total0 = cpu_times()
     start = time.perf_counter()
-    subprocess.run([str(bertsmith), "run", "--out", str(run_dir), "--quiet"], env=env, check=True)
+    code = subprocess.run([str(bertsmith), "run", "--out", str(run_dir), "--quiet"], env=env).returncode
+    if code not in (0, 3):
+        raise SystemExit(f"bertsmith run exited with {code}")
     wall = time.perf_counter() - start
     max_rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     steal1, total1 = cpu_times()
@@ -62,15 +65,16 @@ def main() -> None:
         "teacher": {"summary": results["teacher"]["summary"], "params": results["teacher"]["params"],
                     "latency_ms": results["teacher"]["latency_ms"], "metrics": results["teacher"]["metrics"]},
         "chosen": {k: results["chosen"][k] for k in ("name", "summary", "params", "latency_ms", "metrics")},
-        "finalists": [{k: f[k] for k in ("name", "summary", "params", "latency_ms", "metrics")}
+        "finalists": [{k: f[k] for k in ("name", "kind", "summary", "params", "latency_ms", "metrics")}
                       for f in results["finalists"]],
+        "exit_code": code, "quality": results["quality"],
         "search": {k: results["search"][k] for k in ("evaluated", "infeasible", "duplicates", "failed")},
         "versions": results["versions"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps({k: record[k] for k in ("wall_seconds", "stage_seconds", "cpu_steal_share", "max_rss_gb", "figures",
-                                                     "met")},
+                                             "met", "exit_code", "quality")},
                      indent=1))
 
 

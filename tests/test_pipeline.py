@@ -104,8 +104,19 @@ def test_the_report_holds_every_evaluated_architecture_and_the_figures(finished)
     assert budget == int(0.6 * results["teacher"]["params"])
     chosen = results["chosen"]
     assert chosen["params"] <= budget
-    best_dev = max(f["metrics"]["dev"][results["metric"]] for f in results["finalists"] if f["kind"] == "finalist")
-    assert chosen["metrics"]["dev"][results["metric"]] == best_dev
+    within = [f for f in results["finalists"] if not f["violations"]]
+    assert {f["kind"] for f in within} == {"finalist", "baseline"}  # the default uniform baseline competes
+    uniform = next(f for f in results["finalists"] if f.get("source") == "uniform")
+    assert uniform["params"] <= budget and uniform["spec"]["hidden"] < results["teacher"]["spec"]["hidden"]
+    assert chosen["metrics"]["dev"][results["metric"]] == max(f["metrics"]["dev"][results["metric"]] for f in within)
+    assert "uniform baseline" in results["quality"]["baseline"] and "uniform baseline" in page
+    front = json.loads((run_dir / "pareto.json").read_text())
+    assert front["front"] and all(p["score"] == "proxy" and p["evaluator"] == "slice" for p in front["front"])
+    assert {p["name"] for p in front["distilled"]} == {f["name"] for f in results["finalists"]}
+    distilled = [p for p in front["front"] if p["distilled_dev"] is not None]
+    finalists = [f for f in results["finalists"] if f["kind"] == "finalist"]  # all of them from the front
+    assert len(distilled) == len(finalists) == front["calibration"]["points"] >= 1
+    assert all(p["estimate"] == pytest.approx(p["search_score"] + front["calibration"]["offset"]) for p in front["front"])
     assert chosen["versus_teacher"]["params_ratio"] == pytest.approx(results["teacher"]["params"] / chosen["params"])
     echoed = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert echoed["search"]["strategy"] == "nsga2" and echoed["finalists"]["init"] == "teacher"  # defaults written out
@@ -278,3 +289,60 @@ def test_every_strategy_runs_end_to_end(strategy, tmp_path, base_dir, task_file,
     page = (tmp_path / "out" / "report.html").read_text()
     assert all(t["summary"] in page for t in result.results["search"]["trials"])
     assert (Path(result.results["export"]["directory"]) / "README.md").is_file()
+
+
+@pytest.mark.parametrize("baseline, message", [
+    ("uniform", r"finalists.baselines\[0\] = 'uniform': the budget is so small that shrinking the teacher uniformly "
+                r"leaves no attention head .*\(budget: params 10\)"),
+    ("layers", r"finalists.baselines\[0\] = 'layers': the budget is so small that not even one of the teacher's "
+               r"layers fits \(budget: params 10\)"),
+])
+def test_a_budget_with_no_room_for_a_baseline_exits_2_before_anything_is_written(
+        monkeypatch, capsys, tmp_path, base_dir, task_file, baseline, message):
+    from tests.test_cli import run
+
+    config = tiny_config(tmp_path, base_dir, task_file, **{"budget.params": "10", "finalists.baselines": [baseline]})
+    code, _out, err = run(monkeypatch, capsys, "run", str(config), "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1 and __import__("re").search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_teacher_at_a_constant_predictor_s_level_stops_the_run_with_exit_3(monkeypatch, capsys, tmp_path, base_dir,
+                                                                             cache_dir):
+    from tests.tasks import write_task
+    from tests.test_cli import run
+
+    task = write_task(tmp_path / "task")
+    dev = task.parent / "dev.csv"  # a dev split of one class: answering that class every time is perfect
+    dev.write_text("\n".join(line for line in dev.read_text().splitlines() if not line.endswith(",0")) + "\n")
+    config = tiny_config(tmp_path, base_dir, task, **{"teacher.steps": 2})
+    code, _out, err = run(monkeypatch, capsys, "run", str(config), "--out", str(tmp_path / "out"), "--cache-dir",
+                          str(cache_dir), "--quiet")
+    assert code == 3, err
+    assert "the teacher scores dev accuracy" in err and "the level of a constant predictor (100.00" in err
+    assert "teacher.epochs" in err and "--accept-weak" in err
+    assert (tmp_path / "out" / "teacher" / DONE).is_file() and not (tmp_path / "out" / "search").exists()
+
+
+def test_a_chosen_model_that_fails_the_gate_is_exported_with_a_warning_and_exits_3(finished, monkeypatch, capsys,
+                                                                                   cache_dir):
+    from bertsmith import pipeline
+    from bertsmith.quality import Verdict
+    from tests.test_cli import run
+
+    config, run_dir, _ = finished
+    monkeypatch.setattr(pipeline, "judge", lambda *a, **k: Verdict(reasons=["dev accuracy is 9.00 points behind"]))
+    code, out, _err = run(monkeypatch, capsys, "run", str(config), "--out", str(run_dir), "--cache-dir",
+                          str(cache_dir), "--quiet")
+    assert code == 3
+    assert out.rstrip().splitlines()[-3:] == ["WARNING: the chosen model failed the quality gate",
+                                              "  - dev accuracy is 9.00 points behind",
+                                              "  (exit code 3; --accept-weak or quality.accept_weak: true to accept it)"]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["quality"] == {"passed": False, "reasons": ["dev accuracy is 9.00 points behind"], "baseline": None}
+    card = (Path(results["export"]["directory"]) / "README.md").read_text()
+    assert "failed bertsmith's quality gate" in card and "9.00 points behind" in card
+    assert "failed the quality gate" in (run_dir / "report.html").read_text()
+    code, out, _err = run(monkeypatch, capsys, "run", str(config), "--out", str(run_dir), "--cache-dir",
+                          str(cache_dir), "--quiet", "--accept-weak")
+    assert code == 0 and "WARNING: the chosen model failed the quality gate" in out

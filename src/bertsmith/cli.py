@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, distributed
-from .errors import BertsmithError, ConfigError
+from .errors import EXIT_WEAK, BertsmithError, ConfigError, WeakModelError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find compact, fast BERT-style encoders.")
@@ -599,6 +599,8 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/CONFIG-NAME, or runs/default)."),
     force: bool = typer.Option(False, "--force", help="Use --out even when it holds a run of another task, data or teacher."),
     show_config: bool = typer.Option(False, "--show-config", help="Print the resolved configuration and exit."),
+    accept_weak: bool = typer.Option(False, "--accept-weak", help="Exit 0 even when the chosen model (or the "
+                                     "teacher) fails the quality gate (the config's quality.accept_weak)."),
     cache_dir: Optional[Path] = CACHE_DIR,
     quiet: bool = QUIET,
 ) -> None:
@@ -612,6 +614,8 @@ def run(
     distributed.refuse("bertsmith run", "run `bertsmith teacher`, `bertsmith distill` or `bertsmith search "
                        "--supernet-only` under the launcher instead")
     config = load_config(config_file)
+    if accept_weak:
+        config = config.model_copy(update={"quality": config.quality.model_copy(update={"accept_weak": True})})
     if show_config:
         print(config.echo(), end="")
         return
@@ -619,6 +623,8 @@ def run(
     result = run_pipeline(config, run_dir, force=force, cache_dir=cache_dir, progress=not quiet,
                           log=lambda line: console.print(line, markup=False, highlight=False))
     _print_run(result.results)
+    if not result.results["quality"]["passed"] and not config.quality.accept_weak:
+        raise typer.Exit(EXIT_WEAK)
 
 
 @app.command("report")
@@ -626,8 +632,9 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory of `bertsmi
     """Rebuild report.html, pareto.png and results.json of a finished run from its stages' outputs."""
     from .report import rebuild_report
 
-    _print_run(rebuild_report(run_dir))
+    results = rebuild_report(run_dir)
     console.print(f"report: {run_dir / 'report.html'}")
+    _print_run(results)
 
 
 def _print_run(results: dict) -> None:
@@ -644,6 +651,16 @@ def _print_run(results: dict) -> None:
     drops = ", ".join(f"{s} {-v[f'{s}_drop_points']:+.2f} points" for s in ("dev", "test") if f"{s}_drop_points" in v)
     console.print(f"chosen: {v['params_ratio']:.2f}× fewer non-embedding parameters, {v['speedup']:.2f}× faster, "
                   f"{drops} vs the teacher; export: {results['export']['directory']}")
+    q = results["quality"]
+    if q.get("baseline"):
+        console.print(f"baseline: {q['baseline']}", markup=False, highlight=False)
+    if q["passed"]:
+        console.print("quality gate: passed")
+    else:
+        console.print("[bold red]WARNING: the chosen model failed the quality gate[/bold red]")
+        for reason in q["reasons"]:
+            console.print(f"  - {reason}", markup=False, highlight=False)
+        console.print(f"  (exit code {EXIT_WEAK}; --accept-weak or quality.accept_weak: true to accept it)")
 
 
 def _print_pruning(result, objectives, metric: str) -> None:
@@ -713,7 +730,7 @@ def main() -> None:
         if _state["debug"]:
             raise
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_WEAK if isinstance(exc, WeakModelError) else 2)
 
 
 if __name__ == "__main__":

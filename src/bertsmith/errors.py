@@ -1,4 +1,5 @@
-"""Typed errors of bertsmith. The CLI prints their message on one line and exits with code 2."""
+"""Typed errors of bertsmith. The CLI prints their message on one line and exits with code 2 (3 for a
+model that fails the quality gate)."""
 
 
 class BertsmithError(Exception):
@@ -19,3 +20,11 @@ class ConfigError(BertsmithError, ValueError):
 
 class DataError(BertsmithError, ValueError):
     """Task data that is missing or malformed: names the file, line and column."""
+
+
+EXIT_WEAK = 3  # the exit code of a run whose model fails the quality gate (input errors exit 2)
+
+
+class WeakModelError(BertsmithError):
+    """A model that fails the quality gate (e.g. a teacher no better than a constant predictor);
+    the CLI exits with code 3."""

@@ -13,15 +13,18 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .arch import ArchSpec, atomic_write_text
+
+if TYPE_CHECKING:
+    from .quality import Verdict
 
 ONNX_TOLERANCE = 1e-3  # max abs difference of logits, onnxruntime vs PyTorch
 
 
 def write_export(model_dir: Path, out: Path, *, chosen: dict, teacher: dict, finalists: dict, config,
-                 onnx: bool, seq_len: int, log: Callable[[str], None]) -> dict:
+                 onnx: bool, seq_len: int, log: Callable[[str], None], verdict: "Verdict | None" = None) -> dict:
     """Export the model in ``model_dir`` (a distillation's ``model/``) to ``out``."""
     from .errors import CheckpointError
     from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
@@ -40,7 +43,7 @@ def write_export(model_dir: Path, out: Path, *, chosen: dict, teacher: dict, fin
             raise CheckpointError(f"{path}: onnxruntime's logits differ from PyTorch's by {diff:.2e} "
                                   f"(more than {ONNX_TOLERANCE:g})")
         info |= {"onnx": str((out / "model.onnx").resolve()), "onnx_max_abs_diff": diff}
-    atomic_write_text(tmp / "README.md", model_card(chosen, teacher, finalists, config, info))
+    atomic_write_text(tmp / "README.md", model_card(chosen, teacher, finalists, config, info, verdict))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     log(f"[export] {out} ({info['format']}" + (f"; model.onnx, max abs diff {info['onnx_max_abs_diff']:.1e}" if onnx
@@ -54,9 +57,18 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["bertsmith" if name.startswith("bertsmith") else name, *sys.argv[1:]])
 
 
-def model_card(chosen: dict, teacher: dict, finalists: dict, config, info: dict) -> str:
+def model_card(chosen: dict, teacher: dict, finalists: dict, config, info: dict, verdict: "Verdict | None" = None) -> str:
     """The README.md of the export."""
     from . import __version__
+
+    origin = (f"found by a `{config.search.strategy}` search" if chosen["kind"] == "finalist" else
+              f"the baseline `{chosen.get('source', chosen['name'])}` (better on dev than the search's finalists)")
+    quality = ""
+    if verdict is not None and not verdict.passed:
+        quality += ("\n> **Warning: this model failed bertsmith's quality gate.**\n"
+                    + "".join(f"> - {reason}\n" for reason in verdict.reasons))
+    if verdict is not None and verdict.baseline:
+        quality += f"\nAgainst the obvious alternative at the same budget and distillation: {verdict.baseline}.\n"
 
     spec = ArchSpec.from_dict(chosen["spec"])
     metric_rows = "\n".join(f"| {split} | " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
@@ -69,9 +81,9 @@ def model_card(chosen: dict, teacher: dict, finalists: dict, config, info: dict)
             f"PyTorch within {info['onnx_max_abs_diff']:.1e} under onnxruntime.\n" if "onnx" in info else "")
     return f"""# {config.task} student ({spec.summary()})
 
-A compact BERT-style encoder for the task `{config.task}`, found by a `{config.search.strategy}` search and
+A compact BERT-style encoder for the task `{config.task}`, {origin} and
 distilled from the teacher `{teacher['directory']}` by bertsmith {__version__}.
-
+{quality}
 ## Use
 
 ```python

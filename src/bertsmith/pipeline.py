@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .arch import ArchSpec, atomic_write_text
-from .errors import ConfigError
+from .baselines import BASELINES
+from .errors import ConfigError, WeakModelError
+from .quality import Verdict, at_constant_level, constant_levels, judge
 from .runconfig import RunConfig
 
 STAGES = ("teacher", "search", "finalists", "export", "report")
@@ -142,17 +144,20 @@ def run_pipeline(config: RunConfig, run_dir: Path, *, force: bool = False, cache
     run.check()
     atomic_write_text(run_dir / CONFIG, config.echo())
     teacher = run.stage("teacher", run.teacher_inputs(), None, run.teacher)
+    run.gate_teacher(teacher)
     search = run.stage("search", run.search_inputs(teacher), run.search_extent(), lambda st: run.search(st, teacher),
                        keep={"supernet": SUPERNET_INFO})  # a trained supernet is reused by its own key
     finalists = run.stage("finalists", [search["key"], config.finalists.model_dump(mode="json", exclude={"count", "baselines"}),
-                                        config.latency_repeats], [config.finalists.count, config.finalists.baselines],
+                                        config.latency_repeats], [config.finalists.count, config.finalists.baselines,
+                                                                     config.quality.constant_margin],
                           lambda st: run.finalists(st, teacher, search))
-    export = run.stage("export", [finalists["key"], config.export.model_dump(mode="json")], None,
-                       lambda st: run.export(st, teacher, finalists))
+    verdict = run.judge(teacher, finalists)
+    export = run.stage("export", [finalists["key"], config.export.model_dump(mode="json"), verdict.to_dict()], None,
+                       lambda st: run.export(st, teacher, finalists, verdict))
     from .report import write_report
 
     results = write_report(run_dir, config=config, teacher=teacher, search=search, finalists=finalists,
-                           export=export, timings=run.timings)
+                           export=export, timings=run.timings, quality=verdict.to_dict())
     log(f"report: {run_dir / 'report.html'}")
     return RunResult(run_dir, results, run.reused)
 
@@ -185,14 +190,45 @@ class _Run:
             parse_duration(s.time_budget)
         for name in ("params", "total_params", "flops", "latency"):
             _share(getattr(self.config.budget, name), f"budget.{name}")
-        for i, text in enumerate(self.config.finalists.baselines):
-            _baseline(text, f"finalists.baselines[{i}]")
+        self.check_baselines()
         from .distill.objectives import LossConfig
 
         try:
             LossConfig.from_terms(self.config.finalists.losses)
         except (ValueError, ConfigError) as e:
             raise ConfigError(f"finalists.losses = {self.config.finalists.losses!r}: {e}") from None
+
+    def check_baselines(self) -> None:
+        """Every baseline names a preset or spec file, or is built-in and exists at the run's budget
+        (its parameter and FLOPs bounds, resolved against the teacher checkpoint's own shape)."""
+        from .baselines import BASELINES
+        from .hf import import_checkpoint
+
+        baselines = self.config.finalists.baselines
+        for i, text in enumerate(baselines):
+            if text not in BASELINES:
+                _baseline(text, f"finalists.baselines[{i}]")
+        if not any(text in BASELINES for text in baselines):
+            return
+        c = self.config
+        source = c.teacher.finetuned if c.teacher.finetuned is not None else c.teacher.model
+        from .distill.teacher import model_directory
+
+        spec = import_checkpoint(model_directory(source)).spec
+        budget = self.absolute_budget(spec, teacher_latency=None)
+        for i, text in enumerate(baselines):
+            if text in BASELINES:
+                self.built_in_baseline(text, spec, budget, f"finalists.baselines[{i}]")
+
+    def built_in_baseline(self, name: str, teacher: ArchSpec, budget: dict, where: str) -> ArchSpec:
+        from .baselines import build
+        from .search.budget import Budget
+
+        try:
+            return build(name, teacher, Budget.model_validate({k: v for k, v in budget.items() if k != "latency"}))
+        except ValueError as e:
+            shown = ", ".join(f"{k} {v}" for k, v in budget.items() if k not in ("batch", "seq_len"))
+            raise ConfigError(f"{where} = {name!r}: {e} (budget: {shown})") from None
 
     def stage(self, name: str, identity: Any, extent: Any, body: Callable[[Stage], dict],
               keep: dict[str, str] | None = None) -> dict:
@@ -236,25 +272,54 @@ class _Run:
             result = finetune_teacher(t.model, self.task, data_dir=c.data_dir, max_length=c.max_length,
                                       config=TrainConfig(epochs=t.epochs, steps=t.steps, lr=t.lr, warmup=t.warmup,
                                                          batch_size=t.batch_size, seed=c.seed),
-                                      cache_dir=self.cache_dir, progress=self.progress)
+                                      cache_dir=self.cache_dir, progress=self.progress, min_steps=t.min_steps,
+                                      patience=t.patience)
             directory, metrics = result.directory, result.metrics
         spec = load_teacher(directory, self.task).encoder.spec
+        data = self._eval_data(directory)
         if metrics is None:
-            metrics = self._evaluate_dir(directory)
+            metrics = self._evaluate_dir(directory, data)
         self.log(f"[teacher] {directory}: {_metrics(metrics)}")
-        return {"directory": str(Path(directory).resolve()), "metrics": metrics, "spec": spec.to_dict(),
+        constant = {split: constant_levels(self.task.metrics, data.splits[split].labels,
+                                           regression=self.task.is_regression, num_labels=self.task.num_labels)
+                    for split in ("dev", "test") if data.labeled(split)}
+        return {"directory": str(Path(directory).resolve()), "metrics": metrics, "constant": constant,
+                "spec": spec.to_dict(),
                 "summary": spec.summary(), "params": encoder_params(spec), "total_params": params(spec),
                 "flops": flops(spec, c.budget.seq_len)}
 
-    def _evaluate_dir(self, directory: Path) -> dict:
+    def _eval_data(self, directory: Path):
+        """The task's splits, tokenized by the teacher's tokenizer (cached)."""
+        from .distill.task import load_task_data, load_tokenizer
+
+        return load_task_data(self.task, load_tokenizer(directory), data_dir=self.config.data_dir,
+                              max_length=self.config.max_length, cache_dir=self.cache_dir)
+
+    def _evaluate_dir(self, directory: Path, data) -> dict:
         """Dev (and labelled test) metrics of a fine-tuned teacher given as it is."""
-        from .distill.task import evaluate, load_task_data, load_tokenizer
+        from .distill.task import evaluate
         from .distill.teacher import load_teacher
 
-        data = load_task_data(self.task, load_tokenizer(directory), data_dir=self.config.data_dir,
-                              max_length=self.config.max_length, cache_dir=self.cache_dir)
         model = load_teacher(directory, self.task)
         return {split: evaluate(model, data, split) for split in ("dev", "test") if data.labeled(split)}
+
+    def gate_teacher(self, teacher: dict) -> None:
+        """Stop when the teacher is no better on dev than a constant predictor: nothing can be
+        distilled from it (``quality.accept_weak`` goes on anyway)."""
+        q, metric = self.config.quality, self.task.main_metric
+        dev, level = teacher["metrics"]["dev"][metric], teacher.get("constant", {}).get("dev", {}).get(metric)
+        if level is None:
+            return
+        if not at_constant_level(dev, level, q.constant_margin):
+            return
+        message = (f"the teacher scores dev {metric} {100 * dev:.2f}, the level of a constant predictor "
+                   f"({100 * level:.2f}, the same answer for every input): a student distilled from it would learn "
+                   f"nothing. Try a longer fine-tuning (teacher.epochs, teacher.min_steps), another learning rate "
+                   f"(teacher.lr) or another checkpoint (teacher.model); --accept-weak goes on anyway")
+        if q.accept_weak:
+            self.log(f"[teacher] warning: {message}")
+            return
+        raise WeakModelError(message)
 
     # ---- search -----------------------------------------------------------------------------------
     def search_inputs(self, teacher: dict) -> dict:
@@ -303,12 +368,22 @@ class _Run:
     def resolve_budget(self, teacher: ArchSpec, stage: Stage) -> tuple[dict[str, Any], float | None]:
         """The budget in absolute figures (shares of the teacher's costs resolved) and the teacher's
         latency when a share of it was asked for (measured once, kept in the stage)."""
-        from .cost import encoder_params, flops, params
         from .search.costs import measure_latency
 
         b = self.config.budget
-        out: dict[str, Any] = {"batch": b.batch, "seq_len": b.seq_len}
         latency = None
+        if _share(b.latency, "budget.latency") is not None:
+            latency = _cached(stage.dir / "teacher_latency.json", lambda: measure_latency(
+                teacher, batch=b.batch, seq_len=b.seq_len, repeats=self.config.latency_repeats))
+        return self.absolute_budget(teacher, latency), latency
+
+    def absolute_budget(self, teacher: ArchSpec, teacher_latency: float | None) -> dict[str, Any]:
+        """The budget with its shares of the teacher's costs resolved; a latency share only with the
+        teacher's measured ``teacher_latency`` (left out without it)."""
+        from .cost import encoder_params, flops, params
+
+        b = self.config.budget
+        out: dict[str, Any] = {"batch": b.batch, "seq_len": b.seq_len}
         for name, whole in (("params", lambda: encoder_params(teacher)), ("total_params", lambda: params(teacher)),
                             ("flops", lambda: flops(teacher, b.seq_len)), ("latency", None)):
             value = getattr(b, name)
@@ -318,12 +393,11 @@ class _Run:
             if share is None:
                 out[name] = value
             elif name == "latency":
-                latency = _cached(stage.dir / "teacher_latency.json", lambda: measure_latency(
-                    teacher, batch=b.batch, seq_len=b.seq_len, repeats=self.config.latency_repeats))
-                out[name] = f"{share * latency:.3f}ms"
+                if teacher_latency is not None:
+                    out[name] = f"{share * teacher_latency:.3f}ms"
             else:
                 out[name] = int(share * whole())
-        return out, latency
+        return out
 
     # ---- finalists --------------------------------------------------------------------------------
     def finalists(self, stage: Stage, teacher: dict, search: dict) -> dict:
@@ -332,11 +406,24 @@ class _Run:
         from .distill.trainer import TrainConfig
 
         c, f = self.config, self.config.finalists
-        front = sorted(search["front"], key=lambda p: (-p["values"][0], p["costs"]["params"]))[:f.count]
+        metric = self.task.main_metric
+        level = teacher.get("constant", {}).get("dev", {}).get(metric)
+        front = search["front"]
+        if level is not None and all(at_constant_level(p["values"][0], level, c.quality.constant_margin)
+                                     for p in front):
+            # the search's scores carry no signal: the smallest architecture is no "win", take the largest
+            self.log(f"[finalists] warning: every front architecture scored at the level of a constant predictor "
+                     f"({100 * level:.2f}) in the search; the largest within the budget go first")
+            front = sorted(front, key=lambda p: -p["costs"]["params"])[:f.count]
+        else:
+            front = sorted(front, key=lambda p: (-p["values"][0], p["costs"]["params"]))[:f.count]
         entries = [{"name": f"finalist-{i + 1}-t{p['trial']}", "kind": "finalist", "spec": p["spec"],
                     "search_value": p["values"][0], "trial": p["trial"]} for i, p in enumerate(front)]
+        teacher_spec = ArchSpec.from_dict(teacher["spec"])
         for i, text in enumerate(f.baselines):
-            spec = _baseline(text, f"finalists.baselines[{i}]")
+            where = f"finalists.baselines[{i}]"
+            spec = (self.built_in_baseline(text, teacher_spec, search["budget"], where) if text in BASELINES
+                    else _baseline(text, where))
             entries.append({"name": f"baseline-{i + 1}-{Path(text).stem}", "kind": "baseline", "spec": spec.to_dict(),
                             "source": text})
         config = TrainConfig(epochs=f.epochs, steps=f.steps, lr=f.lr, batch_size=f.batch_size, warmup=f.warmup,
@@ -355,11 +442,14 @@ class _Run:
             entry.update(model_dir=str(run_dir / "model"), metrics=result["metrics"], steps=result["steps"],
                          best_step=result["best_step"], data=result["data"])
         self._costs(entries, teacher, search["budget"])
-        within = [e for e in entries if e["kind"] == "finalist" and not e["violations"]]
+        within = [e for e in entries if not e["violations"]]
         if not within:
             raise ConfigError("finalists: none is within the budget")
-        metric = self.task.main_metric
-        chosen = max(within, key=lambda e: (e["metrics"]["dev"][metric], -e["params"]))
+        best = max(e["metrics"]["dev"][metric] for e in within)
+        degenerate = level is not None and at_constant_level(best, level, c.quality.constant_margin)
+        # equal dev scores: the cheaper model, unless they are all at a constant predictor's level,
+        # where a smaller model is no win (the quality gate reports the run as weak)
+        chosen = max(within, key=lambda e: (e["metrics"]["dev"][metric], e["params"] if degenerate else -e["params"]))
         self.log(f"[finalists] chosen: {chosen['name']} ({ArchSpec.from_dict(chosen['spec']).summary()}), "
                  f"dev {metric} {chosen['metrics']['dev'][metric]:.4f}")
         return {"entries": entries, "chosen": chosen["name"], "teacher_latency_ms": self._teacher_latency}
@@ -393,12 +483,19 @@ class _Run:
                      violations=budget.violations(spec, latency_ms=latency[e["name"]]))
 
     # ---- export -----------------------------------------------------------------------------------
-    def export(self, stage: Stage, teacher: dict, finalists: dict) -> dict:
+    def judge(self, teacher: dict, finalists: dict) -> Verdict:
+        """The quality gate on the chosen model (``quality`` settings)."""
+        q = self.config.quality
+        chosen = next(e for e in finalists["entries"] if e["name"] == finalists["chosen"])
+        return judge(chosen, finalists["entries"], teacher, teacher.get("constant", {}), self.task.main_metric,
+                     max_drop=q.max_drop, margin=q.constant_margin)
+
+    def export(self, stage: Stage, teacher: dict, finalists: dict, verdict: Verdict) -> dict:
         from .export_card import write_export
 
         chosen = next(e for e in finalists["entries"] if e["name"] == finalists["chosen"])
         out = write_export(Path(chosen["model_dir"]), stage.dir / "model", chosen=chosen, teacher=teacher,
-                           finalists=finalists, config=self.config, onnx=self.config.export.onnx,
+                           finalists=finalists, config=self.config, verdict=verdict, onnx=self.config.export.onnx,
                            seq_len=self.config.export.seq_len, log=self.log)
         return out
 

@@ -22,7 +22,7 @@ from .distill.checkpoint import atomic_file
 from .errors import ConfigError
 
 PACKAGES = ("bertsmith", "torch", "transformers", "optuna", "onnxruntime", "numpy", "accelerate")
-RESULTS, PLOT, PAGE = "results.json", "pareto.png", "report.html"
+RESULTS, FRONT, PLOT, PAGE = "results.json", "pareto.json", "pareto.png", "report.html"
 
 
 def rebuild_report(run_dir: Path) -> dict:
@@ -46,11 +46,17 @@ def rebuild_report(run_dir: Path) -> dict:
 
 
 def write_report(run_dir: Path, *, config, teacher: dict, search: dict, finalists: dict, export: dict,
-                 timings: dict[str, float]) -> dict:
-    """Write results.json, pareto.png and report.html; returns the results."""
+                 timings: dict[str, float], quality: dict | None = None) -> dict:
+    """Write results.json, pareto.json, pareto.png and report.html; returns the results. ``quality``:
+    the quality gate's verdict (judged here when not given)."""
+    from .quality import judge
+
     run_dir = Path(run_dir)
     metric = search["metric"]
     chosen = next(e for e in finalists["entries"] if e["name"] == finalists["chosen"])
+    if quality is None:
+        quality = judge(chosen, finalists["entries"], teacher, teacher.get("constant", {}), metric,
+                        max_drop=config.quality.max_drop, margin=config.quality.constant_margin).to_dict()
     trials = read_trials(run_dir / "search" / "trials.csv", metric)
     front = {p["trial"] for p in search["front"]}
     for t in trials:
@@ -60,18 +66,46 @@ def write_report(run_dir: Path, *, config, teacher: dict, search: dict, finalist
         "task": config.task, "metric": metric, "seed": config.seed, "config": config.model_dump(mode="json"),
         "budget": search["budget"], "teacher": teacher_out,
         "chosen": chosen | {"versus_teacher": versus(chosen, teacher_out, metric)},
-        "finalists": finalists["entries"],
+        "finalists": finalists["entries"], "quality": quality,
+        "pareto": honest_front(search, finalists["entries"], metric),
         "search": {k: search[k] for k in ("evaluated", "infeasible", "duplicates", "failed", "stopped", "objectives",
                                           "evaluator")} | {"front": search["front"], "trials": trials},
         "export": export, "data": chosen.get("data", {}), "versions": versions(),
         "timings": timings | {"total": sum(v for k, v in timings.items() if k != "total")} if timings else {},
     }
     atomic_write_text(run_dir / RESULTS, json.dumps(results, indent=1, default=str) + "\n")
+    atomic_write_text(run_dir / FRONT, json.dumps(results["pareto"], indent=1) + "\n")
     png = plot(results)
     with atomic_file(run_dir / PLOT) as tmp:
         tmp.write_bytes(png)
     atomic_write_text(run_dir / PAGE, page(results, png))
     return results
+
+
+def honest_front(search: dict, entries: list[dict], metric: str) -> dict:
+    """The front as the user should read it: each point's search score is marked as a proxy (the
+    search's evaluator, not a distillation), next to its distilled dev score where it was distilled as
+    a finalist, and a calibrated estimate (the search score plus the mean distilled-minus-proxy offset
+    of the distilled front points; its error is their spread, unknown from fewer than two). The
+    distilled finalists and baselines follow as points of their own."""
+    import statistics
+
+    distilled = {e["trial"]: e for e in entries if e["kind"] == "finalist"}
+    offsets = [e["metrics"]["dev"][metric] - e["search_value"] for e in distilled.values()]
+    offset = statistics.fmean(offsets) if offsets else None
+    error = statistics.stdev(offsets) if len(offsets) > 1 else None
+    front = []
+    for p in search["front"]:
+        e = distilled.get(p["trial"])
+        front.append({"trial": p["trial"], "summary": p["summary"], "costs": p["costs"],
+                      "search_score": p["values"][0], "score": "proxy", "evaluator": search["evaluator"],
+                      "distilled_dev": e["metrics"]["dev"][metric] if e else None,
+                      "estimate": None if offset is None else p["values"][0] + offset, "estimate_error": error})
+    return {"metric": metric, "evaluator": search["evaluator"],
+            "calibration": {"offset": offset, "error": error, "points": len(offsets)}, "front": front,
+            "distilled": [{"name": e["name"], "kind": e["kind"], "summary": e["summary"], "params": e["params"],
+                           "latency_ms": e["latency_ms"], "score": "distilled",
+                           "metrics": e["metrics"]} for e in entries]}
 
 
 def versus(model: dict, teacher: dict, metric: str) -> dict:
@@ -129,11 +163,11 @@ def plot(results: dict) -> bytes:
             pts = [t for t in shown if t["feasible"] == feasible]
             if pts:
                 ax.scatter([t[cost] / scale for t in pts], [t["value"] for t in pts], s=14, c=colour,
-                           label=f"{name} (search score)")
+                           label=f"{name} (proxy score, not distilled)")
         on_front = [t for t in shown if t["on_front"]]
         if on_front:
             ax.scatter([t[cost] / scale for t in on_front], [t["value"] for t in on_front], s=30, c="#1f5fa8",
-                       zorder=2, label="search's Pareto front (all objectives)")
+                       zorder=2, label="search's Pareto front (proxy scores)")
         view = front_2d([t for t in shown if t["feasible"]], cost)
         if view:
             ax.step([t[cost] / scale for t in view], [t["value"] for t in view], where="post", c="#1f5fa8", lw=1,
@@ -189,6 +223,25 @@ def page(results: dict, png: bytes) -> str:
                                               f"{100 * t['metrics'][split][metric]:.2f} "
                                               f"({-v[f'{split}_drop_points']:+.2f} points)"))
     summary = "".join(f"<tr><th>{e(k)}</th><td>{e(val)}</td></tr>" for k, val in goals)
+    q = results["quality"]
+    quality = ("<p class=pass>The chosen model passed the quality gate.</p>" if q["passed"] else
+               "<div class=fail><b>The chosen model failed the quality gate:</b><ul>"
+               + "".join(f"<li>{e(r)}</li>" for r in q["reasons"]) + "</ul></div>")
+    if q.get("baseline"):
+        quality += f"<p>Against the uniform baseline (the teacher shrunk to the budget, distilled the same way): " \
+                   f"{e(q['baseline'])}.</p>"
+    hf = results["pareto"]
+    cal = hf["calibration"]
+    calibration = ("no front point was distilled, so the proxy scores are not calibrated" if cal["offset"] is None else
+                   f"distilled minus proxy over {cal['points']} distilled front point(s): {100 * cal['offset']:+.2f} "
+                   f"points" + (f", spread {100 * cal['error']:.2f}" if cal["error"] is not None else
+                                ", error unknown (fewer than two points)"))
+    front_rows = "".join(
+        f"<tr><td>{p['trial']}</td><td>{p['search_score']:.4f}</td>"
+        f"<td>{'' if p['distilled_dev'] is None else format(p['distilled_dev'], '.4f')}</td>"
+        f"<td>{'' if p['estimate'] is None else format(p['estimate'], '.4f')}"
+        f"{'' if p['estimate_error'] is None else ' ± ' + format(p['estimate_error'], '.4f')}</td>"
+        f"<td>{p['costs'].get('params', 0):,.0f}</td><td>{e(p['summary'])}</td></tr>" for p in hf["front"])
     rows = [("teacher", "teacher", t)] + [(f["name"], f["kind"], f) for f in results["finalists"]]
     finalists = "".join(
         f"<tr{' class=chosen' if name == c['name'] else ''}><td>{e(name)}</td><td>{e(kind)}</td>"
@@ -219,16 +272,24 @@ th, td {{ border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-a
 th {{ background: #f4f4f4; }} tr.chosen td {{ background: #fde8e8; font-weight: 600; }}
 tr.front td {{ background: #e8f0fb; }} img {{ max-width: 100%; }} pre {{ background: #f7f7f7; padding: 1em; overflow: auto; }}
 .note {{ color: #555; font-size: 0.9em; }}
+.fail {{ background: #fde8e8; border: 2px solid #d62728; padding: 0.5em 1em; }} .pass {{ color: #2c7a2c; }}
 </style></head><body>
 <h1>bertsmith run: {e(results['task'])}</h1>
 <p>Chosen model: <b>{e(c['name'])}</b>, {e(c['summary'])}. Teacher: {e(t['summary'])}
 (<code>{e(t['directory'])}</code>). Budget: {e(', '.join(f'{k} {val}' for k, val in results['budget'].items()))}.</p>
 <h2>Chosen model against the teacher</h2>
 <table>{summary}</table>
+<h2>Quality</h2>
+{quality}
 <h2>Accuracy against cost</h2>
 <img alt="dev {e(metric)} against parameters and latency" src="data:image/png;base64,{img}">
-<p class="note">Grey and blue points are the search's scores ({e(s['evaluator'])} evaluator); the orange diamonds
-are the finalists after their distillation, on dev. Latency is measured on this machine.</p>
+<p class="note">Grey and blue points are the search's <b>proxy</b> scores ({e(s['evaluator'])} evaluator), not what a
+distilled model of that shape reaches; the orange diamonds and purple squares are the finalists and baselines after
+their distillation, on dev. Latency is measured on this machine.</p>
+<h2>The search's front: proxy scores and what distillation gave</h2>
+<p class="note">Calibration: {e(calibration)}. The estimate is the proxy score plus that offset.</p>
+<table><tr><th>trial</th><th>proxy {e(metric)}</th><th>distilled dev {e(metric)}</th><th>estimate</th>
+<th>non-emb. params</th><th>architecture</th></tr>{front_rows}</table>
 <h2>Finalists</h2>
 <p class="note">Each distilled from the teacher ({e(results['config']['finalists']['losses'])}); the chosen model is
 the best on dev within the budget. Latency: median of interleaved measurements in one process.</p>
@@ -237,7 +298,7 @@ the best on dev within the budget. Latency: median of interleaved measurements i
 <h2>Every evaluated architecture ({len(s['trials'])})</h2>
 <p class="note">{s['evaluated']} evaluated, {s['infeasible']} over budget (not evaluated), {s['duplicates']} repeats,
 {s['failed']} failed{'; stopped: ' + e(s['stopped']) if s['stopped'] else ''}. Blue rows: the Pareto front.</p>
-<table><tr><th>trial</th><th>search {e(metric)}</th><th>non-emb. params</th><th>MFLOPs</th><th>latency (ms)</th>
+<table><tr><th>trial</th><th>proxy {e(metric)}</th><th>non-emb. params</th><th>MFLOPs</th><th>latency (ms)</th>
 <th>within budget</th><th>front</th><th>architecture</th></tr>{trials}</table>
 <h2>Provenance</h2>
 <table>{provenance}</table>

@@ -34,6 +34,10 @@ class TeacherConfig(_Section):
                        "default teacher's name, or a hub name (online only)")
     finetuned: Path | None = Field(None, description="an already fine-tuned task teacher directory (skips fine-tuning)")
     epochs: float = Field(1.0, gt=0, description="fine-tuning passes over train")
+    min_steps: int = Field(300, ge=0, description="at least this many steps: a small task gets whole extra "
+                           "epochs, evaluated after each, stopping early (0: exactly `epochs`)")
+    patience: int = Field(1, ge=1, description="epochs without a better dev metric before an extended "
+                          "fine-tuning stops")
     steps: int | None = Field(None, ge=1, description="fine-tuning steps (overrides epochs)")
     lr: float = Field(5e-5, gt=0)
     batch_size: int = Field(32, ge=1)
@@ -76,7 +80,9 @@ class FinalistsConfig(_Section):
     """The best architectures of the search's front, each distilled from the teacher and evaluated."""
 
     count: int = Field(1, ge=1, description="front architectures distilled, best search score first")
-    baselines: list[str] = Field([], description="presets or spec files distilled the same way, for comparison")
+    baselines: list[str] = Field(["uniform"], description="distilled the same way, for comparison: `uniform` "
+                                 "(the teacher shrunk by one factor to the budget), `layers` (the teacher's layers "
+                                 "dropped to the budget), presets or spec files")
     init: Literal["teacher", "scratch"] = Field("teacher", description="teacher: the teacher's weights sliced "
                                                 "to the shape (most important units first); scratch: random")
     losses: str = Field("logits,hidden,attention", description="distillation terms (as `bertsmith distill --losses`)")
@@ -85,6 +91,17 @@ class FinalistsConfig(_Section):
     lr: float = Field(1e-4, gt=0)
     batch_size: int = Field(32, ge=1)
     warmup: float = Field(0.1, ge=0, lt=1)
+
+
+class QualityConfig(_Section):
+    """The quality gate: a run whose chosen model fails it says so and exits with code 3."""
+
+    max_drop: float = Field(5.0, ge=0, description="points of the dev metric the chosen model may lose against "
+                            "the teacher")
+    constant_margin: float = Field(1.0, ge=0, description="points above a constant predictor's dev level that "
+                                   "still count as that level (teacher and chosen model)")
+    accept_weak: bool = Field(False, description="finish with exit code 0 even when the gate fails "
+                              "(`bertsmith run --accept-weak`)")
 
 
 class ExportConfig(_Section):
@@ -106,6 +123,7 @@ class RunConfig(_Section):
     budget: BudgetConfig = BudgetConfig()
     search: SearchConfig = SearchConfig()
     finalists: FinalistsConfig = FinalistsConfig()
+    quality: QualityConfig = QualityConfig()
     export: ExportConfig = ExportConfig()
 
     def echo(self) -> str:

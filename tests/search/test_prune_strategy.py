@@ -17,7 +17,7 @@ from bertsmith.distill.teacher import load_teacher
 from bertsmith.search.evaluators import DistillEvaluator
 from bertsmith.search.job import SearchSettings, run_search_job, shapes_below
 from bertsmith.search.pruning import cost_function
-from bertsmith.search.strategies.prune import layers_within, uniform_within
+from bertsmith.baselines import layers_within, uniform_within
 from tests.tasks import tiny_spec
 from tests.test_cli import run
 

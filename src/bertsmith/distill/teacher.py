@@ -13,6 +13,7 @@ number of labels (a head the checkpoint may have is dropped: its labels are anot
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -82,12 +83,16 @@ def finetune_teacher(
     max_length: int = 128,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    min_steps: int = 0,
+    patience: int = 1,
 ) -> TeacherResult:
-    """Fine-tune ``model`` on ``task`` (labels only) or reuse the cached result."""
+    """Fine-tune ``model`` on ``task`` (labels only) or reuse the cached result. ``min_steps``: see
+    ``fitted_schedule``."""
     source = model_directory(model)
     cache = Path(cache_dir) if cache_dir is not None else cache_root()
     tokenizer = load_tokenizer(source)
     data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache)
+    config = fitted_schedule(config, len(data.splits["train"]), min_steps, patience)
     key = teacher_key(source, task, data.hashes, config, max_length)
     out = cache / "teachers" / f"{task.name}-{key}"
     if (out / INFO).exists():
@@ -116,6 +121,18 @@ def finetune_teacher(
         shutil.rmtree(work, ignore_errors=True)
     distributed.barrier()
     return TeacherResult(out, metrics, reused=False)
+
+
+def fitted_schedule(config: TrainConfig, train_size: int, min_steps: int, patience: int) -> TrainConfig:
+    """``config`` with whole extra epochs until at least ``min_steps`` steps, so that a small task's
+    teacher gets enough updates to converge; an extended schedule is evaluated after every epoch and
+    stops after ``patience`` epochs without a better dev metric (the best epoch is kept). Unchanged
+    when ``steps`` is set or the epochs already reach ``min_steps``."""
+    per_epoch = math.ceil(train_size / config.batch_size)
+    if config.steps is not None or not min_steps or config.epochs * per_epoch >= min_steps:
+        return config
+    return config.model_copy(update={"epochs": float(math.ceil(min_steps / per_epoch)), "eval_every": None,
+                                     "patience": patience})
 
 
 def load_teacher(directory: str | os.PathLike, task: Task) -> BertsmithForSequenceClassification:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ...arch import ArchSpec, atomic_write_text
+from ...baselines import layers_within, uniform_within
 from ...errors import ConfigError, SpecError
 from ..pruning import VARIANTS, DIMS, GatedModel, GateObjective, choose_removals, cost_function, prune, smallest, \
     unit_costs
@@ -205,39 +206,6 @@ class Prune(Strategy):
         export_pretrained(pruned, directory / "model", tokenizer_dir=None)
         atomic_write_text(directory / ROUND, json.dumps(info, indent=1))
         return pruned, info
-
-
-def _scaled(spec: ArchSpec, factor: float) -> ArchSpec:
-    def s(n: int) -> int:
-        return max(1, round(n * factor))
-
-    layers = [{"attention": la.attention.model_copy(update={"heads": s(la.attention.heads),
-                                                            "qk_dim": s(la.attention.qk_dim),
-                                                            "v_dim": s(la.attention.v_dim)}),
-               "ffn": la.ffn.model_copy(update={"size": s(la.ffn.size)})} for la in spec.layers]
-    return spec.replace(hidden=s(spec.hidden), layers=layers)
-
-
-def uniform_within(spec: ArchSpec, cost: Callable[[ArchSpec], float], target: float) -> ArchSpec:
-    """BERT-all uniform: h, heads, query/key, value and FFN sizes all scaled by the largest factor
-    whose (rounded) architecture costs at most ``target``."""
-    low, high = 0.0, 1.0
-    for _ in range(40):
-        mid = (low + high) / 2
-        low, high = (mid, high) if cost(_scaled(spec, mid)) <= target else (low, mid)
-    return _scaled(spec, low)
-
-
-def layers_within(spec: ArchSpec, cost: Callable[[ArchSpec], float], target: float) -> ArchSpec | None:
-    """BERT-ℓ: the deepest stack of the teacher's layers (evenly spaced when sliced) within
-    ``target``; None when even one layer is over it."""
-    from ...modeling.elastic import even_layers
-
-    for depth in range(spec.num_layers - 1, 0, -1):
-        shallower = spec.replace(layers=[spec.layers[j] for j in even_layers(depth, spec.num_layers)])
-        if cost(shallower) <= target:
-            return shallower
-    return None
 
 
 def _write_path(state: Path, path: list[dict], metric: str) -> None:
