@@ -346,3 +346,22 @@ def test_a_chosen_model_that_fails_the_gate_is_exported_with_a_warning_and_exits
     code, out, _err = run(monkeypatch, capsys, "run", str(config), "--out", str(run_dir), "--cache-dir",
                           str(cache_dir), "--quiet", "--accept-weak")
     assert code == 0 and "WARNING: the chosen model failed the quality gate" in out
+
+
+def test_a_degenerate_search_or_tie_never_makes_the_smallest_model_a_win():
+    from bertsmith.pipeline import choose, pick_finalists
+
+    front = [{"values": [0.59, 1000], "costs": {"params": 1000}}, {"values": [0.59, 9000], "costs": {"params": 9000}},
+             {"values": [0.595, 5000], "costs": {"params": 5000}}]
+    picked, degenerate = pick_finalists(front, 2, level=0.59, margin=1.0)
+    assert degenerate and [p["costs"]["params"] for p in picked] == [9000, 5000]
+    informative = front + [{"values": [0.75, 3000], "costs": {"params": 3000}}]
+    picked, degenerate = pick_finalists(informative, 2, level=0.59, margin=1.0)
+    assert not degenerate and [p["costs"]["params"] for p in picked] == [3000, 5000]
+
+    def e(dev, params):
+        return {"metrics": {"dev": {"accuracy": dev}}, "params": params}
+
+    assert choose([e(0.59, 100), e(0.59, 900)], "accuracy", 0.59, 1.0)["params"] == 900
+    assert choose([e(0.80, 100), e(0.80, 900)], "accuracy", 0.59, 1.0)["params"] == 100
+    assert choose([e(0.80, 100), e(0.81, 900)], "accuracy", 0.59, 1.0)["params"] == 900

@@ -408,15 +408,10 @@ class _Run:
         c, f = self.config, self.config.finalists
         metric = self.task.main_metric
         level = teacher.get("constant", {}).get("dev", {}).get(metric)
-        front = search["front"]
-        if level is not None and all(at_constant_level(p["values"][0], level, c.quality.constant_margin)
-                                     for p in front):
-            # the search's scores carry no signal: the smallest architecture is no "win", take the largest
+        front, degenerate = pick_finalists(search["front"], f.count, level, c.quality.constant_margin)
+        if degenerate:
             self.log(f"[finalists] warning: every front architecture scored at the level of a constant predictor "
                      f"({100 * level:.2f}) in the search; the largest within the budget go first")
-            front = sorted(front, key=lambda p: -p["costs"]["params"])[:f.count]
-        else:
-            front = sorted(front, key=lambda p: (-p["values"][0], p["costs"]["params"]))[:f.count]
         entries = [{"name": f"finalist-{i + 1}-t{p['trial']}", "kind": "finalist", "spec": p["spec"],
                     "search_value": p["values"][0], "trial": p["trial"]} for i, p in enumerate(front)]
         teacher_spec = ArchSpec.from_dict(teacher["spec"])
@@ -445,11 +440,7 @@ class _Run:
         within = [e for e in entries if not e["violations"]]
         if not within:
             raise ConfigError("finalists: none is within the budget")
-        best = max(e["metrics"]["dev"][metric] for e in within)
-        degenerate = level is not None and at_constant_level(best, level, c.quality.constant_margin)
-        # equal dev scores: the cheaper model, unless they are all at a constant predictor's level,
-        # where a smaller model is no win (the quality gate reports the run as weak)
-        chosen = max(within, key=lambda e: (e["metrics"]["dev"][metric], e["params"] if degenerate else -e["params"]))
+        chosen = choose(within, metric, level, c.quality.constant_margin)
         self.log(f"[finalists] chosen: {chosen['name']} ({ArchSpec.from_dict(chosen['spec']).summary()}), "
                  f"dev {metric} {chosen['metrics']['dev'][metric]:.4f}")
         return {"entries": entries, "chosen": chosen["name"], "teacher_latency_ms": self._teacher_latency}
@@ -498,6 +489,23 @@ class _Run:
                            finalists=finalists, config=self.config, verdict=verdict, onnx=self.config.export.onnx,
                            seq_len=self.config.export.seq_len, log=self.log)
         return out
+
+
+def pick_finalists(front: list[dict], count: int, level: float | None, margin: float) -> tuple[list[dict], bool]:
+    """The ``count`` best front points by search score (the cheaper first among equals), and whether the
+    search was degenerate: every score at a constant predictor's ``level``, where a smaller architecture
+    is no win and the largest go first."""
+    degenerate = level is not None and all(at_constant_level(p["values"][0], level, margin) for p in front)
+    order = (lambda p: -p["costs"]["params"]) if degenerate else (lambda p: (-p["values"][0], p["costs"]["params"]))
+    return sorted(front, key=order)[:count], degenerate
+
+
+def choose(within: list[dict], metric: str, level: float | None, margin: float) -> dict:
+    """The distilled model with the best dev metric; among equals the cheaper one, unless the best is at
+    a constant predictor's ``level`` (the quality gate then fails the run), where the larger one is kept."""
+    best = max(e["metrics"]["dev"][metric] for e in within)
+    degenerate = level is not None and at_constant_level(best, level, margin)
+    return max(within, key=lambda e: (e["metrics"]["dev"][metric], e["params"] if degenerate else -e["params"]))
 
 
 def default_space(teacher: ArchSpec) -> str:

@@ -1,0 +1,262 @@
+"""Does the main job pay off? `bertsmith run` against the obvious alternatives at the same budget and
+the same distillation, on real data, several seeds.
+
+    .venv/bin/python bench/quality.py run --work /tmp/quality --data-dir ../shared/data/glue \
+        [--tasks rotten-tomatoes,sst2,mrpc,vader] [--budgets 25%,12.5%] [--seeds 0,1,2] [--device cpu]
+    .venv/bin/python bench/quality.py summary --work /tmp/quality     # -> bench/results/quality/summary.json
+
+For each task the teacher (the PyPI MiniLM) is fine-tuned once, with `bertsmith run`'s own teacher
+schedule and seed 0, and shared by every run of that task. Then for each budget (a share of the
+teacher's non-embedding parameters) and seed, one `bertsmith run` (default settings otherwise; its
+seed drives the search and every distillation) distils, with the same finalist settings:
+- the search's finalist (the best architecture of its front by search score),
+- **uniform**: every dimension of the teacher scaled by one factor, the largest within the budget,
+- **layers**: the deepest evenly spaced teacher layers within the budget, at full width,
+and the run's chosen model is the best of them on dev. Test only reports. The run directories stay in
+WORK (teachers and tokenized data in the usual cache, `$BERTSMITH_CACHE`; rerun the same command to continue: finished runs are skipped, an interrupted one resumes).
+
+Tasks (data prepared in WORK/tasks as JSONL files with a task YAML):
+- `rotten-tomatoes`: built in (10,248 / 1,280 / 1,280).
+- `sst2`: a fixed subset of SST-2's train split, the first 10,000 rows of
+  `numpy.random.default_rng(0).permutation(67349)` in file order (the whole split is 2,105 steps an
+  epoch, too long for three arms × seeds on 2 cores); dev 872; test `test-labeled.tsv` (1,821).
+- `mrpc`: the GLUE test split has no labels, so the official dev split (408 pairs) is the test split
+  and a dev split of 408 pairs is carved from train (the first 408 of `default_rng(0).permutation(3668)`;
+  train keeps the other 3,260).
+- `vader`: a regression task, the 5,190 New York Times editorial snippets rated -4..+4 by human judges
+  (`nytEditorialSnippets_GroundTruth.txt` in `additional_resources/hutto_ICWSM_2014.tar.gz` of the
+  `vaderSentiment==3.3.2` source distribution, fetched from PyPI); by `default_rng(0).permutation(n)`:
+  test the first 10 %, dev the next 10 %, train the rest; Pearson and Spearman correlation.
+- Any other GLUE-style task YAML file or built-in name passed in `--tasks` runs as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "quality"
+ARMS = ("teacher", "chosen", "search", "uniform", "layers")
+SST2_TRAIN = 10_000
+
+
+# ---- tasks ---------------------------------------------------------------------------------------
+def _glue_rows(path: Path) -> list[dict]:
+    """A GLUE TSV file as dicts (quoting disabled, a BOM dropped)."""
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def _write_task(folder: Path, name: str, splits: dict[str, list[dict]], text_columns: list[str], label: str,
+                **extra) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        with (folder / f"{split}.jsonl").open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    task = {"name": name, "files": {s: f"{s}.jsonl" for s in splits}, "text_columns": text_columns,
+            "label_column": label, **extra}
+    (folder / "task.yaml").write_text(yaml.safe_dump(task, sort_keys=False), encoding="utf-8")
+    return folder / "task.yaml"
+
+
+def prepare_sst2(glue: Path, out: Path) -> Path:
+    train = _glue_rows(glue / "SST-2" / "train.tsv")
+    keep = sorted(np.random.default_rng(0).permutation(len(train))[:SST2_TRAIN])
+    rows = {"train": [train[i] for i in keep], "dev": _glue_rows(glue / "SST-2" / "dev.tsv"),
+            "test": _glue_rows(glue / "SST-2" / "test-labeled.tsv")}
+    rows = {s: [{"sentence": r["sentence"], "label": int(r["label"])} for r in rs] for s, rs in rows.items()}
+    return _write_task(out, "sst2-10k", rows, ["sentence"], "label", labels=[0, 1], metrics=["accuracy"])
+
+
+def prepare_mrpc(glue: Path, out: Path) -> Path:
+    def pairs(rows: list[dict]) -> list[dict]:
+        return [{"sentence1": r["#1 String"], "sentence2": r["#2 String"], "label": int(r["Quality"])} for r in rows]
+
+    train = pairs(_glue_rows(glue / "MRPC" / "train.tsv"))
+    order = np.random.default_rng(0).permutation(len(train))
+    dev = set(order[:408].tolist())
+    rows = {"train": [r for i, r in enumerate(train) if i not in dev], "dev": [r for i, r in enumerate(train) if i in dev],
+            "test": pairs(_glue_rows(glue / "MRPC" / "dev.tsv"))}
+    return _write_task(out, "mrpc-carved", rows, ["sentence1", "sentence2"], "label", labels=[0, 1],
+                       metrics=["f1", "accuracy"])
+
+
+def prepare_vader(out: Path) -> Path:
+    sdist = out / "download"
+    if not list(sdist.glob("vaderSentiment-3.3.2.tar.gz")):
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                        "vaderSentiment==3.3.2", "-d", str(sdist)], check=True)
+    with tarfile.open(sdist / "vaderSentiment-3.3.2.tar.gz") as outer:
+        inner = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
+        with tarfile.open(fileobj=inner) as resources:
+            raw = resources.extractfile("hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt").read()
+    rows = []
+    for line in raw.decode("utf-8", errors="strict").splitlines():
+        if line.strip():
+            ident, score, text = line.split("\t", 2)
+            rows.append({"id": ident, "text": text.strip(), "score": float(score)})
+    order = np.random.default_rng(0).permutation(len(rows))
+    tenth = len(rows) // 10
+    test, dev = set(order[:tenth].tolist()), set(order[tenth:2 * tenth].tolist())
+    splits = {"train": [r for i, r in enumerate(rows) if i not in test and i not in dev],
+              "dev": [r for i, r in enumerate(rows) if i in dev], "test": [r for i, r in enumerate(rows) if i in test]}
+    return _write_task(out, "vader-nyt", splits, ["text"], "score", type="regression",
+                       metrics=["pearson", "spearmanr"])
+
+
+def task_reference(name: str, work: Path, glue: Path | None) -> str:
+    """The task as `bertsmith run` takes it (a built-in name or a task YAML), prepared once."""
+    folder = work / "tasks" / name
+    if (folder / "task.yaml").is_file():
+        return str(folder / "task.yaml")
+    if name in ("sst2", "mrpc") and glue is None:
+        raise SystemExit(f"{name}: pass --data-dir with the GLUE directory")
+    prepare = {"sst2": lambda: prepare_sst2(glue, folder), "mrpc": lambda: prepare_mrpc(glue, folder),
+               "vader": lambda: prepare_vader(folder)}.get(name)
+    return str(prepare()) if prepare else name
+
+
+# ---- runs ----------------------------------------------------------------------------------------
+def teacher_for(task: str, work: Path, env: dict) -> str:
+    """The task's teacher, fine-tuned once with the run's own teacher settings and seed 0."""
+    record = work / "teachers" / (Path(task).parent.name if task.endswith(".yaml") else task) / "teacher.json"
+    if record.is_file():
+        return json.loads(record.read_text())["directory"]
+    code = f"""
+import json, sys
+from bertsmith.data import resolve_task
+from bertsmith.distill.teacher import finetune_teacher
+from bertsmith.distill.trainer import TrainConfig
+from bertsmith.runconfig import RunConfig
+t = RunConfig().teacher
+r = finetune_teacher(t.model, resolve_task({task!r}), config=TrainConfig(epochs=t.epochs, lr=t.lr, warmup=t.warmup,
+                     batch_size=t.batch_size, seed=0), min_steps=t.min_steps, patience=t.patience, progress=False)
+print(json.dumps({{"directory": str(r.directory), "metrics": r.metrics}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(out.strip().splitlines()[-1] + "\n")
+    return json.loads(record.read_text())["directory"]
+
+
+def budget_name(share: str) -> str:
+    return {"25%": "quarter", "12.5%": "eighth"}.get(share, share.replace("%", "pct"))
+
+
+def run_one(task: str, teacher: str, share: str, seed: int, out: Path, env: dict) -> Path:
+    config = {"task": task, "seed": seed, "teacher": {"finetuned": teacher}, "budget": {"params": share},
+              "finalists": {"baselines": ["uniform", "layers"]}, "quality": {"accept_weak": True}}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    if not (out / "results.json").is_file():
+        bertsmith = Path(sys.executable).with_name("bertsmith")
+        subprocess.run([str(bertsmith), "run", str(path), "--out", str(out), "--quiet"], env=env, check=True)
+    return out / "results.json"
+
+
+def arms(results: dict) -> dict[str, dict]:
+    """Each arm's metrics and costs from a run's results.json."""
+    entries = results["finalists"]
+    metric = results["metric"]
+    search = max((e for e in entries if e["kind"] == "finalist"), key=lambda e: e["metrics"]["dev"][metric])
+    pick = {"search": search, "chosen": results["chosen"],
+            "uniform": next(e for e in entries if e.get("source") == "uniform"),
+            "layers": next(e for e in entries if e.get("source") == "layers"), "teacher": results["teacher"]}
+    teacher_ms = results["teacher"]["latency_ms"]
+    return {name: {"name": e.get("name", "teacher"), "summary": e["summary"], "params": e["params"],
+                   "latency_ms": e["latency_ms"], "speedup": teacher_ms / e["latency_ms"],
+                   "metrics": e["metrics"], "violations": e.get("violations", [])} for name, e in pick.items()}
+
+
+def command_run(args: argparse.Namespace) -> None:
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}  # teachers and tokens: the usual cache ($BERTSMITH_CACHE)
+    if args.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    for name in args.tasks.split(","):
+        task = task_reference(name, args.work, args.data_dir)
+        teacher = teacher_for(task, args.work, env)
+        for share in args.budgets.split(","):
+            for seed in map(int, args.seeds.split(",")):
+                out = args.work / "runs" / name / budget_name(share) / f"s{seed}"
+                print(f"[quality] {name} {share} seed {seed}: {out}", flush=True)
+                path = run_one(task, teacher, share, seed, out, env)
+                record = {"task": name, "budget": share, "seed": seed, "run_dir": str(out),
+                          "metric": json.loads(path.read_text())["metric"], "device": args.device,
+                          "arms": arms(json.loads(path.read_text()))}
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                (RESULTS / f"{name}-{budget_name(share)}-s{seed}.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+# ---- summary -------------------------------------------------------------------------------------
+def _mean_sd(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None,
+            "values": values}
+
+
+def command_summary(_args: argparse.Namespace) -> None:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for path in sorted(RESULTS.glob("*-s*.json")):
+        record = json.loads(path.read_text())
+        groups.setdefault((record["task"], record["budget"]), []).append(record)
+    summary = []
+    lines = ["| task | budget | seeds | arm | architecture (seed 0) | non-emb. params | speed-up | dev | test | "
+             "dev vs teacher |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for (task, budget), records in sorted(groups.items()):
+        metric = records[0]["metric"]
+        row = {"task": task, "budget": budget, "metric": metric, "seeds": [r["seed"] for r in records], "arms": {}}
+        for arm in ARMS:
+            got = [r["arms"][arm] for r in records]
+            cell = {split: _mean_sd([100 * g["metrics"][split][metric] for g in got])
+                    for split in ("dev", "test") if all(split in g["metrics"] for g in got)}
+            cell["speedup"] = _mean_sd([g["speedup"] for g in got])
+            cell["params"] = got[0]["params"]
+            cell["dev_vs_teacher"] = _mean_sd([100 * (g["metrics"]["dev"][metric] - t["arms"]["teacher"]["metrics"]
+                                                      ["dev"][metric]) for g, t in zip(got, records)])
+            cell["summary"] = got[0]["summary"]
+            row["arms"][arm] = cell
+            lines.append(f"| {task} | {budget} | {len(records)} | {arm} | {got[0]['summary']} | {got[0]['params']:,} | "
+                         f"{cell['speedup']['mean']:.2f}× | {_fmt(cell.get('dev'))} | {_fmt(cell.get('test'))} | "
+                         f"{cell['dev_vs_teacher']['mean']:+.2f} |")
+        summary.append(row)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print("\n".join(lines))
+
+
+def _fmt(cell: dict | None) -> str:
+    if cell is None:
+        return "—"
+    return f"{cell['mean']:.2f}" + (f" ± {cell['sd']:.2f}" if cell["sd"] is not None else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run (or continue) the comparison")
+    run.add_argument("--work", type=Path, required=True, help="scratch directory: tasks, teachers, runs")
+    run.add_argument("--data-dir", type=Path, default=os.environ.get("BERTSMITH_GLUE_DIR"),
+                     help="GLUE directory (SST-2, MRPC)")
+    run.add_argument("--tasks", default="rotten-tomatoes,sst2,mrpc,vader")
+    run.add_argument("--budgets", default="25%,12.5%", help="shares of the teacher's non-embedding parameters")
+    run.add_argument("--seeds", default="0,1,2")
+    run.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu hides any GPU from the runs")
+    summary = sub.add_parser("summary", help="mean and spread per task, budget and arm")
+    summary.add_argument("--work", type=Path, help="unused; the per-run records are in bench/results/quality")
+    args = parser.parse_args()
+    {"run": command_run, "summary": command_summary}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
