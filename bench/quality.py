@@ -3,7 +3,8 @@ the same distillation, on real data, several seeds.
 
     .venv/bin/python bench/quality.py run --work /tmp/quality --data-dir ../shared/data/glue \
         [--tasks rotten-tomatoes,sst2,mrpc,vader] [--budgets 25%,12.5%] [--seeds 0,1,2] [--device cpu]
-    .venv/bin/python bench/quality.py summary --work /tmp/quality     # -> bench/results/quality/summary.json
+    .venv/bin/python bench/quality.py summary --work /tmp/quality --data-dir ../shared/data/glue
+        # -> bench/results/quality/summary.json and a markdown table
 
 For each task the teacher (the PyPI MiniLM) is fine-tuned once, with `bertsmith run`'s own teacher
 schedule and seed 0, and shared by every run of that task. Then for each budget (a share of the
@@ -192,9 +193,10 @@ def command_run(args: argparse.Namespace) -> None:
                 out = args.work / "runs" / name / budget_name(share) / f"s{seed}"
                 print(f"[quality] {name} {share} seed {seed}: {out}", flush=True)
                 path = run_one(task, teacher, share, seed, out, env)
+                results = json.loads(path.read_text())
                 record = {"task": name, "budget": share, "seed": seed, "run_dir": str(out),
-                          "metric": json.loads(path.read_text())["metric"], "device": args.device,
-                          "arms": arms(json.loads(path.read_text()))}
+                          "metric": results["metric"], "device": args.device, "arms": arms(results),
+                          "constant": results["teacher"].get("constant"), "quality": results.get("quality")}
                 RESULTS.mkdir(parents=True, exist_ok=True)
                 (RESULTS / f"{name}-{budget_name(share)}-s{seed}.json").write_text(json.dumps(record, indent=1) + "\n")
 
@@ -205,17 +207,38 @@ def _mean_sd(values: list[float]) -> dict:
             "values": values}
 
 
-def command_summary(_args: argparse.Namespace) -> None:
+def constant_for(task: str, work: Path | None, glue: Path | None) -> dict[str, dict[str, float]]:
+    """A constant predictor's level on the task's dev and test labels (see bertsmith.quality)."""
+    from bertsmith.data.sources import load_split
+    from bertsmith.data.tasks import resolve_task
+    from bertsmith.quality import constant_levels
+
+    if work is None:
+        raise SystemExit(f"{task}: the records hold no constant levels; pass --work (and --data-dir) to compute them")
+    t = resolve_task(task_reference(task, work, glue))
+    return {split: constant_levels(t.metrics, load_split(t, split).labels, regression=t.is_regression,
+                                   num_labels=t.num_labels) for split in ("dev", "test")}
+
+
+def command_summary(args: argparse.Namespace) -> None:
+    from bertsmith.runconfig import RunConfig
+
+    margin = RunConfig().quality.constant_margin
     groups: dict[tuple[str, str], list[dict]] = {}
     for path in sorted(RESULTS.glob("*-s*.json")):
         record = json.loads(path.read_text())
         groups.setdefault((record["task"], record["budget"]), []).append(record)
     summary = []
     lines = ["| task | budget | seeds | arm | architecture (seed 0) | non-emb. params | speed-up | dev | test | "
-             "dev vs teacher |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "dev vs teacher | dev at constant level |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (task, budget), records in sorted(groups.items()):
         metric = records[0]["metric"]
-        row = {"task": task, "budget": budget, "metric": metric, "seeds": [r["seed"] for r in records], "arms": {}}
+        constant = records[0].get("constant") or constant_for(task, args.work, args.data_dir)
+        level = {split: 100 * constant[split][metric] for split in ("dev", "test")}
+        row = {"task": task, "budget": budget, "metric": metric, "seeds": [r["seed"] for r in records],
+               "constant": level, "constant_margin": margin, "arms": {}}
+        lines.append(f"| {task} | {budget} | | constant | (one answer for every input) | 0 | | {level['dev']:.2f} | "
+                     f"{level['test']:.2f} | | |")
         for arm in ARMS:
             got = [r["arms"][arm] for r in records]
             cell = {split: _mean_sd([100 * g["metrics"][split][metric] for g in got])
@@ -225,13 +248,17 @@ def command_summary(_args: argparse.Namespace) -> None:
             cell["dev_vs_teacher"] = _mean_sd([100 * (g["metrics"]["dev"][metric] - t["arms"]["teacher"]["metrics"]
                                                       ["dev"][metric]) for g, t in zip(got, records)])
             cell["summary"] = got[0]["summary"]
+            cell["at_constant"] = sum(100 * g["metrics"]["dev"][metric] - level["dev"] <= margin + 1e-9 for g in got)
             row["arms"][arm] = cell
-            lines.append(f"| {task} | {budget} | {len(records)} | {arm} | {got[0]['summary']} | {got[0]['params']:,} | "
-                         f"{cell['speedup']['mean']:.2f}× | {_fmt(cell.get('dev'))} | {_fmt(cell.get('test'))} | "
-                         f"{cell['dev_vs_teacher']['mean']:+.2f} |")
+            lines.append(f"| {task} | {budget} | {len(records)} | {arm} | {got[0]['summary'].replace(' | ', ' · ')} | "
+                         f"{got[0]['params']:,} | {cell['speedup']['mean']:.2f}× | {_fmt(cell.get('dev'))} | "
+                         f"{_fmt(cell.get('test'))} | {cell['dev_vs_teacher']['mean']:+.2f} | "
+                         f"{cell['at_constant']} of {len(got)} |")
         summary.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"Metric × 100, mean ± sd over seeds; 'at constant level': dev within {margin:g} point of a constant "
+          f"predictor's level.")
     print("\n".join(lines))
 
 
@@ -253,7 +280,10 @@ def main() -> None:
     run.add_argument("--seeds", default="0,1,2")
     run.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu hides any GPU from the runs")
     summary = sub.add_parser("summary", help="mean and spread per task, budget and arm")
-    summary.add_argument("--work", type=Path, help="unused; the per-run records are in bench/results/quality")
+    summary.add_argument("--work", type=Path, help="scratch directory of `run` (its tasks give the constant "
+                         "levels of records made before they were recorded)")
+    summary.add_argument("--data-dir", type=Path, default=os.environ.get("BERTSMITH_GLUE_DIR"),
+                         help="GLUE directory (SST-2, MRPC)")
     args = parser.parse_args()
     {"run": command_run, "summary": command_summary}[args.command](args)
 
