@@ -365,3 +365,18 @@ def test_a_degenerate_search_or_tie_never_makes_the_smallest_model_a_win():
     assert choose([e(0.59, 100), e(0.59, 900)], "accuracy", 0.59, 1.0)["params"] == 900
     assert choose([e(0.80, 100), e(0.80, 900)], "accuracy", 0.59, 1.0)["params"] == 100
     assert choose([e(0.80, 100), e(0.81, 900)], "accuracy", 0.59, 1.0)["params"] == 900
+
+
+def test_a_small_task_s_finalists_get_extra_epochs_up_to_min_steps(tmp_path, base_dir, task_file, cache_dir):
+    # the tiny task: 192 train examples, 12 steps an epoch at batch 16
+    def steps(min_steps: int) -> int:
+        config = tiny_config(tmp_path / str(min_steps), base_dir, task_file, **{
+            "finalists": {"count": 1, "epochs": 1, "min_steps": min_steps, "patience": 1, "lr": 1e-3,
+                          "batch_size": 16, "baselines": []}, "export": {"onnx": False, "seq_len": 16}})
+        result = run_pipeline(load_config(config), tmp_path / str(min_steps) / "out", cache_dir=cache_dir,
+                              progress=False, log=lambda _: None)
+        (entry,) = result.results["finalists"]
+        return entry["steps"]
+
+    assert steps(0) == 12  # off: one epoch
+    assert 24 <= steps(30) <= 36  # three epochs at most, stopped after the first epoch without a better dev score

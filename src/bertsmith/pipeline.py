@@ -403,6 +403,7 @@ class _Run:
     def finalists(self, stage: Stage, teacher: dict, search: dict) -> dict:
         from .distill.objectives import LossConfig
         from .distill.task import distill_on_task
+        from .distill.teacher import fitted_schedule
         from .distill.trainer import TrainConfig
 
         c, f = self.config, self.config.finalists
@@ -421,8 +422,9 @@ class _Run:
                     else _baseline(text, where))
             entries.append({"name": f"baseline-{i + 1}-{Path(text).stem}", "kind": "baseline", "spec": spec.to_dict(),
                             "source": text})
-        config = TrainConfig(epochs=f.epochs, steps=f.steps, lr=f.lr, batch_size=f.batch_size, warmup=f.warmup,
-                             seed=c.seed)
+        config = fitted_schedule(TrainConfig(epochs=f.epochs, steps=f.steps, lr=f.lr, batch_size=f.batch_size,
+                                             warmup=f.warmup, seed=c.seed),
+                                 self._train_size(teacher), f.min_steps, f.patience)
         losses = LossConfig.from_terms(f.losses)
         for n, entry in enumerate(entries, 1):
             spec = ArchSpec.from_dict(entry["spec"])
@@ -444,6 +446,10 @@ class _Run:
         self.log(f"[finalists] chosen: {chosen['name']} ({ArchSpec.from_dict(chosen['spec']).summary()}), "
                  f"dev {metric} {chosen['metrics']['dev'][metric]:.4f}")
         return {"entries": entries, "chosen": chosen["name"], "teacher_latency_ms": self._teacher_latency}
+
+    def _train_size(self, teacher: dict) -> int:
+        """Examples in the task's train split (from the tokenized cache)."""
+        return len(self._eval_data(Path(teacher["directory"])).splits["train"])
 
     def _costs(self, entries: list[dict], teacher: dict, budget: dict) -> None:
         """Parameters, FLOPs and latency of every finalist, with the teacher's latency measured in the

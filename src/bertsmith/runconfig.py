@@ -88,6 +88,10 @@ class FinalistsConfig(_Section):
     losses: str = Field("logits,hidden,attention", description="distillation terms (as `bertsmith distill --losses`)")
     epochs: float = Field(1.0, gt=0)
     steps: int | None = Field(None, ge=1, description="overrides epochs")
+    min_steps: int = Field(300, ge=0, description="a small task's finalists get whole extra epochs until at least "
+                           "this many steps, with early stopping on dev (as teacher.min_steps); 0 turns it off")
+    patience: int = Field(1, ge=1, description="epochs without a better dev metric before an extended "
+                          "schedule stops")
     lr: float = Field(1e-4, gt=0)
     batch_size: int = Field(32, ge=1)
     warmup: float = Field(0.1, ge=0, lt=1)
