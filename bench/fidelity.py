@@ -18,9 +18,48 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class SearchedRun:
+    """What a searched `bertsmith run` directory says: its config, the teacher and search stages' outputs,
+    the task's main metric, the budget's parameters, the constant predictor's dev level, and its distinct
+    feasible evaluated architectures (trial, search score, params, spec, summary)."""
+
+    config: Any
+    teacher: dict
+    search: dict
+    task: Any
+    metric: str
+    budget: int
+    level: float
+    scored: list[dict]
+
+
+def load_searched_run(run: Path) -> SearchedRun:
+    import optuna
+
+    from bertsmith.data import resolve_task
+    from bertsmith.runconfig import load_config
+
+    config = load_config(run / "config.yaml")
+    teacher = json.loads((run / "teacher" / "done.json").read_text())["outputs"]
+    search = json.loads((run / "search" / "done.json").read_text())["outputs"]
+    task = resolve_task(config.task)
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{run / 'search' / 'study.db'}")
+    scored = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        if t.state.name == "COMPLETE" and a.get("feasible") and a.get("duplicate_of") is None and "spec" in a:
+            scored.append({"trial": t.number, "value": t.values[0], "params": a["costs"]["params"], "spec": a["spec"],
+                           "summary": a["summary"]})
+    return SearchedRun(config, teacher, search, task, task.main_metric, search["budget"]["params"],
+                       teacher["constant"]["dev"][task.main_metric], scored)
 
 
 def main() -> None:
@@ -30,30 +69,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fidelity.json")
     args = parser.parse_args()
 
-    import optuna
     from scipy import stats
 
     from bertsmith.arch import ArchSpec
-    from bertsmith.data import resolve_task
     from bertsmith.distill.objectives import LossConfig
     from bertsmith.distill.task import distill_on_task
     from bertsmith.distill.trainer import TrainConfig
     from bertsmith.quality import at_constant_level
-    from bertsmith.runconfig import load_config
 
-    config = load_config(args.run / "config.yaml")
-    teacher = json.loads((args.run / "teacher" / "done.json").read_text())["outputs"]
-    search = json.loads((args.run / "search" / "done.json").read_text())["outputs"]
-    task = resolve_task(config.task)
-    metric, budget = task.main_metric, search["budget"]["params"]
-    study = optuna.load_study(study_name=None, storage=f"sqlite:///{args.run / 'search' / 'study.db'}")
-    scored = []
-    for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        if t.state.name == "COMPLETE" and a.get("feasible") and a.get("duplicate_of") is None and "spec" in a:
-            scored.append({"trial": t.number, "value": t.values[0], "params": a["costs"]["params"], "spec": a["spec"],
-                           "summary": a["summary"]})
-    level = teacher["constant"]["dev"][metric]
+    run = load_searched_run(args.run)
+    config, teacher, search, task = run.config, run.teacher, run.search, run.task
+    metric, budget, level, scored = run.metric, run.budget, run.level, run.scored
     above_quarter = [s for s in scored if s["params"] > budget / 4]
     constant = [s for s in above_quarter if at_constant_level(s["value"], level, config.quality.constant_margin)]
 

@@ -7,10 +7,10 @@ the architectures a default run evaluated, against what those architectures reac
 RUN is a finished `bertsmith run` on which `bench/fidelity.py` has distilled its architectures
 (`RUN/fidelity/t*/result.json`). A lever is a supernet's sandwich steps, learning rate and random
 sub-networks per step, and whether each slice's output layer is refitted (ridge regression of its input
-features on the gold labels of 1,024 training examples) before it is scored. For every lever the script
-trains the supernet (kept in `RUN/levers/`, reused on a rerun), scores every feasible architecture of the
-run's study, and records the training time, Kendall tau and Spearman rho against the distilled dev scores,
-and how many architectures above a quarter of the budget score at a constant predictor's level.
+features on the gold labels of 1,024 training examples, one-hot for classes) before it is scored. For every
+lever the script trains the supernet (kept in `RUN/levers/`, reused on a rerun), scores every feasible
+architecture of the run's study, and records the training time, Kendall tau and Spearman rho against the
+distilled dev scores, and how many architectures above a quarter of the budget score at a constant predictor's level.
 Run it alone on the machine: the training times are compared.
 """
 
@@ -58,7 +58,8 @@ def refit_head(model, data, examples: int = REFIT_EXAMPLES, ridge: float = REFIT
         hook.remove()
     x = torch.cat(features)
     x = torch.cat([x, torch.ones(len(x), 1)], dim=1)
-    y = F.one_hot(torch.as_tensor(train.labels[indices]).long(), model.num_labels).float()
+    labels = torch.as_tensor(train.labels[indices])
+    y = labels.float()[:, None] if model.num_labels == 1 else F.one_hot(labels.long(), model.num_labels).float()
     gram = x.T @ x
     penalty = ridge * gram.diagonal()[:-1].mean() * torch.eye(len(gram))
     penalty[-1, -1] = 0.0
@@ -74,31 +75,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "supernet_levers.json")
     args = parser.parse_args()
 
-    import optuna
     from scipy import stats
 
     from bertsmith.arch import ArchSpec
-    from bertsmith.data import resolve_task
     from bertsmith.distill.task import evaluate, load_task_data, load_tokenizer
     from bertsmith.distill.trainer import TrainConfig
     from bertsmith.quality import at_constant_level
-    from bertsmith.runconfig import load_config
     from bertsmith.search.space import SearchSpace
-    from bertsmith.search.supernet import SupernetJob
+    from bertsmith.search.supernet import SupernetJob, load_supernet
+    from fidelity import load_searched_run  # bench/fidelity.py, beside this script
 
-    config = load_config(args.run / "config.yaml")
-    teacher = json.loads((args.run / "teacher" / "done.json").read_text())["outputs"]
-    search = json.loads((args.run / "search" / "done.json").read_text())["outputs"]
-    task = resolve_task(config.task)
-    metric, budget = task.main_metric, search["budget"]["params"]
-    level = teacher["constant"]["dev"][metric]
+    run = load_searched_run(args.run)
+    config, teacher, task, metric, budget, level = run.config, run.teacher, run.task, run.metric, run.budget, run.level
     space = SearchSpace.load(args.run / "search" / "space.yaml")
-    study = optuna.load_study(study_name=None, storage=f"sqlite:///{args.run / 'search' / 'study.db'}")
-    archs = {}
-    for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        if t.state.name == "COMPLETE" and a.get("feasible") and a.get("duplicate_of") is None and "spec" in a:
-            archs[t.number] = {"params": a["costs"]["params"], "spec": a["spec"]}
+    archs = {s["trial"]: s for s in run.scored}
     distilled = {int(p.parent.name[1:]): json.loads(p.read_text())["metrics"]["dev"][metric]
                  for p in sorted((args.run / "fidelity").glob("t*/result.json"))}
     above = [t for t, a in archs.items() if a["params"] > budget / 4]
@@ -118,7 +108,7 @@ def main() -> None:
         start = time.perf_counter()
         trained = job.train()
         train_s = None if trained.reused else time.perf_counter() - start
-        supernet = job.get().eval()
+        supernet = load_supernet(trained.directory).eval()
         start = time.perf_counter()
         scores = {}
         for t, a in archs.items():
