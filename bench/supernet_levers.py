@@ -5,12 +5,15 @@ the architectures a default run evaluated, against what those architectures reac
         [--out bench/results/supernet_levers.json]
 
 RUN is a finished `bertsmith run` on which `bench/fidelity.py` has distilled its architectures
-(`RUN/fidelity/t*/result.json`). A lever is a supernet's sandwich steps, learning rate and random
-sub-networks per step, and whether each slice's output layer is refitted (ridge regression of its input
+(`RUN/fidelity/t*/result.json`). A lever is a supernet's sandwich steps, learning rate, random
+sub-networks per step and draws per random sub-network (the largest of k draws: training leans towards
+the budget), and whether each slice's output layer is refitted (ridge regression of its input
 features on the gold labels of 1,024 training examples, one-hot for classes) before it is scored. For every
 lever the script trains the supernet (kept in `RUN/levers/`, reused on a rerun), scores every feasible
 architecture of the run's study, and records the training time, Kendall tau and Spearman rho against the
-distilled dev scores, and how many architectures above a quarter of the budget score at a constant predictor's level.
+distilled dev scores (also over the distilled architectures above half the budget, where the choice is
+made, and against the mean over seeds where `fidelity.py --seed` distilled them again), and how many
+architectures above a quarter of the budget score at a constant predictor's level.
 Run it alone on the machine: the training times are compared.
 """
 
@@ -26,8 +29,9 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-LEVERS = {  # name: supernet steps, lr, random sub-networks per step, refit the output layer
+LEVERS = {  # name: supernet steps, lr, random sub-networks per step, refit the output layer (draws: 1)
     "base": dict(steps=100, lr=1e-4, random=2, refit=False),
+    "draws8": dict(steps=100, lr=1e-4, random=2, refit=False, draws=8),
     "refit": dict(steps=100, lr=1e-4, random=2, refit=True),
     "lr5e-4": dict(steps=100, lr=5e-4, random=2, refit=False),
     "steps300": dict(steps=300, lr=1e-4, random=2, refit=False),
@@ -83,7 +87,7 @@ def main() -> None:
     from bertsmith.quality import at_constant_level
     from bertsmith.search.space import SearchSpace
     from bertsmith.search.supernet import SupernetJob, load_supernet
-    from fidelity import load_searched_run  # bench/fidelity.py, beside this script
+    from fidelity import distilled_by_seed, load_searched_run  # bench/fidelity.py, beside this script
 
     run = load_searched_run(args.run)
     config, teacher, task, metric, budget, level = run.config, run.teacher, run.task, run.metric, run.budget, run.level
@@ -91,6 +95,10 @@ def main() -> None:
     archs = {s["trial"]: s for s in run.scored}
     distilled = {int(p.parent.name[1:]): json.loads(p.read_text())["metrics"]["dev"][metric]
                  for p in sorted((args.run / "fidelity").glob("t*/result.json"))}
+    by_seed = {t: distilled_by_seed(args.run, t, config.seed) for t in distilled}
+    seeds = sorted(set.intersection(*(set(r) for r in by_seed.values())))
+    mean = {t: float(np.mean([by_seed[t][k]["metrics"]["dev"][metric] for k in seeds])) for t in distilled}
+    upper = [t for t in distilled if archs[t]["params"] > budget / 2]
     above = [t for t, a in archs.items() if a["params"] > budget / 4]
     print(f"{len(archs)} architectures ({len(above)} above a quarter of the budget), {len(distilled)} distilled",
           flush=True)
@@ -100,9 +108,10 @@ def main() -> None:
     results = json.loads(args.out.read_text())["levers"] if args.out.is_file() else {}
     for name in args.levers.split(","):
         lever = LEVERS[name]
-        steps, lr, random = lever["steps"], lever["lr"], lever["random"]
-        job = SupernetJob(space, Path(teacher["directory"]), task, random_subnets=random,
-                          run_dir=args.run / "levers" / f"{steps}-{lr:g}-{random}", max_length=config.max_length,
+        steps, lr, random, draws = lever["steps"], lever["lr"], lever["random"], lever.get("draws", 1)
+        folder = f"{steps}-{lr:g}-{random}" + (f"-d{draws}" if draws > 1 else "")
+        job = SupernetJob(space, Path(teacher["directory"]), task, random_subnets=random, subnet_draws=draws,
+                          run_dir=args.run / "levers" / folder, max_length=config.max_length,
                           config=TrainConfig(steps=steps, lr=lr, batch_size=32, eval_every=max(1, steps // 5),
                                              seed=0), progress=False)
         start = time.perf_counter()
@@ -124,12 +133,18 @@ def main() -> None:
             "train_seconds": train_s if train_s is not None else old.get("train_seconds"),
             "eval_seconds_per_arch": eval_s / len(archs),
             "kendall_tau": stats.kendalltau(xs, ys).statistic, "spearman": stats.spearmanr(xs, ys).statistic,
+            "kendall_tau_above_half": stats.kendalltau([scores[t] for t in upper],
+                                                       [distilled[t] for t in upper]).statistic,
+            "seeds": seeds,
+            "kendall_tau_seed_mean": stats.kendalltau(xs, [mean[t] for t in distilled]).statistic,
             "at_constant_level_above_quarter": len(constant),
             "mean_gap_to_distilled": float(np.mean([d - scores[t] for t, d in distilled.items()])),
             "scores": {str(t): s for t, s in scores.items()},
         }
         r = results[name]
-        print(f"{name:26} tau {r['kendall_tau']:.3f} rho {r['spearman']:.3f}  at constant level above 1/4: "
+        print(f"{name:26} tau {r['kendall_tau']:.3f} rho {r['spearman']:.3f}  "
+              f"tau above 1/2 {r['kendall_tau_above_half']:.3f}  tau vs {len(seeds)}-seed mean "
+              f"{r['kendall_tau_seed_mean']:.3f}  at constant level above 1/4: "
               f"{len(constant)} of {len(above)}  gap {r['mean_gap_to_distilled']:+.3f}  "
               f"train {r['train_seconds'] or 0:.0f} s  eval {r['eval_seconds_per_arch']:.2f} s/arch", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
