@@ -5,9 +5,8 @@ the architectures a default run evaluated, against what those architectures reac
         [--out bench/results/supernet_levers.json]
 
 RUN is a finished `bertsmith run` on which `bench/fidelity.py` has distilled its architectures
-(`RUN/fidelity/t*/result.json`). A lever is a supernet's sandwich steps, learning rate, random
-sub-networks per step and draws per random sub-network (the largest of k draws: training leans towards
-the budget), and whether each slice's output layer is refitted (ridge regression of its input
+(`RUN/fidelity/t*/result.json`). A lever is a supernet's sandwich steps, learning rate and random
+sub-networks per step, and whether each slice's output layer is refitted (ridge regression of its input
 features on the gold labels of 1,024 training examples, one-hot for classes) before it is scored. For every
 lever the script trains the supernet (kept in `RUN/levers/`, reused on a rerun), scores every feasible
 architecture of the run's study, and records the training time, Kendall tau and Spearman rho against the
@@ -29,9 +28,8 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-LEVERS = {  # name: supernet steps, lr, random sub-networks per step, refit the output layer (draws: 1)
+LEVERS = {  # name: supernet steps, lr, random sub-networks per step, refit the output layer
     "base": dict(steps=100, lr=1e-4, random=2, refit=False),
-    "draws8": dict(steps=100, lr=1e-4, random=2, refit=False, draws=8),
     "refit": dict(steps=100, lr=1e-4, random=2, refit=True),
     "lr5e-4": dict(steps=100, lr=5e-4, random=2, refit=False),
     "steps300": dict(steps=300, lr=1e-4, random=2, refit=False),
@@ -108,10 +106,9 @@ def main() -> None:
     results = json.loads(args.out.read_text())["levers"] if args.out.is_file() else {}
     for name in args.levers.split(","):
         lever = LEVERS[name]
-        steps, lr, random, draws = lever["steps"], lever["lr"], lever["random"], lever.get("draws", 1)
-        folder = f"{steps}-{lr:g}-{random}" + (f"-d{draws}" if draws > 1 else "")
-        job = SupernetJob(space, Path(teacher["directory"]), task, random_subnets=random, subnet_draws=draws,
-                          run_dir=args.run / "levers" / folder, max_length=config.max_length,
+        steps, lr, random = lever["steps"], lever["lr"], lever["random"]
+        job = SupernetJob(space, Path(teacher["directory"]), task, random_subnets=random,
+                          run_dir=args.run / "levers" / f"{steps}-{lr:g}-{random}", max_length=config.max_length,
                           config=TrainConfig(steps=steps, lr=lr, batch_size=32, eval_every=max(1, steps // 5),
                                              seed=0), progress=False)
         start = time.perf_counter()

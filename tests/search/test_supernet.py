@@ -9,8 +9,7 @@ import torch
 
 from bertsmith.data import resolve_task
 from bertsmith.distill.trainer import TrainConfig
-from bertsmith.cost import encoder_params
-from bertsmith.errors import ConfigError, SpecError
+from bertsmith.errors import SpecError
 from bertsmith.hf.checkpoint import import_checkpoint
 from bertsmith.hf.export import export_pretrained
 from bertsmith.search.space import SearchSpace
@@ -91,30 +90,6 @@ def test_sandwich_draws_follow_a_saved_counter_not_the_global_rng():
     assert len({tuple(s[2:]) for s in first}) > 1  # each step draws anew
     assert first[0][0] == space.extreme(True) and first[0][1] == space.extreme(False)
     assert all(not space.budget.violations(s) for draw in first for s in draw[2:])
-
-
-def test_subnet_draws_take_the_largest_of_k_plain_draws():
-    space = SearchSpace.from_dict(SPACE | {"budget": {"params": 20000}})
-    plain = SandwichObjective(Supernet(space, 2), None, _labels_only(), regression=False, random_subnets=1)
-    leaning = SandwichObjective(Supernet(space, 2), None, _labels_only(), regression=False, random_subnets=1,
-                                subnet_draws=4)
-    for seed in range(5):
-        rng = np.random.default_rng(seed)
-        draws = [plain.draw(rng) for _ in range(4)]
-        chosen = leaning.draw(np.random.default_rng(seed))
-        assert chosen in draws and encoder_params(chosen) == max(map(encoder_params, draws))
-        assert not space.budget.violations(chosen)
-    with pytest.raises(ConfigError, match="subnet_draws: 0"):
-        SandwichObjective(Supernet(space, 2), None, _labels_only(), regression=False, subnet_draws=0)
-
-
-def test_subnet_draws_enter_the_key_only_when_set(tmp_path, teacher_dir, task_file):
-    space = SearchSpace.from_dict(SPACE)
-    job = SupernetJob(space, teacher_dir, resolve_task(str(task_file)), tmp_path, TrainConfig(steps=1))
-    assert "subnet_draws" not in job.fingerprint()
-    leaning = SupernetJob(space, teacher_dir, resolve_task(str(task_file)), tmp_path, TrainConfig(steps=1),
-                          subnet_draws=4)
-    assert leaning.fingerprint()["subnet_draws"] == 4 and leaning.key != job.key
 
 
 def _labels_only():

@@ -13,11 +13,8 @@ with the same outputs.
 Training (``SupernetJob.train``) distils the teacher's predictions into the shared weights with the
 sandwich rule (Yu & Huang 2019, as in DynaBERT and BigNAS): every step sums the losses of the
 largest, the smallest and ``random_subnets`` random sub-networks (drawn from the space within its
-parameter and FLOPs budget) on the same batch. With ``subnet_draws`` k > 1 each random sub-network is
-the one with the most non-embedding parameters of k draws, so training leans towards the
-architectures near the budget, where the search chooses (bertsmith's own option; 1, plain draws, by
-default). Only prediction-level losses (teacher logits, gold labels) are used: intermediate-layer
-losses would need one projection per width.
+parameter and FLOPs budget) on the same batch. Only prediction-level losses (teacher logits, gold
+labels) are used: intermediate-layer losses would need one projection per width.
 """
 
 from __future__ import annotations
@@ -39,7 +36,6 @@ from torch.func import functional_call
 
 from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
-from ..cost import encoder_params
 from ..data import Task
 from ..distill.checkpoint import atomic_file
 from ..distill.objectives import Draws, LossConfig, Objective, prediction_losses
@@ -131,18 +127,15 @@ def load_supernet(directory: str | os.PathLike) -> Supernet:
 class SandwichObjective(Objective):
     """Sum of the prediction losses of the largest, smallest and ``random_subnets`` random
     sub-networks on one batch. The random ones come from ``Draws(seed)``: the same in a resumed run
-    and in every process of a multi-process one; each is the largest (non-embedding parameters) of
-    ``subnet_draws`` draws."""
+    and in every process of a multi-process one."""
 
     def __init__(self, supernet: Supernet, teacher: nn.Module | None, losses: LossConfig, *, regression: bool,
-                 random_subnets: int = 2, subnet_draws: int = 1, budget: Budget | None = None, seed: int = 0):
+                 random_subnets: int = 2, budget: Budget | None = None, seed: int = 0):
         if losses.hidden > 0 or losses.attention > 0 or losses.mlm > 0:
             raise ConfigError("supernet training uses prediction losses only (labels, logits), not "
                               "hidden, attention or mlm")
         super().__init__(supernet, teacher, losses)
-        if subnet_draws < 1:
-            raise ConfigError(f"subnet_draws: {subnet_draws} is not a positive number of draws")
-        self.regression, self.random_subnets, self.subnet_draws = regression, random_subnets, subnet_draws
+        self.regression, self.random_subnets = regression, random_subnets
         self.budget = budget if budget is not None else supernet.space.budget
         self.largest, self.smallest = supernet.spec, supernet.space.extreme(largest=False)
         self.draws = Draws(seed)
@@ -155,13 +148,9 @@ class SandwichObjective(Objective):
                 return spec
         return spec
 
-    def draw(self, rng: np.random.Generator) -> ArchSpec:
-        """The sub-network with the most non-embedding parameters of ``subnet_draws`` samples."""
-        return max((self.sample(rng) for _ in range(self.subnet_draws)), key=encoder_params)
-
     def subnets(self) -> list[ArchSpec]:
         rng = self.draws.next()
-        return [self.largest, self.smallest] + [self.draw(rng) for _ in range(self.random_subnets)]
+        return [self.largest, self.smallest] + [self.sample(rng) for _ in range(self.random_subnets)]
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
@@ -207,7 +196,6 @@ class SupernetJob:
     config: TrainConfig
     losses: LossConfig = SUPERNET_LOSSES
     random_subnets: int = 2
-    subnet_draws: int = 1
     data_dir: Path | None = None
     max_length: int = 128
     cache_dir: Path | None = None
@@ -216,13 +204,9 @@ class SupernetJob:
     def fingerprint(self) -> dict:
         from ..distill.task import files_digest
 
-        fingerprint = {"space": self.space.digest(), "teacher": files_digest(self.teacher_dir),
-                       "task": self.task.name, "losses": self.losses.model_dump(mode="json"),
-                       "random_subnets": self.random_subnets, "train": self.config.model_dump(),
-                       "max_length": self.max_length}
-        if self.subnet_draws != 1:  # plain draws keep the keys of supernets trained before the option
-            fingerprint["subnet_draws"] = self.subnet_draws
-        return fingerprint
+        return {"space": self.space.digest(), "teacher": files_digest(self.teacher_dir), "task": self.task.name,
+                "losses": self.losses.model_dump(mode="json"), "random_subnets": self.random_subnets,
+                "train": self.config.model_dump(), "max_length": self.max_length}
 
     @cached_property
     def key(self) -> str:
@@ -283,7 +267,7 @@ class SupernetJob:
                             f"from the teacher ({teacher.encoder.spec.summary()}): {e}") from None
         objective = SandwichObjective(supernet, teacher if self.losses.needs_teacher else None, self.losses,
                                       regression=task.is_regression, random_subnets=self.random_subnets,
-                                      subnet_draws=self.subnet_draws, seed=config.seed)
+                                      seed=config.seed)
         main = task.main_metric
 
         def evaluate_ends(net: Supernet) -> dict[str, float]:
