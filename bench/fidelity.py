@@ -8,16 +8,16 @@ It reads a finished (or at least searched) `bertsmith run` directory: its config
 search's evaluated architectures (`search/trials.csv` and the study's specs). It picks `--archs`
 feasible architectures whose non-embedding parameters are evenly spread from 10 % to 100 % of the
 budget (the evaluated architecture nearest each quantile of that range), or the trials named by
-`--trials`, distils each exactly as the run distils its finalists (`finalists.*`: losses, init, epochs,
-lr, batch, a small task's extra epochs with early stopping; the run's seed unless `--seed`), and reports, beside Kendall τ and Spearman ρ, how many
-feasible architectures above a quarter of the budget scored at a constant predictor's level in the
-search. τ is given over all picked architectures and over those above half the budget, where the
-finalist is chosen. As yardsticks it gives τ of two scores that need no training: the non-embedding parameter
-count (what the budget limits) and the whole parameter count (embeddings included); a search score
-that ranks no better than a count of parameters has bought nothing with its supernet. Distillations
-are kept in `RUN/fidelity/t<trial>` (the run's seed) or `RUN/fidelity/seed<S>/t<trial>`; rerun to
-continue. Each runs in its own child process, so memory held by one distillation never adds up
-across them.
+`--trials`, distils each exactly as the run distils its finalists (`finalists.*`: losses, init,
+epochs, lr, batch, a small task's extra epochs with early stopping; the run's seed unless `--seed`), and
+reports, beside Kendall τ and Spearman ρ, how many feasible architectures above a quarter of the budget
+scored at a constant predictor's level in the search. τ is given over all picked architectures and
+over those above half the budget, where the finalist is chosen. As yardsticks it gives τ of two
+scores that need no training: the non-embedding parameter count (what the budget limits) and the
+whole parameter count (embeddings included); a search score that ranks no better than a count of
+parameters has bought nothing with its supernet. Distillations are kept in `RUN/fidelity/t<trial>`
+(the run's seed) or `RUN/fidelity/seed<S>/t<trial>`; rerun to continue. Each runs in its own child
+process, so memory held by one distillation never adds up across them.
 
 Where a picked architecture was distilled with several seeds, the record also gives the mean over
 seeds, τ of the search against that mean, and τ between the seeds themselves: how well one seed's
