@@ -37,14 +37,14 @@ def test_params_equal_the_built_module_for_presets(name):
 @pytest.mark.parametrize("name,millions", [("schubert-77m", 77.4), ("schubert-66m", 66.3),
                                            ("schubert-55m", 55.5), ("schubert-43m", 43.2)])
 def test_schubert_budgets(name, millions):
-    """papers.md §1.4: 12 layers, only h shrunk, vocab 30,522, pooler included."""
+    """the schuBERT paper: 12 layers, only h shrunk, vocab 30,522, pooler included."""
     assert round(cost.params(presets.get(name)) / 1e6, 1) == millions
 
 
 def test_published_sizes():
     assert round(cost.params(presets.get("bert-base")) / 1e6, 1) == 109.5
     assert cost.params(presets.get("minilm-l6")) == 22_713_216  # the real checkpoint's count
-    # EfficientBERT's own accounting (papers.md §3.6) is 15.74M including fit_dense 540→768 (415,488).
+    # EfficientBERT's own accounting (the EfficientBERT paper) is 15.74M including fit_dense 540→768 (415,488).
     assert round((cost.params(presets.get("efficientbert")) + 540 * 768 + 768) / 1e6, 2) == 15.74
 
 

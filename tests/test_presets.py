@@ -1,4 +1,4 @@
-"""Presets: every one builds, and the published shapes are what papers.md says."""
+"""Presets: every one builds, and the published shapes are what the papers give."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_every_preset_validates_and_resolves(name):
 
 
 def test_convbert_layouts():
-    """papers.md §4.4: attention heads n_h/γ of head dim d/n_h, as many conv heads, kernel 9."""
+    """the ConvBERT paper: attention heads n_h/γ of head dim d/n_h, as many conv heads, kernel 9."""
     for name, (h, a, d, g, e) in {"convbert-small": (256, 2, 64, 1, 128),
                                   "convbert-medium-small": (384, 4, 48, 2, 128),
                                   "convbert-base": (768, 6, 64, 1, None)}.items():

@@ -1,7 +1,7 @@
 """Named ArchSpecs: the BERT family, MiniLM, schuBERT's budgets, Bort, ConvBERT and EfficientBERT.
 
 ``get(name)`` returns the spec; ``resolve(text)`` takes a preset name or a spec file path.
-Sources are papers.md sections, cited per preset.
+Each preset names the paper (and table) it comes from; README "Presets" lists them.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _schubert_h(hidden: int) -> Callable[[], ArchSpec]:
 
 
 for _params, _h in {"77m": 544, "66m": 466, "55m": 390, "43m": 304}.items():
-    preset(f"schubert-{_params}", f"schuBERT-h {_params.upper()} (papers.md §1.4): 12 layers, h={_h}, "
+    preset(f"schubert-{_params}", f"schuBERT-h {_params.upper()} (the schuBERT paper): 12 layers, h={_h}, "
            "a=12, k=v=64, f=3072")(_schubert_h(_h))
 
 
@@ -78,7 +78,7 @@ def _per_layer(hidden: int, heads: list[int], v: list[int], f: list[int]) -> Arc
     return ArchSpec.build(hidden=hidden, layers=layers)
 
 
-@preset("schubert-99m", "schuBERT-all 99M (papers.md §1.4, Table 7): h=768, per-layer f, a, v")
+@preset("schubert-99m", "schuBERT-all 99M (the schuBERT paper, Table 7): h=768, per-layer f, a, v")
 def _schubert_99m() -> ArchSpec:
     return _per_layer(
         768,
@@ -88,7 +88,7 @@ def _schubert_99m() -> ArchSpec:
     )
 
 
-@preset("schubert-88m", "schuBERT-all 88M (papers.md §1.4, Table 9): h=756, per-layer f, a, v")
+@preset("schubert-88m", "schuBERT-all 88M (the schuBERT paper, Table 9): h=756, per-layer f, a, v")
 def _schubert_88m() -> ArchSpec:
     return _per_layer(
         756,
@@ -98,7 +98,7 @@ def _schubert_88m() -> ArchSpec:
     )
 
 
-@preset("bort", "Bort as released (papers.md §2.5): 4 layers, 8 heads, hidden 1024, FFN 768, RoBERTa vocab")
+@preset("bort", "Bort as released (the Bort paper): 4 layers, 8 heads, hidden 1024, FFN 768, RoBERTa vocab")
 def _bort() -> ArchSpec:
     return ArchSpec.uniform(
         layers=4, hidden=1024, heads=8, ffn=768, layer_norm_eps=1e-5, pooler=False,
@@ -120,11 +120,11 @@ for _name, _args in {
     "convbert-medium-small": (384, 4, 48, 2, 128),
     "convbert-base": (768, 6, 64, 1, 768),
 }.items():
-    preset(_name, f"ConvBERT {_name.removeprefix('convbert-')} (papers.md §4.4): hidden {_args[0]}, "
+    preset(_name, f"ConvBERT {_name.removeprefix('convbert-')} (the ConvBERT paper): hidden {_args[0]}, "
            f"{_args[1]} attention + {_args[1]} conv heads of {_args[2]}, kernel 9, groups {_args[3]}, "
            f"embedding {_args[4]}")(_convbert(*_args))
 
-EFFICIENTBERT_FFNS = (  # (expression, stack, inner width) per layer, papers.md §3.6
+EFFICIENTBERT_FFNS = (  # (expression, stack, inner width) per layer, the EfficientBERT paper
     ("tanh(L(gelu(L(x))))", 4, 270),
     ("elu(L(gelu(L(x))))", 2, 540),
     ("sigmoid(L(relu(L(x))))", 1, 270),
@@ -134,7 +134,7 @@ EFFICIENTBERT_FFNS = (  # (expression, stack, inner width) per layer, papers.md 
 )
 
 
-@preset("efficientbert", "EfficientBERT (papers.md §3.6): 6 layers, h=540, 12 heads, trigram embedding 128, "
+@preset("efficientbert", "EfficientBERT (as published): 6 layers, h=540, 12 heads, trigram embedding 128, "
         "searched FFNs")
 def _efficientbert() -> ArchSpec:
     layers = [

@@ -79,7 +79,7 @@ def test_attention_scores_are_the_pre_softmax_scores():
 
 
 def reference_span_conv(att: MixedAttention, x: torch.Tensor) -> torch.Tensor:
-    """The conv branch written tap by tap from papers.md §4.2 (no unfold): for every token and conv
+    """The conv branch written tap by tap from the ConvBERT paper (no unfold): for every token and conv
     head, softmax(W_f(Q ⊙ K_s)) weights the head's V' values at offsets −k//2 … k//2."""
     b, t, h = x.shape
     a, k, v, c, kernel = att.heads, att.qk_dim, att.v_dim, att.conv_heads, att.kernel

@@ -23,7 +23,7 @@ from bertsmith.search.ffn_space import (
     validate,
 )
 
-PUBLISHED = [  # EfficientBERT's six searched FFNs (papers.md §3.6)
+PUBLISHED = [  # EfficientBERT's six searched FFNs (the EfficientBERT paper)
     "tanh(L(gelu(L(x))))", "elu(L(gelu(L(x))))", "sigmoid(L(relu(L(x))))",
     "L(gelu(L(max(x, tanh(x)))))", "L(relu(mul(L(x), x)))", "leaky_relu(L(gelu(L(x))))",
 ]

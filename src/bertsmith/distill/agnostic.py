@@ -1,4 +1,4 @@
-"""Task-agnostic distillation on raw text: warm-up distillation (EfficientBERT, papers.md §3.5)
+"""Task-agnostic distillation on raw text: warm-up distillation (the EfficientBERT paper)
 and Bort's distillation pretraining (§2.4, §2.6).
 
 The corpus is one or more UTF-8 text files (or directories of ``*.txt``); each non-empty line is a

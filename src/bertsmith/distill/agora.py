@@ -1,4 +1,4 @@
-"""Agora fine-tuning (Bort, papers.md §2.7): fine-tune one model per hyperparameter set, grow the
+"""Agora fine-tuning (the Bort paper): fine-tune one model per hyperparameter set, grow the
 training data from the best model's mistakes, drop hyperparameter sets, repeat.
 
 Agora was not released; this is bertsmith's reading of its description, with these choices of its own

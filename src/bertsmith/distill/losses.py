@@ -112,7 +112,7 @@ def mlm_distillation(
     mlm_weight: float = 0.1,
     kd_weight: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bort's masked-LM distillation (papers.md §2.4): mlm_weight·CE(student, labels) +
+    """Bort's masked-LM distillation (the Bort paper): mlm_weight·CE(student, labels) +
     kd_weight·T²·KL(softmax(t/T) ‖ softmax(s/T)), over the masked positions only (labels ≠ −100).
 
     Unlike Bort's MXNet code, the student's term is log softmax(z_s/T), taken once: the released

@@ -1,4 +1,4 @@
-"""The FFN expression language of EfficientBERT (papers.md §3.3): parse, print, check, evaluate.
+"""The FFN expression language of EfficientBERT (the EfficientBERT paper): parse, print, check, evaluate.
 
 An expression is a tree over the input ``x``, exactly two linear maps ``L``, the binary operators
 ``add``, ``mul`` and ``max`` and the activations below, e.g. ``tanh(L(gelu(L(x))))`` or

@@ -1,6 +1,6 @@
 """ConvBERT mixed attention (``mixed``): self-attention heads beside span-based dynamic convolution heads.
 
-As in the official code and transformers' ConvBertSelfAttention (papers.md §4.2, §4.6):
+As in the official code and transformers' ConvBertSelfAttention (the ConvBERT paper):
 K_s = SepConv_k(X) (depthwise conv of width k, pointwise projection, bias); the kernel of each conv
 head is softmax_k(W_f (Q ⊙ K_s)) per token; it is applied as a lightweight convolution to a separate
 value projection V' = X W_v'. The attention and conv outputs are concatenated (attention heads

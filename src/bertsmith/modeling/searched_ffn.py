@@ -1,5 +1,5 @@
 """EfficientBERT's searched FFN (``searched``): ``stack`` blocks, each an expression over two linears
-(papers.md §3.2-3.3), then dropout, residual and LayerNorm. With ``L(gelu(L(x)))`` and one block it
+(the EfficientBERT paper), then dropout, residual and LayerNorm. With ``L(gelu(L(x)))`` and one block it
 is exactly a dense FFN."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""EfficientBERT's FFN expressions as a search space (papers.md §3.3): validity, sampling, mutation,
+"""EfficientBERT's FFN expressions as a search space (the EfficientBERT paper): validity, sampling, mutation,
 functional deduplication and a fixed-length encoding for a learned fitness model.
 
 The language itself (parse, print, evaluate) lives in ``bertsmith.modeling.expr``; this module adds

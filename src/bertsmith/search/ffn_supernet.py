@@ -1,4 +1,4 @@
-"""EfficientBERT's FFN supernet (papers.md §3.2, §3.5): a fixed backbone whose every layer holds
+"""EfficientBERT's FFN supernet (the EfficientBERT paper): a fixed backbone whose every layer holds
 ``MAX_STACK`` stacked FFN blocks at the base width (the backbone's hidden size), from which every
 per-layer choice of expression, stack depth and inner width ratio is cut.
 
@@ -11,7 +11,7 @@ Linear→GELU→Linear, as in EfficientBERT).
 ``FFNSupernet.activate(layout)`` makes the shared model compute that sub-network (differentiably, for
 warm-up training); ``extract(layout)`` copies it out as a standalone model with the same outputs.
 ``warm_up`` distils the teacher into the supernet with the hidden-state and attention losses
-(papers.md §3.5), drawing a new architecture of the stage's space at every step.
+(the EfficientBERT paper), drawing a new architecture of the stage's space at every step.
 """
 
 from __future__ import annotations

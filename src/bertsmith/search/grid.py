@@ -1,5 +1,5 @@
 """Bort's architecture grid ⟨D, A, H, I⟩: depth, attention heads, hidden size and FFN size, every
-layer alike (papers.md §2.3). The ``extract`` strategy searches it.
+layer alike (the Bort paper). The ``extract`` strategy searches it.
 
 Grids:
 
@@ -88,7 +88,7 @@ def _embeddings(template: ArchSpec):
 
 
 def bort_grid() -> Grid:
-    """The paper's grid (papers.md §2.3), for BERT-large-sized teachers."""
+    """The paper's grid (the Bort paper), for BERT-large-sized teachers."""
     return Grid(depth=[2, 4, 6, 8, 10, 12], heads=[4, 8, 12, 16], hidden=[512, 768, 1024],
                 ffn=[256, 512, 768, 1024, 3072], head_dim="ratio")
 

@@ -36,7 +36,7 @@ EVALUATORS = ("slice", "short", "full")
 SPACELESS = {"prune": "it prunes the teacher's own architecture", "extract": "it searches the --grid",
              "progressive": "it searches the FFNs of the --backbone"}
 PREDICTOR_FILE = "latency_predictor.json"
-PROGRESSIVE_LOSSES = LossConfig(logits=1.0, hidden=1.0, attention=1.0)  # EfficientBERT's task KD (papers.md §3.5)
+PROGRESSIVE_LOSSES = LossConfig(logits=1.0, hidden=1.0, attention=1.0)  # EfficientBERT's task KD
 CALIBRATION_ARCHS = 30
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$", re.IGNORECASE)
 

@@ -1,4 +1,4 @@
-"""schuBERT's prunable gates (papers.md §1.3): scale vectors α on the hidden size h and, per layer,
+"""schuBERT's prunable gates (the schuBERT paper): scale vectors α on the hidden size h and, per layer,
 on heads a_i, query/key dims k_i (shared by the layer's heads), value dims v_i and FFN neurons f_i,
 folded into the weights; their cost-weighted L1 penalty; the choice of the entries to zero for a
 cost target; and the physical deletion of the zeroed units.
@@ -172,7 +172,7 @@ class GatedModel(nn.Module):
 
 
 class GateObjective(Objective):
-    """Train the gates (papers.md §1.3, Eq. 2): the task distillation loss of the gated model plus
+    """Train the gates (the schuBERT paper, Eq. 2): the task distillation loss of the gated model plus
     γ·Σβ‖α‖₁ / Σβ·n. Dividing by the penalty at α = 1 (Σβ·n, the whole prunable cost) makes γ a
     plain number: the paper's γ is NOT FOUND, and that normalisation is bertsmith's choice."""
 

@@ -1,4 +1,4 @@
-"""``extract``: Bort's optimal sub-architecture extraction over the ⟨D, A, H, I⟩ grid (papers.md §2.2).
+"""``extract``: Bort's optimal sub-architecture extraction over the ⟨D, A, H, I⟩ grid (the Bort paper).
 
 Three objectives per candidate: the parameter count p (exact, non-embedding), the inference cost i
 (FLOPs from the cost model, or latency, measured or predicted) and the surrogate error e (one minus

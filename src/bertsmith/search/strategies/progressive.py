@@ -1,4 +1,4 @@
-"""``progressive``: EfficientBERT's coarse-to-fine FFN structure search (papers.md §3.3-3.5).
+"""``progressive``: EfficientBERT's coarse-to-fine FFN structure search (the EfficientBERT paper).
 
 The backbone (depth, hidden size, attention) is fixed; every layer's FFN is searched: an expression
 of the FFN language (``search.ffn_space``), a stack depth 1-4 and an inner width ratio 1, 1/2, 1/3 or
@@ -36,7 +36,7 @@ training); the backbone by default keeps the teacher's depth and head size and g
 Files under ``RUN_DIR/progressive/``: ``stageK/`` (the warmed-up supernet), ``result.json`` (each
 stage: frozen choices, warm-up, candidates, best; the search's cost), ``best.yaml`` (the final
 architecture) and, at the best's parameter count, ``dense.yaml`` (the backbone with a dense FFN) and
-``efficientbert.yaml`` (the published EfficientBERT FFNs transplanted, papers.md §3.6).
+``efficientbert.yaml`` (the published EfficientBERT FFNs transplanted).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``prune``: schuBERT's budgeted pruning (papers.md §1.3) of the task teacher itself, and the two
+"""``prune``: schuBERT's budgeted pruning (the schuBERT paper) of the task teacher itself, and the two
 baselines it has to beat at the same budget and the same distillation steps.
 
 Each of ``rounds`` (T) rounds:
