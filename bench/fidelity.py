@@ -109,15 +109,13 @@ def distil(run: Path, spec: dict, run_dir: Path, seed: int, *, augment: int = 0,
     from bertsmith.arch import ArchSpec
     from bertsmith.distill.objectives import LossConfig
     from bertsmith.distill.task import distill_on_task, load_task_data, load_tokenizer
-    from bertsmith.distill.teacher import fitted_schedule
-    from bertsmith.distill.trainer import TrainConfig
+    from bertsmith.pipeline import finalist_schedule
 
     searched = load_searched_run(run)
     config, f, teacher = searched.config, searched.config.finalists, searched.teacher["directory"]
     train_size = len(load_task_data(searched.task, load_tokenizer(teacher), data_dir=config.data_dir,
                                     max_length=config.max_length).splits["train"])
-    train = fitted_schedule(TrainConfig(epochs=f.epochs, steps=f.steps, lr=f.lr, batch_size=f.batch_size,
-                                        warmup=f.warmup, seed=seed), train_size, f.min_steps, f.patience)
+    train = finalist_schedule(f, seed, train_size)
     if epochs_scale != 1.0:
         train = train.model_copy(update={"epochs": train.epochs * epochs_scale})
     distill_on_task(ArchSpec.from_dict(spec), teacher, searched.task, losses=LossConfig.from_terms(f.losses),

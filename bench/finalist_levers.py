@@ -12,10 +12,10 @@ Arms, each with the run's finalist settings (losses, teacher init, lr, batch):
   probability 0.15 by one drawn from the split's unigram distribution; the teacher's logits and
   hidden states on the perturbed input are the targets), the run's epochs.
 The architecture is the run's chosen model, an evaluated trial (`--trial`), or an entry of the run's
-finalists stage (`--entry baseline-1-uniform`). Distillations are
-kept in `RUN/finalist_levers/` (rerun to continue), each in its own child process. Dev and test of each
-arm and seed are recorded (`bench/results/finalist_levers/TASK-MODEL.json`), with mean and standard
-deviation; dev chooses, test only reports.
+finalists stage (`--entry baseline-1-uniform`). Distillations are kept in `RUN/finalist_levers/`
+(rerun to continue), each in its own child process. Dev and test of each arm and seed are recorded
+(`bench/results/finalist_levers/TASK-MODEL.json`), with mean and standard deviation; dev chooses, test
+only reports.
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def main() -> None:
     out = args.out or ROOT / "bench" / "results" / "finalist_levers" / f"{run.config.task}-{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"run": str(args.run), "task": run.config.task, "metric": run.metric,
-                                    "model": name, "trial": trial, "architecture": summary, "copies": args.copies,
-                                    "summary": summary_rows, "records": records}, indent=1) + "\n")
+                               "model": name, "trial": trial, "architecture": summary, "copies": args.copies,
+                               "summary": summary_rows, "records": records}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -91,11 +91,12 @@ def main() -> None:
     config, teacher, task, metric, budget, level = run.config, run.teacher, run.task, run.metric, run.budget, run.level
     space = SearchSpace.load(args.run / "search" / "space.yaml")
     archs = {s["trial"]: s for s in run.scored}
-    distilled = {int(p.parent.name[1:]): json.loads(p.read_text())["metrics"]["dev"][metric]
-                 for p in sorted((args.run / "fidelity").glob("t*/result.json"))}
-    by_seed = {t: distilled_by_seed(args.run, t, config.seed) for t in distilled}
+    trials = [int(p.parent.name[1:]) for p in sorted((args.run / "fidelity").glob("t*/result.json"))]
+    by_seed = {t: {seed: r["metrics"]["dev"][metric] for seed, r in distilled_by_seed(args.run, t, config.seed).items()}
+               for t in trials}
+    distilled = {t: by_seed[t][config.seed] for t in trials}
     seeds = sorted(set.intersection(*(set(r) for r in by_seed.values())))
-    mean = {t: float(np.mean([by_seed[t][k]["metrics"]["dev"][metric] for k in seeds])) for t in distilled}
+    mean = {t: float(np.mean([by_seed[t][k] for k in seeds])) for t in trials}
     upper = [t for t in distilled if archs[t]["params"] > budget / 2]
     above = [t for t, a in archs.items() if a["params"] > budget / 4]
     print(f"{len(archs)} architectures ({len(above)} above a quarter of the budget), {len(distilled)} distilled",

@@ -25,13 +25,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .arch import ArchSpec, atomic_write_text
 from .baselines import BASELINES
 from .errors import ConfigError, WeakModelError
 from .quality import Verdict, at_constant_level, constant_levels, judge
-from .runconfig import RunConfig
+from .runconfig import FinalistsConfig, RunConfig
+
+if TYPE_CHECKING:
+    from .distill.trainer import TrainConfig
 
 STAGES = ("teacher", "search", "finalists", "export", "report")
 DONE, BEGUN = "done.json", ".stage.json"
@@ -403,8 +406,6 @@ class _Run:
     def finalists(self, stage: Stage, teacher: dict, search: dict) -> dict:
         from .distill.objectives import LossConfig
         from .distill.task import distill_on_task
-        from .distill.teacher import fitted_schedule
-        from .distill.trainer import TrainConfig
 
         c, f = self.config, self.config.finalists
         metric = self.task.main_metric
@@ -422,9 +423,7 @@ class _Run:
                     else _baseline(text, where))
             entries.append({"name": f"baseline-{i + 1}-{Path(text).stem}", "kind": "baseline", "spec": spec.to_dict(),
                             "source": text})
-        config = fitted_schedule(TrainConfig(epochs=f.epochs, steps=f.steps, lr=f.lr, batch_size=f.batch_size,
-                                             warmup=f.warmup, seed=c.seed),
-                                 self._train_size(teacher), f.min_steps, f.patience)
+        config = finalist_schedule(f, c.seed, self._train_size(teacher))
         losses = LossConfig.from_terms(f.losses)
         for n, entry in enumerate(entries, 1):
             spec = ArchSpec.from_dict(entry["spec"])
@@ -495,6 +494,18 @@ class _Run:
                            finalists=finalists, config=self.config, verdict=verdict, onnx=self.config.export.onnx,
                            seq_len=self.config.export.seq_len, log=self.log)
         return out
+
+
+def finalist_schedule(finalists: FinalistsConfig, seed: int, train_size: int) -> TrainConfig:
+    """The training settings of every finalist and baseline of a run: ``finalists.*``, with a small
+    task's extra epochs and early stopping (``fitted_schedule``) for a train split of ``train_size``.
+    ``bench/`` distils with it too, so that its students train exactly as the run's."""
+    from .distill.teacher import fitted_schedule
+    from .distill.trainer import TrainConfig
+
+    f = finalists
+    return fitted_schedule(TrainConfig(epochs=f.epochs, steps=f.steps, lr=f.lr, batch_size=f.batch_size,
+                                       warmup=f.warmup, seed=seed), train_size, f.min_steps, f.patience)
 
 
 def pick_finalists(front: list[dict], count: int, level: float | None, margin: float) -> tuple[list[dict], bool]:
