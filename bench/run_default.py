@@ -7,9 +7,9 @@ quality gate (exit code 3) is recorded as such.
     .venv/bin/python bench/run_default.py --work /tmp/run-default      # a fresh cache: the teacher is trained too
 
 It runs `bertsmith run --out WORK/run` with `BERTSMITH_CACHE=WORK/cache` as a subprocess, and
-records the wall time, each stage's time, the peak memory, the CPU time the hypervisor took from this machine over the
-run (steal, from /proc/stat: on a shared host it slows every stage), and the figures of
-`results.json`, in `bench/results/run_default.json`.
+records the wall time, each stage's time and peak resident memory (from its done.json), the whole run's
+peak memory, the CPU time the hypervisor took from this machine over the run (steal, from /proc/stat: on a
+shared host it slows every stage), and the figures of `results.json`, in `bench/results/run_default.json`.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ def main() -> None:
     max_rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     steal1, total1 = cpu_times()
     results = json.loads((run_dir / "results.json").read_text())
-    stages = {s: json.loads((run_dir / s / "done.json").read_text())["seconds"]
-              for s in ("teacher", "search", "finalists", "export")}
+    done = {s: json.loads((run_dir / s / "done.json").read_text()) for s in ("teacher", "search", "finalists", "export")}
+    stages = {s: d["seconds"] for s, d in done.items()}
+    stage_rss = {s: d.get("peak_rss_gb") for s, d in done.items()}
     v = results["chosen"]["versus_teacher"]
     figures = {"minutes": wall / 60, "params_ratio": v["params_ratio"], "speedup": v["speedup"],
                "test_drop_points": v.get("test_drop_points")}
@@ -59,7 +60,7 @@ def main() -> None:
            for k, goal in GOALS.items() if figures[k] is not None}
     record = {
         "command": f"{bertsmith.name} run --out {run_dir} --quiet (BERTSMITH_CACHE={cache})",
-        "wall_seconds": wall, "stage_seconds": stages,
+        "wall_seconds": wall, "stage_seconds": stages, "stage_peak_rss_gb": stage_rss,
         "cpu_steal_share": (steal1 - steal0) / max(1, total1 - total0), "max_rss_gb": max_rss_gb,
         "figures": figures, "goals": GOALS, "met": met,
         "teacher": {"summary": results["teacher"]["summary"], "params": results["teacher"]["params"],
@@ -73,7 +74,8 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
-    print(json.dumps({k: record[k] for k in ("wall_seconds", "stage_seconds", "cpu_steal_share", "max_rss_gb", "figures",
+    print(json.dumps({k: record[k] for k in ("wall_seconds", "stage_seconds", "stage_peak_rss_gb", "cpu_steal_share",
+                                             "max_rss_gb", "figures",
                                              "met", "exit_code", "quality")},
                      indent=1))
 

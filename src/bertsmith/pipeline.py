@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .arch import ArchSpec, atomic_write_text
 from .baselines import BASELINES
 from .errors import ConfigError, WeakModelError
+from .memory import peak_rss_gb, release_memory, reset_peak
 from .quality import Verdict, at_constant_level, constant_levels, judge
 from .runconfig import FinalistsConfig, RunConfig
 
@@ -98,9 +99,10 @@ class Stage:
                 kept[name] = aside
         return kept
 
-    def finish(self, outputs: dict, seconds: float) -> dict:
-        atomic_write_text(self.dir / DONE, json.dumps({"key": self.key, "seconds": seconds, "outputs": outputs},
-                                                      indent=1, default=str))
+    def finish(self, outputs: dict, seconds: float, peak_rss_gb: float | None = None) -> dict:
+        """Mark the stage complete: its key, time, peak resident memory (GiB; None where unknown), outputs."""
+        atomic_write_text(self.dir / DONE, json.dumps({"key": self.key, "seconds": seconds, "peak_rss_gb": peak_rss_gb,
+                                                       "outputs": outputs}, indent=1, default=str))
         return outputs
 
 
@@ -244,10 +246,12 @@ class _Run:
         resumed = stage.begin()
         self.log(f"[{name}] {'resuming' if resumed else 'running'}")
         start = time.perf_counter()
+        reset_peak()
         outputs = body(stage) | {"key": stage.key}
         self.timings[name] = time.perf_counter() - start
+        peak = peak_rss_gb()
         release_memory()
-        return stage.finish(outputs, self.timings[name])
+        return stage.finish(outputs, self.timings[name], peak)
 
     # ---- teacher ----------------------------------------------------------------------------------
     def teacher_inputs(self) -> dict:
@@ -541,20 +545,6 @@ def default_space(teacher: ArchSpec) -> str:
                   "v_dim": [first.attention.v_dim], "ffn": eighths(max(la.ffn.size for la in teacher.layers)),
                   "activation": [first.ffn.activation]},
         "embeddings": teacher.embeddings.model_dump(mode="json"), "pooler": teacher.pooler}, indent=1) + "\n"
-
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the system (glibc's ``malloc_trim``; nothing
-    elsewhere). Trainings with many tensor shapes leave glibc's heap fragmented, and a long run
-    that goes from stage to stage in one process would otherwise keep growing."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _strategy_fields() -> set[str]:

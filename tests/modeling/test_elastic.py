@@ -142,6 +142,25 @@ def test_reordering_keeps_the_function_and_puts_important_units_first(pooler):
         assert (new[:-1] >= new[1:] - 1e-6 * new.max()).all()  # now sorted, most important first
 
 
+def test_importance_keeps_no_activation_alive():
+    """Every activation that importance watches is freed once it returns: a hook that held the tensor
+    it was registered on once kept each batch's activations and graph alive (GBs on a real teacher)."""
+    import gc
+    import weakref
+
+    from bertsmith.modeling.elastic import importance
+
+    model = source_model(spec(), BertsmithForSequenceClassification)
+    watched = []
+    hooks = [norm.register_forward_hook(lambda _m, _a, out: watched.append(weakref.ref(out)))
+             for norm in (model.encoder.embeddings.norm, *(layer.ffn.norm for layer in model.encoder.layers))]
+    importance(model, labelled_batches())
+    for hook in hooks:
+        hook.remove()
+    gc.collect()
+    assert len(watched) == 3 * 4 and all(ref() is None for ref in watched)  # 3 batches, 4 norms
+
+
 def test_importance_needs_plain_kinds():
     from bertsmith.modeling.elastic import importance
 
