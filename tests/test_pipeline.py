@@ -125,6 +125,9 @@ def test_the_report_holds_every_evaluated_architecture_and_the_figures(finished)
 def test_a_rerun_reuses_every_stage_and_a_late_change_redoes_only_the_late_stages(finished, cache_dir):
     config, run_dir, first = finished
     stamps = {s: (run_dir / s / DONE).stat().st_mtime_ns for s in ("teacher", "search", "finalists", "export")}
+    for s in stamps:  # every stage records its time and its peak memory (sampled: at least the teacher's weights)
+        done = json.loads((run_dir / s / DONE).read_text())
+        assert done["seconds"] > 0 and 0.1 < done["peak_rss_gb"] < 20
     again = run_pipeline(load_config(config), run_dir, cache_dir=cache_dir, progress=False, log=lambda _: None)
     assert again.reused == ["teacher", "search", "finalists", "export"]
     assert {s: (run_dir / s / DONE).stat().st_mtime_ns for s in stamps} == stamps

@@ -1,13 +1,14 @@
-"""Process memory: hand freed heap pages back to the system, and the peak resident set of a stretch
-of work (Linux; elsewhere these do nothing and report None)."""
+"""Process memory: hand freed heap pages back to the system, and the resident memory of this process
+now and at its peak over a stretch of work (Linux; elsewhere these do nothing and report None)."""
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import threading
 from pathlib import Path
 
-_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+_STATUS = Path("/proc/self/status")
 
 
 def release_memory() -> None:
@@ -21,20 +22,44 @@ def release_memory() -> None:
         pass
 
 
-def reset_peak() -> None:
-    """Start a new peak: the kernel's high-water mark of resident memory is set to the current size."""
+def rss_gb() -> float | None:
+    """The resident memory of this process now (GiB), or None where /proc is not there."""
     try:
-        _CLEAR_REFS.write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss_gb() -> float | None:
-    """The peak resident memory (GiB) since the process started or the last ``reset_peak``."""
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 2**20, 3)
+        with _STATUS.open() as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 2**20
     except OSError:
         pass
     return None
+
+
+class PeakMemory:
+    """The peak resident memory of a stretch of work (``with PeakMemory() as peak: ...; peak.gb``),
+    sampled every ``interval`` seconds by a background thread. Sampling leaves the kernel's own
+    high-water mark alone, so ``/usr/bin/time`` and ``getrusage`` still see the whole process's peak."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval, self.gb = interval, rss_gb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True, name="bertsmith-peak-memory")
+
+    def _sample(self) -> None:
+        while True:
+            now = rss_gb()
+            if now is None:
+                return
+            self.gb = max(self.gb or 0.0, now)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "PeakMemory":
+        if self.gb is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
+            self._sample()  # the size at the end counts too

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .arch import ArchSpec, atomic_write_text
 from .baselines import BASELINES
 from .errors import ConfigError, WeakModelError
-from .memory import peak_rss_gb, release_memory, reset_peak
+from .memory import PeakMemory, release_memory
 from .quality import Verdict, at_constant_level, constant_levels, judge
 from .runconfig import FinalistsConfig, RunConfig
 
@@ -100,7 +100,8 @@ class Stage:
         return kept
 
     def finish(self, outputs: dict, seconds: float, peak_rss_gb: float | None = None) -> dict:
-        """Mark the stage complete: its key, time, peak resident memory (GiB; None where unknown), outputs."""
+        """Mark the stage complete: its key, time, peak resident memory (GiB, sampled; None where unknown),
+        outputs."""
         atomic_write_text(self.dir / DONE, json.dumps({"key": self.key, "seconds": seconds, "peak_rss_gb": peak_rss_gb,
                                                        "outputs": outputs}, indent=1, default=str))
         return outputs
@@ -246,12 +247,11 @@ class _Run:
         resumed = stage.begin()
         self.log(f"[{name}] {'resuming' if resumed else 'running'}")
         start = time.perf_counter()
-        reset_peak()
-        outputs = body(stage) | {"key": stage.key}
+        with PeakMemory() as peak:
+            outputs = body(stage) | {"key": stage.key}
         self.timings[name] = time.perf_counter() - start
-        peak = peak_rss_gb()
         release_memory()
-        return stage.finish(outputs, self.timings[name], peak)
+        return stage.finish(outputs, self.timings[name], peak.gb and round(peak.gb, 3))
 
     # ---- teacher ----------------------------------------------------------------------------------
     def teacher_inputs(self) -> dict:
