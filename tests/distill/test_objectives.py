@@ -115,3 +115,26 @@ def test_masked_lm_distillation_needs_masked_lm_heads():
 def test_bad_configurations_are_clear_errors(make, message):
     with pytest.raises((ConfigError, ValueError), match=message):
         make()
+
+
+def test_losses_are_computed_in_fp32_under_bf16_autocast():
+    """Under bf16 autocast the forwards run in bf16, but every loss term is computed in fp32 from their
+    outputs: a term rounded to bf16 (8 bits of mantissa) would carry that rounding into its gradient."""
+    from bertsmith import presets
+    from bertsmith.modeling import BertsmithForSequenceClassification
+
+    torch.manual_seed(0)
+    teacher = BertsmithForSequenceClassification(presets.get("bert-mini"), 2).eval()
+    student = BertsmithForSequenceClassification(presets.get("bert-tiny"), 2)
+    objective = TaskObjective(student, teacher, LossConfig.from_terms("labels,logits,hidden,attention"),
+                              regression=False)
+    batch = {"input_ids": torch.randint(1000, 3000, (4, 16)), "attention_mask": torch.ones(4, 16, dtype=torch.long),
+             "labels": torch.tensor([0, 1, 0, 1])}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, parts = objective(batch)
+    reference = objective(batch)[1]
+    for name, value in parts.items():
+        assert value.dtype == torch.float32, name
+        assert float(value) != float(value.to(torch.bfloat16)), f"{name} was rounded to bf16"
+    for name in ("hidden", "attention"):
+        assert float(parts[name]) == pytest.approx(float(reference[name]), rel=0.05)

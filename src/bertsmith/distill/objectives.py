@@ -161,6 +161,12 @@ class IntermediateLoss(nn.Module):
         return parts
 
 
+def full_precision(like: torch.Tensor):
+    """Autocast off on ``like``'s device: losses are computed in fp32 from the (possibly bf16) outputs of
+    a bf16-autocast forward, whose matrix products would otherwise round them to bf16."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
 def _encoder(model: nn.Module) -> BertsmithModel:
     return model if isinstance(model, BertsmithModel) else model.encoder
 
@@ -220,7 +226,8 @@ class Objective(nn.Module):
                 t_pred, t_out = self._forward(self.teacher, ids, mask, types, kwargs)
         parts = {}
         if inter is not None:
-            parts = inter(s_out, t_out, s_qkv, t_qkv, _encoder(self.student).spec, _encoder(self.teacher).spec, mask)
+            with full_precision(mask):
+                parts = inter(s_out, t_out, s_qkv, t_qkv, _encoder(self.student).spec, _encoder(self.teacher).spec, mask)
         return s_pred, t_pred, parts
 
     @staticmethod
@@ -241,7 +248,8 @@ class TaskObjective(Objective):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s_logits, t_logits, parts = self._run(batch)
-        parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
+        with full_precision(s_logits):
+            parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
         return self.total(parts), parts
 
 
@@ -291,9 +299,10 @@ class AgnosticObjective(Objective):
             )
         s_logits, t_logits, parts = self._run(batch, ids)
         if labels is not None:
-            ce, kd = L.mlm_distillation(
-                s_logits, t_logits, labels, temperature=self.config.mlm_temperature,
-                mlm_weight=self.config.mlm_weight, kd_weight=self.config.mlm_kd_weight,
-            )
+            with full_precision(s_logits):
+                ce, kd = L.mlm_distillation(
+                    s_logits, t_logits, labels, temperature=self.config.mlm_temperature,
+                    mlm_weight=self.config.mlm_weight, kd_weight=self.config.mlm_kd_weight,
+                )
             parts["mlm"] = self.config.mlm_weight * ce + self.config.mlm_kd_weight * kd
         return self.total(parts), parts

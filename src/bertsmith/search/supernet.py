@@ -38,7 +38,7 @@ from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
 from ..data import Task
 from ..distill.checkpoint import atomic_file
-from ..distill.objectives import Draws, LossConfig, Objective, prediction_losses
+from ..distill.objectives import Draws, LossConfig, Objective, full_precision, prediction_losses
 from ..distill.trainer import TrainConfig
 from ..errors import CheckpointError, ConfigError, SpecError
 from ..lock import exclusive
@@ -161,7 +161,9 @@ class SandwichObjective(Objective):
         losses = []
         for spec in self.subnets():
             s_logits, _ = self.student(spec, ids, mask, types)
-            parts = prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
+            with full_precision(s_logits):
+                parts = prediction_losses(self.config, s_logits, t_logits, batch.get("labels"),
+                                          regression=self.regression)
             losses.append(self.total(parts))
         report = {"largest": losses[0].detach(), "smallest": losses[1].detach()}
         if len(losses) > 2:
