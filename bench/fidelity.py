@@ -102,10 +102,11 @@ def kendall_taus(rankers: dict[str, list], target: list[float], upper: list[bool
             for name, xs in rankers.items()}
 
 
-def distil(run: Path, spec: dict, run_dir: Path, seed: int, *, augment: int = 0, epochs_scale: float = 1.0) -> None:
+def distil(run: Path, spec: dict, run_dir: Path, seed: int, *, augment: int = 0, epochs_scale: float = 1.0,
+           bf16: bool = False) -> None:
     """Distil ``spec`` as the run distils its finalists (a small task's extra epochs and early stopping
     included), with ``seed``; ``augment`` perturbed copies of the train split, ``epochs_scale`` times the
-    epochs (for ``bench/finalist_levers.py``). Meant for a child process."""
+    epochs, ``bf16`` autocast (for ``bench/finalist_levers.py``). Meant for a child process."""
     from bertsmith.arch import ArchSpec
     from bertsmith.distill.objectives import LossConfig
     from bertsmith.distill.task import distill_on_task, load_task_data, load_tokenizer
@@ -118,6 +119,8 @@ def distil(run: Path, spec: dict, run_dir: Path, seed: int, *, augment: int = 0,
     train = finalist_schedule(f, seed, train_size)
     if epochs_scale != 1.0:
         train = train.model_copy(update={"epochs": train.epochs * epochs_scale})
+    if bf16:
+        train = train.model_copy(update={"bf16": True})
     distill_on_task(ArchSpec.from_dict(spec), teacher, searched.task, losses=LossConfig.from_terms(f.losses),
                     config=train, run_dir=run_dir, data_dir=config.data_dir, init_from_teacher=f.init == "teacher",
                     augment=augment, max_length=config.max_length, resume=True, progress=False)

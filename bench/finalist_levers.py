@@ -2,12 +2,14 @@
 as the run distils its finalists, with and without perturbed copies of the train split, several seeds.
 
     .venv/bin/python bench/finalist_levers.py --run /tmp/fid/run [--trial T | --entry NAME] [--copies 1] \
-        [--seeds 0,1,2] [--arms plain,longer,augment] [--out FILE]
+        [--seeds 0,1,2] [--arms plain,longer,augment,bf16,bf16-longer] [--out FILE]
 
 Arms, each with the run's finalist settings (losses, teacher init, lr, batch):
 - `plain`: the run's own finalist schedule (the distillation the run or `bench/fidelity.py` made of the
   same architecture with the same seed is reused);
 - `longer`: the same schedule with (1 + copies) times the epochs, so as many steps as `augment`;
+- `bf16`, `bf16-longer`: `plain` and `longer` under bf16 autocast (`TrainConfig.bf16`), where the CPU
+  or GPU computes in bf16 natively (AMX or AVX512-BF16 on a CPU);
 - `augment`: the train split plus `--copies` perturbed copies (each non-special token replaced with
   probability 0.15 by one drawn from the split's unigram distribution; the teacher's logits and
   hidden states on the perturbed input are the targets), the run's epochs.
@@ -62,7 +64,8 @@ def main() -> None:
     from bertsmith.arch import ArchSpec
 
     summary = ArchSpec.from_dict(spec).summary()
-    known = {"plain": {}, "longer": {"epochs_scale": 1.0 + args.copies}, "augment": {"augment": args.copies}}
+    known = {"plain": {}, "longer": {"epochs_scale": 1.0 + args.copies}, "augment": {"augment": args.copies},
+             "bf16": {"bf16": True}, "bf16-longer": {"bf16": True, "epochs_scale": 1.0 + args.copies}}
     unknown = [a for a in args.arms.split(",") if a not in known]
     if unknown:
         parser.error(f"--arms: {unknown[0]!r} is not one of {', '.join(known)}")
@@ -75,11 +78,13 @@ def main() -> None:
             elif arm == "plain" and trial is not None:
                 run_dir = fidelity_dir(args.run, trial, seed, run.config.seed)
             else:
-                run_dir = args.run / "finalist_levers" / f"{name}-{arm}{args.copies if options else ''}-s{seed}"
-            start = time.perf_counter()
+                copies = args.copies if "longer" in arm or arm == "augment" else ""
+                run_dir = args.run / "finalist_levers" / f"{name}-{arm}{copies}-s{seed}"
+            fresh, start = not (run_dir / "result.json").is_file(), time.perf_counter()
             result = distil_apart(args.run, spec, run_dir, seed, **options)
             metrics = {split: result["metrics"][split][run.metric] for split in ("dev", "test")}
             records[arm].append({"seed": seed, **metrics, "steps": result["steps"], "best_step": result["best_step"],
+                                 "seconds": round(time.perf_counter() - start, 1) if fresh else None,
                                  "directory": str(run_dir)})
             print(f"{arm:8} seed {seed}  dev {metrics['dev']:.4f}  test {metrics['test']:.4f}  steps {result['steps']}"
                   f"  ({time.perf_counter() - start:.0f} s)", flush=True)

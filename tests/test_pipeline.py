@@ -205,6 +205,8 @@ def test_bertsmith_report_rebuilds_the_report(finished, monkeypatch, capsys):
     ("search:\n  trals: 5\n", r"run.yaml: unknown key 'search.trals' \(known here: strategy, space"),
     ("search:\n  trials: many\n", r"run.yaml: search.trials = 'many': Input should be a valid integer"),
     ("finalists: 3\n", r"run.yaml: finalists = 3: Input should be a valid dictionary"),
+    ("precision: fp16\n", r"run.yaml: precision = 'fp16': Input should be 'auto', 'fp32' or 'bf16'"),
+    ("search:\n  options: {bf16: true}\n", r"search.options.bf16: not an option of the search"),
     ("budget:\n  params: lots%\n", r"budget.params = 'lots%': a share is a number followed by %"),
     ("search:\n  options: {popsize: 3}\n", r"search.options.popsize: not an option of the search"),
     ("finalists:\n  baselines: [no-such-preset]\n", r"finalists.baselines\[0\] = 'no-such-preset'"),

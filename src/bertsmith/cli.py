@@ -535,6 +535,7 @@ def search(
     data_dir: Optional[Path] = DATA_DIR,
     max_length: int = MAX_LENGTH,
     batch_size: int = typer.Option(32, "--batch-size", help="Examples per step of supernet and evaluator training."),
+    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast for supernet and evaluator training (CPU or GPU)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     cache_dir: Optional[Path] = CACHE_DIR,
     quiet: bool = QUIET,
@@ -567,8 +568,8 @@ def search(
         trials=trials,
         time_budget=parse_duration(time_budget) if time_budget else None, storage=storage, study_name=study_name,
         supernet=supernet_dir, worker=worker, heartbeat=heartbeat,
-        data_dir=_data_dir(data_dir), max_length=max_length, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
-        progress=not quiet,
+        data_dir=_data_dir(data_dir), max_length=max_length, batch_size=batch_size, bf16=bf16, cache_dir=cache_dir,
+        seed=seed, progress=not quiet,
     )
     if supernet_only:
         trained = train_supernet_job(settings)

@@ -31,6 +31,7 @@ from .arch import ArchSpec, atomic_write_text
 from .baselines import BASELINES
 from .errors import ConfigError, WeakModelError
 from .memory import PeakMemory, release_memory
+from .precision import use_bf16
 from .quality import Verdict, at_constant_level, constant_levels, judge
 from .runconfig import FinalistsConfig, RunConfig
 
@@ -42,7 +43,7 @@ DONE, BEGUN = "done.json", ".stage.json"
 CONFIG = "config.yaml"
 CONTROLLED = {"space", "teacher", "task", "run_dir", "strategy", "budget", "objectives", "evaluator", "trials",
               "time_budget", "supernet_steps", "supernet_lr", "eval_steps", "data_dir", "max_length", "cache_dir",
-              "seed", "progress"}  # SearchSettings fields the run config sets itself
+              "seed", "bf16", "progress"}  # SearchSettings fields the run config sets itself
 
 
 def digest(value: Any) -> str:
@@ -154,7 +155,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, *, force: bool = False, cache
     search = run.stage("search", run.search_inputs(teacher), run.search_extent(), lambda st: run.search(st, teacher),
                        keep={"supernet": SUPERNET_INFO})  # a trained supernet is reused by its own key
     finalists = run.stage("finalists", [search["key"], config.finalists.model_dump(mode="json", exclude={"count", "baselines"}),
-                                        config.latency_repeats], [config.finalists.count, config.finalists.baselines,
+                                        config.latency_repeats, run.bf16], [config.finalists.count, config.finalists.baselines,
                                                                      config.quality.constant_margin],
                           lambda st: run.finalists(st, teacher, search))
     verdict = run.judge(teacher, finalists)
@@ -176,6 +177,7 @@ class _Run:
 
         self.config, self.run_dir, self.cache_dir, self.progress, self.log = config, run_dir, cache_dir, progress, log
         self.task = resolve_task(config.task)
+        self.bf16 = use_bf16(config.precision)  # resolved once: every stage trains at the same precision
         self.reused: list[str] = []
         self.timings: dict[str, float] = {}
 
@@ -264,7 +266,8 @@ class _Run:
         else:
             files = _files(model_directory(c.teacher.model), "teacher.model")
         return {"teacher": c.teacher.model_dump(mode="json"), "task": self.task.name, "labels": self.task.labels,
-                "data_dir": str(c.data_dir), "max_length": c.max_length, "seed": c.seed, "files": files}
+                "data_dir": str(c.data_dir), "max_length": c.max_length, "seed": c.seed, "files": files,
+                "bf16": self.bf16}
 
     def teacher(self, stage: Stage) -> dict:
         from .cost import encoder_params, flops, params
@@ -278,7 +281,7 @@ class _Run:
             t = c.teacher
             result = finetune_teacher(t.model, self.task, data_dir=c.data_dir, max_length=c.max_length,
                                       config=TrainConfig(epochs=t.epochs, steps=t.steps, lr=t.lr, warmup=t.warmup,
-                                                         batch_size=t.batch_size, seed=c.seed),
+                                                         batch_size=t.batch_size, seed=c.seed, bf16=self.bf16),
                                       cache_dir=self.cache_dir, progress=self.progress, min_steps=t.min_steps,
                                       patience=t.patience)
             directory, metrics = result.directory, result.metrics
@@ -293,7 +296,7 @@ class _Run:
         return {"directory": str(Path(directory).resolve()), "metrics": metrics, "constant": constant,
                 "spec": spec.to_dict(),
                 "summary": spec.summary(), "params": encoder_params(spec), "total_params": params(spec),
-                "flops": flops(spec, c.budget.seq_len)}
+                "flops": flops(spec, c.budget.seq_len), "precision": "bf16" if self.bf16 else "fp32"}
 
     def _eval_data(self, directory: Path):
         """The task's splits, tokenized by the teacher's tokenizer (cached)."""
@@ -335,7 +338,7 @@ class _Run:
         if c.search.space is not None:
             s["space"] = _files(Path(c.search.space), "search.space")
         return {"teacher": teacher["key"], "search": s, "budget": c.budget.model_dump(mode="json"),
-                "seed": c.seed, "max_length": c.max_length}
+                "seed": c.seed, "max_length": c.max_length, "bf16": self.bf16}
 
     def search_extent(self) -> list:
         return [self.config.search.trials, self.config.search.time_budget]
@@ -356,7 +359,7 @@ class _Run:
             budget=",".join(f"{k}={v}" for k, v in budget.items()), objectives=tuple(s.objectives),
             evaluator=s.evaluator, trials=s.trials, supernet_steps=s.supernet_steps, supernet_lr=s.supernet_lr,
             eval_steps=s.eval_steps, time_budget=parse_duration(s.time_budget) if s.time_budget else None,
-            data_dir=c.data_dir, max_length=c.max_length, cache_dir=self.cache_dir, seed=c.seed,
+            data_dir=c.data_dir, max_length=c.max_length, cache_dir=self.cache_dir, seed=c.seed, bf16=self.bf16,
             progress=self.progress, **s.options)
         result = run_search_job(settings)
         self.log(f"[search] {result.evaluated} evaluated, {result.infeasible} over budget, {result.duplicates} repeats, "
@@ -427,7 +430,7 @@ class _Run:
                     else _baseline(text, where))
             entries.append({"name": f"baseline-{i + 1}-{Path(text).stem}", "kind": "baseline", "spec": spec.to_dict(),
                             "source": text})
-        config = finalist_schedule(f, c.seed, self._train_size(teacher))
+        config = finalist_schedule(f, c.seed, self._train_size(teacher), bf16=self.bf16)
         losses = LossConfig.from_terms(f.losses)
         for n, entry in enumerate(entries, 1):
             spec = ArchSpec.from_dict(entry["spec"])
@@ -500,16 +503,17 @@ class _Run:
         return out
 
 
-def finalist_schedule(finalists: FinalistsConfig, seed: int, train_size: int) -> TrainConfig:
+def finalist_schedule(finalists: FinalistsConfig, seed: int, train_size: int, *, bf16: bool = False) -> TrainConfig:
     """The training settings of every finalist and baseline of a run: ``finalists.*``, with a small
-    task's extra epochs and early stopping (``fitted_schedule``) for a train split of ``train_size``.
-    ``bench/`` distils with it too, so that its students train exactly as the run's."""
+    task's extra epochs and early stopping (``fitted_schedule``) for a train split of ``train_size``,
+    under bf16 autocast when ``bf16``. ``bench/`` distils with it too, so that its students train
+    exactly as the run's."""
     from .distill.teacher import fitted_schedule
     from .distill.trainer import TrainConfig
 
     f = finalists
     return fitted_schedule(TrainConfig(epochs=f.epochs, steps=f.steps, lr=f.lr, batch_size=f.batch_size,
-                                       warmup=f.warmup, seed=seed), train_size, f.min_steps, f.patience)
+                                       warmup=f.warmup, seed=seed, bf16=bf16), train_size, f.min_steps, f.patience)
 
 
 def pick_finalists(front: list[dict], count: int, level: float | None, margin: float) -> tuple[list[dict], bool]:

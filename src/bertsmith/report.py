@@ -257,7 +257,9 @@ def page(results: dict, png: bytes) -> str:
     s = results["search"]
     timings = " · ".join(f"{k} {val:.0f} s" for k, val in results["timings"].items())
     provenance = "".join(f"<tr><th>{e(k)}</th><td><code>{e(str(val))}</code></td></tr>"
-                         for k, val in [("seed", results["seed"]), *(("data " + k, h) for k, h in results["data"].items()),
+                         for k, val in [("seed", results["seed"]),
+                                        ("training precision", results["teacher"].get("precision", "fp32")),
+                                        *(("data " + k, h) for k, h in results["data"].items()),
                                         *results["versions"].items(), ("export", results["export"]["directory"])])
     import yaml
 

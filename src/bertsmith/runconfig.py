@@ -123,6 +123,9 @@ class RunConfig(_Section):
     max_length: int = Field(128, ge=8, description="tokens per training example")
     seed: int = 0
     latency_repeats: int = Field(30, ge=3, description="timed calls per latency figure (the median is kept)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="training precision of the teacher, the search and the finalists: bf16 autocast, fp32, "
+                            "or auto (bf16 where the CPU or GPU computes it natively)")
     teacher: TeacherConfig = TeacherConfig()
     budget: BudgetConfig = BudgetConfig()
     search: SearchConfig = SearchConfig()

@@ -108,6 +108,7 @@ class SearchSettings:
     data_dir: Path | None = None
     max_length: int = 128
     batch_size: int = 32
+    bf16: bool = False  # bf16 autocast for the supernet and the distilling evaluators
     cache_dir: Path | None = None
     seed: int = 0
     progress: bool = True
@@ -266,7 +267,8 @@ def _predictor(s: SearchSettings, space: SearchSpace | None, start: ArchSpec, bu
 def _supernet_job(s: SearchSettings, space: SearchSpace | None, task: Task) -> SupernetJob:
     return SupernetJob(space, s.teacher, task, run_dir=s.supernet or Path(s.run_dir) / "supernet",
                        config=TrainConfig(steps=s.supernet_steps, lr=s.supernet_lr, batch_size=s.batch_size,
-                                          eval_every=max(1, s.supernet_steps // 5), seed=s.supernet_seed),
+                                          eval_every=max(1, s.supernet_steps // 5), seed=s.supernet_seed,
+                                          bf16=s.bf16),
                        random_subnets=s.random_subnets, data_dir=s.data_dir, max_length=s.max_length,
                        cache_dir=s.cache_dir, progress=s.progress)
 
@@ -278,7 +280,7 @@ def _evaluator(s: SearchSettings, space: SearchSpace | None, task: Task, teacher
     if s.evaluator == "slice":
         return SliceEvaluator(supernet, data)
     steps = s.eval_steps if s.evaluator == "short" else None
-    config = TrainConfig(lr=s.eval_lr, batch_size=s.batch_size, epochs=s.eval_epochs, seed=s.seed)
+    config = TrainConfig(lr=s.eval_lr, batch_size=s.batch_size, epochs=s.eval_epochs, seed=s.seed, bf16=s.bf16)
     split = "validation" if s.strategy == "progressive" else "dev"
     losses = PROGRESSIVE_LOSSES if s.strategy == "progressive" else LossConfig()
     return DistillEvaluator(teacher, data, teacher_key=teacher_key, steps=steps, init=s.init, supernet=supernet,
