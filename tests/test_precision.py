@@ -1,4 +1,4 @@
-"""Training precision: auto means bf16 exactly where the CPU has bf16 units; bad values are refused."""
+"""Training precision: auto means bf16 exactly on a GPU that supports it; bad values are refused."""
 
 from __future__ import annotations
 
@@ -10,16 +10,11 @@ from bertsmith.errors import ConfigError
 from bertsmith.runconfig import RunConfig
 
 
-@pytest.mark.parametrize("flags, native", [("fpu avx2 avx512f", False), ("fpu avx512f avx512_bf16", True),
-                                            ("fpu amx_tile amx_bf16", True), (None, False)])
-def test_auto_is_bf16_exactly_where_the_cpu_computes_it(tmp_path, monkeypatch, flags, native):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    cpuinfo = tmp_path / "cpuinfo"
-    if flags is not None:
-        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
-    monkeypatch.setattr(precision, "CPUINFO", cpuinfo)
-    assert precision.native_bf16() is native
-    assert precision.use_bf16("auto") is native
+@pytest.mark.parametrize("cuda, bf16_gpu, expected", [(False, False, False), (True, False, False), (True, True, True)])
+def test_auto_is_bf16_exactly_on_a_gpu_that_supports_it(monkeypatch, cuda, bf16_gpu, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_gpu)
+    assert precision.use_bf16("auto") is expected
     assert precision.use_bf16("bf16") is True and precision.use_bf16("fp32") is False
 
 

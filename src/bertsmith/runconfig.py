@@ -125,7 +125,7 @@ class RunConfig(_Section):
     latency_repeats: int = Field(30, ge=3, description="timed calls per latency figure (the median is kept)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="training precision of the teacher, the search and the finalists: bf16 autocast, fp32, "
-                            "or auto (bf16 where the CPU or GPU computes it natively)")
+                            "or auto (bf16 on a GPU that supports it, fp32 on a CPU)")
     teacher: TeacherConfig = TeacherConfig()
     budget: BudgetConfig = BudgetConfig()
     search: SearchConfig = SearchConfig()
