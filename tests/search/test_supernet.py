@@ -143,3 +143,38 @@ def test_space_larger_than_teacher_is_refused(tmp_path, teacher_dir, task_file, 
     with pytest.raises(SpecError, match=r"cannot be cut from the teacher .*hidden: 64 is larger"):
         SupernetJob(space, teacher_dir, resolve_task(task_file), run_dir=tmp_path / "sn",
                     config=TrainConfig(steps=2), max_length=16, cache_dir=cache_dir, progress=False).train()
+
+
+def test_a_sandwich_step_in_parts_gives_the_gradients_of_the_whole_step():
+    """The trainer runs one backward pass per sub-network (``parts_per_step``) so that one graph is
+    alive at a time; the accumulated gradients and the reported losses equal the whole step's."""
+    space = SearchSpace.from_dict(SPACE | {"budget": {"params": 20000}})
+    torch.manual_seed(0)
+    objective = SandwichObjective(Supernet(space, 2), None, _labels_only(), regression=False, random_subnets=2, seed=3)
+    batch = {"input_ids": torch.randint(5, 90, (4, 10)), "attention_mask": torch.ones(4, 10, dtype=torch.long),
+             "labels": torch.tensor([0, 1, 1, 0])}
+    start = {k: v.clone() for k, v in objective.state_dict().items()}
+
+    def gradients(parts: bool):
+        objective.load_state_dict(start)
+        objective.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same dropout masks: forwards run in the same order either way
+        if parts:
+            report = {}
+            for part in range(objective.parts_per_step):
+                loss, step = objective(batch, part=part)
+                loss.backward()
+                for name, value in step.items():
+                    report[name] = report.get(name, 0.0) + value
+        else:
+            loss, report = objective(batch)
+            loss.backward()
+        return report, {n: p.grad.clone() for n, p in objective.named_parameters() if p.grad is not None}
+
+    whole_report, whole = gradients(False)
+    parts_report, in_parts = gradients(True)
+    assert objective.parts_per_step == 4 and set(whole) == set(in_parts)
+    for name in whole:
+        torch.testing.assert_close(in_parts[name], whole[name], rtol=1e-5, atol=1e-7)
+    for name in ("largest", "smallest", "random"):
+        torch.testing.assert_close(parts_report[name], whole_report[name])

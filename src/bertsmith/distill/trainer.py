@@ -19,6 +19,7 @@ sub-network draws of a supernet's objective come from a counter saved with the c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -214,11 +215,7 @@ class Trainer:
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup, cfg.schedule)
-                with autocast:
-                    loss, parts = model(batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"step {step}: the loss is {loss.item()}; lower the learning rate")
-                accelerator.backward(loss * scale)
+                loss, parts = self._backward(model, accelerator, autocast, batch, scale, step)
                 accelerator.clip_grad_norm_(objective.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -260,6 +257,26 @@ class Trainer:
             best_step, best_metrics = None, {}
         objective.student.eval()
         return TrainResult(step, best_step, best_metrics, state["stopped_early"], history)
+
+    def _backward(self, model, accelerator: Accelerator, autocast, batch: dict, scale: float,
+                  step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward and backward of one step; the step's loss and its parts (detached). An objective
+        with ``parts_per_step`` = n > 1 is called n times (``part`` = 0..n-1) with a backward pass after
+        each, gradients accumulating (synchronised across processes after the last), so that only one
+        part's graph is held at a time."""
+        n = getattr(accelerator.unwrap_model(model), "parts_per_step", 1)
+        total, report = None, {}
+        for part in range(n):
+            with accelerator.no_sync(model) if part < n - 1 else contextlib.nullcontext():
+                with autocast:
+                    loss, parts = model(batch) if n == 1 else model(batch, part=part)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"step {step}: the loss is {loss.item()}; lower the learning rate")
+                accelerator.backward(loss * scale)
+            total = loss.detach() if total is None else total + loss.detach()
+            for name, value in parts.items():
+                report[name] = value.detach() if name not in report else report[name] + value.detach()
+        return total, report
 
     def _evaluate(self, student: torch.nn.Module) -> dict[str, float]:
         was_training = student.training

@@ -152,23 +152,40 @@ class SandwichObjective(Objective):
         rng = self.draws.next()
         return [self.largest, self.smallest] + [self.sample(rng) for _ in range(self.random_subnets)]
 
-    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
-        t_logits = None
-        if self.teacher is not None:
-            with torch.no_grad():
-                t_logits, _ = self.teacher(ids, mask, types)
-        losses = []
-        for spec in self.subnets():
-            s_logits, _ = self.student(spec, ids, mask, types)
-            with full_precision(s_logits):
-                parts = prediction_losses(self.config, s_logits, t_logits, batch.get("labels"),
-                                          regression=self.regression)
-            losses.append(self.total(parts))
-        report = {"largest": losses[0].detach(), "smallest": losses[1].detach()}
-        if len(losses) > 2:
-            report["random"] = torch.stack(losses[2:]).mean().detach()
+    @property
+    def parts_per_step(self) -> int:
+        """One part per sub-network: the trainer runs a backward pass after each, so only one
+        sub-network's graph is alive at a time."""
+        return 2 + self.random_subnets
+
+    def forward(self, batch: dict, part: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The summed losses of the step's sub-networks, or (``part`` = i) the i-th one's alone. Part 0
+        draws the step's sub-networks and runs the teacher; the later parts of the step reuse them."""
+        if part is None or part == 0:
+            self._step = (self.subnets(), self._teacher_logits(batch))
+        specs, t_logits = self._step
+        if part is None or part == len(specs) - 1:
+            del self._step
+        losses, report = [], {}
+        for i in range(len(specs)) if part is None else [part]:
+            loss = self._loss(specs[i], batch, t_logits)
+            losses.append(loss)
+            name = ("largest", "smallest")[i] if i < 2 else "random"
+            share = 1.0 if i < 2 else 1.0 / self.random_subnets  # "random": the mean over the random ones
+            report[name] = report.get(name, 0.0) + loss.detach() * share
         return torch.stack(losses).sum(), report
+
+    def _teacher_logits(self, batch: dict) -> torch.Tensor | None:
+        if self.teacher is None:
+            return None
+        with torch.no_grad():
+            return self.teacher(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))[0]
+
+    def _loss(self, spec: ArchSpec, batch: dict, t_logits: torch.Tensor | None) -> torch.Tensor:
+        s_logits, _ = self.student(spec, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        with full_precision(s_logits):
+            parts = prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
+        return self.total(parts)
 
 
 @dataclass
