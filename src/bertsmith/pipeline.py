@@ -155,7 +155,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, *, force: bool = False, cache
     search = run.stage("search", run.search_inputs(teacher), run.search_extent(), lambda st: run.search(st, teacher),
                        keep={"supernet": SUPERNET_INFO})  # a trained supernet is reused by its own key
     finalists = run.stage("finalists", [search["key"], config.finalists.model_dump(mode="json", exclude={"count", "baselines"}),
-                                        config.latency_repeats, run.bf16], [config.finalists.count, config.finalists.baselines,
+                                        config.latency_repeats], [config.finalists.count, config.finalists.baselines,
                                                                      config.quality.constant_margin],
                           lambda st: run.finalists(st, teacher, search))
     verdict = run.judge(teacher, finalists)
@@ -267,7 +267,7 @@ class _Run:
             files = _files(model_directory(c.teacher.model), "teacher.model")
         return {"teacher": c.teacher.model_dump(mode="json"), "task": self.task.name, "labels": self.task.labels,
                 "data_dir": str(c.data_dir), "max_length": c.max_length, "seed": c.seed, "files": files,
-                "bf16": self.bf16}
+                "bf16": self.bf16}  # every later stage's key holds the teacher's, hence the precision too
 
     def teacher(self, stage: Stage) -> dict:
         from .cost import encoder_params, flops, params
@@ -338,7 +338,7 @@ class _Run:
         if c.search.space is not None:
             s["space"] = _files(Path(c.search.space), "search.space")
         return {"teacher": teacher["key"], "search": s, "budget": c.budget.model_dump(mode="json"),
-                "seed": c.seed, "max_length": c.max_length, "bf16": self.bf16}
+                "seed": c.seed, "max_length": c.max_length}
 
     def search_extent(self) -> list:
         return [self.config.search.trials, self.config.search.time_budget]

@@ -14,10 +14,10 @@ import torch
 from .errors import ConfigError
 
 
-def use_bf16(precision: str, where: str = "precision") -> bool:
+def use_bf16(precision: str) -> bool:
     """Whether to train under bf16 autocast for the setting ``precision`` (auto, fp32 or bf16)."""
     if precision == "auto":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if precision in ("fp32", "bf16"):
         return precision == "bf16"
-    raise ConfigError(f"{where} = {precision!r}: expected auto, fp32 or bf16")
+    raise ConfigError(f"precision = {precision!r}: expected auto, fp32 or bf16")

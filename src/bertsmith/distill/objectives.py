@@ -94,6 +94,12 @@ def split_qkv(fused: torch.Tensor, attention) -> tuple[torch.Tensor, torch.Tenso
     return fused[..., : a * k], fused[..., a * k : 2 * a * k], fused[..., 2 * a * k : 2 * a * k + a * v]
 
 
+def full_precision(like: torch.Tensor):
+    """Autocast off on ``like``'s device: losses are computed in fp32 from the (possibly bf16) outputs of
+    a bf16-autocast forward, whose matrix products would otherwise round them to bf16."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
 class IntermediateLoss(nn.Module):
     """Hidden-state and attention terms between a student and a teacher encoder."""
 
@@ -140,6 +146,10 @@ class IntermediateLoss(nn.Module):
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def forward(self, s_out, t_out, s_qkv, t_qkv, s_spec, t_spec, mask) -> dict[str, torch.Tensor]:
+        with full_precision(mask):
+            return self._terms(s_out, t_out, s_qkv, t_qkv, s_spec, t_spec, mask)
+
+    def _terms(self, s_out, t_out, s_qkv, t_qkv, s_spec, t_spec, mask) -> dict[str, torch.Tensor]:
         parts: dict[str, torch.Tensor] = {}
         if self.config.hidden > 0:
             pairs = [(0, 0), *((i + 1, m) for i, m in enumerate(self.layer_map))]
@@ -159,12 +169,6 @@ class IntermediateLoss(nn.Module):
                     )
             parts["attention"] = total
         return parts
-
-
-def full_precision(like: torch.Tensor):
-    """Autocast off on ``like``'s device: losses are computed in fp32 from the (possibly bf16) outputs of
-    a bf16-autocast forward, whose matrix products would otherwise round them to bf16."""
-    return torch.autocast(like.device.type, enabled=False)
 
 
 def _encoder(model: nn.Module) -> BertsmithModel:
@@ -226,8 +230,7 @@ class Objective(nn.Module):
                 t_pred, t_out = self._forward(self.teacher, ids, mask, types, kwargs)
         parts = {}
         if inter is not None:
-            with full_precision(mask):
-                parts = inter(s_out, t_out, s_qkv, t_qkv, _encoder(self.student).spec, _encoder(self.teacher).spec, mask)
+            parts = inter(s_out, t_out, s_qkv, t_qkv, _encoder(self.student).spec, _encoder(self.teacher).spec, mask)
         return s_pred, t_pred, parts
 
     @staticmethod
@@ -248,29 +251,30 @@ class TaskObjective(Objective):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s_logits, t_logits, parts = self._run(batch)
-        with full_precision(s_logits):
-            parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
+        parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
         return self.total(parts), parts
 
 
 def prediction_losses(
     config: LossConfig, s_logits: torch.Tensor, t_logits: torch.Tensor | None, labels: torch.Tensor | None, *, regression: bool
 ) -> dict[str, torch.Tensor]:
-    """The ``labels`` and ``logits`` terms of a task objective (unweighted), those switched on."""
-    parts = {}
-    if config.labels > 0:
-        parts["labels"] = (
-            F.mse_loss(s_logits.squeeze(-1).float(), labels.float()) if regression
-            else F.cross_entropy(s_logits.float(), labels)
-        )
-    if config.logits > 0:
-        if regression:
-            parts["logits"] = L.logits_mse(s_logits, t_logits)
-        elif config.logit_loss == "kl":
-            parts["logits"] = L.kl_div(s_logits, t_logits, config.temperature)
-        else:
-            parts["logits"] = L.soft_cross_entropy(s_logits, t_logits, config.temperature)
-    return parts
+    """The ``labels`` and ``logits`` terms of a task objective (unweighted), those switched on; in fp32
+    under autocast too."""
+    with full_precision(s_logits):
+        parts = {}
+        if config.labels > 0:
+            parts["labels"] = (
+                F.mse_loss(s_logits.squeeze(-1).float(), labels.float()) if regression
+                else F.cross_entropy(s_logits.float(), labels)
+            )
+        if config.logits > 0:
+            if regression:
+                parts["logits"] = L.logits_mse(s_logits, t_logits)
+            elif config.logit_loss == "kl":
+                parts["logits"] = L.kl_div(s_logits, t_logits, config.temperature)
+            else:
+                parts["logits"] = L.soft_cross_entropy(s_logits, t_logits, config.temperature)
+        return parts
 
 
 class AgnosticObjective(Objective):

@@ -194,6 +194,7 @@ class Trainer:
             objective.teacher.to(accelerator.device)
 
         total = self.total_steps()
+        parts_per_step = getattr(objective, "parts_per_step", 1)
         per_epoch = len(self._epoch_batches(0))
         eval_every = cfg.eval_every or per_epoch
         state = {"step": 0, "best": None, "best_step": None, "bad_evals": 0, "stopped_early": False}
@@ -215,7 +216,7 @@ class Trainer:
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup, cfg.schedule)
-                loss, parts = self._backward(model, accelerator, autocast, batch, scale, step)
+                loss, parts = self._backward(model, accelerator, autocast, batch, scale, step, parts_per_step)
                 accelerator.clip_grad_norm_(objective.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -258,13 +259,12 @@ class Trainer:
         objective.student.eval()
         return TrainResult(step, best_step, best_metrics, state["stopped_early"], history)
 
-    def _backward(self, model, accelerator: Accelerator, autocast, batch: dict, scale: float,
-                  step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _backward(self, model, accelerator: Accelerator, autocast, batch: dict, scale: float, step: int,
+                  n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward and backward of one step; the step's loss and its parts (detached). An objective
         with ``parts_per_step`` = n > 1 is called n times (``part`` = 0..n-1) with a backward pass after
         each, gradients accumulating (synchronised across processes after the last), so that only one
         part's graph is held at a time."""
-        n = getattr(accelerator.unwrap_model(model), "parts_per_step", 1)
         total, report = None, {}
         for part in range(n):
             with accelerator.no_sync(model) if part < n - 1 else contextlib.nullcontext():

@@ -30,7 +30,7 @@ from torch.func import functional_call
 
 from ..arch import ArchSpec
 from ..cost import encoder_params, flops, params
-from ..distill.objectives import LossConfig, Objective, full_precision, prediction_losses
+from ..distill.objectives import LossConfig, Objective, prediction_losses
 from ..errors import ConfigError
 from ..modeling.elastic import Units, check_plain_kinds, select_units, slice_weights
 
@@ -185,8 +185,7 @@ class GateObjective(Objective):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s_logits, t_logits, parts = self._run(batch)
-        with full_precision(s_logits):
-            parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
+        parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
         sparsity = self.student.gates.penalty(self.betas) / self.scale
         return self.total(parts) + self.gamma * sparsity, parts | {"sparsity": sparsity.detach()}
 

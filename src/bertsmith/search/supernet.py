@@ -38,7 +38,7 @@ from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
 from ..data import Task
 from ..distill.checkpoint import atomic_file
-from ..distill.objectives import Draws, LossConfig, Objective, full_precision, prediction_losses
+from ..distill.objectives import Draws, LossConfig, Objective, prediction_losses
 from ..distill.trainer import TrainConfig
 from ..errors import CheckpointError, ConfigError, SpecError
 from ..lock import exclusive
@@ -183,8 +183,7 @@ class SandwichObjective(Objective):
 
     def _loss(self, spec: ArchSpec, batch: dict, t_logits: torch.Tensor | None) -> torch.Tensor:
         s_logits, _ = self.student(spec, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        with full_precision(s_logits):
-            parts = prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
+        parts = prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
         return self.total(parts)
 
 
