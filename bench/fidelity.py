@@ -116,11 +116,8 @@ def distil(run: Path, spec: dict, run_dir: Path, seed: int, *, augment: int = 0,
     config, f, teacher = searched.config, searched.config.finalists, searched.teacher["directory"]
     train_size = len(load_task_data(searched.task, load_tokenizer(teacher), data_dir=config.data_dir,
                                     max_length=config.max_length).splits["train"])
-    train = finalist_schedule(f, seed, train_size)
-    if epochs_scale != 1.0:
-        train = train.model_copy(update={"epochs": train.epochs * epochs_scale})
-    if bf16:
-        train = train.model_copy(update={"bf16": True})
+    train = finalist_schedule(f, seed, train_size, bf16=bf16)
+    train = train.model_copy(update={"epochs": train.epochs * epochs_scale})
     distill_on_task(ArchSpec.from_dict(spec), teacher, searched.task, losses=LossConfig.from_terms(f.losses),
                     config=train, run_dir=run_dir, data_dir=config.data_dir, init_from_teacher=f.init == "teacher",
                     augment=augment, max_length=config.max_length, resume=True, progress=False)

@@ -78,7 +78,7 @@ def main() -> None:
             elif arm == "plain" and trial is not None:
                 run_dir = fidelity_dir(args.run, trial, seed, run.config.seed)
             else:
-                copies = args.copies if "longer" in arm or arm == "augment" else ""
+                copies = args.copies if {"epochs_scale", "augment"} & set(options) else ""
                 run_dir = args.run / "finalist_levers" / f"{name}-{arm}{copies}-s{seed}"
             fresh, start = not (run_dir / "result.json").is_file(), time.perf_counter()
             result = distil_apart(args.run, spec, run_dir, seed, **options)
