@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -65,6 +67,30 @@ def test_relation_kl_is_zero_under_a_rotation_within_heads():
     mask[1, 4:] = 0
     assert L.relation_kl(rotated, t, heads, mask).abs() < 1e-5
     assert L.relation_kl(torch.randn(3, 6, 16), t, heads, mask) > 0  # other widths work, relations differ
+
+
+def test_relation_kl_equals_the_textbook_kl_of_softmax_relations():
+    """Against KL(p_t ‖ p_s) written out with explicit softmaxes over the real keys, value and gradient."""
+    torch.manual_seed(0)
+    heads, mask = 4, torch.ones(3, 7, dtype=torch.long)
+    mask[0, 5:], mask[2, 3:] = 0, 0
+    s, t = torch.randn(3, 7, 8, requires_grad=True), torch.randn(3, 7, 12)
+
+    def probabilities(x):
+        b, n, d = x.shape
+        xs = x.view(b, n, heads, d // heads).transpose(1, 2)
+        scores = xs @ xs.transpose(-1, -2) / math.sqrt(d // heads)
+        return torch.softmax(scores.masked_fill(mask[:, None, None, :] == 0, -math.inf), dim=-1)
+
+    p_s, p_t = probabilities(s), probabilities(t)
+    real = (mask[:, None, None, :] == 1).expand_as(p_t)  # log of 1 at masked keys, where p_t is 0
+    terms = p_t * (torch.where(real, p_t, 1.0).log() - torch.where(real, p_s, 1.0).log())
+    per_query = terms.sum(-1).mean(1)  # [B, T]
+    reference = (per_query * mask).sum() / mask.sum()
+    value = L.relation_kl(s, t, heads, mask)
+    assert torch.allclose(value, reference, atol=1e-6)
+    (g_value,), (g_reference,) = torch.autograd.grad(value, s), torch.autograd.grad(reference, s)
+    assert torch.allclose(g_value, g_reference, atol=1e-6)
 
 
 def test_relation_kl_ignores_padding():

@@ -73,12 +73,13 @@ def attention_score_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torc
 def relations(x: torch.Tensor, heads: int, mask: torch.Tensor | None) -> torch.Tensor:
     """MiniLMv2 self-attention relations of one of Q, K or V: the [B, T, D] vectors are split into
     ``heads`` relation heads of D/heads and each gives log softmax(x·xᵀ/√d) over the real keys,
-    [B, heads, T, T]."""
+    [B, heads, T, T]. Every pass over a T×T tensor counts at long sequences, so the scale is applied
+    to x (d^-1/4 on each side) and padded keys get, in place, a bias that exp takes to exactly 0."""
     b, t, d = x.shape
-    xs = x.float().view(b, t, heads, d // heads).transpose(1, 2)
-    scores = torch.matmul(xs, xs.transpose(-1, -2)) / math.sqrt(d // heads)
-    if mask is not None:
-        scores = scores.masked_fill(~mask[:, None, None, :].bool(), torch.finfo(scores.dtype).min)
+    xs = (x.float() * (d // heads) ** -0.25).view(b, t, heads, d // heads).transpose(1, 2)
+    scores = torch.matmul(xs, xs.transpose(-1, -2))
+    if mask is not None and not bool(mask.all()):
+        scores.add_((mask[:, None, None, :] == 0).float() * (torch.finfo(scores.dtype).min / 2))
     return F.log_softmax(scores, dim=-1)
 
 
@@ -87,12 +88,16 @@ def relation_kl(
 ) -> torch.Tensor:
     """KL(teacher relation ‖ student relation) of Q-Q, K-K or V-V (MiniLMv2, Wang et al. 2021):
     works for any head counts and widths, because both sides are re-split into the same number of
-    relation heads. Summed over keys, averaged over relation heads and real query tokens."""
-    log_s, log_t = relations(student, heads, mask), relations(teacher, heads, mask)
-    kl = (log_t.exp() * (log_t - log_s))
-    if mask is not None:
-        kl = kl.masked_fill(~mask[:, None, None, :].bool(), 0.0)
-    return _token_mean(kl.sum(-1).mean(1), mask)
+    relation heads. Summed over keys, averaged over relation heads and real query tokens.
+
+    Computed as Σ p_t·log p_t − Σ p_t·log p_s, the teacher's side without gradients; masked keys
+    add 0 to both sums (p_t is 0 there)."""
+    with torch.no_grad():
+        log_t = relations(teacher, heads, mask)
+        p_t = log_t.exp()
+        entropy = log_t.mul_(p_t).sum(-1)
+    kl = entropy - torch.linalg.vecdot(p_t, relations(student, heads, mask))
+    return _token_mean(kl.mean(1), mask)
 
 
 def relation_heads(widths: list[int], preferred: int) -> int:
