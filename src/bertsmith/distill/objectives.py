@@ -29,7 +29,10 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..modeling import BertsmithForMaskedLM, BertsmithModel
+from ..modeling.attention import attention_scores, split_heads
+from ..modeling.encoder import EncoderOutput, additive_mask
 from . import losses as L
+from .teacher_cache import TeacherCache
 
 TERMS = ("labels", "logits", "hidden", "attention", "mlm")
 
@@ -208,6 +211,7 @@ class Objective(nn.Module):
             if teacher is not None and (config.hidden > 0 or config.attention > 0)
             else None
         )
+        self.teacher_cache: TeacherCache | None = None
 
     @property
     def teacher(self) -> nn.Module | None:
@@ -225,13 +229,66 @@ class Objective(nn.Module):
         with capture_qkv(_encoder(self.student), s_rel) as s_qkv:
             s_pred, s_out = self._forward(self.student, ids, mask, types, kwargs)
         t_pred = t_out = t_qkv = None
-        if self.teacher is not None:
+        if self.teacher is not None and input_ids is None and self._cached(batch):
+            t_pred, t_out, t_qkv = self._from_cache(batch, want_s, t_rel)
+        elif self.teacher is not None:
             with torch.no_grad(), capture_qkv(_encoder(self.teacher), t_rel) as t_qkv:
                 t_pred, t_out = self._forward(self.teacher, ids, mask, types, kwargs)
         parts = {}
         if inter is not None:
             parts = inter(s_out, t_out, s_qkv, t_qkv, _encoder(self.student).spec, _encoder(self.teacher).spec, mask)
         return s_pred, t_pred, parts
+
+    # ---- the teacher cache -----------------------------------------------------------------------
+    def use_cache(self, cache: TeacherCache | None) -> None:
+        """Read the teacher's outputs from ``cache`` in steps whose batch carries ``example_ids``; a
+        cache without hidden states serves only objectives without hidden or attention terms."""
+        self.teacher_cache = cache if cache is not None and (cache.hidden or self.intermediate is None) else None
+
+    def _cached(self, batch: dict) -> bool:
+        """Store the batch's missing teacher outputs in the cache; whether all of them are there now."""
+        cache = self.teacher_cache
+        if cache is None or "example_ids" not in batch:
+            return False
+        ids = batch["example_ids"].cpu().numpy()
+        missing = ~cache.filled(ids)
+        if missing.any():
+            rows = torch.from_numpy(np.flatnonzero(missing)).to(batch["input_ids"].device)
+            mask = batch["attention_mask"][rows]
+            length = int(mask.sum(1).max())
+            types = batch.get("token_type_ids")
+            with torch.no_grad():
+                pred, out = self._forward(self.teacher, batch["input_ids"][rows, :length], mask[:, :length],
+                                          types[rows, :length] if types is not None else None,
+                                          {"output_hidden_states": cache.hidden})
+            cache.write(ids[missing], pred, out.hidden_states)
+        return bool(cache.filled(ids).all())
+
+    @torch.no_grad()
+    def _from_cache(self, batch: dict, want_scores: bool, t_rel: list[int]):
+        """The teacher's predictions, encoder output and Q/K/V as a forward would give them, the
+        attention terms' inputs recomputed from the cached input of their layers."""
+        mask, ids = batch["attention_mask"], batch["example_ids"].cpu().numpy()
+        logits = self.teacher_cache.predictions(ids).to(mask.device)
+        if self.intermediate is None:
+            return logits, None, {}
+        hidden = tuple(h.to(mask.device) for h in self.teacher_cache.hidden_states(ids, mask.shape[1]))
+        layers = _encoder(self.teacher).layers
+        t_qkv = {i: layers[i].attention.qkv(hidden[i]) for i in t_rel}
+        scores = None
+        if want_scores:
+            inter = self.intermediate
+            wanted = {m - 1 for m, mode in zip(inter.layer_map, inter.modes) if mode == "scores"}
+            additive = additive_mask(mask, hidden[0].dtype)
+            scores = tuple(self._scores(layers[i].attention, hidden[i], additive) if i in wanted else None
+                           for i in range(len(layers)))
+        return logits, EncoderOutput(hidden[-1], None, hidden, scores), t_qkv
+
+    @staticmethod
+    def _scores(attention, x: torch.Tensor, additive: torch.Tensor | None) -> torch.Tensor:
+        a = attention.heads
+        q, key, _ = attention.qkv(x).split([a * attention.qk_dim, a * attention.qk_dim, a * attention.v_dim], dim=-1)
+        return attention_scores(split_heads(q, a), split_heads(key, a), additive)
 
     @staticmethod
     def _forward(model, ids, mask, types, kwargs):

@@ -24,6 +24,7 @@ from ..data import Encoded, Task, collate, compute_metrics, encode_split, length
 from ..data.augment import perturbed_copies
 from ..data.tokenize import cache_root
 from .objectives import LossConfig
+from .teacher_cache import TeacherCache
 from .trainer import TrainConfig, Trainer, TrainResult
 
 EVAL_BATCH = 64
@@ -59,6 +60,7 @@ class TaskData:
     max_length: int
     splits: dict[str, Encoded]
     hashes: dict[str, str] = field(default_factory=dict)
+    cache_dir: Path | None = None  # bertsmith's cache that the tokens came from (None: the default one)
 
     @property
     def pad_id(self) -> int:
@@ -92,7 +94,7 @@ def load_task_data(
         encoded[name] = encode_split(split, tokenizer, max_length=max_length, cache_dir=cache / "tokens")
     if encoded["train"].labels is None:
         raise DataError(f"{task.name}: the train split has no labels")
-    return TaskData(task, tokenizer, max_length, encoded, hashes)
+    return TaskData(task, tokenizer, max_length, encoded, hashes, cache)
 
 
 @torch.no_grad()
@@ -141,16 +143,23 @@ def train_on_task(
 ) -> TrainResult:
     """Train ``objective`` on the train split, evaluate on dev (``evaluate_fn`` replaces the plain
     dev evaluation; it must report the task's main metric) and keep the best student, or the last
-    one when ``keep_best`` is False."""
+    one when ``keep_best`` is False. A teacher's outputs on the train split come from its cache
+    (``teacher_cache``), filled as training meets each example."""
     train = data.splits["train"]
 
     def batches(epoch: int) -> list[list[int]]:
         return length_grouped_batches(train.lengths, config.batch_size, seed=config.seed, epoch=epoch, shuffle=True)
 
+    def batch_of(indices: list[int]) -> dict:
+        return collate(train, indices, data.pad_id) | {"example_ids": torch.as_tensor(indices, dtype=torch.long)}
+
+    if getattr(objective, "teacher", None) is not None:
+        objective.use_cache(TeacherCache.open(objective.teacher, train, root=data.cache_dir or cache_root(),
+                                              bf16=config.bf16))
     trainer = Trainer(
         objective,
         batches=batches,
-        collate=lambda indices: collate(train, indices, data.pad_id),
+        collate=batch_of,
         config=config,
         run_dir=run_dir,
         evaluate=evaluate_fn or ((lambda student: evaluate(student, data, "dev")) if data.labeled("dev") else None),

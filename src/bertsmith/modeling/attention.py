@@ -22,6 +22,12 @@ def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.view(b, t, heads, -1).transpose(1, 2)
 
 
+def attention_scores(q: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Pre-softmax scores QKᵀ/√k [B, a, T, T] of [B, a, T, k] heads, the additive mask added."""
+    scores = torch.matmul(q * (1.0 / math.sqrt(q.shape[-1])), key.transpose(-1, -2))
+    return scores + mask if mask is not None else scores
+
+
 class SelfAttention(nn.Module):
     """x → LN(x + dropout(W_o · SDPA(Q, K, V))) with Q, K ∈ R^{a×k}, V ∈ R^{a×v} per token."""
 
@@ -48,9 +54,7 @@ class SelfAttention(nn.Module):
         if not want_scores and (p == 0.0 or q.device.type != "cpu" or tracing()):
             ctx = F.scaled_dot_product_attention(q, key, value, attn_mask=mask, dropout_p=p)
             return ctx.transpose(1, 2).reshape(b, t, -1), None
-        scores = torch.matmul(q * (1.0 / math.sqrt(self.qk_dim)), key.transpose(-1, -2))
-        if mask is not None:
-            scores = scores + mask
+        scores = attention_scores(q, key, mask)
         ctx = torch.matmul(dropout_p(torch.softmax(scores, dim=-1), p, True), value)
         return ctx.transpose(1, 2).reshape(b, t, -1), (scores if want_scores else None)
 

@@ -189,7 +189,7 @@ def carved_data(data, fraction: float, *, seed: int):
     rest, validation, _ = carve(data.splits["train"], fraction, seed=seed)
     carved = digest({"train": data.hashes["train"], "fraction": fraction, "seed": seed})
     return TaskData(data.task, data.tokenizer, data.max_length, {"train": rest, "validation": validation},
-                    {"train": carved, "validation": carved})
+                    {"train": carved, "validation": carved}, data.cache_dir)
 
 
 def shapes_below(spec: ArchSpec) -> SearchSpace:

@@ -178,6 +178,8 @@ class SandwichObjective(Objective):
     def _teacher_logits(self, batch: dict) -> torch.Tensor | None:
         if self.teacher is None:
             return None
+        if self._cached(batch):
+            return self.teacher_cache.predictions(batch["example_ids"].cpu().numpy()).to(batch["input_ids"].device)
         with torch.no_grad():
             return self.teacher(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))[0]
 
