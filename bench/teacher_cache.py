@@ -11,8 +11,9 @@ FFN 768), starts from the teacher's weights sliced to it, and trains with the ru
 (default losses: logits, hidden states, attention relations). Arms, each seed:
 - `off`: `BERTSMITH_TEACHER_CACHE_GB=0`, the teacher runs in every step;
 - `cold`: an empty cache; the first epoch runs the teacher and stores its outputs, later epochs read them;
-- `warm`: the same distillation again, every step reading the cache that `cold` filled. Its metrics
-  must equal `cold`'s exactly (the cache makes a run independent of what was cached before).
+- `warm` (the first seed only, unless `--warm-seeds`): the same distillation again, every step reading
+  the cache that `cold` filled. Its metrics must equal `cold`'s exactly (the cache makes a run
+  independent of what was cached before).
 Each distillation runs in its own child process, with its own cache directory under WORK. Dev and test of
 each arm (mean and standard deviation over seeds) and its training seconds are recorded; dev chooses,
 test only reports. Distillations are kept in WORK/teacher_cache/ (rerun to continue).
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="the GLUE directory (for sst2 and mrpc)")
     parser.add_argument("--tasks", default="sst2,mrpc")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--warm-seeds", help="seeds that also run the warm arm (default: the first seed)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "teacher_cache.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
@@ -96,7 +98,8 @@ def main() -> None:
     from bertsmith.arch import atomic_write_text
 
     seeds = [int(s) for s in args.seeds.split(",")]
-    record: dict = {"seeds": seeds, "tasks": {}}
+    warm_seeds = [int(s) for s in args.warm_seeds.split(",")] if args.warm_seeds else seeds[:1]
+    record: dict = {"seeds": seeds, "warm_seeds": warm_seeds, "tasks": {}}
     for name in args.tasks.split(","):
         task_ref = task_reference(name, args.work, args.data_dir)
         teacher_dir = teacher_for(task_ref, args.work, dict(os.environ))
@@ -105,14 +108,15 @@ def main() -> None:
         for seed in seeds:
             base = args.work / "teacher_cache" / name / f"seed{seed}"
             cache = base / "cache"
-            for arm in ARMS:
+            for arm in ARMS if seed in warm_seeds else ARMS[:2]:
                 rows[arm].append(distil_apart(task_ref, teacher_dir, spec, base / arm, seed,
                                               None if arm == "off" else cache))
                 print(f"{name} seed {seed} {arm}: {json.dumps(rows[arm][-1])}", flush=True)
         metric = next(iter(rows["off"][0]["metrics"]["dev"]))
         summary = {arm: {split: _mean_sd([r["metrics"][split][metric] * 100 for r in rs]) for split in ("dev", "test")}
                    | {"seconds": _mean_sd([r["seconds"] for r in rs])} for arm, rs in rows.items()}
-        same = all(c["metrics"] == w["metrics"] for c, w in zip(rows["cold"], rows["warm"]))
+        cold = {seed: r for seed, r in zip(seeds, rows["cold"])}
+        same = all(cold[seed]["metrics"] == w["metrics"] for seed, w in zip(warm_seeds, rows["warm"]))
         record["tasks"][name] = {"metric": metric, "summary": summary, "warm_equals_cold": same, "runs": rows}
         for arm, s in summary.items():
             print(f"{name:<6}{arm:<6} dev {s['dev']['mean']:6.2f} ± {s['dev']['sd']:.2f}   test {s['test']['mean']:6.2f} "

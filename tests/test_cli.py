@@ -62,6 +62,7 @@ def test_bench_writes_json(monkeypatch, capsys, tmp_path):
         (["arch", "show", "bert-mini", "--format", "xml"], "--format must be table, json or yaml"),
         (["bench", "bert-mini", "--batch", "0"], "--batch must be a positive integer, got 0"),
         (["bench", "bert-tiny", "--seq", "4096"], "--seq 4096 exceeds the model's max_positions (512)"),
+        (["bench", "bert-tiny", "--device", "tpu"], "--device = 'tpu': expected one of cpu, cuda"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(monkeypatch, capsys, args, needle):

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, distributed
+from .device import latency_device
 from .errors import EXIT_WEAK, BertsmithError, ConfigError, WeakModelError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -107,9 +108,10 @@ def bench(
     warmup: int = typer.Option(3, "--warmup", help="Untimed calls before timing."),
     repeats: int = typer.Option(20, "--repeats", help="Timed calls."),
     backend: str = typer.Option("torch", "--backend", help="torch (eager PyTorch) or onnxruntime (exported ONNX)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (torch backend)."),
     out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
 ) -> None:
-    """Measure inference latency and throughput on this device (median and spread of repeats).
+    """Measure inference latency and throughput on this machine's CPU or GPU (median and spread of repeats).
 
     A preset or spec file is built with random weights; a model directory is loaded as it is."""
     import tempfile
@@ -126,6 +128,9 @@ def bench(
         raise ConfigError(f"--warmup must be >= 0, got {warmup}")
     if backend not in ("torch", "onnxruntime"):
         raise ConfigError(f"--backend must be torch or onnxruntime, got {backend!r}")
+    latency_device(device, "--device")
+    if backend == "onnxruntime" and device != "cpu":
+        raise ConfigError("--device: the onnxruntime backend measures on the CPU")
     if Path(target).is_dir():
         from .hf import import_checkpoint
 
@@ -142,7 +147,7 @@ def bench(
     timing_args = dict(batch=batch, seq_len=seq, threads=threads, warmup=warmup, repeats=repeats)
     with console.status(f"timing {target} ({backend}): {warmup} warm-up + {repeats} timed calls at {batch}×{seq}"):
         if backend == "torch":
-            timing = measure_inference(model, arch.embeddings.vocab_size, **timing_args)
+            timing = measure_inference(model, arch.embeddings.vocab_size, device=device, **timing_args)
         else:
             from .hf import export_onnx
 
@@ -150,7 +155,7 @@ def bench(
                 export_onnx(model, Path(tmp) / "model.onnx", seq_len=seq)
                 timing = measure_onnxruntime(str(Path(tmp) / "model.onnx"), arch.embeddings.vocab_size, **timing_args)
     result = {
-        "target": target, "backend": backend, "batch": batch, "seq": seq, "threads": threads,
+        "target": target, "backend": backend, "device": device, "batch": batch, "seq": seq, "threads": threads,
         "params": cost.params(arch), "flops_per_sequence": cost.flops(arch, seq),
         "latency_s": timing.to_dict(),
         "throughput_seq_per_s": batch / timing.median,

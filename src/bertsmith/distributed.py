@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 import torch.distributed as dist
 
+from .device import compute_device
 from .errors import ConfigError
 
 
@@ -39,7 +40,7 @@ def init() -> None:
     if world_size() > 1:
         from accelerate import PartialState
 
-        PartialState(cpu=not torch.cuda.is_available())
+        PartialState(cpu=compute_device().type == "cpu")
 
 
 def _connected() -> bool:

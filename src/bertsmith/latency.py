@@ -1,4 +1,4 @@
-"""Latency measured on this device: warm-up, then repeats, reported as median and spread."""
+"""Latency measured on this machine's CPU or GPU: warm-up, then repeats, reported as median and spread."""
 
 from __future__ import annotations
 
@@ -53,17 +53,22 @@ def random_batch(vocab_size: int, batch: int, seq_len: int, *, seed: int = 0) ->
 
 def measure_inference(
     model: torch.nn.Module, vocab_size: int, *, batch: int, seq_len: int, threads: int | None = None,
-    warmup: int = 3, repeats: int = 20,
+    warmup: int = 3, repeats: int = 20, device: str = "cpu",
 ) -> Timing:
-    """Forward latency of ``model`` in eval mode under ``torch.inference_mode`` on this CPU."""
+    """Forward latency of ``model`` in eval mode under ``torch.inference_mode`` on ``device`` (``cpu``,
+    or ``cuda``: the model is moved there and each call waits for the GPU to finish)."""
+    from .device import latency_device, synchronize
+
+    where = latency_device(device, "device")
     if threads is not None:
         torch.set_num_threads(threads)
-    inputs = random_batch(vocab_size, batch, seq_len)
-    model.eval()
+    inputs = {k: v.to(where) for k, v in random_batch(vocab_size, batch, seq_len).items()}
+    model.eval().to(where)
 
     def call():
         with torch.inference_mode():
             model(**inputs)
+        synchronize(where)
 
     return time_calls(call, warmup=warmup, repeats=repeats)
 

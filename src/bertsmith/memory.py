@@ -1,5 +1,6 @@
 """Process memory: hand freed heap pages back to the system, and the resident memory of this process
-now and at its peak over a stretch of work (Linux; elsewhere these do nothing and report None)."""
+now and at its peak over a stretch of work (Linux; elsewhere these do nothing and report None), with
+the peak GPU memory that torch allocated where a CUDA GPU is used."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import ctypes
 import gc
 import threading
 from pathlib import Path
+
+import torch
 
 _STATUS = Path("/proc/self/status")
 
@@ -41,6 +44,7 @@ class PeakMemory:
 
     def __init__(self, interval: float = 0.05):
         self.interval, self.gb = interval, rss_gb()
+        self.gpu_gb: float | None = None  # torch's peak CUDA allocation, where a GPU is used
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True, name="bertsmith-peak-memory")
 
@@ -56,6 +60,8 @@ class PeakMemory:
     def __enter__(self) -> "PeakMemory":
         if self.gb is not None:
             self._thread.start()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -63,3 +69,5 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
             self._sample()  # the size at the end counts too
+        if torch.cuda.is_available():
+            self.gpu_gb = torch.cuda.max_memory_allocated() / 2**30

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .arch import ArchSpec, atomic_write_text
 from .baselines import BASELINES
+from .device import latency_device
 from .errors import ConfigError, WeakModelError
 from .memory import PeakMemory, release_memory
 from .precision import use_bf16
@@ -100,10 +101,12 @@ class Stage:
                 kept[name] = aside
         return kept
 
-    def finish(self, outputs: dict, seconds: float, peak_rss_gb: float | None = None) -> dict:
-        """Mark the stage complete: its key, time, peak resident memory (GiB, sampled; None where unknown),
-        outputs."""
-        atomic_write_text(self.dir / DONE, json.dumps({"key": self.key, "seconds": seconds, "peak_rss_gb": peak_rss_gb,
+    def finish(self, outputs: dict, seconds: float, peak: PeakMemory) -> dict:
+        """Mark the stage complete: its key, time, peak resident memory (GiB, sampled; None where unknown)
+        and peak GPU memory (GiB, None without a GPU), outputs."""
+        memory = {name: None if gb is None else round(gb, 3)
+                  for name, gb in (("peak_rss_gb", peak.gb), ("peak_gpu_gb", peak.gpu_gb))}
+        atomic_write_text(self.dir / DONE, json.dumps({"key": self.key, "seconds": seconds, **memory,
                                                        "outputs": outputs}, indent=1, default=str))
         return outputs
 
@@ -198,6 +201,7 @@ class _Run:
             parse_duration(s.time_budget)
         for name in ("params", "total_params", "flops", "latency"):
             _share(getattr(self.config.budget, name), f"budget.{name}")
+        latency_device(self.config.budget.device, "budget.device")
         self.check_baselines()
         from .distill.objectives import LossConfig
 
@@ -235,7 +239,7 @@ class _Run:
         try:
             return build(name, teacher, Budget.model_validate({k: v for k, v in budget.items() if k != "latency"}))
         except ValueError as e:
-            shown = ", ".join(f"{k} {v}" for k, v in budget.items() if k not in ("batch", "seq_len"))
+            shown = ", ".join(f"{k} {v}" for k, v in budget.items() if k not in ("batch", "seq_len", "device"))
             raise ConfigError(f"{where} = {name!r}: {e} (budget: {shown})") from None
 
     def stage(self, name: str, identity: Any, extent: Any, body: Callable[[Stage], dict],
@@ -253,7 +257,7 @@ class _Run:
             outputs = body(stage) | {"key": stage.key}
         self.timings[name] = time.perf_counter() - start
         release_memory()
-        return stage.finish(outputs, self.timings[name], peak.gb and round(peak.gb, 3))
+        return stage.finish(outputs, self.timings[name], peak)
 
     # ---- teacher ----------------------------------------------------------------------------------
     def teacher_inputs(self) -> dict:
@@ -384,7 +388,7 @@ class _Run:
         latency = None
         if _share(b.latency, "budget.latency") is not None:
             latency = _cached(stage.dir / "teacher_latency.json", lambda: measure_latency(
-                teacher, batch=b.batch, seq_len=b.seq_len, repeats=self.config.latency_repeats))
+                teacher, batch=b.batch, seq_len=b.seq_len, repeats=self.config.latency_repeats, device=b.device))
         return self.absolute_budget(teacher, latency), latency
 
     def absolute_budget(self, teacher: ArchSpec, teacher_latency: float | None) -> dict[str, Any]:
@@ -393,7 +397,7 @@ class _Run:
         from .cost import encoder_params, flops, params
 
         b = self.config.budget
-        out: dict[str, Any] = {"batch": b.batch, "seq_len": b.seq_len}
+        out: dict[str, Any] = {"batch": b.batch, "seq_len": b.seq_len, "device": b.device}
         for name, whole in (("params", lambda: encoder_params(teacher)), ("total_params", lambda: params(teacher)),
                             ("flops", lambda: flops(teacher, b.seq_len)), ("latency", None)):
             value = getattr(b, name)
@@ -474,7 +478,8 @@ class _Run:
         for _ in range(3):
             for name, model in models.items():
                 timing = measure_inference(model, model.encoder.spec.embeddings.vocab_size, batch=b.batch,
-                                           seq_len=b.seq_len, repeats=max(1, self.config.latency_repeats // 3))
+                                           seq_len=b.seq_len, repeats=max(1, self.config.latency_repeats // 3),
+                                           device=b.device)
                 rounds[name].append(timing.median * 1e3)
         latency = {name: statistics.median(ms) for name, ms in rounds.items()}
         self._teacher_latency = latency["teacher"]

@@ -51,6 +51,8 @@ class BudgetConfig(_Section):
     total_params: str | None = Field(None, description="all parameters: a count or a share")
     flops: str | None = Field(None, description="FLOPs of one sequence of seq_len tokens: a count or a share")
     latency: str | None = Field(None, description="latency on this machine: 10ms, 0.01s or a share of the teacher's")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where latency is measured (the deployment device): "
+                                           "cpu or cuda")
     batch: int = Field(1, ge=1, description="batch of the latency measurement")
     seq_len: int = Field(128, ge=1, description="tokens per sequence of the FLOPs and latency figures")
 

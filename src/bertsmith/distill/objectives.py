@@ -14,6 +14,9 @@ trained, saved or handed to the optimiser. Which terms an objective adds and wit
   otherwise the MiniLMv2 Q-Q, K-K and V-V relation KL (``attention_mode`` forces either);
 - ``mlm`` (task-agnostic only): Bort's 0.1·MLM + 0.5·T²·KL on masked tokens, when both models have
   a masked-LM head.
+
+With a ``TeacherCache`` attached (``use_cache``; ``train_on_task`` does it) and batches that carry their
+``example_ids``, the teacher's outputs come from the cache instead of a forward pass (``teacher_cache``).
 """
 
 from __future__ import annotations

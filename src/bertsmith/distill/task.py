@@ -19,6 +19,7 @@ import torch
 
 from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
+from ..device import compute_device
 from ..errors import CheckpointError, ConfigError, DataError
 from ..data import Encoded, Task, collate, compute_metrics, encode_split, length_grouped_batches, load_split
 from ..data.augment import perturbed_copies
@@ -180,8 +181,12 @@ def reorder_by_importance(model: torch.nn.Module, data: TaskData, *, seed: int) 
 
     train = data.splits["train"]
     sample = np.random.default_rng(seed).permutation(len(train))[:IMPORTANCE_EXAMPLES]
-    batches = [collate(train, sample[i:i + EVAL_BATCH], data.pad_id) for i in range(0, len(sample), EVAL_BATCH)]
+    home, device = next(model.parameters()).device, compute_device()
+    batches = [{k: v.to(device) for k, v in collate(train, sample[i:i + EVAL_BATCH], data.pad_id).items()}
+               for i in range(0, len(sample), EVAL_BATCH)]
+    model.to(device)
     reorder(model, importance(model, batches))
+    model.to(home)
 
 
 def files_digest(directory: str | os.PathLike, names: tuple[str, ...] | None = None) -> str:

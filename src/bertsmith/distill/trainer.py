@@ -35,6 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import distributed
 from ..arch import atomic_write_text
+from ..device import allow_tf32, compute_device
 from ..errors import ConfigError
 from . import checkpoint as ckpt
 
@@ -177,7 +178,9 @@ class Trainer:
         # that setting in process-wide state, which would forbid runs with and without bf16 in one process.
         # Parameters that a step leaves unused (a supernet's other widths, a head that a loss skips) must
         # not stall DDP's gradient all-reduce.
-        accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+        device = compute_device()
+        allow_tf32(device)
+        accelerator = Accelerator(cpu=device.type == "cpu",
                                   kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         main = distributed.is_main()
         resume_from = self._check_run_dir(resume)

@@ -192,9 +192,10 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
     encoder = model.encoder
     spec = encoder.spec
     check_plain_kinds(spec)
-    heads = [torch.zeros(layer.attention.heads) for layer in spec.layers]
-    neurons = [torch.zeros(layer.ffn.size) for layer in spec.layers]
-    hidden = torch.zeros(spec.hidden)
+    device = next(model.parameters()).device  # the batches' device too
+    heads = [torch.zeros(layer.attention.heads, device=device) for layer in spec.layers]
+    neurons = [torch.zeros(layer.ffn.size, device=device) for layer in spec.layers]
+    hidden = torch.zeros(spec.hidden, device=device)
 
     def watch(x: torch.Tensor, add) -> None:
         # The hook holds a detached view, not ``x``: a hook that refers to the tensor it is registered
@@ -237,7 +238,7 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
         model.train(was_training)
         for p in frozen:
             p.requires_grad_(False)
-    return Importance(heads, neurons, hidden)
+    return Importance([h.cpu() for h in heads], [n.cpu() for n in neurons], hidden.cpu())
 
 
 @dataclass
@@ -314,7 +315,7 @@ def reorder(model: nn.Module, scores: Importance) -> None:
     order.neurons = [torch.argsort(s, descending=True, stable=True) for s in scores.neurons]
     params = dict(model.named_parameters())
     for name, dim, index in _moves(model, order):
-        params[name].copy_(params[name].index_select(dim, index))
+        params[name].copy_(params[name].index_select(dim, index.to(params[name].device)))
 
 
 @torch.no_grad()
@@ -328,7 +329,7 @@ def select_units(model: nn.Module, units: Units) -> nn.Module:
     spec = units.spec_of(encoder.spec)
     state = {name: p.detach() for name, p in model.named_parameters()}
     for name, dim, index in _moves(model, units):
-        state[name] = state[name].index_select(dim, index)
+        state[name] = state[name].index_select(dim, index.to(state[name].device))
     prefix = "encoder." if hasattr(model, "encoder") else ""
     for i, (old, new) in enumerate(zip(encoder.spec.layers, spec.layers)):
         k_old, k_new = old.attention.qk_dim, new.attention.qk_dim

@@ -10,7 +10,7 @@ K, M, G, T (10³ ... 10¹²); latency takes ``ms`` or ``s`` (a bare number is mi
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -49,7 +49,7 @@ class Budget(_Frozen):
     total_params: int | None = Field(default=None, gt=0)
     flops: int | None = Field(default=None, gt=0)
     latency: float | None = Field(default=None, gt=0)
-    device: str = "cpu"
+    device: Literal["cpu", "cuda"] = "cpu"
     seq_len: int = Field(default=128, gt=0)
     batch: int = Field(default=1, gt=0)
 

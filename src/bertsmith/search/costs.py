@@ -1,8 +1,8 @@
 """What a search minimises and bounds: non-embedding parameters, FLOPs, and latency.
 
 Parameters and FLOPs come from the exact cost model (``cost.py``). Latency is either measured on
-this machine (``latency.measure_inference``: the median of repeats after warm-up, for the budget's
-batch and sequence length) or predicted by a ``LatencyPredictor``; ``calibrate`` fits one on measured
+this machine's CPU or GPU, the budget's ``device`` (``latency.measure_inference``: the median of
+repeats after warm-up, for the budget's batch and sequence length) or predicted by a ``LatencyPredictor``; ``calibrate`` fits one on measured
 architectures sampled from the space and reports its error on held-out ones.
 """
 
@@ -17,6 +17,7 @@ import torch
 
 from ..arch import ArchSpec
 from ..cost import encoder_params, flops
+from ..device import latency_device
 from ..errors import ConfigError
 from ..predictor import LatencyPredictor
 from .budget import Budget
@@ -25,8 +26,10 @@ COSTS = ("params", "flops", "latency")
 LatencyMode = Literal["measured", "predicted"]
 
 
-def measure_latency(spec: ArchSpec, *, batch: int, seq_len: int, warmup: int = 3, repeats: int = 10) -> float:
-    """Milliseconds of one forward pass of a randomly initialised encoder of ``spec`` on this CPU."""
+def measure_latency(spec: ArchSpec, *, batch: int, seq_len: int, warmup: int = 3, repeats: int = 10,
+                    device: str = "cpu") -> float:
+    """Milliseconds of one forward pass of a randomly initialised encoder of ``spec`` on this machine's
+    ``device`` (``cpu`` or ``cuda``)."""
     from ..latency import measure_inference
     from ..modeling import BertsmithModel
 
@@ -39,7 +42,7 @@ def measure_latency(spec: ArchSpec, *, batch: int, seq_len: int, warmup: int = 3
         torch.manual_seed(0)
         model = BertsmithModel(spec)
     timing = measure_inference(model, spec.embeddings.vocab_size, batch=batch, seq_len=seq_len,
-                               warmup=warmup, repeats=repeats)
+                               warmup=warmup, repeats=repeats, device=device)
     return timing.median * 1e3
 
 
@@ -80,6 +83,8 @@ class CostModel:
             if (predictor.batch, predictor.seq_len) != (budget.batch, budget.seq_len):
                 raise ConfigError(f"the latency predictor was fit for batch {predictor.batch} × {predictor.seq_len} "
                                   f"tokens, the budget measures batch {budget.batch} × {budget.seq_len}")
+        if latency == "measured":
+            latency_device(budget.device)
         self.budget, self.latency, self.predictor, self.repeats = budget, latency, predictor, repeats
 
     def fingerprint(self) -> dict:
@@ -92,7 +97,8 @@ class CostModel:
     def latency_ms(self, spec: ArchSpec) -> float:
         if self.latency == "predicted":
             return self.predictor.predict(spec)
-        return measure_latency(spec, batch=self.budget.batch, seq_len=self.budget.seq_len, repeats=self.repeats)
+        return measure_latency(spec, batch=self.budget.batch, seq_len=self.budget.seq_len, repeats=self.repeats,
+                               device=self.budget.device)
 
     def costs(self, spec: ArchSpec, names: tuple[str, ...] = ()) -> dict[str, float]:
         """``params`` (non-embedding) and ``flops`` always; ``latency`` (ms) when ``names`` or the

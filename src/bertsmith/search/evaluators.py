@@ -22,6 +22,7 @@ from typing import Any, Callable, Literal
 import torch
 
 from ..arch import ArchSpec
+from ..device import compute_device
 from ..distill.checkpoint import BEST, CHECKPOINTS
 from ..distill.objectives import LossConfig, TaskObjective
 from ..distill.task import TaskData, evaluate, reorder_by_importance, train_on_task
@@ -75,7 +76,7 @@ class SliceEvaluator(Evaluator):
         self.supernet: Supernet | None = None
 
     def prepare(self) -> None:
-        self.supernet = self.job.get().eval()
+        self.supernet = self.job.get().eval().to(compute_device())
 
     def evaluate(self, spec: ArchSpec, workdir: Path) -> Evaluation:
         if self.supernet is None:
