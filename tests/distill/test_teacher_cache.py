@@ -132,3 +132,15 @@ def test_a_full_disk_while_writing_is_one_clear_error(tmp_path):
     with pytest.raises(CacheError, match="cannot write the teacher cache .*BERTSMITH_TEACHER_CACHE_GB=0"):
         objective(_batch(split, [0, 1]))
     assert not cache.filled(np.array([0, 1])).any()  # nothing half-written is flagged
+
+
+def test_a_damaged_cache_is_refused_naming_it(tmp_path):
+    split, teacher = _split(), _teacher()
+    cache = tc.TeacherCache.open(teacher, split, root=tmp_path, bf16=False)
+    with open(cache.directory / "hidden.f16", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(CacheError, match="hidden.f16: 100 bytes where the teacher cache needs .*delete"):
+        tc.TeacherCache.open(teacher, split, root=tmp_path, bf16=False)
+    (cache.directory / "meta.json").write_text("{not json")
+    with pytest.raises(CacheError, match="meta.json does not describe this teacher and data; delete the directory"):
+        tc.TeacherCache.open(teacher, split, root=tmp_path, bf16=False)

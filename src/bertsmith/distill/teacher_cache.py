@@ -129,10 +129,18 @@ class TeacherCache:
         directory = Path(root) / "teacher-outputs" / key
         if not (directory / META).is_file():
             _create(directory, meta, sizes)
-        stored = json.loads((directory / META).read_text(encoding="utf-8"))
+        try:
+            stored = json.loads((directory / META).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            stored = None
         if stored != meta:
-            raise CacheError(f"{directory}: this teacher cache was written for another teacher or other data; "
+            raise CacheError(f"{directory}: this teacher cache's {META} does not describe this teacher and data; "
                              f"delete the directory")
+        for name, size in sizes.items():
+            found = (directory / name).stat().st_size if (directory / name).exists() else 0
+            if found != size:
+                raise CacheError(f"{directory / name}: {found:,} bytes where the teacher cache needs {size:,}; "
+                                 f"the cache is damaged: delete {directory}")
         return cls(directory, np.asarray(encoded.offsets, dtype=np.int64), classes, hidden)
 
     def close(self) -> None:
