@@ -106,7 +106,7 @@ class TeacherCache:
 
     @classmethod
     def open(cls, teacher: torch.nn.Module, encoded, *, root: Path, bf16: bool,
-             budget: int | None = None) -> "TeacherCache | None":
+             budget: int | None = None) -> TeacherCache | None:
         """The cache of ``teacher`` (a sequence-classification model) on the split ``encoded``, created
         when missing; None when the budget is 0 or too small for the predictions alone."""
         from ..modeling import BertsmithForSequenceClassification
