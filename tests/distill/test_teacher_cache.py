@@ -144,3 +144,17 @@ def test_a_damaged_cache_is_refused_naming_it(tmp_path):
     (cache.directory / "meta.json").write_text("{not json")
     with pytest.raises(CacheError, match="meta.json does not describe this teacher and data; delete the directory"):
         tc.TeacherCache.open(teacher, split, root=tmp_path, bf16=False)
+
+
+def test_the_least_recently_used_caches_make_room_within_the_budget(tmp_path):
+    split = _split()
+    first = tc.TeacherCache.open(_teacher(1), split, root=tmp_path, bf16=False)
+    size = sum(f.stat().st_size for f in first.directory.iterdir() if f.is_file())
+    second = tc.TeacherCache.open(_teacher(2), split, root=tmp_path, bf16=False, budget=2 * size)
+    assert first.directory.is_dir() and second.directory.is_dir()  # both fit
+    tc.TeacherCache.open(_teacher(1), split, root=tmp_path, bf16=False, budget=2 * size)  # the first, used again
+    third = tc.TeacherCache.open(_teacher(3), split, root=tmp_path, bf16=False, budget=2 * size)
+    assert first.directory.is_dir() and not second.directory.exists() and third.directory.is_dir()
+    objective = TaskObjective(_student(2), _teacher(2), DEFAULT, regression=False)
+    objective.use_cache(second)  # deleted under it: its open files still work
+    assert torch.isfinite(objective(_batch(split, [0, 1]))[0])

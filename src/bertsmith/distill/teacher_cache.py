@@ -10,7 +10,8 @@ Stored per train example, under ``CACHE/teacher-outputs/<key>/``:
 
 - the teacher's predictions (fp32), always;
 - its hidden states (the embedding output and every layer's output, fp16) when the whole split's
-  fit the disk budget ``BERTSMITH_TEACHER_CACHE_GB`` (default 4 GB; ``0`` turns the cache off) and
+  fit the disk budget ``BERTSMITH_TEACHER_CACHE_GB`` (default 4 GB for all caches together, the least
+  recently used deleted to make room for a new one; ``0`` turns the cache off) and
   every layer of the teacher is plain self-attention (``mhsa``). The attention terms' inputs (a
   layer's Q, K and V for the relation loss, its scores for the score loss) are not stored: they are
   recomputed from the cached input of that layer by the teacher's own projection, a small part of
@@ -55,7 +56,7 @@ FILES = ("flags.u8", "logits.f32", "hidden.f16")
 
 
 def budget_bytes() -> int:
-    """The disk budget of one cache from ``BERTSMITH_TEACHER_CACHE_GB`` (0: no cache)."""
+    """The disk budget of all teacher caches from ``BERTSMITH_TEACHER_CACHE_GB`` (0: no cache)."""
     text = os.environ.get(ENV, "").strip()
     if not text:
         return int(DEFAULT_GB * 2**30)
@@ -128,7 +129,9 @@ class TeacherCache:
         key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24]
         directory = Path(root) / "teacher-outputs" / key
         if not (directory / META).is_file():
+            _make_room(directory.parent, sum(sizes.values()), budget)
             _create(directory, meta, sizes)
+        os.utime(directory / META)  # the last use, for _make_room
         try:
             stored = json.loads((directory / META).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -206,6 +209,22 @@ class TeacherCache:
                                   dtype=np.float16).reshape(end - start, layers, width)
             out[:, r, : end - start] = block.transpose(1, 0, 2)
         return tuple(torch.from_numpy(out).float().unbind(0))
+
+
+def _make_room(parent: Path, need: int, budget: int) -> None:
+    """Delete the least recently used caches under ``parent`` until ``need`` more bytes fit ``budget``.
+    A process still using a deleted cache goes on reading and writing its open files (Linux keeps them
+    until they are closed); its later rows are simply not kept."""
+    if not parent.is_dir():
+        return
+    caches = sorted((d for d in parent.iterdir() if (d / META).is_file()), key=lambda d: (d / META).stat().st_mtime)
+    sizes = {d: sum(f.stat().st_size for f in d.iterdir() if f.is_file()) for d in caches}
+    used = sum(sizes.values())
+    for d in caches:
+        if used + need <= budget:
+            break
+        shutil.rmtree(d, ignore_errors=True)
+        used -= sizes[d]
 
 
 def _close_all(fds: list[int]) -> None:
