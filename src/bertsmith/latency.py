@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .device import latency_device, synchronize
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -57,8 +59,6 @@ def measure_inference(
 ) -> Timing:
     """Forward latency of ``model`` in eval mode under ``torch.inference_mode`` on ``device`` (``cpu``,
     or ``cuda``: the model is moved there and each call waits for the GPU to finish)."""
-    from .device import latency_device, synchronize
-
     where = latency_device(device, "device")
     if threads is not None:
         torch.set_num_threads(threads)
