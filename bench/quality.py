@@ -71,13 +71,14 @@ def _write_task(folder: Path, name: str, splits: dict[str, list[dict]], text_col
     return folder / "task.yaml"
 
 
-def prepare_sst2(glue: Path, out: Path) -> Path:
+def prepare_sst2(glue: Path, out: Path, rows: int = SST2_TRAIN, name: str = "sst2-10k") -> Path:
+    """SST-2 with the first ``rows`` of train in ``default_rng(0).permutation`` order (file order kept)."""
     train = _glue_rows(glue / "SST-2" / "train.tsv")
-    keep = sorted(np.random.default_rng(0).permutation(len(train))[:SST2_TRAIN])
-    rows = {"train": [train[i] for i in keep], "dev": _glue_rows(glue / "SST-2" / "dev.tsv"),
-            "test": _glue_rows(glue / "SST-2" / "test-labeled.tsv")}
-    rows = {s: [{"sentence": r["sentence"], "label": int(r["label"])} for r in rs] for s, rs in rows.items()}
-    return _write_task(out, "sst2-10k", rows, ["sentence"], "label", labels=[0, 1], metrics=["accuracy"])
+    keep = sorted(np.random.default_rng(0).permutation(len(train))[:rows])
+    splits = {"train": [train[i] for i in keep], "dev": _glue_rows(glue / "SST-2" / "dev.tsv"),
+              "test": _glue_rows(glue / "SST-2" / "test-labeled.tsv")}
+    splits = {s: [{"sentence": r["sentence"], "label": int(r["label"])} for r in rs] for s, rs in splits.items()}
+    return _write_task(out, name, splits, ["sentence"], "label", labels=[0, 1], metrics=["accuracy"])
 
 
 def prepare_mrpc(glue: Path, out: Path) -> Path:

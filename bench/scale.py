@@ -35,12 +35,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from quality import _glue_rows, _write_task  # noqa: E402  (bench/quality.py, beside this script)
+from quality import prepare_sst2  # noqa: E402  (bench/quality.py, beside this script)
 
 TRAIN_ROWS = 5_000
 STAGES = ("teacher", "search", "finalists", "export")
@@ -50,12 +49,7 @@ GOAL_RSS_GB = 8.0
 def prepare_task(glue: Path, out: Path) -> Path:
     if (out / "task.yaml").is_file():
         return out / "task.yaml"
-    train = _glue_rows(glue / "SST-2" / "train.tsv")
-    keep = sorted(np.random.default_rng(0).permutation(len(train))[:TRAIN_ROWS])
-    rows = {"train": [train[i] for i in keep], "dev": _glue_rows(glue / "SST-2" / "dev.tsv"),
-            "test": _glue_rows(glue / "SST-2" / "test-labeled.tsv")}
-    rows = {s: [{"sentence": r["sentence"], "label": int(r["label"])} for r in rs] for s, rs in rows.items()}
-    return _write_task(out, "sst2-5k", rows, ["sentence"], "label", labels=[0, 1], metrics=["accuracy"])
+    return prepare_sst2(glue, out, rows=TRAIN_ROWS, name="sst2-5k")
 
 
 def base_teacher(out: Path) -> Path:
@@ -88,7 +82,7 @@ def run_one(name: str, teacher: str, share: str, task: Path, work: Path) -> dict
     bertsmith = Path(sys.executable).with_name("bertsmith")
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    code = subprocess.run([str(bertsmith), "run", str(path), "--out", str(out), "--quiet"], env=env).returncode
+    code = subprocess.run([str(bertsmith), "run", str(path), "--out", str(out), "--quiet"], env=env, check=False).returncode
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     stages = {}

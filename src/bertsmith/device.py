@@ -25,22 +25,20 @@ def compute_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def checked(name: str, where: str) -> torch.device:
-    """The device ``name``, which must be one of ``DEVICES`` and present; ``where`` names the setting."""
+def checked(name: str, where: str, advice: str = "") -> torch.device:
+    """The device ``name``, which must be one of ``DEVICES`` and present; ``where`` names the setting,
+    ``advice`` ends the message of a missing GPU."""
     if name not in DEVICES:
         raise ConfigError(f"{where} = {name!r}: expected one of {', '.join(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{where} = 'cuda': this machine has no usable CUDA device (torch {torch.__version__}, "
-                          f"torch.cuda.is_available() is False)")
+                          f"torch.cuda.is_available() is False){advice}")
     return torch.device(name)
 
 
 def latency_device(name: str, where: str = "budget.device") -> torch.device:
     """The device a budget measures latency on; ``where`` names the setting in errors."""
-    try:
-        return checked(name, where)
-    except ConfigError as e:
-        raise ConfigError(f"{e}; measure latency on 'cpu'" if name == "cuda" else str(e)) from None
+    return checked(name, where, "; measure latency on 'cpu'")
 
 
 def synchronize(device: torch.device) -> None:

@@ -277,21 +277,21 @@ class Objective(nn.Module):
             return logits, None, {}
         hidden = tuple(h.to(mask.device) for h in self.teacher_cache.hidden_states(ids, mask.shape[1]))
         layers = _encoder(self.teacher).layers
-        t_qkv = {i: layers[i].attention.qkv(hidden[i]) for i in t_rel}
+        inter = self.intermediate
+        wanted = {m - 1 for m, mode in zip(inter.layer_map, inter.modes) if mode == "scores"} if want_scores else set()
+        fused = {i: layers[i].attention.qkv(hidden[i]) for i in wanted | set(t_rel)}  # once per layer
         scores = None
         if want_scores:
-            inter = self.intermediate
-            wanted = {m - 1 for m, mode in zip(inter.layer_map, inter.modes) if mode == "scores"}
             additive = additive_mask(mask, hidden[0].dtype)
-            scores = tuple(self._scores(layers[i].attention, hidden[i], additive) if i in wanted else None
+            scores = tuple(self._scores(fused[i], layers[i].attention, additive) if i in wanted else None
                            for i in range(len(layers)))
-        return logits, EncoderOutput(hidden[-1], None, hidden, scores), t_qkv
+        return logits, EncoderOutput(hidden[-1], None, hidden, scores), {i: fused[i] for i in t_rel}
 
     @staticmethod
-    def _scores(attention, x: torch.Tensor, additive: torch.Tensor | None) -> torch.Tensor:
-        a = attention.heads
-        q, key, _ = attention.qkv(x).split([a * attention.qk_dim, a * attention.qk_dim, a * attention.v_dim], dim=-1)
-        return attention_scores(split_heads(q, a), split_heads(key, a), additive)
+    def _scores(fused: torch.Tensor, attention, additive: torch.Tensor | None) -> torch.Tensor:
+        """A layer's pre-softmax scores from its fused Q/K/V projection output."""
+        q, key, _ = split_qkv(fused, attention)
+        return attention_scores(split_heads(q, attention.heads), split_heads(key, attention.heads), additive)
 
     @staticmethod
     def _forward(model, ids, mask, types, kwargs):

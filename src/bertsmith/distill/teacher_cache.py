@@ -95,7 +95,7 @@ class TeacherCache:
         self.directory, self.offsets, self.classes, self.hidden_shape = directory, offsets, classes, hidden
         n = len(offsets) - 1
         self._fds = {name: os.open(directory / name, os.O_RDWR) for name in FILES if (directory / name).exists()}
-        self._closer = weakref.finalize(self, _close_all, list(self._fds.values()))
+        weakref.finalize(self, _close_all, list(self._fds.values()))  # closed with the object
         self._flags = np.zeros(n, dtype=np.uint8)
         self._logits = np.zeros((n, classes), dtype=np.float32)
         self._reload()
@@ -145,9 +145,6 @@ class TeacherCache:
                 raise CacheError(f"{directory / name}: {found:,} bytes where the teacher cache needs {size:,}; "
                                  f"the cache is damaged: delete {directory}")
         return cls(directory, np.asarray(encoded.offsets, dtype=np.int64), classes, hidden)
-
-    def close(self) -> None:
-        self._closer()
 
     # ---- flags and predictions (held in memory, written through) ----------------------------------
     def _reload(self) -> None:
