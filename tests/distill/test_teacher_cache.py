@@ -152,6 +152,9 @@ def test_the_least_recently_used_caches_make_room_within_the_budget(tmp_path):
     size = sum(f.stat().st_size for f in first.directory.iterdir() if f.is_file())
     second = tc.TeacherCache.open(_teacher(2), split, root=tmp_path, bf16=False, budget=2 * size)
     assert first.directory.is_dir() and second.directory.is_dir()  # both fit
+    tie = (first.directory / "meta.json").stat().st_mtime_ns + 10**12  # a clock that has not ticked since
+    for cache in (first, second):
+        os.utime(cache.directory / "meta.json", ns=(tie, tie))
     tc.TeacherCache.open(_teacher(1), split, root=tmp_path, bf16=False, budget=2 * size)  # the first, used again
     third = tc.TeacherCache.open(_teacher(3), split, root=tmp_path, bf16=False, budget=2 * size)
     assert first.directory.is_dir() and not second.directory.exists() and third.directory.is_dir()

@@ -39,6 +39,7 @@ import json
 import math
 import os
 import shutil
+import time
 import weakref
 from pathlib import Path
 
@@ -131,7 +132,7 @@ class TeacherCache:
         if not (directory / META).is_file():
             _make_room(directory.parent, sum(sizes.values()), budget)
             _create(directory, meta, sizes)
-        os.utime(directory / META)  # the last use, for _make_room
+        _mark_used(directory)
         try:
             stored = json.loads((directory / META).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -214,7 +215,7 @@ def _make_room(parent: Path, need: int, budget: int) -> None:
     until they are closed); its later rows are simply not kept."""
     if not parent.is_dir():
         return
-    caches = sorted((d for d in parent.iterdir() if (d / META).is_file()), key=lambda d: (d / META).stat().st_mtime)
+    caches = sorted((d for d in parent.iterdir() if (d / META).is_file()), key=lambda d: (d / META).stat().st_mtime_ns)
     sizes = {d: sum(f.stat().st_size for f in d.iterdir() if f.is_file()) for d in caches}
     used = sum(sizes.values())
     for d in caches:
@@ -222,6 +223,14 @@ def _make_room(parent: Path, need: int, budget: int) -> None:
             break
         shutil.rmtree(d, ignore_errors=True)
         used -= sizes[d]
+
+
+def _mark_used(directory: Path) -> None:
+    """Record ``directory`` as the most recently used cache for ``_make_room``: its meta.json's mtime is set
+    strictly after every other cache's, since the file system's clock may not tick between two uses."""
+    others = [(d / META).stat().st_mtime_ns for d in directory.parent.iterdir() if d != directory and (d / META).is_file()]
+    now = max([time.time_ns(), *(t + 1 for t in others)])
+    os.utime(directory / META, ns=(now, now))
 
 
 def _close_all(fds: list[int]) -> None:
