@@ -337,7 +337,8 @@ def _check_onnx(model, spec, path):
     export_onnx(model, path, seq_len=16)
     for b, t in ((3, 9), (1, spec.embeddings.max_positions), (2, 1)):  # other shapes than the traced one
         ids, mask = batch(spec, b=b, t=t, seed=b + t)
-        diff = onnx_max_abs_diff(model, path, {"input_ids": ids, "attention_mask": mask})
+        types = (torch.arange(t) >= t // 2).long().expand(b, t)  # a second segment in every row
+        diff = onnx_max_abs_diff(model, path, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
         assert diff <= ATOL, (b, t, diff)
 
 
@@ -350,7 +351,7 @@ def test_onnx_every_kind_matches_pytorch_and_keeps_the_mask(tmp_path):
     path = tmp_path / "sub" / "model.onnx"
     _check_onnx(model, spec, path)
     graph = onnx.load(str(path)).graph
-    assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
     assert [o.name for o in graph.output] == ["last_hidden_state", "pooler_output"]
     for value in graph.input:  # dynamic batch and sequence axes
         assert all(d.dim_param for d in value.type.tensor_type.shape.dim)
@@ -358,9 +359,14 @@ def test_onnx_every_kind_matches_pytorch_and_keeps_the_mask(tmp_path):
     # The mask is a graph input that matters: an ignored mask would give exactly equal outputs.
     ids, mask = batch(spec)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    masked = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
-    unmasked = session.run(None, {"input_ids": ids.numpy(), "attention_mask": torch.ones_like(mask).numpy()})[0]
+    zeros = torch.zeros_like(ids).numpy()
+    masked = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": zeros})[0]
+    unmasked = session.run(None, {"input_ids": ids.numpy(), "attention_mask": torch.ones_like(mask).numpy(),
+                                  "token_type_ids": zeros})[0]
     assert abs(masked[1, :4] - unmasked[1, :4]).max() > 1e-3
+    # So are the token types (sentence pairs), which an export without them would silently drop.
+    pairs = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": zeros + 1})[0]
+    assert abs(masked - pairs).max() > 1e-3
 
 
 ONNX_GRID = [

@@ -77,13 +77,10 @@ def measure_onnxruntime(
     path: str, vocab_size: int, *, batch: int, seq_len: int, threads: int | None = None,
     warmup: int = 3, repeats: int = 20,
 ) -> Timing:
-    """Forward latency of an exported ONNX graph under onnxruntime's CPU provider."""
-    import onnxruntime as ort
+    """Forward latency of an exported ONNX graph under onnxruntime's CPU provider (bertsmith's session
+    settings, ``hf.deploy.session``)."""
+    from .hf.deploy import feed, session
 
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    inputs = {k: v.numpy() for k, v in random_batch(vocab_size, batch, seq_len).items()}
-    return time_calls(lambda: session.run(None, inputs), warmup=warmup, repeats=repeats)
+    ort_session = session(path, threads=threads)
+    inputs = feed(ort_session, random_batch(vocab_size, batch, seq_len))
+    return time_calls(lambda: ort_session.run(None, inputs), warmup=warmup, repeats=repeats)

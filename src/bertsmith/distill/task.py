@@ -33,13 +33,23 @@ IMPORTANCE_EXAMPLES = 512  # train examples that score the teacher's units befor
 
 
 def load_tokenizer(directory: str | os.PathLike):
-    """The tokenizer saved with a checkpoint directory (never downloaded)."""
-    from transformers import AutoTokenizer
+    """The tokenizer saved with a checkpoint directory (never downloaded). A trust_remote_code export
+    (config.json with ``auto_map``) keeps a stock tokenizer, named in tokenizer_config.json: its model
+    config is not read, since transformers would first ask whether to run the export's code."""
+    from transformers import AutoTokenizer, PretrainedConfig
 
+    config = PretrainedConfig() if _remote_code(Path(directory)) else None
     try:
-        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True, config=config)
     except (OSError, ValueError, TypeError) as e:
         raise CheckpointError(f"{directory}: no usable tokenizer files: {str(e).splitlines()[0]}") from e
+
+
+def _remote_code(directory: Path) -> bool:
+    try:
+        return "auto_map" in json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
 
 
 def check_vocab(tokenizer, spec: ArchSpec, model_dir: str | os.PathLike) -> None:
@@ -104,7 +114,8 @@ def predict(model: torch.nn.Module, data: Encoded, pad_id: int, batch_size: int 
     model.eval()
     order = length_grouped_batches(data.lengths, batch_size, seed=0, epoch=0, shuffle=False)
     out: np.ndarray | None = None
-    device = next(model.parameters()).device  # a student trained on a GPU is evaluated there
+    param = next(model.parameters(), None)  # a student trained on a GPU is evaluated there; ONNX has none
+    device = param.device if param is not None else torch.device("cpu")
     for indices in order:
         batch = {k: v.to(device) for k, v in collate(data, indices, pad_id).items()}
         logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
@@ -298,7 +309,7 @@ def distill_on_task(
     metrics = final_metrics(student, data, result)
     model_dir = run_dir / "model"
     if distributed.is_main():
-        export_pretrained(student, model_dir, tokenizer_dir=teacher_dir)
+        export_pretrained(student, model_dir, tokenizer_dir=teacher_dir, labels=task.labels)
         summary = fingerprint | {
             "train": config.model_dump(), "data": data.hashes, "max_length": max_length, "steps": result.steps,
             "best_step": result.best_step, "stopped_early": result.stopped_early, "metrics": metrics,

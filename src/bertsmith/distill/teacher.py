@@ -111,7 +111,7 @@ def finetune_teacher(
     )
     metrics = final_metrics(student, data, result)
     if distributed.is_main():
-        export_pretrained(student, out, tokenizer_dir=source)
+        export_pretrained(student, out, tokenizer_dir=source, labels=task.labels)
         info = {
             "source": str(source), "task": task.name, "key": key, "data": data.hashes, "max_length": max_length,
             "train": config.model_dump(), "steps": result.steps, "best_step": result.best_step, "metrics": metrics,

@@ -35,13 +35,15 @@ class ImportedModel:
     """A checkpoint as bertsmith modules. ``model`` is a ``BertsmithModel``, or a
     ``BertsmithForSequenceClassification`` / ``BertsmithForMaskedLM`` with the head; ``source`` is
     the checkpoint's model_type; ``num_labels`` is set for classification models; ``directory`` is
-    the local directory read (a hub snapshot for a hub name), e.g. for its tokenizer files."""
+    the local directory read (a hub snapshot for a hub name), e.g. for its tokenizer files; ``labels``
+    are the class names of config.json's ``id2label`` when it names them (not ``LABEL_0`` ...)."""
 
     spec: ArchSpec
     model: torch.nn.Module
     source: str
     num_labels: int | None = None
     directory: str = ""
+    labels: tuple[str, ...] | None = None
 
 
 # ---- files ----------------------------------------------------------------------------------
@@ -278,7 +280,19 @@ def import_checkpoint(
     if fresh_head:  # its tensors are not in the checkpoint: they keep their initialisation
         entries = [e for e in entries if e.ours.startswith("encoder.") or head == "base"]
     _load(model, spec, entries, weights, head, source, their_prefix, fresh_head=fresh_head)
-    return ImportedModel(spec, model.eval(), source, num_labels, str(directory))
+    return ImportedModel(spec, model.eval(), source, num_labels, str(directory), _labels(cfg, num_labels))
+
+
+def _labels(cfg: dict, num_labels: int | None) -> tuple[str, ...] | None:
+    """The class names in config.json's ``id2label``, or None when absent or transformers' defaults."""
+    id2label = cfg.get("id2label")
+    if not num_labels or not isinstance(id2label, dict) or len(id2label) != num_labels:
+        return None
+    try:
+        names = tuple(str(id2label[key]) for key in sorted(id2label, key=int))
+    except ValueError:
+        return None
+    return None if names == tuple(f"LABEL_{i}" for i in range(num_labels)) else names
 
 
 def _own_entries(state: dict, head: str, their_prefix: str) -> list[Entry]:

@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -81,11 +81,17 @@ def describe(model) -> tuple[torch.nn.Module, str, ArchSpec, int | None]:
 
 
 # ---- Hugging Face directories -----------------------------------------------------------------
-def export_pretrained(model, out_dir: str | os.PathLike, *, tokenizer_dir: str | os.PathLike | None = None) -> str:
+def export_pretrained(model, out_dir: str | os.PathLike, *, tokenizer_dir: str | os.PathLike | None = None,
+                      labels: Sequence[str] | None = None) -> str:
     """Write ``model`` as a Hugging Face directory; return the kind written: "bert" or "convbert"
     (stock transformers classes load it) or "remote" (``trust_remote_code=True``). Tokenizer files
-    found in ``tokenizer_dir`` are copied along. Replaces an earlier export at ``out_dir``."""
+    found in ``tokenizer_dir`` are copied along. A classifier's class names (``labels``, else those
+    an imported checkpoint carried) go into config.json's ``id2label``/``label2id``, so pipelines
+    answer with them. Replaces an earlier export at ``out_dir``."""
+    if labels is None and isinstance(model, ImportedModel):
+        labels = model.labels
     module, head, spec, num_labels = describe(model)
+    names = _label_maps(labels, num_labels) if head == "classification" else {}
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     kind, _why = mapping.stock_kind(spec, head)
     if head == "mlm" and not _is_tied(state):
@@ -93,12 +99,23 @@ def export_pretrained(model, out_dir: str | os.PathLike, *, tokenizer_dir: str |
     tokenizer = _tokenizer_files(Path(tokenizer_dir)) if tokenizer_dir is not None else []
     with _staging(Path(out_dir)) as tmp:
         if kind == "remote":
-            _write_remote(tmp, spec, head, num_labels, state)
+            _write_remote(tmp, spec, head, num_labels, state, names)
         else:
-            _write_stock(tmp, kind, spec, head, num_labels, state)
+            _write_stock(tmp, kind, spec, head, num_labels, state, names)
         for file in tokenizer:
             shutil.copyfile(file, tmp / file.name)
     return kind
+
+
+def _label_maps(labels: Sequence[str] | None, num_labels: int | None) -> dict:
+    """config.json's ``id2label`` and ``label2id`` for ``labels`` (none for a regression head or
+    unnamed classes)."""
+    if labels is None or not num_labels or num_labels < 2:
+        return {}
+    if len(labels) != num_labels:
+        raise ConfigError(f"{len(labels)} label names ({', '.join(map(str, labels))}) for a head of {num_labels} classes")
+    return {"id2label": {i: str(name) for i, name in enumerate(labels)},
+            "label2id": {str(name): i for i, name in enumerate(labels)}}
 
 
 def _tokenizer_files(directory: Path) -> list[Path]:
@@ -117,12 +134,12 @@ def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
 
 
-def _write_stock(tmp: Path, kind: str, spec: ArchSpec, head: str, num_labels, state) -> None:
+def _write_stock(tmp: Path, kind: str, spec: ArchSpec, head: str, num_labels, state, names: dict) -> None:
     import transformers
 
     config_class = transformers.BertConfig if kind == "bert" else transformers.ConvBertConfig
-    kwargs = mapping.hf_config_kwargs(spec, kind)
-    if head == "classification":
+    kwargs = mapping.hf_config_kwargs(spec, kind) | names
+    if head == "classification" and not names:
         kwargs["num_labels"] = num_labels
     config = config_class(dtype=_dtype_name(state), **kwargs)
     config.architectures = [mapping.STOCK_ARCHITECTURES[kind][head]]
@@ -140,11 +157,11 @@ def _write_stock(tmp: Path, kind: str, spec: ArchSpec, head: str, num_labels, st
     _save_safetensors(tensors, tmp / "model.safetensors")
 
 
-def _write_remote(tmp: Path, spec: ArchSpec, head: str, num_labels, state) -> None:
+def _write_remote(tmp: Path, spec: ArchSpec, head: str, num_labels, state, names: dict) -> None:
     import importlib
 
     config_module = importlib.import_module("bertsmith.hf.remote.configuration_bertsmith")
-    kwargs = {"num_labels": num_labels} if head == "classification" else {}
+    kwargs = names or ({"num_labels": num_labels} if head == "classification" else {})
     tied = _is_tied(state) if head == "mlm" else True
     config = config_module.BertsmithConfig(
         spec=spec.to_dict(), tie_word_embeddings=tied, dtype=_dtype_name(state), **kwargs
@@ -230,28 +247,43 @@ def _staging(out_dir: Path) -> Iterator[Path]:
 
 # ---- ONNX -------------------------------------------------------------------------------------
 class _OnnxGraph(torch.nn.Module):
-    """(input_ids, attention_mask) → plain tensors: last_hidden_state (+ pooler_output), or logits."""
+    """(input_ids, attention_mask[, token_type_ids]) → plain tensors: last_hidden_state (+ pooler_output),
+    or logits. ``token_type_ids`` is an input when the model has more than one token type (sentence pairs)."""
 
-    def __init__(self, model: torch.nn.Module, head: str, pooler: bool):
+    def __init__(self, model: torch.nn.Module, head: str, spec: ArchSpec):
         super().__init__()
-        self.model, self.head, self.pooler = model, head, pooler
+        self.model, self.head, self.pooler = model, head, spec.pooler
+        self.types = spec.embeddings.type_vocab_size > 1
+
+    def input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask"] + (["token_type_ids"] if self.types else [])
 
     def output_names(self) -> list[str]:
         if self.head != "base":
             return ["logits"]
         return ["last_hidden_state", "pooler_output"] if self.pooler else ["last_hidden_state"]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None):
         if self.head != "base":
-            return self.model(input_ids, attention_mask)[0]
-        out = self.model(input_ids, attention_mask)
+            return self.model(input_ids, attention_mask, token_type_ids)[0]
+        out = self.model(input_ids, attention_mask, token_type_ids)
         return (out.last_hidden_state, out.pooler_output) if self.pooler else out.last_hidden_state
+
+    def example(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """The graph's inputs from ``batch`` (token types default to 0)."""
+        ids = batch["input_ids"]
+        mask = batch.get("attention_mask")
+        mask = torch.ones_like(ids) if mask is None else mask
+        if not self.types:
+            return ids, mask
+        types = batch.get("token_type_ids")
+        return ids, mask, torch.zeros_like(ids) if types is None else types
 
 
 def export_onnx(model, path: str | os.PathLike, *, seq_len: int = 128) -> None:
-    """Write ``model`` as ONNX with dynamic batch and sequence axes. Inputs ``input_ids`` and
-    ``attention_mask`` (int64, [batch, seq]; the mask stays a real input and padding is honoured);
-    outputs ``last_hidden_state`` (+ ``pooler_output``) for a base model, ``logits`` with a head.
+    """Write ``model`` as ONNX with dynamic batch and sequence axes. Inputs ``input_ids``,
+    ``attention_mask`` (int64, [batch, seq]; the mask stays a real input and padding is honoured) and,
+    for a model with token types (sentence pairs), ``token_type_ids``; outputs ``last_hidden_state`` (+ ``pooler_output``) for a base model, ``logits`` with a head.
     ``seq_len`` is the example length traced (capped at the spec's max_positions).
 
     Uses torch.onnx's torch.export-based exporter (``dynamo=True``, the default since torch 2.9): it
@@ -261,14 +293,17 @@ def export_onnx(model, path: str | os.PathLike, *, seq_len: int = 128) -> None:
     is over 1 GiB (then ``<name>.data`` beside it)."""
     module, head, spec, _ = describe(model)
     path = Path(path)
-    graph = _OnnxGraph(module, head, spec.pooler)
+    graph = _OnnxGraph(module, head, spec)
     seq = max(2, min(seq_len, spec.embeddings.max_positions))
     ids = torch.arange(2 * seq).reshape(2, seq) % spec.embeddings.vocab_size
     mask = torch.ones(2, seq, dtype=torch.long)
     mask[1, seq // 2 :] = 0  # a padded row in the example: the mask path is what gets traced
+    types = torch.zeros(2, seq, dtype=torch.long)
+    types[0, seq // 2 :] = 1
+    example = graph.example({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
     batch_dim = torch.export.Dim("batch")
     seq_dim = torch.export.Dim("sequence", max=spec.embeddings.max_positions)
-    dynamic = {"input_ids": {0: batch_dim, 1: seq_dim}, "attention_mask": {0: batch_dim, 1: seq_dim}}
+    dynamic = {name: {0: batch_dim, 1: seq_dim} for name in graph.input_names()}
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = module.training
     module.eval()
@@ -278,9 +313,9 @@ def export_onnx(model, path: str | os.PathLike, *, seq_len: int = 128) -> None:
             with quiet_exporter(), torch.no_grad():
                 torch.onnx.export(
                     graph,
-                    (ids, mask),
+                    example,
                     str(target),
-                    input_names=["input_ids", "attention_mask"],
+                    input_names=graph.input_names(),
                     output_names=graph.output_names(),
                     dynamic_shapes=dynamic,
                     dynamo=True,
@@ -313,30 +348,24 @@ def quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def onnx_max_abs_diff(model, path: str | os.PathLike, inputs) -> float:
+def onnx_max_abs_diff(model, path: str | os.PathLike, inputs: dict[str, torch.Tensor]) -> float:
     """Largest absolute difference between ``model`` (eval mode, fp32) and the ONNX file under
-    onnxruntime on ``inputs``: a dict with ``input_ids`` and ``attention_mask``, or the pair."""
-    import onnxruntime as ort
+    onnxruntime on ``inputs`` (``input_ids``, optionally ``attention_mask`` and ``token_type_ids``)."""
+    from .deploy import session
 
     module, head, spec, _ = describe(model)
-    if isinstance(inputs, dict):
-        ids, mask = inputs["input_ids"], inputs.get("attention_mask")
-    else:
-        ids, mask = inputs
-    if mask is None:
-        mask = torch.ones_like(ids)
-    graph = _OnnxGraph(module, head, spec.pooler)
+    graph = _OnnxGraph(module, head, spec)
+    example = graph.example(inputs)
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            expected = graph(ids, mask)
+            expected = graph(*example)
     finally:
         module.train(was_training)
     expected = expected if isinstance(expected, tuple) else (expected,)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed = {"input_ids": ids.cpu().numpy().astype("int64"), "attention_mask": mask.cpu().numpy().astype("int64")}
-    got = session.run(None, feed)
+    feed = {name: t.cpu().numpy().astype("int64") for name, t in zip(graph.input_names(), example)}
+    got = session(path).run(None, feed)
     if len(got) != len(expected):
         raise ValueError(f"{path}: {len(got)} outputs, the model has {len(expected)}")
     return max(float(abs(torch.from_numpy(g) - e.float()).max()) for g, e in zip(got, expected))
