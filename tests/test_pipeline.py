@@ -83,6 +83,55 @@ def test_the_export_loads_in_stock_transformers_and_predicts_as_the_run_s_model(
     assert not list(export.glob("*.bin")) and (export / "model.safetensors").is_file()
 
 
+def test_the_export_ships_an_int8_onnx_file_scored_and_timed_by_the_run(finished):
+    from bertsmith.deployment import ARMS
+
+    _config, run_dir, result = finished
+    export, metric = result.results["export"], result.results["metric"]
+    directory, d = Path(export["directory"]), export["deployment"]
+    assert (directory / "model.int8.onnx").is_file()
+    assert export["files_mb"]["model.int8.onnx"] < export["files_mb"]["model.onnx"]
+    assert set(d["metrics"]) == {"torch", "onnx", "int8"} and all(set(m) == {"dev", "test"} for m in d["metrics"].values())
+    for split in ("dev", "test"):  # ONNX Runtime fp32 scores what PyTorch scores, on the run's own evaluation
+        assert d["metrics"]["onnx"][split][metric] == pytest.approx(d["metrics"]["torch"][split][metric])
+        assert d["change_points"][split] == pytest.approx(
+            100 * (d["metrics"]["int8"][split][metric] - d["metrics"]["torch"][split][metric]))
+    assert d["recommended"] == ("model.int8.onnx" if min(d["change_points"].values()) >= -0.5 else "model.onnx")
+    assert set(d["latency_ms"]) == {"batch 1", "batch 32"} and d["seq_len"] == 16
+    assert all(set(ms) == set(ARMS) and min(ms.values()) > 0 for ms in d["latency_ms"].values())
+    card = (directory / "README.md").read_text()
+    assert "## Deployment (ONNX Runtime int8)" in card and f"**`{d['recommended']}`**" in card
+    assert "student, ONNX Runtime int8" in card and "batch 32" in card
+    page = (run_dir / "report.html").read_text()
+    assert "<h2>Deployment</h2>" in page and d["recommended"] in page
+
+
+def test_the_export_answers_with_the_task_s_labels_in_a_python_without_bertsmith(finished):
+    """As a user calls it: transformers' pipeline in a fresh interpreter where bertsmith cannot be imported."""
+    import subprocess
+    import sys
+
+    _config, _run_dir, result = finished
+    export = Path(result.results["export"]["directory"])
+    remote = result.results["export"]["format"] == "trust_remote_code"
+    config = json.loads((export / "config.json").read_text())
+    assert config["id2label"] == {"0": "0", "1": "1"} and config["label2id"] == {"0": 0, "1": 1}  # the task's labels
+    script = (
+        "import sys; sys.modules['bertsmith'] = None\n"
+        "from transformers import AutoTokenizer, pipeline\n"
+        f"kw = dict(trust_remote_code=True) if {remote} else {{}}\n"
+        f"tokenizer = AutoTokenizer.from_pretrained({str(export)!r}, **kw)\n"
+        f"classify = pipeline('text-classification', model={str(export)!r}, **kw)\n"
+        "print([r['label'] for r in classify(['good fun', 'a dull film'])])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    labels = eval(done.stdout.strip().splitlines()[-1])
+    assert len(labels) == 2 and set(labels) <= {"0", "1"}
+    assert "to instantiate a model of type" not in done.stderr and "[y/N]" not in done.stdout
+
+
 def test_the_report_holds_every_evaluated_architecture_and_the_figures(finished):
     _config, run_dir, result = finished
     page = (run_dir / "report.html").read_text()
@@ -139,7 +188,8 @@ def test_a_rerun_reuses_every_stage_and_a_late_change_redoes_only_the_late_stage
     changed.write_text(yaml.safe_dump(data))
     third = run_pipeline(load_config(changed), run_dir, cache_dir=cache_dir, progress=False, log=lambda _: None)
     assert third.reused == ["teacher", "search", "finalists"]
-    assert not (Path(third.results["export"]["directory"]) / "model.onnx").exists()
+    assert not list(Path(third.results["export"]["directory"]).glob("*.onnx"))  # no int8 file without ONNX
+    assert "deployment" not in third.results["export"] and "<h2>Deployment</h2>" not in (run_dir / "report.html").read_text()
 
 
 def test_a_killed_run_continues_from_its_last_complete_stage(tmp_path, base_dir, task_file, cache_dir, monkeypatch):

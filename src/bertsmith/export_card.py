@@ -24,31 +24,92 @@ ONNX_TOLERANCE = 1e-3  # max abs difference of logits, onnxruntime vs PyTorch
 
 
 def write_export(model_dir: Path, out: Path, *, chosen: dict, teacher: dict, finalists: dict, config,
-                 onnx: bool, seq_len: int, log: Callable[[str], None], verdict: "Verdict | None" = None) -> dict:
-    """Export the model in ``model_dir`` (a distillation's ``model/``) to ``out``."""
+                 log: Callable[[str], None], verdict: "Verdict | None" = None, labels: tuple[str, ...] | None = None,
+                 deploy: Callable[[Path], dict] | None = None) -> dict:
+    """Export the model in ``model_dir`` (a distillation's ``model/``) to ``out`` as ``config.export``
+    says, with the task's class names (``labels``). ``deploy`` measures the finished files (int8
+    metrics, latency) before the card is written."""
     from .errors import CheckpointError
     from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
+    from .hf.deploy import quantize_onnx
     from .latency import random_batch
 
+    settings = config.export
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     imported = import_checkpoint(model_dir)
-    kind = export_pretrained(imported, tmp, tokenizer_dir=model_dir)
+    kind = export_pretrained(imported, tmp, tokenizer_dir=model_dir, labels=labels)
     info: dict = {"directory": str(out.resolve()), "format": "trust_remote_code" if kind == "remote" else f"transformers {kind}"}
-    if onnx:
+    if settings.onnx:
         path = tmp / "model.onnx"
-        export_onnx(imported.model, path, seq_len=seq_len)
-        diff = onnx_max_abs_diff(imported.model, path, random_batch(imported.spec.embeddings.vocab_size, 2, seq_len))
+        export_onnx(imported.model, path, seq_len=settings.seq_len)
+        diff = onnx_max_abs_diff(imported.model, path,
+                                 random_batch(imported.spec.embeddings.vocab_size, 2, settings.seq_len))
         if not diff <= ONNX_TOLERANCE:
             raise CheckpointError(f"{path}: onnxruntime's logits differ from PyTorch's by {diff:.2e} "
                                   f"(more than {ONNX_TOLERANCE:g})")
         info |= {"onnx": str((out / "model.onnx").resolve()), "onnx_max_abs_diff": diff}
+    if settings.quantize:
+        info["int8_fusions"] = quantize_onnx(tmp / "model.onnx", tmp / "model.int8.onnx", per_channel=settings.per_channel)
+        info["int8_onnx"] = str((out / "model.int8.onnx").resolve())
+        if deploy is not None:
+            info["deployment"] = deploy(tmp)
     atomic_write_text(tmp / "README.md", model_card(chosen, teacher, finalists, config, info, verdict))
+    info["files_mb"] = {p.name: round(p.stat().st_size / 1e6, 2) for p in sorted(tmp.iterdir()) if p.is_file()}
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    log(f"[export] {out} ({info['format']}" + (f"; model.onnx, max abs diff {info['onnx_max_abs_diff']:.1e}" if onnx
-                                               else "") + ")")
+    log(f"[export] {out} ({info['format']}" + (f"; model.onnx, max abs diff {info['onnx_max_abs_diff']:.1e}"
+                                               if settings.onnx else "")
+        + ("; model.int8.onnx" if settings.quantize else "") + ")")
+    if "deployment" in info:
+        d = info["deployment"]
+        log(f"[export] recommended: {d['recommended']} ({d['reason']})")
     return info
+
+
+def deployment_card(info: dict) -> str:
+    """The model card's section on ``model.int8.onnx``: metrics against fp32, latencies, how to load it."""
+    if "int8_onnx" not in info:
+        return ""
+    from .deployment import latency_table
+
+    load = ('''
+```python
+import onnxruntime as ort
+session = ort.InferenceSession(f"{path}/model.int8.onnx", providers=["CPUExecutionProvider"],
+                               disabled_optimizers=["SkipLayerNormFusion"])
+logits = session.run(None, dict(tokenizer(texts, padding=True, return_tensors="np")))[0]
+```
+
+`model.int8.onnx` holds onnxruntime's transformer fusions and int8 weights (dynamic quantization), so it runs
+under onnxruntime only. Turning off `SkipLayerNormFusion` is bertsmith's measured choice: onnxruntime's fused
+kernel was slower on the CPUs it was measured on; the default session gives the same outputs.
+''')
+    d = info.get("deployment")
+    if d is None:
+        return "\n## Deployment (ONNX Runtime int8)\n" + load + "\nIts accuracy was not measured.\n"
+    splits = list(d["metrics"]["int8"])
+    metric_rows = "\n".join(f"| {name} | " + " | ".join(", ".join(f"{k} {v:.4f}" for k, v in m[split].items())
+                                                      for split in splits) + " |"
+                            for name, m in (("PyTorch fp32", d["metrics"]["torch"]), ("ONNX Runtime fp32", d["metrics"]["onnx"]),
+                                            ("ONNX Runtime int8", d["metrics"]["int8"])))
+    batches = list(d["latency_ms"])
+    latency_rows = "\n".join(f"| {label} | " + " | ".join(cells) + " |" for label, cells in latency_table(d["latency_ms"]))
+    return f"""
+## Deployment (ONNX Runtime int8)
+
+Recommended file: **`{d['recommended']}`**: {d['reason']}.
+
+| model | {' | '.join(splits)} |
+|---|{'---|' * len(splits)}
+{metric_rows}
+
+Latency at {d['seq_len']} tokens, {d['threads']} threads, one process, interleaved (speed-up over the teacher in PyTorch):
+
+| model | {' | '.join(batches)} |
+|---|{'---|' * len(batches)}
+{latency_rows}
+{load}"""
 
 
 def command_line() -> str:
@@ -75,10 +136,14 @@ def model_card(chosen: dict, teacher: dict, finalists: dict, config, info: dict,
                             + " | " + ", ".join(f"{k} {v:.4f}" for k, v in teacher["metrics"].get(split, {}).items())
                             + " |" for split, m in chosen["metrics"].items())
     t_latency = finalists["teacher_latency_ms"]
-    load = ("AutoModelForSequenceClassification.from_pretrained(path)" if info["format"] != "trust_remote_code"
-            else "AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)")
-    onnx = (f"\n`model.onnx` (inputs `input_ids` and `attention_mask`; output `logits`) matches "
-            f"PyTorch within {info['onnx_max_abs_diff']:.1e} under onnxruntime.\n" if "onnx" in info else "")
+    remote = ", trust_remote_code=True" if info["format"] == "trust_remote_code" else ""
+    remote_note = ("\nThe model's code ships in this directory (transformers runs it with `trust_remote_code=True`); "
+                   "the tokenizer is transformers' own, but without the flag transformers would first ask whether "
+                   "to run the directory's code.\n" if remote else "")
+    onnx = (f"\n`model.onnx` (inputs `input_ids`, `attention_mask` and, for a model with token types, "
+            f"`token_type_ids`; output `logits`) matches PyTorch within {info['onnx_max_abs_diff']:.1e} under "
+            f"onnxruntime.\n" if "onnx" in info else "")
+    onnx += deployment_card(info)
     return f"""# {config.task} student ({spec.summary()})
 
 A compact BERT-style encoder for the task `{config.task}`, {origin} and
@@ -87,11 +152,14 @@ distilled from the teacher `{teacher['directory']}` by bertsmith {__version__}.
 ## Use
 
 ```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-tokenizer = AutoTokenizer.from_pretrained(path)
-model = {load}
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+classify = pipeline("text-classification", model=path{remote})
+print(classify(["an example sentence"]))
+# or the parts:
+tokenizer = AutoTokenizer.from_pretrained(path{remote})
+model = AutoModelForSequenceClassification.from_pretrained(path{remote})
 ```
-{onnx}
+{remote_note}{onnx}
 ## Cost (batch {config.budget.batch}, {config.budget.seq_len} tokens, measured on the machine that ran the search)
 
 | | this model | teacher | ratio |

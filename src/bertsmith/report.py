@@ -283,6 +283,7 @@ tr.front td {{ background: #e8f0fb; }} img {{ max-width: 100%; }} pre {{ backgro
 <table>{summary}</table>
 <h2>Quality</h2>
 {quality}
+{deployment(results["export"])}
 <h2>Accuracy against cost</h2>
 <img alt="dev {e(metric)} against parameters and latency" src="data:image/png;base64,{img}">
 <p class="note">Grey and blue points are the search's <b>proxy</b> scores ({e(s['evaluator'])} evaluator), not what a
@@ -309,6 +310,32 @@ the best on dev within the budget. Latency: median of interleaved measurements i
 <pre>{e(config)}</pre>
 </body></html>
 """
+
+
+def deployment(export: dict) -> str:
+    """The report's section on the int8 ONNX file: its metrics against fp32, the four latencies."""
+    from .deployment import latency_table
+
+    e = html.escape
+    d = export.get("deployment")
+    if d is None:
+        return ""
+    splits = list(d["metrics"]["int8"])
+    metrics = "".join(f"<tr><td>{e(name)}</td>" + "".join(f"<td>{', '.join(f'{k} {v:.4f}' for k, v in m[s].items())}</td>"
+                                                        for s in splits)
+                      + "</tr>" for name, m in (("PyTorch fp32", d["metrics"]["torch"]),
+                                                ("ONNX Runtime fp32", d["metrics"]["onnx"]),
+                                                ("ONNX Runtime int8", d["metrics"]["int8"])))
+    latency = "".join(f"<tr><td>{e(label)}</td>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>"
+                      for label, cells in latency_table(d["latency_ms"]))
+    files = ", ".join(f"{e(name)} {mb:.1f} MB" for name, mb in export.get("files_mb", {}).items()
+                      if name.endswith((".onnx", ".safetensors")))
+    return f"""<h2>Deployment</h2>
+<p>Recommended file: <b>{e(d['recommended'])}</b>: {e(d['reason'])}. Files: {files}.</p>
+<table><tr><th>model</th>{''.join(f'<th>{e(s)}</th>' for s in splits)}</tr>{metrics}</table>
+<p class="note">Latency at {d['seq_len']} tokens, {d['threads']} threads, in one process, interleaved; in brackets the
+speed-up over the teacher in PyTorch.</p>
+<table><tr><th>model</th>{''.join(f'<th>{e(b)}</th>' for b in d['latency_ms'])}</tr>{latency}</table>"""
 
 
 def _fmt_metrics(metrics: dict) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .arch import read_yaml_file
 from .errors import ConfigError
@@ -115,6 +115,21 @@ class ExportConfig(_Section):
 
     onnx: bool = Field(True, description="also write model.onnx, checked against PyTorch under onnxruntime")
     seq_len: int = Field(128, ge=1, description="example length of the ONNX trace")
+    quantize: Literal["int8"] | None = Field("int8", description="also write model.int8.onnx (onnxruntime's fusions "
+                                             "and dynamic int8 quantization), scored on dev and test; null: none "
+                                             "(and none when onnx is false)")
+    per_channel: bool = Field(True, description="int8 weights with a scale per output channel (else per tensor)")
+    int8_max_drop: float = Field(0.5, ge=0, description="points of the main metric int8 may lose against fp32 on "
+                                 "any split and still be the recommended file")
+
+    @model_validator(mode="after")
+    def _quantize_needs_onnx(self) -> "ExportConfig":
+        if self.quantize is not None and not self.onnx and "quantize" not in self.model_fields_set:
+            object.__setattr__(self, "quantize", None)  # no ONNX at all: the default int8 file goes with it
+        elif self.quantize is not None and not self.onnx:
+            raise ValueError("export.quantize needs export.onnx: true (the int8 file is made from model.onnx); "
+                             "set export.quantize: null to export without ONNX")
+        return self
 
 
 class RunConfig(_Section):

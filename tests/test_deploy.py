@@ -1,0 +1,88 @@
+"""The int8 deployment file (``hf.deploy``) and the deployment verdict (``deployment``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from bertsmith.deployment import INT8_FILE, recommend
+from bertsmith.errors import ConfigError
+from bertsmith.hf import export_onnx, onnx_max_abs_diff
+from bertsmith.hf.deploy import OnnxClassifier, check_scheme, feed, optimize_onnx, quantize_onnx, session
+
+from .test_export import _bert_spec, batch, build
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A small BERT-shaped classifier (with a pooler and token types) and its model.onnx."""
+    spec = _bert_spec()
+    model = build(spec, "classification")
+    path = tmp_path_factory.mktemp("deploy") / "model.onnx"
+    export_onnx(model, path, seq_len=16)
+    return spec, model, path
+
+
+def _ops(path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_the_optimized_graph_fuses_attention_splits_skip_layer_norm_and_computes_the_same(exported, tmp_path):
+    spec, model, path = exported
+    counts = optimize_onnx(path, tmp_path / "optimized.onnx")
+    ops = _ops(tmp_path / "optimized.onnx")
+    assert "MultiHeadAttention" in ops and "SkipLayerNormalization" not in ops
+    assert counts["skip_layer_normalization_split"] == counts["skip_layer_normalization"] >= 2 * spec.num_layers
+    for b, t in ((3, 10), (1, 40), (2, 1)):
+        ids, mask = batch(spec, b=b, t=t, seed=b + t)
+        types = (torch.arange(t) >= t // 2).long().expand(b, t)
+        diff = onnx_max_abs_diff(model, tmp_path / "optimized.onnx",
+                                 {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        assert diff <= 1e-4, (b, t, diff)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_the_int8_file_quantizes_every_matmul_weight_and_stays_close(exported, tmp_path, per_channel):
+    spec, model, path = exported
+    out = tmp_path / INT8_FILE
+    quantize_onnx(path, out, per_channel=per_channel)
+    graph = onnx.load(str(out)).graph
+    assert "MatMulInteger" in {n.op_type for n in graph.node} or "DynamicQuantizeMatMul" in {n.op_type for n in graph.node}
+    int8 = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    weights = [t for t in onnx.load(str(path)).graph.initializer if len(t.dims) == 2 and "embeddings" not in t.name]
+    assert len(int8) >= len(weights) - 1  # every projection (the classifier's too); position/type tables stay fp32
+    assert sorted(p.name for p in tmp_path.iterdir()) == [INT8_FILE]  # no scratch files left
+    ids, mask = batch(spec, b=4, t=12)
+    diff = onnx_max_abs_diff(model, out, {"input_ids": ids, "attention_mask": mask})
+    assert 0 < diff < 0.1  # quantized: not exact, but close
+
+
+def test_an_onnx_classifier_scores_like_the_pytorch_model(exported):
+    spec, model, path = exported
+    ids, mask = batch(spec, b=3, t=9)
+    types = torch.zeros_like(ids)
+    with torch.no_grad():
+        expected = model(ids, mask, types)[0]
+    got, _ = OnnxClassifier(path)(ids, mask, types)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    inputs = feed(session(path), {"input_ids": ids.numpy()})  # defaults: a full mask, one segment
+    assert inputs["attention_mask"].tolist() == np.ones((3, 9), dtype=np.int64).tolist()
+    assert set(inputs) == {"input_ids", "attention_mask", "token_type_ids"} and not inputs["token_type_ids"].any()
+
+
+def test_an_unknown_scheme_is_refused():
+    assert check_scheme("int8") == "int8" and check_scheme(None) is None
+    with pytest.raises(ConfigError, match="--quantize: unknown quantization scheme 'int4'; choose one of int8"):
+        check_scheme("int4")
+
+
+def test_int8_is_recommended_only_within_the_allowed_drop():
+    fp32 = {"dev": {"accuracy": 0.800}, "test": {"accuracy": 0.810}}
+    close = recommend(fp32, {"dev": {"accuracy": 0.797}, "test": {"accuracy": 0.812}}, "accuracy", 0.5)
+    assert close["recommended"] == "model.int8.onnx"
+    assert close["change_points"] == pytest.approx({"dev": -0.3, "test": 0.2})
+    far = recommend(fp32, {"dev": {"accuracy": 0.801}, "test": {"accuracy": 0.800}}, "accuracy", 0.5)
+    assert far["recommended"] == "model.onnx"
+    assert "loses 1.00 points of test accuracy" in far["reason"] and "export.int8_max_drop (0.5)" in far["reason"]
