@@ -207,15 +207,21 @@ def export(
     out_dir: Path = typer.Argument(..., help="Directory to write (replaced atomically if it holds a model)."),
     head: Optional[str] = typer.Option(None, "--head", help="base, classification or mlm (default: as found)."),
     onnx: bool = typer.Option(False, "--onnx", help="Also write model.onnx (checked against PyTorch)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="Also write model.int8.onnx (int8: onnxruntime's "
+                                           "fusions and dynamic int8 quantization; implies --onnx)."),
+    per_tensor: bool = typer.Option(False, "--per-tensor", help="One int8 scale per weight matrix (default: per "
+                                    "output channel)."),
     seq: int = typer.Option(128, "--seq", help="Example sequence length for the ONNX trace."),
 ) -> None:
     """Re-export a checkpoint: a stock transformers directory where the shape allows, else a
-    trust_remote_code directory; optionally ONNX, verified under onnxruntime."""
+    trust_remote_code directory; optionally ONNX, verified under onnxruntime, and its int8 twin."""
     from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
+    from .hf.deploy import check_scheme, quantize_onnx
     from .hf.export import TOKENIZER_FILES
     from .latency import random_batch
 
     _positive("seq", seq)
+    onnx = onnx or check_scheme(quantize) is not None
     imported = import_checkpoint(source, head=head)
     src = Path(imported.directory)
     has_tokenizer = any((src / name).is_file() for name in TOKENIZER_FILES)
@@ -229,6 +235,13 @@ def export(
             export_onnx(imported.model, path, seq_len=seq)
             diff = onnx_max_abs_diff(imported.model, path, random_batch(imported.spec.embeddings.vocab_size, 2, seq))
         console.print(f"wrote {path} (onnxruntime vs PyTorch max abs diff {diff:.2e})")
+    if quantize:
+        int8 = out_dir / "model.int8.onnx"
+        with console.status(f"quantizing {int8}"):
+            quantize_onnx(path, int8, per_channel=not per_tensor)
+            diff = onnx_max_abs_diff(imported.model, int8, random_batch(imported.spec.embeddings.vocab_size, 2, seq))
+        console.print(f"wrote {int8} (max abs diff {diff:.2e} from PyTorch on random tokens; its task accuracy is "
+                      "measured by `bertsmith run`)")
 
 
 # ---- tasks, teachers, distillation ------------------------------------------------------------
@@ -251,6 +264,54 @@ BF16 = typer.Option(False, "--bf16", help="bf16 autocast (CPU or GPU).")
 SEED = typer.Option(None, "--seed", help="Random seed (weights, batches, dropout).")
 RESUME = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint.")
 QUIET = typer.Option(False, "--quiet", help="No progress bar.")
+
+
+@app.command("predict")
+def predict(
+    model_dir: Path = typer.Argument(..., help="A bertsmith export or a fine-tuned classifier's directory."),
+    text: Optional[list[str]] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
+    text_pair: Optional[list[str]] = typer.Option(None, "--text-pair", help="The second text of a pair, one per "
+                                                  "--text (sentence-pair tasks)."),
+    file: Optional[Path] = typer.Option(None, "--file", help="CSV, TSV or JSONL with a header; streamed."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="The file's text column (default: the "
+                                              "first of sentence1, question1, question, premise, text, sentence)."),
+    pair_column: Optional[str] = typer.Option(None, "--pair-column", help="The file's second text column."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write predictions here (.jsonl or .csv); default: "
+                                       "JSON lines on stdout."),
+    backend: str = typer.Option("torch", "--backend", help="torch or onnxruntime."),
+    onnx_file: str = typer.Option("model.onnx", "--onnx-file", help="The ONNX file for --backend onnxruntime "
+                                  "(e.g. model.int8.onnx)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Texts per forward pass."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens per text, longer ones truncated "
+                                             "(default 128, or the model's positions when fewer)."),
+    quiet: bool = QUIET,
+) -> None:
+    """Classify texts with an exported model: the label and class probabilities per text (a score for
+    regression), from --text options or a file, with PyTorch or ONNX Runtime."""
+    from .errors import DataError
+    from .inference import file_texts, load_classifier, write_predictions
+
+    _positive("batch-size", batch_size)
+    if (text is None) == (file is None):
+        raise ConfigError("give texts with --text or a file with --file (one of them)")
+    if text_pair and len(text_pair) != len(text):
+        raise ConfigError(f"{len(text_pair)} --text-pair for {len(text)} --text: give one pair per text, or none")
+    if file is not None and not file.is_file():
+        raise DataError(f"{file}: no such file")
+    clf = load_classifier(model_dir, backend=backend, onnx_file=onnx_file, max_length=max_length)
+    if text is not None:
+        write_predictions(clf, zip(text, text_pair or [None] * len(text)), out, batch_size=batch_size)
+    else:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        items = file_texts(file, text_column, pair_column)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}: {task.completed:,} rows"), TimeElapsedColumn(),
+                      console=Console(stderr=True), disable=quiet or out is None) as bar:
+            task = bar.add_task(f"predict {file.name}", total=None)
+            rows = write_predictions(clf, items, out, batch_size=batch_size,
+                                     on_batch=lambda n: bar.advance(task, n))
+        if out is not None:
+            console.print(f"wrote {out} ({rows:,} predictions)")
 
 
 def _task(name: str):

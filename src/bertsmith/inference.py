@@ -1,0 +1,195 @@
+"""``bertsmith predict``: class names (or regression scores) for texts, from an exported model.
+
+A ``Classifier`` is a model directory's tokenizer, class names (config.json's ``id2label``) and either
+its PyTorch weights (any checkpoint ``bertsmith.hf.import_checkpoint`` reads) or one of its ONNX files
+under onnxruntime. Files are read row by row and written in batches to a scratch file that is renamed
+into place at the end, so a file larger than memory streams through and an interrupted run leaves no
+output that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import itertools
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError, ConfigError, DataError
+
+BACKENDS = ("torch", "onnxruntime")
+OUT_FORMATS = (".jsonl", ".csv")
+DEFAULT_MAX_LENGTH = 128
+# Text columns looked for in a file when none are named: (text, pair) in order of preference.
+TEXT_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("question", "sentence"),
+                ("premise", "hypothesis"), ("text", None), ("sentence", None))
+
+
+@dataclass
+class Classifier:
+    """What ``predict`` needs: the model (``model(ids, mask, types) → (logits, _)``), its tokenizer,
+    the class names (None for regression) and the token limit."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    labels: list[str] | None
+    max_length: int
+
+
+def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onnx_file: str = "model.onnx",
+                    max_length: int | None = None) -> Classifier:
+    """The classifier in ``directory`` on ``backend`` (``torch`` or ``onnxruntime`` with ``onnx_file``),
+    truncating texts to ``max_length`` tokens (default: 128, or the model's positions when fewer)."""
+    from .distill.task import load_tokenizer
+
+    directory = Path(directory)
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if not (directory / "config.json").is_file():
+        raise CheckpointError(f"{directory}: not a model directory (no config.json)")
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    if backend == "onnxruntime":
+        from .hf.deploy import OnnxClassifier
+
+        path = directory / onnx_file
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such ONNX file; write it with `bertsmith export {directory} OUT_DIR "
+                                  f"--onnx` (or `--quantize int8` for model.int8.onnx), or use --backend torch")
+        model: torch.nn.Module = OnnxClassifier(path)
+        num_labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
+        positions = int(config.get("max_position_embeddings", DEFAULT_MAX_LENGTH))
+    else:
+        from .hf import import_checkpoint
+        from .modeling import BertsmithForSequenceClassification
+
+        imported = import_checkpoint(directory)
+        if not isinstance(imported.model, BertsmithForSequenceClassification):
+            raise CheckpointError(f"{directory}: the model has no sequence-classification head; predict needs a "
+                                  "fine-tuned classifier (the export of `bertsmith run`, `distill` or `teacher`)")
+        model, num_labels = imported.model.eval(), imported.num_labels
+        positions = imported.spec.embeddings.max_positions
+    if max_length is None:
+        max_length = min(DEFAULT_MAX_LENGTH, positions)
+    elif max_length < 2:
+        raise ConfigError(f"--max-length {max_length}: a text needs at least 2 tokens ([CLS] and [SEP])")
+    if max_length > positions:
+        raise ConfigError(f"--max-length {max_length} is more than the model's {positions} positions")
+    names = config.get("id2label") or {}
+    labels = None if num_labels == 1 else [str(names.get(str(i), f"LABEL_{i}")) for i in range(num_labels)]
+    return Classifier(model, load_tokenizer(directory), labels, max_length)
+
+
+@torch.no_grad()
+def predict_batch(clf: Classifier, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict]:
+    """One result per text: ``{"label", "score", "scores"}`` (class probabilities), or ``{"score"}``
+    for a regression model."""
+    encoded = clf.tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
+                            max_length=clf.max_length, padding=True, return_tensors="pt")
+    logits, _ = clf.model(encoded["input_ids"], encoded["attention_mask"], encoded.get("token_type_ids"))
+    logits = logits.float()
+    if clf.labels is None:
+        return [{"score": float(v)} for v in logits[:, 0]]
+    probs = torch.softmax(logits, dim=-1).numpy()
+    return [{"label": clf.labels[int(np.argmax(p))], "score": float(p.max()),
+             "scores": {name: float(v) for name, v in zip(clf.labels, p)}} for p in probs]
+
+
+def file_texts(path: Path, text_column: str | None = None, pair_column: str | None = None
+               ) -> Iterator[tuple[str, str | None]]:
+    """(text, pair) per row of a CSV/TSV/JSONL file, streamed. Without ``text_column`` the first of
+    ``TEXT_COLUMNS`` found in the first row is used. The columns are checked here, before any row is yielded."""
+    from .data.readers import read_rows
+
+    rows = read_rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise DataError(f"{path}: the file has no rows")
+    columns = list(first[1])
+    if text_column is None:
+        found = next(((a, b) for a, b in TEXT_COLUMNS if a in columns), None)
+        if found is None:
+            raise DataError(f"{path}: no text column found among {columns}; name it with --text-column "
+                            f"(and --pair-column for sentence pairs)")
+        text_column, pair_column = found[0], pair_column or (found[1] if found[1] in columns else None)
+    for name in (text_column, pair_column):
+        if name is not None and name not in columns:
+            raise DataError(f"{path}: no column {name!r} (the file has {columns})")
+    return _texts(path, itertools.chain([first], rows), text_column, pair_column)
+
+
+def _texts(path: Path, rows: Iterator, text_column: str, pair_column: str | None) -> Iterator[tuple[str, str | None]]:
+    for line, row in rows:
+        values = []
+        for name in (text_column, pair_column):
+            value = row.get(name) if name is not None else None
+            if name is not None and not isinstance(value, str):
+                raise DataError(f"{path}:{line}: column {name!r}: expected text, got {value!r}")
+            values.append(value)
+        yield values[0], values[1]
+
+
+def write_predictions(clf: Classifier, items: Iterable[tuple[str, str | None]], out: Path | None, *,
+                      batch_size: int = 32, on_batch=None) -> int:
+    """Predict ``items`` in batches and write one result per item to ``out`` (JSONL or CSV by its
+    extension; None: JSONL on stdout). Returns the number of rows written."""
+    if out is not None and out.suffix.lower() not in OUT_FORMATS:
+        raise ConfigError(f"--out {out}: unknown output format (use {' or '.join(OUT_FORMATS)})")
+    partial = None if out is None else out.with_name(f".{out.name}.partial")
+    try:
+        if partial is not None:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+        handle = contextlib.nullcontext(sys.stdout) if partial is None else open(partial, "w", encoding="utf-8",
+                                                                                newline="")
+        with handle as handle:
+            writer = _writer(handle, clf, csv_out=out is not None and out.suffix.lower() == ".csv")
+            written = 0
+            for batch in _batches(items, batch_size):
+                pairs = [p for _, p in batch]
+                results = predict_batch(clf, [t for t, _ in batch], pairs if pairs[0] is not None else None)
+                for result in results:
+                    writer(result)
+                written += len(batch)
+                if on_batch is not None:
+                    on_batch(len(batch))
+        if partial is not None:
+            os.replace(partial, out)
+    except OSError as exc:
+        raise ConfigError(f"{out or 'stdout'}: cannot write the predictions ({exc.strerror or exc})") from None
+    finally:
+        if partial is not None and partial.exists():
+            partial.unlink()
+    return written
+
+
+def _writer(handle, clf: Classifier, *, csv_out: bool):
+    """A function writing one result to ``handle`` as a JSON line or a CSV row (header first)."""
+    if not csv_out:
+        return lambda result: handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+    fields = ["score"] if clf.labels is None else ["label", "score", *(f"p_{name}" for name in clf.labels)]
+    writer = csv.writer(handle)
+    writer.writerow(fields)
+
+    def row(result: dict) -> None:
+        if clf.labels is None:
+            writer.writerow([result["score"]])
+        else:
+            writer.writerow([result["label"], result["score"], *(result["scores"][n] for n in clf.labels)])
+    return row
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
