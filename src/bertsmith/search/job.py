@@ -29,7 +29,7 @@ from .costs import CostModel, calibrate
 from .evaluators import DistillEvaluator, Evaluator, SliceEvaluator
 from .loop import SearchResult, check_settings, run_search
 from .space import SearchSpace
-from .study import HEARTBEAT
+from .study import HEARTBEAT, check_storage
 from .supernet import SupernetJob, SupernetResult
 
 EVALUATORS = ("slice", "short", "full")
@@ -158,6 +158,8 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     if not spaceless and s.space is None:
         raise ConfigError(f"--space: strategy {s.strategy!r} needs a search space file")
     check_settings(s.objectives, s.trials, s.time_budget, s.strategy, _strategy_options(s))
+    if s.storage is not None:
+        check_storage(s.storage)  # before the teacher and the data are loaded
     space = SearchSpace.load(s.space) if s.space is not None else None
     budget = effective_budget(space, s.budget)
     task: Task = resolve_task(s.task)
