@@ -47,6 +47,11 @@ class EmbeddingSpec(_Frozen):
     pad_token_id: int = Field(default=0, ge=0)
     positions: Literal["absolute", "roberta"] = "absolute"
 
+    @property
+    def max_tokens(self) -> int:
+        """The longest input the position embeddings cover (RoBERTa's positions start after pad_token_id)."""
+        return self.max_positions - (self.pad_token_id + 1 if self.positions == "roberta" else 0)
+
     @model_validator(mode="after")
     def _check(self) -> "EmbeddingSpec":
         if self.pad_token_id >= self.vocab_size:

@@ -209,7 +209,7 @@ def pretrain_student(
     from ..hf.checkpoint import import_checkpoint
     from ..hf.export import export_pretrained
     from ..modeling import BertsmithForMaskedLM, BertsmithModel
-    from .task import check_vocab, digest, load_tokenizer
+    from .task import check_max_length, check_vocab, digest, load_tokenizer
     from .teacher import model_directory
 
     source = model_directory(teacher)
@@ -226,9 +226,9 @@ def pretrain_student(
     teacher_model = imported.model if recipe == "bort" else (
         imported.model.encoder if not isinstance(imported.model, BertsmithModel) else imported.model
     )
-    tokenizer = load_tokenizer(source)
-    check_vocab(tokenizer, imported.spec, source)
+    tokenizer = load_tokenizer(source, imported.spec, max_length)
     check_vocab(tokenizer, spec, "the student spec")
+    check_max_length(max_length, spec, "the student", "embeddings.max_positions of its spec")
     files = corpus_files(list(corpus))
     packed = pack(read_lines(files), tokenizer, max_length)
 

@@ -136,7 +136,7 @@ def train_supernet_job(s: SearchSettings) -> SupernetResult:
 
 def run_search_job(s: SearchSettings) -> SearchResult:
     from ..data import resolve_task
-    from ..distill.task import files_digest, load_task_data, load_tokenizer
+    from ..distill.task import check_max_length, files_digest, load_task_data, load_tokenizer
     from ..distill.teacher import load_teacher
 
     distributed.refuse("bertsmith search", "train the supernet alone under the launcher (--supernet-only), then "
@@ -165,7 +165,10 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     task: Task = resolve_task(s.task)
     run_dir = Path(s.run_dir)
     teacher = load_teacher(s.teacher, task)
-    tokenizer = load_tokenizer(s.teacher)
+    tokenizer = load_tokenizer(s.teacher, teacher.encoder.spec, s.max_length)
+    if space is not None:
+        check_max_length(s.max_length, space.extreme(largest=True), "the search space's architectures",
+                         f"embeddings.max_positions in {s.space}")
     data = load_task_data(task, tokenizer, data_dir=s.data_dir, max_length=s.max_length, cache_dir=s.cache_dir,
                           splits=("train", "dev"))
     if s.strategy == "progressive":
