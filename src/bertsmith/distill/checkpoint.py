@@ -27,18 +27,21 @@ from safetensors.torch import load_model, save_model
 
 from ..arch import atomic_write_text
 from ..errors import CheckpointError
+from ..files import publish
 
 CHECKPOINTS, LATEST, BEST = "checkpoints", "latest", "best.safetensors"
 
 
 @contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename."""
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename, with
+    the mode of an ordinary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
+        publish(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -30,6 +30,7 @@ import torch
 from .. import __version__
 from ..arch import ArchSpec
 from ..errors import CheckpointError, ConfigError
+from ..files import dir_mode, publish
 from ..modeling import BertsmithForMaskedLM, BertsmithForSequenceClassification, BertsmithModel
 from . import mapping
 from .checkpoint import ImportedModel
@@ -115,6 +116,7 @@ def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 
     # Fresh contiguous copies: no two tensors may share storage in a safetensors file.
     save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+    publish(path)  # save_file writes it private
 
 
 def _write_stock(tmp: Path, kind: str, spec: ArchSpec, head: str, num_labels, state) -> None:
@@ -209,9 +211,7 @@ def _staging(out_dir: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private
+        os.chmod(tmp, dir_mode())  # mkdtemp makes it private
         if out_dir.exists():
             old = tmp.with_suffix(".old")
             os.rename(out_dir, old)
