@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import SpecError
-from .files import publish
+from .files import publish, writing
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -276,17 +276,19 @@ def read_yaml_file(path: Path, what: str, error: type[Exception]) -> Any:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write through a temporary file in the same directory and rename: never a half-written file.
-    The file gets the mode of an ordinary file (the temporary one is private)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        publish(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    The file gets the mode of an ordinary file (the temporary one is private); an OSError (a full
+    disk, a read-only directory) is an ``OutputError`` naming ``path``."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            publish(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def _plain(value: Any) -> Any:

@@ -31,6 +31,7 @@ from .arch import ArchSpec, atomic_write_text
 from .baselines import BASELINES
 from .device import latency_device
 from .errors import ConfigError, WeakModelError
+from .files import writable_dir
 from .memory import PeakMemory, release_memory
 from .precision import use_bf16
 from .quality import Verdict, at_constant_level, constant_levels, judge
@@ -149,6 +150,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, *, force: bool = False, cache
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir = Path(run_dir)
+    writable_dir(run_dir)
     check_run_dir(run_dir, config, force=force)
     run = _Run(config, run_dir, cache_dir, progress, log)
     run.check()

@@ -21,6 +21,7 @@ from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
 from ..device import compute_device
 from ..errors import CheckpointError, ConfigError, DataError
+from ..files import writable_dir
 from ..data import Encoded, Task, collate, compute_metrics, encode_split, length_grouped_batches, load_split
 from ..data.augment import perturbed_copies
 from ..data.tokenize import cache_root
@@ -304,6 +305,7 @@ def distill_on_task(
     if init is not None and init_from_teacher:
         raise ConfigError("--init and --init-from-teacher: choose one starting point for the student")
     run_dir = Path(run_dir)
+    writable_dir(run_dir)
     teacher = load_teacher(teacher_dir, task) if losses.needs_teacher or init_from_teacher else None
     teacher_spec = teacher.encoder.spec if teacher is not None else import_checkpoint(teacher_dir).spec
     tokenizer = load_tokenizer(teacher_dir, teacher_spec, max_length)

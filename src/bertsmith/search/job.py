@@ -23,6 +23,7 @@ from ..data import Task
 from ..distill.objectives import LossConfig
 from ..distill.trainer import TrainConfig
 from ..errors import ConfigError
+from ..files import writable_dir
 from ..predictor import LatencyPredictor
 from .budget import Budget
 from .costs import CostModel, calibrate
@@ -164,6 +165,7 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     budget = effective_budget(space, s.budget)
     task: Task = resolve_task(s.task)
     run_dir = Path(s.run_dir)
+    writable_dir(run_dir)
     teacher = load_teacher(s.teacher, task)
     tokenizer = load_tokenizer(s.teacher, teacher.encoder.spec, s.max_length)
     if space is not None:
