@@ -435,3 +435,31 @@ def test_a_small_task_s_finalists_get_extra_epochs_up_to_min_steps(tmp_path, bas
 
     assert steps(0) == 12  # off: one epoch
     assert 24 <= steps(30) <= 36  # three epochs at most, stopped after the first epoch without a better dev score
+
+
+def test_a_finetuned_teacher_without_tokenizer_files_stops_the_run(monkeypatch, capsys, tmp_path, teacher_dir,
+                                                                   base_dir, task_file, cache_dir):
+    """Without the check, the teacher is scored through a 5-token tokenizer (every word [UNK]) and the run goes on."""
+    from bertsmith.hf.export import TOKENIZER_FILES
+    from tests.test_cli import run
+
+    bare = tmp_path / "bare-teacher"
+    shutil.copytree(teacher_dir, bare)
+    for name in TOKENIZER_FILES:
+        (bare / name).unlink(missing_ok=True)
+    config = tiny_config(tmp_path, base_dir, task_file, **{"teacher.finetuned": str(bare)})
+    code, _out, err = run(monkeypatch, capsys, "run", str(config), "--out", str(tmp_path / "out"), "--cache-dir",
+                          str(cache_dir), "--quiet")
+    assert code == 2 and err.count("\n") == 1 and f"{bare}: no tokenizer files" in err, err
+    assert not (tmp_path / "out" / "teacher" / DONE).exists()
+
+
+def test_a_max_length_beyond_the_teacher_s_positions_exits_2_before_anything_is_written(monkeypatch, capsys, tmp_path,
+                                                                                        base_dir, task_file):
+    from tests.test_cli import run
+
+    config = tiny_config(tmp_path, base_dir, task_file, max_length=100)
+    code, _out, err = run(monkeypatch, capsys, "run", str(config), "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"max_length 100 is more than the 64 positions of {base_dir} (max_positions in {base_dir}/config.json)" in err
+    assert not (tmp_path / "out").exists()

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import SpecError
+from .files import publish, writing
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -46,6 +47,11 @@ class EmbeddingSpec(_Frozen):
     trigram: bool = False
     pad_token_id: int = Field(default=0, ge=0)
     positions: Literal["absolute", "roberta"] = "absolute"
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest input the position embeddings cover (RoBERTa's positions start after pad_token_id)."""
+        return self.max_positions - (self.pad_token_id + 1 if self.positions == "roberta" else 0)
 
     @model_validator(mode="after")
     def _check(self) -> "EmbeddingSpec":
@@ -269,16 +275,20 @@ def read_yaml_file(path: Path, what: str, error: type[Exception]) -> Any:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory and rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write through a temporary file in the same directory and rename: never a half-written file.
+    The file gets the mode of an ordinary file (the temporary one is private); an OSError (a full
+    disk, a read-only directory) is an ``OutputError`` naming ``path``."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            publish(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def _plain(value: Any) -> Any:

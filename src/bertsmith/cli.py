@@ -120,6 +120,7 @@ def bench(
 
     from . import cost
     from .arch import atomic_write_text
+    from .files import writable_file
     from .latency import measure_inference, measure_onnxruntime
 
     for name, value in (("batch", batch), ("seq", seq), ("threads", threads), ("repeats", repeats)):
@@ -131,6 +132,8 @@ def bench(
     latency_device(device, "--device")
     if backend == "onnxruntime" and device != "cpu":
         raise ConfigError("--device: the onnxruntime backend measures on the CPU")
+    if out is not None:
+        writable_file(out)  # before the timing, not after it
     if Path(target).is_dir():
         from .hf import import_checkpoint
 
@@ -215,6 +218,7 @@ def export(
 ) -> None:
     """Re-export a checkpoint: a stock transformers directory where the shape allows, else a
     trust_remote_code directory; optionally ONNX, verified under onnxruntime, and its int8 twin."""
+    from .files import writable_dir
     from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
     from .hf.deploy import check_scheme, quantize_onnx
     from .hf.export import TOKENIZER_FILES
@@ -222,6 +226,7 @@ def export(
 
     _positive("seq", seq)
     onnx = onnx or check_scheme(quantize) is not None
+    writable_dir(out_dir)
     imported = import_checkpoint(source, head=head)
     src = Path(imported.directory)
     has_tokenizer = any((src / name).is_file() for name in TOKENIZER_FILES)

@@ -1,6 +1,8 @@
 """Typed errors of bertsmith. The CLI prints their message on one line and exits with code 2 (3 for a
 model that fails the quality gate)."""
 
+import os
+
 
 class BertsmithError(Exception):
     """Base class: an error caused by the user's input, not by a bug."""
@@ -20,6 +22,19 @@ class ConfigError(BertsmithError, ValueError):
 
 class DataError(BertsmithError, ValueError):
     """Task data that is missing or malformed: names the file, line and column."""
+
+
+class OutputError(BertsmithError, OSError):
+    """An output path that cannot be written: under a regular file, without write permission, on a
+    full disk or a read-only file system. Its message names the path and the OS error; as an OSError
+    it keeps ``errno``, ``strerror`` and ``filename`` for code that handles those."""
+
+    def __init__(self, message: str, code: int, path: str):
+        super().__init__(code, os.strerror(code), path)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class CacheError(BertsmithError):

@@ -63,6 +63,7 @@ def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onn
             raise CheckpointError(f"{path}: no such ONNX file; write it with `bertsmith export {directory} OUT_DIR "
                                   f"--onnx` (or `--quantize int8` for model.int8.onnx), or use --backend torch")
         model: torch.nn.Module = OnnxClassifier(path)
+        spec = None  # the tokenizer files are checked; the ONNX graph's shape is not read back
         num_labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
         positions = int(config.get("max_position_embeddings", DEFAULT_MAX_LENGTH))
     else:
@@ -74,7 +75,7 @@ def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onn
             raise CheckpointError(f"{directory}: the model has no sequence-classification head; predict needs a "
                                   "fine-tuned classifier (the export of `bertsmith run`, `distill` or `teacher`)")
         model, num_labels = imported.model.eval(), imported.num_labels
-        positions = imported.spec.embeddings.max_positions
+        positions, spec = imported.spec.embeddings.max_tokens, imported.spec
     if max_length is None:
         max_length = min(DEFAULT_MAX_LENGTH, positions)
     elif max_length < 2:
@@ -83,7 +84,7 @@ def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onn
         raise ConfigError(f"--max-length {max_length} is more than the model's {positions} positions")
     names = config.get("id2label") or {}
     labels = None if num_labels == 1 else [str(names.get(str(i), f"LABEL_{i}")) for i in range(num_labels)]
-    return Classifier(model, load_tokenizer(directory), labels, max_length)
+    return Classifier(model, load_tokenizer(directory, spec, max_length), labels, max_length)
 
 
 @torch.no_grad()

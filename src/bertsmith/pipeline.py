@@ -31,6 +31,7 @@ from .arch import ArchSpec, atomic_write_text
 from .baselines import BASELINES
 from .device import latency_device
 from .errors import ConfigError, WeakModelError
+from .files import writable_dir
 from .memory import PeakMemory, release_memory
 from .precision import use_bf16
 from .quality import Verdict, at_constant_level, constant_levels, judge
@@ -149,6 +150,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, *, force: bool = False, cache
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir = Path(run_dir)
+    writable_dir(run_dir)
     check_run_dir(run_dir, config, force=force)
     run = _Run(config, run_dir, cache_dir, progress, log)
     run.check()
@@ -186,6 +188,8 @@ class _Run:
 
     def check(self) -> None:
         """Every option that can be checked before the long stages start."""
+        from .distill.teacher import model_directory
+        from .hf import import_checkpoint
         from .search.job import SPACELESS
 
         s = self.config.search
@@ -202,7 +206,10 @@ class _Run:
         for name in ("params", "total_params", "flops", "latency"):
             _share(getattr(self.config.budget, name), f"budget.{name}")
         latency_device(self.config.budget.device, "budget.device")
-        self.check_baselines()
+        directory = model_directory(self.config.teacher.finetuned or self.config.teacher.model)
+        spec = import_checkpoint(directory).spec
+        self.check_max_length(directory, spec)
+        self.check_baselines(spec)
         from .distill.objectives import LossConfig
 
         try:
@@ -210,23 +217,33 @@ class _Run:
         except (ValueError, ConfigError) as e:
             raise ConfigError(f"finalists.losses = {self.config.finalists.losses!r}: {e}") from None
 
-    def check_baselines(self) -> None:
-        """Every baseline names a preset or spec file, or is built-in and exists at the run's budget
-        (its parameter and FLOPs bounds, resolved against the teacher checkpoint's own shape)."""
+    def check_max_length(self, directory: Path, spec: ArchSpec) -> None:
+        """``max_length`` fits the positions of the teacher checkpoint (``spec``, read from ``directory``)
+        and of the search space file's architectures: a longer input would stop training midway."""
+        from .distill.task import check_max_length
+        from .search.space import SearchSpace
+
+        length = self.config.max_length
+        check_max_length(length, spec, str(directory), f"max_positions in {directory / 'config.json'}", "max_length")
+        if self.config.search.space is not None:
+            space = SearchSpace.load(self.config.search.space)
+            check_max_length(length, space.extreme(largest=True), "the search space's architectures",
+                             f"embeddings.max_positions in {self.config.search.space}", "max_length")
+
+    def check_baselines(self, spec: ArchSpec) -> None:
+        """Every baseline names a preset or spec file whose positions fit ``max_length``, or is built-in
+        and exists at the run's budget (its parameter and FLOPs bounds, resolved against the teacher
+        checkpoint's own shape ``spec``)."""
         from .baselines import BASELINES
-        from .hf import import_checkpoint
+        from .distill.task import check_max_length
 
         baselines = self.config.finalists.baselines
         for i, text in enumerate(baselines):
             if text not in BASELINES:
-                _baseline(text, f"finalists.baselines[{i}]")
+                check_max_length(self.config.max_length, _baseline(text, f"finalists.baselines[{i}]"),
+                                 f"finalists.baselines[{i}] {text!r}", "its embeddings.max_positions", "max_length")
         if not any(text in BASELINES for text in baselines):
             return
-        c = self.config
-        source = c.teacher.finetuned if c.teacher.finetuned is not None else c.teacher.model
-        from .distill.teacher import model_directory
-
-        spec = import_checkpoint(model_directory(source)).spec
         budget = self.absolute_budget(spec, teacher_latency=None)
         for i, text in enumerate(baselines):
             if text in BASELINES:
@@ -290,7 +307,7 @@ class _Run:
                                       patience=t.patience)
             directory, metrics = result.directory, result.metrics
         spec = load_teacher(directory, self.task).encoder.spec
-        data = self._eval_data(directory)
+        data = self._eval_data(directory, spec)
         if metrics is None:
             metrics = self._evaluate_dir(directory, data)
         self.log(f"[teacher] {directory}: {_metrics(metrics)}")
@@ -302,11 +319,12 @@ class _Run:
                 "summary": spec.summary(), "params": encoder_params(spec), "total_params": params(spec),
                 "flops": flops(spec, c.budget.seq_len), "precision": "bf16" if self.bf16 else "fp32"}
 
-    def _eval_data(self, directory: Path):
-        """The task's splits, tokenized by the teacher's tokenizer (cached)."""
+    def _eval_data(self, directory: Path, spec: ArchSpec):
+        """The task's splits, tokenized by the tokenizer of the teacher in ``directory`` of shape ``spec`` (cached)."""
         from .distill.task import load_task_data, load_tokenizer
 
-        return load_task_data(self.task, load_tokenizer(directory), data_dir=self.config.data_dir,
+        tokenizer = load_tokenizer(directory, spec, self.config.max_length)
+        return load_task_data(self.task, tokenizer, data_dir=self.config.data_dir,
                               max_length=self.config.max_length, cache_dir=self.cache_dir)
 
     def _evaluate_dir(self, directory: Path, data) -> dict:
@@ -459,7 +477,7 @@ class _Run:
 
     def _train_size(self, teacher: dict) -> int:
         """Examples in the task's train split (from the tokenized cache)."""
-        return len(self._eval_data(Path(teacher["directory"])).splits["train"])
+        return len(self._eval_data(Path(teacher["directory"]), ArchSpec.from_dict(teacher["spec"])).splits["train"])
 
     def _costs(self, entries: list[dict], teacher: dict, budget: dict) -> None:
         """Parameters, FLOPs and latency of every finalist, with the teacher's latency measured in the
@@ -516,7 +534,7 @@ class _Run:
         from .hf import import_checkpoint
         from .hf.deploy import OnnxClassifier
 
-        data = self._eval_data(Path(teacher["directory"]))
+        data = self._eval_data(Path(teacher["directory"]), ArchSpec.from_dict(teacher["spec"]))
         splits = [split for split in ("dev", "test") if data.labeled(split)]
         metrics = {"torch": {split: chosen["metrics"][split] for split in splits}}
         for name, file in (("onnx", FP32_FILE), ("int8", INT8_FILE)):

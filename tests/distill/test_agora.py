@@ -91,7 +91,7 @@ def _marked_task(folder):
 
 def test_the_reported_split_never_reaches_agora_training(monkeypatch, tmp_path, teacher_dir, cache_dir):
     task = resolve_task(_marked_task(tmp_path / "task"))
-    marker = load_tokenizer(teacher_dir).convert_tokens_to_ids(MARKER)
+    marker = load_tokenizer(teacher_dir, tiny_spec(), 16).convert_tokens_to_ids(MARKER)
     seen, real = [], task_module.train_on_task
 
     def spy(objective, data, **kwargs):

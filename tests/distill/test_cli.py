@@ -84,6 +84,73 @@ def test_kill_9_and_resume_ends_like_an_uninterrupted_run(tmp_path, teacher_dir,
 ])
 def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, teacher_dir, tmp_path, args, message):
     code, _, err = run(monkeypatch, capsys, "distill", "--arch", "bert-mini", "--teacher", str(teacher_dir),
-                       "--out", str(tmp_path / "run"), *args)
+                       "--max-length", "16", "--out", str(tmp_path / "run"), *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def teacher_without_tokenizer(tmp_path, teacher_dir) -> Path:
+    """The tiny teacher with its tokenizer files removed."""
+    import shutil
+
+    from bertsmith.hf.export import TOKENIZER_FILES
+
+    out = tmp_path / "bare-teacher"
+    shutil.copytree(teacher_dir, out)
+    for name in TOKENIZER_FILES:
+        (out / name).unlink(missing_ok=True)
+    return out
+
+
+def _one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert all(n in err for n in needles), err
+
+
+def test_a_teacher_without_tokenizer_files_is_refused_before_training(monkeypatch, capsys, tmp_path, task_file,
+                                                                      cache_dir, teacher_without_tokenizer):
+    out = tmp_path / "run"
+    code, _, err = run(monkeypatch, capsys, "distill", "--arch", "bert-mini", "--teacher", str(teacher_without_tokenizer),
+                       "--task", str(task_file), "--max-length", "16", "--cache-dir", str(cache_dir), "--out", str(out))
+    _one_line_error(code, err, f"{teacher_without_tokenizer}: no tokenizer files", "vocab.txt")
+    assert not out.exists()
+
+
+def test_a_tokenizer_far_smaller_than_the_embeddings_is_refused(monkeypatch, capsys, tmp_path, task_file, cache_dir,
+                                                               teacher_without_tokenizer):
+    (teacher_without_tokenizer / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nfilm\n", encoding="utf-8")
+    code, _, err = run(monkeypatch, capsys, "teacher", "--model", str(teacher_without_tokenizer), "--task",
+                       str(task_file), "--max-length", "16", "--cache-dir", str(cache_dir), "--quiet")
+    _one_line_error(code, err, str(teacher_without_tokenizer), "the tokenizer has 6 tokens for the model's 30522")
+
+
+def test_a_max_length_beyond_the_teacher_s_positions_is_refused_up_front(monkeypatch, capsys, tmp_path, base_dir,
+                                                                         teacher_dir, task_file, cache_dir):
+    """The tiny models have 64 positions; the tiny task's sentences are short, so without the check the
+    runs would go on (on real data they fail midway with an IndexError)."""
+    common = ("--task", str(task_file), "--max-length", "100", "--cache-dir", str(cache_dir), "--quiet")
+    code, _, err = run(monkeypatch, capsys, "teacher", "--model", str(base_dir), *common)
+    _one_line_error(code, err, f"--max-length 100 is more than the 64 positions of {base_dir} "
+                               f"(max_positions in {base_dir / 'config.json'})")
+    code, _, err = run(monkeypatch, capsys, "distill", "--arch", "bert-mini", "--teacher", str(teacher_dir),
+                       "--out", str(tmp_path / "run"), *common)
+    _one_line_error(code, err, f"--max-length 100 is more than the 64 positions of {teacher_dir}")
+    assert not (tmp_path / "run").exists()
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the film was good\n" * 20, encoding="utf-8")
+    code, _, err = run(monkeypatch, capsys, "pretrain", "--arch", "bert-mini", "--teacher", str(base_dir), "--corpus",
+                       str(corpus), "--max-length", "100", "--out", str(tmp_path / "pre"), "--quiet")
+    _one_line_error(code, err, f"--max-length 100 is more than the 64 positions of {base_dir}")
+
+
+def test_a_max_length_beyond_the_student_s_positions_is_refused(monkeypatch, capsys, tmp_path, teacher_dir, task_file,
+                                                                cache_dir):
+    spec_file = tmp_path / "student.yaml"
+    tiny_spec().replace(embeddings={"vocab_size": 30522, "max_positions": 8}).save(spec_file)
+    code, _, err = run(monkeypatch, capsys, "distill", "--arch", str(spec_file), "--teacher", str(teacher_dir),
+                       "--task", str(task_file), "--max-length", "16", "--cache-dir", str(cache_dir),
+                       "--out", str(tmp_path / "run"), "--quiet")
+    _one_line_error(code, err, "--max-length 16 is more than the 8 positions of the student")
     assert not (tmp_path / "run").exists()

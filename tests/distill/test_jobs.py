@@ -48,7 +48,7 @@ def test_distillation_writes_a_loadable_student(teacher_dir, task_file, cache_di
     assert result.metrics["dev"]["accuracy"] > 0.7
     imported = import_checkpoint(result.model_dir)
     assert imported.spec == SPEC and imported.num_labels == 2
-    tokenizer = load_tokenizer(result.model_dir)
+    tokenizer = load_tokenizer(result.model_dir, imported.spec, 16)
     batch = tokenizer(["the film was great"], return_tensors="pt")
     assert imported.model(batch["input_ids"], batch["attention_mask"])[0].shape == (1, 2)
 
@@ -126,7 +126,7 @@ def test_corpus_packing_and_errors(tmp_path, minilm_dir):
     (tmp_path / "a.txt").write_text("first line of text\n\nsecond line\n" + "word " * 40 + "\n", encoding="utf-8")
     lines = read_lines(corpus_files([tmp_path]))
     assert len(lines) == 3
-    corpus = pack(lines, load_tokenizer(minilm_dir), max_length=16)
+    corpus = pack(lines, load_tokenizer(minilm_dir, import_checkpoint(minilm_dir).spec, 16), max_length=16)
     assert all(len(s) <= 16 for s in corpus.sequences) and corpus.sequences[0][0] == 101
     assert sum(len(s) - 2 for s in corpus.sequences) == 4 + 2 + 40
     (tmp_path / "b.txt").write_bytes(b"fine\nbad \xff byte\n")

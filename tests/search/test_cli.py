@@ -58,6 +58,9 @@ def test_search_writes_the_front_and_resumes(monkeypatch, capsys, tmp_path, spac
     (("--objectives", "params,joules"), "objectives ['params', 'joules']"),
     (("--storage", "postgresql://me:hunter2@127.0.0.1:1/db"), "cannot open the study storage postgresql://me:***@"),
     (("--time-budget", "soon"), "--time-budget 'soon'"),
+    (("--storage", "sqlite:///:memory:"), "--storage sqlite:///:memory:: an in-memory database cannot be shared"),
+    (("--storage", "sqlite://"), "use a file such as sqlite:///study.db, or omit --storage"),
+    (("--max-length", "100"), "--max-length 100 is more than the 64 positions of"),
 ])
 def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path, space_file, teacher_dir, task_file,
                                          cache_dir, extra, message):

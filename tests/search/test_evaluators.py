@@ -23,7 +23,7 @@ def setup(tmp_path_factory, teacher_dir, task_file, cache_dir):
     sub-network is the (reordered) teacher."""
     task = resolve_task(task_file)
     teacher = load_teacher(teacher_dir, task).eval()
-    data = load_task_data(task, load_tokenizer(teacher_dir), data_dir=None, max_length=16, cache_dir=cache_dir)
+    data = load_task_data(task, load_tokenizer(teacher_dir, teacher.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir)
     job = SupernetJob(SearchSpace.from_dict(SPACE), teacher_dir, task, run_dir=tmp_path_factory.mktemp("sn"),
                       config=TrainConfig(steps=1, lr=1e-9, batch_size=8), max_length=16, cache_dir=cache_dir,
                       progress=False)

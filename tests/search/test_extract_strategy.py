@@ -234,7 +234,7 @@ def test_a_bad_pretraining_corpus_exits_2(monkeypatch, capsys, tmp_path, teacher
     arch = tmp_path / "arch.json"
     arch.write_text(tiny_spec(layers=1, hidden=24, heads=2).to_json())
     code, _, err = run(monkeypatch, capsys, "pretrain", "--arch", str(arch), "--teacher", str(teacher_dir), "--corpus",
-                       str(corpus), "--out", str(tmp_path / "pre"), "--steps", "2", "--quiet")
+                       str(corpus), "--out", str(tmp_path / "pre"), "--steps", "2", "--max-length", "16", "--quiet")
     assert code == 2 and message in err and str(corpus) in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "pre" / "model").exists()
 

@@ -87,7 +87,7 @@ def test_every_round_and_baseline_is_in_the_study(pruned):
 def test_saved_round_model_is_the_recorded_one(pruned, teacher_dir, task_file, cache_dir):
     task = resolve_task(task_file)
     model = load_teacher(pruned / "prune" / "round-2" / "model", task)
-    data = load_task_data(task, load_tokenizer(teacher_dir), data_dir=None, max_length=16, cache_dir=cache_dir)
+    data = load_task_data(task, load_tokenizer(teacher_dir, model.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir)
     info = json.loads((pruned / "prune" / "round-2" / "round.json").read_text())
     assert model.encoder.spec.to_dict() == info["spec"]
     assert evaluate(model, data, "dev") == pytest.approx(info["metrics"])

@@ -155,7 +155,7 @@ def test_the_sparsity_penalty_pulls_the_gates_down(teacher_dir, task_file, cache
 
     task = resolve_task(task_file)
     teacher = load_teacher(teacher_dir, task).eval()
-    data = load_task_data(task, load_tokenizer(teacher_dir), data_dir=None, max_length=16, cache_dir=cache_dir)
+    data = load_task_data(task, load_tokenizer(teacher_dir, teacher.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir)
     cost = cost_function("params")
     remaining = {}
     for gamma in (0.0, 5.0):

@@ -127,7 +127,7 @@ def test_untrained_supernet_largest_is_the_teacher(teacher_dir, task_file, cache
 
     task = resolve_task(task_file)
     teacher = load_teacher(teacher_dir, task).eval()
-    data = load_task_data(task, load_tokenizer(teacher_dir), data_dir=None, max_length=16, cache_dir=cache_dir)
+    data = load_task_data(task, load_tokenizer(teacher_dir, teacher.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir)
     ids, mask = batch()
     with torch.no_grad():
         before, _ = teacher(ids, mask)

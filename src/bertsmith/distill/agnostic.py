@@ -206,12 +206,14 @@ def pretrain_student(
     """Distil a fresh student of shape ``spec`` from ``teacher`` on raw text with a recipe
     (``auto``: ``bort`` when the teacher has a masked-LM head, else ``relations``). Writes
     ``RUN_DIR/model``: the student encoder (with its MLM head under ``bort``) and the tokenizer."""
+    from ..files import writable_dir
     from ..hf.checkpoint import import_checkpoint
     from ..hf.export import export_pretrained
     from ..modeling import BertsmithForMaskedLM, BertsmithModel
-    from .task import check_vocab, digest, load_tokenizer
+    from .task import check_max_length, check_vocab, digest, load_tokenizer
     from .teacher import model_directory
 
+    writable_dir(run_dir)
     source = model_directory(teacher)
     imported = import_checkpoint(source)
     has_mlm = isinstance(imported.model, BertsmithForMaskedLM)
@@ -226,9 +228,9 @@ def pretrain_student(
     teacher_model = imported.model if recipe == "bort" else (
         imported.model.encoder if not isinstance(imported.model, BertsmithModel) else imported.model
     )
-    tokenizer = load_tokenizer(source)
-    check_vocab(tokenizer, imported.spec, source)
+    tokenizer = load_tokenizer(source, imported.spec, max_length)
     check_vocab(tokenizer, spec, "the student spec")
+    check_max_length(max_length, spec, "the student", "embeddings.max_positions of its spec")
     files = corpus_files(list(corpus))
     packed = pack(read_lines(files), tokenizer, max_length)
 

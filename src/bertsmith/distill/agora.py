@@ -235,8 +235,9 @@ def agora_on_task(
     then the chosen model evaluated on dev (and test where labeled). The task teacher is the
     reference model that labels the generated points. Writes ``RUN_DIR/model`` and ``result.json``."""
     from ..cost import encoder_params, params
+    from ..files import writable_dir
     from ..hf.export import export_pretrained
-    from .task import DistillResult, check_vocab, evaluate, load_task_data, load_tokenizer, start_student
+    from .task import DistillResult, evaluate, load_task_data, load_tokenizer, start_student
     from .teacher import load_teacher
 
     if init is not None and init_from_teacher:
@@ -245,9 +246,9 @@ def agora_on_task(
         raise ConfigError(f"agora: copies = {copies}, rate = {rate}: expected copies ≥ 0 and rate in (0, 1]")
     configs = load_sets(sets, config)
     run_dir = Path(run_dir)
-    tokenizer = load_tokenizer(teacher_dir)
+    writable_dir(run_dir)
     teacher = load_teacher(teacher_dir, task)
-    check_vocab(tokenizer, teacher.encoder.spec, teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir, teacher.encoder.spec, max_length)
     data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
     rest, validation, held = carve(data.splits["train"], validation_fraction, seed=config.seed)
 

@@ -21,6 +21,7 @@ from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
 from ..device import compute_device
 from ..errors import CheckpointError, ConfigError, DataError
+from ..files import writable_dir
 from ..data import Encoded, Task, collate, compute_metrics, encode_split, length_grouped_batches, load_split
 from ..data.augment import perturbed_copies
 from ..data.tokenize import cache_root
@@ -32,17 +33,38 @@ EVAL_BATCH = 64
 IMPORTANCE_EXAMPLES = 512  # train examples that score the teacher's units before slicing (bertsmith's choice)
 
 
-def load_tokenizer(directory: str | os.PathLike):
-    """The tokenizer saved with a checkpoint directory (never downloaded). A trust_remote_code export
-    (config.json with ``auto_map``) keeps a stock tokenizer, named in tokenizer_config.json: its model
-    config is not read, since transformers would first ask whether to run the export's code."""
+def load_tokenizer(directory: str | os.PathLike, spec: ArchSpec | None = None, max_length: int | None = None):
+    """The tokenizer saved with the checkpoint ``directory`` of a model of shape ``spec`` (never
+    downloaded), for inputs of up to ``max_length`` tokens. A directory without tokenizer files is
+    refused: transformers would build one of five special tokens from nothing, every word would
+    become [UNK], and the model would silently train and score on garbage. So is a vocabulary far
+    smaller (under half) or larger than the model's embedding rows, and a ``max_length`` beyond its
+    positions (both checked where ``spec`` is given). A trust_remote_code export (config.json with
+    ``auto_map``) keeps a stock tokenizer, named in tokenizer_config.json: its model config is not
+    read, since transformers would first ask whether to run the export's code."""
     from transformers import AutoTokenizer, PretrainedConfig
 
+    from ..hf.export import TOKENIZER_FILES
+
+    if not any((Path(directory) / name).is_file() for name in TOKENIZER_FILES):
+        raise CheckpointError(f"{directory}: no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); copy those of "
+                              "the checkpoint it was trained from into it, or pass a directory that has them")
     config = PretrainedConfig() if _remote_code(Path(directory)) else None
     try:
-        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True, config=config)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, config=config)
     except (OSError, ValueError, TypeError) as e:
         raise CheckpointError(f"{directory}: no usable tokenizer files: {str(e).splitlines()[0]}") from e
+    if spec is None:
+        return tokenizer
+    rows = spec.embeddings.vocab_size
+    if 2 * len(tokenizer) < rows:
+        raise CheckpointError(f"{directory}: the tokenizer has {len(tokenizer)} tokens for the model's {rows} embedding "
+                              "rows: its tokenizer files are incomplete; copy those of the checkpoint it was trained "
+                              "from into it")
+    check_vocab(tokenizer, spec, directory)
+    if max_length is not None:
+        check_max_length(max_length, spec, str(directory), f"max_positions in {Path(directory) / 'config.json'}")
+    return tokenizer
 
 
 def _remote_code(directory: Path) -> bool:
@@ -60,6 +82,16 @@ def check_vocab(tokenizer, spec: ArchSpec, model_dir: str | os.PathLike) -> None
             f"{model_dir}: vocab_size = {spec.embeddings.vocab_size}, but the tokenizer "
             f"({getattr(tokenizer, 'name_or_path', '?')}) has {n} tokens: the model and the data's tokenizer do not match"
         )
+
+
+def check_max_length(max_length: int, spec: ArchSpec, model: str, where: str, option: str = "--max-length") -> None:
+    """Refuse inputs longer than ``spec``'s position embeddings cover before any work: they would
+    stop training midway with an IndexError. ``model`` and ``where`` name the model and its setting,
+    ``option`` the user's setting of the length."""
+    limit = spec.embeddings.max_tokens
+    if max_length > limit:
+        raise ConfigError(f"{option} {max_length} is more than the {limit} positions of {model} ({where}); "
+                          f"use {limit} or less")
 
 
 @dataclass
@@ -232,6 +264,8 @@ def start_student(spec: ArchSpec | None, data: TaskData, teacher: torch.nn.Modul
         start = import_checkpoint(init, head="base")
         spec = start.spec
     check_vocab(data.tokenizer, spec, init or "the student spec")
+    check_max_length(data.max_length, spec, str(init) if init else "the student",
+                     f"max_positions in {Path(init) / 'config.json'}" if init else "embeddings.max_positions of its spec")
     student = BertsmithForSequenceClassification(spec, num_labels=data.task.num_labels)
     if init is not None:
         student.encoder.load_state_dict(start.model.state_dict())
@@ -277,6 +311,7 @@ def distill_on_task(
     ``augment``: train on the train split plus this many perturbed copies of it (``data.augment``).
     Writes ``RUN_DIR/model`` (Hugging Face directory of the best student) and ``result.json``."""
     from ..cost import encoder_params, params
+    from ..hf.checkpoint import import_checkpoint
     from ..hf.export import export_pretrained
     from .objectives import TaskObjective
     from .teacher import load_teacher
@@ -284,10 +319,10 @@ def distill_on_task(
     if init is not None and init_from_teacher:
         raise ConfigError("--init and --init-from-teacher: choose one starting point for the student")
     run_dir = Path(run_dir)
-    tokenizer = load_tokenizer(teacher_dir)
+    writable_dir(run_dir)
     teacher = load_teacher(teacher_dir, task) if losses.needs_teacher or init_from_teacher else None
-    if teacher is not None:
-        check_vocab(tokenizer, teacher.encoder.spec, teacher_dir)
+    teacher_spec = teacher.encoder.spec if teacher is not None else import_checkpoint(teacher_dir).spec
+    tokenizer = load_tokenizer(teacher_dir, teacher_spec, max_length)
     data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
 
     student = start_student(spec, data, teacher, init=init, init_from_teacher=init_from_teacher, seed=config.seed)

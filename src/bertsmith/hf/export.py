@@ -30,6 +30,7 @@ import torch
 from .. import __version__
 from ..arch import ArchSpec
 from ..errors import CheckpointError, ConfigError
+from ..files import dir_mode, publish, writing
 from ..modeling import BertsmithForMaskedLM, BertsmithForSequenceClassification, BertsmithModel
 from . import mapping
 from .checkpoint import ImportedModel
@@ -132,6 +133,7 @@ def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 
     # Fresh contiguous copies: no two tensors may share storage in a safetensors file.
     save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+    publish(path)  # save_file writes it private
 
 
 def _write_stock(tmp: Path, kind: str, spec: ArchSpec, head: str, num_labels, state, names: dict) -> None:
@@ -216,33 +218,33 @@ def modeling_files() -> list[Path]:
 
 @contextlib.contextmanager
 def _staging(out_dir: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces ``out_dir`` by renames."""
+    """Yield a temporary sibling directory; on success it replaces ``out_dir`` by renames. An OSError
+    (a full disk, a read-only directory) is an ``OutputError`` naming ``out_dir``."""
     out_dir = Path(os.path.abspath(out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise CheckpointError(f"{out_dir}: exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "config.json").exists():
         raise CheckpointError(f"{out_dir}: exists, is not empty and holds no config.json; not replacing it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private
-        if out_dir.exists():
-            old = tmp.with_suffix(".old")
-            os.rename(out_dir, old)
-            try:
+    with writing(out_dir):
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+        try:
+            yield tmp
+            os.chmod(tmp, dir_mode())  # mkdtemp makes it private
+            if out_dir.exists():
+                old = tmp.with_suffix(".old")
+                os.rename(out_dir, old)
+                try:
+                    os.rename(tmp, out_dir)
+                except BaseException:
+                    os.rename(old, out_dir)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
                 os.rename(tmp, out_dir)
-            except BaseException:
-                os.rename(old, out_dir)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---- ONNX -------------------------------------------------------------------------------------
@@ -304,26 +306,27 @@ def export_onnx(model, path: str | os.PathLike, *, seq_len: int = 128) -> None:
     batch_dim = torch.export.Dim("batch")
     seq_dim = torch.export.Dim("sequence", max=spec.embeddings.max_positions)
     dynamic = {name: {0: batch_dim, 1: seq_dim} for name in graph.input_names()}
-    path.parent.mkdir(parents=True, exist_ok=True)
     was_training = module.training
     module.eval()
     try:
-        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
-            target = Path(tmp) / path.name
-            with quiet_exporter(), torch.no_grad():
-                torch.onnx.export(
-                    graph,
-                    example,
-                    str(target),
-                    input_names=graph.input_names(),
-                    output_names=graph.output_names(),
-                    dynamic_shapes=dynamic,
-                    dynamo=True,
-                    external_data=_param_bytes(module) > 1 << 30,  # one file unless near protobuf's 2 GiB
-                    verbose=False,
-                )
-            for produced in Path(tmp).iterdir():  # the model, and external data for large models
-                os.replace(produced, path.parent / produced.name)
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+                target = Path(tmp) / path.name
+                with quiet_exporter(), torch.no_grad():
+                    torch.onnx.export(
+                        graph,
+                        example,
+                        str(target),
+                        input_names=graph.input_names(),
+                        output_names=graph.output_names(),
+                        dynamic_shapes=dynamic,
+                        dynamo=True,
+                        external_data=_param_bytes(module) > 1 << 30,  # one file unless near protobuf's 2 GiB
+                        verbose=False,
+                    )
+                for produced in Path(tmp).iterdir():  # the model, and external data for large models
+                    os.replace(produced, path.parent / produced.name)
     finally:
         module.train(was_training)
 

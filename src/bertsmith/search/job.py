@@ -23,13 +23,14 @@ from ..data import Task
 from ..distill.objectives import LossConfig
 from ..distill.trainer import TrainConfig
 from ..errors import ConfigError
+from ..files import writable_dir
 from ..predictor import LatencyPredictor
 from .budget import Budget
 from .costs import CostModel, calibrate
 from .evaluators import DistillEvaluator, Evaluator, SliceEvaluator
 from .loop import SearchResult, check_settings, run_search
 from .space import SearchSpace
-from .study import HEARTBEAT
+from .study import HEARTBEAT, check_storage
 from .supernet import SupernetJob, SupernetResult
 
 EVALUATORS = ("slice", "short", "full")
@@ -136,7 +137,7 @@ def train_supernet_job(s: SearchSettings) -> SupernetResult:
 
 def run_search_job(s: SearchSettings) -> SearchResult:
     from ..data import resolve_task
-    from ..distill.task import files_digest, load_task_data, load_tokenizer
+    from ..distill.task import check_max_length, files_digest, load_task_data, load_tokenizer
     from ..distill.teacher import load_teacher
 
     distributed.refuse("bertsmith search", "train the supernet alone under the launcher (--supernet-only), then "
@@ -158,12 +159,18 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     if not spaceless and s.space is None:
         raise ConfigError(f"--space: strategy {s.strategy!r} needs a search space file")
     check_settings(s.objectives, s.trials, s.time_budget, s.strategy, _strategy_options(s))
+    if s.storage is not None:
+        check_storage(s.storage)  # before the teacher and the data are loaded
     space = SearchSpace.load(s.space) if s.space is not None else None
     budget = effective_budget(space, s.budget)
     task: Task = resolve_task(s.task)
     run_dir = Path(s.run_dir)
+    writable_dir(run_dir)
     teacher = load_teacher(s.teacher, task)
-    tokenizer = load_tokenizer(s.teacher)
+    tokenizer = load_tokenizer(s.teacher, teacher.encoder.spec, s.max_length)
+    if space is not None:
+        check_max_length(s.max_length, space.extreme(largest=True), "the search space's architectures",
+                         f"embeddings.max_positions in {s.space}")
     data = load_task_data(task, tokenizer, data_dir=s.data_dir, max_length=s.max_length, cache_dir=s.cache_dir,
                           splits=("train", "dev"))
     if s.strategy == "progressive":

@@ -95,7 +95,7 @@ def _identity_of(study: optuna.Study) -> dict[str, Any]:
 def open_storage(url: str, *, heartbeat: int = HEARTBEAT) -> optuna.storages.RDBStorage:
     """The storage behind ``url`` (a sqlite file's directory is created), with trial heartbeats every
     ``heartbeat`` seconds; ``ConfigError`` naming the URL, its password masked, when it cannot be
-    opened or reached (a server gets ``CONNECT_TIMEOUT`` seconds).
+    opened or reached (a server gets ``CONNECT_TIMEOUT`` seconds), or is in memory (``check_storage``).
 
     A sqlite file runs in WAL mode with ``synchronous=NORMAL``: a trial writes one row per user attr,
     and a full sync of each (milliseconds) would cost more than a small evaluation. A killed search
@@ -105,7 +105,8 @@ def open_storage(url: str, *, heartbeat: int = HEARTBEAT) -> optuna.storages.RDB
     try:
         parsed = sqlalchemy.engine.make_url(url)
         sqlite = parsed.get_backend_name() == "sqlite"
-        if sqlite and parsed.database and parsed.database != ":memory:":
+        check_storage(url)
+        if sqlite:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             with closing(sqlite3.connect(parsed.database)) as connection:  # before optuna creates its tables
                 connection.execute("PRAGMA journal_mode=WAL")
@@ -131,6 +132,18 @@ def open_storage(url: str, *, heartbeat: int = HEARTBEAT) -> optuna.storages.RDB
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_sync)
         storage.engine.dispose()  # connections made from now on sync less
     return storage
+
+
+def check_storage(url: str) -> None:
+    """Refuse an in-memory SQLite URL: every connection would see its own empty database, so workers
+    could not share the study and a rerun could not resume it."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return  # open_storage names the malformed URL
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigError(f"--storage {url}: an in-memory database cannot be shared by workers or resumed; use "
+                          "a file such as sqlite:///study.db, or omit --storage")
 
 
 def _sqlite_sync(connection: Any, _record: Any) -> None:

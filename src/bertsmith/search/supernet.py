@@ -263,7 +263,7 @@ class SupernetJob:
         return None
 
     def _train(self) -> SupernetResult:
-        from ..distill.task import check_vocab, evaluate, load_task_data, load_tokenizer, reorder_by_importance, \
+        from ..distill.task import check_max_length, evaluate, load_task_data, load_tokenizer, reorder_by_importance, \
             train_on_task
         from ..distill.teacher import load_teacher
 
@@ -272,9 +272,10 @@ class SupernetJob:
             shutil.rmtree(run_dir / "training", ignore_errors=True)  # the finished training of another supernet
         distributed.barrier()
 
-        tokenizer = load_tokenizer(self.teacher_dir)
         teacher = load_teacher(self.teacher_dir, task)
-        check_vocab(tokenizer, teacher.encoder.spec, self.teacher_dir)
+        tokenizer = load_tokenizer(self.teacher_dir, teacher.encoder.spec, self.max_length)
+        check_max_length(self.max_length, self.space.extreme(largest=True), "the search space's architectures",
+                         "its embeddings.max_positions")
         data = load_task_data(task, tokenizer, data_dir=self.data_dir, max_length=self.max_length,
                               cache_dir=self.cache_dir)
         torch.manual_seed(config.seed)
