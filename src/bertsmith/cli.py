@@ -214,10 +214,15 @@ def export(
                                            "fusions and dynamic int8 quantization; implies --onnx)."),
     per_tensor: bool = typer.Option(False, "--per-tensor", help="One int8 scale per weight matrix (default: per "
                                     "output channel)."),
+    prune_vocab: Optional[list[Path]] = typer.Option(None, "--prune-vocab", help="Keep only the word pieces these "
+                                                     "texts use (repeatable: a .txt file of one text per line, or "
+                                                     "CSV/TSV/JSONL with text columns; include the task's train file)."),
     seq: int = typer.Option(128, "--seq", help="Example sequence length for the ONNX trace."),
 ) -> None:
     """Re-export a checkpoint: a stock transformers directory where the shape allows, else a
     trust_remote_code directory; optionally ONNX, verified under onnxruntime, and its int8 twin."""
+    import tempfile
+
     from .files import writable_dir
     from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
     from .hf.deploy import check_scheme, quantize_onnx
@@ -231,8 +236,14 @@ def export(
     src = Path(imported.directory)
     has_tokenizer = any((src / name).is_file() for name in TOKENIZER_FILES)
     if not has_tokenizer:
+        if prune_vocab:
+            raise ConfigError(f"--prune-vocab: {src} has no tokenizer files to prune")
         console.print(f"note: {src} has no tokenizer files; exporting the model alone")
-    kind = export_pretrained(imported, out_dir, tokenizer_dir=src if has_tokenizer else None)
+    with tempfile.TemporaryDirectory() as pruned_tokenizer:
+        if prune_vocab:
+            imported = _pruned(imported, src, prune_vocab, Path(pruned_tokenizer))
+        kind = export_pretrained(imported, out_dir, tokenizer_dir=pruned_tokenizer if prune_vocab else
+                                 src if has_tokenizer else None)
     console.print(f"wrote {out_dir} ({'stock transformers ' + kind if kind != 'remote' else 'trust_remote_code'})")
     if onnx:
         path = out_dir / "model.onnx"
@@ -247,6 +258,33 @@ def export(
             diff = onnx_max_abs_diff(imported.model, int8, random_batch(imported.spec.embeddings.vocab_size, 2, seq))
         console.print(f"wrote {int8} (max abs diff {diff:.2e} from PyTorch on random tokens; its task accuracy is "
                       "measured by `bertsmith run`)")
+
+
+def _pruned(imported, src: Path, corpora: list[Path], tokenizer_out: Path):
+    """``imported`` with the vocabulary its corpora use (``hf.vocab``), its tokenizer in ``tokenizer_out``."""
+    import itertools
+
+    from .errors import DataError
+    from .hf.vocab import kept_ids, prune_vocab
+    from .inference import file_texts
+
+    def texts(path: Path):
+        if not path.is_file():
+            raise DataError(f"--prune-vocab {path}: no such file")
+        if path.suffix.lower() == ".txt":
+            with open(path, encoding="utf-8", errors="strict") as f:
+                try:
+                    yield from ((line.rstrip("\n"), None) for line in f if line.strip())
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path}: not UTF-8 text ({e.reason})") from None
+        else:
+            yield from file_texts(path)
+
+    with console.status("counting the word pieces of the corpus"):
+        keep = kept_ids(src, itertools.chain.from_iterable(texts(p) for p in corpora))
+        pruned = prune_vocab(imported, src, keep, tokenizer_out)
+    console.print(f"vocabulary: kept {len(keep):,} of {imported.spec.embeddings.vocab_size:,} word pieces")
+    return pruned
 
 
 # ---- tasks, teachers, distillation ------------------------------------------------------------

@@ -22,6 +22,28 @@ BATCHES = (1, 32)
 FP32_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
 
 
+def assess(directory: Path, teacher_dir: str | Path, data, torch_metrics: dict[str, dict[str, float]], metric: str,
+           *, max_drop: float, seq_len: int, rounds: int = 3) -> dict:
+    """The export in ``directory`` (``model.onnx`` and ``model.int8.onnx``) scored on ``data``'s
+    labelled dev and test splits by the run's own evaluation code, against the PyTorch model's
+    ``torch_metrics``; the recommended file (``recommend``); and the four latencies next to the
+    teacher in ``teacher_dir`` (``measure_latencies``)."""
+    from .distill.task import evaluate
+    from .hf import import_checkpoint
+    from .hf.deploy import OnnxClassifier
+
+    splits = [split for split in ("dev", "test") if data.labeled(split)]
+    metrics = {"torch": {split: torch_metrics[split] for split in splits}}
+    for name, file in (("onnx", FP32_FILE), ("int8", INT8_FILE)):
+        model = OnnxClassifier(directory / file)
+        metrics[name] = {split: evaluate(model, data, split) for split in splits}
+    verdict = recommend(metrics["torch"], metrics["int8"], metric, max_drop)
+    latency = measure_latencies(import_checkpoint(teacher_dir).model, import_checkpoint(directory).model, directory,
+                                seq_len=seq_len, rounds=rounds)
+    return {**verdict, "metrics": metrics, "latency_ms": latency, "seq_len": seq_len,
+            "threads": torch.get_num_threads(), "rounds": rounds}
+
+
 def measure_latencies(teacher: torch.nn.Module, student: torch.nn.Module, directory: Path, *, seq_len: int,
                       batches: tuple[int, ...] = BATCHES, rounds: int = 3) -> dict[str, dict[str, float]]:
     """Median milliseconds per call of each of ``ARMS`` at each batch size and ``seq_len`` tokens:

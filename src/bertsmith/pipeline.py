@@ -525,27 +525,12 @@ class _Run:
                             labels=self.task.labels, deploy=lambda directory: self._deployment(directory, teacher, chosen))
 
     def _deployment(self, directory: Path, teacher: dict, chosen: dict) -> dict:
-        """The int8 file scored by the run's own evaluation code against the fp32 model (in PyTorch and
-        ONNX Runtime), the four latencies, and the recommended file (``deployment.recommend``)."""
-        import torch
-
-        from .deployment import FP32_FILE, INT8_FILE, measure_latencies, recommend
-        from .distill.task import evaluate
-        from .hf import import_checkpoint
-        from .hf.deploy import OnnxClassifier
+        """``deployment.assess`` of the export in ``directory`` on the run's own data and evaluation."""
+        from .deployment import assess
 
         data = self._eval_data(Path(teacher["directory"]), ArchSpec.from_dict(teacher["spec"]))
-        splits = [split for split in ("dev", "test") if data.labeled(split)]
-        metrics = {"torch": {split: chosen["metrics"][split] for split in splits}}
-        for name, file in (("onnx", FP32_FILE), ("int8", INT8_FILE)):
-            model = OnnxClassifier(directory / file)
-            metrics[name] = {split: evaluate(model, data, split) for split in splits}
-        verdict = recommend(metrics["torch"], metrics["int8"], self.task.main_metric, self.config.export.int8_max_drop)
-        seq_len = self.config.budget.seq_len
-        latency = measure_latencies(import_checkpoint(teacher["directory"]).model,
-                                    import_checkpoint(directory).model, directory, seq_len=seq_len)
-        return {**verdict, "metrics": metrics, "latency_ms": latency, "seq_len": seq_len,
-                "threads": torch.get_num_threads()}
+        return assess(directory, teacher["directory"], data, chosen["metrics"], self.task.main_metric,
+                      max_drop=self.config.export.int8_max_drop, seq_len=self.config.budget.seq_len)
 
 
 def finalist_schedule(finalists: FinalistsConfig, seed: int, train_size: int, *, bf16: bool = False) -> TrainConfig:

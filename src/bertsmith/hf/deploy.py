@@ -18,6 +18,7 @@ The result is an ORT-only file (it uses ``com.microsoft`` operators); ``model.on
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -91,7 +92,12 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, *, per_channel
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as tmp:
         optimized, quantized = Path(tmp) / "optimized.onnx", Path(tmp) / dst.name
         counts = optimize_onnx(src, optimized)
-        quantize_dynamic(optimized, quantized, weight_type=QuantType.QInt8, per_channel=per_channel)
+        root = logging.getLogger()
+        level, root.level = root.level, logging.ERROR  # its advice to pre-process applies to CNNs, not here
+        try:
+            quantize_dynamic(optimized, quantized, weight_type=QuantType.QInt8, per_channel=per_channel)
+        finally:
+            root.setLevel(level)
         os.replace(quantized, dst)
     return counts
 
