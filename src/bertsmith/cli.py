@@ -761,6 +761,13 @@ def _print_run(results: dict) -> None:
     drops = ", ".join(f"{s} {-v[f'{s}_drop_points']:+.2f} points" for s in ("dev", "test") if f"{s}_drop_points" in v)
     console.print(f"chosen: {v['params_ratio']:.2f}× fewer non-embedding parameters, {v['speedup']:.2f}× faster, "
                   f"{drops} vs the teacher; export: {results['export']['directory']}")
+    d = results["export"].get("deployment")
+    if d is not None:
+        b1 = d["latency_ms"]["batch 1"]
+        console.print(f"deployment: {d['recommended']} recommended; int8 under onnxruntime "
+                      f"{b1['teacher_torch'] / b1['student_int8']:.2f}× faster than the teacher in PyTorch at batch 1 "
+                      f"({b1['student_int8']:.2f} ms), " + ", ".join(f"{s} {c:+.2f}" for s, c in d["change_points"].items())
+                      + " points against fp32", markup=False, highlight=False)
     q = results["quality"]
     if q.get("baseline"):
         console.print(f"baseline: {q['baseline']}", markup=False, highlight=False)
