@@ -13,6 +13,8 @@ length, over ``--rounds`` rounds (medians). It prints and records in
 ``bench/results/deployment-<task>.json`` those figures with the speed-up over the teacher, every file's
 size, CPU steal over the measurement and the peak resident memory.
 
+With ``--fp16`` it also exports the model with half-precision safetensors weights (``bertsmith export
+--fp16``) to ``WORK/<task>/fp16`` and scores it (loaded back into fp32, as bertsmith does) on dev and test.
 With ``--prune-vocab`` it also exports the model with the vocabulary of the task's train split only
 (``bertsmith export --prune-vocab``) to ``WORK/<task>/pruned`` and scores that on dev and test, with
 its own (pruned) tokenizer, against the full model.
@@ -53,6 +55,21 @@ def steal() -> float:
     return float(fields[8]) if len(fields) > 8 else 0.0
 
 
+def half_precision(directory: Path, out: Path, results: dict, data) -> dict:
+    """The export with fp16 weights, its files and its dev/test metrics against the full model's."""
+    from bertsmith.distill.task import evaluate
+    from bertsmith.hf import export_pretrained, import_checkpoint
+
+    export_pretrained(import_checkpoint(directory), out, tokenizer_dir=directory, dtype=torch.float16)
+    model = import_checkpoint(out).model
+    metrics = {split: evaluate(model, data, split) for split in ("dev", "test") if data.labeled(split)}
+    metric, full = results["metric"], results["chosen"]["metrics"]
+    change = {split: 100 * (m[metric] - full[split][metric]) for split, m in metrics.items()}
+    size = round((out / "model.safetensors").stat().st_size / 1e6, 2)
+    print(f"fp16 weights: model.safetensors {size} MB; change (points) {change}")
+    return {"metrics": metrics, "change_points": change, "safetensors_mb": size}
+
+
 def pruned_vocabulary(task, directory: Path, out: Path, results: dict, config, cache_dir) -> dict:
     """The export with the train split's vocabulary only, its files and its dev/test metrics (its own
     tokenizer) against the full model's."""
@@ -89,6 +106,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="tokenized data (default $BERTSMITH_CACHE)")
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/deployment-<task>.json")
     parser.add_argument("--prune-vocab", action="store_true", help="also measure vocabulary pruning")
+    parser.add_argument("--fp16", action="store_true", help="also measure fp16 safetensors weights")
     args = parser.parse_args()
 
     results = json.loads((args.run_dir / "results.json").read_text())
@@ -131,6 +149,8 @@ def main() -> None:
     print(f"int8 change (points): {d['change_points']}; recommended: {d['recommended']}")
     print("files: " + ", ".join(f"{n} {mb} MB" for n, mb in record["files_mb"].items() if mb >= 0.1))
     print(f"{seconds:.0f} s, steal {stolen:.1f} s, peak RSS {peak.gb:.2f} GB")
+    if args.fp16:
+        record["fp16"] = half_precision(directory, args.work / name / "fp16", results, data)
     if args.prune_vocab:
         record["pruned"] = pruned_vocabulary(task, directory, args.work / name / "pruned", results, config,
                                              args.cache_dir)

@@ -411,3 +411,26 @@ def test_export_refuses_to_replace_a_foreign_directory(tmp_path):
     with pytest.raises(CheckpointError, match="not replacing"):
         export_pretrained(build(_bert_spec(), "base"), tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("head", ["classification", "mlm"])
+def test_an_fp16_export_halves_the_weights_and_loads_back_close(head, tmp_path):
+    from safetensors import safe_open
+
+    spec = tiny_spec("mhsa", "dense", True)
+    model = build(spec, head)
+    export_pretrained(model, tmp_path / "fp32")
+    export_pretrained(model, tmp_path / "fp16", dtype=torch.float16)
+    with safe_open(str(tmp_path / "fp16" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+        names = set(f.keys())
+    with safe_open(str(tmp_path / "fp32" / "model.safetensors"), "pt") as f:
+        assert set(f.keys()) == names  # a tied decoder stays tied (not written twice)
+    assert json.loads((tmp_path / "fp16" / "config.json").read_text())["dtype"] == "float16"
+    sizes = [(tmp_path / d / "model.safetensors").stat().st_size for d in ("fp32", "fp16")]
+    assert sizes[1] < 0.55 * sizes[0]
+    back = import_checkpoint(tmp_path / "fp16").model
+    assert next(back.parameters()).dtype == torch.float32  # bertsmith computes in fp32
+    ids, mask = batch(spec)
+    expected, got = outputs(model, ids, mask), outputs(back, ids, mask)
+    assert 0 < max_diff(expected, got) < 1e-2  # rounded to half precision, not more

@@ -217,11 +217,15 @@ def export(
     prune_vocab: Optional[list[Path]] = typer.Option(None, "--prune-vocab", help="Keep only the word pieces these "
                                                      "texts use (repeatable: a .txt file of one text per line, or "
                                                      "CSV/TSV/JSONL with text columns; include the task's train file)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Store the safetensors weights in half precision (half the "
+                              "size; the ONNX files stay fp32/int8)."),
     seq: int = typer.Option(128, "--seq", help="Example sequence length for the ONNX trace."),
 ) -> None:
     """Re-export a checkpoint: a stock transformers directory where the shape allows, else a
     trust_remote_code directory; optionally ONNX, verified under onnxruntime, and its int8 twin."""
     import tempfile
+
+    import torch
 
     from .files import writable_dir
     from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
@@ -243,7 +247,7 @@ def export(
         if prune_vocab:
             imported = _pruned(imported, src, prune_vocab, Path(pruned_tokenizer))
         kind = export_pretrained(imported, out_dir, tokenizer_dir=pruned_tokenizer if prune_vocab else
-                                 src if has_tokenizer else None)
+                                 src if has_tokenizer else None, dtype=torch.float16 if fp16 else None)
     console.print(f"wrote {out_dir} ({'stock transformers ' + kind if kind != 'remote' else 'trust_remote_code'})")
     if onnx:
         path = out_dir / "model.onnx"

@@ -83,17 +83,20 @@ def describe(model) -> tuple[torch.nn.Module, str, ArchSpec, int | None]:
 
 # ---- Hugging Face directories -----------------------------------------------------------------
 def export_pretrained(model, out_dir: str | os.PathLike, *, tokenizer_dir: str | os.PathLike | None = None,
-                      labels: Sequence[str] | None = None) -> str:
+                      labels: Sequence[str] | None = None, dtype: torch.dtype | None = None) -> str:
     """Write ``model`` as a Hugging Face directory; return the kind written: "bert" or "convbert"
     (stock transformers classes load it) or "remote" (``trust_remote_code=True``). Tokenizer files
     found in ``tokenizer_dir`` are copied along. A classifier's class names (``labels``, else those
     an imported checkpoint carried) go into config.json's ``id2label``/``label2id``, so pipelines
-    answer with them. Replaces an earlier export at ``out_dir``."""
+    answer with them. ``dtype`` (e.g. ``torch.float16``) stores the floating-point weights in that
+    precision (config.json's ``dtype`` says so). Replaces an earlier export at ``out_dir``."""
     if labels is None and isinstance(model, ImportedModel):
         labels = model.labels
     module, head, spec, num_labels = describe(model)
     names = _label_maps(labels, num_labels) if head == "classification" else {}
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    if dtype is not None:
+        state = _cast(state, dtype)
     kind, _why = mapping.stock_kind(spec, head)
     if head == "mlm" and not _is_tied(state):
         kind = "remote"  # stock MLM classes re-tie the decoder to the embeddings on load
@@ -106,6 +109,19 @@ def export_pretrained(model, out_dir: str | os.PathLike, *, tokenizer_dir: str |
         for file in tokenizer:
             shutil.copyfile(file, tmp / file.name)
     return kind
+
+
+def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``state`` with its floating-point tensors in ``dtype``; tied tensors stay one tensor."""
+    done: dict[tuple, torch.Tensor] = {}
+    out = {}
+    for name, tensor in state.items():
+        if tensor.is_floating_point():
+            key = (tensor.data_ptr(), tuple(tensor.shape))
+            out[name] = done.setdefault(key, tensor.to(dtype))
+        else:
+            out[name] = tensor
+    return out
 
 
 def _label_maps(labels: Sequence[str] | None, num_labels: int | None) -> dict:
