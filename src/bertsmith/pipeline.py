@@ -192,7 +192,12 @@ class _Run:
         from .hf import import_checkpoint
         from .search.job import SPACELESS
 
+        from .distill.task import load_tokenizer
+        from .search.strategies import STRATEGIES
+
         s = self.config.search
+        if s.strategy not in STRATEGIES:
+            raise ConfigError(f"search.strategy = {s.strategy!r}: unknown (known: {', '.join(STRATEGIES)})")
         unknown = sorted(set(s.options) - _strategy_fields())
         if unknown:
             raise ConfigError(f"search.options.{unknown[0]}: not an option of the search (known: "
@@ -204,10 +209,13 @@ class _Run:
 
             parse_duration(s.time_budget)
         for name in ("params", "total_params", "flops", "latency"):
-            _share(getattr(self.config.budget, name), f"budget.{name}")
+            value = getattr(self.config.budget, name)
+            if _share(value, f"budget.{name}") is None and value is not None:
+                _absolute(value, name)
         latency_device(self.config.budget.device, "budget.device")
         directory = model_directory(self.config.teacher.finetuned or self.config.teacher.model)
         spec = import_checkpoint(directory).spec
+        load_tokenizer(directory, spec)  # its files and vocabulary, before a teacher trains or scores on them
         self.check_max_length(directory, spec)
         self.check_baselines(spec)
         from .distill.objectives import LossConfig
@@ -600,6 +608,16 @@ def _share(value: str | None, where: str) -> float | None:
     if not 0 < share:
         raise ConfigError(f"{where} = {value!r}: a share must be above 0 %")
     return share
+
+
+def _absolute(value: str, name: str) -> None:
+    """An absolute budget figure (``2.5M``, ``10ms``), else a ConfigError naming ``budget.<name>``."""
+    from .search.budget import parse_count, parse_ms
+
+    try:
+        (parse_ms if name == "latency" else parse_count)(value)
+    except ValueError as e:
+        raise ConfigError(f"budget.{name} = {value!r}: {e}, or a share such as 25%") from None
 
 
 def _baseline(text: str, where: str) -> ArchSpec:

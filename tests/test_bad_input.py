@@ -1,0 +1,122 @@
+"""The bad-input catalogue: the CLI on each case of the README's bad-input lists and of the reliability
+review, each checked the same way: exit code 2, one line on stderr naming the file, key or value, no
+traceback, and the output path and the inputs' directory byte-identical to before."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .test_cli import run
+from .test_pipeline import tiny_config
+
+
+@dataclass
+class Env:
+    """The fixtures a case builds its command from, and a scratch folder for its input files."""
+
+    work: Path
+    out: Path
+    base_dir: Path
+    teacher_dir: Path
+    task_file: Path
+    cache_dir: Path
+
+    def config(self, **changes) -> str:
+        return str(tiny_config(self.work / "config", self.base_dir, self.task_file, **changes))
+
+    def file(self, name: str, content: str | bytes) -> str:
+        path = self.work / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return str(path)
+
+    def teacher_without_tokenizer(self) -> str:
+        copy = self.work / "teacher-no-tokenizer"
+        shutil.copytree(self.teacher_dir, copy)
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+            (copy / name).unlink(missing_ok=True)
+        return str(copy)
+
+    def distill(self, *args: str) -> list[str]:
+        return ["distill", "--arch", "bert-mini", "--teacher", str(self.teacher_dir), "--task", str(self.task_file),
+                "--max-length", "16", "--cache-dir", str(self.cache_dir), "--out", str(self.out), "--quiet", *args]
+
+    def search(self, *args: str) -> list[str]:
+        space = self.file("space.yaml", "depth: [1, 2]\nhidden: [32, 48]\nlayer: {heads: [1, 2], qk_dim: [16], "
+                                        "v_dim: [16], ffn: [64]}\n")
+        return ["search", "--teacher", str(self.teacher_dir), "--task", str(self.task_file), "--max-length", "16",
+                "--space", space, "--cache-dir", str(self.cache_dir), "--out", str(self.out), "--quiet", *args]
+
+    def run(self, config: str) -> list[str]:
+        return ["run", config, "--out", str(self.out), "--cache-dir", str(self.cache_dir), "--quiet"]
+
+
+# (id, command builder, what the one line must say)
+CASES: list[tuple[str, Callable[[Env], list[str]], str]] = [
+    # bertsmith run: the config file
+    ("run-unknown-key", lambda e: e.run(e.config(colour="blue")), "colour"),
+    ("run-wrong-type", lambda e: e.run(e.config(**{"search.trials": "many"})), "search.trials"),
+    ("run-share-not-a-number", lambda e: e.run(e.config(**{"budget.params": "25 percent"})), "budget.params"),
+    ("run-unknown-strategy-option", lambda e: e.run(e.config(**{"search.options": {"bogus": 1}})),
+     "search.options.bogus"),
+    ("run-unknown-strategy", lambda e: e.run(e.config(**{"search.strategy": "annealing"})), "search.strategy"),
+    ("run-missing-space-file", lambda e: e.run(e.config(**{"search.space": str(e.work / "nowhere.yaml")})),
+     "nowhere.yaml"),
+    ("run-unknown-baseline", lambda e: e.run(e.config(**{"finalists.baselines": ["shrunken"]})), "shrunken"),
+    ("run-unknown-loss", lambda e: e.run(e.config(**{"finalists.losses": "logits,vibes"})), "finalists.losses"),
+    ("run-max-length-beyond-positions", lambda e: e.run(e.config(max_length=1000)), "1000"),
+    ("run-unknown-quantization", lambda e: e.run(e.config(export={"quantize": "int4"})), "export.quantize"),
+    ("run-quantize-without-onnx", lambda e: e.run(e.config(export={"onnx": False, "quantize": "int8"})),
+     "export.quantize needs export.onnx"),
+    ("run-teacher-without-tokenizer", lambda e: e.run(e.config(teacher={"finetuned": e.teacher_without_tokenizer()})),
+     "no tokenizer files"),
+    # bertsmith distill and search
+    ("distill-max-length-beyond-positions", lambda e: e.distill("--max-length", "1000"), "1000"),
+    ("distill-teacher-without-tokenizer",
+     lambda e: ["distill", "--arch", "bert-mini", "--teacher", e.teacher_without_tokenizer(), "--task",
+                str(e.task_file), "--max-length", "16", "--cache-dir", str(e.cache_dir), "--out", str(e.out)],
+     "no tokenizer files"),
+    ("search-in-memory-storage", lambda e: e.search("--storage", "sqlite:///:memory:"), "sqlite:///:memory:"),
+    ("search-unknown-strategy", lambda e: e.search("--strategy", "annealing"), "annealing"),
+    ("search-budget-unknown-unit", lambda e: e.search("--budget", "params=3apples"), "3apples"),
+    # bertsmith export and predict
+    ("export-unknown-quantization", lambda e: ["export", str(e.teacher_dir), str(e.out), "--quantize", "int4"],
+     "int4"),
+    ("export-no-such-checkpoint", lambda e: ["export", str(e.work / "nothing-here"), str(e.out)], "nothing-here"),
+    ("predict-onnx-backend-without-onnx", lambda e: ["predict", str(e.teacher_dir), "--text", "x", "--backend",
+                                                     "onnxruntime"], "model.onnx"),
+    ("predict-missing-text-column", lambda e: ["predict", str(e.teacher_dir), "--file",
+                                               e.file("reviews.csv", "review\ngood\n"), "--out", str(e.out)],
+     "reviews.csv"),
+    ("predict-empty-file", lambda e: ["predict", str(e.teacher_dir), "--file", e.file("empty.csv", ""),
+                                      "--out", str(e.out)], "empty.csv"),
+    ("predict-not-utf8", lambda e: ["predict", str(e.teacher_dir), "--file", e.file("latin.csv", b"text\ncaf\xe9\n"),
+                                    "--out", str(e.out)], "latin.csv"),
+    # search spaces
+    ("space-unknown-dimension", lambda e: ["space", e.file("space.yaml", "depth: [2]\nwidth: [64]\n")], "width"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, tmp_path, monkeypatch, capsys, base_dir,
+                                                             teacher_dir, task_file, cache_dir):
+    _name, build, named = case
+    env = Env(tmp_path / "inputs", tmp_path / "out", base_dir, teacher_dir, task_file, cache_dir)
+    env.work.mkdir()
+    args = build(env)
+    before = _snapshot(env.work)
+    code, out, err = run(monkeypatch, capsys, *args)
+    assert code == 2, (out, err)
+    assert "Traceback" not in err + out and len(err.strip().splitlines()) == 1, err
+    assert named in err, err
+    assert not env.out.exists(), sorted(p.name for p in env.out.rglob("*"))
+    assert _snapshot(env.work) == before
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
