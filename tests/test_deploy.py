@@ -12,7 +12,7 @@ from bertsmith.errors import ConfigError
 from bertsmith.hf import export_onnx, onnx_max_abs_diff
 from bertsmith.hf.deploy import OnnxClassifier, check_scheme, feed, optimize_onnx, quantize_onnx, session
 
-from .test_export import _bert_spec, batch, build
+from .test_export import _bert_spec, _every_kind_spec, batch, build
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +86,22 @@ def test_int8_is_recommended_only_within_the_allowed_drop():
     far = recommend(fp32, {"dev": {"accuracy": 0.801}, "test": {"accuracy": 0.800}}, "accuracy", 0.5)
     assert far["recommended"] == "model.onnx"
     assert "loses 1.00 points of test accuracy" in far["reason"] and "export.int8_max_drop (0.5)" in far["reason"]
+
+
+@pytest.mark.parametrize("head", ["classification", "base"])
+def test_every_kind_survives_optimization_and_int8(tmp_path, head):
+    """Mixed attention, grouped and searched FFNs, trigram and roberta positions, with a classifier
+    or as a bare encoder (whose last_hidden_state is a graph output that a fused node produced)."""
+    spec = _every_kind_spec()
+    model = build(spec, head)
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path, seq_len=16)
+    optimize_onnx(path, tmp_path / "optimized.onnx")
+    quantize_onnx(path, tmp_path / INT8_FILE)
+    names = [o.name for o in onnx.load(str(path)).graph.output]
+    for out in ("optimized.onnx", INT8_FILE):
+        assert [o.name for o in onnx.load(str(tmp_path / out)).graph.output] == names
+    ids, mask = batch(spec, b=3, t=11)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    assert onnx_max_abs_diff(model, tmp_path / "optimized.onnx", inputs) <= 1e-4
+    assert 0 < onnx_max_abs_diff(model, tmp_path / INT8_FILE, inputs) < 0.2

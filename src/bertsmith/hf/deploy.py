@@ -72,12 +72,13 @@ def _split_skip_layer_norms(model: ir.Model) -> int:
         new.append(ir.Node("", "LayerNormalization", norm_inputs, attributes=[ir.AttrInt64("axis", -1),
                                                                             ir.AttrFloat32("epsilon", eps)]))
         graph.insert_before(node, new)
-        ir.convenience.replace_all_uses_with(outputs[0], new[-1].outputs[0])
-        if outputs[3] is not None:
-            ir.convenience.replace_all_uses_with(outputs[3], summed)
-        for i, graph_out in enumerate(graph.outputs):  # a fused node's output may be a graph output
-            if graph_out is outputs[0]:
-                graph.outputs[i] = new[-1].outputs[0]
+        for old_value, value in ((outputs[0], new[-1].outputs[0]), (outputs[3], summed)):
+            if old_value is None:
+                continue
+            if old_value.is_graph_output():  # e.g. a base model's last_hidden_state: keep its name
+                name, old_value.name = old_value.name, None
+                value.name = name
+            ir.convenience.replace_all_uses_with(old_value, value, replace_graph_outputs=True)
         graph.remove(node, safe=True)
         replaced += 1
     return replaced
