@@ -40,7 +40,6 @@ from .runconfig import FinalistsConfig, RunConfig
 if TYPE_CHECKING:
     from .distill.trainer import TrainConfig
 
-STAGES = ("teacher", "search", "finalists", "export", "report")
 DONE, BEGUN = "done.json", ".stage.json"
 CONFIG = "config.yaml"
 CONTROLLED = {"space", "teacher", "task", "run_dir", "strategy", "budget", "objectives", "evaluator", "trials",

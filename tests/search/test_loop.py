@@ -266,3 +266,13 @@ def test_a_single_worker_leaves_no_surplus_trial_and_marks_its_trials(tmp_path):
     trials = result.study.get_trials()
     assert all(t.state != TrialState.PRUNED for t in trials)
     assert {(t.user_attrs["worker"], t.user_attrs["heartbeat"]) for t in trials} == {(0, 10)}
+
+
+@pytest.mark.parametrize("strategy", ["random", "nsga2"])
+def test_a_search_stopped_and_resumed_proposes_what_an_uninterrupted_one_does(tmp_path, strategy):
+    options = {"population_size": 4} if strategy == "nsga2" else {}
+    whole = search(tmp_path / "whole", trials=10, strategy=strategy, strategy_options=options)
+    search(tmp_path / "parts", trials=4, strategy=strategy, strategy_options=options)
+    resumed = search(tmp_path / "parts", trials=10, strategy=strategy, strategy_options=options)
+    specs = [[t.user_attrs.get("summary") for t in result.study.trials] for result in (whole, resumed)]
+    assert specs[0] == specs[1] and len(set(specs[0])) > 3

@@ -395,11 +395,6 @@ def model_entries(spec: ArchSpec, source: str, head: str, their_prefix: str) -> 
     return entries + head_entries(source, head)
 
 
-def identity_entries(keys: list[str]) -> list[Entry]:
-    """bertsmith's own directories: names are the bertsmith ones."""
-    return [Entry(k, (k,)) for k in keys]
-
-
 _LAYER = re.compile(r"(?:encoder\.)?layers\.(\d+)\.(attention|ffn)\.")
 
 

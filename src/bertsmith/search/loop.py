@@ -76,17 +76,23 @@ class SearchResult:
 class Search:
     """One run over a study: strategies call ``ask``/``tell``/``reject`` (sampler-driven) or
     ``evaluate`` (their own proposals) until ``done()``. ``seed``: this run's seed for proposals.
+    ``sampler``: builds the study's sampler from a seed; each new trial gets one seeded by
+    ``sampler_seed`` plus the number of trials the study holds, so that a search killed and resumed
+    proposes what an uninterrupted one would have (the samplers keep no state but their random
+    numbers: the rest they read from the study).
     After every trial: ``counts`` (by ``KINDS``), ``seconds`` (evaluation time) and ``front`` are the
     whole study's."""
 
     def __init__(self, study: optuna.Study, space: SearchSpace, evaluator: Evaluator, cost_model: CostModel,
                  objectives: Sequence[str], run_dir: Path, *, trials: int, time_budget: float | None = None,
                  seed: int = 0, on_record: Callable[["Search"], None] | None = None, worker: int = 0,
-                 heartbeat: Heartbeat | None = None):
+                 heartbeat: Heartbeat | None = None,
+                 sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None, sampler_seed: int = 0):
         self.study, self.space, self.evaluator, self.cost_model = study, space, evaluator, cost_model
         self.objectives, self.run_dir = tuple(objectives), Path(run_dir)
         self.trials, self.time_budget, self.seed, self.on_record = trials, time_budget, seed, on_record
         self.worker, self.heartbeat = worker, heartbeat
+        self.sampler, self.sampler_seed = sampler, sampler_seed
         self._stalled = 0
         self._next: optuna.Trial | None = None
         self._record()
@@ -187,6 +193,8 @@ class Search:
         recover_stale_trials(self.study)
         with warnings.catch_warnings():  # the search runs the heartbeat that Study.optimize would (``Heartbeat``)
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+            if self.sampler is not None:
+                self.study.sampler = self.sampler(self.sampler_seed + len(self.study.get_trials(deepcopy=False)))
             trial = self.study.ask()
         if self.heartbeat is not None:
             self.heartbeat.start(trial._trial_id)
@@ -342,7 +350,8 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
         beats = Heartbeat(study, heartbeat)
         try:
             search = Search(study, space, evaluator, cost_model, objectives, run_dir, trials=trials,
-                            time_budget=time_budget, seed=run_seed, on_record=report, worker=worker, heartbeat=beats)
+                            time_budget=time_budget, seed=run_seed, on_record=report, worker=worker, heartbeat=beats,
+                            sampler=proposer.sampler, sampler_seed=seed + WORKER_SEED_STRIDE * worker)
             proposer.run(search)
             search.close()
         finally:

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
 
 class Strategy(ABC):
-    """Proposes architectures; its options are its constructor's keyword arguments. Randomness comes
-    from ``search.seed`` (different for every run of a study, so a resumed search does not replay)."""
+    """Proposes architectures; its options are its constructor's keyword arguments. A sampler's random
+    numbers come from the seed and the number of trials in the study (so a resumed search proposes what
+    an uninterrupted one would); a strategy with its own loop draws from ``search.seed`` (different for
+    every run of a study, so a resumed search does not replay)."""
 
     def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         """The study's sampler. A strategy that builds its own architectures never asks it for values."""
