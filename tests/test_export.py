@@ -106,6 +106,11 @@ def _convbert_spec(ffn_kind="dense", emb=None):
     )
 
 
+def _distilbert_spec(**kw):
+    return _bert_spec(pooler=False, **kw).replace(embeddings={"vocab_size": 97, "max_positions": 40, "type_vocab_size": 0},
+                                                  head_activation="relu")
+
+
 STOCK = {
     "bert-base": (_bert_spec(), "base", transformers.BertModel),
     "bert-classification": (_bert_spec(activation="relu"), "classification", transformers.BertForSequenceClassification),
@@ -114,6 +119,8 @@ STOCK = {
     "convbert-grouped-factorized-base": (_convbert_spec("grouped", 24), "base", transformers.ConvBertModel),
     "convbert-grouped-classification": (_convbert_spec("grouped"), "classification", transformers.ConvBertForSequenceClassification),
     "convbert-factorized-mlm": (_convbert_spec("dense", 24), "mlm", transformers.ConvBertForMaskedLM),
+    "distilbert-base": (_distilbert_spec(activation="relu"), "base", transformers.DistilBertModel),
+    "distilbert-classification": (_distilbert_spec(), "classification", transformers.DistilBertForSequenceClassification),
 }
 
 
@@ -147,7 +154,13 @@ STOCK_ROUTING = [
     (_bert_spec().replace(embeddings={"vocab_size": 97, "size": 16}), "base", "remote"),
     (_bert_spec().replace(embeddings={"vocab_size": 97, "size": 16, "trigram": True}), "base", "remote"),
     (_bert_spec().replace(embeddings={"vocab_size": 97, "positions": "roberta", "pad_token_id": 1}), "base", "remote"),
-    (_bert_spec().replace(embeddings={"vocab_size": 97, "type_vocab_size": 0}), "base", "remote"),
+    (_bert_spec().replace(embeddings={"vocab_size": 97, "type_vocab_size": 0}), "base", "remote"),  # a pooler
+    (_distilbert_spec(), "mlm", "remote"),  # DistilBERT's MLM head is not mapped
+    (_distilbert_spec(activation="swish"), "base", "remote"),  # DistilBERT knows gelu and relu
+    (_distilbert_spec().replace(head_activation="gelu"), "classification", "remote"),  # its classifier uses relu
+    (_distilbert_spec().replace(head_activation="gelu"), "base", "distilbert"),  # ... which a base model lacks
+    (_distilbert_spec().replace(layer_norm_eps=1e-5), "base", "remote"),  # fixed at 1e-12
+    (_distilbert_spec(qk_dim=4, v_dim=8), "base", "remote"),
     (_bert_spec(ffn_kind="searched", expression="L(gelu(L(x)))"), "base", "remote"),
     (_convbert_spec("grouped"), "mlm", "convbert"),
     (_convbert_spec().replace(pooler=True), "base", "remote"),
@@ -248,7 +261,9 @@ def remote(request, tmp_path_factory):
     for case, ((attention, ffn, per_layer), head, _) in REMOTE_CASES.items():
         if case not in wanted:
             continue
-        spec = tiny_spec(attention, ffn, per_layer)
+        # per-layer classifiers use the head without pooler, with DistilBERT's relu
+        extra = {"pooler": False, "head_activation": "relu"} if per_layer and head == "classification" else {}
+        spec = tiny_spec(attention, ffn, per_layer, **extra)
         model = build(spec, head)
         out = root / case
         kinds[case] = export_pretrained(model, out)

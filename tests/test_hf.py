@@ -102,6 +102,11 @@ def _convbert(cls, **kw):
     return cls(transformers.ConvBertConfig(**(fields | kw)))
 
 
+def _distilbert(cls, **kw):
+    fields = dict(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=40, max_position_embeddings=24)
+    return cls(transformers.DistilBertConfig(**(fields | kw)))
+
+
 HF_CASES = {
     "bert-base-relu": (lambda: _bert(transformers.BertModel, hidden_act="relu"), BertsmithModel, 0),
     "bert-classification": (lambda: _bert(transformers.BertForSequenceClassification, num_labels=3), BertsmithForSequenceClassification, 0),
@@ -114,6 +119,11 @@ HF_CASES = {
         BertsmithForSequenceClassification, 0,
     ),
     "convbert-mlm": (lambda: _convbert(transformers.ConvBertForMaskedLM), BertsmithForMaskedLM, 0),
+    "distilbert-base-relu": (lambda: _distilbert(transformers.DistilBertModel, activation="relu"), BertsmithModel, 0),
+    "distilbert-classification": (lambda: _distilbert(transformers.DistilBertForSequenceClassification, num_labels=3),
+                                  BertsmithForSequenceClassification, 0),
+    "distilbert-sinusoidal": (lambda: _distilbert(transformers.DistilBertModel, sinusoidal_pos_embds=True),
+                              BertsmithModel, 0),
 }
 
 
@@ -156,6 +166,10 @@ def test_tiny_checkpoints_match_transformers(case, tmp_path):
         assert not imported.spec.pooler
     if case == "convbert-base-grouped":
         assert imported.spec.layers[0].ffn.kind == "grouped" and imported.spec.embeddings.size == 24
+    if case.startswith("distilbert"):
+        spec = imported.spec
+        assert spec.embeddings.type_vocab_size == 0 and not spec.pooler and spec.head_activation == "relu"
+        assert (spec.hidden, spec.num_layers, spec.layers[0].attention.heads, spec.layers[0].ffn.size) == (32, 2, 4, 40)
 
 
 def test_pytorch_bin_weights_load(tmp_path):
@@ -190,6 +204,7 @@ def test_config_defaults_are_transformers_defaults():
         ("bert", transformers.BertConfig),
         ("roberta", transformers.RobertaConfig),
         ("convbert", transformers.ConvBertConfig),
+        ("distilbert", transformers.DistilBertConfig),
     ):
         config = cls()
         for key, value in CONFIG_DEFAULTS[source].items():
@@ -335,3 +350,16 @@ def test_untied_mlm_decoder_loads_untied(tmp_path):
     back = import_checkpoint(tmp_path / "out")
     assert back.model.decoder.weight is not back.model.encoder.embeddings.word.weight
     assert max_diff(_outputs(back.model, ids, mask)[0], _outputs(reference, ids, mask)[0]) <= ATOL
+
+
+def test_a_distilbert_mlm_head_is_refused_but_its_encoder_loads(tmp_path):
+    torch.manual_seed(0)
+    reference = perturb(_distilbert(transformers.DistilBertForMaskedLM))
+    reference.save_pretrained(tmp_path)
+    assert "masked-LM head (vocab_transform, vocab_projector)" in _one_line_error(tmp_path)
+    imported = import_checkpoint(tmp_path, head="base")
+    ids, mask = batch()
+    with torch.no_grad():
+        theirs = reference.distilbert(ids, attention_mask=mask).last_hidden_state
+        ours = imported.model(ids, mask).last_hidden_state
+    assert max_diff(ours, theirs) <= ATOL

@@ -463,3 +463,36 @@ def test_a_max_length_beyond_the_teacher_s_positions_exits_2_before_anything_is_
     assert code == 2 and err.count("\n") == 1, err
     assert f"max_length 100 is more than the 64 positions of {base_dir} (max_positions in {base_dir}/config.json)" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_distilbert_teacher_gives_students_of_its_kind(tmp_path, minilm_dir, task_file, cache_dir):
+    """No token types, no pooler and DistilBERT's relu classifier in every finalist and baseline; a
+    student of stock shape exports as a plain DistilBertForSequenceClassification."""
+    import transformers
+
+    from bertsmith.hf import export_pretrained, import_checkpoint
+
+    torch.manual_seed(0)
+    base = tmp_path / "distilbert"
+    config = transformers.DistilBertConfig(vocab_size=30522, dim=48, n_layers=3, n_heads=4, hidden_dim=96,
+                                           max_position_embeddings=64)
+    transformers.DistilBertModel(config).save_pretrained(base)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (minilm_dir / name).is_file():
+            shutil.copyfile(minilm_dir / name, base / name)
+    run_config = tiny_config(tmp_path, base, task_file, **{"finalists.baselines": ["uniform", "layers"]})
+    result = run_pipeline(load_config(run_config), tmp_path / "out", cache_dir=cache_dir, progress=False,
+                          log=lambda _: None)
+    finalists = result.results["finalists"]
+    assert len(finalists) == 4
+    for f in finalists:
+        assert f["spec"]["head_activation"] == "relu" and not f["spec"]["pooler"], f["name"]
+        assert f["spec"]["embeddings"]["type_vocab_size"] == 0, f["name"]
+    layers = next(f for f in finalists if f["name"].endswith("-layers"))  # full width: a stock shape
+    student = import_checkpoint(layers["model_dir"])
+    assert export_pretrained(student, tmp_path / "stock") == "distilbert"
+    loaded = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "stock").eval()
+    ids = torch.randint(1000, 2000, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, student.model(ids)[0], atol=1e-4, rtol=1e-4)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer,
+                      model_validator)
 
 from .errors import SpecError
 from .files import publish, writing
@@ -102,7 +103,9 @@ class LayerSpec(_Frozen):
 
 
 class ArchSpec(_Frozen):
-    """A BERT-style encoder. ``pooler`` adds BERT's tanh pooler on the first token."""
+    """A BERT-style encoder. ``pooler`` adds BERT's tanh pooler on the first token. Without a pooler,
+    the classification head is dense → ``head_activation`` → linear on the first token (gelu as in
+    ELECTRA and ConvBERT, relu as in DistilBERT)."""
 
     hidden: PositiveInt
     embeddings: EmbeddingSpec = EmbeddingSpec()
@@ -112,13 +115,27 @@ class ArchSpec(_Frozen):
     attention_dropout: float = Field(default=0.1, ge=0, lt=1)
     initializer_range: float = Field(default=0.02, gt=0)
     pooler: bool = True
+    head_activation: str = "gelu"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Every field, ``head_activation`` only where it is not the default: the specs (and the keys of
+        studies and run stages) written before the field existed stay the same."""
+        data = handler(self)
+        if data.get("head_activation") == "gelu":
+            del data["head_activation"]
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "ArchSpec":
+        from .modeling.expr import ACTIVATIONS
         from .modeling.registry import ATTENTION, FFN  # modeling needs no ArchSpec; no cycle
 
         if not self.layers:
             raise ValueError("layers: an encoder needs at least one layer")
+        if self.head_activation not in ACTIVATIONS:
+            raise ValueError(f"head_activation: unknown activation {self.head_activation!r} "
+                             f"(known: {', '.join(ACTIVATIONS)})")
         if self.embeddings.size is not None and self.embeddings.size > self.hidden and self.embeddings.trigram:
             raise ValueError(f"embeddings.size ({self.embeddings.size}) > hidden ({self.hidden}) with trigram")
         for i, layer in enumerate(self.layers):

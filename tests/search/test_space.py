@@ -179,3 +179,11 @@ def test_extremes_bound_every_sample():
 
 def test_digest_changes_with_the_space():
     assert space().digest() == space().digest() != space(depth=[1, 2, 3]).digest()
+
+
+def test_a_head_activation_reaches_every_architecture_and_the_default_keeps_old_digests():
+    relu = space(head_activation="relu", pooler=False)
+    rng = np.random.default_rng(0)
+    assert {relu.sample(rng).head_activation for _ in range(5)} == {"relu"}
+    assert space(head_activation="gelu").digest() == space().digest() != relu.digest()
+    assert "head_activation" not in space().sample(rng).to_dict()  # specs written before the field: same keys

@@ -192,6 +192,10 @@ def _found_head(source: str, keys: set[str]) -> str:
         if "classifier.weight" in keys:
             return "classification"
         return "mlm" if "cls.predictions.transform.dense.weight" in keys else "base"
+    if source == "distilbert":
+        if "pre_classifier.weight" in keys:
+            return "classification"
+        return "mlm" if "vocab_projector.weight" in keys or "vocab_transform.weight" in keys else "base"
     if "classifier.out_proj.weight" in keys:
         return "classification"
     probe = "lm_head.dense.weight" if source == "roberta" else "generator_predictions.dense.weight"
@@ -200,7 +204,8 @@ def _found_head(source: str, keys: set[str]) -> str:
 
 def _num_labels(source: str, found: str, weights: Weights, cfg: dict) -> int:
     if found == "classification":
-        key = {"bertsmith": "head.out.weight", "bert": "classifier.weight"}.get(source, "classifier.out_proj.weight")
+        key = {"bertsmith": "head.out.weight", "bert": "classifier.weight",
+               "distilbert": "classifier.weight"}.get(source, "classifier.out_proj.weight")
         return int(weights.tensors[key].shape[0])
     n = cfg.get("num_labels")
     if isinstance(n, int) and not isinstance(n, bool) and n > 0:
@@ -222,7 +227,7 @@ def _encoder_prefix(source: str, keys: set[str], file: Path) -> str:
 def import_checkpoint(
     name_or_dir: str | os.PathLike, *, head: str | None = None, spec: ArchSpec | None = None
 ) -> ImportedModel:
-    """Load a BERT / RoBERTa / ConvBERT checkpoint (MiniLM is BERT), or a directory bertsmith
+    """Load a BERT / RoBERTa / ConvBERT / DistilBERT checkpoint (MiniLM is BERT), or a directory bertsmith
     exported, into bertsmith modules.
 
     ``head``: None keeps the checkpoint's head (none, sequence classification, masked LM);
@@ -244,6 +249,11 @@ def import_checkpoint(
     their_prefix = _encoder_prefix(source, keys, weights.main)
     found = _found_head(source, keys)
     head = head or found
+    if source == "distilbert" and head == "mlm":
+        raise CheckpointError(
+            f"{weights.main}: DistilBERT's masked-LM head (vocab_transform, vocab_projector) has no bertsmith "
+            "equivalent; import the encoder with head='base'"
+        )
     if source == "roberta" and found == "classification" and head == "classification":
         raise CheckpointError(
             f"{weights.main}: classifier.out_proj.weight: RoBERTa's classification head (dense, tanh, out_proj) has "
@@ -390,7 +400,7 @@ def _check_unexpected(weights: Weights, used: set[str], source: str, their_prefi
     if source == "bertsmith":
         encoder = (their_prefix + "embeddings.", their_prefix + "layers.", their_prefix + "pooler.")
     else:
-        encoder = (their_prefix + "embeddings", their_prefix + "encoder.")
+        encoder = (their_prefix + "embeddings", their_prefix + ("transformer." if source == "distilbert" else "encoder."))
     for key in sorted(weights.tensors):
         if key in used or _IGNORED.search(key) or not key.startswith(encoder):
             continue

@@ -1,4 +1,4 @@
-"""How bertsmith specs and weights correspond to transformers' BERT, RoBERTa and ConvBERT.
+"""How bertsmith specs and weights correspond to transformers' BERT, RoBERTa, ConvBERT and DistilBERT.
 
 Specs: ``spec_from_config`` reads a transformers ``config.json`` dict into an ArchSpec;
 ``stock_kind`` decides whether a spec (with a head) fits a stock transformers family, and
@@ -21,11 +21,11 @@ import torch
 from ..arch import ArchSpec
 from ..errors import CheckpointError, SpecError
 
-HF_SOURCES = ("bert", "roberta", "convbert")
+HF_SOURCES = ("bert", "roberta", "convbert", "distilbert")
 HEADS = ("base", "classification", "mlm")
 
 # Where transformers' head models keep their encoder.
-BASE_PREFIX = {"bert": "bert.", "roberta": "roberta.", "convbert": "convbert."}
+BASE_PREFIX = {"bert": "bert.", "roberta": "roberta.", "convbert": "convbert.", "distilbert": "distilbert."}
 
 # The MLM decoder weight, tied to the token embeddings in bertsmith (never stored by bertsmith).
 TIED_DECODER = {
@@ -77,8 +77,23 @@ CONFIG_DEFAULTS = {
     },
 }
 
+# DistilBERT's names for the BERT config fields, and the values it does not configure (no token types,
+# LayerNorm eps fixed at 1e-12).
+CONFIG_NAMES = {
+    "distilbert": {"hidden_size": "dim", "num_hidden_layers": "n_layers", "num_attention_heads": "n_heads",
+                   "intermediate_size": "hidden_dim", "hidden_act": "activation", "hidden_dropout_prob": "dropout",
+                   "attention_probs_dropout_prob": "attention_dropout"},
+}
+CONFIG_FIXED = {"distilbert": {"type_vocab_size": 0, "layer_norm_eps": 1e-12}}
+CONFIG_DEFAULTS["distilbert"] = {
+    "vocab_size": 30522, "dim": 768, "n_layers": 6, "n_heads": 12, "hidden_dim": 3072, "activation": "gelu",
+    "dropout": 0.1, "attention_dropout": 0.1, "max_position_embeddings": 512, "initializer_range": 0.02,
+    "pad_token_id": 0,
+}
+
 STOCK_ARCHITECTURES = {
     "bert": {"base": "BertModel", "classification": "BertForSequenceClassification", "mlm": "BertForMaskedLM"},
+    "distilbert": {"base": "DistilBertModel", "classification": "DistilBertForSequenceClassification"},
     "convbert": {
         "base": "ConvBertModel",
         "classification": "ConvBertForSequenceClassification",
@@ -88,7 +103,15 @@ STOCK_ARCHITECTURES = {
 
 
 # ---- specs ----------------------------------------------------------------------------------
+def config_name(source: str, key: str) -> str:
+    """The name of BERT's config field ``key`` in a ``source`` config.json."""
+    return CONFIG_NAMES.get(source, {}).get(key, key)
+
+
 def _field(cfg: dict, key: str, source: str, where: str, kind: type = int, positive: bool = True):
+    if key in CONFIG_FIXED.get(source, {}):
+        return CONFIG_FIXED[source][key]
+    key = config_name(source, key)
     value = cfg.get(key)
     if value is None:
         value = CONFIG_DEFAULTS[source][key]
@@ -102,16 +125,17 @@ def _field(cfg: dict, key: str, source: str, where: str, kind: type = int, posit
 
 
 def activation_from_hf(cfg: dict, source: str, where: str) -> str:
-    act = cfg.get("hidden_act") or CONFIG_DEFAULTS[source]["hidden_act"]
+    key = config_name(source, "hidden_act")
+    act = cfg.get(key) or CONFIG_DEFAULTS[source][key]
     if not isinstance(act, str) or act not in ACT_FROM_HF:
         raise CheckpointError(
-            f"{where}: hidden_act = {act!r} is not supported (supported: {', '.join(ACT_FROM_HF)})"
+            f"{where}: {key} = {act!r} is not supported (supported: {', '.join(ACT_FROM_HF)})"
         )
     return ACT_FROM_HF[act]
 
 
 def spec_from_config(cfg: dict, source: str, *, pooler: bool, where: str) -> ArchSpec:
-    """The ArchSpec of a transformers BERT / RoBERTa / ConvBERT ``config.json`` dict."""
+    """The ArchSpec of a transformers BERT / RoBERTa / ConvBERT / DistilBERT ``config.json`` dict."""
 
     def f(key: str, **kw):
         return _field(cfg, key, source, where, **kw)
@@ -175,6 +199,7 @@ def spec_from_config(cfg: dict, source: str, *, pooler: bool, where: str) -> Arc
             attention_dropout=f("attention_probs_dropout_prob", kind=float, positive=False),
             initializer_range=f("initializer_range", kind=float),
             pooler=pooler,
+            head_activation="relu" if source == "distilbert" else "gelu",  # DistilBERT's classifier: ReLU
         )
     except SpecError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
@@ -215,7 +240,7 @@ def stock_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
     if emb.positions != "absolute":
         return "remote", "RoBERTa positions"
     if emb.type_vocab_size == 0:
-        return "remote", "no token type embeddings"
+        return _distilbert_kind(spec, head)
     if ffn.kind not in ("dense", "grouped"):
         return "remote", f"ffn kind {ffn.kind!r}"
     if ffn.activation not in ACT_TO_HF:
@@ -249,9 +274,39 @@ def stock_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
     return "remote", f"attention kind {att.kind!r}"
 
 
-def hf_config_kwargs(spec: ArchSpec, kind: str) -> dict:
-    """Fields of transformers' BertConfig / ConvBertConfig for a spec that ``stock_kind`` accepts."""
+def _distilbert_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
+    """``("distilbert", "")`` when a uniform spec without token types is a stock DistilBERT model."""
     emb, att, ffn = spec.embeddings, spec.layers[0].attention, spec.layers[0].ffn
+    why = None
+    if att.kind != "mhsa" or ffn.kind != "dense":
+        why = "no token type embeddings"
+    elif spec.pooler:
+        why = "no token type embeddings, with a pooler (DistilBERT has none)"
+    elif head == "mlm":
+        why = "no token type embeddings, with a masked-LM head"
+    elif ffn.activation not in ("gelu", "relu"):
+        why = f"DistilBERT's activation is gelu or relu, not {ffn.activation!r}"
+    elif emb.size is not None:
+        why = "factorized embeddings"
+    elif att.qk_dim != att.v_dim or att.heads * att.qk_dim != spec.hidden:
+        why = "head dims differ from hidden / heads"
+    elif spec.layer_norm_eps != 1e-12:
+        why = f"layer_norm_eps = {spec.layer_norm_eps:g} (DistilBERT's is 1e-12)"
+    elif head == "classification" and spec.head_activation != "relu":
+        why = f"head_activation = {spec.head_activation!r} (DistilBERT's classifier uses relu)"
+    return ("remote", why) if why else ("distilbert", "")
+
+
+def hf_config_kwargs(spec: ArchSpec, kind: str) -> dict:
+    """Fields of transformers' BertConfig / ConvBertConfig / DistilBertConfig for a spec that
+    ``stock_kind`` accepts."""
+    emb, att, ffn = spec.embeddings, spec.layers[0].attention, spec.layers[0].ffn
+    if kind == "distilbert":
+        return {"vocab_size": emb.vocab_size, "dim": spec.hidden, "n_layers": spec.num_layers, "n_heads": att.heads,
+                "hidden_dim": ffn.size, "activation": ffn.activation, "dropout": spec.hidden_dropout,
+                "attention_dropout": spec.attention_dropout, "seq_classif_dropout": spec.hidden_dropout,
+                "max_position_embeddings": emb.max_positions, "sinusoidal_pos_embds": False,
+                "initializer_range": spec.initializer_range, "pad_token_id": emb.pad_token_id}
     kwargs = {
         "vocab_size": emb.vocab_size,
         "hidden_size": spec.hidden,
@@ -326,7 +381,9 @@ def _pair(ours: str, theirs: str) -> list[Entry]:
 
 def encoder_entries(spec: ArchSpec, source: str) -> list[Entry]:
     """The encoder's tensors (bertsmith ``BertsmithModel`` names) from a transformers BERT / RoBERTa /
-    ConvBERT base model (names without the ``bert.`` / ``roberta.`` / ``convbert.`` prefix)."""
+    ConvBERT / DistilBERT base model (names without the ``bert.`` / ``roberta.`` / ... prefix)."""
+    if source == "distilbert":
+        return _distilbert_entries(spec)
     emb = spec.embeddings
     out = [
         Entry("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
@@ -366,8 +423,33 @@ def encoder_entries(spec: ArchSpec, source: str) -> list[Entry]:
     return out
 
 
+def _distilbert_entries(spec: ArchSpec) -> list[Entry]:
+    """DistilBERT's encoder: BERT's embeddings without token types; per layer q/k/v/out_lin,
+    sa_layer_norm, ffn.lin1/lin2 and output_layer_norm under ``transformer.layer.N``."""
+    out = [
+        Entry("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
+        Entry("embeddings.position.weight", ("embeddings.position_embeddings.weight",)),
+        *_pair("embeddings.norm", "embeddings.LayerNorm"),
+    ]
+    for i, layer in enumerate(spec.layers):
+        ours, theirs = f"layers.{i}.", f"transformer.layer.{i}."
+        att = layer.attention
+        splits = (att.heads * att.qk_dim, att.heads * att.qk_dim, att.heads * att.v_dim)
+        for w in ("weight", "bias"):
+            parts = tuple(f"{theirs}attention.{n}_lin.{w}" for n in ("q", "k", "v"))
+            out.append(Entry(f"{ours}attention.qkv.{w}", parts, splits))
+        out += _pair(f"{ours}attention.out", f"{theirs}attention.out_lin")
+        out += _pair(f"{ours}attention.norm", f"{theirs}sa_layer_norm")
+        out += _pair(f"{ours}ffn.up", f"{theirs}ffn.lin1")
+        out += _pair(f"{ours}ffn.down", f"{theirs}ffn.lin2")
+        out += _pair(f"{ours}ffn.norm", f"{theirs}output_layer_norm")
+    return out
+
+
 def head_entries(source: str, head: str) -> list[Entry]:
     """The head's tensors (bertsmith names) in a transformers head model."""
+    if head == "classification" and source == "distilbert":
+        return _pair("head.dense", "pre_classifier") + _pair("head.out", "classifier")
     if head == "classification":
         if source == "bert":
             return _pair("head.out", "classifier")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .expr import ACTIVATIONS
 from .fast import dropout, tracing
 from .ffn import GroupedLinear
 from .registry import ATTENTION, FFN
@@ -159,19 +160,21 @@ def additive_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> to
 
 class SequenceClassificationHead(nn.Module):
     """BERT head (dropout → linear on the pooled output) when the spec has a pooler, otherwise the
-    ELECTRA/ConvBERT head on the first token (dropout → dense → gelu → dropout → linear)."""
+    ELECTRA/ConvBERT/DistilBERT head on the first token (dropout → dense → the spec's
+    ``head_activation`` → dropout → linear)."""
 
     def __init__(self, spec, num_labels: int):
         super().__init__()
         self.dropout = nn.Dropout(spec.hidden_dropout)
         self.dense = None if spec.pooler else nn.Linear(spec.hidden, spec.hidden)
+        self.act = ACTIVATIONS[getattr(spec, "head_activation", "gelu")]  # exported spec dicts omit the default
         self.out = nn.Linear(spec.hidden, num_labels)
 
     def forward(self, output: EncoderOutput) -> torch.Tensor:
         if self.dense is None:
             return self.out(dropout(output.pooler_output, self.dropout))
         x = dropout(output.last_hidden_state[:, 0], self.dropout)
-        return self.out(dropout(F.gelu(self.dense(x)), self.dropout))
+        return self.out(dropout(self.act(self.dense(x)), self.dropout))
 
 
 class BertsmithForSequenceClassification(nn.Module):

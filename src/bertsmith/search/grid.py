@@ -14,7 +14,7 @@ Grids:
   H/A, or a number).
 
 As in Bort, combinations where A does not divide H are skipped (with either head size).
-Embeddings, activation, layer-norm epsilon and pooler come from the teacher.
+Embeddings, activation, layer-norm epsilon, pooler and head activation come from the teacher.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class Grid(_Frozen):
         first = template.layers[0]
         return ArchSpec.uniform(layers=d, hidden=h, heads=a, ffn=i, qk_dim=dim, v_dim=dim,
                                 activation=first.ffn.activation, embeddings=_embeddings(template),
-                                layer_norm_eps=template.layer_norm_eps, pooler=template.pooler)
+                                layer_norm_eps=template.layer_norm_eps, pooler=template.pooler
+                                ).replace(head_activation=template.head_activation)
 
     def candidates(self, template: ArchSpec) -> list[ArchSpec]:
         """Every buildable architecture of the grid."""
@@ -79,8 +80,8 @@ class Grid(_Frozen):
             "depth": self.depth, "hidden": self.hidden, "per_layer": False,
             "layer": {"heads": self.heads, "qk_dim": [self.head_dim], "v_dim": [self.head_dim], "ffn": self.ffn,
                       "activation": [template.layers[0].ffn.activation]},
-            "embeddings": _embeddings(template).model_dump(mode="json"), "pooler": template.pooler},
-            source="the extraction grid")
+            "embeddings": _embeddings(template).model_dump(mode="json"), "pooler": template.pooler,
+            "head_activation": template.head_activation}, source="the extraction grid")
 
 
 def _embeddings(template: ArchSpec):

@@ -99,6 +99,7 @@ class SearchSpace(_Frozen):
     per_layer: bool = False
     embeddings: EmbeddingSpec = EmbeddingSpec()
     pooler: bool = True
+    head_activation: str = "gelu"
     dropout: float | None = Field(None, ge=0, lt=1)
     budget: Budget = Budget()
 
@@ -270,9 +271,9 @@ class SearchSpace(_Frozen):
         return self._spec(hidden=hidden, layers=[{"attention": att, "ffn": f}] * depth, embeddings=embeddings)
 
     def _spec(self, **fields: Any) -> ArchSpec:
-        """An architecture of this space: the space's pooler and (when set) dropout rates."""
+        """An architecture of this space: the space's pooler, head activation and (when set) dropout rates."""
         rates = {} if self.dropout is None else {"hidden_dropout": self.dropout, "attention_dropout": self.dropout}
-        return ArchSpec.build(pooler=self.pooler, **rates, **fields)
+        return ArchSpec.build(pooler=self.pooler, head_activation=self.head_activation, **rates, **fields)
 
     def digest(self) -> str:
         """sha256 of the space's definition: a study remembers which space it searched."""
@@ -282,6 +283,8 @@ class SearchSpace(_Frozen):
         definition = self.model_dump(mode="json")
         if definition["dropout"] is None:  # unset: the digest of a space written before the field existed
             del definition["dropout"]
+        if definition["head_activation"] == "gelu":  # likewise
+            del definition["head_activation"]
         return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
 
 
