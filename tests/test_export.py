@@ -119,6 +119,11 @@ STOCK = {
     "convbert-grouped-factorized-base": (_convbert_spec("grouped", 24), "base", transformers.ConvBertModel),
     "convbert-grouped-classification": (_convbert_spec("grouped"), "classification", transformers.ConvBertForSequenceClassification),
     "convbert-factorized-mlm": (_convbert_spec("dense", 24), "mlm", transformers.ConvBertForMaskedLM),
+    "electra-factorized-base": (_bert_spec(pooler=False).replace(embeddings={"vocab_size": 97, "max_positions": 40,
+                                                                              "size": 16}), "base", transformers.ElectraModel),
+    "electra-classification": (_bert_spec(pooler=False), "classification", transformers.ElectraForSequenceClassification),
+    "electra-factorized-mlm": (_bert_spec(pooler=False).replace(embeddings={"vocab_size": 97, "max_positions": 40,
+                                                                             "size": 16}), "mlm", transformers.ElectraForMaskedLM),
     "distilbert-base": (_distilbert_spec(activation="relu"), "base", transformers.DistilBertModel),
     "distilbert-classification": (_distilbert_spec(), "classification", transformers.DistilBertForSequenceClassification),
 }
@@ -145,8 +150,10 @@ def test_stock_export_loads_with_plain_transformers(case, tmp_path):
 
 STOCK_ROUTING = [
     (_bert_spec(), "base", "bert"),
-    (_bert_spec(pooler=False), "base", "remote"),  # BertModel always has a pooler
-    (_bert_spec(pooler=False), "classification", "remote"),  # our head without pooler is ELECTRA's
+    (_bert_spec(pooler=False), "base", "electra"),  # BertModel always has a pooler; ELECTRA never
+    (_bert_spec(pooler=False), "classification", "electra"),  # our head without pooler is ELECTRA's
+    (_bert_spec(pooler=False).replace(head_activation="relu"), "classification", "remote"),
+    (_bert_spec(pooler=False).replace(embeddings={"vocab_size": 97, "size": 32}), "base", "remote"),  # e == h
     (_bert_spec(), "mlm", "remote"),  # BertForMaskedLM has no pooler
     (_bert_spec(pooler=False, activation="relu"), "mlm", "remote"),  # BERT's MLM head uses hidden_act
     (_bert_spec(qk_dim=4, v_dim=8), "base", "remote"),

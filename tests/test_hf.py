@@ -102,6 +102,12 @@ def _convbert(cls, **kw):
     return cls(transformers.ConvBertConfig(**(fields | kw)))
 
 
+def _electra(cls, **kw):
+    fields = dict(vocab_size=VOCAB, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=40, max_position_embeddings=24)
+    return cls(transformers.ElectraConfig(**(fields | kw)))
+
+
 def _distilbert(cls, **kw):
     fields = dict(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=40, max_position_embeddings=24)
     return cls(transformers.DistilBertConfig(**(fields | kw)))
@@ -119,6 +125,11 @@ HF_CASES = {
         BertsmithForSequenceClassification, 0,
     ),
     "convbert-mlm": (lambda: _convbert(transformers.ConvBertForMaskedLM), BertsmithForMaskedLM, 0),
+    "electra-base-factorized": (lambda: _electra(transformers.ElectraModel), BertsmithModel, 0),
+    "electra-discriminator": (lambda: _electra(transformers.ElectraForPreTraining), BertsmithModel, 0),
+    "electra-classification": (lambda: _electra(transformers.ElectraForSequenceClassification, num_labels=3,
+                                                embedding_size=32), BertsmithForSequenceClassification, 0),
+    "electra-mlm": (lambda: _electra(transformers.ElectraForMaskedLM), BertsmithForMaskedLM, 0),
     "distilbert-base-relu": (lambda: _distilbert(transformers.DistilBertModel, activation="relu"), BertsmithModel, 0),
     "distilbert-classification": (lambda: _distilbert(transformers.DistilBertForSequenceClassification, num_labels=3),
                                   BertsmithForSequenceClassification, 0),
@@ -152,6 +163,8 @@ def test_tiny_checkpoints_match_transformers(case, tmp_path):
     ids, mask = batch(pad)
     ours, ours_hidden = _outputs(imported.model, ids, mask)
     theirs, theirs_hidden = _outputs(reference, ids, mask)
+    if case == "electra-discriminator":  # its replaced-token logits are not imported: compare the encoder
+        theirs = theirs_hidden[-1]
     assert max_diff(ours, theirs) <= ATOL
     if ours_hidden and theirs_hidden:  # ConvBERT's MLM and classification models return none
         for a, b in zip(ours_hidden, theirs_hidden):
@@ -166,6 +179,8 @@ def test_tiny_checkpoints_match_transformers(case, tmp_path):
         assert not imported.spec.pooler
     if case == "convbert-base-grouped":
         assert imported.spec.layers[0].ffn.kind == "grouped" and imported.spec.embeddings.size == 24
+    if case.startswith("electra"):
+        assert not imported.spec.pooler and imported.spec.embeddings.size == (None if "classification" in case else 16)
     if case.startswith("distilbert"):
         spec = imported.spec
         assert spec.embeddings.type_vocab_size == 0 and not spec.pooler and spec.head_activation == "relu"
@@ -204,6 +219,7 @@ def test_config_defaults_are_transformers_defaults():
         ("bert", transformers.BertConfig),
         ("roberta", transformers.RobertaConfig),
         ("convbert", transformers.ConvBertConfig),
+        ("electra", transformers.ElectraConfig),
         ("distilbert", transformers.DistilBertConfig),
     ):
         config = cls()

@@ -465,33 +465,47 @@ def test_a_max_length_beyond_the_teacher_s_positions_exits_2_before_anything_is_
     assert not (tmp_path / "out").exists()
 
 
+TEACHER_FAMILIES = {  # config, the family's traits every student keeps (head activation, token types, embedding size)
+    "distilbert": (lambda t: t.DistilBertModel(t.DistilBertConfig(vocab_size=30522, dim=48, n_layers=3, n_heads=4,
+                                                                  hidden_dim=96, max_position_embeddings=64)),
+                   ("relu", 0, None), 36),
+    "electra": (lambda t: t.ElectraForPreTraining(t.ElectraConfig(vocab_size=30522, embedding_size=32, hidden_size=48,
+                                                                  num_hidden_layers=3, num_attention_heads=4,
+                                                                  intermediate_size=96, max_position_embeddings=64)),
+                ("gelu", 2, 32), 96),
+}
+
+
 @pytest.mark.slow
-def test_a_distilbert_teacher_gives_students_of_its_kind(tmp_path, minilm_dir, task_file, cache_dir):
-    """No token types, no pooler and DistilBERT's relu classifier in every finalist and baseline; a
-    student of stock shape exports as a plain DistilBertForSequenceClassification."""
+@pytest.mark.parametrize("family", list(TEACHER_FAMILIES))
+def test_a_teacher_of_another_family_gives_students_of_its_kind(family, tmp_path, minilm_dir, task_file, cache_dir):
+    """DistilBERT (no token types or pooler, a relu classifier) and ELECTRA (factorized embeddings, no
+    pooler) teachers: every finalist and baseline keeps the family's traits, and a student of stock
+    shape exports as a plain model of the teacher's family."""
     import transformers
 
     from bertsmith.hf import export_pretrained, import_checkpoint
 
+    make, (activation, types, emb_size), steps = TEACHER_FAMILIES[family]
     torch.manual_seed(0)
-    base = tmp_path / "distilbert"
-    config = transformers.DistilBertConfig(vocab_size=30522, dim=48, n_layers=3, n_heads=4, hidden_dim=96,
-                                           max_position_embeddings=64)
-    transformers.DistilBertModel(config).save_pretrained(base)
+    base = tmp_path / family
+    make(transformers).save_pretrained(base)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         if (minilm_dir / name).is_file():
             shutil.copyfile(minilm_dir / name, base / name)
-    run_config = tiny_config(tmp_path, base, task_file, **{"finalists.baselines": ["uniform", "layers"]})
+    run_config = tiny_config(tmp_path, base, task_file, **{"finalists.baselines": ["uniform", "layers"],
+                                                           "teacher.steps": steps})
     result = run_pipeline(load_config(run_config), tmp_path / "out", cache_dir=cache_dir, progress=False,
                           log=lambda _: None)
     finalists = result.results["finalists"]
     assert len(finalists) == 4
     for f in finalists:
-        assert f["spec"]["head_activation"] == "relu" and not f["spec"]["pooler"], f["name"]
-        assert f["spec"]["embeddings"]["type_vocab_size"] == 0, f["name"]
+        spec = f["spec"]
+        assert spec.get("head_activation", "gelu") == activation and not spec["pooler"], f["name"]
+        assert (spec["embeddings"]["type_vocab_size"], spec["embeddings"]["size"]) == (types, emb_size), f["name"]
     layers = next(f for f in finalists if f["name"].endswith("-layers"))  # full width: a stock shape
     student = import_checkpoint(layers["model_dir"])
-    assert export_pretrained(student, tmp_path / "stock") == "distilbert"
+    assert export_pretrained(student, tmp_path / "stock") == family
     loaded = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "stock").eval()
     ids = torch.randint(1000, 2000, (2, 9))
     with torch.no_grad():

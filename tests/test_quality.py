@@ -84,3 +84,10 @@ def test_a_small_task_s_teacher_gets_whole_extra_epochs_with_early_stopping(trai
     assert config.patience == (1 if expected != epochs else None)
     assert fitted_schedule(TrainConfig(steps=50), 100, min_steps=300, patience=1).steps == 50  # steps win
     assert fitted_schedule(TrainConfig(epochs=1), 100, min_steps=0, patience=1).epochs == 1  # off
+
+
+def test_a_tie_with_the_baseline_is_called_a_tie():
+    found, uniform = entry("f", "finalist", 0.80, 0.81), entry("u", "baseline", 0.80, 0.79, source="uniform")
+    v = verdict(found, [found, uniform])
+    assert v.passed and v.reasons == []
+    assert v.baseline == "the search's model tied the uniform baseline on dev (+2.00 on test)"

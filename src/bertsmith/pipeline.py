@@ -585,8 +585,8 @@ def default_space(teacher: ArchSpec) -> str:
         "layer": {"heads": list(range(1, heads + 1)), "qk_dim": [first.attention.qk_dim],
                   "v_dim": [first.attention.v_dim], "ffn": eighths(max(la.ffn.size for la in teacher.layers)),
                   "activation": [first.ffn.activation]},
-        "embeddings": teacher.embeddings.model_dump(mode="json"), "pooler": teacher.pooler,
-        "head_activation": teacher.head_activation}, indent=1) + "\n"
+        "embeddings": teacher.embeddings.model_dump(mode="json"), "embedding_size": [teacher.embeddings.size],
+        "pooler": teacher.pooler, "head_activation": teacher.head_activation}, indent=1) + "\n"
 
 
 def _strategy_fields() -> set[str]:

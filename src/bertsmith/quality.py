@@ -81,11 +81,16 @@ def judge(chosen: dict, entries: list[dict], teacher: dict, constant: dict, metr
             verdict.baseline = f"the search did not beat the uniform baseline: it is the chosen model{gap}"
         else:
             gap = 100 * (dev - u)
-            verdict.baseline = (f"the search's model beat the uniform baseline by {gap:.2f} points on dev "
-                                f"({_test_gap(chosen, uniform, metric)})" if gap > 0 else
-                                f"the uniform baseline scored {-gap:.2f} points above the chosen model on dev but "
-                                f"is not eligible ({'; '.join(uniform.get('violations', [])) or 'over budget'})")
-            if gap < 0:
+            if abs(gap) < 1e-9:  # a tie on dev: the cheaper model was chosen
+                verdict.baseline = (f"the search's model tied the uniform baseline on dev "
+                                    f"({_test_gap(chosen, uniform, metric)})")
+            elif gap > 0:
+                verdict.baseline = (f"the search's model beat the uniform baseline by {gap:.2f} points on dev "
+                                    f"({_test_gap(chosen, uniform, metric)})")
+            else:
+                verdict.baseline = (f"the uniform baseline scored {-gap:.2f} points above the chosen model on dev but "
+                                    f"is not eligible ({'; '.join(uniform.get('violations', [])) or 'over budget'})")
+            if gap < 0 and abs(gap) >= 1e-9:
                 verdict.reasons.append(f"dev {metric} is {-gap:.2f} points behind the uniform baseline")
     return verdict
 

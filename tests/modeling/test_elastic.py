@@ -11,11 +11,13 @@ from bertsmith.modeling import BertsmithForSequenceClassification, BertsmithMode
 from bertsmith.modeling.elastic import even_layers, slice_weights
 
 EMB = {"vocab_size": 97, "max_positions": 40}
+# plain, factorized (tables and LayerNorm at 16, projected to the hidden size: ELECTRA, ConvBERT) and trigram
+EMBEDDINGS = {"plain": EMB, "factorized": EMB | {"size": 16}, "trigram": EMB | {"size": 16, "trigram": True}}
 
 
-def spec(layers=3, hidden=32, heads=4, qk=8, v=8, ffn=64, **kw) -> ArchSpec:
+def spec(layers=3, hidden=32, heads=4, qk=8, v=8, ffn=64, emb=EMB, **kw) -> ArchSpec:
     return ArchSpec.uniform(layers=layers, hidden=hidden, heads=heads, ffn=ffn, qk_dim=qk, v_dim=v,
-                            embeddings=EMB, **kw)
+                            embeddings=emb, **kw)
 
 
 def inputs(seed=0):
@@ -46,8 +48,9 @@ def test_same_spec_reproduces_the_source():
         torch.testing.assert_close(target(*inputs())[0], source(*inputs())[0], rtol=0, atol=0)
 
 
-def test_fewer_heads_and_ffn_neurons_equal_the_source_with_those_units_removed():
-    s, t = spec(), spec(heads=2, ffn=40)
+@pytest.mark.parametrize("emb", list(EMBEDDINGS))
+def test_fewer_heads_and_ffn_neurons_equal_the_source_with_those_units_removed(emb):
+    s, t = spec(emb=EMBEDDINGS[emb]), spec(heads=2, ffn=40, emb=EMBEDDINGS[emb])
     source = source_model(s)
     target = sliced(source, s, t)
     with torch.no_grad():  # reference: zero what the slice drops (its contribution to the output)
@@ -119,11 +122,11 @@ def labelled_batches(n=3):
     return out
 
 
-@pytest.mark.parametrize("pooler", [True, False])
-def test_reordering_keeps_the_function_and_puts_important_units_first(pooler):
+@pytest.mark.parametrize("pooler,emb", [(True, "plain"), (False, "plain"), (False, "factorized"), (True, "trigram")])
+def test_reordering_keeps_the_function_and_puts_important_units_first(pooler, emb):
     from bertsmith.modeling.elastic import importance, reorder
 
-    s = spec(pooler=pooler)
+    s = spec(pooler=pooler, emb=EMBEDDINGS[emb])
     model = source_model(s, BertsmithForSequenceClassification)
     with torch.no_grad():  # a dead head and a dead neuron in layer 1: their Taylor scores are 0
         model.encoder.layers[1].attention.out.weight[:, 0:8] = 0
@@ -210,3 +213,12 @@ def test_selecting_units_removes_exactly_the_dead_ones(cls):
     expected = before if cls is not BertsmithModel else before[..., shuffled.hidden]
     torch.testing.assert_close((out[0] if isinstance(out, tuple) else out.last_hidden_state), expected, rtol=1e-4,
                                atol=1e-5)
+
+
+def test_a_narrower_student_of_factorized_embeddings_keeps_the_tables_and_cuts_the_projection():
+    s, t = spec(emb=EMBEDDINGS["factorized"]), spec(hidden=24, heads=3, emb=EMBEDDINGS["factorized"])
+    source = source_model(s)
+    target = sliced(source, s, t)
+    emb_s, emb_t = source.embeddings, target.embeddings
+    assert torch.equal(emb_t.word.weight, emb_s.word.weight) and torch.equal(emb_t.norm.weight, emb_s.norm.weight)
+    assert torch.equal(emb_t.project.weight, emb_s.project.weight[:24]) and emb_t.project.bias.shape == (24,)

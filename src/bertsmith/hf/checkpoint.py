@@ -227,7 +227,7 @@ def _encoder_prefix(source: str, keys: set[str], file: Path) -> str:
 def import_checkpoint(
     name_or_dir: str | os.PathLike, *, head: str | None = None, spec: ArchSpec | None = None
 ) -> ImportedModel:
-    """Load a BERT / RoBERTa / ConvBERT / DistilBERT checkpoint (MiniLM is BERT), or a directory bertsmith
+    """Load a BERT / RoBERTa / ConvBERT / ELECTRA / DistilBERT checkpoint (MiniLM is BERT), or a directory bertsmith
     exported, into bertsmith modules.
 
     ``head``: None keeps the checkpoint's head (none, sequence classification, masked LM);

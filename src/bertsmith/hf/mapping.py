@@ -1,4 +1,5 @@
-"""How bertsmith specs and weights correspond to transformers' BERT, RoBERTa, ConvBERT and DistilBERT.
+"""How bertsmith specs and weights correspond to transformers' BERT, RoBERTa, ConvBERT, ELECTRA and
+DistilBERT.
 
 Specs: ``spec_from_config`` reads a transformers ``config.json`` dict into an ArchSpec;
 ``stock_kind`` decides whether a spec (with a head) fits a stock transformers family, and
@@ -21,17 +22,19 @@ import torch
 from ..arch import ArchSpec
 from ..errors import CheckpointError, SpecError
 
-HF_SOURCES = ("bert", "roberta", "convbert", "distilbert")
+HF_SOURCES = ("bert", "roberta", "convbert", "electra", "distilbert")
 HEADS = ("base", "classification", "mlm")
 
 # Where transformers' head models keep their encoder.
-BASE_PREFIX = {"bert": "bert.", "roberta": "roberta.", "convbert": "convbert.", "distilbert": "distilbert."}
+BASE_PREFIX = {"bert": "bert.", "roberta": "roberta.", "convbert": "convbert.", "electra": "electra.",
+               "distilbert": "distilbert."}
 
 # The MLM decoder weight, tied to the token embeddings in bertsmith (never stored by bertsmith).
 TIED_DECODER = {
     "bert": "cls.predictions.decoder.weight",
     "roberta": "lm_head.decoder.weight",
     "convbert": "generator_lm_head.weight",
+    "electra": "generator_lm_head.weight",
     "bertsmith": "decoder.weight",
 }
 
@@ -75,6 +78,8 @@ CONFIG_DEFAULTS = {
         "conv_kernel_size": 9,
         "num_groups": 1,
     },
+    "electra": {**_COMMON_DEFAULTS, "embedding_size": 128, "hidden_size": 256, "num_attention_heads": 4,
+                "intermediate_size": 1024},
 }
 
 # DistilBERT's names for the BERT config fields, and the values it does not configure (no token types,
@@ -94,6 +99,8 @@ CONFIG_DEFAULTS["distilbert"] = {
 STOCK_ARCHITECTURES = {
     "bert": {"base": "BertModel", "classification": "BertForSequenceClassification", "mlm": "BertForMaskedLM"},
     "distilbert": {"base": "DistilBertModel", "classification": "DistilBertForSequenceClassification"},
+    "electra": {"base": "ElectraModel", "classification": "ElectraForSequenceClassification",
+                "mlm": "ElectraForMaskedLM"},
     "convbert": {
         "base": "ConvBertModel",
         "classification": "ConvBertForSequenceClassification",
@@ -189,6 +196,8 @@ def spec_from_config(cfg: dict, source: str, *, pooler: bool, where: str) -> Arc
                 f"{where}: hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})"
             )
         attention = {"kind": "mhsa", "heads": heads, "qk_dim": hidden // heads, "v_dim": hidden // heads}
+        if source == "electra" and f("embedding_size") != hidden:  # ELECTRA's factorized embeddings
+            embeddings["size"] = f("embedding_size")
     try:
         return ArchSpec.build(
             hidden=hidden,
@@ -248,12 +257,10 @@ def stock_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
     if att.kind == "mhsa":
         if ffn.kind != "dense":
             return "remote", "grouped FFN with self-attention"
-        if emb.size is not None:
-            return "remote", "factorized embeddings with self-attention"
         if att.qk_dim != att.v_dim or att.heads * att.qk_dim != spec.hidden:
             return "remote", "head dims differ from hidden / heads"
-        if not spec.pooler and head != "mlm":
-            return "remote", "no pooler (BertModel and BertForSequenceClassification have one)"
+        if emb.size is not None or (not spec.pooler and head != "mlm"):  # BertModel and its classifier pool
+            return _electra_kind(spec, head)
         if spec.pooler and head == "mlm":
             return "remote", "a pooler (BertForMaskedLM has none)"
         if head == "mlm" and ffn.activation != "gelu":
@@ -272,6 +279,19 @@ def stock_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
             return "remote", "ConvBERT's classification head would use the FFN activation"
         return "convbert", ""
     return "remote", f"attention kind {att.kind!r}"
+
+
+def _electra_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
+    """``("electra", "")`` when a uniform self-attention spec without a pooler (or with factorized
+    embeddings) is a stock ELECTRA model: its heads are gelu, its embeddings project when e != h."""
+    emb = spec.embeddings
+    if spec.pooler:
+        return "remote", "factorized embeddings with a pooler (ELECTRA has none)"
+    if emb.size == spec.hidden:
+        return "remote", "an embedding projection at embedding size == hidden"
+    if head == "classification" and spec.head_activation != "gelu":
+        return "remote", f"head_activation = {spec.head_activation!r} (ELECTRA's classifier uses gelu)"
+    return "electra", ""
 
 
 def _distilbert_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
@@ -322,6 +342,8 @@ def hf_config_kwargs(spec: ArchSpec, kind: str) -> dict:
         "layer_norm_eps": spec.layer_norm_eps,
         "pad_token_id": emb.pad_token_id,
     }
+    if kind == "electra":
+        kwargs["embedding_size"] = emb.size or spec.hidden
     if kind == "convbert":
         kwargs |= {
             "num_attention_heads": 2 * att.heads,
@@ -453,7 +475,7 @@ def head_entries(source: str, head: str) -> list[Entry]:
     if head == "classification":
         if source == "bert":
             return _pair("head.out", "classifier")
-        if source == "convbert":
+        if source in ("convbert", "electra"):
             return _pair("head.dense", "classifier.dense") + _pair("head.out", "classifier.out_proj")
     if head == "mlm":
         if source == "bert":
@@ -462,7 +484,7 @@ def head_entries(source: str, head: str) -> list[Entry]:
             transform, norm, bias = "lm_head.dense", "lm_head.layer_norm", "lm_head"
         else:
             transform, norm, bias = "generator_predictions.dense", "generator_predictions.LayerNorm", "generator_lm_head"
-        preferred = (f"{bias}.decoder.bias",) if source != "convbert" else ()
+        preferred = (f"{bias}.decoder.bias",) if source not in ("convbert", "electra") else ()
         return _pair("transform", transform) + _pair("norm", norm) + [
             Entry("decoder.bias", (f"{bias}.bias",), preferred=preferred)
         ]

@@ -45,8 +45,6 @@ def check_sliceable(source: ArchSpec, target: ArchSpec, layers: Sequence[int]) -
         raise SpecError("embeddings: vocab_size, size, trigram and positions must equal the source's")
     if te.max_positions > se.max_positions or te.type_vocab_size > se.type_vocab_size:
         raise SpecError("embeddings: max_positions and type_vocab_size cannot exceed the source's")
-    if se.size is not None:
-        raise SpecError("embeddings.size: slicing factorized embeddings is not supported")
     if target.pooler and not source.pooler:
         raise SpecError("pooler: the source has no pooler to slice")
     if len(layers) != target.num_layers:
@@ -175,8 +173,6 @@ class Importance:
 
 
 def check_plain_kinds(spec: ArchSpec) -> None:
-    if spec.embeddings.size is not None:
-        raise SpecError("embeddings.size: importance and reordering need unfactorized embeddings")
     for i, layer in enumerate(spec.layers):
         if layer.attention.kind not in SLICEABLE_ATTENTION or layer.ffn.kind not in SLICEABLE_FFN:
             raise SpecError(f"layers[{i}]: importance and reordering support {SLICEABLE_ATTENTION[0]} attention and "
@@ -213,7 +209,7 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
         hidden.add_(score.abs())
 
     handles = []
-    norms = [encoder.embeddings.norm]
+    norms = [_residual_input(encoder.embeddings)]
     for i, (layer, layer_spec) in enumerate(zip(encoder.layers, spec.layers)):
         v = layer_spec.attention.v_dim
         handles.append(layer.attention.out.register_forward_pre_hook(
@@ -239,6 +235,14 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
         for p in frozen:
             p.requires_grad_(False)
     return Importance([h.cpu() for h in heads], [n.cpu() for n in neurons], hidden.cpu())
+
+
+def _residual_input(embeddings: nn.Module) -> nn.Module:
+    """The embeddings' module whose output enters the residual stream: the LayerNorm, or with
+    factorized embeddings (normalized at their own size) the projection to the hidden size."""
+    if embeddings.project is not None and embeddings.norm.weight.shape[0] != embeddings.project.out_features:
+        return embeddings.project
+    return embeddings.norm
 
 
 @dataclass
@@ -281,8 +285,11 @@ def _moves(model: nn.Module, units: Units) -> list[tuple[str, int, torch.Tensor]
     h = units.hidden
     moves: list[tuple[torch.Tensor, int, torch.Tensor]] = []
     emb = encoder.embeddings
-    moves += [(table.weight, 1, h) for table in (emb.word, emb.position, emb.token_type) if table is not None]
-    norms = [emb.norm]
+    moves += [(table.weight, 1, h) for table in (emb.word, emb.position, emb.token_type)
+              if table is not None and table.weight.shape[1] == spec.hidden]
+    norms = [emb.norm] if emb.norm.weight.shape[0] == spec.hidden else []
+    if emb.project is not None:  # factorized embeddings: the tables stay at their size, the projection moves
+        moves += [(emb.project.weight, 0, h), (emb.project.bias, 0, h)]
     for i, (layer, layer_spec) in enumerate(zip(encoder.layers, spec.layers)):
         a, k, v = layer_spec.attention.heads, layer_spec.attention.qk_dim, layer_spec.attention.v_dim
         heads, kd, vd, f = units.heads[i], units.qk[i], units.v[i], units.neurons[i]

@@ -52,7 +52,8 @@ SKELETONS = 64  # sub-network module skeletons kept (they hold no weights)
 
 
 def check_space(space: SearchSpace) -> None:
-    """A supernet slices mhsa attention and dense FFNs with unfactorized embeddings and one activation."""
+    """A supernet slices mhsa attention and dense FFNs with one embedding size (e.g. a factorized
+    teacher's, whose tables and LayerNorm are shared whole) and one activation."""
     c = space.layer
     for name, values, allowed in (("layer.attention", c.attention, SLICEABLE_ATTENTION),
                                   ("layer.ffn_kind", c.ffn_kind, SLICEABLE_FFN)):
@@ -60,8 +61,8 @@ def check_space(space: SearchSpace) -> None:
         if other:
             raise SpecError(f"{name}: a supernet slices only {', '.join(allowed)}, not {other[0]!r}; "
                             "score such spaces with the distill evaluator (--evaluator distill --init scratch)")
-    if space.embedding_size != [None]:
-        raise SpecError("embedding_size: a supernet needs unfactorized embeddings (embedding_size: [null])")
+    if len(space.embedding_size) != 1:
+        raise SpecError(f"embedding_size: a supernet shares one embedding size, the space has {space.embedding_size}")
     if len(c.activation) != 1:
         raise SpecError(f"layer.activation: a supernet shares one activation, the space has {c.activation}")
 
