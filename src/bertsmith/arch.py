@@ -16,12 +16,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import SpecError
 from .files import publish, writing
 
-PositiveInt = Annotated[int, Field(gt=0)]
+
+def _not_bool(value: Any) -> Any:
+    """Refuse a boolean where a number is expected (pydantic alone reads ``true`` as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]  # an int that is never a bool
+Float = Annotated[float, BeforeValidator(_not_bool)]  # a float that is never a bool
+PositiveInt = Annotated[Int, Field(gt=0)]
+UNION_TAGS = frozenset({"<range>", "<list>"})  # union members' tags: not keys, left out of error locations
+_SHOWN = 60  # characters of a value's repr shown in an error message
 
 
 class _Frozen(BaseModel):
@@ -40,12 +52,12 @@ class EmbeddingSpec(_Frozen):
     right neighbours, projected 3e→h; positions, segments and LayerNorm at width h).
     """
 
-    vocab_size: int = Field(default=30522, gt=0)
-    max_positions: int = Field(default=512, gt=0)
-    type_vocab_size: int = Field(default=2, ge=0)
-    size: int | None = Field(default=None, gt=0)
+    vocab_size: Int = Field(default=30522, gt=0)
+    max_positions: Int = Field(default=512, gt=0)
+    type_vocab_size: Int = Field(default=2, ge=0)
+    size: Int | None = Field(default=None, gt=0)
     trigram: bool = False
-    pad_token_id: int = Field(default=0, ge=0)
+    pad_token_id: Int = Field(default=0, ge=0)
     positions: Literal["absolute", "roberta"] = "absolute"
 
     @property
@@ -73,8 +85,8 @@ class AttentionSpec(_Frozen):
     heads: PositiveInt
     qk_dim: PositiveInt
     v_dim: PositiveInt
-    conv_kernel: int | None = Field(default=None, gt=0)
-    head_ratio: int | None = Field(default=None, ge=2)
+    conv_kernel: Int | None = Field(default=None, gt=0)
+    head_ratio: Int | None = Field(default=None, ge=2)
 
     @property
     def conv_heads(self) -> int:
@@ -89,9 +101,9 @@ class FFNSpec(_Frozen):
     kind: str = "dense"
     size: PositiveInt
     activation: str = "gelu"
-    groups: int = Field(default=1, gt=0)
+    groups: Int = Field(default=1, gt=0)
     expression: str | None = None
-    stack: int = Field(default=1, gt=0)
+    stack: Int = Field(default=1, gt=0)
 
 
 class LayerSpec(_Frozen):
@@ -107,10 +119,10 @@ class ArchSpec(_Frozen):
     hidden: PositiveInt
     embeddings: EmbeddingSpec = EmbeddingSpec()
     layers: tuple[LayerSpec, ...]
-    layer_norm_eps: float = Field(default=1e-12, gt=0)
-    hidden_dropout: float = Field(default=0.1, ge=0, lt=1)
-    attention_dropout: float = Field(default=0.1, ge=0, lt=1)
-    initializer_range: float = Field(default=0.02, gt=0)
+    layer_norm_eps: Float = Field(default=1e-12, gt=0)
+    hidden_dropout: Float = Field(default=0.1, ge=0, lt=1)
+    attention_dropout: Float = Field(default=0.1, ge=0, lt=1)
+    initializer_range: Float = Field(default=0.02, gt=0)
     pooler: bool = True
 
     @model_validator(mode="after")
@@ -124,9 +136,10 @@ class ArchSpec(_Frozen):
         for i, layer in enumerate(self.layers):
             att, ffn = layer.attention, layer.ffn
             if att.kind not in ATTENTION:
-                raise ValueError(f"layers[{i}].attention.kind: unknown kind {att.kind!r} (known: {', '.join(ATTENTION)})")
+                raise ValueError(f"layers[{i}].attention.kind: unknown kind {short_repr(att.kind)} "
+                                 f"(known: {', '.join(ATTENTION)})")
             if ffn.kind not in FFN:
-                raise ValueError(f"layers[{i}].ffn.kind: unknown kind {ffn.kind!r} (known: {', '.join(FFN)})")
+                raise ValueError(f"layers[{i}].ffn.kind: unknown kind {short_repr(ffn.kind)} (known: {', '.join(FFN)})")
             for where, problem in (("attention", ATTENTION[att.kind].problem(att, self.hidden)),
                                    ("ffn", FFN[ffn.kind].problem(ffn, self.hidden))):
                 if problem:
@@ -302,15 +315,35 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def short_repr(value: Any) -> str:
+    """``repr(value)`` on one line, cut to its start when long (a message never quotes a whole file)."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
+
+
+def error_location(err: dict[str, Any]) -> str:
+    """A pydantic error's location as ``layers[0].ffn.size`` (union tags left out)."""
+    parts = [p for p in err["loc"] if p not in UNION_TAGS]
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in parts).replace(".[", "[")
+
+
 def _one_line(exc: ValidationError) -> str:
-    """The first validation error as ``field.path = value: message``."""
-    err = exc.errors()[0]
-    loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+    """The first validation error as ``field.path = value: message`` (unknown and missing keys are
+    named without the mapping that holds them)."""
+    errors = exc.errors()
+    err = errors[0]
+    loc = error_location(err)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if err["type"] == "missing":
+        unknown = [error_location(e) for e in errors
+                   if e["type"] == "extra_forbidden" and e["loc"][:-1] == err["loc"][:-1]]
+        return f"{loc}: missing" + (f" (unknown key {unknown[0]!r} given: misspelled?)" if unknown else more)
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown key{more}"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "value_error" or not loc:
         return f"{loc + ': ' if loc else ''}{msg}"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{loc} = {err.get('input')!r}: {msg}{more}"
+    return f"{loc} = {short_repr(err.get('input'))}: {msg}{more}"
 
 
 def _layer_summary(layer: LayerSpec) -> str:
