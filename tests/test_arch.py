@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from bertsmith import presets
@@ -72,6 +73,13 @@ def _layers(att=None, ffn=None):
         ({"hidden": 16, "layers": _layers(att={"conv_kernel": 9})}, "apply only to kind 'mixed'"),
         ({"hidden": 16, "layers": _layers(), "embeddings": {"pad_token_id": 40000}}, "pad_token_id (40000)"),
         ({"hidden": 16, "layers": _layers(), "colour": "red"}, "colour"),
+        # booleans are not numbers (pydantic alone reads true as 1)
+        ({"hidden": True, "layers": _layers()}, "hidden: expected a number, got the boolean true"),
+        ({"hidden": 16, "layers": _layers(att={"heads": True})}, "layers[0].attention.heads: expected a number"),
+        ({"hidden": 16, "layers": _layers(), "hidden_dropout": False}, "hidden_dropout: expected a number"),
+        ({"hidden": 16, "layers": _layers(), "embeddings": {"vocab_size": True}}, "embeddings.vocab_size: expected"),
+        ({"hidden": 16, "layers": _layers(ffn={"kind": "searched", "expression": "L(" * 700 + "x" + ")" * 700})},
+         "is 33 levels deep, over the limit of 32"),
     ],
 )
 def test_invalid_specs_name_the_field_and_value(fields, needle):
@@ -79,6 +87,22 @@ def test_invalid_specs_name_the_field_and_value(fields, needle):
         ArchSpec.build(**fields)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_misspelled_key_is_named_without_the_file_contents(tmp_path):
+    data = presets.get("bert-mini").to_dict()
+    data["layer"] = data.pop("layers")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError) as info:
+        ArchSpec.load(path)
+    assert str(info.value) == f"{path}: layers: missing (unknown key 'layer' given: misspelled?)"
+    data["layers"] = data.pop("layer")
+    data["colour"] = {"red": list(range(1000))}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError) as info:
+        ArchSpec.load(path)
+    assert str(info.value) == f"{path}: colour: unknown key"
 
 
 def test_uniform_rejects_heads_that_do_not_divide_hidden():

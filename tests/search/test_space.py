@@ -94,6 +94,7 @@ def test_quantities_and_budgets():
     ("watts=3", "watts"),
     ("params", "expected NAME=VALUE"),
     ("latency=fast", "not a time"),
+    ("batch=true", "batch = 'true'"),
 ])
 def test_bad_budgets_name_the_value(text, message):
     with pytest.raises(ConfigError, match=message):
@@ -123,6 +124,8 @@ def test_bad_budgets_name_the_value(text, message):
     ({"hidden": [32, True]}, r"hidden\[1\]: expected a number, got the boolean true"),
     ({"embedding_size": [16, False]}, r"embedding_size\[1\]: expected a number, got the boolean false"),
     ({"dropout": True}, "dropout: expected a number, got the boolean true"),
+    ({"budget": {"batch": True}}, "budget.batch: expected a number, got the boolean true"),
+    ({"budget": {"params": True}}, "budget.params: True is not a count"),
 ])
 def test_bad_spaces_are_one_line_errors(changes, message):
     with pytest.raises(SpecError, match=message) as info:

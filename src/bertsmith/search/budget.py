@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from ..arch import ArchSpec, _Frozen, _one_line
+from ..arch import ArchSpec, Int, _Frozen, _one_line
 from ..errors import ConfigError
 
 _SCALE = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -50,8 +50,8 @@ class Budget(_Frozen):
     flops: int | None = Field(default=None, gt=0)
     latency: float | None = Field(default=None, gt=0)
     device: Literal["cpu", "cuda"] = "cpu"
-    seq_len: int = Field(default=128, gt=0)
-    batch: int = Field(default=1, gt=0)
+    seq_len: Int = Field(default=128, gt=0)
+    batch: Int = Field(default=1, gt=0)
 
     @field_validator("params", "total_params", "flops", mode="before")
     @classmethod
