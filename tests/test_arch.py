@@ -125,6 +125,20 @@ def test_unreadable_yaml_and_missing_file_name_the_file(tmp_path):
         ArchSpec.load(scalar)
 
 
+@pytest.mark.parametrize("form,text,message", [
+    ("json", "[" * 100_000, "not valid JSON (nested too deeply)"),
+    ("json", "9" * 5000, "not valid JSON (Exceeds the limit (4300 digits)"),
+    ("yaml", "[" * 100_000, "unreadable YAML (nested too deeply)"),
+    ("yaml", "hidden: " + "9" * 5000, "unreadable YAML (Exceeds the limit (4300 digits)"),
+    ("yaml", "hidden: 2001-13-45", "unreadable YAML (month must be in 1..12)"),
+    ("yaml", "a: !!binary xyz", "unreadable YAML at line 1, column 4 (failed to decode base64 data"),
+])
+def test_text_the_loaders_refuse_is_one_line(form, text, message):
+    with pytest.raises(SpecError) as info:
+        ArchSpec.from_json(text, source="s") if form == "json" else ArchSpec.from_yaml(text, source="s")
+    assert str(info.value).startswith(f"s: {message}") and "\n" not in str(info.value)
+
+
 def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "spec.yaml"
     presets.get("bert-mini").save(path)

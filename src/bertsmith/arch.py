@@ -229,17 +229,15 @@ class ArchSpec(_Frozen):
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise SpecError(f"{source}: not valid JSON (nested too deeply)") from None
+        except ValueError as exc:  # e.g. a number of more than 4,300 digits
+            raise SpecError(f"{source}: not valid JSON ({one_line(str(exc))})") from None
         return cls.from_dict(data, source=source)
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "spec") -> "ArchSpec":
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise SpecError(f"{source}: unreadable YAML{where} ({getattr(exc, 'problem', exc)})") from None
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(parse_yaml(text, source, SpecError), source=source)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ArchSpec":
@@ -276,15 +274,29 @@ def read_yaml_file(path: Path, what: str, error: type[Exception]) -> Any:
     """Parse a YAML file; an unreadable, non-UTF-8 or malformed file raises ``error`` with one line
     naming the file (and the line and column of a YAML error)."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise error(f"{path}: cannot read {what} ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise error(f"{path}: {what} is not UTF-8 text") from None
+    return parse_yaml(text, str(path), error)
+
+
+def parse_yaml(text: str, source: str, error: type[Exception]) -> Any:
+    """``yaml.safe_load``, every failure one ``error`` line naming ``source``: malformed YAML (with its
+    line and column), nesting too deep to read, and values the loader refuses (a number of more than
+    4,300 digits, a 13th month)."""
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise error(f"{path}: unreadable YAML{where} ({getattr(exc, 'problem', exc)})") from None
+        problem = one_line(str(getattr(exc, "problem", None) or exc))
+        raise error(f"{source}: unreadable YAML{where} ({problem})") from None
+    except RecursionError:
+        raise error(f"{source}: unreadable YAML (nested too deeply)") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise error(f"{source}: unreadable YAML ({one_line(str(exc))})") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -313,6 +325,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def one_line(text: str) -> str:
+    """``text`` with its whitespace runs (newlines included) made single spaces, cut when long."""
+    text = " ".join(text.split())
+    return text if len(text) <= 2 * _SHOWN else text[:2 * _SHOWN] + "..."
 
 
 def short_repr(value: Any) -> str:

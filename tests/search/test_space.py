@@ -95,6 +95,8 @@ def test_quantities_and_budgets():
     ("params", "expected NAME=VALUE"),
     ("latency=fast", "not a time"),
     ("batch=true", "batch = 'true'"),
+    ("params=" + "9" * 400, "is not a finite count"),
+    ("latency=" + "9" * 400, "is not a finite time"),
 ])
 def test_bad_budgets_name_the_value(text, message):
     with pytest.raises(ConfigError, match=message):
@@ -126,6 +128,7 @@ def test_bad_budgets_name_the_value(text, message):
     ({"dropout": True}, "dropout: expected a number, got the boolean true"),
     ({"budget": {"batch": True}}, "budget.batch: expected a number, got the boolean true"),
     ({"budget": {"params": True}}, "budget.params: True is not a count"),
+    ({"budget": {"flops": float("inf")}}, "budget.flops: inf is not a finite count"),
 ])
 def test_bad_spaces_are_one_line_errors(changes, message):
     with pytest.raises(SpecError, match=message) as info:
