@@ -8,9 +8,8 @@ Inputs are both near-valid (the real keys with wrong or edge values) and raw tex
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from typing import Any
+import tempfile
+from pathlib import Path
 
 import yaml
 from hypothesis import given
@@ -19,76 +18,17 @@ from hypothesis import strategies as st
 from bertsmith.arch import ArchSpec
 from bertsmith.errors import ConfigError, SpecError
 from bertsmith.modeling.expr import ACTIVATIONS, BINARY, MAX_NODES, ExprError, Node, check, format_expr, parse
+from bertsmith.runconfig import load_config
 from bertsmith.search.budget import Budget
 
 from .conftest import tiny_layer
-
-SECONDS = 5.0  # the most one parse may take (generous: the test machine has 2 shared cores)
-
-# values that break naive parsers: booleans, huge and negative ints, odd floats, strings, None, nesting
-EDGE = st.one_of(
-    st.booleans(), st.none(), st.integers(-3, 300), st.integers(-2**70, 2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-    st.sampled_from(["5M", "1e400", "9" * 400, "", "true", "0x10", "L(x)", "-1", "1.5"]),
-    st.lists(st.integers(-3, 300), max_size=4), st.lists(st.lists(st.none(), max_size=2), max_size=2),
-    st.dictionaries(st.sampled_from(["min", "max", "step", "kind", "x"]), st.integers(-3, 300), max_size=3),
-)
-
-
-def outcome(parse_: Callable[[], Any], errors: type[Exception] | tuple[type[Exception], ...]) -> Any:
-    """Run ``parse_``: its result, or None after checking that it raised one of ``errors`` with a
-    non-empty one-line message. Either way within SECONDS."""
-    start = time.perf_counter()
-    try:
-        return parse_()
-    except errors as exc:
-        message = str(exc)
-        assert message and "\n" not in message and len(message) < 1000, message
-        return None
-    finally:
-        assert time.perf_counter() - start < SECONDS
+from .fuzz import RAW, near_valid, outcome
 
 
 def _template() -> dict:
     layers = [tiny_layer(att, ffn, i) for i, (att, ffn) in enumerate((("mhsa", "dense"), ("mixed", "searched")))]
     return {"hidden": 48, "layers": layers, "embeddings": {"vocab_size": 97, "max_positions": 40},
             "hidden_dropout": 0.1, "pooler": True}
-
-
-def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
-    """Every key path of a nested dict/list, leaves and containers."""
-    out = [prefix] if prefix else []
-    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, child in children:
-        out += _paths(child, (*prefix, key))
-    return out
-
-
-@st.composite
-def near_valid(draw: st.DrawFn, template: dict, extra_keys: list[str]) -> dict:
-    """``template`` with one to three edits: a value replaced by an edge value, a key dropped or
-    misspelled, or an unknown key added."""
-    data = json.loads(json.dumps(template))
-    for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(_paths(data) or [("x",)]))
-        *parents, last = path
-        node = data
-        for p in parents:
-            node = node[p] if isinstance(node, (dict, list)) and (p in node if isinstance(node, dict)
-                                                                   else p < len(node)) else None
-        if not isinstance(node, (dict, list)) or (isinstance(node, list) and last >= len(node)) or (
-                isinstance(node, dict) and last not in node):
-            continue
-        edit = draw(st.sampled_from(["value", "value", "value", "drop", "misspell", "add"]))
-        if edit == "value":
-            node[last] = draw(EDGE)
-        elif edit == "drop" and isinstance(node, dict):
-            del node[last]
-        elif edit == "misspell" and isinstance(node, dict):
-            node[f"{last}s" if not str(last).endswith("s") else str(last)[:-1]] = node.pop(last)
-        elif edit == "add" and isinstance(node, dict):
-            node[draw(st.sampled_from(extra_keys))] = draw(EDGE)
-    return data
 
 
 ARCH_KEYS = ["hidden", "layers", "layer", "heads", "kind", "size", "expression", "stack", "colour"]
@@ -105,17 +45,6 @@ def test_archspec_dicts(data):
 def test_archspec_text_of_near_valid_dicts(data, form):
     text = yaml.safe_dump(data) if form == "yaml" else json.dumps(data)
     outcome(lambda: ArchSpec.from_yaml(text) if form == "yaml" else ArchSpec.from_json(text), SpecError)
-
-
-RAW = st.one_of(
-    st.text(max_size=200),
-    st.text(alphabet="{}[]:,-\"' \n\t&*!|>#%@`0123456789.eE+-xtruefalsnhidelay", max_size=200),
-    st.builds(lambda open_, n: open_ * n, st.sampled_from(["[", "{a: ", "- ", '{"a": ', "!!map {"]),
-              st.integers(0, 20_000)),
-    st.builds(lambda digits: f"hidden: {digits}\nlayers: []\n", st.text(alphabet="0123456789_.", max_size=6000)),
-    st.sampled_from(["a: 2001-13-45", "a: !!binary xyz", "a: !!python/name:os.system", "a: !!float abc",
-                     "a: &a [*a]", "a: !!set {x}", "? [a]\n: b", "a: " + "9" * 5000, "[" + "9" * 5000 + "]"]),
-)
 
 
 @given(RAW, st.sampled_from(["yaml", "json"]))
@@ -196,3 +125,20 @@ def test_budget_strings(text):
     budget = outcome(lambda: Budget.parse(text), ConfigError)
     if budget is not None:
         assert all(v is None or v > 0 for v in (budget.params, budget.total_params, budget.flops, budget.latency))
+
+
+# ---- run configs ------------------------------------------------------------------------------------
+RUN_CONFIG = {"task": "rotten-tomatoes", "max_length": 16, "seed": 0,
+              "teacher": {"steps": 36, "lr": 3e-3, "batch_size": 16},
+              "budget": {"params": "60%", "latency": None, "seq_len": 16, "device": "cpu"},
+              "search": {"trials": 5, "supernet_steps": 4, "objectives": ["params", "latency"],
+                         "options": {"batch_size": 16}},
+              "finalists": {"count": 2, "steps": 8, "baselines": ["uniform"]}, "export": {"seq_len": 16}}
+
+
+@given(near_valid(RUN_CONFIG, ["trials", "budget", "colour", "steps", "search", "seq_len"]))
+def test_run_configs(data):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.yaml"
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        outcome(lambda: load_config(path), ConfigError)
