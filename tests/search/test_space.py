@@ -106,7 +106,8 @@ def test_bad_budgets_name_the_value(text, message):
 @pytest.mark.parametrize("changes,message", [
     ({"width": [3]}, "width"),
     ({"layer": {"heads": []}}, "heads: no choices"),
-    ({"layer": {"attention": ["sparse"]}}, "unknown kind 'sparse'"),
+    ({"layer": {"attention": ["mhsa", "sparse"]}}, r"layer.attention\[1\]: unknown kind 'sparse'"),
+    ({"layer": {"ffn_kind": ["moe"]}}, r"layer.ffn_kind\[0\]: unknown kind 'moe'"),
     ({"hidden": {"min": 64, "max": 32}}, "max \\(32\\) is below min \\(64\\)"),
     ({"layer": {"ffn_kind": ["grouped"], "groups": [5]}}, "no combination"),
     ({"budget": {"params": "lots"}}, "not a count"),
@@ -134,6 +135,11 @@ def test_bad_spaces_are_one_line_errors(changes, message):
     with pytest.raises(SpecError, match=message) as info:
         space(**changes)
     assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_a_repeated_choice_is_not_another_architecture():
+    assert space(depth=[2, 2], layer={"heads": [2, 4, 2], "attention": ["mhsa", "mhsa"]}).size() == \
+        space(depth=[2], layer={"heads": [2, 4]}).size()
 
 
 def test_the_deepest_per_layer_space_is_counted_and_printed():

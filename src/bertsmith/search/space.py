@@ -92,13 +92,21 @@ class DepthRange(Range):
     max: Depth
 
 
+def _distinct(values: list) -> list:
+    """The values in their order, each once: a repeated choice is not another architecture."""
+    return list(dict.fromkeys(values))
+
+
+Distinct = AfterValidator(_distinct)
+
+
 def _kind(value: Any) -> str:
     return "<range>" if isinstance(value, (dict, Range)) else "<list>"
 
 
 def _choices(item: Any, range_type: type[Range]) -> Any:
     """A dimension's choices: a list of ``item`` or a ``range_type`` mapping (errors name the key, not the union)."""
-    return Annotated[Union[Annotated[range_type, Tag("<range>")], Annotated[list[item], Tag("<list>")]],
+    return Annotated[Union[Annotated[range_type, Tag("<range>")], Annotated[list[item], Distinct, Tag("<list>")]],
                      Discriminator(_kind)]
 
 
@@ -120,26 +128,29 @@ def _expression(text: str) -> str:
     return text
 
 
-def _activation(name: str) -> str:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {short_repr(name)} (known: {', '.join(ACTIVATIONS)})")
-    return name
+def _known(names: Any, what: str) -> AfterValidator:
+    """A check that a value is one of ``names`` (a registry or a mapping of them)."""
+    def check_name(name: str) -> str:
+        if name not in names:
+            raise ValueError(f"unknown {what} {short_repr(name)} (known: {', '.join(names)})")
+        return name
+    return AfterValidator(check_name)
 
 
 class LayerChoices(_Frozen):
     """Choices for one layer's dimensions."""
 
-    attention: list[str] = ["mhsa"]
+    attention: Annotated[list[Annotated[str, _known(ATTENTION, "kind")]], Distinct] = ["mhsa"]
     heads: Ints
     qk_dim: Ints
     v_dim: Ints
     conv_kernel: Ints = [9]
     head_ratio: Ints = [2]
-    ffn_kind: list[str] = ["dense"]
+    ffn_kind: Annotated[list[Annotated[str, _known(FFN, "kind")]], Distinct] = ["dense"]
     ffn: Ints
     groups: Ints = [2]
-    expression: list[Annotated[str, AfterValidator(_expression)]] = ["L(gelu(L(x)))"]
-    activation: list[Annotated[str, AfterValidator(_activation)]] = ["gelu"]
+    expression: Annotated[list[Annotated[str, AfterValidator(_expression)]], Distinct] = ["L(gelu(L(x)))"]
+    activation: Annotated[list[Annotated[str, _known(ACTIVATIONS, "activation")]], Distinct] = ["gelu"]
 
     @model_validator(mode="after")
     def _check(self) -> "LayerChoices":
@@ -149,19 +160,15 @@ class LayerChoices(_Frozen):
                 raise ValueError(f"{name}: no choices")
             if count > MAX_CHOICES:
                 raise ValueError(f"{name}: {count} choices, over the limit of {MAX_CHOICES}")
-        for name, known in (("attention", ATTENTION), ("ffn_kind", FFN)):
-            unknown = [v for v in getattr(self, name) if v not in known]
-            if unknown:
-                raise ValueError(f"{name}: unknown kind {short_repr(unknown[0])} (known: {', '.join(known)})")
         return self
 
     def candidates(self) -> int:
         """Attention plus FFN combinations, counted without listing them."""
         n = {name: _count(getattr(self, name)) for name in type(self).model_fields}
         attention = sum(n["heads"] * n["qk_dim"] * n["v_dim"] * (n["conv_kernel"] * n["head_ratio"] if kind == "mixed"
-                                                                 else 1) for kind in set(self.attention))
+                                                                 else 1) for kind in self.attention)
         ffn = sum(n["ffn"] * n["activation"] * (n["groups"] if kind == "grouped" else 1)
-                  * (n["expression"] if kind == "searched" else 1) for kind in set(self.ffn_kind))
+                  * (n["expression"] if kind == "searched" else 1) for kind in self.ffn_kind)
         return attention + ffn
 
 
@@ -171,7 +178,7 @@ class SearchSpace(_Frozen):
 
     depth: Depths
     hidden: Ints
-    embedding_size: list[Width | None] = [None]
+    embedding_size: Annotated[list[Width | None], Distinct] = [None]
     layer: LayerChoices
     per_layer: bool = False
     embeddings: EmbeddingSpec = EmbeddingSpec()
