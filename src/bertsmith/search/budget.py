@@ -42,7 +42,10 @@ def parse_count(value: Any) -> int:
 def parse_ms(value: Any) -> float:
     """``20ms`` or ``0.02s`` → 20.0 milliseconds; a bare number is milliseconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        ms = float(value) if isinstance(value, float) or abs(value) < 10**300 else math.inf
+        try:
+            ms = float(value)
+        except OverflowError:  # an int beyond any float
+            ms = math.inf
     else:
         match = _TIME.match(str(value))
         if not match:
