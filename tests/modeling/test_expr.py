@@ -5,7 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bertsmith.modeling.expr import ExprError, check, evaluate, format_expr, linear_shapes, parse
+from bertsmith.modeling.expr import (
+    MAX_DEPTH,
+    MAX_NODES,
+    ExprError,
+    Node,
+    check,
+    evaluate,
+    format_expr,
+    linear_shapes,
+    parse,
+)
+from bertsmith.search.ffn_space import MAX_HEIGHT
 from bertsmith.presets import EFFICIENTBERT_FFNS
 
 EXPRESSIONS = [e for e, _, _ in EFFICIENTBERT_FFNS] + ["add(L(swish(L(x))), x)", "max(L(elu(L(x))), sigmoid(x))"]
@@ -69,3 +80,43 @@ def test_evaluate_matches_hand_written_functions():
     torch.testing.assert_close(got, torch.tanh(l2(torch.nn.functional.gelu(l1(x)))))
     got = evaluate(parse("L(relu(mul(L(x), x)))"), x, (l1, l2))
     torch.testing.assert_close(got, l2(torch.relu(l1(x) * x[:, :6])))
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("L(" * 2000 + "x" + ")" * 2000, f"is {MAX_DEPTH + 1} levels deep, over the limit of {MAX_DEPTH}"),
+        ("relu(" * 700 + "x" + ")" * 700, f"over the limit of {MAX_DEPTH}"),
+        ("add(x, " * 5000 + "x" + ")" * 5000, f"over the limit of {MAX_DEPTH}"),
+        ("add(" + ", ".join(["mul(relu(x), add(x, x))"] * 100) + ")", f"over the limit of {MAX_NODES}"),
+        ("L(" + "q" * 100_000 + "(x))", "unknown operator"),
+    ],
+)
+def test_huge_expressions_are_refused_in_one_short_line(text, message):
+    with pytest.raises(ExprError, match=message.replace("(", r"\(")) as info:
+        parse(text)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def _full_tree(height: int) -> Node:
+    """A complete binary tree of ``height``: the most nodes an expression of that height can have."""
+    return Node("x") if height == 0 else Node("add", (_full_tree(height - 1), _full_tree(height - 1)))
+
+
+def test_the_largest_searchable_expressions_fit_the_limits():
+    tree = _full_tree(MAX_HEIGHT)  # the FFN search's largest: 2^(7+1) - 1 = 255 nodes
+    assert parse(format_expr(tree)) == tree
+    chain = Node("x")
+    for _ in range(MAX_DEPTH):
+        chain = Node("relu", (chain,))
+    assert parse(format_expr(chain)) == chain
+
+
+def test_printing_a_deep_hand_built_tree_is_refused():
+    tree = Node("x")
+    for _ in range(5000):
+        tree = Node("relu", (tree,))
+    with pytest.raises(ExprError, match=f"over the limit of {MAX_DEPTH}"):
+        format_expr(tree)
+    with pytest.raises(ExprError, match=f"over the limit of {MAX_NODES}"):
+        format_expr(_full_tree(8))

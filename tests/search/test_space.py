@@ -11,7 +11,7 @@ from bertsmith.arch import ArchSpec
 from bertsmith.cost import encoder_params
 from bertsmith.errors import ConfigError, SpecError
 from bertsmith.search.budget import Budget, parse_count, parse_ms
-from bertsmith.search.space import SearchSpace
+from bertsmith.search.space import MAX_CANDIDATES, MAX_CHOICES, MAX_LAYERS, MAX_WIDTH, SearchSpace
 
 BASE = {"depth": [1, 2], "hidden": [32, 48],
         "layer": {"heads": [2, 4], "qk_dim": [8], "v_dim": [8, 12], "ffn": {"min": 32, "max": 96, "step": 32}},
@@ -94,6 +94,9 @@ def test_quantities_and_budgets():
     ("watts=3", "watts"),
     ("params", "expected NAME=VALUE"),
     ("latency=fast", "not a time"),
+    ("batch=true", "batch = 'true'"),
+    ("params=" + "9" * 400, "is not a finite count"),
+    ("latency=" + "9" * 400, "is not a finite time"),
 ])
 def test_bad_budgets_name_the_value(text, message):
     with pytest.raises(ConfigError, match=message):
@@ -103,15 +106,53 @@ def test_bad_budgets_name_the_value(text, message):
 @pytest.mark.parametrize("changes,message", [
     ({"width": [3]}, "width"),
     ({"layer": {"heads": []}}, "heads: no choices"),
-    ({"layer": {"attention": ["sparse"]}}, "unknown kind 'sparse'"),
+    ({"layer": {"attention": ["mhsa", "sparse"]}}, r"layer.attention\[1\]: unknown kind 'sparse'"),
+    ({"layer": {"ffn_kind": ["moe"]}}, r"layer.ffn_kind\[0\]: unknown kind 'moe'"),
     ({"hidden": {"min": 64, "max": 32}}, "max \\(32\\) is below min \\(64\\)"),
     ({"layer": {"ffn_kind": ["grouped"], "groups": [5]}}, "no combination"),
     ({"budget": {"params": "lots"}}, "not a count"),
+    # every choice is checked where it is written, and the space is bounded before anything is listed
+    ({"depth": [0, 2]}, r"depth\[0\] = 0: Input should be greater than 0"),
+    ({"depth": {"min": 1, "max": 100_000}}, f"depth.max = 100000: .* less than or equal to {MAX_LAYERS}"),
+    ({"hidden": {"min": 1, "max": 2_000_000_000}}, f"hidden.max = 2000000000: .* less than or equal to {MAX_WIDTH}"),
+    ({"hidden": {"min": 1, "max": 60_000}}, f"hidden: 60000 choices, over the limit of {MAX_CHOICES}"),
+    ({"layer": {"ffn": [64, -1]}}, r"layer.ffn\[1\] = -1"),
+    ({"layer": {"heads": {"min": 1, "max": 64}, "qk_dim": {"min": 1, "max": 64}, "v_dim": {"min": 1, "max": 64}}},
+     f"layer: 524,294 layer shapes .* over the limit of {MAX_CANDIDATES:,}"),
+    ({"layer": {"ffn_kind": ["searched"], "expression": ["L(gelu(L(x)))", "L(gelu(L(x)"]}},
+     r"layer.expression\[1\]: cannot parse FFN expression 'L\(gelu\(L\(x\)'"),
+    ({"layer": {"expression": ["L(" * 2000 + "x" + ")" * 2000]}}, r"layer.expression\[0\]: .* over the limit of 32"),
+    ({"layer": {"activation": ["gelu", "gleu"]}}, r"layer.activation\[1\]: unknown activation 'gleu'"),
+    ({"hidden": True}, "hidden = True"),
+    ({"hidden": [32, True]}, r"hidden\[1\]: expected a number, got the boolean true"),
+    ({"embedding_size": [16, False]}, r"embedding_size\[1\]: expected a number, got the boolean false"),
+    ({"dropout": True}, "dropout: expected a number, got the boolean true"),
+    ({"budget": {"batch": True}}, "budget.batch: expected a number, got the boolean true"),
+    ({"budget": {"params": True}}, "budget.params: True is not a count"),
+    ({"budget": {"flops": float("inf")}}, "budget.flops: inf is not a finite count"),
 ])
 def test_bad_spaces_are_one_line_errors(changes, message):
     with pytest.raises(SpecError, match=message) as info:
         space(**changes)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_a_repeated_choice_is_not_another_architecture():
+    assert space(depth=[2, 2], layer={"heads": [2, 4, 2], "attention": ["mhsa", "mhsa"]}).size() == \
+        space(depth=[2], layer={"heads": [2, 4]}).size()
+
+
+def test_the_deepest_per_layer_space_is_counted_and_printed():
+    s = space(depth=[MAX_LAYERS], per_layer=True)
+    assert s.size() == s.size() and f"{s.size():,}".count(",") > 20  # 3^128-odd: exact, and printable
+
+
+def test_a_space_file_does_not_choose_the_latency_device(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("depth: [2]\nhidden: [64]\nlayer: {heads: [2], qk_dim: [8], v_dim: [8], ffn: [64]}\n"
+                    "budget: {latency: 20ms, device: cuda}\n", encoding="utf-8")
+    with pytest.raises(SpecError, match=f"{path}: budget.device: a search space does not choose"):
+        SearchSpace.load(path)
 
 
 def test_load_names_the_file(tmp_path):
@@ -135,6 +176,9 @@ def test_space_command_reports_size_budget_and_samples(monkeypatch, capsys, tmp_
     assert len(lines) == 20 and any("fits" in line for line in lines) and any("over: params" in line for line in lines)
     code, _, err = run(monkeypatch, capsys, "space", str(tmp_path / "missing.yaml"))
     assert code == 2 and "missing.yaml: cannot read the search space" in err
+    path.write_text("depth: [0, 2]\nhidden: [64]\nlayer: {heads: [2], qk_dim: [8], v_dim: [8], ffn: [64]}\n")
+    code, out, err = run(monkeypatch, capsys, "space", str(path), "--sample", "3")
+    assert code == 2 and out == "" and f"{path}: depth[0] = 0" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("per_layer", [False, True])

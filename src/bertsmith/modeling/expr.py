@@ -6,6 +6,10 @@ An expression is a tree over the input ``x``, exactly two linear maps ``L``, the
 the second maps back to the hidden width. Binary operators on operands of different widths keep
 the first ``min`` channels of both (EfficientBERT's ``sel_min``).
 
+Expressions are bounded: at most MAX_DEPTH nested levels (``x`` is 0 deep, ``L(x)`` 1) and MAX_NODES
+operators and inputs in all. The FFN search (height at most 7, so at most 255 nodes) stays well
+inside; anything larger is refused with an ExprError naming the limit, not a RecursionError.
+
 This file depends on torch and the standard library only: it is copied next to exported models.
 """
 
@@ -29,6 +33,9 @@ ACTIVATIONS: dict[str, callable] = {
 BINARY = ("add", "mul", "max")
 LINEAR = "L"
 INPUT = "x"
+MAX_DEPTH = 32  # nested levels of an expression
+MAX_NODES = 256  # operators and inputs of an expression
+_QUOTED = 60  # characters of a long expression quoted in an error message
 
 
 class ExprError(ValueError):
@@ -49,20 +56,40 @@ class Node:
 _TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z_0-9]*)|(\()|(\))|(,))")
 
 
+def _quote(text: str) -> str:
+    """``text`` quoted for a message, shortened to its start when long."""
+    return repr(text) if len(text) <= _QUOTED else repr(text[:_QUOTED]) + f"... ({len(text)} characters)"
+
+
+def _check_bounds(text: str, depth: int, nodes: int) -> None:
+    """Refuse an expression deeper than MAX_DEPTH or with more than MAX_NODES nodes."""
+    if depth > MAX_DEPTH:
+        raise ExprError(f"FFN expression {_quote(text)} is {depth} levels deep, over the limit of {MAX_DEPTH}")
+    if nodes > MAX_NODES:
+        raise ExprError(f"FFN expression {_quote(text)} has {nodes} nodes, over the limit of {MAX_NODES}")
+
+
 def parse(text: str) -> Node:
-    """Parse ``text`` such as ``tanh(L(gelu(L(x))))`` into a tree; raise ExprError on bad syntax."""
+    """Parse ``text`` such as ``tanh(L(gelu(L(x))))`` into a tree; raise ExprError on bad syntax or
+    beyond MAX_DEPTH / MAX_NODES."""
     tokens: list[str] = []
-    pos = 0
+    pos = depth = max_depth = nodes = 0
     text = str(text)
-    while pos < len(text.rstrip()):
+    end = len(text.rstrip())
+    while pos < end:
         m = _TOKEN.match(text, pos)
         if not m:
-            raise ExprError(f"cannot parse FFN expression {text!r}: unexpected character at position {pos}")
-        tokens.append(next(g for g in m.groups() if g is not None))
+            raise ExprError(f"cannot parse FFN expression {_quote(text)}: unexpected character at position {pos}")
+        token = next(g for g in m.groups() if g is not None)
+        depth += {"(": 1, ")": -1}.get(token, 0)
+        max_depth = max(max_depth, depth)
+        nodes += token not in "(),"
+        _check_bounds(text, max_depth, nodes)  # before the recursive descent below
+        tokens.append(token)
         pos = m.end()
     node, i = _parse_at(tokens, 0, text)
     if i != len(tokens):
-        raise ExprError(f"cannot parse FFN expression {text!r}: unexpected {tokens[i]!r} after the end")
+        raise ExprError(f"cannot parse FFN expression {_quote(text)}: unexpected {_quote(tokens[i])} after the end")
     return node
 
 
@@ -74,36 +101,49 @@ def _arity(op: str, text: str) -> int:
     if op in BINARY:
         return 2
     known = ", ".join([INPUT, LINEAR, *BINARY, *ACTIVATIONS])
-    raise ExprError(f"cannot parse FFN expression {text!r}: unknown operator {op!r} (known: {known})")
+    raise ExprError(f"cannot parse FFN expression {_quote(text)}: unknown operator {_quote(op)} (known: {known})")
 
 
 def _parse_at(tokens: list[str], i: int, text: str) -> tuple[Node, int]:
     if i >= len(tokens):
-        raise ExprError(f"cannot parse FFN expression {text!r}: it ends too early")
+        raise ExprError(f"cannot parse FFN expression {_quote(text)}: it ends too early")
     op = tokens[i]
     if op in "(),":
-        raise ExprError(f"cannot parse FFN expression {text!r}: expected an operator, found {op!r}")
+        raise ExprError(f"cannot parse FFN expression {_quote(text)}: expected an operator, found {op!r}")
     arity = _arity(op, text)
     i += 1
     if arity == 0:
         return Node(op), i
     if i >= len(tokens) or tokens[i] != "(":
-        raise ExprError(f"cannot parse FFN expression {text!r}: {op} needs '(' and {arity} argument(s)")
+        raise ExprError(f"cannot parse FFN expression {_quote(text)}: {op} needs '(' and {arity} argument(s)")
     args = []
     for k in range(arity):
         arg, i = _parse_at(tokens, i + 1, text)
         args.append(arg)
         want = ")" if k == arity - 1 else ","
         if i >= len(tokens) or tokens[i] != want:
-            raise ExprError(f"cannot parse FFN expression {text!r}: {op} takes {arity} argument(s), expected {want!r}")
+            raise ExprError(f"cannot parse FFN expression {_quote(text)}: {op} takes {arity} argument(s), "
+                            f"expected {want!r}")
     return Node(op, tuple(args)), i + 1
 
 
 def format_expr(node: Node) -> str:
-    """The canonical text of a tree: ``parse(format_expr(n)) == n``."""
+    """The canonical text of a tree: ``parse(format_expr(n)) == n``. A tree beyond MAX_DEPTH or
+    MAX_NODES (only built by hand: ``parse`` refuses them) raises ExprError."""
+    depth = nodes = 0
+    stack = [(node, 0)]
+    while stack:  # iterative: a tree of any depth is measured without recursion
+        n, level = stack.pop()
+        depth, nodes = max(depth, level), nodes + 1
+        _check_bounds(f"{node.op}(...)" if node.args else node.op, depth, nodes)
+        stack.extend((a, level + 1) for a in n.args)
+    return _format(node)
+
+
+def _format(node: Node) -> str:
     if not node.args:
         return node.op
-    return f"{node.op}({', '.join(format_expr(a) for a in node.args)})"
+    return f"{node.op}({', '.join(_format(a) for a in node.args)})"
 
 
 def _postorder_linears(node: Node) -> list[Node]:
@@ -124,13 +164,13 @@ def check(node: Node) -> None:
     second applied on top of the first (so the first maps hidden→inner, the second back to hidden)."""
     text = format_expr(node)
     if not _contains_input(node):
-        raise ExprError(f"FFN expression {text!r} never uses the input x")
+        raise ExprError(f"FFN expression {_quote(text)} never uses the input x")
     linears = _postorder_linears(node)
     if len(linears) != 2:
-        raise ExprError(f"FFN expression {text!r} must contain exactly two linear maps L, found {len(linears)}")
+        raise ExprError(f"FFN expression {_quote(text)} must contain exactly two linear maps L, found {len(linears)}")
     first, second = linears
     if first not in _postorder_linears(second.args[0]):
-        raise ExprError(f"FFN expression {text!r}: the second L must be applied on top of the first")
+        raise ExprError(f"FFN expression {_quote(text)}: the second L must be applied on top of the first")
 
 
 def linear_shapes(node: Node, hidden: int, inner: int) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -9,12 +9,13 @@ K, M, G, T (10³ ... 10¹²); latency takes ``ms`` or ``s`` (a bare number is mi
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from ..arch import ArchSpec, _Frozen, _one_line
+from ..arch import ArchSpec, Int, _Frozen, _one_line, short_repr
 from ..errors import ConfigError
 
 _SCALE = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -24,22 +25,35 @@ _TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$", re.IGNORECASE)
 
 def parse_count(value: Any) -> int:
     """``5M`` → 5,000,000; plain numbers pass through."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value)
-    match = _COUNT.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a count (a number with an optional K, M, G or T)")
-    return int(float(match[1]) * _SCALE[match[2].upper()])
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        number = value
+    else:
+        match = _COUNT.match(str(value))
+        if not match:
+            raise ValueError(f"{short_repr(value)} is not a count (a number with an optional K, M, G or T)")
+        number = float(match[1]) * _SCALE[match[2].upper()]
+    if not math.isfinite(number):
+        raise ValueError(f"{short_repr(value)} is not a finite count")
+    return int(number)
 
 
 def parse_ms(value: Any) -> float:
     """``20ms`` or ``0.02s`` → 20.0 milliseconds; a bare number is milliseconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    match = _TIME.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a time (a number with ms or s)")
-    return float(match[1]) * (1000.0 if (match[2] or "ms").lower() == "s" else 1.0)
+        try:
+            ms = float(value)
+        except OverflowError:  # an int beyond any float
+            ms = math.inf
+    else:
+        match = _TIME.match(str(value))
+        if not match:
+            raise ValueError(f"{short_repr(value)} is not a time (a number with ms or s)")
+        ms = float(match[1]) * (1000.0 if (match[2] or "ms").lower() == "s" else 1.0)
+    if not math.isfinite(ms):
+        raise ValueError(f"{short_repr(value)} is not a finite time")
+    return ms
 
 
 class Budget(_Frozen):
@@ -50,8 +64,8 @@ class Budget(_Frozen):
     flops: int | None = Field(default=None, gt=0)
     latency: float | None = Field(default=None, gt=0)
     device: Literal["cpu", "cuda"] = "cpu"
-    seq_len: int = Field(default=128, gt=0)
-    batch: int = Field(default=1, gt=0)
+    seq_len: Int = Field(default=128, gt=0)
+    batch: Int = Field(default=1, gt=0)
 
     @field_validator("params", "total_params", "flops", mode="before")
     @classmethod

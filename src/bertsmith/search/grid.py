@@ -11,7 +11,7 @@ Grids:
   BERT-large's), rounded, with the teacher's head size, so that every candidate is a slice of the
   teacher (``--init teacher``/``supernet`` need that);
 - a YAML file with ``depth``, ``heads``, ``hidden``, ``ffn`` lists and ``head_dim`` (``ratio`` for
-  H/A, or a number).
+  H/A, or a number); the values are bounded as a search space's (``space.MAX_LAYERS``, ``MAX_WIDTH``).
 
 As in Bort, combinations where A does not divide H are skipped (with either head size).
 Embeddings, activation, layer-norm epsilon, pooler and head activation come from the teacher.
@@ -24,11 +24,11 @@ import os
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, field_validator
 
 from ..arch import ArchSpec, _Frozen, read_yaml_file, validate_mapping
 from ..errors import ConfigError
-from .space import SearchSpace
+from .space import Depth, SearchSpace, Width
 
 GRIDS = ("teacher", "bort")
 
@@ -36,11 +36,11 @@ GRIDS = ("teacher", "bort")
 class Grid(_Frozen):
     """The values of each of ⟨D, A, H, I⟩; ``head_dim``: ``ratio`` (H/A) or a fixed head size."""
 
-    depth: list[PositiveInt] = Field(min_length=1)
-    heads: list[PositiveInt] = Field(min_length=1)
-    hidden: list[PositiveInt] = Field(min_length=1)
-    ffn: list[PositiveInt] = Field(min_length=1)
-    head_dim: Union[Literal["ratio"], PositiveInt] = "ratio"
+    depth: list[Depth] = Field(min_length=1)
+    heads: list[Width] = Field(min_length=1)
+    hidden: list[Width] = Field(min_length=1)
+    ffn: list[Width] = Field(min_length=1)
+    head_dim: Union[Literal["ratio"], Width] = "ratio"
 
     @field_validator("depth", "heads", "hidden", "ffn")
     @classmethod

@@ -7,7 +7,14 @@ chosen once for all layers (``per_layer: false``) or for each layer on its own. 
 apply to one kind (``conv_kernel`` to ``mixed`` attention, ``groups`` to ``grouped`` FFNs,
 ``expression`` to ``searched`` FFNs) are ignored for the other kinds, and combinations that the
 modeling code cannot build (e.g. groups that do not divide the hidden size) are left out, so
-``size()`` counts buildable architectures exactly. ``budget`` holds the constraints (``budget.py``).
+``size()`` counts buildable architectures exactly. ``budget`` holds the constraints (``budget.py``);
+where latency is measured (``budget.device``) is the search's choice, not the space's.
+
+Every value is checked where it is written, and the space is bounded before anything is listed: a
+depth of 1 to MAX_LAYERS, sizes (hidden, embedding, heads, head dims, FFN, kernel, ratio, groups) of
+1 to MAX_WIDTH, at most MAX_CHOICES values per dimension (a range is counted, not listed) and at most
+MAX_CANDIDATES layer shapes (hidden sizes × attention and FFN combinations) to check. Expressions
+must parse (``modeling.expr``, itself bounded).
 
     depth: [2, 4, 6]
     hidden: {min: 128, max: 384, step: 128}
@@ -26,23 +33,43 @@ import itertools
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
-from ..arch import ArchSpec, AttentionSpec, EmbeddingSpec, FFNSpec, _Frozen, read_yaml_file, validate_mapping
+from ..arch import (
+    ArchSpec,
+    AttentionSpec,
+    EmbeddingSpec,
+    FFNSpec,
+    Float,
+    Int,
+    _Frozen,
+    read_yaml_file,
+    short_repr,
+    validate_mapping,
+)
 from ..errors import SpecError
+from ..modeling.expr import ACTIVATIONS, check, parse
 from ..modeling.registry import ATTENTION, FFN
 from .budget import Budget
+
+MAX_LAYERS = 128  # the deepest depth choice
+MAX_WIDTH = 65536  # the largest size choice (hidden, embedding, heads, head dims, FFN, kernel, ratio, groups)
+MAX_CHOICES = 4096  # values of one dimension
+MAX_CANDIDATES = 100_000  # layer shapes checked for buildability: hidden sizes × (attention + FFN combinations)
+
+Width = Annotated[Int, Field(gt=0, le=MAX_WIDTH)]
+Depth = Annotated[Int, Field(gt=0, le=MAX_LAYERS)]
 
 
 class Range(_Frozen):
     """Every value from ``min`` to ``max`` (inclusive) in steps of ``step``."""
 
-    min: int = Field(gt=0)
-    max: int = Field(gt=0)
-    step: int = Field(default=1, gt=0)
+    min: Width
+    max: Width
+    step: Annotated[Int, Field(gt=0)] = 1
 
     @model_validator(mode="after")
     def _check(self) -> "Range":
@@ -50,64 +77,128 @@ class Range(_Frozen):
             raise ValueError(f"max ({self.max}) is below min ({self.min})")
         return self
 
+    def count(self) -> int:
+        """How many values, without listing them."""
+        return (self.max - self.min) // self.step + 1
+
     def values(self) -> list[int]:
         return list(range(self.min, self.max + 1, self.step))
 
 
-Ints = Union[Range, list[int]]
+class DepthRange(Range):
+    """A range of depths: 1 to MAX_LAYERS."""
+
+    min: Depth
+    max: Depth
+
+
+def _distinct(values: list) -> list:
+    """The values in their order, each once: a repeated choice is not another architecture."""
+    return list(dict.fromkeys(values))
+
+
+Distinct = AfterValidator(_distinct)
+
+
+def _kind(value: Any) -> str:
+    return "<range>" if isinstance(value, (dict, Range)) else "<list>"
+
+
+def _choices(item: Any, range_type: type[Range]) -> Any:
+    """A dimension's choices: a list of ``item`` or a ``range_type`` mapping (errors name the key, not the union)."""
+    return Annotated[Union[Annotated[range_type, Tag("<range>")], Annotated[list[item], Distinct, Tag("<list>")]],
+                     Discriminator(_kind)]
+
+
+Ints = _choices(Width, Range)
+Depths = _choices(Depth, DepthRange)
+
+
+def _count(choice: Any) -> int:
+    return choice.count() if isinstance(choice, Range) else len(choice)
 
 
 def _values(choice: Any) -> list:
     return choice.values() if isinstance(choice, Range) else list(choice)
 
 
+def _expression(text: str) -> str:
+    """An expression that parses and can be built (two nested linears over x)."""
+    check(parse(text))
+    return text
+
+
+def _known(names: Any, what: str) -> AfterValidator:
+    """A check that a value is one of ``names`` (a registry or a mapping of them)."""
+    def check_name(name: str) -> str:
+        if name not in names:
+            raise ValueError(f"unknown {what} {short_repr(name)} (known: {', '.join(names)})")
+        return name
+    return AfterValidator(check_name)
+
+
 class LayerChoices(_Frozen):
     """Choices for one layer's dimensions."""
 
-    attention: list[str] = ["mhsa"]
+    attention: Annotated[list[Annotated[str, _known(ATTENTION, "kind")]], Distinct] = ["mhsa"]
     heads: Ints
     qk_dim: Ints
     v_dim: Ints
     conv_kernel: Ints = [9]
     head_ratio: Ints = [2]
-    ffn_kind: list[str] = ["dense"]
+    ffn_kind: Annotated[list[Annotated[str, _known(FFN, "kind")]], Distinct] = ["dense"]
     ffn: Ints
     groups: Ints = [2]
-    expression: list[str] = ["L(gelu(L(x)))"]
-    activation: list[str] = ["gelu"]
+    expression: Annotated[list[Annotated[str, AfterValidator(_expression)]], Distinct] = ["L(gelu(L(x)))"]
+    activation: Annotated[list[Annotated[str, _known(ACTIVATIONS, "activation")]], Distinct] = ["gelu"]
 
     @model_validator(mode="after")
     def _check(self) -> "LayerChoices":
         for name in type(self).model_fields:
-            if not _values(getattr(self, name)):
+            count = _count(getattr(self, name))
+            if not count:
                 raise ValueError(f"{name}: no choices")
-        for name, known in (("attention", ATTENTION), ("ffn_kind", FFN)):
-            unknown = [v for v in getattr(self, name) if v not in known]
-            if unknown:
-                raise ValueError(f"{name}: unknown kind {unknown[0]!r} (known: {', '.join(known)})")
+            if count > MAX_CHOICES:
+                raise ValueError(f"{name}: {count} choices, over the limit of {MAX_CHOICES}")
         return self
+
+    def candidates(self) -> int:
+        """Attention plus FFN combinations, counted without listing them."""
+        n = {name: _count(getattr(self, name)) for name in type(self).model_fields}
+        attention = sum(n["heads"] * n["qk_dim"] * n["v_dim"] * (n["conv_kernel"] * n["head_ratio"] if kind == "mixed"
+                                                                 else 1) for kind in self.attention)
+        ffn = sum(n["ffn"] * n["activation"] * (n["groups"] if kind == "grouped" else 1)
+                  * (n["expression"] if kind == "searched" else 1) for kind in self.ffn_kind)
+        return attention + ffn
 
 
 class SearchSpace(_Frozen):
     """Depth, hidden and embedding sizes, per-layer choices, whether layers choose independently,
     the embeddings' fixed settings (vocabulary, positions: the teacher's) and the budget."""
 
-    depth: Ints
+    depth: Depths
     hidden: Ints
-    embedding_size: list[int | None] = [None]
+    embedding_size: Annotated[list[Width | None], Distinct] = [None]
     layer: LayerChoices
     per_layer: bool = False
     embeddings: EmbeddingSpec = EmbeddingSpec()
     pooler: bool = True
-    head_activation: str = "gelu"
-    dropout: float | None = Field(None, ge=0, lt=1)
+    head_activation: Annotated[str, _known(ACTIVATIONS, "activation")] = "gelu"
+    dropout: Float | None = Field(None, ge=0, lt=1)
     budget: Budget = Budget()
 
     @model_validator(mode="after")
     def _check(self) -> "SearchSpace":
         for name in ("depth", "hidden", "embedding_size"):
-            if not _values(getattr(self, name)):
+            count = _count(getattr(self, name))
+            if not count:
                 raise ValueError(f"{name}: no choices")
+            if count > MAX_CHOICES:
+                raise ValueError(f"{name}: {count} choices, over the limit of {MAX_CHOICES}")
+        candidates = _count(self.hidden) * self.layer.candidates()
+        if candidates > MAX_CANDIDATES:
+            raise ValueError(f"layer: {candidates:,} layer shapes to check (hidden sizes × attention and FFN "
+                             f"combinations), over the limit of {MAX_CANDIDATES:,}: narrow the choices")
         if self.embeddings.trigram and None in self.embedding_size:
             raise ValueError("embedding_size: trigram embeddings need a size (null is not a choice)")
         if not self._buildable:
@@ -123,6 +214,10 @@ class SearchSpace(_Frozen):
     def load(cls, path: str | os.PathLike) -> "SearchSpace":
         path = Path(path)
         data = read_yaml_file(path, "the search space", SpecError)
+        if isinstance(data, dict) and isinstance(data.get("budget"), dict) and "device" in data["budget"]:
+            raise SpecError(f"{path}: budget.device: a search space does not choose where latency is measured; "
+                            "give it to the search (bertsmith search --budget device=cuda, or budget.device in a "
+                            "run config)")
         return cls.from_dict(data, source=str(path))
 
     # ---- the architectures ----------------------------------------------------------------------
