@@ -4,6 +4,7 @@ one-line errors without the password, and trials of killed processes failed and 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -27,17 +28,19 @@ def snapshot(study: optuna.Study) -> list:
     return [(t.number, t.state, t.values, t.user_attrs) for t in study.get_trials()]
 
 
-@pytest.mark.parametrize("changes,what", [
-    ({"space": space(depth=[1])}, "search space"),
-    ({"evaluator": type("Other", (FakeEvaluator,), {"fingerprint": lambda self: {"kind": "other"}})()}, "evaluator"),
-    ({"objectives": ["params", "flops"]}, "objectives"),
-    ({"budget": Budget(params=9000)}, "budget"),
-    ({"teacher": "another teacher's digest"}, "teacher"),
+@pytest.mark.parametrize("changes,what,detail", [
+    ({"space": space(depth=[1])}, "search space", ' -> "'),
+    ({"evaluator": type("Other", (FakeEvaluator,), {"fingerprint": lambda self: {"kind": "other"}})()}, "evaluator",
+     'kind: "fake" -> "other"'),
+    ({"objectives": ["params", "flops"]}, "objectives", '["score", "params"] -> ["score", "params", "flops"]'),
+    ({"budget": Budget(params=9000)}, "budget", "params: 8000 -> 9000"),
+    ({"teacher": "another teacher's digest"}, "teacher", "-> \"another teacher's digest\""),
 ])
-def test_a_study_of_another_search_is_refused_and_left_untouched(tmp_path, changes, what):
+def test_a_study_of_another_search_is_refused_and_left_untouched(tmp_path, changes, what, detail):
     first = search(tmp_path, trials=3)
     before = snapshot(first.study)
-    message = f"study 'search' in sqlite:///.*study.db was created with a different {what}; this worker's differs"
+    message = (f"study 'search' in sqlite:///.*study.db was created with a different {what}; this worker's differs "
+               f"\\(.*{re.escape(detail)}.*\\), so it would mix scores")
     with pytest.raises(ConfigError, match=message):
         search(tmp_path, trials=6, **changes)
     assert snapshot(first.study) == before and len(before) >= 3

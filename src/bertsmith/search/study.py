@@ -35,7 +35,7 @@ from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning, UpdateF
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from ..errors import ConfigError
+from ..errors import ConfigError, differences
 from ..lock import alive
 
 # user attr → how an error names it
@@ -71,8 +71,9 @@ def open_study(url: str, name: str, *, space_digest: str, teacher: str, evaluato
                 raise ConfigError(f"{where} has no {what} record: it was not created by this version of "
                                   "bertsmith search; give another --study-name") from None
             if stored[key] != identity[key]:
-                raise ConfigError(f"{where} was created with a different {what}; this worker's differs, so it "
-                                  "would mix scores of two searches (give another --study-name)") from None
+                raise ConfigError(f"{where} was created with a different {what}; this worker's differs "
+                                  f"({differences(stored[key], identity[key])}), so it would mix scores of two "
+                                  "searches (give another --study-name)") from None
     else:
         for key, value in identity.items():
             study.set_user_attr(key, value)
