@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from bertsmith.errors import ConfigError
 from bertsmith.search.budget import Budget
-from bertsmith.search.study import GRACE, HOST, MAX_RETRIES, Heartbeat, mask_password, open_study, \
+from bertsmith.search.study import GRACE, HOST, MAX_RETRIES, Heartbeat, WorkerClaim, mask_password, open_study, \
     recover_stale_trials, retry
 
 from .test_loop import BUDGET, FakeEvaluator, search, space
@@ -162,3 +162,45 @@ def test_a_study_that_its_creator_is_still_labelling_is_read_again(tmp_path):
     study = open_study(url, "search", **IDENTITY)
     thread.join()
     assert study.user_attrs["teacher"] == "t1"
+
+
+def test_workers_claiming_one_number_at_the_same_moment_leave_exactly_one_running(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    open_study(url, "search", **IDENTITY)
+    studies = [optuna.load_study(study_name="search", storage=url) for _ in range(2)]
+    start, claims = threading.Barrier(2), [None, None]
+
+    def claim(k: int) -> None:
+        start.wait()
+        try:
+            claims[k] = WorkerClaim(studies[k], 3, 10)
+        except ConfigError as exc:
+            claims[k] = exc
+
+    threads = [threading.Thread(target=claim, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    running = [c for c in claims if isinstance(c, WorkerClaim)]
+    for c in running:
+        c.renew()  # both may have found the number free: the next renewal tells them apart
+    assert sum(c.lost is None for c in running) == 1, claims
+    refused = [c for c in claims if isinstance(c, ConfigError)] + [c.lost for c in running if c.lost]
+    assert len(refused) == 1 and str(refused[0]).startswith("worker 3 ")
+
+
+@pytest.mark.parametrize("held", [
+    {"released": True},
+    {"pid": "dead"},  # a process of this host that is gone
+    {"host": "other-host", "seen": time.time() - GRACE * 10 - 1},  # not renewed for GRACE heartbeats
+])
+def test_a_lapsed_claim_frees_its_number(tmp_path, held):
+    study = open_study(f"sqlite:///{tmp_path / 'study.db'}", "search", **IDENTITY)
+    claim = {"token": "old", "host": HOST, "pid": os.getpid(), "seen": time.time(), "heartbeat": 10,
+             "released": False} | held
+    study.set_user_attr("worker:0", claim | ({"pid": dead_pid()} if held.get("pid") == "dead" else {}))
+    mine = WorkerClaim(study, 0, 10)
+    assert study.user_attrs["worker:0"]["token"] == mine.token
+    mine.release()
+    assert study.user_attrs["worker:0"]["released"]
