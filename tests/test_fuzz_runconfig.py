@@ -91,8 +91,9 @@ def test_config_dicts_load_or_are_one_line_errors(data):
 YAML_TEXT = st.text(max_size=120)
 NEEDS_PARSE_YAML = pytest.mark.skipif(not hasattr(arch, "parse_yaml"), reason="needs arch.parse_yaml")
 YAML_TOKENS = st.lists(st.sampled_from(["task", "budget", "params", "search", "trials", ":", " ", "\n", "  ", "- ", "{",
-                                        "}", "[", "]", ",", "'", '"', "#", "&a", "*a", "!!int", "25%", "1e9", "null",
-                                        "true", "~", "-1", "0x10", "2001-13-45"]), max_size=30).map("".join)
+                                        "}", "[", "]", ",", "'", '"', "#", "&a", "*a", "!!int ", "!!float ", "!!bool ",
+                                        "!!timestamp ", "25%", "1e9", "null", "true", "~", "-1", "0x10", "_",
+                                        "2001-13-45"]), max_size=30).map("".join)
 
 
 @NEEDS_PARSE_YAML
@@ -100,3 +101,10 @@ YAML_TOKENS = st.lists(st.sampled_from(["task", "budget", "params", "search", "t
 def test_raw_yaml_text_loads_or_is_a_one_line_error(text):
     with tempfile.TemporaryDirectory() as folder:
         load(folder, text)
+
+
+@NEEDS_PARSE_YAML
+@pytest.mark.parametrize("text", ["!!int", "task: !!float _", 'seed: !!int ""', "quality: {accept_weak: !!bool x}",
+                                  "task: !!timestamp x"])
+def test_explicit_tags_on_values_they_do_not_fit_are_one_line_errors(tmp_path, text):
+    assert load(str(tmp_path), text) is None  # YAML's constructors raise IndexError, KeyError, AttributeError
