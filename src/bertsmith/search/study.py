@@ -235,10 +235,10 @@ class WorkerClaim:
                                             "seen": time.time(), "heartbeat": self.interval, "released": released})
 
     def _taken(self, held: dict[str, Any], what: str) -> str:
-        ago = max(0.0, time.time() - held["seen"])
-        return (f"worker {self.worker} {what} (process {held['pid']} on {held['host']}, seen {ago:.0f} s ago): give "
-                f"each worker its own --worker; a worker that died frees its number after "
-                f"{GRACE * held['heartbeat']:g} s")
+        ago = max(0.0, time.time() - held.get("seen", 0))
+        return (f"worker {self.worker} {what} (process {held.get('pid')} on {held.get('host')}, seen {ago:.0f} s "
+                f"ago): give each worker its own --worker; a worker that died frees its number after "
+                f"{GRACE * held.get('heartbeat', HEARTBEAT):g} s")
 
 
 def _live(claim: dict[str, Any]) -> bool:
@@ -275,7 +275,10 @@ class Heartbeat:
         self._stop.set()
         self._thread.join()
         if self.claim is not None:
-            self.claim.release()
+            try:
+                self.claim.release()
+            except sqlalchemy.exc.SQLAlchemyError:  # a lost connection: the claim lapses after GRACE heartbeats
+                pass
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
