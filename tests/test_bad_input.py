@@ -5,6 +5,7 @@ traceback, and the output path and the inputs' directory byte-identical to befor
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,35 @@ class Env:
         return ["run", config, "--out", str(self.out), "--cache-dir", str(self.cache_dir), "--quiet"]
 
 
+def _distill_on(e: Env, train: bytes) -> list[str]:
+    """``bertsmith distill`` on a task whose train file holds ``train``."""
+    dev = e.file("dev.csv", "text,label\ngood,1\nbad,0\n")
+    e.file("train.csv", train)
+    task = e.file("task.yaml", f"name: t\nfiles: {{train: train.csv, dev: {Path(dev).name}}}\ntext_columns: [text]\n")
+    args = e.distill()
+    args[args.index("--task") + 1] = task
+    return args
+
+
+def _resume_with_another_lr(e: Env) -> list[str]:
+    """A two-step distillation run in the inputs' folder, resumed with another learning rate."""
+    first = e.distill("--steps", "2", "--lr", "1e-4")
+    first[first.index("--out") + 1] = str(e.work / "run")
+    subprocess.run(["bertsmith", *first], check=True, capture_output=True)
+    return [*first[:-2], "--lr", "3e-4", "--resume"]
+
+
 # (id, command builder, what the one line must say)
 CASES: list[tuple[str, Callable[[Env], list[str]], str]] = [
+    # task files and resume
+    ("task-empty-train-file", lambda e: _distill_on(e, b""), "train.csv: the file is empty"),
+    ("task-header-only-train-file", lambda e: _distill_on(e, b"text,label\n"), "train.csv: no data rows"),
+    ("task-utf16-train-file-without-bom", lambda e: _distill_on(e, "text,label\na,0\n".encode("utf-16-le")),
+     "train.csv, line 1: a NUL character, so not UTF-8 text"),
+    ("task-latin1-train-file", lambda e: _distill_on(e, "text,label\ncafé,0\nb,1\n".encode("latin-1")),
+     "train.csv, line 2: not UTF-8 text (byte 0xe9 at character 4)"),
+    ("distill-resume-other-settings", _resume_with_another_lr,
+     "cannot resume: the run was started with other settings (train.lr: 0.0001 -> 0.0003)"),
     # bertsmith run: the config file
     ("run-unknown-key", lambda e: e.run(e.config(colour="blue")), "colour"),
     ("run-wrong-type", lambda e: e.run(e.config(**{"search.trials": "many"})), "search.trials"),

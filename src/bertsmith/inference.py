@@ -109,9 +109,7 @@ def file_texts(path: Path, text_column: str | None = None, pair_column: str | No
     from .data.readers import read_rows
 
     rows = read_rows(path)
-    first = next(rows, None)
-    if first is None:
-        raise DataError(f"{path}: the file has no rows")
+    first = next(rows)  # read_rows refuses a file without rows
     columns = list(first[1])
     if text_column is None:
         found = next(((a, b) for a, b in TEXT_COLUMNS if a in columns), None)

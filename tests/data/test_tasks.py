@@ -96,3 +96,14 @@ def test_label_inference_names_the_bad_line(tmp_path: Path):
 def test_missing_task_file(tmp_path: Path):
     with pytest.raises(DataError, match="nope.yaml: cannot read task file"):
         resolve_task(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"train.csv: the file is empty$"),
+    (b"text,label\n", r"train.csv: no data rows$"),
+])
+def test_label_inference_from_a_train_file_without_rows_says_so(tmp_path: Path, content: bytes, message: str):
+    (tmp_path / "train.csv").write_bytes(content)
+    path = task_yaml(tmp_path, "name: x\nfiles: {train: train.csv, dev: train.csv}\ntext_columns: [text]")
+    with pytest.raises(DataError, match=message):
+        load_task_file(path)

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -276,3 +277,58 @@ def test_a_search_stopped_and_resumed_proposes_what_an_uninterrupted_one_does(tm
     resumed = search(tmp_path / "parts", trials=10, strategy=strategy, strategy_options=options)
     specs = [[t.user_attrs.get("summary") for t in result.study.trials] for result in (whole, resumed)]
     assert specs[0] == specs[1] and len(set(specs[0])) > 3
+
+
+def _in_thread(function, *args, **kwargs) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = function(*args, **kwargs)
+        except Exception as exc:  # handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, outcome
+
+
+def _claim_once_evaluating(url: str, log: Path) -> dict:
+    """Worker 0's claim, once its first evaluation (which hangs) is logged."""
+    deadline = time.monotonic() + 30
+    while not logged(log):
+        assert time.monotonic() < deadline, "the worker never evaluated"
+        time.sleep(0.05)
+    return optuna.load_study(study_name="search", storage=url).user_attrs["worker:0"]
+
+
+def test_a_second_worker_with_the_same_number_is_refused_before_writing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first, outcome = _in_thread(search, tmp_path / "a", FakeEvaluator(tmp_path / "log", hang_at=0, hang=3),
+                                storage=url, trials=3)
+    _claim_once_evaluating(url, tmp_path / "log")
+    with pytest.raises(ConfigError, match=rf"^worker 0 is already running this study \(process {os.getpid()} on "
+                                          r".*, seen \d+ s ago\): give each worker its own --worker; a worker that "
+                                          r"died frees its number after 60 s$"):
+        search(tmp_path / "b", storage=url, trials=3)
+    assert not (tmp_path / "b" / "run").exists()
+    other = search(tmp_path / "c", storage=url, trials=3, worker=1)  # another number shares the study
+    first.join()
+    assert "error" not in outcome and other.evaluated == 3
+    assert optuna.load_study(study_name="search", storage=url).user_attrs["worker:0"]["released"]
+    assert search(tmp_path / "b", storage=url, trials=4).evaluated == 4  # a released number is free
+
+
+def test_a_worker_whose_number_another_took_at_the_same_moment_stops(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    worker, outcome = _in_thread(search, tmp_path, FakeEvaluator(tmp_path / "log", hang_at=0, hang=2), storage=url,
+                                 trials=3, heartbeat=1)
+    claim = _claim_once_evaluating(url, tmp_path / "log")
+    rival = claim | {"token": "rival", "host": "other-host", "pid": 4242, "seen": time.time() + 60}
+    optuna.load_study(study_name="search", storage=url).set_user_attr("worker:0", rival)  # written just after
+    worker.join()
+    assert isinstance(outcome.get("error"), ConfigError)
+    assert str(outcome["error"]).startswith("worker 0 also started on this study (process 4242 on other-host")
+    study = optuna.load_study(study_name="search", storage=url)
+    assert study.user_attrs["worker:0"] == rival  # not released: it is the other worker's
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1  # it stopped before its next trial

@@ -100,7 +100,7 @@ def test_rerun_resumes_and_other_settings_are_refused(pruned, monkeypatch, capsy
     assert code == 0, err
     assert [(t.number, t.values) for t in _trials(pruned)] == before and "Pruning path" in stdout
     code, _, err = _prune(monkeypatch, capsys, teacher_dir, task_file, cache_dir, pruned, "--gamma", "3")
-    assert code == 2 and "other settings (gamma)" in err
+    assert code == 2 and "other settings (gamma: 1.0 -> 3.0)" in err
     assert [(t.number, t.values) for t in _trials(pruned)] == before
 
 

@@ -4,6 +4,7 @@ one-line errors without the password, and trials of killed processes failed and 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -14,7 +15,7 @@ from optuna.trial import TrialState
 
 from bertsmith.errors import ConfigError
 from bertsmith.search.budget import Budget
-from bertsmith.search.study import GRACE, HOST, MAX_RETRIES, Heartbeat, mask_password, open_study, \
+from bertsmith.search.study import GRACE, HOST, MAX_RETRIES, Heartbeat, WorkerClaim, mask_password, open_study, \
     recover_stale_trials, retry
 
 from .test_loop import BUDGET, FakeEvaluator, search, space
@@ -27,17 +28,19 @@ def snapshot(study: optuna.Study) -> list:
     return [(t.number, t.state, t.values, t.user_attrs) for t in study.get_trials()]
 
 
-@pytest.mark.parametrize("changes,what", [
-    ({"space": space(depth=[1])}, "search space"),
-    ({"evaluator": type("Other", (FakeEvaluator,), {"fingerprint": lambda self: {"kind": "other"}})()}, "evaluator"),
-    ({"objectives": ["params", "flops"]}, "objectives"),
-    ({"budget": Budget(params=9000)}, "budget"),
-    ({"teacher": "another teacher's digest"}, "teacher"),
+@pytest.mark.parametrize("changes,what,detail", [
+    ({"space": space(depth=[1])}, "search space", ' -> "'),
+    ({"evaluator": type("Other", (FakeEvaluator,), {"fingerprint": lambda self: {"kind": "other"}})()}, "evaluator",
+     'kind: "fake" -> "other"'),
+    ({"objectives": ["params", "flops"]}, "objectives", '["score", "params"] -> ["score", "params", "flops"]'),
+    ({"budget": Budget(params=9000)}, "budget", "params: 8000 -> 9000"),
+    ({"teacher": "another teacher's digest"}, "teacher", "-> \"another teacher's digest\""),
 ])
-def test_a_study_of_another_search_is_refused_and_left_untouched(tmp_path, changes, what):
+def test_a_study_of_another_search_is_refused_and_left_untouched(tmp_path, changes, what, detail):
     first = search(tmp_path, trials=3)
     before = snapshot(first.study)
-    message = f"study 'search' in sqlite:///.*study.db was created with a different {what}; this worker's differs"
+    message = (f"study 'search' in sqlite:///.*study.db was created with a different {what}; this worker's differs "
+               f"\\(.*{re.escape(detail)}.*\\), so it would mix scores")
     with pytest.raises(ConfigError, match=message):
         search(tmp_path, trials=6, **changes)
     assert snapshot(first.study) == before and len(before) >= 3
@@ -159,3 +162,45 @@ def test_a_study_that_its_creator_is_still_labelling_is_read_again(tmp_path):
     study = open_study(url, "search", **IDENTITY)
     thread.join()
     assert study.user_attrs["teacher"] == "t1"
+
+
+def test_workers_claiming_one_number_at_the_same_moment_leave_exactly_one_running(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    open_study(url, "search", **IDENTITY)
+    studies = [optuna.load_study(study_name="search", storage=url) for _ in range(2)]
+    start, claims = threading.Barrier(2), [None, None]
+
+    def claim(k: int) -> None:
+        start.wait()
+        try:
+            claims[k] = WorkerClaim(studies[k], 3, 10)
+        except ConfigError as exc:
+            claims[k] = exc
+
+    threads = [threading.Thread(target=claim, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    running = [c for c in claims if isinstance(c, WorkerClaim)]
+    for c in running:
+        c.renew()  # both may have found the number free: the next renewal tells them apart
+    assert sum(c.lost is None for c in running) == 1, claims
+    refused = [c for c in claims if isinstance(c, ConfigError)] + [c.lost for c in running if c.lost]
+    assert len(refused) == 1 and str(refused[0]).startswith("worker 3 ")
+
+
+@pytest.mark.parametrize("held", [
+    {"released": True},
+    {"pid": "dead"},  # a process of this host that is gone
+    {"host": "other-host", "seen": time.time() - GRACE * 10 - 1},  # not renewed for GRACE heartbeats
+])
+def test_a_lapsed_claim_frees_its_number(tmp_path, held):
+    study = open_study(f"sqlite:///{tmp_path / 'study.db'}", "search", **IDENTITY)
+    claim = {"token": "old", "host": HOST, "pid": os.getpid(), "seen": time.time(), "heartbeat": 10,
+             "released": False} | held
+    study.set_user_attr("worker:0", claim | ({"pid": dead_pid()} if held.get("pid") == "dead" else {}))
+    mine = WorkerClaim(study, 0, 10)
+    assert study.user_attrs["worker:0"]["token"] == mine.token
+    mine.release()
+    assert study.user_attrs["worker:0"]["released"]

@@ -2,10 +2,12 @@
 
 Every row comes back as ``(line, {column: text})`` where ``line`` is the 1-based line on which the row
 starts, so that any later complaint about a value can name the file, the line and the column. The
-readers themselves reject what they cannot parse: bytes that are not UTF-8, blank rows, rows with the
-wrong number of fields, lines that are not JSON objects. TSV is read without quoting (GLUE's MRPC and
-SST-2 have sentences with unbalanced double quotes); CSV with standard double-quote quoting. A UTF-8
-byte-order mark at the start of a file is dropped (MRPC's header starts with one).
+readers themselves reject what they cannot parse: an empty file, a file without data rows, bytes that
+are not UTF-8, NUL characters, blank rows, rows with the wrong number of fields, lines that are not JSON
+objects. TSV is read without quoting (GLUE's MRPC and SST-2 have sentences with unbalanced double
+quotes); CSV with standard double-quote quoting. Lines end in ``\n``, ``\r\n`` or a bare ``\r`` (old Mac
+files). The text is UTF-8, with or without a byte-order mark (MRPC's header starts with one), or UTF-16
+with its byte-order mark; other encodings (Latin-1, UTF-16 without a mark) are refused naming the line.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import io
 import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Callable
@@ -22,6 +26,8 @@ from ..errors import DataError
 
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl"}
 _OPENERS: dict[str, Callable[..., IO[bytes]]] = {".bz2": bz2.open, ".gz": gzip.open}
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_BARE_CR = re.compile(rb"(?<=\r)(?!\n)")  # the end of a line that ends in \r alone
 
 Row = tuple[int, dict[str, str]]
 
@@ -38,7 +44,8 @@ def file_format(path: Path) -> str:
 
 def read_rows(path: Path, *, fieldnames: Sequence[str] | None = None) -> Iterator[Row]:
     """The rows of a task file. ``fieldnames`` names the columns of a delimited file without header
-    row (CoLA's train and dev files); otherwise the first line is the header."""
+    row (CoLA's train and dev files); otherwise the first line is the header. A file without rows
+    is an error."""
     fmt = file_format(path)
     opener = _OPENERS.get(path.suffix.lower(), open)
     try:
@@ -46,11 +53,22 @@ def read_rows(path: Path, *, fieldnames: Sequence[str] | None = None) -> Iterato
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     with handle:
-        lines = _decoded_lines(handle, path)
-        if fmt == "jsonl":
-            yield from _json_rows(lines, path)
-        else:
-            yield from _delimited_rows(lines, path, "\t" if fmt == "tsv" else ",", fieldnames)
+        try:
+            if not handle.peek(1):
+                raise DataError(f"{path}: the file is empty")
+            lines = _decoded_lines(handle, path)
+            if fmt == "jsonl":
+                rows = _json_rows(lines, path)
+            else:
+                rows = _delimited_rows(lines, path, "\t" if fmt == "tsv" else ",", fieldnames)
+            found = False
+            for row in rows:
+                found = True
+                yield row
+        except (OSError, EOFError) as exc:  # a corrupt .gz or .bz2 file
+            raise DataError(f"{path}: cannot read ({exc})") from None
+        if not found:
+            raise DataError(f"{path}: no data rows")
 
 
 def cell_text(value: Any) -> str:
@@ -61,15 +79,40 @@ def cell_text(value: Any) -> str:
 
 
 def _decoded_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
-    for number, raw in enumerate(handle, 1):
-        if number == 1:
-            raw = raw.removeprefix(b"\xef\xbb\xbf")
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"{path}, line {number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at character {exc.start + 1})"
-            ) from None
+    """The file's lines with their endings, decoded: UTF-16 after its byte-order mark, UTF-8 otherwise."""
+    if handle.peek(2)[:2] in _UTF16_BOMS:
+        lines: Iterator[str] = _utf16_lines(handle, path)
+    else:
+        lines = _utf8_lines(handle, path)
+    for number, text in enumerate(lines, 1):
+        if "\x00" in text:
+            raise DataError(f"{path}, line {number}: a NUL character, so not UTF-8 text (UTF-16 without a byte-order "
+                            "mark?); save the file as UTF-8")
+        yield text
+
+
+def _utf8_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
+    number = 0
+    for chunk in handle:
+        for raw in _BARE_CR.split(chunk):
+            if not raw:
+                continue
+            number += 1
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}, line {number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at character "
+                                f"{exc.start + 1}); save the file as UTF-8") from None
+
+
+def _utf16_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
+    text = io.TextIOWrapper(handle, encoding="utf-16", newline="")  # newline="": splits at \n, \r\n and \r
+    try:
+        yield from text
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-16 text ({exc.reason}); save the file as UTF-8") from None
 
 
 def _delimited_rows(lines: Iterator[str], path: Path, delimiter: str, fieldnames: Sequence[str] | None) -> Iterator[Row]:
@@ -89,7 +132,7 @@ def _delimited_rows(lines: Iterator[str], path: Path, delimiter: str, fieldnames
                 raise DataError(
                     f"{path}, line {line}: {len(fields)} fields, expected {len(header)} ({', '.join(header)})"
                 )
-            yield line, dict(zip(header, fields))
+            yield line, dict(zip(header, fields, strict=True))
     except csv.Error as exc:
         raise DataError(f"{path}, line {reader.line_num}: {exc}") from None
 

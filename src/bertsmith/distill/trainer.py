@@ -36,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .. import distributed
 from ..arch import atomic_write_text
 from ..device import allow_tf32, compute_device
-from ..errors import ConfigError
+from ..errors import ConfigError, differences
 from ..files import writing
 from . import checkpoint as ckpt
 
@@ -166,10 +166,10 @@ class Trainer:
                 )
             return None
         if saved.exists():
-            before = json.loads(saved.read_text(encoding="utf-8"))
-            if before != json.loads(json.dumps(self.fingerprint)):
-                changed = sorted(k for k in set(before) | set(self.fingerprint) if before.get(k) != self.fingerprint.get(k))
-                raise ConfigError(f"{saved}: cannot resume: the run was started with other settings ({', '.join(changed)})")
+            before, now = json.loads(saved.read_text(encoding="utf-8")), json.loads(json.dumps(self.fingerprint))
+            if before != now:
+                raise ConfigError(f"{saved}: cannot resume: the run was started with other settings "
+                                  f"({differences(before, now)})")
         return {"path": latest} if latest is not None else None
 
     # ---- the loop --------------------------------------------------------------------------

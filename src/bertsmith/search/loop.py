@@ -18,7 +18,8 @@ the study's trials. Every trial's user attrs hold ``spec``, ``summary``, ``costs
 ``violations``, ``feasible``, ``metrics``, ``details``, ``seconds``, ``host``, ``pid``, ``worker``
 and ``heartbeat``.
 
-Several workers may run one study at once (``study.py``: heartbeats and retries). Two rules keep them
+Several workers may run one study at once (``study.py``: heartbeats, retries, and the claim of each
+worker number, so that two workers with the same ``--worker`` are refused). Two rules keep them
 from wasting work: a worker does not start a trial while the trials that other live workers are
 running would already reach ``trials`` (it waits for them, and takes over their retries if they die),
 and a worker whose proposal is being evaluated by another live worker waits for that result and
@@ -30,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from collections import Counter
@@ -50,7 +50,7 @@ from .evaluators import Evaluation, Evaluator
 from .pareto import Point, write_pareto
 from .space import SearchSpace
 from .strategies import STRATEGIES, SamplerStrategy, Strategy
-from .study import HEARTBEAT, HOST, Heartbeat, open_study, recover_stale_trials
+from .study import HEARTBEAT, HOST, Heartbeat, WorkerClaim, open_study, recover_stale_trials
 
 STALL_FACTOR = 50  # a search stops after STALL_FACTOR × trials proposals in a row that evaluate nothing new
 WORKER_SEED_STRIDE = 1_000_003  # --worker K proposes from seed + K × stride, apart from the other workers
@@ -190,6 +190,8 @@ class Search:
     def _new_trial(self) -> optuna.Trial:
         """A new trial (an enqueued retry first, after failing the trials of workers that died), marked
         with this host, process and worker, with its heartbeat running."""
+        if self.heartbeat is not None and self.heartbeat.claim is not None:
+            self.heartbeat.claim.check()  # another worker with this worker number started at the same moment
         recover_stale_trials(self.study)
         with warnings.catch_warnings():  # the search runs the heartbeat that Study.optimize would (``Heartbeat``)
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
@@ -311,7 +313,8 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
     ``objectives`` costs within the cost model's budget. ``space`` may be None for a strategy that
     builds its architectures from a starting model (``prune``). ``storage``: a SQLAlchemy URL, by default
     ``sqlite:///RUN_DIR/study.db``; rerunning the same search resumes it, and several workers (each
-    with its own ``worker`` number, which sets its proposals' seed) may run it at once. ``teacher``:
+    with its own ``worker`` number, which sets its proposals' seed; a number that a live worker holds
+    is refused, see ``WorkerClaim``) may run it at once. ``teacher``:
     the teacher's digest, which the study checks. ``heartbeat``: seconds between the heartbeats of a
     running trial. ``settings``: written to ``RUN_DIR/search.json`` once the study has accepted this
     search (a refused one leaves it alone)."""
@@ -332,48 +335,46 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
                        space_digest=space.digest() if space is not None else proposer.start_digest(evaluator),
                        teacher=teacher, evaluator=evaluator.fingerprint(), objectives=[evaluator.metric, *objectives],
                        budget=cost_model.fingerprint(), heartbeat=heartbeat)
-    _check_workers(study, strategy, proposer, worker)
-    if settings is not None:
-        atomic_write_text(run_dir / "search.json", json.dumps(settings, indent=1, default=str))
-    evaluator.prepare()  # expensive set-up (a supernet) only once the study has accepted the evaluator
-    run_seed = seed + len(study.get_trials(deepcopy=False)) + WORKER_SEED_STRIDE * worker
-    study.sampler = proposer.sampler(run_seed)
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("evaluated"),
-                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=not progress)
-    with bar:
-        task = bar.add_task(f"search ({strategy})", total=trials, info="")
+    _check_workers(study, strategy, proposer)
+    beats = Heartbeat(study, heartbeat, WorkerClaim(study, worker, heartbeat))  # refuses a worker number in use
+    try:
+        if settings is not None:
+            atomic_write_text(run_dir / "search.json", json.dumps(settings, indent=1, default=str))
+        evaluator.prepare()  # expensive set-up (a supernet) only once the study has accepted the evaluator
+        run_seed = seed + len(study.get_trials(deepcopy=False)) + WORKER_SEED_STRIDE * worker
+        study.sampler = proposer.sampler(run_seed)
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("evaluated"),
+                       TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=not progress)
+        with bar:
+            task = bar.add_task(f"search ({strategy})", total=trials, info="")
 
-        def report(s: Search) -> None:
-            bar.update(task, total=s.trials, completed=min(s.evaluated, s.trials), info=f"front {len(s.front)} · infeasible "
-                       f"{s.counts['infeasible']} · repeats {s.counts['duplicates']} · failed {s.counts['failed']}")
+            def report(s: Search) -> None:
+                bar.update(task, total=s.trials, completed=min(s.evaluated, s.trials), info=f"front {len(s.front)} · "
+                           f"infeasible {s.counts['infeasible']} · repeats {s.counts['duplicates']} · failed "
+                           f"{s.counts['failed']}")
 
-        beats = Heartbeat(study, heartbeat)
-        try:
             search = Search(study, space, evaluator, cost_model, objectives, run_dir, trials=trials,
                             time_budget=time_budget, seed=run_seed, on_record=report, worker=worker, heartbeat=beats,
                             sampler=proposer.sampler, sampler_seed=seed + WORKER_SEED_STRIDE * worker)
             proposer.run(search)
             search.close()
-        finally:
-            beats.close()
+    finally:
+        beats.close()
     stopped = None if search.evaluated >= search.trials else (
         search.cut_short() or f"the strategy {strategy!r} made no more proposals")
     return SearchResult(study, search.front, *(search.counts[k] for k in KINDS), stopped=stopped)
 
 
-def _check_workers(study: optuna.Study, strategy: str, proposer: Strategy, worker: int) -> None:
-    """Refuse a second worker for a strategy that runs in one process; warn when another live worker
-    has this worker number (its proposals would repeat this one's)."""
+def _check_workers(study: optuna.Study, strategy: str, proposer: Strategy) -> None:
+    """Refuse a second worker for a strategy that runs in one process."""
+    if isinstance(proposer, SamplerStrategy):
+        return
     elsewhere = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if _live_elsewhere(t)]
-    if elsewhere and not isinstance(proposer, SamplerStrategy):
+    if elsewhere:
         t = elsewhere[0].user_attrs
         raise ConfigError(f"strategy {strategy!r} runs in one worker, and one is running this study (process "
                           f"{t['pid']} on {t['host']}); several workers share the sampler strategies "
                           f"({', '.join(n for n, c in STRATEGIES.items() if issubclass(c, SamplerStrategy))})")
-    same = [t.user_attrs for t in elsewhere if t.user_attrs.get("worker") == worker]
-    if same:
-        print(f"warning: worker {worker} is also running as process {same[0]['pid']} on {same[0]['host']}; give "
-              "each worker its own --worker so that their proposals differ", file=sys.stderr)
 
 
 def check_settings(objectives: Sequence[str], trials: int, time_budget: float | None, strategy: str,

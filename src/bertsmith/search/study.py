@@ -13,16 +13,27 @@ is marked FAIL by whichever worker notices, and its sampler parameters are enque
 at most ``MAX_RETRIES`` times in a row), so the interrupted architecture is retried first. A
 RUNNING trial of a process on this host that no longer exists is failed and retried at once, without
 waiting for the grace period.
+
+Each worker also claims its worker number (``WorkerClaim``): the study user attr ``worker:N`` holds a
+random token, the host, the process and the time the claim was last renewed (every heartbeat). A
+worker whose number another worker holds is refused before it writes anything; a claim lapses when it
+is released at the end of a search, when its process on this host is gone, or after ``GRACE``
+heartbeats without renewal (a worker on another machine that died). Two workers that start at the
+same moment may both find the number free and both write a claim: the token left in the study is the
+last writer's, and the other worker finds another token at its next renewal and stops before its
+next trial.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import sqlite3
 import threading
 import time
+import uuid
 import warnings
 from contextlib import closing
 from pathlib import Path
@@ -35,7 +46,7 @@ from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning, UpdateF
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from ..errors import ConfigError
+from ..errors import ConfigError, differences
 from ..lock import alive
 
 # user attr → how an error names it
@@ -71,8 +82,9 @@ def open_study(url: str, name: str, *, space_digest: str, teacher: str, evaluato
                 raise ConfigError(f"{where} has no {what} record: it was not created by this version of "
                                   "bertsmith search; give another --study-name") from None
             if stored[key] != identity[key]:
-                raise ConfigError(f"{where} was created with a different {what}; this worker's differs, so it "
-                                  "would mix scores of two searches (give another --study-name)") from None
+                raise ConfigError(f"{where} was created with a different {what}; this worker's differs "
+                                  f"({differences(stored[key], identity[key])}), so it would mix scores of two "
+                                  "searches (give another --study-name)") from None
     else:
         for key, value in identity.items():
             study.set_user_attr(key, value)
@@ -187,12 +199,62 @@ def retry(study: optuna.Study, trial: FrozenTrial) -> None:
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retries": retries + 1})
 
 
+class WorkerClaim:
+    """This process's claim on worker number ``worker`` of ``study`` (see the module's docstring):
+    ``ConfigError`` when another live worker holds it. ``renew`` (every heartbeat) keeps it live, or
+    finds it taken by a worker that started at the same moment: then ``check`` raises."""
+
+    def __init__(self, study: optuna.Study, worker: int, interval: float):
+        self.study, self.worker, self.interval = study, worker, interval
+        self.key, self.token, self.lost = f"worker:{worker}", uuid.uuid4().hex, None
+        held = study.user_attrs.get(self.key)
+        if held is not None and _live(held):
+            raise ConfigError(self._taken(held, "is already running this study"))
+        self._write(released=False)
+
+    def renew(self) -> None:
+        """Renew the claim, unless another worker holds it now."""
+        held = self.study.user_attrs.get(self.key)
+        if held is not None and held.get("token") != self.token:
+            self.lost = self._taken(held, "also started on this study")
+        else:
+            self._write(released=False)
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` once another worker took this worker number."""
+        if self.lost is not None:
+            raise ConfigError(self.lost)
+
+    def release(self) -> None:
+        """Give the number up (at the end of a search), unless another worker holds it now."""
+        if self.study.user_attrs.get(self.key, {}).get("token") == self.token:
+            self._write(released=True)
+
+    def _write(self, *, released: bool) -> None:
+        self.study.set_user_attr(self.key, {"token": self.token, "host": HOST, "pid": os.getpid(),
+                                            "seen": time.time(), "heartbeat": self.interval, "released": released})
+
+    def _taken(self, held: dict[str, Any], what: str) -> str:
+        ago = max(0.0, time.time() - held.get("seen", 0))
+        return (f"worker {self.worker} {what} (process {held.get('pid')} on {held.get('host')}, seen {ago:.0f} s "
+                f"ago): give each worker its own --worker; a worker that died frees its number after "
+                f"{GRACE * held.get('heartbeat', HEARTBEAT):g} s")
+
+
+def _live(claim: dict[str, Any]) -> bool:
+    """A claim not released, renewed within ``GRACE`` of its heartbeats, whose process on this host exists."""
+    if claim.get("released") or time.time() - claim.get("seen", 0) > GRACE * claim.get("heartbeat", HEARTBEAT):
+        return False
+    return claim.get("host") != HOST or alive(claim.get("pid", 0))
+
+
 class Heartbeat:
     """Records a heartbeat, every ``interval`` seconds from a thread, for each trial this process is
-    running, so that other workers can tell a live trial from an abandoned one."""
+    running, so that other workers can tell a live trial from an abandoned one; renews ``claim``, if
+    any, at the same pace, and releases it on ``close``."""
 
-    def __init__(self, study: optuna.Study, interval: float):
-        self.storage, self.interval = study._storage, interval
+    def __init__(self, study: optuna.Study, interval: float, claim: WorkerClaim | None = None):
+        self.storage, self.interval, self.claim = study._storage, interval, claim
         self._trials: set[int] = set()
         self._guard = threading.Lock()
         self._stop = threading.Event()
@@ -212,13 +274,20 @@ class Heartbeat:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+        if self.claim is not None:
+            try:
+                self.claim.release()
+            except sqlalchemy.exc.SQLAlchemyError:  # a lost connection: the claim lapses after GRACE heartbeats
+                pass
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             with self._guard:
                 trials = sorted(self._trials)
-            for trial_id in trials:
-                try:
+            try:
+                for trial_id in trials:
                     self.storage.record_heartbeat(trial_id)
-                except sqlalchemy.exc.SQLAlchemyError:  # a lost connection: the next beat tries again
-                    pass
+                if self.claim is not None:
+                    self.claim.renew()
+            except sqlalchemy.exc.SQLAlchemyError:  # a lost connection: the next beat tries again
+                pass

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ...arch import ArchSpec, atomic_write_text
 from ...baselines import layers_within, uniform_within
-from ...errors import ConfigError, SpecError
+from ...errors import ConfigError, SpecError, differences
 from ..pruning import VARIANTS, DIMS, GatedModel, GateObjective, choose_removals, cost_function, prune, smallest, \
     unit_costs
 from . import Strategy
@@ -111,12 +111,10 @@ class Prune(Strategy):
                                           "teacher": evaluator.teacher_key, "evaluator": evaluator.fingerprint()}
         saved = run_dir / "prune" / "settings.json"
         if saved.exists():
-            before = json.loads(saved.read_text(encoding="utf-8"))
-            changed = sorted(k for k in set(before) | set(self.settings)
-                             if before.get(k) != json.loads(json.dumps(self.settings)).get(k))
-            if changed:
+            before, now = json.loads(saved.read_text(encoding="utf-8")), json.loads(json.dumps(self.settings))
+            if before != now:
                 raise ConfigError(f"{saved}: this run directory holds a pruning run with other settings "
-                                  f"({', '.join(changed)}); choose another --out")
+                                  f"({differences(before, now)}); choose another --out")
 
     def _cost(self, cost_model: "CostModel") -> tuple[str, Callable[[ArchSpec], float], float]:
         budget = cost_model.budget
