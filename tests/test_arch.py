@@ -152,3 +152,15 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch)
         presets.get("bert-base").save(path)
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["spec.yaml"]
+
+
+def test_a_billion_laughs_file_is_refused_without_expanding_it_and_ordinary_aliases_load():
+    from bertsmith.arch import parse_yaml
+
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    with pytest.raises(SpecError, match=r"^spec: unreadable YAML \(its aliases expand to 4,412,961,516 values, over "
+                                        r"the limit of 1,000,000\)$"):
+        ArchSpec.from_yaml("\n".join(lines))
+    data = parse_yaml("base: &b {hidden: 32}\nspec: {<<: *b, pooler: false}\n", "f.yaml", SpecError)
+    assert data["spec"] == {"hidden": 32, "pooler": False}

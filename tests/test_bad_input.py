@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,7 @@ def _resume_with_another_lr(e: Env) -> list[str]:
     """A two-step distillation run in the inputs' folder, resumed with another learning rate."""
     first = e.distill("--steps", "2", "--lr", "1e-4")
     first[first.index("--out") + 1] = str(e.work / "run")
-    subprocess.run(["bertsmith", *first], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "bertsmith.cli", *first], check=True, capture_output=True)
     return [*first[:-2], "--lr", "3e-4", "--resume"]
 
 

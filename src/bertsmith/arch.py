@@ -299,12 +299,31 @@ def read_yaml_file(path: Path, what: str, error: type[Exception]) -> Any:
     return parse_yaml(text, str(path), error)
 
 
+MAX_YAML_VALUES = 1_000_000  # what a spec, space or config file may expand to (aliases included)
+
+
+def _expanded_size(node: yaml.Node | None, sizes: dict[int, int]) -> int:
+    """How many values ``node`` stands for once its aliases are expanded, counted without expanding
+    them (each node once: an alias repeated a billion times costs nothing to count)."""
+    if node is None:
+        return 0
+    if id(node) not in sizes:
+        sizes[id(node)] = 1  # a recursive alias counts once
+        if isinstance(node, yaml.SequenceNode):
+            sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            sizes[id(node)] = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    return sizes[id(node)]
+
+
 def parse_yaml(text: str, source: str, error: type[Exception]) -> Any:
     """``yaml.safe_load``, every failure one ``error`` line naming ``source``: malformed YAML (with its
-    line and column), nesting too deep to read, and values the loader refuses (a number of more than
+    line and column), nesting too deep to read, aliases that expand past ``MAX_YAML_VALUES`` (a
+    "billion laughs" file), and values the loader refuses (a number of more than
     4,300 digits, a 13th month, an explicit tag that does not fit its value such as ``!!float _``)."""
     try:
-        return yaml.safe_load(text)
+        size = _expanded_size(yaml.compose(text, Loader=yaml.SafeLoader), {})
+        data = yaml.safe_load(text) if size <= MAX_YAML_VALUES else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -314,6 +333,10 @@ def parse_yaml(text: str, source: str, error: type[Exception]) -> Any:
         raise error(f"{source}: unreadable YAML (nested too deeply)") from None
     except (ValueError, TypeError, OverflowError, IndexError, KeyError, AttributeError) as exc:
         raise error(f"{source}: unreadable YAML ({one_line(str(exc)) or type(exc).__name__})") from None
+    if size > MAX_YAML_VALUES:
+        raise error(f"{source}: unreadable YAML (its aliases expand to {size:,} values, over the limit of "
+                    f"{MAX_YAML_VALUES:,})")
+    return data
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -331,4 +331,6 @@ def test_a_worker_whose_number_another_took_at_the_same_moment_stops(tmp_path):
     assert str(outcome["error"]).startswith("worker 0 also started on this study (process 4242 on other-host")
     study = optuna.load_study(study_name="search", storage=url)
     assert study.user_attrs["worker:0"] == rival  # not released: it is the other worker's
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1  # it stopped before its next trial
+    trials = study.get_trials()
+    evaluated = logged(tmp_path / "log")
+    assert len(evaluated) == 1 and json.loads(evaluated[0]) == trials[-1].user_attrs["spec"]  # none after it

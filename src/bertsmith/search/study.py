@@ -132,8 +132,11 @@ def open_storage(url: str, *, heartbeat: int = HEARTBEAT) -> optuna.storages.RDB
                         url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=GRACE * heartbeat,
                         heartbeat_stale_trial_callback=retry)
                 break
-            except sqlalchemy.exc.IntegrityError:  # another worker created the tables at the same moment
-                if attempt == CREATE_ATTEMPTS - 1:
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+                # another worker created the tables at the same moment (PostgreSQL: a unique violation, or
+                # DuplicateTable "relation ... already exists" for alembic's version table)
+                if attempt == CREATE_ATTEMPTS - 1 or (isinstance(exc, sqlalchemy.exc.ProgrammingError)
+                                                      and "already exists" not in str(exc)):
                     raise
                 time.sleep(0.5)
     except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, ImportError, OSError) as exc:
