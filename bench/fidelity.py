@@ -152,7 +152,7 @@ def main() -> None:
     from bertsmith.quality import at_constant_level
 
     run = load_searched_run(args.run)
-    config, teacher, search, task = run.config, run.teacher, run.search, run.task
+    config, search = run.config, run.search
     metric, budget, level, scored = run.metric, run.budget, run.level, run.scored
     above_quarter = [s for s in scored if s["params"] > budget / 4]
     constant = [s for s in above_quarter if at_constant_level(s["value"], level, config.quality.constant_margin)]
