@@ -27,6 +27,12 @@ def test_params_with_embedding_variants(embeddings, pooler):
     assert cost.params(spec) == n_params(BertsmithModel(spec))
 
 
+def test_params_with_a_relative_position_bias_count_one_table_of_the_most_heads():
+    spec = tiny_spec("mhsa", "dense", True, relative_attention_buckets=32)  # layers of 2 and 3 heads
+    assert cost.params(spec) == n_params(BertsmithModel(spec)) == cost.params(tiny_spec("mhsa", "dense", True)) + 32 * 3
+    assert cost.flops(spec) == cost.flops(tiny_spec("mhsa", "dense", True))
+
+
 @pytest.mark.parametrize("name", ["bert-base", "minilm-l6", "schubert-99m", "bort", "convbert-medium-small",
                                   "efficientbert"])
 def test_params_equal_the_built_module_for_presets(name):

@@ -111,6 +111,16 @@ def _distilbert_spec(**kw):
                                                   head_activation="relu")
 
 
+def _electra_spec(size=None):
+    return _bert_spec(pooler=False).replace(embeddings={"vocab_size": 97, "max_positions": 40, "size": size})
+
+
+def _mpnet_spec(pooler=True, **kw):
+    emb = {"vocab_size": 97, "max_positions": 40, "positions": "roberta", "pad_token_id": 1, "type_vocab_size": 0}
+    return ArchSpec.uniform(layers=2, hidden=32, heads=4, ffn=48, pooler=pooler, embeddings=emb, **kw).replace(
+        relative_attention_buckets=32, head_activation="tanh")
+
+
 STOCK = {
     "bert-base": (_bert_spec(), "base", transformers.BertModel),
     "bert-classification": (_bert_spec(activation="relu"), "classification", transformers.BertForSequenceClassification),
@@ -119,11 +129,12 @@ STOCK = {
     "convbert-grouped-factorized-base": (_convbert_spec("grouped", 24), "base", transformers.ConvBertModel),
     "convbert-grouped-classification": (_convbert_spec("grouped"), "classification", transformers.ConvBertForSequenceClassification),
     "convbert-factorized-mlm": (_convbert_spec("dense", 24), "mlm", transformers.ConvBertForMaskedLM),
-    "electra-factorized-base": (_bert_spec(pooler=False).replace(embeddings={"vocab_size": 97, "max_positions": 40,
-                                                                              "size": 16}), "base", transformers.ElectraModel),
-    "electra-classification": (_bert_spec(pooler=False), "classification", transformers.ElectraForSequenceClassification),
-    "electra-factorized-mlm": (_bert_spec(pooler=False).replace(embeddings={"vocab_size": 97, "max_positions": 40,
-                                                                             "size": 16}), "mlm", transformers.ElectraForMaskedLM),
+    "electra-factorized-base": (_electra_spec(16), "base", transformers.ElectraModel),
+    "electra-classification": (_electra_spec(), "classification", transformers.ElectraForSequenceClassification),
+    "electra-factorized-mlm": (_electra_spec(16), "mlm", transformers.ElectraForMaskedLM),
+    "mpnet-base": (_mpnet_spec(), "base", transformers.MPNetModel),
+    "mpnet-classification": (_mpnet_spec(pooler=False), "classification", transformers.MPNetForSequenceClassification),
+    "mpnet-mlm": (_mpnet_spec(pooler=False, activation="relu"), "mlm", transformers.MPNetForMaskedLM),
     "distilbert-base": (_distilbert_spec(activation="relu"), "base", transformers.DistilBertModel),
     "distilbert-classification": (_distilbert_spec(), "classification", transformers.DistilBertForSequenceClassification),
 }
@@ -163,6 +174,9 @@ STOCK_ROUTING = [
     (_bert_spec().replace(embeddings={"vocab_size": 97, "positions": "roberta", "pad_token_id": 1}), "base", "remote"),
     (_bert_spec().replace(embeddings={"vocab_size": 97, "type_vocab_size": 0}), "base", "remote"),  # a pooler
     (_distilbert_spec(), "mlm", "remote"),  # DistilBERT's MLM head is not mapped
+    (_mpnet_spec(pooler=False), "base", "remote"),  # MPNetModel has a pooler
+    (_mpnet_spec().replace(relative_attention_buckets=16), "base", "remote"),  # transformers computes with 32
+    (_mpnet_spec(pooler=False).replace(head_activation="gelu"), "classification", "remote"),
     (_distilbert_spec(activation="swish"), "base", "remote"),  # DistilBERT knows gelu and relu
     (_distilbert_spec().replace(head_activation="gelu"), "classification", "remote"),  # its classifier uses relu
     (_distilbert_spec().replace(head_activation="gelu"), "base", "distilbert"),  # ... which a base model lacks
@@ -456,3 +470,15 @@ def test_an_fp16_export_halves_the_weights_and_loads_back_close(head, tmp_path):
     ids, mask = batch(spec)
     expected, got = outputs(model, ids, mask), outputs(back, ids, mask)
     assert 0 < max_diff(expected, got) < 1e-2  # rounded to half precision, not more
+
+
+def test_a_relative_position_bias_with_per_layer_heads_exports_to_onnx_and_remote_code(tmp_path):
+    """One table for all layers, layers of 2 and 3 heads: ONNX matches PyTorch, and the remote-code
+    directory imports back equal."""
+    spec = tiny_spec("mhsa", "dense", True, relative_attention_buckets=32)
+    model = build(spec, "classification")
+    _check_onnx(model, spec, tmp_path / "model.onnx")
+    assert export_pretrained(model, tmp_path / "remote") == "remote"
+    back = import_checkpoint(tmp_path / "remote")
+    ids, mask = batch(spec)
+    assert back.spec == spec and max_diff(outputs(model, ids, mask), outputs(back.model, ids, mask)) <= ATOL

@@ -473,15 +473,21 @@ TEACHER_FAMILIES = {  # config, the family's traits every student keeps (head ac
                                                                   num_hidden_layers=3, num_attention_heads=4,
                                                                   intermediate_size=96, max_position_embeddings=64)),
                 ("gelu", 2, 32), 96),
+    "mpnet": (lambda t: t.MPNetForSequenceClassification(t.MPNetConfig(vocab_size=30527, hidden_size=48,
+                                                                      num_hidden_layers=3, num_attention_heads=4,
+                                                                      intermediate_size=96, max_position_embeddings=66,
+                                                                      num_labels=2)),
+              ("tanh", 0, None), 96),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", list(TEACHER_FAMILIES))
 def test_a_teacher_of_another_family_gives_students_of_its_kind(family, tmp_path, minilm_dir, task_file, cache_dir):
-    """DistilBERT (no token types or pooler, a relu classifier) and ELECTRA (factorized embeddings, no
-    pooler) teachers: every finalist and baseline keeps the family's traits, and a student of stock
-    shape exports as a plain model of the teacher's family."""
+    """DistilBERT (no token types or pooler, a relu classifier), ELECTRA (factorized embeddings, no
+    pooler) and MPNet (a relative position bias, RoBERTa positions, a tanh classifier) teachers: every
+    finalist and baseline keeps the family's traits, and a student of stock shape exports as a plain
+    model of the teacher's family."""
     import transformers
 
     from bertsmith.hf import export_pretrained, import_checkpoint

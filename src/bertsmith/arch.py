@@ -33,6 +33,7 @@ def _not_bool(value: Any) -> Any:
 Int = Annotated[int, BeforeValidator(_not_bool)]  # an int that is never a bool
 Float = Annotated[float, BeforeValidator(_not_bool)]  # a float that is never a bool
 PositiveInt = Annotated[Int, Field(gt=0)]
+LATER_DEFAULTS = {"head_activation": "gelu", "relative_attention_buckets": 0}  # ArchSpec fields added later
 UNION_TAGS = frozenset({"<range>", "<list>"})  # union members' tags: not keys, left out of error locations
 _SHOWN = 60  # characters of a value's repr shown in an error message
 
@@ -117,7 +118,9 @@ class LayerSpec(_Frozen):
 class ArchSpec(_Frozen):
     """A BERT-style encoder. ``pooler`` adds BERT's tanh pooler on the first token. Without a pooler,
     the classification head is dense → ``head_activation`` → linear on the first token (gelu as in
-    ELECTRA and ConvBERT, relu as in DistilBERT)."""
+    ELECTRA and ConvBERT, relu as in DistilBERT). ``relative_attention_buckets`` (MPNet: 32) adds a
+    learned relative position bias to every layer's attention scores: one table of buckets × heads
+    shared by all layers (a layer with a heads uses the first a columns); 0 means none."""
 
     hidden: PositiveInt
     embeddings: EmbeddingSpec = EmbeddingSpec()
@@ -128,14 +131,16 @@ class ArchSpec(_Frozen):
     initializer_range: Float = Field(default=0.02, gt=0)
     pooler: bool = True
     head_activation: str = "gelu"
+    relative_attention_buckets: Int = Field(default=0, ge=0)
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Every field, ``head_activation`` only where it is not the default: the specs (and the keys of
-        studies and run stages) written before the field existed stay the same."""
+        """Every field, those added later only where they are not their default: the specs (and the keys
+        of studies and run stages) written before they existed stay the same."""
         data = handler(self)
-        if data.get("head_activation") == "gelu":
-            del data["head_activation"]
+        for name, default in LATER_DEFAULTS.items():
+            if data.get(name, default) == default:
+                data.pop(name, None)
         return data
 
     @model_validator(mode="after")
@@ -148,6 +153,15 @@ class ArchSpec(_Frozen):
         if self.head_activation not in ACTIVATIONS:
             raise ValueError(f"head_activation: unknown activation {self.head_activation!r} "
                              f"(known: {', '.join(ACTIVATIONS)})")
+        buckets = self.relative_attention_buckets
+        if buckets and (buckets < 4 or buckets % 2):
+            raise ValueError(f"relative_attention_buckets: {buckets}: an even number ≥ 4 (half for each direction, "
+                             "half of those exact), or 0 for none")
+        if buckets:
+            other = next((i for i, la in enumerate(self.layers) if la.attention.kind != "mhsa"), None)
+            if other is not None:
+                raise ValueError(f"relative_attention_buckets: a relative position bias needs mhsa attention "
+                                 f"(layers[{other}] is {self.layers[other].attention.kind!r})")
         if self.embeddings.size is not None and self.embeddings.size > self.hidden and self.embeddings.trigram:
             raise ValueError(f"embeddings.size ({self.embeddings.size}) > hidden ({self.hidden}) with trigram")
         for i, layer in enumerate(self.layers):
@@ -219,7 +233,8 @@ class ArchSpec(_Frozen):
     def summary(self) -> str:
         """One line, e.g. ``L6 h384 e384 | mhsa a12 k32 v32 | dense f1536``."""
         emb = self.embeddings.size or self.hidden
-        parts = [f"L{self.num_layers} h{self.hidden} e{emb}{'(trigram)' if self.embeddings.trigram else ''}"]
+        parts = [f"L{self.num_layers} h{self.hidden} e{emb}{'(trigram)' if self.embeddings.trigram else ''}"
+                 + (f" rel{self.relative_attention_buckets}" if self.relative_attention_buckets else "")]
         if self.is_uniform:
             parts.append(_layer_summary(self.layers[0]))
         else:

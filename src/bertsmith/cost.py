@@ -1,7 +1,8 @@
 """Exact parameter counts and FLOP counts of an ArchSpec.
 
-``params(spec)`` is the number of parameters of ``BertsmithModel(spec)`` (embeddings, layers and
-the pooler when present; task heads excluded), checked against the built module by the tests.
+``params(spec)`` is the number of parameters of ``BertsmithModel(spec)`` (embeddings, layers, the
+relative position bias table and the pooler when present; task heads excluded), checked against the
+built module by the tests.
 
 ``flops(spec, seq_len)`` counts one forward pass over one sequence of ``seq_len`` tokens as
 2 × multiply-accumulates of the matrix-shaped work: every linear projection (embedding projection,
@@ -29,7 +30,7 @@ class CostRow:
 
 
 def breakdown(spec, seq_len: int = 128) -> list[CostRow]:
-    """Per-component costs: embeddings, each layer's attention and FFN, pooler."""
+    """Per-component costs: embeddings, each layer's attention and FFN, the relative position bias, pooler."""
     h = spec.hidden
     rows = [CostRow("embeddings", Embeddings.count_params(spec), Embeddings.count_flops(spec, seq_len))]
     for i, layer in enumerate(spec.layers):
@@ -37,6 +38,9 @@ def breakdown(spec, seq_len: int = 128) -> list[CostRow]:
         rows.append(CostRow(f"layer {i} attention", att.count_params(layer.attention, h),
                             att.count_flops(layer.attention, h, seq_len)))
         rows.append(CostRow(f"layer {i} ffn", ffn.count_params(layer.ffn, h), ffn.count_flops(layer.ffn, h, seq_len)))
+    buckets = spec.relative_attention_buckets
+    if buckets:  # one table for all layers; adding the bias to the scores is no multiply-accumulate
+        rows.append(CostRow("relative position bias", buckets * max(la.attention.heads for la in spec.layers), 0))
     if spec.pooler:
         rows.append(CostRow("pooler", h * h + h, 2 * h * h))
     return rows

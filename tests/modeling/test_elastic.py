@@ -222,3 +222,23 @@ def test_a_narrower_student_of_factorized_embeddings_keeps_the_tables_and_cuts_t
     emb_s, emb_t = source.embeddings, target.embeddings
     assert torch.equal(emb_t.word.weight, emb_s.word.weight) and torch.equal(emb_t.norm.weight, emb_s.norm.weight)
     assert torch.equal(emb_t.project.weight, emb_s.project.weight[:24]) and emb_t.project.bias.shape == (24,)
+
+
+def test_a_shared_relative_position_bias_is_sliced_by_leading_heads_and_keeps_heads_in_place_when_reordered():
+    from bertsmith.modeling.elastic import importance, reorder
+
+    s, t = spec().replace(relative_attention_buckets=32), spec(heads=2, ffn=40).replace(relative_attention_buckets=32)
+    source = source_model(s)
+    target = sliced(source, s, t)
+    assert torch.equal(target.relative.bias.weight, source.relative.bias.weight[:, :2])
+    with torch.no_grad():  # exact: the slice is the source with heads 2, 3 and neurons 40+ removed
+        for layer in source.layers:
+            layer.attention.out.weight[:, 2 * 8:] = 0
+            layer.ffn.down.weight[:, 40:] = 0
+        torch.testing.assert_close(target(*inputs()).last_hidden_state, source(*inputs()).last_hidden_state)
+    model = source_model(s, BertsmithForSequenceClassification)
+    before, qkv = model(*inputs())[0].detach(), model.encoder.layers[0].attention.qkv.weight.detach().clone()
+    reorder(model, importance(model, labelled_batches()))
+    torch.testing.assert_close(model(*inputs())[0], before)
+    a = 4 * 8  # the query rows (heads × qk_dim) keep their head order; hidden columns move
+    assert torch.equal(model.encoder.layers[0].attention.qkv.weight[:a].sort(dim=1).values, qkv[:a].sort(dim=1).values)

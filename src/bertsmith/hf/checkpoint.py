@@ -198,7 +198,7 @@ def _found_head(source: str, keys: set[str]) -> str:
         return "mlm" if "vocab_projector.weight" in keys or "vocab_transform.weight" in keys else "base"
     if "classifier.out_proj.weight" in keys:
         return "classification"
-    probe = "lm_head.dense.weight" if source == "roberta" else "generator_predictions.dense.weight"
+    probe = "lm_head.dense.weight" if source in ("roberta", "mpnet") else "generator_predictions.dense.weight"
     return "mlm" if probe in keys else "base"
 
 
@@ -227,8 +227,8 @@ def _encoder_prefix(source: str, keys: set[str], file: Path) -> str:
 def import_checkpoint(
     name_or_dir: str | os.PathLike, *, head: str | None = None, spec: ArchSpec | None = None
 ) -> ImportedModel:
-    """Load a BERT / RoBERTa / ConvBERT / ELECTRA / DistilBERT checkpoint (MiniLM is BERT), or a directory bertsmith
-    exported, into bertsmith modules.
+    """Load a BERT / RoBERTa / ConvBERT / ELECTRA / DistilBERT / MPNet checkpoint (MiniLM is BERT), or a
+    directory bertsmith exported, into bertsmith modules.
 
     ``head``: None keeps the checkpoint's head (none, sequence classification, masked LM);
     "base", "classification" or "mlm" ask for one (a head missing from the checkpoint is freshly
@@ -254,12 +254,6 @@ def import_checkpoint(
             f"{weights.main}: DistilBERT's masked-LM head (vocab_transform, vocab_projector) has no bertsmith "
             "equivalent; import the encoder with head='base'"
         )
-    if source == "roberta" and found == "classification" and head == "classification":
-        raise CheckpointError(
-            f"{weights.main}: classifier.out_proj.weight: RoBERTa's classification head (dense, tanh, out_proj) has "
-            "no bertsmith equivalent; import the encoder with head='base'"
-        )
-
     if spec is None:
         if source == "bertsmith":
             try:

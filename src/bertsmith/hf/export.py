@@ -85,7 +85,8 @@ def describe(model) -> tuple[torch.nn.Module, str, ArchSpec, int | None]:
 def export_pretrained(model, out_dir: str | os.PathLike, *, tokenizer_dir: str | os.PathLike | None = None,
                       labels: Sequence[str] | None = None, dtype: torch.dtype | None = None) -> str:
     """Write ``model`` as a Hugging Face directory; return the kind written: "bert", "convbert",
-    "electra" or "distilbert" (stock transformers classes load it) or "remote" (``trust_remote_code=True``). Tokenizer files
+    "electra", "distilbert" or "mpnet" (stock transformers classes load it) or "remote"
+    (``trust_remote_code=True``). Tokenizer files
     found in ``tokenizer_dir`` are copied along. A classifier's class names (``labels``, else those
     an imported checkpoint carried) go into config.json's ``id2label``/``label2id``, so pipelines
     answer with them. ``dtype`` (e.g. ``torch.float16``) stores the floating-point weights in that
@@ -156,7 +157,8 @@ def _write_stock(tmp: Path, kind: str, spec: ArchSpec, head: str, num_labels, st
     import transformers
 
     config_class = {"bert": transformers.BertConfig, "convbert": transformers.ConvBertConfig,
-                    "electra": transformers.ElectraConfig, "distilbert": transformers.DistilBertConfig}[kind]
+                    "electra": transformers.ElectraConfig, "distilbert": transformers.DistilBertConfig,
+                    "mpnet": transformers.MPNetConfig}[kind]
     kwargs = mapping.hf_config_kwargs(spec, kind) | names
     if head == "classification" and not names:
         kwargs["num_labels"] = num_labels

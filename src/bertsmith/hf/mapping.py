@@ -1,5 +1,5 @@
-"""How bertsmith specs and weights correspond to transformers' BERT, RoBERTa, ConvBERT, ELECTRA and
-DistilBERT.
+"""How bertsmith specs and weights correspond to transformers' BERT, RoBERTa, ConvBERT, ELECTRA,
+DistilBERT and MPNet.
 
 Specs: ``spec_from_config`` reads a transformers ``config.json`` dict into an ArchSpec;
 ``stock_kind`` decides whether a spec (with a head) fits a stock transformers family, and
@@ -22,17 +22,19 @@ import torch
 from ..arch import ArchSpec
 from ..errors import CheckpointError, SpecError
 
-HF_SOURCES = ("bert", "roberta", "convbert", "electra", "distilbert")
+HF_SOURCES = ("bert", "roberta", "convbert", "electra", "distilbert", "mpnet")
 HEADS = ("base", "classification", "mlm")
 
 # Where transformers' head models keep their encoder.
 BASE_PREFIX = {"bert": "bert.", "roberta": "roberta.", "convbert": "convbert.", "electra": "electra.",
-               "distilbert": "distilbert."}
+               "distilbert": "distilbert.", "mpnet": "mpnet."}
+ROBERTA_POSITIONS = ("roberta", "mpnet")  # positions counted from pad_token_id + 1, padding skipped
 
 # The MLM decoder weight, tied to the token embeddings in bertsmith (never stored by bertsmith).
 TIED_DECODER = {
     "bert": "cls.predictions.decoder.weight",
     "roberta": "lm_head.decoder.weight",
+    "mpnet": "lm_head.decoder.weight",
     "convbert": "generator_lm_head.weight",
     "electra": "generator_lm_head.weight",
     "bertsmith": "decoder.weight",
@@ -82,6 +84,9 @@ CONFIG_DEFAULTS = {
                 "intermediate_size": 1024},
 }
 
+# The activation of the family's classification head on the first token (dense → act → out_proj).
+HEAD_ACTIVATION = {"roberta": "tanh", "mpnet": "tanh", "distilbert": "relu"}
+
 # DistilBERT's names for the BERT config fields, and the values it does not configure (no token types,
 # LayerNorm eps fixed at 1e-12).
 CONFIG_NAMES = {
@@ -89,7 +94,10 @@ CONFIG_NAMES = {
                    "intermediate_size": "hidden_dim", "hidden_act": "activation", "hidden_dropout_prob": "dropout",
                    "attention_probs_dropout_prob": "attention_dropout"},
 }
-CONFIG_FIXED = {"distilbert": {"type_vocab_size": 0, "layer_norm_eps": 1e-12}}
+CONFIG_FIXED = {"distilbert": {"type_vocab_size": 0, "layer_norm_eps": 1e-12},
+                "mpnet": {"type_vocab_size": 0, "pad_token_id": 1}}  # MPNet: no token types, padding index 1
+CONFIG_DEFAULTS["mpnet"] = {**{k: v for k, v in _COMMON_DEFAULTS.items() if k != "type_vocab_size"},
+                            "vocab_size": 30527, "pad_token_id": 1, "relative_attention_num_buckets": 32}
 CONFIG_DEFAULTS["distilbert"] = {
     "vocab_size": 30522, "dim": 768, "n_layers": 6, "n_heads": 12, "hidden_dim": 3072, "activation": "gelu",
     "dropout": 0.1, "attention_dropout": 0.1, "max_position_embeddings": 512, "initializer_range": 0.02,
@@ -99,6 +107,7 @@ CONFIG_DEFAULTS["distilbert"] = {
 STOCK_ARCHITECTURES = {
     "bert": {"base": "BertModel", "classification": "BertForSequenceClassification", "mlm": "BertForMaskedLM"},
     "distilbert": {"base": "DistilBertModel", "classification": "DistilBertForSequenceClassification"},
+    "mpnet": {"base": "MPNetModel", "classification": "MPNetForSequenceClassification", "mlm": "MPNetForMaskedLM"},
     "electra": {"base": "ElectraModel", "classification": "ElectraForSequenceClassification",
                 "mlm": "ElectraForMaskedLM"},
     "convbert": {
@@ -159,12 +168,19 @@ def spec_from_config(cfg: dict, source: str, *, pooler: bool, where: str) -> Arc
     activation = activation_from_hf(cfg, source, where)
     pad = cfg.get("pad_token_id")
     pad = CONFIG_DEFAULTS[source]["pad_token_id"] if pad is None else pad
+    pad = CONFIG_FIXED.get(source, {}).get("pad_token_id", pad)
+    buckets = 0
+    if source == "mpnet":
+        buckets = f("relative_attention_num_buckets")
+        if buckets != 32:  # transformers' MPNetEncoder buckets offsets into 32 whatever the table's size
+            raise CheckpointError(f"{where}: relative_attention_num_buckets = {buckets}: only 32 is supported "
+                                  "(what transformers' MPNet computes with)")
     embeddings = {
         "vocab_size": f("vocab_size"),
         "max_positions": f("max_position_embeddings"),
         "type_vocab_size": f("type_vocab_size", positive=False),
         "pad_token_id": pad,
-        "positions": "roberta" if source == "roberta" else "absolute",
+        "positions": "roberta" if source in ROBERTA_POSITIONS else "absolute",
     }
     ffn = {"kind": "dense", "size": inner, "activation": activation}
     if source == "convbert":
@@ -208,7 +224,8 @@ def spec_from_config(cfg: dict, source: str, *, pooler: bool, where: str) -> Arc
             attention_dropout=f("attention_probs_dropout_prob", kind=float, positive=False),
             initializer_range=f("initializer_range", kind=float),
             pooler=pooler,
-            head_activation="relu" if source == "distilbert" else "gelu",  # DistilBERT's classifier: ReLU
+            head_activation=HEAD_ACTIVATION.get(source, "gelu"),
+            relative_attention_buckets=buckets,
         )
     except SpecError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
@@ -231,7 +248,7 @@ def check_spec_fits_source(spec: ArchSpec, source: str, where: str) -> None:
             )
     if spec.embeddings.trigram:
         raise CheckpointError(f"{where}: embeddings.trigram: a {source} checkpoint has no trigram embeddings")
-    if (spec.embeddings.positions == "roberta") != (source == "roberta"):
+    if (spec.embeddings.positions == "roberta") != (source in ROBERTA_POSITIONS):
         raise CheckpointError(
             f"{where}: embeddings.positions = {spec.embeddings.positions!r} does not match a {source} checkpoint"
         )
@@ -244,6 +261,8 @@ def stock_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
         return "remote", "layers differ in shape"
     emb, layer = spec.embeddings, spec.layers[0]
     att, ffn = layer.attention, layer.ffn
+    if spec.relative_attention_buckets:
+        return _mpnet_kind(spec, head)
     if emb.trigram:
         return "remote", "trigram embeddings"
     if emb.positions != "absolute":
@@ -279,6 +298,25 @@ def stock_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
             return "remote", "ConvBERT's classification head would use the FFN activation"
         return "convbert", ""
     return "remote", f"attention kind {att.kind!r}"
+
+
+def _mpnet_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
+    """``("mpnet", "")`` when a uniform spec with a relative position bias is a stock MPNet model."""
+    emb, att, ffn = spec.embeddings, spec.layers[0].attention, spec.layers[0].ffn
+    why = None
+    if (emb.positions, emb.pad_token_id, emb.type_vocab_size, emb.size, emb.trigram) != ("roberta", 1, 0, None, False):
+        why = "relative position bias without MPNet's embeddings (RoBERTa positions from 1, no token types)"
+    elif spec.relative_attention_buckets != 32:
+        why = f"relative_attention_buckets = {spec.relative_attention_buckets} (transformers' MPNet uses 32)"
+    elif ffn.kind != "dense" or ffn.activation not in ACT_TO_HF:
+        why = f"ffn {ffn.kind} {ffn.activation}"
+    elif att.qk_dim != att.v_dim or att.heads * att.qk_dim != spec.hidden:
+        why = "head dims differ from hidden / heads"
+    elif spec.pooler != (head == "base"):
+        why = "MPNetModel has a pooler, its classifier and masked-LM models none"
+    elif head == "classification" and spec.head_activation != "tanh":
+        why = f"head_activation = {spec.head_activation!r} (MPNet's classifier uses tanh)"
+    return ("remote", why) if why else ("mpnet", "")
 
 
 def _electra_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
@@ -321,6 +359,13 @@ def hf_config_kwargs(spec: ArchSpec, kind: str) -> dict:
     """Fields of transformers' BertConfig / ConvBertConfig / DistilBertConfig for a spec that
     ``stock_kind`` accepts."""
     emb, att, ffn = spec.embeddings, spec.layers[0].attention, spec.layers[0].ffn
+    if kind == "mpnet":
+        return {"vocab_size": emb.vocab_size, "hidden_size": spec.hidden, "num_hidden_layers": spec.num_layers,
+                "num_attention_heads": att.heads, "intermediate_size": ffn.size,
+                "hidden_act": ACT_TO_HF[ffn.activation],
+                "hidden_dropout_prob": spec.hidden_dropout, "attention_probs_dropout_prob": spec.attention_dropout,
+                "max_position_embeddings": emb.max_positions, "initializer_range": spec.initializer_range,
+                "layer_norm_eps": spec.layer_norm_eps, "relative_attention_num_buckets": 32, "pad_token_id": 1}
     if kind == "distilbert":
         return {"vocab_size": emb.vocab_size, "dim": spec.hidden, "n_layers": spec.num_layers, "n_heads": att.heads,
                 "hidden_dim": ffn.size, "activation": ffn.activation, "dropout": spec.hidden_dropout,
@@ -406,6 +451,8 @@ def encoder_entries(spec: ArchSpec, source: str) -> list[Entry]:
     ConvBERT / DistilBERT base model (names without the ``bert.`` / ``roberta.`` / ... prefix)."""
     if source == "distilbert":
         return _distilbert_entries(spec)
+    if source == "mpnet":
+        return _mpnet_entries(spec)
     emb = spec.embeddings
     out = [
         Entry("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
@@ -468,6 +515,32 @@ def _distilbert_entries(spec: ArchSpec) -> list[Entry]:
     return out
 
 
+def _mpnet_entries(spec: ArchSpec) -> list[Entry]:
+    """MPNet's encoder: RoBERTa-style embeddings without token types; per layer attention.attn.q/k/v/o
+    and BERT's names for the rest; the shared relative position bias table; BERT's pooler."""
+    out = [
+        Entry("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
+        Entry("embeddings.position.weight", ("embeddings.position_embeddings.weight",)),
+        *_pair("embeddings.norm", "embeddings.LayerNorm"),
+        Entry("relative.bias.weight", ("encoder.relative_attention_bias.weight",)),
+    ]
+    for i, layer in enumerate(spec.layers):
+        ours, theirs = f"layers.{i}.", f"encoder.layer.{i}."
+        att = layer.attention
+        splits = (att.heads * att.qk_dim, att.heads * att.qk_dim, att.heads * att.v_dim)
+        for w in ("weight", "bias"):
+            parts = tuple(f"{theirs}attention.attn.{n}.{w}" for n in ("q", "k", "v"))
+            out.append(Entry(f"{ours}attention.qkv.{w}", parts, splits))
+        out += _pair(f"{ours}attention.out", f"{theirs}attention.attn.o")
+        out += _pair(f"{ours}attention.norm", f"{theirs}attention.LayerNorm")
+        out += _pair(f"{ours}ffn.up", f"{theirs}intermediate.dense")
+        out += _pair(f"{ours}ffn.down", f"{theirs}output.dense")
+        out += _pair(f"{ours}ffn.norm", f"{theirs}output.LayerNorm")
+    if spec.pooler:
+        out += _pair("pooler", "pooler.dense")
+    return out
+
+
 def head_entries(source: str, head: str) -> list[Entry]:
     """The head's tensors (bertsmith names) in a transformers head model."""
     if head == "classification" and source == "distilbert":
@@ -475,12 +548,12 @@ def head_entries(source: str, head: str) -> list[Entry]:
     if head == "classification":
         if source == "bert":
             return _pair("head.out", "classifier")
-        if source in ("convbert", "electra"):
+        if source in ("roberta", "mpnet", "convbert", "electra"):
             return _pair("head.dense", "classifier.dense") + _pair("head.out", "classifier.out_proj")
     if head == "mlm":
         if source == "bert":
             transform, norm, bias = "cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", "cls.predictions"
-        elif source == "roberta":
+        elif source in ("roberta", "mpnet"):
             transform, norm, bias = "lm_head.dense", "lm_head.layer_norm", "lm_head"
         else:
             transform, norm, bias = "generator_predictions.dense", "generator_predictions.LayerNorm", "generator_lm_head"

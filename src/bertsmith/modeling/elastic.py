@@ -45,6 +45,9 @@ def check_sliceable(source: ArchSpec, target: ArchSpec, layers: Sequence[int]) -
         raise SpecError("embeddings: vocab_size, size, trigram and positions must equal the source's")
     if te.max_positions > se.max_positions or te.type_vocab_size > se.type_vocab_size:
         raise SpecError("embeddings: max_positions and type_vocab_size cannot exceed the source's")
+    if target.relative_attention_buckets != source.relative_attention_buckets:
+        raise SpecError(f"relative_attention_buckets: {target.relative_attention_buckets} differs from the source's "
+                        f"{source.relative_attention_buckets}")
     if target.pooler and not source.pooler:
         raise SpecError("pooler: the source has no pooler to slice")
     if len(layers) != target.num_layers:
@@ -307,6 +310,11 @@ def _moves(model: nn.Module, units: Units) -> list[tuple[str, int, torch.Tensor]
             moves += [(linear.weight, 0, h), (linear.weight, 1, h), (linear.bias, 0, h)]
     if head is not None:
         moves.append((head.out.weight, 1, h))
+    if encoder.relative is not None:  # one table for all layers: a layer's heads are its leading columns
+        if any(not torch.equal(kept, torch.arange(len(kept))) for kept in units.heads):
+            raise SpecError("relative_attention_buckets: the layers share one relative position bias table, so "
+                            "heads can only be kept in order from the first")
+        moves.append((encoder.relative.bias.weight, 1, torch.arange(max(len(kept) for kept in units.heads))))
     names = {id(p): name for name, p in model.named_parameters()}
     return [(names[id(p)], dim, index) for p, dim, index in moves]
 
@@ -318,7 +326,8 @@ def reorder(model: nn.Module, scores: Importance) -> None:
     spec = (model.encoder if hasattr(model, "encoder") else model).spec
     order = Units.all(spec)
     order.hidden = torch.argsort(scores.hidden, descending=True, stable=True)
-    order.heads = [torch.argsort(s, descending=True, stable=True) for s in scores.heads]
+    if not spec.relative_attention_buckets:  # with one shared relative bias table, heads stay in place
+        order.heads = [torch.argsort(s, descending=True, stable=True) for s in scores.heads]
     order.neurons = [torch.argsort(s, descending=True, stable=True) for s in scores.neurons]
     params = dict(model.named_parameters())
     for name, dim, index in _moves(model, order):

@@ -8,6 +8,7 @@ copied next to exported models and works there without bertsmith installed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -112,6 +113,32 @@ class Layer(nn.Module):
         return self.ffn(x), scores
 
 
+class RelativePositionBias(nn.Module):
+    """MPNet's relative position bias (T5's bidirectional buckets): the offset of each key from each
+    query falls in one of ``buckets`` (half per direction; within each half, offsets below a quarter of
+    the buckets exactly, larger ones logarithmically up to ``max_distance``), and each bucket holds one
+    learned bias per head. One table serves every layer; a layer with a heads uses the first a columns."""
+
+    def __init__(self, buckets: int, heads: int, max_distance: int = 128):
+        super().__init__()
+        self.buckets, self.max_distance = buckets, max_distance
+        self.bias = nn.Embedding(buckets, heads)
+
+    def bucket(self, relative: torch.Tensor) -> torch.Tensor:
+        half = self.buckets // 2
+        exact = half // 2
+        n = -relative
+        out = (n < 0).long() * half
+        n = n.abs()
+        far = exact + (torch.log(n.float() / exact) / math.log(self.max_distance / exact) * (half - exact)).long()
+        return out + torch.where(n < exact, n, far.clamp(max=half - 1))
+
+    def forward(self, length: int, device: torch.device) -> torch.Tensor:
+        """The bias [1, heads, length, length] added to the attention scores."""
+        position = torch.arange(length, device=device)
+        return self.bias(self.bucket(position[None, :] - position[:, None])).permute(2, 0, 1).unsqueeze(0)
+
+
 class BertsmithModel(nn.Module):
     """The bare encoder: embeddings, layers, optional tanh pooler on the first token."""
 
@@ -120,6 +147,9 @@ class BertsmithModel(nn.Module):
         self.spec = spec
         self.embeddings = Embeddings(spec)
         self.layers = nn.ModuleList(Layer(layer, spec) for layer in spec.layers)
+        buckets = getattr(spec, "relative_attention_buckets", 0)  # exported spec dicts omit the default
+        heads = max(layer.attention.heads for layer in spec.layers)
+        self.relative = RelativePositionBias(buckets, heads) if buckets else None
         self.pooler = nn.Linear(spec.hidden, spec.hidden) if spec.pooler else None
         init_weights(self, spec.initializer_range)
 
@@ -134,10 +164,14 @@ class BertsmithModel(nn.Module):
     ) -> EncoderOutput:
         x = self.embeddings(input_ids, token_type_ids)
         mask = additive_mask(attention_mask, x.dtype)
+        bias = self.relative(x.shape[1], x.device).to(x.dtype) if self.relative is not None else None
         hidden = [x] if output_hidden_states else None
         scores = [] if output_attentions else None
         for layer in self.layers:
-            x, s = layer(x, mask, output_attentions)
+            layer_mask = mask
+            if bias is not None:  # this layer's heads' relative bias, plus the padding mask
+                layer_mask = bias[:, :layer.attention.heads] + (mask if mask is not None else 0)
+            x, s = layer(x, layer_mask, output_attentions)
             if hidden is not None:
                 hidden.append(x)
             if scores is not None:

@@ -64,7 +64,8 @@ class Grid(_Frozen):
         return ArchSpec.uniform(layers=d, hidden=h, heads=a, ffn=i, qk_dim=dim, v_dim=dim,
                                 activation=first.ffn.activation, embeddings=_embeddings(template),
                                 layer_norm_eps=template.layer_norm_eps, pooler=template.pooler
-                                ).replace(head_activation=template.head_activation)
+                                ).replace(head_activation=template.head_activation,
+                                          relative_attention_buckets=template.relative_attention_buckets)
 
     def candidates(self, template: ArchSpec) -> list[ArchSpec]:
         """Every buildable architecture of the grid."""
@@ -81,7 +82,8 @@ class Grid(_Frozen):
             "layer": {"heads": self.heads, "qk_dim": [self.head_dim], "v_dim": [self.head_dim], "ffn": self.ffn,
                       "activation": [template.layers[0].ffn.activation]},
             "embeddings": _embeddings(template).model_dump(mode="json"), "pooler": template.pooler,
-            "head_activation": template.head_activation}, source="the extraction grid")
+            "head_activation": template.head_activation,
+            "relative_attention_buckets": template.relative_attention_buckets}, source="the extraction grid")
 
 
 def _embeddings(template: ArchSpec):

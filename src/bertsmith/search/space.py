@@ -44,6 +44,7 @@ from ..arch import (
     EmbeddingSpec,
     FFNSpec,
     Float,
+    LATER_DEFAULTS,
     Int,
     _Frozen,
     read_yaml_file,
@@ -184,6 +185,7 @@ class SearchSpace(_Frozen):
     embeddings: EmbeddingSpec = EmbeddingSpec()
     pooler: bool = True
     head_activation: Annotated[str, _known(ACTIVATIONS, "activation")] = "gelu"
+    relative_attention_buckets: Int = Field(0, ge=0)
     dropout: Float | None = Field(None, ge=0, lt=1)
     budget: Budget = Budget()
 
@@ -368,7 +370,8 @@ class SearchSpace(_Frozen):
     def _spec(self, **fields: Any) -> ArchSpec:
         """An architecture of this space: the space's pooler, head activation and (when set) dropout rates."""
         rates = {} if self.dropout is None else {"hidden_dropout": self.dropout, "attention_dropout": self.dropout}
-        return ArchSpec.build(pooler=self.pooler, head_activation=self.head_activation, **rates, **fields)
+        return ArchSpec.build(pooler=self.pooler, head_activation=self.head_activation,
+                              relative_attention_buckets=self.relative_attention_buckets, **rates, **fields)
 
     def digest(self) -> str:
         """sha256 of the space's definition: a study remembers which space it searched."""
@@ -378,8 +381,9 @@ class SearchSpace(_Frozen):
         definition = self.model_dump(mode="json")
         if definition["dropout"] is None:  # unset: the digest of a space written before the field existed
             del definition["dropout"]
-        if definition["head_activation"] == "gelu":  # likewise
-            del definition["head_activation"]
+        for name, default in LATER_DEFAULTS.items():  # likewise
+            if definition[name] == default:
+                del definition[name]
         return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
 
 

@@ -113,7 +113,8 @@ def auto_backbone(teacher: ArchSpec, params: float, share: float) -> ArchSpec:
         hidden = heads * head
         spec = ArchSpec.uniform(layers=depth, hidden=hidden, heads=heads, ffn=hidden, pooler=teacher.pooler,
                                 embeddings=teacher.embeddings.model_dump(mode="json")
-                                ).replace(head_activation=teacher.head_activation)
+                                ).replace(head_activation=teacher.head_activation,
+                                          relative_attention_buckets=teacher.relative_attention_buckets)
         if encoder_params(spec) - depth * _dense_params(hidden, hidden) <= share * params:
             best = spec
     if best is None:
