@@ -389,3 +389,28 @@ def test_a_distilbert_mlm_head_is_refused_but_its_encoder_loads(tmp_path):
         theirs = reference.distilbert(ids, attention_mask=mask).last_hidden_state
         ours = imported.model(ids, mask).last_hidden_state
     assert max_diff(ours, theirs) <= ATOL
+
+
+@pytest.mark.parametrize("family,key", [
+    ("distilbert", "transformer.layer.0.ffn.lin1.weight"),
+    ("electra", "encoder.layer.0.intermediate.dense.weight"),
+    ("mpnet", "encoder.layer.0.intermediate.dense.weight"),
+])
+def test_a_config_that_does_not_match_the_weights_names_the_key_and_both_shapes(tmp_path, family, key):
+    torch.manual_seed(0)
+    make = {"distilbert": _distilbert, "electra": _electra, "mpnet": _mpnet}[family]
+    model = {"distilbert": transformers.DistilBertModel, "electra": transformers.ElectraModel,
+             "mpnet": transformers.MPNetModel}[family]
+    make(model).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["hidden_dim" if family == "distilbert" else "intermediate_size"] = 44  # the weights have 40
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    message = _one_line_error(tmp_path)
+    assert key in message and "(44, 32)" in message and "(40, 32)" in message, message
+
+
+def test_an_unsupported_family_names_its_model_type_and_the_supported_ones(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "deberta-v2"}))
+    message = _one_line_error(tmp_path)
+    assert "model_type = 'deberta-v2' is not supported" in message
+    assert "bert, roberta, convbert, electra, distilbert, mpnet, bertsmith" in message
