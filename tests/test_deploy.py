@@ -12,6 +12,7 @@ from bertsmith.errors import ConfigError
 from bertsmith.hf import export_onnx, onnx_max_abs_diff
 from bertsmith.hf.deploy import OnnxClassifier, check_scheme, feed, optimize_onnx, quantize_onnx, session
 
+from .conftest import tiny_spec
 from .test_export import _bert_spec, _every_kind_spec, batch, build
 
 
@@ -88,11 +89,12 @@ def test_int8_is_recommended_only_within_the_allowed_drop():
     assert "loses 1.00 points of test accuracy" in far["reason"] and "export.int8_max_drop (0.5)" in far["reason"]
 
 
-@pytest.mark.parametrize("head", ["classification", "base"])
-def test_every_kind_survives_optimization_and_int8(tmp_path, head):
+@pytest.mark.parametrize("head,kinds", [("classification", "every"), ("base", "every"), ("classification", "relative")])
+def test_every_kind_survives_optimization_and_int8(tmp_path, head, kinds):
     """Mixed attention, grouped and searched FFNs, trigram and roberta positions, with a classifier
-    or as a bare encoder (whose last_hidden_state is a graph output that a fused node produced)."""
-    spec = _every_kind_spec()
+    or as a bare encoder (whose last_hidden_state is a graph output that a fused node produced); and
+    MPNet's shared relative position bias over layers of 2 and 3 heads."""
+    spec = _every_kind_spec() if kinds == "every" else tiny_spec("mhsa", "dense", True, relative_attention_buckets=32)
     model = build(spec, head)
     path = tmp_path / "model.onnx"
     export_onnx(model, path, seq_len=16)
