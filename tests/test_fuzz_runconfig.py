@@ -17,7 +17,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from bertsmith import arch
 from bertsmith.errors import ConfigError
 from bertsmith.runconfig import RunConfig, load_config
 
@@ -86,24 +85,20 @@ def test_config_dicts_load_or_are_one_line_errors(data):
 
 
 # raw text: any characters, control characters included (the YAML reader's multi-line error about them,
-# and the loader's ValueError for a date such as 2001-13-45, are made one line by arch.parse_yaml, which
-# the other branch of this change adds: until both are merged these tests are skipped)
+# and the loader's ValueError for a date such as 2001-13-45, are made one line by arch.parse_yaml)
 YAML_TEXT = st.text(max_size=120)
-NEEDS_PARSE_YAML = pytest.mark.skipif(not hasattr(arch, "parse_yaml"), reason="needs arch.parse_yaml")
 YAML_TOKENS = st.lists(st.sampled_from(["task", "budget", "params", "search", "trials", ":", " ", "\n", "  ", "- ", "{",
                                         "}", "[", "]", ",", "'", '"', "#", "&a", "*a", "!!int ", "!!float ", "!!bool ",
                                         "!!timestamp ", "25%", "1e9", "null", "true", "~", "-1", "0x10", "_",
                                         "2001-13-45"]), max_size=30).map("".join)
 
 
-@NEEDS_PARSE_YAML
 @given(st.one_of(YAML_TEXT, YAML_TOKENS))
 def test_raw_yaml_text_loads_or_is_a_one_line_error(text):
     with tempfile.TemporaryDirectory() as folder:
         load(folder, text)
 
 
-@NEEDS_PARSE_YAML
 @pytest.mark.parametrize("text", ["!!int", "task: !!float _", 'seed: !!int ""', "quality: {accept_weak: !!bool x}",
                                   "task: !!timestamp x"])
 def test_explicit_tags_on_values_they_do_not_fit_are_one_line_errors(tmp_path, text):

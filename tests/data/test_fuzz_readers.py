@@ -16,12 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bertsmith import arch
 from bertsmith.data.readers import cell_text, read_rows
 from bertsmith.data.tasks import Task, load_task_file
 from bertsmith.errors import DataError
@@ -173,13 +171,10 @@ def test_task_files_give_a_task_or_one_line(changes, start_valid, train):
 
 
 # raw text: any characters, control characters included (the YAML reader's multi-line error about them,
-# and the loader's ValueError for a date such as 2001-13-45, are made one line by arch.parse_yaml, which
-# the other branch of this change adds: until both are merged these tests are skipped)
+# and the loader's ValueError for a date such as 2001-13-45, are made one line by arch.parse_yaml)
 YAML_TEXT = st.text(max_size=120)
-NEEDS_PARSE_YAML = pytest.mark.skipif(not hasattr(arch, "parse_yaml"), reason="needs arch.parse_yaml")
 
 
-@NEEDS_PARSE_YAML
 @given(st.one_of(YAML_TEXT, st.text(st.sampled_from(list("{}[]:,-\"' \n\t#&*!|>0123456789abelnst")), max_size=120)))
 def test_raw_task_yaml_text_gives_a_task_or_one_line(text):
     with tempfile.TemporaryDirectory() as folder:
