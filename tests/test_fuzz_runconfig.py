@@ -103,3 +103,11 @@ def test_raw_yaml_text_loads_or_is_a_one_line_error(text):
                                   "task: !!timestamp x"])
 def test_explicit_tags_on_values_they_do_not_fit_are_one_line_errors(tmp_path, text):
     assert load(str(tmp_path), text) is None  # YAML's constructors raise IndexError, KeyError, AttributeError
+
+
+def test_the_echo_of_a_value_with_a_unicode_line_break_reads_back_the_same():
+    """Found by the long fuzzing profile: PyYAML wrote U+0085 in single quotes, read back as a space."""
+    from bertsmith.runconfig import RunConfig
+
+    config = RunConfig.model_validate({"task": "\x85", "teacher": {"model": "a\u2028b"}})
+    assert yaml.safe_load(config.echo()) == config.model_dump(mode="json")

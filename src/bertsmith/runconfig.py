@@ -151,8 +151,12 @@ class RunConfig(_Section):
     export: ExportConfig = ExportConfig()
 
     def echo(self) -> str:
-        """The resolved configuration as YAML (every default written out)."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        """The resolved configuration as YAML (every default written out). Readable non-ASCII text is
+        kept as is, unless YAML would read it back otherwise (PyYAML folds a quoted U+0085 into a
+        space): then every such character is written as an escape."""
+        data = self.model_dump(mode="json")
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        return text if yaml.safe_load(text) == data else yaml.safe_dump(data, sort_keys=False)
 
     def identity(self) -> dict[str, Any]:
         """What makes a run directory another run's: the task, its data and the teacher."""
