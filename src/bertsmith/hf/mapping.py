@@ -446,14 +446,39 @@ def _pair(ours: str, theirs: str) -> list[Entry]:
     return [Entry(f"{ours}.weight", (f"{theirs}.weight",)), Entry(f"{ours}.bias", (f"{theirs}.bias",))]
 
 
+@dataclass(frozen=True)
+class LayerNames:
+    """Where a transformers family keeps one layer's tensors: the layers' prefix, then within a layer
+    the query, key and value projections, the attention output and its LayerNorm, the FFN's two
+    linears and its LayerNorm."""
+
+    layers: str
+    qkv: tuple[str, str, str]
+    out: str
+    attention_norm: str
+    up: str
+    down: str
+    ffn_norm: str
+
+
+_BERT_LAYER = LayerNames("encoder.layer.", ("attention.self.query", "attention.self.key", "attention.self.value"),
+                         "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense", "output.dense",
+                         "output.LayerNorm")
+LAYER_NAMES = {
+    "distilbert": LayerNames("transformer.layer.", ("attention.q_lin", "attention.k_lin", "attention.v_lin"),
+                             "attention.out_lin", "sa_layer_norm", "ffn.lin1", "ffn.lin2", "output_layer_norm"),
+    "mpnet": LayerNames("encoder.layer.", ("attention.attn.q", "attention.attn.k", "attention.attn.v"),
+                        "attention.attn.o", "attention.LayerNorm", "intermediate.dense", "output.dense",
+                        "output.LayerNorm"),
+}  # every other family names its layers as BERT does
+
+
 def encoder_entries(spec: ArchSpec, source: str) -> list[Entry]:
     """The encoder's tensors (bertsmith ``BertsmithModel`` names) from a transformers BERT / RoBERTa /
-    ConvBERT / DistilBERT base model (names without the ``bert.`` / ``roberta.`` / ... prefix)."""
-    if source == "distilbert":
-        return _distilbert_entries(spec)
-    if source == "mpnet":
-        return _mpnet_entries(spec)
-    emb = spec.embeddings
+    ConvBERT / ELECTRA / DistilBERT / MPNet base model (names without the ``bert.`` / ``roberta.`` / ...
+    prefix): the embeddings (token types and the projection where the spec has them), MPNet's shared
+    relative position bias, every layer (ConvBERT's convolution for ``mixed`` attention) and the pooler."""
+    emb, names = spec.embeddings, LAYER_NAMES.get(source, _BERT_LAYER)
     out = [
         Entry("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
         Entry("embeddings.position.weight", ("embeddings.position_embeddings.weight",)),
@@ -463,19 +488,20 @@ def encoder_entries(spec: ArchSpec, source: str) -> list[Entry]:
     out += _pair("embeddings.norm", "embeddings.LayerNorm")
     if emb.size is not None:
         out += _pair("embeddings.project", "embeddings_project")
+    if spec.relative_attention_buckets:
+        out.append(Entry("relative.bias.weight", ("encoder.relative_attention_bias.weight",)))
     for i, layer in enumerate(spec.layers):
-        ours, theirs = f"layers.{i}.", f"encoder.layer.{i}."
+        ours, theirs = f"layers.{i}.", f"{names.layers}{i}."
         att = layer.attention
         a, k, v = att.heads, att.qk_dim, att.v_dim
-        names, splits = ["query", "key", "value"], [a * k, a * k, a * v]
-        if att.kind == "mixed":
-            names.append("conv_out_layer")
+        parts, splits = list(names.qkv), [a * k, a * k, a * v]
+        if att.kind == "mixed":  # ConvBERT: BERT's names
+            parts.append("attention.self.conv_out_layer")
             splits.append(att.conv_heads * v)
         for w in ("weight", "bias"):
-            parts = tuple(f"{theirs}attention.self.{n}.{w}" for n in names)
-            out.append(Entry(f"{ours}attention.qkv.{w}", parts, tuple(splits)))
-        out += _pair(f"{ours}attention.out", f"{theirs}attention.output.dense")
-        out += _pair(f"{ours}attention.norm", f"{theirs}attention.output.LayerNorm")
+            out.append(Entry(f"{ours}attention.qkv.{w}", tuple(f"{theirs}{n}.{w}" for n in parts), tuple(splits)))
+        out += _pair(f"{ours}attention.out", f"{theirs}{names.out}")
+        out += _pair(f"{ours}attention.norm", f"{theirs}{names.attention_norm}")
         if att.kind == "mixed":
             conv = f"{theirs}attention.self.key_conv_attn_layer"
             out += [
@@ -484,58 +510,9 @@ def encoder_entries(spec: ArchSpec, source: str) -> list[Entry]:
                 Entry(f"{ours}attention.conv_bias", (f"{conv}.bias",), unsqueeze=True),
             ]
             out += _pair(f"{ours}attention.conv_kernel", f"{theirs}attention.self.conv_kernel_layer")
-        out += _pair(f"{ours}ffn.up", f"{theirs}intermediate.dense")
-        out += _pair(f"{ours}ffn.down", f"{theirs}output.dense")
-        out += _pair(f"{ours}ffn.norm", f"{theirs}output.LayerNorm")
-    if spec.pooler:
-        out += _pair("pooler", "pooler.dense")
-    return out
-
-
-def _distilbert_entries(spec: ArchSpec) -> list[Entry]:
-    """DistilBERT's encoder: BERT's embeddings without token types; per layer q/k/v/out_lin,
-    sa_layer_norm, ffn.lin1/lin2 and output_layer_norm under ``transformer.layer.N``."""
-    out = [
-        Entry("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
-        Entry("embeddings.position.weight", ("embeddings.position_embeddings.weight",)),
-        *_pair("embeddings.norm", "embeddings.LayerNorm"),
-    ]
-    for i, layer in enumerate(spec.layers):
-        ours, theirs = f"layers.{i}.", f"transformer.layer.{i}."
-        att = layer.attention
-        splits = (att.heads * att.qk_dim, att.heads * att.qk_dim, att.heads * att.v_dim)
-        for w in ("weight", "bias"):
-            parts = tuple(f"{theirs}attention.{n}_lin.{w}" for n in ("q", "k", "v"))
-            out.append(Entry(f"{ours}attention.qkv.{w}", parts, splits))
-        out += _pair(f"{ours}attention.out", f"{theirs}attention.out_lin")
-        out += _pair(f"{ours}attention.norm", f"{theirs}sa_layer_norm")
-        out += _pair(f"{ours}ffn.up", f"{theirs}ffn.lin1")
-        out += _pair(f"{ours}ffn.down", f"{theirs}ffn.lin2")
-        out += _pair(f"{ours}ffn.norm", f"{theirs}output_layer_norm")
-    return out
-
-
-def _mpnet_entries(spec: ArchSpec) -> list[Entry]:
-    """MPNet's encoder: RoBERTa-style embeddings without token types; per layer attention.attn.q/k/v/o
-    and BERT's names for the rest; the shared relative position bias table; BERT's pooler."""
-    out = [
-        Entry("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
-        Entry("embeddings.position.weight", ("embeddings.position_embeddings.weight",)),
-        *_pair("embeddings.norm", "embeddings.LayerNorm"),
-        Entry("relative.bias.weight", ("encoder.relative_attention_bias.weight",)),
-    ]
-    for i, layer in enumerate(spec.layers):
-        ours, theirs = f"layers.{i}.", f"encoder.layer.{i}."
-        att = layer.attention
-        splits = (att.heads * att.qk_dim, att.heads * att.qk_dim, att.heads * att.v_dim)
-        for w in ("weight", "bias"):
-            parts = tuple(f"{theirs}attention.attn.{n}.{w}" for n in ("q", "k", "v"))
-            out.append(Entry(f"{ours}attention.qkv.{w}", parts, splits))
-        out += _pair(f"{ours}attention.out", f"{theirs}attention.attn.o")
-        out += _pair(f"{ours}attention.norm", f"{theirs}attention.LayerNorm")
-        out += _pair(f"{ours}ffn.up", f"{theirs}intermediate.dense")
-        out += _pair(f"{ours}ffn.down", f"{theirs}output.dense")
-        out += _pair(f"{ours}ffn.norm", f"{theirs}output.LayerNorm")
+        out += _pair(f"{ours}ffn.up", f"{theirs}{names.up}")
+        out += _pair(f"{ours}ffn.down", f"{theirs}{names.down}")
+        out += _pair(f"{ours}ffn.norm", f"{theirs}{names.ffn_norm}")
     if spec.pooler:
         out += _pair("pooler", "pooler.dense")
     return out
