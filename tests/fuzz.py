@@ -4,6 +4,7 @@ and the property every parser must keep."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,15 +25,18 @@ EDGE = st.one_of(
 )
 
 
-def outcome(parse_: Callable[[], Any], errors: type[Exception] | tuple[type[Exception], ...]) -> Any:
+def outcome(parse_: Callable[[], Any], errors: type[Exception] | tuple[type[Exception], ...], *,
+            source: str | os.PathLike | None = None) -> Any:
     """Run ``parse_``: its result, or None after checking that it raised one of ``errors`` with a
-    non-empty one-line message. Either way within SECONDS."""
+    non-empty one-line message (starting with ``source``, the file read, when given). Either way
+    within SECONDS."""
     start = time.perf_counter()
     try:
         result = parse_()
     except errors as exc:
         message = str(exc)
-        assert message and "\n" not in message and len(message) < 1000, message
+        assert message and "\n" not in message and "\r" not in message and len(message) < 1000, message
+        assert source is None or message.startswith(str(source)), message
         _event(f"refused: {type(exc).__name__}")
         return None
     finally:
