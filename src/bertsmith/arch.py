@@ -220,6 +220,13 @@ class ArchSpec(_Frozen):
         """A validated copy with some top-level fields changed."""
         return ArchSpec.from_dict({**self.to_dict(), **_plain(changes)})
 
+    def inherited(self) -> dict[str, Any]:
+        """What every architecture searched or built from this (teacher's) spec keeps of it besides the
+        embeddings: the pooler, the classifier's activation and the relative position bias (fields of
+        the same names in ArchSpec and SearchSpace)."""
+        return {"pooler": self.pooler, "head_activation": self.head_activation,
+                "relative_attention_buckets": self.relative_attention_buckets}
+
     # ---- properties -----------------------------------------------------------------------
     @property
     def num_layers(self) -> int:

@@ -586,8 +586,7 @@ def default_space(teacher: ArchSpec) -> str:
                   "v_dim": [first.attention.v_dim], "ffn": eighths(max(la.ffn.size for la in teacher.layers)),
                   "activation": [first.ffn.activation]},
         "embeddings": teacher.embeddings.model_dump(mode="json"), "embedding_size": [teacher.embeddings.size],
-        "pooler": teacher.pooler, "head_activation": teacher.head_activation,
-        "relative_attention_buckets": teacher.relative_attention_buckets}, indent=1) + "\n"
+        **teacher.inherited()}, indent=1) + "\n"
 
 
 def _strategy_fields() -> set[str]:

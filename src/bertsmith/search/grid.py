@@ -63,9 +63,7 @@ class Grid(_Frozen):
         first = template.layers[0]
         return ArchSpec.uniform(layers=d, hidden=h, heads=a, ffn=i, qk_dim=dim, v_dim=dim,
                                 activation=first.ffn.activation, embeddings=_embeddings(template),
-                                layer_norm_eps=template.layer_norm_eps, pooler=template.pooler
-                                ).replace(head_activation=template.head_activation,
-                                          relative_attention_buckets=template.relative_attention_buckets)
+                                layer_norm_eps=template.layer_norm_eps, **template.inherited())
 
     def candidates(self, template: ArchSpec) -> list[ArchSpec]:
         """Every buildable architecture of the grid."""
@@ -81,9 +79,8 @@ class Grid(_Frozen):
             "depth": self.depth, "hidden": self.hidden, "per_layer": False,
             "layer": {"heads": self.heads, "qk_dim": [self.head_dim], "v_dim": [self.head_dim], "ffn": self.ffn,
                       "activation": [template.layers[0].ffn.activation]},
-            "embeddings": _embeddings(template).model_dump(mode="json"), "pooler": template.pooler,
-            "head_activation": template.head_activation,
-            "relative_attention_buckets": template.relative_attention_buckets}, source="the extraction grid")
+            "embeddings": _embeddings(template).model_dump(mode="json"), **template.inherited()},
+            source="the extraction grid")
 
 
 def _embeddings(template: ArchSpec):

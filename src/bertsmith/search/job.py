@@ -214,8 +214,7 @@ def shapes_below(spec: ArchSpec) -> SearchSpace:
                   "v_dim": steps(max(la.attention.v_dim for la in spec.layers)),
                   "ffn": steps(max(la.ffn.size for la in spec.layers)), "activation": [first.ffn.activation]},
         "embeddings": spec.embeddings.model_dump(mode="json"), "embedding_size": [spec.embeddings.size],
-        "pooler": spec.pooler, "head_activation": spec.head_activation,
-        "relative_attention_buckets": spec.relative_attention_buckets}, source="pruning shapes")
+        **spec.inherited()}, source="pruning shapes")
 
 
 def _grid_space(s: SearchSettings, teacher: ArchSpec) -> SearchSpace | None:

@@ -111,10 +111,8 @@ def auto_backbone(teacher: ArchSpec, params: float, share: float) -> ArchSpec:
     best = None
     for heads in range(1, teacher.hidden // head + 1):
         hidden = heads * head
-        spec = ArchSpec.uniform(layers=depth, hidden=hidden, heads=heads, ffn=hidden, pooler=teacher.pooler,
-                                embeddings=teacher.embeddings.model_dump(mode="json")
-                                ).replace(head_activation=teacher.head_activation,
-                                          relative_attention_buckets=teacher.relative_attention_buckets)
+        spec = ArchSpec.uniform(layers=depth, hidden=hidden, heads=heads, ffn=hidden,
+                                embeddings=teacher.embeddings.model_dump(mode="json"), **teacher.inherited())
         if encoder_params(spec) - depth * _dense_params(hidden, hidden) <= share * params:
             best = spec
     if best is None:
