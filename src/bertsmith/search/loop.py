@@ -342,7 +342,6 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
             atomic_write_text(run_dir / "search.json", json.dumps(settings, indent=1, default=str))
         evaluator.prepare()  # expensive set-up (a supernet) only once the study has accepted the evaluator
         run_seed = seed + len(study.get_trials(deepcopy=False)) + WORKER_SEED_STRIDE * worker
-        study.sampler = proposer.sampler(run_seed)
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("evaluated"),
                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=not progress)
         with bar:
