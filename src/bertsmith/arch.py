@@ -118,7 +118,7 @@ class LayerSpec(_Frozen):
 class ArchSpec(_Frozen):
     """A BERT-style encoder. ``pooler`` adds BERT's tanh pooler on the first token. Without a pooler,
     the classification head is dense → ``head_activation`` → linear on the first token (gelu as in
-    ELECTRA and ConvBERT, relu as in DistilBERT). ``relative_attention_buckets`` (MPNet: 32) adds a
+    ELECTRA and ConvBERT, relu as in DistilBERT, tanh as in RoBERTa and MPNet). ``relative_attention_buckets`` (MPNet: 32) adds a
     learned relative position bias to every layer's attention scores: one table of buckets × heads
     shared by all layers (a layer with a heads uses the first a columns); 0 means none."""
 

@@ -90,7 +90,6 @@ def judge(chosen: dict, entries: list[dict], teacher: dict, constant: dict, metr
             else:
                 verdict.baseline = (f"the uniform baseline scored {-gap:.2f} points above the chosen model on dev but "
                                     f"is not eligible ({'; '.join(uniform.get('violations', [])) or 'over budget'})")
-            if gap < 0 and abs(gap) >= 1e-9:
                 verdict.reasons.append(f"dev {metric} is {-gap:.2f} points behind the uniform baseline")
     return verdict
 
