@@ -12,7 +12,8 @@ from bertsmith.modeling.elastic import even_layers, slice_weights
 
 EMB = {"vocab_size": 97, "max_positions": 40}
 # plain, factorized (tables and LayerNorm at 16, projected to the hidden size: ELECTRA, ConvBERT) and trigram
-EMBEDDINGS = {"plain": EMB, "factorized": EMB | {"size": 16}, "trigram": EMB | {"size": 16, "trigram": True}}
+EMBEDDINGS = {"plain": EMB, "factorized": EMB | {"size": 16}, "trigram": EMB | {"size": 16, "trigram": True},
+              "projected-at-h": EMB | {"size": 32}, "trigram-at-h": EMB | {"size": 32, "trigram": True}}
 
 
 def spec(layers=3, hidden=32, heads=4, qk=8, v=8, ffn=64, emb=EMB, **kw) -> ArchSpec:
@@ -122,7 +123,8 @@ def labelled_batches(n=3):
     return out
 
 
-@pytest.mark.parametrize("pooler,emb", [(True, "plain"), (False, "plain"), (False, "factorized"), (True, "trigram")])
+@pytest.mark.parametrize("pooler,emb", [(True, "plain"), (False, "plain"), (False, "factorized"), (True, "trigram"),
+                                        (False, "projected-at-h"), (True, "trigram-at-h")])
 def test_reordering_keeps_the_function_and_puts_important_units_first(pooler, emb):
     from bertsmith.modeling.elastic import importance, reorder
 

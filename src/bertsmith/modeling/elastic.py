@@ -240,12 +240,16 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
     return Importance([h.cpu() for h in heads], [n.cpu() for n in neurons], hidden.cpu())
 
 
+def _projected_last(embeddings: nn.Module) -> bool:
+    """Whether the embeddings end with their projection to the hidden size (factorized embeddings: the
+    tables and the LayerNorm at their own size e) rather than with the LayerNorm (plain embeddings, and
+    trigram ones, whose projection comes first)."""
+    return embeddings.project is not None and not embeddings.trigram
+
+
 def _residual_input(embeddings: nn.Module) -> nn.Module:
-    """The embeddings' module whose output enters the residual stream: the LayerNorm, or with
-    factorized embeddings (normalized at their own size) the projection to the hidden size."""
-    if embeddings.project is not None and embeddings.norm.weight.shape[0] != embeddings.project.out_features:
-        return embeddings.project
-    return embeddings.norm
+    """The embeddings' module whose output enters the residual stream."""
+    return embeddings.project if _projected_last(embeddings) else embeddings.norm
 
 
 @dataclass
@@ -288,11 +292,13 @@ def _moves(model: nn.Module, units: Units) -> list[tuple[str, int, torch.Tensor]
     h = units.hidden
     moves: list[tuple[torch.Tensor, int, torch.Tensor]] = []
     emb = encoder.embeddings
-    moves += [(table.weight, 1, h) for table in (emb.word, emb.position, emb.token_type)
-              if table is not None and table.weight.shape[1] == spec.hidden]
-    norms = [emb.norm] if emb.norm.weight.shape[0] == spec.hidden else []
-    if emb.project is not None:  # factorized embeddings: the tables stay at their size, the projection moves
+    if emb.project is not None:  # the projection's outputs are hidden channels; what it reads stays
         moves += [(emb.project.weight, 0, h), (emb.project.bias, 0, h)]
+    before = [emb.position, emb.token_type] if emb.trigram else [emb.word, emb.position, emb.token_type]
+    if _projected_last(emb):  # the tables and the LayerNorm feed the projection: they stay
+        before = []
+    moves += [(table.weight, 1, h) for table in before if table is not None]
+    norms = [] if _projected_last(emb) else [emb.norm]
     for i, (layer, layer_spec) in enumerate(zip(encoder.layers, spec.layers)):
         a, k, v = layer_spec.attention.heads, layer_spec.attention.qk_dim, layer_spec.attention.v_dim
         heads, kd, vd, f = units.heads[i], units.qk[i], units.v[i], units.neurons[i]
