@@ -48,21 +48,30 @@ class Choice:
     item: Any = None
 
 
-class Slicer(Protocol):
-    """How a kind's weights are cut from a larger layer (``modeling.elastic``): from which source kinds,
-    what must match, and the tensors that are not just the leading part of the source's."""
+@dataclass(frozen=True)
+class Slicer:
+    """How a kind's weights are cut from a larger layer (``modeling.elastic``): from layers of which kinds
+    (``sources``), and, overridden by a kind, what must match and the tensors that are not simply the
+    leading part of the source's. ``units``: the layer's units (heads and their dims, or FFN neurons) can
+    also be scored, reordered and pruned one by one (importance, ``reorder``, ``select_units``, pruning
+    gates; these know the fused qkv and output projections of ``mhsa`` and the two linears of ``dense``)."""
 
     sources: tuple[str, ...]
+    units: bool = False
 
     def problem(self, source: Any, target: Any) -> str | None:
         """Why ``target`` cannot be cut from ``source`` (a spec of one of ``sources``): ``field: message``."""
+        return None
 
     def source_name(self, name: str, source: Any) -> tuple[str, bool]:
-        """The source tensor behind the target's ``name`` (relative to the layer's module, e.g.
-        ``blocks.0.lin1.weight``), and whether the target tensor is zeros instead."""
+        """The source's tensor behind the target's ``name`` (within the layer's attention or FFN, e.g.
+        ``blocks.0.lin1.weight``), and whether the target's is zeros instead."""
+        return name, False
 
     def cut(self, name: str, tensor: torch.Tensor, source: Any, target: Any, hidden: int) -> torch.Tensor | None:
-        """The target's ``name`` from the source ``tensor``, or None when it is the leading part."""
+        """The target's ``name`` cut from the source's ``tensor`` (a view or a differentiable function of it),
+        or None when it is the leading part of every dimension."""
+        return None
 
 
 class KindSpec(_Frozen):
