@@ -148,16 +148,17 @@ class ArchSpec(_Frozen):
         **kwargs: Any,
     ) -> "ArchSpec":
         """Every layer the same. Head dims default to hidden/(every head of the layer: heads·γ for ``mixed``).
-        The options of a kind (``conv_kernel``, ..., ``stack``) apply to the kinds that have them."""
-        options = {"conv_kernel": conv_kernel, "head_ratio": head_ratio, "groups": groups, "expression": expression,
-                   "stack": stack}
-        att = {"kind": attention, "heads": heads} | _own_options(ATTENTION.get(attention), options)
+        A kind's options (``conv_kernel`` and ``head_ratio``; ``groups``, ``expression`` and ``stack``) go to
+        the kinds that have them; another kind refuses one set away from its default."""
+        att = {"kind": attention, "heads": heads} | _options(
+            ATTENTION.get(attention), {"conv_kernel": (conv_kernel, 9), "head_ratio": (head_ratio, 2)})
         total = ATTENTION[attention].model_construct(**att).all_heads if attention in ATTENTION else heads
         default_dim = hidden // total if hidden % total == 0 else None
         if (qk_dim or v_dim or default_dim) is None:
             raise SpecError(f"heads: {heads} heads do not divide hidden ({hidden}); pass qk_dim and v_dim")
         att |= {"qk_dim": qk_dim or default_dim, "v_dim": v_dim or default_dim}
-        f = {"kind": ffn_kind, "size": ffn, "activation": activation} | _own_options(FFN.get(ffn_kind), options)
+        f = {"kind": ffn_kind, "size": ffn, "activation": activation} | _options(
+            FFN.get(ffn_kind), {"groups": (groups, 1), "expression": (expression, None), "stack": (stack, 1)})
         return cls.build(hidden=hidden, layers=[{"attention": att, "ffn": f}] * layers, **kwargs)
 
     @classmethod
@@ -369,9 +370,11 @@ def _one_line(exc: ValidationError) -> str:
     return f"{loc} = {short_repr(err.get('input'))}: {msg}{more}"
 
 
-def _own_options(kind: type | None, options: dict[str, Any]) -> dict[str, Any]:
-    """The ``options`` that are fields of ``kind`` (None: an unknown kind, refused by name when built)."""
-    return {name: value for name, value in options.items() if kind is not None and name in kind.own_fields()}
+def _options(kind: type | None, options: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+    """Of ``options`` (name → (value, default)), those that are fields of ``kind`` and those set away from
+    their default (for the kind to refuse). ``kind`` None: an unknown kind, refused by name when built."""
+    return {name: value for name, (value, default) in options.items()
+            if (kind is not None and name in kind.own_fields()) or value != default}
 
 
 def _layer_summary(layer: LayerSpec) -> str:
