@@ -13,7 +13,7 @@ union looked up when validating, so a kind registered later is known at once).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, get_origin
 
 import torch
 from pydantic import SerializerFunctionWrapHandler, ValidatorFunctionWrapHandler, model_serializer, model_validator
@@ -206,8 +206,10 @@ def register(kind: type[KindSpec]) -> type[KindSpec]:
     add search-space dimensions is registered before ``bertsmith.search.space`` is imported: a space's
     layer section is made of the dimensions of the kinds registered then."""
     name, family = kind.name(), kind.family
-    if not isinstance(name, str) or FAMILIES[family] is kind:
+    if get_origin(kind.model_fields["kind"].annotation) is not Literal or FAMILIES[family] is kind:
         raise TypeError(f"{kind.__name__}: a kind subclasses AttentionSpec or FFNSpec with a literal kind")
+    if KINDS[family].get(name, kind) is not kind:
+        raise TypeError(f"{kind.__name__}: the {family} kind {name!r} is {KINDS[family][name].__name__} already")
     KINDS[family][name] = kind
     (modules.ATTENTION if family == "attention" else modules.FFN)[name] = kind.module
     if kind.legacy:
