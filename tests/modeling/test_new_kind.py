@@ -1,6 +1,6 @@
 """A kind is one module plus a registry entry: the toy ``glu`` FFN (tests/modeling/toy_glu.py), registered
 with ``bertsmith.kinds.register`` and nothing else changed, validates, is summarised, builds, is counted
-exactly, exports to ONNX and is searched by NSGA-II from a YAML space that names it."""
+exactly, is sliced, exports to ONNX and is searched by NSGA-II from a YAML space that names it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from bertsmith.hf.mapping import field_of
 from bertsmith.kinds import KINDS, register
 from bertsmith.modeling import BertsmithModel
 from bertsmith.modeling import registry as modules
+from bertsmith.modeling.elastic import slice_weights
 from bertsmith.search.costs import CostModel
 from bertsmith.search.loop import run_search
 from bertsmith.search.space import SearchSpace
@@ -80,6 +81,24 @@ def test_the_kind_builds_and_is_counted_exactly(glu, bias):
             model.layers[i].ffn(torch.randn(1, seq, h))
         assert counter.get_total_flops() == rows[f"layer {i} ffn"].flops
     assert cost.params(spec) == sum(p.numel() for p in model.parameters())
+
+
+def test_the_kind_is_sliced_by_its_slicer(glu):
+    def spec(kind: str, size: int) -> ArchSpec:
+        layer = {"attention": {"heads": 2, "qk_dim": 8, "v_dim": 8}, "ffn": {"kind": kind, "size": size}}
+        return ArchSpec.build(hidden=32, layers=[layer] * 2, embeddings=EMB)
+
+    big, small = spec("glu", 40), spec("glu", 16)
+    torch.manual_seed(0)
+    source, target = BertsmithModel(big).eval(), BertsmithModel(small).eval()
+    with torch.no_grad():
+        for layer in source.layers:  # neurons 16 and beyond add nothing: cutting them keeps the function
+            layer.ffn.down.weight[:, 16:] = 0
+    slice_weights(source, big, target, small)
+    ids = torch.randint(0, EMB["vocab_size"], (2, 7))
+    torch.testing.assert_close(target(ids).last_hidden_state, source(ids).last_hidden_state)
+    with pytest.raises(SpecError, match=r"layers\[0\].ffn.kind: slicing supports .*glu from glu \(target 'dense'"):
+        slice_weights(source, big, BertsmithModel(spec("dense", 16)), spec("dense", 16))
 
 
 def test_the_kind_exports_to_onnx_matching_pytorch(glu, tmp_path):

@@ -1,6 +1,7 @@
 """A toy FFN kind for the tests, registered from here alone: ``glu``, a gated linear unit
 x → LN(x + W_down(act(W_gate x) ⊙ W_up x)), with one field of its own (``bias``: whether its three
-linears have biases). Importing this module registers nothing; ``register(GLUSpec)`` does."""
+linears have biases), cut from a larger one by its leading neurons. Importing this module registers
+nothing; ``register(GLUSpec)`` does."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from bertsmith.kinds import FFNSpec, KindModule
+from bertsmith.kinds import FFNSpec, KindModule, Slicer
 from bertsmith.modeling.expr import ACTIVATIONS
 from bertsmith.modeling.fast import dropout_add
 
@@ -47,6 +48,7 @@ class GLUSpec(FFNSpec):
     kind: Literal["glu"] = "glu"
     bias: bool = True
     module: ClassVar[type[KindModule]] = GLUFFN
+    slicer: ClassVar[Slicer | None] = Slicer(sources=("glu",))  # the leading neurons of each linear
 
     def summary(self) -> str:
         return super().summary() + ("" if self.bias else " nobias")
