@@ -106,12 +106,12 @@ class KindSpec(_Frozen):
         return tuple(f for f in cls.model_fields if f not in FAMILIES[cls.family].model_fields)
 
     def summary(self) -> str:
-        """The summary's text of the kind's own fields (after the family's), e.g. `` g4``."""
-        return ""
+        """This part of ``ArchSpec.summary``, e.g. ``grouped f3072 g4``: the family's text, then a kind's own."""
+        raise NotImplementedError
 
     def described(self) -> str:
-        """Every field but the family's common dimensions that an error about a tensor's shape needs to
-        name, as ``kind=grouped, size=3072, groups=4``."""
+        """The fields that set the shapes of this part's tensors, for an error about one
+        (``hf.mapping.field_of``), e.g. ``kind=grouped, size=3072, groups=4``: the family's, then the kind's own."""
         own = "".join(f", {name}={getattr(self, name)!r}" for name in self.own_fields())
         return self._described() + own
 
