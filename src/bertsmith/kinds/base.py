@@ -85,8 +85,8 @@ class KindSpec(_Frozen):
     choices: ClassVar[dict[str, Choice]] = {}
     slicer: ClassVar[Slicer | None] = None
     examples: ClassVar[tuple[dict[str, Any], ...]] = ({},)
-    """Own-field values of a few small valid layers of this kind (the i-th over the family's fields a test
-    picks), so that the tests covering every kind cover this one."""
+    """Fields of a few small valid layers of this kind, set over the family's fields a test picks (its own
+    fields, and those of the family it needs otherwise), so that the tests covering every kind cover it."""
     legacy: ClassVar[bool] = False
     """One of the kinds that shared one schema before kinds owned their fields (``LEGACY_FIELDS``)."""
 
