@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from bertsmith.arch import ArchSpec
-from bertsmith.modeling.registry import ATTENTION, FFN
+from bertsmith.kinds import ATTENTION, FFN
 
 pytest_plugins = ["tests.tasks"]  # task fixtures: tiny teacher, tiny task, MiniLM tokenizer
 
@@ -21,20 +21,15 @@ settings.register_profile("long", max_examples=5000, deadline=None, suppress_hea
 settings.load_profile("default")
 
 HIDDEN = 48
-SEARCHED_EXPRESSIONS = ("L(gelu(L(x)))", "L(relu(mul(L(x), x)))")
 
 
 def tiny_layer(attention: str, ffn: str, i: int = 0) -> dict:
-    """One small layer of the given kinds; ``i`` varies the shapes for per-layer specs."""
+    """One small layer of the given kinds (their own fields from the kind's ``examples``); ``i`` varies the
+    shapes for per-layer specs."""
     att = {"kind": attention, "heads": 2 + i % 2, "qk_dim": 8 + 4 * i, "v_dim": 12 - 2 * i}
-    if attention == "mixed":
-        att |= {"conv_kernel": 3 + 2 * i, "head_ratio": 2 + i % 2}
     f = {"kind": ffn, "size": 96 - 24 * i, "activation": ("gelu", "relu")[i % 2]}
-    if ffn == "grouped":
-        f["groups"] = 2 + 2 * (i % 2)
-    if ffn == "searched":
-        f |= {"expression": SEARCHED_EXPRESSIONS[i % 2], "stack": 1 + i % 2, "size": 24 + 8 * i}
-        f.pop("activation")
+    for part, kind in ((att, ATTENTION[attention]), (f, FFN[ffn])):
+        part |= kind.examples[i % len(kind.examples)]
     return {"attention": att, "ffn": f}
 
 

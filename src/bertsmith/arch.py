@@ -1,10 +1,10 @@
 """ArchSpec: the one immutable description of an encoder that search, cost, modeling and export share.
 
 An ArchSpec holds the embeddings, one global hidden size (the residual stream) and a list of layers,
-each with its own attention (kind, heads a_i, query/key head dim k_i, value head dim v_i, and for
-ConvBERT's ``mixed`` attention a kernel size and head ratio) and its own FFN (kind, size,
-activation, groups, expression, stack). It is validated on construction and round-trips through
-JSON and YAML. Kind-specific rules live with the kind's module (``bertsmith.modeling.registry``).
+each with its own attention (kind, heads a_i, query/key head dim k_i, value head dim v_i) and its own
+FFN (kind, size, activation), plus the fields of their kinds (e.g. the kernel size and head ratio of
+ConvBERT's ``mixed`` attention). It is validated on construction and round-trips through JSON and
+YAML. Each kind's fields, rules and summary live with the kind (``bertsmith.kinds``).
 """
 
 from __future__ import annotations
@@ -13,35 +13,20 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError,
-                      model_serializer, model_validator)
+from pydantic import (BaseModel, Field, SerializeAsAny, SerializerFunctionWrapHandler, ValidationError, model_serializer,
+                      model_validator)
 
 from .errors import SpecError
+from .fields import _SHOWN, Float, Int, PositiveInt, _Frozen, short_repr
 from .files import publish, writing
+from .kinds import ATTENTION, FFN, AttentionSpec, FFNSpec
 
 
-def _not_bool(value: Any) -> Any:
-    """Refuse a boolean where a number is expected (pydantic alone reads ``true`` as 1)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_not_bool)]  # an int that is never a bool
-Float = Annotated[float, BeforeValidator(_not_bool)]  # a float that is never a bool
-PositiveInt = Annotated[Int, Field(gt=0)]
 LATER_DEFAULTS = {"head_activation": "gelu", "relative_attention_buckets": 0}  # ArchSpec fields added later
 UNION_TAGS = frozenset({"<range>", "<list>"})  # union members' tags: not keys, left out of error locations
-_SHOWN = 60  # characters of a value's repr shown in an error message
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -78,41 +63,11 @@ class EmbeddingSpec(_Frozen):
         return self
 
 
-class AttentionSpec(_Frozen):
-    """One layer's attention: ``heads`` self-attention heads with query/key dim ``qk_dim`` and value
-    dim ``v_dim`` each. For ``mixed`` (ConvBERT), ``head_ratio`` γ ≥ 2 adds heads·(γ−1) span-based
-    dynamic convolution heads of width ``v_dim`` with kernel ``conv_kernel``."""
-
-    kind: str = "mhsa"
-    heads: PositiveInt
-    qk_dim: PositiveInt
-    v_dim: PositiveInt
-    conv_kernel: Int | None = Field(default=None, gt=0)
-    head_ratio: Int | None = Field(default=None, ge=2)
-
-    @property
-    def conv_heads(self) -> int:
-        return self.heads * (self.head_ratio - 1) if self.kind == "mixed" else 0
-
-
-class FFNSpec(_Frozen):
-    """One layer's feed-forward network: ``dense`` (Linear→act→Linear), ``grouped`` (ConvBERT's
-    block-diagonal linears in ``groups`` groups) or ``searched`` (an EfficientBERT expression such as
-    ``tanh(L(gelu(L(x))))`` applied in ``stack`` stacked blocks of inner width ``size``)."""
-
-    kind: str = "dense"
-    size: PositiveInt
-    activation: str = "gelu"
-    groups: Int = Field(default=1, gt=0)
-    expression: str | None = None
-    stack: Int = Field(default=1, gt=0)
-
-
 class LayerSpec(_Frozen):
     """One post-LN transformer block."""
 
-    attention: AttentionSpec
-    ffn: FFNSpec
+    attention: SerializeAsAny[AttentionSpec]
+    ffn: SerializeAsAny[FFNSpec]
 
 
 class ArchSpec(_Frozen):
@@ -146,7 +101,6 @@ class ArchSpec(_Frozen):
     @model_validator(mode="after")
     def _check(self) -> "ArchSpec":
         from .modeling.expr import ACTIVATIONS
-        from .modeling.registry import ATTENTION, FFN  # modeling needs no ArchSpec; no cycle
 
         if not self.layers:
             raise ValueError("layers: an encoder needs at least one layer")
@@ -166,13 +120,8 @@ class ArchSpec(_Frozen):
             raise ValueError(f"embeddings.size ({self.embeddings.size}) > hidden ({self.hidden}) with trigram")
         for i, layer in enumerate(self.layers):
             att, ffn = layer.attention, layer.ffn
-            if att.kind not in ATTENTION:
-                raise ValueError(f"layers[{i}].attention.kind: unknown kind {short_repr(att.kind)} "
-                                 f"(known: {', '.join(ATTENTION)})")
-            if ffn.kind not in FFN:
-                raise ValueError(f"layers[{i}].ffn.kind: unknown kind {short_repr(ffn.kind)} (known: {', '.join(FFN)})")
-            for where, problem in (("attention", ATTENTION[att.kind].problem(att, self.hidden)),
-                                   ("ffn", FFN[ffn.kind].problem(ffn, self.hidden))):
+            for where, problem in (("attention", att.module.problem(att, self.hidden)),
+                                   ("ffn", ffn.module.problem(ffn, self.hidden))):
                 if problem:
                     raise ValueError(f"layers[{i}].{where}.{problem}")
         return self
@@ -198,17 +147,18 @@ class ArchSpec(_Frozen):
         stack: int = 1,
         **kwargs: Any,
     ) -> "ArchSpec":
-        """Every layer the same. Head dims default to hidden/heads (hidden/(heads·γ) for ``mixed``)."""
-        total = heads * (head_ratio if attention == "mixed" else 1)
+        """Every layer the same. Head dims default to hidden/(every head of the layer: heads·γ for ``mixed``).
+        A kind's options (``conv_kernel`` and ``head_ratio``; ``groups``, ``expression`` and ``stack``) go to
+        the kinds that have them; another kind refuses one set away from its default."""
+        att = {"kind": attention, "heads": heads} | _options(
+            ATTENTION.get(attention), {"conv_kernel": (conv_kernel, 9), "head_ratio": (head_ratio, 2)})
+        total = ATTENTION[attention].model_construct(**att).all_heads if attention in ATTENTION else heads
         default_dim = hidden // total if hidden % total == 0 else None
         if (qk_dim or v_dim or default_dim) is None:
             raise SpecError(f"heads: {heads} heads do not divide hidden ({hidden}); pass qk_dim and v_dim")
-        att = AttentionSpec(
-            kind=attention, heads=heads, qk_dim=qk_dim or default_dim, v_dim=v_dim or default_dim,
-            conv_kernel=conv_kernel if attention == "mixed" else None,
-            head_ratio=head_ratio if attention == "mixed" else None,
-        )
-        f = FFNSpec(kind=ffn_kind, size=ffn, activation=activation, groups=groups, expression=expression, stack=stack)
+        att |= {"qk_dim": qk_dim or default_dim, "v_dim": v_dim or default_dim}
+        f = {"kind": ffn_kind, "size": ffn, "activation": activation} | _options(
+            FFN.get(ffn_kind), {"groups": (groups, 1), "expression": (expression, None), "stack": (stack, 1)})
         return cls.build(hidden=hidden, layers=[{"attention": att, "ffn": f}] * layers, **kwargs)
 
     @classmethod
@@ -395,12 +345,6 @@ def one_line(text: str) -> str:
     return text if len(text) <= 2 * _SHOWN else text[:2 * _SHOWN] + "..."
 
 
-def short_repr(value: Any) -> str:
-    """``repr(value)`` on one line, cut to its start when long (a message never quotes a whole file)."""
-    text = repr(value)
-    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
-
-
 def error_location(err: dict[str, Any]) -> str:
     """A pydantic error's location as ``layers[0].ffn.size`` (union tags left out)."""
     parts = [p for p in err["loc"] if p not in UNION_TAGS]
@@ -426,14 +370,12 @@ def _one_line(exc: ValidationError) -> str:
     return f"{loc} = {short_repr(err.get('input'))}: {msg}{more}"
 
 
+def _options(kind: type | None, options: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+    """Of ``options`` (name → (value, default)), those that are fields of ``kind`` and those set away from
+    their default (for the kind to refuse). ``kind`` None: an unknown kind, refused by name when built."""
+    return {name: value for name, (value, default) in options.items()
+            if (kind is not None and name in kind.own_fields()) or value != default}
+
+
 def _layer_summary(layer: LayerSpec) -> str:
-    a, f = layer.attention, layer.ffn
-    att = f"{a.kind} a{a.heads} k{a.qk_dim} v{a.v_dim}"
-    if a.kind == "mixed":
-        att += f" conv{a.conv_heads}x{a.conv_kernel}"
-    ffn = f"{f.kind} f{f.size}"
-    if f.kind == "grouped":
-        ffn += f" g{f.groups}"
-    if f.kind == "searched":
-        ffn += f" {f.stack}x {f.expression}"
-    return f"{att} | {ffn}"
+    return f"{layer.attention.summary()} | {layer.ffn.summary()}"

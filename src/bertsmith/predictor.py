@@ -31,7 +31,7 @@ def features(spec: ArchSpec, batch: int, seq_len: int) -> np.ndarray:
     att = sum(r.flops for r in rows if r.component.endswith("attention"))
     ffn = sum(r.flops for r in rows if r.component.endswith("ffn"))
     emb = sum(r.flops for r in rows if r.component == "embeddings")
-    heads = sum(layer.attention.heads + layer.attention.conv_heads for layer in spec.layers)
+    heads = sum(layer.attention.all_heads for layer in spec.layers)
     tokens = batch * seq_len
     return np.array([batch * att, batch * ffn, batch * emb, spec.hidden * tokens * spec.num_layers,
                      spec.num_layers, heads, 1.0], dtype=np.float64)

@@ -394,7 +394,7 @@ def hf_config_kwargs(spec: ArchSpec, kind: str) -> dict:
             "num_attention_heads": 2 * att.heads,
             "head_ratio": 2,
             "conv_kernel_size": att.conv_kernel,
-            "num_groups": ffn.groups,
+            "num_groups": ffn.groups if ffn.kind == "grouped" else 1,
             "embedding_size": emb.size or spec.hidden,
         }
     return kwargs
@@ -557,14 +557,8 @@ def field_of(spec: ArchSpec, ours: str) -> str:
     m = _LAYER.match(ours)
     if m:
         i = int(m[1])
-        if m[2] == "attention":
-            a = spec.layers[i].attention
-            extra = f", conv_kernel={a.conv_kernel}, head_ratio={a.head_ratio}" if a.kind == "mixed" else ""
-            return f"layers[{i}].attention (kind={a.kind}, heads={a.heads}, qk_dim={a.qk_dim}, v_dim={a.v_dim}{extra})"
-        f = spec.layers[i].ffn
-        extra = f", groups={f.groups}" if f.kind == "grouped" else ""
-        extra += f", expression={f.expression!r}, stack={f.stack}" if f.kind == "searched" else ""
-        return f"layers[{i}].ffn (kind={f.kind}, size={f.size}{extra})"
+        part = getattr(spec.layers[i], m[2])
+        return f"layers[{i}].{m[2]} ({part.described()})"
     key = ours.removeprefix("encoder.")
     if key.startswith("embeddings."):
         e = spec.embeddings

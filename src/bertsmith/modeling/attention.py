@@ -1,8 +1,9 @@
 """Multi-head self-attention (``mhsa``) through ``scaled_dot_product_attention``, post-LN.
 
 Query/key head dim k and value head dim v are independent of hidden/heads (schuBERT's expansive
-attention). Q, K and V come from one fused projection. The class also carries the exact parameter
-and FLOP formulas of its kind, so a new kind is one file plus a registry entry.
+attention). Q, K and V come from one fused projection. The class also carries its kind's rules and
+exact parameter and FLOP formulas (``bertsmith.kinds.KindModule``); the kind's spec fields are
+``bertsmith.kinds.mhsa``.
 """
 
 from __future__ import annotations
@@ -68,8 +69,6 @@ class SelfAttention(nn.Module):
     @staticmethod
     def problem(spec, hidden: int) -> str | None:
         """Why ``spec`` cannot be built in a model of width ``hidden`` (field: message), or None."""
-        if spec.conv_kernel is not None or spec.head_ratio is not None:
-            return "conv_kernel: conv_kernel and head_ratio apply only to kind 'mixed'"
         return None
 
     @staticmethod

@@ -25,9 +25,20 @@ from torch import nn
 
 from ..arch import ArchSpec
 from ..errors import SpecError
+from ..kinds import KINDS
 
-SLICEABLE_ATTENTION, SLICEABLE_FFN = ("mhsa",), ("dense",)
-FFN_SLICES = {("dense", "dense"), ("searched", "searched"), ("dense", "searched")}  # (source, target) FFN kinds
+FAMILIES = ("attention", "ffn")
+
+
+def unit_kinds(family: str) -> tuple[str, ...]:
+    """The kinds of ``family`` whose units importance, reordering and unit selection handle."""
+    return tuple(name for name, kind in KINDS[family].items() if kind.slicer is not None and kind.slicer.units)
+
+
+def _slices(family: str) -> str:
+    """What slicing supports in ``family``, e.g. ``dense from dense, searched from searched or dense``."""
+    return ", ".join(f"{name} from {' or '.join(kind.slicer.sources)}"
+                     for name, kind in KINDS[family].items() if kind.slicer is not None)
 
 
 def even_layers(target_layers: int, source_layers: int) -> list[int]:
@@ -56,17 +67,14 @@ def check_sliceable(source: ArchSpec, target: ArchSpec, layers: Sequence[int]) -
         if not 0 <= j < source.num_layers:
             raise SpecError(f"layers[{i}]: source layer {j} does not exist (the source has {source.num_layers})")
         s, t = source.layers[j], target.layers[i]
-        if t.attention.kind not in SLICEABLE_ATTENTION or s.attention.kind != t.attention.kind:
-            raise SpecError(f"layers[{i}].attention.kind: slicing supports {', '.join(SLICEABLE_ATTENTION)} on both "
-                            f"sides (target {t.attention.kind!r}, source layer {j} {s.attention.kind!r})")
-        if (s.ffn.kind, t.ffn.kind) not in FFN_SLICES:
-            raise SpecError(f"layers[{i}].ffn.kind: slicing supports dense or searched from dense, searched from "
-                            f"searched (target {t.ffn.kind!r}, source layer {j} {s.ffn.kind!r})")
-        if t.ffn.kind == "dense" and t.ffn.activation != s.ffn.activation:
-            raise SpecError(f"layers[{i}].ffn.activation: {t.ffn.activation!r} differs from the source's "
-                            f"{s.ffn.activation!r}")
-        if s.ffn.kind == t.ffn.kind == "searched" and t.ffn.stack > s.ffn.stack:
-            raise SpecError(f"layers[{i}].ffn.stack: {t.ffn.stack} is more than source layer {j}'s {s.ffn.stack}")
+        for family in FAMILIES:
+            small, big = getattr(t, family), getattr(s, family)
+            if small.slicer is None or big.kind not in small.slicer.sources:
+                raise SpecError(f"layers[{i}].{family}.kind: slicing supports {_slices(family)} (target "
+                                f"{small.kind!r}, source layer {j} {big.kind!r})")
+            problem = small.slicer.problem(big, small)
+            if problem:
+                raise SpecError(f"layers[{i}].{family}.{problem} (source layer {j})")
         for name, small, big in (("attention.heads", t.attention.heads, s.attention.heads),
                                  ("attention.qk_dim", t.attention.qk_dim, s.attention.qk_dim),
                                  ("attention.v_dim", t.attention.v_dim, s.attention.v_dim),
@@ -79,23 +87,6 @@ def _leading(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return tensor[tuple(slice(0, n) for n in shape)]
 
 
-def _qkv(tensor: torch.Tensor, src, dst, hidden: int) -> torch.Tensor:
-    """Rows [Q heads | K heads | V heads] of the fused projection, each head's first dims kept."""
-    parts = tensor.split([src.heads * src.qk_dim, src.heads * src.qk_dim, src.heads * src.v_dim])
-    dims = (dst.qk_dim, dst.qk_dim, dst.v_dim)
-    out = []
-    for part, dim in zip(parts, dims):
-        per_head = part.reshape(src.heads, -1, *part.shape[1:])[: dst.heads, :dim]
-        out.append(per_head.reshape(dst.heads * dim, *part.shape[1:]))
-    return torch.cat(out)[(slice(None),) + ((slice(0, hidden),) if tensor.dim() == 2 else ())]
-
-
-def _out(tensor: torch.Tensor, src, dst, hidden: int) -> torch.Tensor:
-    """Columns (heads × v dims) of the attention output projection."""
-    per_head = tensor.reshape(tensor.shape[0], src.heads, src.v_dim)[:hidden, : dst.heads, : dst.v_dim]
-    return per_head.reshape(hidden, dst.heads * dst.v_dim)
-
-
 def sliced_state(
     source_state: dict[str, torch.Tensor], source_spec: ArchSpec, target_shapes: dict[str, torch.Size],
     target_spec: ArchSpec, layers: Sequence[int] | None = None, *, prefix: str = "",
@@ -104,31 +95,27 @@ def sliced_state(
     ``source_state`` (a state dict of the same model class). The results are views or
     differentiable functions of the source tensors (not copies), so a weight-sharing supernet
     trains through them. ``prefix``: where the encoder sits in the names (``encoder.`` in a model
-    with a task head)."""
+    with a task head). A layer's attention and FFN tensors are cut as their kind's slicer says."""
     layers = list(layers) if layers is not None else even_layers(target_spec.num_layers, source_spec.num_layers)
     check_sliceable(source_spec, target_spec, layers)
     state = {}
     for name, wanted in target_shapes.items():
         parts = name[len(prefix):].split(".") if name.startswith(prefix) else []
-        src_name = name
-        if parts[:1] == ["layers"]:
-            i = int(parts[1])
-            src_name = f"{prefix}layers.{layers[i]}." + ".".join(parts[2:])
-            s_att, t_att = source_spec.layers[layers[i]].attention, target_spec.layers[i].attention
-        if parts[:1] == ["layers"] and parts[2:4] == ["ffn", "blocks"] and \
-                source_spec.layers[layers[i]].ffn.kind == "dense":
-            src_name, zero = _dense_block(src_name, parts)
-            if zero:
+        src_name, tensor = name, None
+        if parts[:1] == ["layers"]:  # layers.I.(attention|ffn).NAME
+            i, family, inner = int(parts[1]), parts[2], ".".join(parts[3:])
+            small, big = getattr(target_spec.layers[i], family), getattr(source_spec.layers[layers[i]], family)
+            source_inner, zero = small.slicer.source_name(inner, big)
+            src_name = f"{prefix}layers.{layers[i]}.{family}.{source_inner}"
+            if zero and src_name in source_state:
                 state[name] = torch.zeros(wanted, dtype=source_state[src_name].dtype)
                 continue
         if src_name not in source_state:
             raise SpecError(f"{name}: the source model has no {src_name} to slice")
-        tensor = source_state[src_name]
-        if parts[:1] == ["layers"] and parts[2:4] == ["attention", "qkv"]:
-            tensor = _qkv(tensor, s_att, t_att, target_spec.hidden)
-        elif parts[:1] == ["layers"] and parts[2:5] == ["attention", "out", "weight"]:
-            tensor = _out(tensor, s_att, t_att, target_spec.hidden)
-        else:
+        if parts[:1] == ["layers"]:
+            tensor = small.slicer.cut(inner, source_state[src_name], big, small, target_spec.hidden)
+        if tensor is None:
+            tensor = source_state[src_name]
             if name == "head.out.weight" and tensor.shape[0] != wanted[0]:
                 raise SpecError(f"{name}: the source head has {tensor.shape[0]} outputs, the target {wanted[0]}")
             if tensor.dim() != len(wanted) or any(s < w for s, w in zip(tensor.shape, wanted)):
@@ -136,17 +123,6 @@ def sliced_state(
             tensor = _leading(tensor, wanted)
         state[name] = tensor
     return state
-
-
-def _dense_block(src_name: str, parts: list[str]) -> tuple[str, bool]:
-    """A searched FFN's block cut from a dense FFN: every block's first linear and LayerNorm are the
-    dense FFN's (up, norm); the first block's second linear is its down projection, the later blocks'
-    are zero (bertsmith's start: each later block then adds nothing before its LayerNorm).
-    Returns the source name and whether the tensor is zero instead."""
-    block, module, tensor = int(parts[4]), parts[5], parts[6]
-    prefix = src_name.split(".ffn.")[0] + ".ffn."
-    source = {"lin1": "up", "lin2": "down", "norm": "norm"}[module]
-    return f"{prefix}{source}.{tensor}", module == "lin2" and block > 0
 
 
 def slice_weights(
@@ -176,10 +152,12 @@ class Importance:
 
 
 def check_plain_kinds(spec: ArchSpec) -> None:
+    """Refuse a spec with a layer whose kinds importance and reordering do not handle (``unit_kinds``)."""
+    attention, ffn = unit_kinds("attention"), unit_kinds("ffn")
     for i, layer in enumerate(spec.layers):
-        if layer.attention.kind not in SLICEABLE_ATTENTION or layer.ffn.kind not in SLICEABLE_FFN:
-            raise SpecError(f"layers[{i}]: importance and reordering support {SLICEABLE_ATTENTION[0]} attention and "
-                            f"{SLICEABLE_FFN[0]} FFNs, not {layer.attention.kind!r} / {layer.ffn.kind!r}")
+        if layer.attention.kind not in attention or layer.ffn.kind not in ffn:
+            raise SpecError(f"layers[{i}]: importance and reordering support {' or '.join(attention)} attention and "
+                            f"{' or '.join(ffn)} FFNs, not {layer.attention.kind!r} / {layer.ffn.kind!r}")
 
 
 def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:

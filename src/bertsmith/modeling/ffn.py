@@ -9,12 +9,10 @@ from .expr import ACTIVATIONS
 from .fast import dropout_add
 
 
-def _linear_ffn_problem(spec) -> str | None:
-    """Rules shared by the Linear→act→Linear kinds (dense, grouped)."""
+def _activation_problem(spec) -> str | None:
+    """The rule of the Linear→act→Linear kinds (dense, grouped): a known activation."""
     if spec.activation not in ACTIVATIONS:
         return f"activation: unknown activation {spec.activation!r} (known: {', '.join(ACTIVATIONS)})"
-    if spec.expression is not None or spec.stack != 1:
-        return "expression: expression and stack apply only to kind 'searched'"
     return None
 
 
@@ -38,9 +36,7 @@ class DenseFFN(nn.Module):
 
     @staticmethod
     def problem(spec, hidden: int) -> str | None:
-        if spec.groups != 1:
-            return f"groups: groups ({spec.groups}) apply only to kind 'grouped'"
-        return _linear_ffn_problem(spec)
+        return _activation_problem(spec)
 
     @staticmethod
     def count_params(spec, hidden: int) -> int:
@@ -81,7 +77,7 @@ class GroupedFFN(DenseFFN):
     def problem(spec, hidden: int) -> str | None:
         if hidden % spec.groups or spec.size % spec.groups:
             return f"groups: {spec.groups} groups must divide hidden ({hidden}) and size ({spec.size})"
-        return _linear_ffn_problem(spec)
+        return _activation_problem(spec)
 
     @staticmethod
     def count_params(spec, hidden: int) -> int:

@@ -1,5 +1,7 @@
-"""The registries of attention and FFN kinds. A new kind is one new module and one entry here;
-ArchSpec validation, the cost model, the encoder and the parametrized tests pick it up."""
+"""The torch modules of the attention and FFN kinds, by name: what the encoder builds. The kinds
+themselves (their spec fields, summary, search-space choices and slicing) are ``bertsmith.kinds``,
+whose ``register`` adds a kind's module here; the built-in ones are listed here too, since exported
+models (this folder, copied beside them) build without bertsmith."""
 
 from .attention import SelfAttention
 from .ffn import DenseFFN, GroupedFFN

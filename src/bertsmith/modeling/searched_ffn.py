@@ -42,8 +42,6 @@ class SearchedFFN(nn.Module):
     def problem(spec, hidden: int) -> str | None:
         if spec.expression is None:
             return "expression: kind 'searched' needs an expression such as 'L(gelu(L(x)))'"
-        if spec.groups != 1:
-            return f"groups: groups ({spec.groups}) apply only to kind 'grouped'"
         try:
             linear_shapes(parse(spec.expression), hidden, spec.size)
         except ExprError as exc:

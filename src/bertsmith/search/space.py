@@ -2,11 +2,11 @@
 
 A space gives choices per dimension: a list of values or a range ``{min, max, step}``. The depth,
 hidden size and embedding size are global; the layer dimensions (attention kind, heads, query/key and
-value head dims, ConvBERT kernel and head ratio, FFN kind, size, groups, expression, activation) are
-chosen once for all layers (``per_layer: false``) or for each layer on its own. Options that only
-apply to one kind (``conv_kernel`` to ``mixed`` attention, ``groups`` to ``grouped`` FFNs,
-``expression`` to ``searched`` FFNs) are ignored for the other kinds, and combinations that the
-modeling code cannot build (e.g. groups that do not divide the hidden size) are left out, so
+value head dims, FFN kind, size, activation, and the dimensions the kinds add: ConvBERT's kernel and
+head ratio, groups, expression; see ``bertsmith.kinds``) are chosen once for all layers
+(``per_layer: false``) or for each layer on its own. A kind's dimensions are ignored for the other
+kinds, and combinations that the modeling code cannot build (e.g. groups that do not divide the
+hidden size) are left out, so
 ``size()`` counts buildable architectures exactly. ``budget`` holds the constraints (``budget.py``);
 where latency is measured (``budget.device``) is the search's choice, not the space's.
 
@@ -30,19 +30,18 @@ must parse (``modeling.expr``, itself bounded).
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Union
 
 import numpy as np
-from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, create_model, model_validator
 
 from ..arch import (
     ArchSpec,
-    AttentionSpec,
     EmbeddingSpec,
-    FFNSpec,
     Float,
     LATER_DEFAULTS,
     Int,
@@ -52,8 +51,8 @@ from ..arch import (
     validate_mapping,
 )
 from ..errors import SpecError
-from ..modeling.expr import ACTIVATIONS, check, parse
-from ..modeling.registry import ATTENTION, FFN
+from ..kinds import ATTENTION, FFN, AttentionSpec, Choice, FFNSpec, KindSpec
+from ..modeling.expr import ACTIVATIONS
 from .budget import Budget
 
 MAX_LAYERS = 128  # the deepest depth choice
@@ -123,12 +122,6 @@ def _values(choice: Any) -> list:
     return choice.values() if isinstance(choice, Range) else list(choice)
 
 
-def _expression(text: str) -> str:
-    """An expression that parses and can be built (two nested linears over x)."""
-    check(parse(text))
-    return text
-
-
 def _known(names: Any, what: str) -> AfterValidator:
     """A check that a value is one of ``names`` (a registry or a mapping of them)."""
     def check_name(name: str) -> str:
@@ -138,23 +131,22 @@ def _known(names: Any, what: str) -> AfterValidator:
     return AfterValidator(check_name)
 
 
-class LayerChoices(_Frozen):
-    """Choices for one layer's dimensions."""
+def _dimensions(kinds: dict[str, type[KindSpec]]) -> dict[str, Choice]:
+    """The search-space dimensions that a family's kinds add, in the order of the kinds."""
+    return {name: choice for kind in kinds.values() for name, choice in kind.choices.items()}
 
-    attention: Annotated[list[Annotated[str, _known(ATTENTION, "kind")]], Distinct] = ["mhsa"]
-    heads: Ints
-    qk_dim: Ints
-    v_dim: Ints
-    conv_kernel: Ints = [9]
-    head_ratio: Ints = [2]
-    ffn_kind: Annotated[list[Annotated[str, _known(FFN, "kind")]], Distinct] = ["dense"]
-    ffn: Ints
-    groups: Ints = [2]
-    expression: Annotated[list[Annotated[str, AfterValidator(_expression)]], Distinct] = ["L(gelu(L(x)))"]
-    activation: Annotated[list[Annotated[str, _known(ACTIVATIONS, "activation")]], Distinct] = ["gelu"]
+
+def _dimension(choice: Choice) -> tuple[Any, list]:
+    """A kind's dimension as a field: sizes (a list or a range) or a list of ``choice.item``, with its default."""
+    return (Ints if choice.item is None else Annotated[list[choice.item], Distinct]), choice.default
+
+
+class _LayerChoices(_Frozen):
+    """Choices for one layer's dimensions: the attention's (kind, heads, qk_dim, v_dim, then its kinds'),
+    the FFN's (kind, size, its kinds', activation)."""
 
     @model_validator(mode="after")
-    def _check(self) -> "LayerChoices":
+    def _check(self) -> "_LayerChoices":
         for name in type(self).model_fields:
             count = _count(getattr(self, name))
             if not count:
@@ -166,11 +158,24 @@ class LayerChoices(_Frozen):
     def candidates(self) -> int:
         """Attention plus FFN combinations, counted without listing them."""
         n = {name: _count(getattr(self, name)) for name in type(self).model_fields}
-        attention = sum(n["heads"] * n["qk_dim"] * n["v_dim"] * (n["conv_kernel"] * n["head_ratio"] if kind == "mixed"
-                                                                 else 1) for kind in self.attention)
-        ffn = sum(n["ffn"] * n["activation"] * (n["groups"] if kind == "grouped" else 1)
-                  * (n["expression"] if kind == "searched" else 1) for kind in self.ffn_kind)
-        return attention + ffn
+
+        def combinations(kinds: dict[str, type[KindSpec]], chosen: list[str], common: tuple[str, ...]) -> int:
+            return sum(math.prod(n[dim] for dim in (*common, *kinds[kind].choices)) for kind in chosen)
+
+        return (combinations(ATTENTION, self.attention, ("heads", "qk_dim", "v_dim"))
+                + combinations(FFN, self.ffn_kind, ("ffn", "activation")))
+
+
+LayerChoices = create_model(
+    "LayerChoices", __base__=_LayerChoices, __module__=__name__,
+    attention=(Annotated[list[Annotated[str, _known(ATTENTION, "kind")]], Distinct], ["mhsa"]),
+    heads=Ints, qk_dim=Ints, v_dim=Ints,
+    **{name: _dimension(choice) for name, choice in _dimensions(ATTENTION).items()},
+    ffn_kind=(Annotated[list[Annotated[str, _known(FFN, "kind")]], Distinct], ["dense"]),
+    ffn=Ints,
+    **{name: _dimension(choice) for name, choice in _dimensions(FFN).items()},
+    activation=(Annotated[list[Annotated[str, _known(ACTIVATIONS, "activation")]], Distinct], ["gelu"]),
+)
 
 
 class SearchSpace(_Frozen):
@@ -226,26 +231,24 @@ class SearchSpace(_Frozen):
     def _attention_options(self, hidden: int) -> list[AttentionSpec]:
         c = self.layer
         out = []
-        for kind in c.attention:
-            mixed = kind == "mixed"
-            for a, k, v, kernel, ratio in itertools.product(
-                _values(c.heads), _values(c.qk_dim), _values(c.v_dim),
-                _values(c.conv_kernel) if mixed else [None], _values(c.head_ratio) if mixed else [None],
-            ):
-                spec = AttentionSpec(kind=kind, heads=a, qk_dim=k, v_dim=v, conv_kernel=kernel, head_ratio=ratio)
-                if ATTENTION[kind].problem(spec, hidden) is None:
+        for kind in map(ATTENTION.get, c.attention):
+            own = list(kind.choices)
+            for a, k, v, *values in itertools.product(_values(c.heads), _values(c.qk_dim), _values(c.v_dim),
+                                                      *(_values(getattr(c, dim)) for dim in own)):
+                spec = kind(heads=a, qk_dim=k, v_dim=v, **dict(zip(own, values)))
+                if kind.module.problem(spec, hidden) is None:
                     out.append(spec)
         return out
 
     def _ffn_options(self, hidden: int) -> list[FFNSpec]:
         c = self.layer
         out = []
-        for kind in c.ffn_kind:
-            groups = _values(c.groups) if kind == "grouped" else [1]
-            expressions = c.expression if kind == "searched" else [None]
-            for size, g, expr, act in itertools.product(_values(c.ffn), groups, expressions, c.activation):
-                spec = FFNSpec(kind=kind, size=size, groups=g, expression=expr, activation=act)
-                if FFN[kind].problem(spec, hidden) is None:
+        for kind in map(FFN.get, c.ffn_kind):
+            own = list(kind.choices)
+            for size, *values, act in itertools.product(_values(c.ffn), *(_values(getattr(c, dim)) for dim in own),
+                                                        c.activation):
+                spec = kind(size=size, activation=act, **dict(zip(own, values)))
+                if kind.module.problem(spec, hidden) is None:
                     out.append(spec)
         return out
 
@@ -288,20 +291,17 @@ class SearchSpace(_Frozen):
 
     # ---- genes: the space as flat named choices (for Optuna samplers) ----------------------------
     def _layer_dims(self) -> dict[str, list]:
-        """The per-layer dimensions that have more than one value, with their values; the
-        kind-specific ones only when their kind is a choice."""
+        """The per-layer dimensions with their values; those a kind adds only when one of its kinds is a
+        choice."""
         c = self.layer
-        dims = {"attention": c.attention, "heads": _values(c.heads), "qk_dim": _values(c.qk_dim),
-                "v_dim": _values(c.v_dim)}
-        if "mixed" in c.attention:
-            dims |= {"conv_kernel": _values(c.conv_kernel), "head_ratio": _values(c.head_ratio)}
-        dims |= {"ffn_kind": c.ffn_kind, "ffn": _values(c.ffn)}
-        if "grouped" in c.ffn_kind:
-            dims["groups"] = _values(c.groups)
-        if "searched" in c.ffn_kind:
-            dims["expression"] = c.expression
-        dims["activation"] = c.activation
-        return dims
+
+        def added(kinds: dict[str, type[KindSpec]], chosen: list[str]) -> dict[str, list]:
+            return {dim: _values(getattr(c, dim)) for dim in _dimensions(kinds)
+                    if any(dim in kinds[kind].choices for kind in chosen)}
+
+        return {"attention": c.attention, "heads": _values(c.heads), "qk_dim": _values(c.qk_dim),
+                "v_dim": _values(c.v_dim), **added(ATTENTION, c.attention), "ffn_kind": c.ffn_kind,
+                "ffn": _values(c.ffn), **added(FFN, c.ffn_kind), "activation": c.activation}
 
     def genes(self) -> dict[str, list]:
         """Gene name → its values. Global genes ``depth``, ``hidden``, ``embedding_size``; layer
@@ -336,14 +336,12 @@ class SearchSpace(_Frozen):
             prefix = f"layer{i}." if self.per_layer else "layer."
             d = {dim: value(prefix + dim, values) for dim, values in layer_dims.items()}
             d = {dim: d.get(dim, _values(getattr(self.layer, dim))[0]) for dim in _ALL_LAYER_DIMS}
-            mixed = d["attention"] == "mixed"
+            att, ffn = ATTENTION[d["attention"]], FFN[d["ffn_kind"]]
             layers.append({
                 "attention": {"kind": d["attention"], "heads": d["heads"], "qk_dim": d["qk_dim"], "v_dim": d["v_dim"],
-                              "conv_kernel": d["conv_kernel"] if mixed else None,
-                              "head_ratio": d["head_ratio"] if mixed else None},
+                              **{dim: d[dim] for dim in att.choices}},
                 "ffn": {"kind": d["ffn_kind"], "size": d["ffn"], "activation": d["activation"],
-                        "groups": d["groups"] if d["ffn_kind"] == "grouped" else 1,
-                        "expression": d["expression"] if d["ffn_kind"] == "searched" else None},
+                        **{dim: d[dim] for dim in ffn.choices}},
             })
         embeddings = self.embeddings.model_copy(update={"size": emb})
         return self._spec(hidden=hidden, layers=layers, embeddings=embeddings)
@@ -360,8 +358,8 @@ class SearchSpace(_Frozen):
         pick = max if largest else min
         hidden = pick(self._buildable)
         attention, ffn, sizes = self._buildable[hidden]
-        att = pick(attention, key=lambda a: ATTENTION[a.kind].count_params(a, hidden))
-        f = pick(ffn, key=lambda s: FFN[s.kind].count_params(s, hidden))
+        att = pick(attention, key=lambda a: a.module.count_params(a, hidden))
+        f = pick(ffn, key=lambda s: s.module.count_params(s, hidden))
         size = pick(sizes, key=lambda e: hidden if e is None else e)
         embeddings = self.embeddings.model_copy(update={"size": size})
         depth = pick(_values(self.depth))

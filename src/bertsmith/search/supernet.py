@@ -43,7 +43,7 @@ from ..distill.trainer import TrainConfig
 from ..errors import CheckpointError, ConfigError, SpecError
 from ..lock import exclusive
 from ..modeling import BertsmithForSequenceClassification
-from ..modeling.elastic import SLICEABLE_ATTENTION, SLICEABLE_FFN, even_layers, slice_weights, sliced_state
+from ..modeling.elastic import even_layers, slice_weights, sliced_state, unit_kinds
 from .budget import Budget
 from .space import SearchSpace
 
@@ -52,11 +52,12 @@ SKELETONS = 64  # sub-network module skeletons kept (they hold no weights)
 
 
 def check_space(space: SearchSpace) -> None:
-    """A supernet slices mhsa attention and dense FFNs with one embedding size (e.g. a factorized
-    teacher's, whose tables and LayerNorm are shared whole) and one activation."""
+    """A supernet slices the kinds whose units importance orders (``unit_kinds``: mhsa attention, dense
+    FFNs) with one embedding size (e.g. a factorized teacher's, whose tables and LayerNorm are shared
+    whole) and one activation."""
     c = space.layer
-    for name, values, allowed in (("layer.attention", c.attention, SLICEABLE_ATTENTION),
-                                  ("layer.ffn_kind", c.ffn_kind, SLICEABLE_FFN)):
+    for name, values, allowed in (("layer.attention", c.attention, unit_kinds("attention")),
+                                  ("layer.ffn_kind", c.ffn_kind, unit_kinds("ffn"))):
         other = [v for v in values if v not in allowed]
         if other:
             raise SpecError(f"{name}: a supernet slices only {', '.join(allowed)}, not {other[0]!r}; "
