@@ -4,8 +4,9 @@ A strategy is one class (one file in this package, registered with ``register``)
 
 - ``name``: how ``--strategy`` and the run config's ``search.strategy`` call it;
 - ``Options``: a pydantic model of its own options (defaults, bounds, descriptions). ``bertsmith search``
-  takes them as ``--option KEY=VALUE`` (and a flag ``--KEY`` per option of a built-in strategy), the run
-  config as ``search.options``; both validate them with this model;
+  takes them as ``--option KEY=VALUE`` (the strategies registered when the CLI is built, the built-in
+  ones, also get a flag ``--KEY`` per option), the run config as ``search.options``; both validate them
+  with this model;
 - ``spaceless``: None when it proposes architectures of a search space, else why it takes none;
 - ``default_evaluator`` and ``objectives()``: what the search uses when ``--evaluator`` and
   ``--objectives`` are not given;
