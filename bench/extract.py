@@ -59,8 +59,9 @@ def search(args: argparse.Namespace) -> None:
         grid = str(grid_file)
     settings = SearchSettings(space=None, teacher=Path(args.teacher), task=args.task, run_dir=work / _name(args),
                               strategy="extract", budget=f"params={QUARTER}", evaluator="short", init="teacher",
-                              eval_steps=args.steps, eval_lr=args.lr, grid=grid, epsilon=args.epsilon,
-                              exhaustive=args.exhaustive, refine_margin=args.refine, time_budget=args.time_budget,
+                              eval_steps=args.steps, eval_lr=args.lr, time_budget=args.time_budget,
+                              options={"grid": str(grid), "epsilon": args.epsilon, "exhaustive": args.exhaustive,
+                                       "refine_margin": args.refine},
                               data_dir=Path(args.data_dir) if args.data_dir else None,
                               max_length=MAX_LENGTH.get(args.task, 128), seed=args.seed, progress=False)
     start = time.perf_counter()

@@ -54,9 +54,9 @@ def search(args: argparse.Namespace) -> None:
         _record(args, info, evaluated=info["evaluated"], seconds=None)
         return
     settings = SearchSettings(space=None, teacher=Path(args.teacher), task=args.task, run_dir=run_dir,
-                              strategy="progressive", budget=f"params={QUARTER}", stage_trials=args.stage_trials,
-                              eval_steps=args.eval_steps, warmup_steps=args.warmup_steps,
-                              validation_fraction=args.validation_fraction, batch_size=args.batch_size,
+                              strategy="progressive", budget=f"params={QUARTER}", eval_steps=args.eval_steps,
+                              options={"stage_trials": args.stage_trials, "warmup_steps": args.warmup_steps,
+                                       "validation_fraction": args.validation_fraction}, batch_size=args.batch_size,
                               data_dir=args.data_dir, progress=not args.quiet)
     begun = time.perf_counter()
     result = run_search_job(settings)

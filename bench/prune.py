@@ -66,15 +66,15 @@ def run(args: argparse.Namespace) -> None:
     budget = HALF if args.budget == "half" else 10_794_624 // 4
     work = Path(args.work) / f"{args.task}-{args.budget}-s{args.seed}"
     common = dict(teacher=Path(args.teacher), task=args.task, strategy="prune", budget=f"params={budget}",
-                  evaluator="short", init="teacher", eval_steps=args.steps, eval_lr=args.lr, prune_rounds=args.rounds,
-                  gate_steps=args.gate_steps, data_dir=Path(args.data_dir) if args.data_dir else None,
-                  seed=args.seed, progress=False, space=None)
+                  evaluator="short", init="teacher", eval_steps=args.steps, eval_lr=args.lr,
+                  data_dir=Path(args.data_dir) if args.data_dir else None, seed=args.seed, progress=False, space=None)
+    options = {"prune_rounds": args.rounds, "gate_steps": args.gate_steps}
     out = {"task": args.task, "budget": args.budget, "budget_params": budget, "seed": args.seed, "metric": metric,
            "settings": {"steps": args.steps, "rounds": args.rounds, "gate_steps": args.gate_steps, "lr": args.lr}}
     rows = []
     for dims, baselines in (("all", True), ("h", False)):
-        result = run_search_job(SearchSettings(**common, run_dir=work / f"schubert-{dims}", prune_dims=dims,
-                                               baselines=baselines))
+        result = run_search_job(SearchSettings(**common, run_dir=work / f"schubert-{dims}", options=options | {
+            "prune_dims": dims, "baselines": baselines}))
         for row in _rows(result, metric):
             if row["method"].startswith("round-"):
                 final = row["method"] == f"round-{args.rounds}"

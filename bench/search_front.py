@@ -77,7 +77,8 @@ def main() -> None:
             shutil.copytree(args.supernet, run_dir / "supernet", ignore=shutil.ignore_patterns("training"))
         settings = SearchSettings(
             space=Path(args.space), teacher=Path(args.teacher), task=args.task, run_dir=run_dir, strategy=strategy,
-            budget=args.budget, supernet_steps=args.supernet_steps, population_size=args.population_size,
+            budget=args.budget, supernet_steps=args.supernet_steps,
+            options={"population_size": args.population_size} if strategy == "nsga2" else {},
             data_dir=Path(args.data_dir) if args.data_dir else None, seed=args.seed,
             trials=10_000 if strategy == "nsga2" else evaluated,
             time_budget=args.time_budget if strategy == "nsga2" else None,

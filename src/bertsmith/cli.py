@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -549,7 +549,64 @@ def pretrain(
     console.print(f"student encoder: {result.model_dir} (held-out loss {result.held_out_loss:.4f}, recipe {result.recipe})")
 
 
+def _with_strategy_flags(command: Callable) -> Callable:
+    """``command`` with a flag per option of every registered strategy, made from the strategies'
+    ``Options`` models (``population_size`` is ``--population-size``, a bool ``--exhaustive/--no-exhaustive``);
+    the flags given reach ``command`` as the dict ``strategy_flags``."""
+    import functools
+    import inspect
+
+    from .search.strategies import STRATEGIES
+
+    owners: dict[str, tuple[Any, list[str]]] = {}
+    for name, strategy in STRATEGIES.items():
+        for key, info in strategy.Options.model_fields.items():
+            owners.setdefault(key, (info, []))[1].append(name)
+    signature = inspect.signature(command)
+    clash = sorted(set(owners) & set(signature.parameters))
+    if clash:
+        raise RuntimeError(f"strategy options {clash} have the names of `bertsmith search` settings")
+    params = [p for p in signature.parameters.values() if p.name != "strategy_flags"]
+    for key, (info, names) in owners.items():
+        flag = "--" + key.replace("_", "-")
+        kind = info.annotation if info.annotation in (bool, int, float) else str
+        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[kind], default=typer.Option(
+            None, f"{flag}/--no-{flag[2:]}" if kind is bool else flag,
+            help=f"{', '.join(names)}: {info.description or key}." + (
+                f" [default: {info.default}]" if info.default not in (None, "") else ""))))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        flags = {key: value for key in owners if (value := kwargs.pop(key)) is not None}
+        return command(**kwargs, strategy_flags=flags)
+
+    wrapper.__signature__ = signature.replace(parameters=params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+def _strategy_options(flags: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
+    """The strategy's options from its flags and the ``--option KEY=VALUE`` pairs (values read as YAML
+    scalars, as the run config's are); the strategy validates them."""
+    import yaml
+
+    options = dict(flags)
+    for pair in pairs:
+        key, eq, text = pair.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ConfigError(f"--option {pair!r}: expected KEY=VALUE, e.g. population_size=8")
+        if key in options:
+            raise ConfigError(f"--option {key}: given twice")
+        try:
+            options[key] = yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError:
+            options[key] = text
+    return options
+
+
 @app.command("search")
+@_with_strategy_flags
 def search(
     space_file: Optional[Path] = typer.Option(None, "--space", help="Search space YAML file (see `bertsmith space`); "
                                               "not with --strategy prune (it prunes the teacher itself) or extract "
@@ -582,54 +639,10 @@ def search(
     random_subnets: int = typer.Option(2, "--random-subnets", help="Random sub-networks per supernet step (sandwich rule)."),
     supernet_seed: int = typer.Option(0, "--supernet-seed", help="Seed of the supernet training (apart from --seed, "
                                       "so searches with other seeds reuse one supernet)."),
-    population_size: int = typer.Option(16, "--population-size", help="nsga2: architectures per generation."),
-    prune_dims: str = typer.Option("all", "--prune-dims", help="prune: the variant all, h, f or a (schuBERT-all/-h/-f/-a), "
-                                   "or comma-separated dimensions of h, a, k, v, f."),
-    prune_rounds: int = typer.Option(3, "--prune-rounds", help="prune: rounds T; each removes 1/T of the teacher's "
-                                     "distance to the budget and re-trains for --eval-steps."),
-    gate_steps: int = typer.Option(100, "--gate-steps", help="prune: steps of gate (α) training per round."),
-    gate_lr: float = typer.Option(0.01, "--gate-lr", help="prune: learning rate of the gates."),
-    gamma: float = typer.Option(1.0, "--gamma", help="prune: weight of the sparsity penalty (normalised to 1 at the start)."),
-    ranking: str = typer.Option("raw", "--ranking", help="prune: which gate entries are zeroed first: raw (|α|) or "
-                                "weighted (β·|α|)."),
-    prune_cost: Optional[str] = typer.Option(None, "--prune-cost", help="prune: the budget bound to prune down to: "
-                                             "params, total_params, flops or latency (needs --latency predicted); "
-                                             "default the first one set."),
-    prune_layers: bool = typer.Option(False, "--prune-layers", help="prune: let whole layers be pruned as well."),
-    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="prune: also distil the uniform and "
-                                   "layer-dropping baselines at the budget."),
-    grid: str = typer.Option("teacher", "--grid", help="extract: the ⟨D, A, H, I⟩ grid: teacher (Bort's grid scaled "
-                             "to the teacher, its head size), bort (the paper's, head size H/A) or a grid YAML file."),
-    epsilon: float = typer.Option(0.1, "--epsilon", help="extract: candidates are boxed by cost ratio 1+ε, ε in (0, 1); "
-                                  "a smaller ε trains more of them."),
-    select: str = typer.Option("within:0.01", "--select", help="extract: pick from the Pareto set: within:δ (the lowest "
-                               "inference cost within δ of the largest candidate's metric) or product."),
-    inference_cost: str = typer.Option("flops", "--inference-cost", help="extract: the inference cost objective i: "
-                                       "flops or latency (see --latency)."),
-    exhaustive: bool = typer.Option(False, "--exhaustive", help="extract: surrogate-train every grid candidate."),
-    refine_margin: float = typer.Option(0.05, "--refine-margin", help="extract: the fine stage refines the boxes on "
-                                        "the coarse Pareto set scoring at most this far below the largest candidate "
-                                        "(1: every box on the front)."),
-    backbone: str = typer.Option("auto", "--backbone", help="progressive: the fixed backbone whose FFNs are searched: "
-                                 "auto (the teacher's depth and head size, attention --attention-share of the "
-                                 "budget), a preset or an ArchSpec file."),
-    window: float = typer.Option(0.9, "--window", help="progressive: candidates hold between WINDOW × the params "
-                                 "budget and the budget."),
-    stage_trials: Optional[str] = typer.Option(None, "--stage-trials", help="progressive: candidates per stage, e.g. "
-                                               "8,8,8 (default: --trials split in three)."),
-    warmup_steps: int = typer.Option(300, "--warmup-steps", help="progressive: warm-up distillation steps of each "
-                                     "stage's supernet (hidden-state and attention losses)."),
-    warmup_lr: float = typer.Option(1e-4, "--warmup-lr", help="progressive: learning rate of the warm-ups."),
-    init_samples: int = typer.Option(4, "--init-samples", help="progressive: candidates per stage before the learned "
-                                     "fitness model guides generation."),
-    proposals: int = typer.Option(64, "--proposals", help="progressive: mutations the fitness model ranks per pick."),
-    explore: float = typer.Option(0.25, "--explore", help="progressive: share of picks that stay random mutations."),
-    seeds: str = typer.Option("", "--seeds", help="progressive: extra stage-1 seed expressions, ';'-separated, "
-                              "e.g. 'tanh(L(gelu(L(x))))'."),
-    attention_share: float = typer.Option(0.65, "--attention-share", help="progressive: share of the params budget "
-                                          "the automatic backbone gives to everything but the FFNs."),
-    validation_fraction: float = typer.Option(0.1, "--validation-fraction", help="progressive: share of the train "
-                                              "split carved out to score candidates on (dev is never seen)."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help="A strategy option as KEY=VALUE (repeatable; "
+                                               "VALUE read as YAML, as in the run config's search.options), e.g. "
+                                               "--option population_size=8. The built-in strategies' options also "
+                                               "have flags of their own (below)."),
     trials: int = typer.Option(50, "--trials", help="Architectures to evaluate in the whole study (a resumed search "
                                "runs the rest)."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Stop once the study's evaluations took "
@@ -654,6 +667,7 @@ def search(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     cache_dir: Optional[Path] = CACHE_DIR,
     quiet: bool = QUIET,
+    strategy_flags: Optional[dict] = None,  # the strategies' own flags, given by _with_strategy_flags
 ) -> None:
     """Search a space for the Pareto front of task metric against cost within a budget. Rerun the
     same command to resume: finished trials are kept and not evaluated again."""
@@ -673,14 +687,8 @@ def search(
         objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()) if objectives is not None else None,
         latency=latency, predictor=predictor, evaluator=evaluator, init=init, eval_steps=eval_steps,
         eval_epochs=eval_epochs, eval_lr=eval_lr, supernet_steps=supernet_steps, supernet_lr=supernet_lr,
-        random_subnets=random_subnets, supernet_seed=supernet_seed, population_size=population_size,
-        prune_dims=prune_dims, prune_rounds=prune_rounds, gate_steps=gate_steps, gate_lr=gate_lr, gamma=gamma,
-        ranking=ranking, prune_cost=prune_cost, prune_layers=prune_layers, baselines=baselines, grid=grid,
-        epsilon=epsilon, select=select, inference_cost=inference_cost, exhaustive=exhaustive,
-        refine_margin=refine_margin, backbone=backbone, window=window, stage_trials=stage_trials,
-        warmup_steps=warmup_steps, warmup_lr=warmup_lr, init_samples=init_samples, proposals=proposals,
-        explore=explore, seeds=seeds, attention_share=attention_share, validation_fraction=validation_fraction,
-        trials=trials,
+        random_subnets=random_subnets, supernet_seed=supernet_seed,
+        options=_strategy_options(strategy_flags or {}, option or []), trials=trials,
         time_budget=parse_duration(time_budget) if time_budget else None, storage=storage, study_name=study_name,
         supernet=supernet_dir, worker=worker, heartbeat=heartbeat,
         data_dir=_data_dir(data_dir), max_length=max_length, batch_size=batch_size, bf16=bf16, cache_dir=cache_dir,
@@ -698,12 +706,8 @@ def search(
     for p in result.front:
         table.add_row(str(p.number), f"{p.values[0]:.4f}", *(f"{v:,.4g}" for v in p.values[1:]), p.summary)
     console.print(table)
-    if strategy == "prune":
-        _print_pruning(result, settings.objectives, t.main_metric)
-    if strategy == "extract":
-        _print_extraction(Path(settings.run_dir), t.main_metric)
-    if strategy == "progressive":
-        _print_progressive(Path(settings.run_dir), t.main_metric)
+    for item in result.strategy.summary(result.study, Path(settings.run_dir), t.main_metric, settings.objectives):
+        console.print(item)
     console.print(f"results: {settings.run_dir}/pareto.json, pareto.csv, trials.csv")
 
 
@@ -784,61 +788,6 @@ def _print_run(results: dict) -> None:
         for reason in q["reasons"]:
             console.print(f"  - {reason}", markup=False, highlight=False)
         console.print(f"  (exit code {EXIT_WEAK}; --accept-weak or quality.accept_weak: true to accept it)")
-
-
-def _print_pruning(result, objectives, metric: str) -> None:
-    """The pruning rounds and the baselines, from the study."""
-    table = Table("trial", "model", metric, *objectives, "within budget", "architecture", title="Pruning path")
-    for t in result.study.get_trials(deepcopy=False):
-        attrs = t.user_attrs
-        name = f"round {attrs['prune_round']}" if "prune_round" in attrs else attrs.get("baseline")
-        if name is None or "metrics" not in attrs:
-            continue
-        table.add_row(str(t.number), name, f"{attrs['metrics'][metric]:.4f}", *(f"{attrs['costs'][o]:,.4g}" for o in objectives),
-                      "yes" if attrs["feasible"] else "no", attrs["summary"])
-    console.print(table)
-
-
-def _print_extraction(run_dir: Path, metric: str) -> None:
-    """How many candidates were trained against the grid, the Pareto set and the selection."""
-    path = run_dir / "extract" / "selection.json"
-    if not path.exists():
-        console.print("no selection: the largest candidate (the maximum point) has not been scored")
-        return
-    info = json.loads(path.read_text(encoding="utf-8"))
-    c = info["counts"]
-    console.print(f"grid {c['grid']} tuples, {c['buildable']} with A dividing H, {c['within_budget']} within the "
-                  f"budget" + (f" in {c['boxes']} boxes" if c["boxes"] else "") + f"; surrogate-trained {c['surrogate_trained']} "
-                  f"(coarse stage {c['coarse']}, fine stage {c.get('fine', 0)})")
-    table = Table("trial", "⟨D, A, H, I⟩", metric, "params", info["inference"], "", title="Extraction: Pareto set")
-    for s in info["pareto"]:
-        mark = "selected" if s["dahi"] == info["selected"]["dahi"] else (
-            "maximum point" if s["dahi"] == info["maximum_point"]["dahi"] else "")
-        table.add_row(str(s["trial"]), ", ".join(map(str, s["dahi"])), f"{s['metric']:.4f}", f"{s['p']:,.0f}",
-                      f"{s['i']:,.4g}", mark)
-    console.print(table)
-    console.print(f"selected ({info['rule']}): {info['selected']['summary']} → {run_dir / 'extract' / 'selected.yaml'}")
-
-
-def _print_progressive(run_dir: Path, metric: str) -> None:
-    """Each stage's warm-up, candidates and best; the best FFNs; the files for the final comparison."""
-    path = run_dir / "progressive" / "result.json"
-    if not path.exists():
-        return
-    info = json.loads(path.read_text(encoding="utf-8"))
-    table = Table("stage", "warm-up steps", "candidates", f"best {metric} (validation)", "params",
-                  title="Progressive FFN search")
-    for st in info["stages"]:
-        best = st["best"]
-        table.add_row(str(st["stage"]), str(st["warmup"].get("steps", "-")), str(st["evaluated"]),
-                      f"{best['metric']:.4f}" if best else "-", f"{best['params']:,}" if best else "-")
-    console.print(table)
-    if info.get("best"):
-        for i, f in enumerate(info["best"]["layout"]):
-            console.print(f"  layer {i + 1}: {f['stack']} x inner 1/{f['ratio']}  {f['expression']}")
-        out = run_dir / "progressive"
-        console.print(f"best: {out / 'best.yaml'}; at its size, {out / 'dense.yaml'} (dense FFN) and "
-                      f"{out / 'efficientbert.yaml'} (the published FFNs) to compare with `bertsmith distill --arch`")
 
 
 def main() -> None:

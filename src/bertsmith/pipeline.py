@@ -44,7 +44,7 @@ DONE, BEGUN = "done.json", ".stage.json"
 CONFIG = "config.yaml"
 CONTROLLED = {"space", "teacher", "task", "run_dir", "strategy", "budget", "objectives", "evaluator", "trials",
               "time_budget", "supernet_steps", "supernet_lr", "eval_steps", "data_dir", "max_length", "cache_dir",
-              "seed", "bf16", "progress"}  # SearchSettings fields the run config sets itself
+              "seed", "bf16", "progress", "options"}  # SearchSettings fields the run config sets itself
 
 
 def digest(value: Any) -> str:
@@ -189,20 +189,21 @@ class _Run:
         """Every option that can be checked before the long stages start."""
         from .distill.teacher import model_directory
         from .hf import import_checkpoint
-        from .search.job import SPACELESS
-
         from .distill.task import load_tokenizer
-        from .search.strategies import STRATEGIES
+        from .search.strategies import STRATEGIES, parse_options
 
         s = self.config.search
         if s.strategy not in STRATEGIES:
             raise ConfigError(f"search.strategy = {s.strategy!r}: unknown (known: {', '.join(STRATEGIES)})")
-        unknown = sorted(set(s.options) - _strategy_fields())
+        strategy = STRATEGIES[s.strategy]
+        known = _search_fields() | set(strategy.Options.model_fields)
+        unknown = sorted(set(s.options) - known)
         if unknown:
-            raise ConfigError(f"search.options.{unknown[0]}: not an option of the search (known: "
-                              f"{', '.join(sorted(_strategy_fields()))})")
-        if s.strategy in SPACELESS and s.space is not None:
-            raise ConfigError(f"search.space: the {s.strategy} strategy takes no search space ({SPACELESS[s.strategy]})")
+            raise ConfigError(f"search.options.{unknown[0]}: not an option of the search or of the {s.strategy} "
+                              f"strategy (known: {', '.join(sorted(known))})")
+        parse_options(strategy, _split_options(s.options)[1], where="search.options.")
+        if strategy.spaceless is not None and s.space is not None:
+            raise ConfigError(f"search.space: the {s.strategy} strategy takes no search space ({strategy.spaceless})")
         if s.time_budget is not None:
             from .search.job import parse_duration
 
@@ -373,23 +374,25 @@ class _Run:
         return [self.config.search.trials, self.config.search.time_budget]
 
     def search(self, stage: Stage, teacher: dict) -> dict:
-        from .search.job import SPACELESS, SearchSettings, parse_duration, run_search_job
+        from .search.job import SearchSettings, parse_duration, run_search_job
+        from .search.strategies import STRATEGIES
 
         c, s = self.config, self.config.search
         spec = ArchSpec.from_dict(teacher["spec"])
         budget, teacher_latency = self.resolve_budget(spec, stage)
         space = s.space
-        if space is None and s.strategy not in SPACELESS:
+        if space is None and STRATEGIES[s.strategy].spaceless is None:
             space = stage.dir / "space.yaml"
             if not space.is_file():
                 atomic_write_text(space, default_space(spec))
+        general, options = _split_options(s.options)
         settings = SearchSettings(
             space=space, teacher=Path(teacher["directory"]), task=c.task, run_dir=stage.dir, strategy=s.strategy,
             budget=",".join(f"{k}={v}" for k, v in budget.items()), objectives=tuple(s.objectives),
             evaluator=s.evaluator, trials=s.trials, supernet_steps=s.supernet_steps, supernet_lr=s.supernet_lr,
             eval_steps=s.eval_steps, time_budget=parse_duration(s.time_budget) if s.time_budget else None,
             data_dir=c.data_dir, max_length=c.max_length, cache_dir=self.cache_dir, seed=c.seed, bf16=self.bf16,
-            progress=self.progress, **s.options)
+            progress=self.progress, **general, options=options)
         result = run_search_job(settings)
         self.log(f"[search] {result.evaluated} evaluated, {result.infeasible} over budget, {result.duplicates} repeats, "
                  f"{result.failed} failed; front of {len(result.front)}"
@@ -589,12 +592,20 @@ def default_space(teacher: ArchSpec) -> str:
         **teacher.inherited()}, indent=1) + "\n"
 
 
-def _strategy_fields() -> set[str]:
+def _search_fields() -> set[str]:
+    """The ``bertsmith search`` settings that ``search.options`` may set (the rest are the strategy's)."""
     from dataclasses import fields
 
     from .search.job import SearchSettings
 
     return {f.name for f in fields(SearchSettings)} - CONTROLLED
+
+
+def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``search.options`` as (search settings, the strategy's own options)."""
+    general = _search_fields()
+    return ({k: v for k, v in options.items() if k in general},
+            {k: v for k, v in options.items() if k not in general})
 
 
 def _share(value: str | None, where: str) -> float | None:

@@ -63,8 +63,9 @@ class BudgetConfig(_Section):
 
 
 class SearchConfig(_Section):
-    """The architecture search (``bertsmith search``); ``options`` holds the strategy's own options by
-    their ``bertsmith search`` names with underscores (e.g. ``population_size``, ``prune_dims``)."""
+    """The architecture search (``bertsmith search``). ``options`` holds the strategy's own options (the
+    names of its ``Options`` model, e.g. ``population_size``, ``prune_dims``), validated by the strategy,
+    and any other ``bertsmith search`` setting by its name with underscores (e.g. ``batch_size``)."""
 
     strategy: str = Field("nsga2", description="nsga2, random, prune, extract or progressive")
     space: Path | None = Field(None, description="a search space file; default: the space around the teacher")
@@ -75,7 +76,8 @@ class SearchConfig(_Section):
     supernet_steps: Int = Field(100, ge=1, description="sandwich-rule steps of the supernet (slice evaluator)")
     supernet_lr: Float = Field(1e-4, gt=0)
     eval_steps: Int = Field(300, ge=1, description="steps of the short evaluator's distillation")
-    options: dict[str, Any] = Field({}, description="the strategy's own options")
+    options: dict[str, Any] = Field({}, description="the strategy's own options, and other `bertsmith search` "
+                                    "settings by name")
 
 
 class FinalistsConfig(_Section):

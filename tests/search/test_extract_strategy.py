@@ -17,6 +17,8 @@ from bertsmith.search.strategies.extract import Candidate, Extract, Scored, boxe
 from tests.tasks import tiny_spec
 from tests.test_cli import run
 
+from .settings import search_settings
+
 GRID = "depth: [1, 2]\nheads: [2, 4]\nhidden: [24, 48]\nffn: [16, 48]\nhead_dim: 12\n"
 
 
@@ -100,9 +102,9 @@ def test_pareto_set_and_selection_rules():
     ({"epsilon": 1.0}, r"epsilon = 1.0: expected a number in \(0, 1\)"),
     ({"select": "best"}, "select = 'best'"),
     ({"select": "within:-1"}, "select = 'within:-1'"),
-    ({"inference": "energy"}, "inference = 'energy'"),
+    ({"inference_cost": "energy"}, "inference_cost = 'energy'"),
     ({"grid": "huge"}, "grid = 'huge'"),
-    ({"refine": -0.1}, "refine = -0.1: expected a margin ≥ 0"),
+    ({"refine_margin": -0.1}, "refine_margin = -0.1: expected a margin ≥ 0"),
 ])
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -114,7 +116,7 @@ def _settings(teacher_dir, task_file, cache_dir, out, grid, **changes) -> Search
     settings = dict(space=None, teacher=teacher_dir, task=str(task_file), run_dir=out, strategy="extract",
                     grid=str(grid), epsilon=0.3, eval_steps=3, max_length=16, batch_size=16, cache_dir=cache_dir,
                     progress=False)
-    return SearchSettings(**settings | changes)
+    return search_settings(**settings | changes)
 
 
 @pytest.fixture(scope="module")

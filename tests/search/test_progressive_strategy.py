@@ -19,6 +19,8 @@ from bertsmith.search.strategies.progressive import Scored, auto_backbone, dense
 from tests.tasks import tiny_spec
 from tests.test_cli import run
 
+from .settings import search_settings
+
 BACKBONE = ArchSpec.uniform(layers=2, hidden=24, heads=3, ffn=24, embeddings=tiny_spec().embeddings)
 
 
@@ -26,7 +28,7 @@ def _settings(teacher_dir, task_file, cache_dir, out, **changes) -> SearchSettin
     settings = dict(space=None, teacher=teacher_dir, task=str(task_file), run_dir=out, strategy="progressive",
                     budget="params=20000", stage_trials="3,3,3", warmup_steps=4, eval_steps=3, init_samples=2,
                     proposals=8, max_length=16, batch_size=16, cache_dir=cache_dir, progress=False)
-    return SearchSettings(**settings | changes)
+    return search_settings(**settings | changes)
 
 
 def test_backbone_dense_and_transplant_hit_their_parameter_targets():
@@ -109,11 +111,11 @@ def test_a_rerun_evaluates_nothing_again(progressed, teacher_dir, task_file, cac
 
 @pytest.mark.parametrize("changes, message", [
     ({"budget": "params=2000"}, r"even one attention head of the teacher's size \(12\) per layer takes more"),
-    ({"window": 1.0}, r"--window 1.0: expected a share"),
-    ({"seeds": "L(L(x))"}, r"--seeds: FFN expression 'L\(L\(x\)\)'"),
-    ({"seeds": "tanh(L(gelu(L(x)))"}, r"--seeds: cannot parse FFN expression"),
+    ({"window": 1.0}, r"progressive: window = 1.0: expected a share"),
+    ({"seeds": "L(L(x))"}, r"seeds = 'L\(L\(x\)\)': FFN expression 'L\(L\(x\)\)'"),
+    ({"seeds": "tanh(L(gelu(L(x)))"}, r"seeds = .*: cannot parse FFN expression"),
     ({"budget": None}, r"needs a parameter budget"),
-    ({"stage_trials": "3,3"}, r"--stage-trials '3,3'"),
+    ({"stage_trials": "3,3"}, r"stage_trials = '3,3'"),
     ({"evaluator": "slice"}, r"--evaluator slice: the progressive strategy"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, teacher_dir, task_file, cache_dir, changes, message):
@@ -157,9 +159,9 @@ def test_cli_prints_the_stages_and_the_best_is_distilled_from_the_teacher(monkey
 
 
 @pytest.mark.parametrize("extra, message", [
-    (("--seeds", "tanh(gelu(L(L(x))))"), "--seeds: FFN expression 'tanh(gelu(L(L(x))))'"),
-    (("--seeds", "L(gelu(L(x)"), "--seeds: cannot parse FFN expression 'L(gelu(L(x)'"),
-    (("--window", "0"), "--window 0.0: expected a share of the parameter budget in (0, 1)"),
+    (("--seeds", "tanh(gelu(L(L(x))))"), "seeds = 'tanh(gelu(L(L(x))))': FFN expression 'tanh(gelu(L(L(x))))'"),
+    (("--seeds", "L(gelu(L(x)"), "seeds = 'L(gelu(L(x)': cannot parse FFN expression 'L(gelu(L(x)'"),
+    (("--window", "0"), "window = 0.0: expected a share of the parameter budget in (0, 1)"),
     (("--budget", "params=9M", "--backbone", "bert-base"), "progressive: the backbone (L12 h768"),
 ])
 def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(monkeypatch, capsys, tmp_path, teacher_dir, task_file,

@@ -21,6 +21,8 @@ from bertsmith.baselines import layers_within, uniform_within
 from tests.tasks import tiny_spec
 from tests.test_cli import run
 
+from .settings import search_settings
+
 BUDGET = 40_272  # the tiny teacher's first two layers and pooler (it has three layers, 59,232)
 
 
@@ -37,9 +39,9 @@ def _trials(out):
 
 
 def _settings(teacher_dir, task_file, cache_dir, out, **changes) -> SearchSettings:
-    return SearchSettings(space=None, teacher=teacher_dir, task=str(task_file), run_dir=out, strategy="prune",
-                          budget=f"params={BUDGET}", eval_steps=3, gate_steps=3, prune_rounds=2, max_length=16,
-                          batch_size=16, cache_dir=cache_dir, progress=False, **changes)
+    return search_settings(space=None, teacher=teacher_dir, task=str(task_file), run_dir=out, strategy="prune",
+                           budget=f"params={BUDGET}", eval_steps=3, gate_steps=3, prune_rounds=2, max_length=16,
+                           batch_size=16, cache_dir=cache_dir, progress=False, **changes)
 
 
 @pytest.fixture(scope="module")

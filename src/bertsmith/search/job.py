@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,14 @@ from ..predictor import LatencyPredictor
 from .budget import Budget
 from .costs import CostModel, calibrate
 from .evaluators import DistillEvaluator, Evaluator, SliceEvaluator
-from .loop import SearchResult, check_settings, run_search
+from .loop import SearchResult, check_settings, make_strategy, run_search
 from .space import SearchSpace
+from .strategies import EvaluatorSetup, Strategy
 from .study import HEARTBEAT, check_storage
 from .supernet import SupernetJob, SupernetResult
 
 EVALUATORS = ("slice", "short", "full")
-SPACELESS = {"prune": "it prunes the teacher's own architecture", "extract": "it searches the --grid",
-             "progressive": "it searches the FFNs of the --backbone"}
 PREDICTOR_FILE = "latency_predictor.json"
-PROGRESSIVE_LOSSES = LossConfig(logits=1.0, hidden=1.0, attention=1.0)  # EfficientBERT's task KD
 CALIBRATION_ARCHS = 30
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$", re.IGNORECASE)
 
@@ -52,7 +50,8 @@ def parse_duration(text: str) -> float:
 
 @dataclass
 class SearchSettings:
-    """Every option of ``bertsmith search`` (the CLI fills it; ``search.json`` echoes it)."""
+    """Every option of ``bertsmith search`` (the CLI fills it; ``search.json`` echoes it). ``options``:
+    the strategy's own, by the names of its ``Options`` model, validated by it."""
 
     space: Path | None
     teacher: Path
@@ -60,10 +59,10 @@ class SearchSettings:
     run_dir: Path
     strategy: str = "nsga2"
     budget: str | None = None
-    objectives: tuple[str, ...] | None = None  # default params (extract: params and its inference cost)
+    objectives: tuple[str, ...] | None = None  # default: the strategy's (``Strategy.objectives``)
     latency: str = "measured"
     predictor: Path | None = None
-    evaluator: str | None = None  # slice, or short for the prune and extract strategies
+    evaluator: str | None = None  # default: the strategy's (``Strategy.default_evaluator``)
     init: str = "teacher"
     eval_steps: int = 300
     eval_epochs: float = 3.0
@@ -72,33 +71,7 @@ class SearchSettings:
     supernet_lr: float = 1e-4
     random_subnets: int = 2
     supernet_seed: int = 0
-    population_size: int = 16
-    prune_dims: str = "all"
-    prune_rounds: int = 3
-    gate_steps: int = 100
-    gate_lr: float = 0.01
-    gamma: float = 1.0
-    ranking: str = "raw"
-    prune_cost: str | None = None
-    prune_layers: bool = False
-    baselines: bool = True
-    grid: str = "teacher"
-    epsilon: float = 0.1
-    select: str = "within:0.01"
-    inference_cost: str = "flops"
-    exhaustive: bool = False
-    refine_margin: float = 0.05
-    backbone: str = "auto"
-    window: float = 0.9
-    stage_trials: str | None = None
-    warmup_steps: int = 300
-    warmup_lr: float = 1e-4
-    init_samples: int = 4
-    proposals: int = 64
-    explore: float = 0.25
-    seeds: str = ""
-    attention_share: float = 0.65
-    validation_fraction: float = 0.1
+    options: dict[str, Any] = field(default_factory=dict)  # the strategy's own (``Strategy.Options``)
     trials: int = 50
     time_budget: float | None = None
     storage: str | None = None
@@ -142,23 +115,20 @@ def run_search_job(s: SearchSettings) -> SearchResult:
 
     distributed.refuse("bertsmith search", "train the supernet alone under the launcher (--supernet-only), then "
                        "start the search workers as separate processes sharing --storage (README: Scale out)")
-    spaceless = s.strategy in SPACELESS
-    s.evaluator = s.evaluator or ("short" if spaceless else "slice")
-    if s.strategy == "progressive":
-        if s.evaluator != "short":
-            raise ConfigError(f"--evaluator {s.evaluator}: the progressive strategy scores every candidate by a short "
-                              "distillation from its warmed-up supernet (--evaluator short)")
-        s.init = "warm"
+    strategy = make_strategy(s.strategy, s.options)
+    s.evaluator = s.evaluator or strategy.default_evaluator
+    setup = strategy.evaluator_setup(s.evaluator)
+    s.init = setup.init or s.init
     if s.objectives is None:
-        s.objectives = ("params", s.inference_cost) if s.strategy == "extract" else ("params",)
+        s.objectives = strategy.objectives()
     if s.evaluator not in EVALUATORS:
         raise ConfigError(f"--evaluator {s.evaluator!r}: expected one of {', '.join(EVALUATORS)}")
-    if spaceless and s.space is not None:
-        raise ConfigError(f"--space: the {s.strategy} strategy takes no search space ({SPACELESS[s.strategy]}); "
+    if strategy.spaceless is not None and s.space is not None:
+        raise ConfigError(f"--space: the {s.strategy} strategy takes no search space ({strategy.spaceless}); "
                           "give the budget with --budget")
-    if not spaceless and s.space is None:
+    if strategy.spaceless is None and s.space is None:
         raise ConfigError(f"--space: strategy {s.strategy!r} needs a search space file")
-    check_settings(s.objectives, s.trials, s.time_budget, s.strategy, _strategy_options(s))
+    check_settings(s.objectives, s.trials, s.time_budget, s.strategy, s.options)
     if s.storage is not None:
         check_storage(s.storage)  # before the teacher and the data are loaded
     space = SearchSpace.load(s.space) if s.space is not None else None
@@ -173,17 +143,17 @@ def run_search_job(s: SearchSettings) -> SearchResult:
                          f"embeddings.max_positions in {s.space}")
     data = load_task_data(task, tokenizer, data_dir=s.data_dir, max_length=s.max_length, cache_dir=s.cache_dir,
                           splits=("train", "dev"))
-    if s.strategy == "progressive":
-        data = carved_data(data, s.validation_fraction, seed=s.seed)
-    shapes = space if s.strategy != "extract" else _grid_space(s, teacher.encoder.spec)
+    if setup.validation_fraction is not None:
+        data = carved_data(data, setup.validation_fraction, seed=s.seed)
+    shapes = space if space is not None else strategy.shapes(teacher.encoder.spec, s.init)
     cost_model = CostModel(budget, latency=s.latency,
                            predictor=_predictor(s, shapes, teacher.encoder.spec, budget, run_dir))
     teacher_key = files_digest(s.teacher)
-    evaluator = _evaluator(s, shapes, task, teacher, data, teacher_key)
+    evaluator = _evaluator(s, setup, shapes, task, teacher, data, teacher_key)
     return run_search(space, evaluator, cost_model, run_dir=run_dir, trials=s.trials, objectives=s.objectives,
-                      strategy=s.strategy, strategy_options=_strategy_options(s), storage=s.storage,
+                      strategy=s.strategy, strategy_options=s.options, storage=s.storage,
                       study_name=s.study_name, time_budget=s.time_budget, seed=s.seed, progress=s.progress,
-                      settings=_echo(s, budget), teacher=teacher_key, worker=s.worker,
+                      settings=_echo(s, strategy, budget), teacher=teacher_key, worker=s.worker,
                       heartbeat=s.heartbeat)
 
 
@@ -217,40 +187,12 @@ def shapes_below(spec: ArchSpec) -> SearchSpace:
         **spec.inherited()}, source="pruning shapes")
 
 
-def _grid_space(s: SearchSettings, teacher: ArchSpec) -> SearchSpace | None:
-    """The extraction grid as a space, where a supernet is trained and latency calibrated (None for a
-    grid with BERT's head size H/A, which no space of one head size holds)."""
-    from .grid import resolve_grid
-
-    grid = resolve_grid(s.grid, teacher)
-    if s.init == "supernet" or grid.head_dim != "ratio":
-        return grid.space(teacher)
-    return None
-
-
-def _strategy_options(s: SearchSettings) -> dict[str, Any]:
-    if s.strategy == "nsga2":
-        return {"population_size": s.population_size}
-    if s.strategy == "prune":
-        return {"dims": s.prune_dims, "rounds": s.prune_rounds, "gate_steps": s.gate_steps, "gate_lr": s.gate_lr,
-                "gamma": s.gamma, "ranking": s.ranking, "cost": s.prune_cost, "layers": s.prune_layers,
-                "baselines": s.baselines}
-    if s.strategy == "extract":
-        return {"grid": str(s.grid), "epsilon": s.epsilon, "select": s.select, "inference": s.inference_cost,
-                "exhaustive": s.exhaustive, "refine": s.refine_margin}
-    if s.strategy == "progressive":
-        return {"backbone": s.backbone, "window": s.window, "stage_trials": s.stage_trials,
-                "warmup_steps": s.warmup_steps, "warmup_lr": s.warmup_lr, "init_samples": s.init_samples,
-                "proposals": s.proposals, "explore": s.explore, "seeds": s.seeds,
-                "attention_share": s.attention_share}
-    return {}
-
-
 def _predictor(s: SearchSettings, space: SearchSpace | None, start: ArchSpec, budget: Budget,
                run_dir: Path) -> LatencyPredictor | None:
     """The latency predictor for ``--latency predicted``: the ``--predictor`` file, the run's own
-    calibration, or a new calibration on this machine (saved in the run directory) over the space,
-    or without one over the shapes that pruning ``start`` passes through (the grid's space for extract)."""
+    calibration, or a new calibration on this machine (saved in the run directory) over the space (the
+    search space or the strategy's ``shapes``), or without one over the shapes that pruning ``start``
+    passes through."""
     if s.latency != "predicted":
         if s.predictor is not None:
             raise ConfigError("--predictor is used only with --latency predicted")
@@ -281,7 +223,8 @@ def _supernet_job(s: SearchSettings, space: SearchSpace | None, task: Task) -> S
                        cache_dir=s.cache_dir, progress=s.progress)
 
 
-def _evaluator(s: SearchSettings, space: SearchSpace | None, task: Task, teacher, data, teacher_key: str) -> Evaluator:
+def _evaluator(s: SearchSettings, setup: EvaluatorSetup, space: SearchSpace | None, task: Task, teacher, data,
+               teacher_key: str) -> Evaluator:
     supernet = None
     if s.evaluator == "slice" or s.init == "supernet":
         supernet = _supernet_job(s, space, task)
@@ -289,12 +232,12 @@ def _evaluator(s: SearchSettings, space: SearchSpace | None, task: Task, teacher
         return SliceEvaluator(supernet, data)
     steps = s.eval_steps if s.evaluator == "short" else None
     config = TrainConfig(lr=s.eval_lr, batch_size=s.batch_size, epochs=s.eval_epochs, seed=s.seed, bf16=s.bf16)
-    split = "validation" if s.strategy == "progressive" else "dev"
-    losses = PROGRESSIVE_LOSSES if s.strategy == "progressive" else LossConfig()
     return DistillEvaluator(teacher, data, teacher_key=teacher_key, steps=steps, init=s.init, supernet=supernet,
-                            losses=losses, config=config, split=split)
+                            losses=setup.losses or LossConfig(), config=config, split=setup.split)
 
 
-def _echo(s: SearchSettings, budget: Budget) -> dict[str, Any]:
-    out = {k: v for k, v in vars(s).items() if k != "progress"}
-    return out | {"budget": budget.model_dump(mode="json"), "objectives": list(s.objectives)}
+def _echo(s: SearchSettings, strategy: Strategy, budget: Budget) -> dict[str, Any]:
+    """``search.json``: the settings, with the strategy's options (defaults resolved) beside them."""
+    out = {k: v for k, v in vars(s).items() if k not in ("progress", "options")}
+    return out | strategy.options.model_dump(mode="json") | {"budget": budget.model_dump(mode="json"),
+                                                             "objectives": list(s.objectives)}

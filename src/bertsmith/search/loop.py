@@ -62,7 +62,8 @@ KINDS = ("evaluated", "infeasible", "duplicates", "failed")
 @dataclass
 class SearchResult:
     """Counts are over the whole study (``KINDS``). ``stopped``: why the search ended before ``trials``
-    evaluated architectures (None when it reached them)."""
+    evaluated architectures (None when it reached them). ``strategy``: the strategy that ran (its
+    ``summary`` describes the results)."""
 
     study: optuna.Study
     front: list[Point]
@@ -71,10 +72,11 @@ class SearchResult:
     duplicates: int
     failed: int
     stopped: str | None
+    strategy: Strategy
 
 
 class Search:
-    """One run over a study: strategies call ``ask``/``tell``/``reject`` (sampler-driven) or
+    """One run over a study (a ``strategies.SearchContext``): strategies call ``ask``/``tell``/``reject`` (sampler-driven) or
     ``evaluate`` (their own proposals) until ``done()``. ``seed``: this run's seed for proposals.
     ``sampler``: builds the study's sampler from a seed; each new trial gets one seeded by
     ``sampler_seed`` plus the number of trials the study holds, so that a search killed and resumed
@@ -311,7 +313,7 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
     """Search ``space`` until the study holds ``trials`` evaluated architectures (or ``time_budget``
     seconds of evaluation are spent), maximising the evaluator's metric and minimising the
     ``objectives`` costs within the cost model's budget. ``space`` may be None for a strategy that
-    builds its architectures from a starting model (``prune``). ``storage``: a SQLAlchemy URL, by default
+    takes none (``Strategy.spaceless``). The strategy is called in the order ``strategies/base.py`` gives. ``storage``: a SQLAlchemy URL, by default
     ``sqlite:///RUN_DIR/study.db``; rerunning the same search resumes it, and several workers (each
     with its own ``worker`` number, which sets its proposals' seed; a number that a live worker holds
     is refused, see ``WorkerClaim``) may run it at once. ``teacher``:
@@ -323,14 +325,15 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
     run_dir = Path(run_dir)
     if space is not None:
         _check_fits(space, cost_model, objectives)
-    elif isinstance(proposer, SamplerStrategy):
+    elif proposer.spaceless is None:
         raise ConfigError(f"strategy {strategy!r} proposes architectures from a search space: give one (--space)")
-    proposer.check(evaluator, cost_model, run_dir)
-    trials = proposer.trials(trials)
     if worker < 0:
         raise ConfigError(f"worker = {worker}: expected a number ≥ 0")
     if heartbeat < 1:
         raise ConfigError(f"heartbeat = {heartbeat}: expected a whole number of seconds ≥ 1")
+    proposer.check(evaluator, cost_model, run_dir)
+    proposer.plan(evaluator, cost_model, run_dir, trials)
+    trials = proposer.trials(trials)
     study = open_study(storage or f"sqlite:///{run_dir / 'study.db'}", study_name,
                        space_digest=space.digest() if space is not None else proposer.start_digest(evaluator),
                        teacher=teacher, evaluator=evaluator.fingerprint(), objectives=[evaluator.metric, *objectives],
@@ -361,7 +364,7 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
         beats.close()
     stopped = None if search.evaluated >= search.trials else (
         search.cut_short() or f"the strategy {strategy!r} made no more proposals")
-    return SearchResult(study, search.front, *(search.counts[k] for k in KINDS), stopped=stopped)
+    return SearchResult(study, search.front, *(search.counts[k] for k in KINDS), stopped=stopped, strategy=proposer)
 
 
 def _check_workers(study: optuna.Study, strategy: str, proposer: Strategy) -> None:
@@ -380,10 +383,11 @@ def check_settings(objectives: Sequence[str], trials: int, time_budget: float | 
                    strategy_options: dict[str, Any]) -> Strategy:
     """Refuse bad search settings (before anything expensive happens); returns the strategy."""
     _check(tuple(objectives), trials, time_budget)
-    return _strategy(strategy, strategy_options)
+    return make_strategy(strategy, strategy_options)
 
 
-def _strategy(name: str, options: dict[str, Any]) -> Strategy:
+def make_strategy(name: str, options: dict[str, Any]) -> Strategy:
+    """The registered strategy ``name`` with ``options`` (refused when unknown or bad)."""
     if name not in STRATEGIES:
         raise ConfigError(f"strategy {name!r}: unknown (known: {', '.join(STRATEGIES)})")
     try:

@@ -1,4 +1,5 @@
-"""Search strategies: how architectures are proposed. One file per strategy, registered in ``STRATEGIES``.
+"""Search strategies: how architectures are proposed. One file per strategy, registered in ``STRATEGIES``
+(``register``); what a strategy declares and the order in which the search calls it: ``base.py``.
 
 A strategy's ``run(search)`` proposes architectures until ``search.done()``; the ``Search`` (``loop.py``)
 records each proposal as a trial, checks it against the budget, evaluates it once and keeps the Pareto
@@ -10,71 +11,24 @@ grid, an evolution that keeps its own population) builds ArchSpecs itself and ca
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from pathlib import Path
-from typing import TYPE_CHECKING
+from .base import EvaluatorSetup, SamplerStrategy, SearchContext, Strategy, StrategyOptions, parse_options
+from .extract import Extract
+from .nsga2 import NSGA2
+from .progressive import Progressive
+from .prune import Prune
+from .random import Random
 
-import optuna
-
-from ...errors import SpecError
-
-if TYPE_CHECKING:
-    from ..costs import CostModel
-    from ..evaluators import Evaluator
-    from ..loop import Search
+STRATEGIES: dict[str, type[Strategy]] = {}
 
 
-class Strategy(ABC):
-    """Proposes architectures; its options are its constructor's keyword arguments. A sampler's random
-    numbers come from the seed and the number of trials in the study (so a resumed search proposes what
-    an uninterrupted one would); a strategy with its own loop draws from ``search.seed`` (different for
-    every run of a study, so a resumed search does not replay)."""
-
-    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        """The study's sampler. A strategy that builds its own architectures never asks it for values."""
-        return optuna.samplers.RandomSampler(seed=seed)
-
-    @abstractmethod
-    def run(self, search: "Search") -> None:
-        """Propose architectures until ``search.done()``."""
-
-    def check(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path) -> None:
-        """Refuse what this strategy cannot do with these inputs, before the study is opened (so a
-        refused search writes nothing)."""
-
-    def trials(self, requested: int) -> int:
-        """How many evaluated architectures the search waits for (a strategy with a fixed number of
-        results, like pruning, replaces the ``--trials`` request)."""
-        return requested
-
-    def start_digest(self, evaluator: "Evaluator") -> str:
-        """What a study of a strategy without a search space records as its space: the starting model."""
-        raise NotImplementedError(f"{type(self).__name__} searches a space")
+def register(strategy: type[Strategy]) -> type[Strategy]:
+    """Make ``strategy`` available by its ``name`` to ``bertsmith search`` and ``bertsmith run``."""
+    STRATEGIES[strategy.name] = strategy
+    return strategy
 
 
-class SamplerStrategy(Strategy):
-    """An Optuna sampler proposes the genes (``SearchSpace.genes``) of every trial."""
+for _builtin in (Random, NSGA2, Prune, Extract, Progressive):
+    register(_builtin)
 
-    @abstractmethod
-    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        """The sampler that proposes gene values."""
-
-    def run(self, search: "Search") -> None:
-        while not search.done():
-            trial = search.ask()
-            try:
-                spec = search.space.suggest(trial)
-            except SpecError as exc:  # genes that cannot be built together
-                search.reject(trial, str(exc))
-            else:
-                search.tell(trial, spec)
-
-
-from .extract import Extract  # noqa: E402  (the strategies subclass the classes above)
-from .nsga2 import NSGA2  # noqa: E402
-from .progressive import Progressive  # noqa: E402
-from .prune import Prune  # noqa: E402
-from .random import Random  # noqa: E402
-
-STRATEGIES: dict[str, type[Strategy]] = {"random": Random, "nsga2": NSGA2, "prune": Prune, "extract": Extract,
-                                          "progressive": Progressive}
+__all__ = ["STRATEGIES", "EvaluatorSetup", "SamplerStrategy", "SearchContext", "Strategy", "StrategyOptions",
+           "parse_options", "register"]

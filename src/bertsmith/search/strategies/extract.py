@@ -39,19 +39,25 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from ...arch import ArchSpec, atomic_write_text
+from pydantic import Field, field_validator
+from rich.table import Table
+
+from ...arch import ArchSpec, Float, atomic_write_text
 from ...errors import ConfigError
 from ..grid import GRIDS, resolve_grid
-from . import Strategy
+from .base import SearchContext, Strategy, StrategyOptions
 
 if TYPE_CHECKING:
+    import optuna
+
     from ..costs import CostModel
     from ..evaluators import Evaluator
-    from ..loop import Search
+    from ..space import SearchSpace
 
 INFERENCE = ("flops", "latency")
+RULES = "within, within:δ (δ ≥ 0, e.g. within:0.01) or product"
 
 
 @dataclass
@@ -151,7 +157,7 @@ def parse_select(rule: str) -> tuple[str, float]:
             delta = -1.0
         if delta >= 0 and math.isfinite(delta):
             return name, delta
-    raise ConfigError(f"extract: select = {rule!r}: expected within, within:δ (δ ≥ 0, e.g. within:0.01) or product")
+    raise ConfigError(f"extract: select = {rule!r}: expected {RULES}")
 
 
 def select(front: Sequence[Scored], top: Scored, rule: str) -> Scored:
@@ -165,26 +171,86 @@ def select(front: Sequence[Scored], top: Scored, rule: str) -> Scored:
     return min(front, key=lambda s: (s.p / top.p) * (s.i / top.i) * (max(1.0 - s.metric, 0.0) / error_t))
 
 
+class ExtractOptions(StrategyOptions):
+    grid: str = Field("teacher", description="the ⟨D, A, H, I⟩ grid: teacher (Bort's grid scaled to the teacher, its "
+                      "head size), bort (the paper's, head size H/A) or a grid YAML file")
+    epsilon: Float = Field(0.1, description="candidates are boxed by cost ratio 1+ε, ε in (0, 1); a smaller ε trains "
+                           "more of them")
+    select: str = Field("within:0.01", description="pick from the Pareto set: within:δ (the lowest inference cost "
+                        "within δ of the largest candidate's metric) or product")
+    inference_cost: str = Field("flops", description="the inference cost objective i: flops or latency (see "
+                                "--latency)")
+    exhaustive: bool = Field(False, description="surrogate-train every grid candidate")
+    refine_margin: Float = Field(0.05, description="the fine stage refines the boxes on the coarse Pareto set "
+                                 "scoring at most this far below the largest candidate (1: every box on the front)")
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, grid: str) -> str:
+        if grid not in GRIDS and Path(grid).suffix not in (".yaml", ".yml", ".json"):
+            raise ValueError(f"expected {', '.join(GRIDS)} or a grid YAML file")
+        return grid
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon(cls, epsilon: float) -> float:
+        if not 0 < epsilon < 1:
+            raise ValueError("expected a number in (0, 1)")
+        return epsilon
+
+    @field_validator("select")
+    @classmethod
+    def _select(cls, rule: str) -> str:
+        try:
+            parse_select(rule)
+        except ConfigError:
+            raise ValueError(f"expected {RULES}") from None
+        return rule
+
+    @field_validator("inference_cost")
+    @classmethod
+    def _inference(cls, inference: str) -> str:
+        if inference not in INFERENCE:
+            raise ValueError(f"expected {' or '.join(INFERENCE)}")
+        return inference
+
+    @field_validator("refine_margin")
+    @classmethod
+    def _refine(cls, refine: float) -> float:
+        if refine < 0:
+            raise ValueError("expected a margin ≥ 0 (1 refines every box on the front)")
+        return refine
+
+
 class Extract(Strategy):
     """``grid``: ``teacher`` (scaled to the teacher), ``bort`` (the paper's) or a grid YAML file.
     ``epsilon``: box ratio 1 + ε, in (0, 1). ``select``: the rule that picks the architecture.
-    ``inference``: the cost i, ``flops`` or ``latency``. ``exhaustive``: train every candidate.
-    ``refine``: κ, how far below T a coarse result may score and still have its box refined."""
+    ``inference_cost``: the cost i, ``flops`` or ``latency``. ``exhaustive``: train every candidate.
+    ``refine_margin``: κ, how far below T a coarse result may score and still have its box refined."""
 
-    def __init__(self, *, grid: str = "teacher", epsilon: float = 0.1, select: str = "within:0.01",
-                 inference: str = "flops", exhaustive: bool = False, refine: float = 0.05):
-        if not (isinstance(epsilon, (int, float)) and 0 < epsilon < 1):
-            raise ConfigError(f"extract: epsilon = {epsilon}: expected a number in (0, 1)")
-        if inference not in INFERENCE:
-            raise ConfigError(f"extract: inference = {inference!r}: expected {' or '.join(INFERENCE)}")
-        if not (isinstance(refine, (int, float)) and refine >= 0):
-            raise ConfigError(f"extract: refine = {refine}: expected a margin ≥ 0 (1 refines every box on the front)")
-        parse_select(select)
-        if str(grid) not in GRIDS and Path(grid).suffix not in (".yaml", ".yml", ".json"):
-            raise ConfigError(f"extract: grid = {str(grid)!r}: expected {', '.join(GRIDS)} or a grid YAML file")
+    name = "extract"
+    Options = ExtractOptions
+    options: ExtractOptions
+    spaceless = "it searches the --grid"
+    default_evaluator = "short"
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        o = self.options
         self.grid_name, self.epsilon, self.rule, self.inference, self.exhaustive = \
-            str(grid), float(epsilon), select, inference, exhaustive
-        self.refine = float(refine)
+            o.grid, o.epsilon, o.select, o.inference_cost, o.exhaustive
+        self.refine = o.refine_margin
+
+    def objectives(self) -> tuple[str, ...]:
+        return ("params", self.inference)
+
+    def shapes(self, teacher: ArchSpec, init: str) -> "SearchSpace | None":
+        """The grid as a space (None for a grid with BERT's head size H/A, which no space of one head size
+        holds, unless the candidates start from the supernet)."""
+        grid = resolve_grid(self.grid_name, teacher)
+        if init == "supernet" or grid.head_dim != "ratio":
+            return grid.space(teacher)
+        return None
 
     # ---- before the study opens --------------------------------------------------------------
     def check(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path) -> None:
@@ -194,15 +260,20 @@ class Extract(Strategy):
             raise ConfigError("strategy 'extract' scores candidates by a distillation (the surrogate error): use "
                               "--evaluator short (--eval-steps each) or full")
         teacher = evaluator.teacher.encoder.spec
-        self.grid = resolve_grid(self.grid_name, teacher)
-        specs = self.grid.candidates(teacher)
+        grid = resolve_grid(self.grid_name, teacher)
         if evaluator.init != "scratch":
-            for spec in specs:
+            for spec in grid.candidates(teacher):
                 problem = _outside(spec, teacher)
                 if problem:
                     raise ConfigError(f"extract: the grid's {spec.summary()} cannot be cut from the teacher "
                                       f"({teacher.summary()}): {problem}; use --init scratch or a grid within the "
                                       "teacher")
+
+    def plan(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path, trials: int) -> None:
+        """Steps 1-3: every candidate costed and boxed, and the coarse stage chosen."""
+        teacher = evaluator.teacher.encoder.spec
+        self.grid = resolve_grid(self.grid_name, teacher)
+        specs = self.grid.candidates(teacher)
         names = ("latency",) if self.inference == "latency" else ()
         fits, over = [], 0
         for t, spec in zip(self.grid.tuples(), specs):
@@ -227,7 +298,7 @@ class Extract(Strategy):
         return len(self.stage1)  # the fine stage adds its own once the coarse stage is scored
 
     def start_digest(self, evaluator: "Evaluator") -> str:
-        """The resolved grid (``check`` resolved it) and the plan's settings."""
+        """The resolved grid and the plan's settings."""
         from ...distill.task import digest
 
         return digest({"extract": self.grid.model_dump(mode="json"), "epsilon": self.epsilon,  # κ may change: reruns reuse
@@ -235,7 +306,7 @@ class Extract(Strategy):
                        "teacher": evaluator.teacher_key})
 
     # ---- surrogate training and selection ------------------------------------------------------
-    def run(self, search: "Search") -> None:
+    def run(self, search: SearchContext) -> None:
         state = search.run_dir / "extract"
         state.mkdir(parents=True, exist_ok=True)
         self._train(search, self.stage1)
@@ -256,7 +327,7 @@ class Extract(Strategy):
                             for c in sorted(self.candidates, key=lambda c: (c.p, c.i, c.dahi))]}, indent=1))
         self.write_selection(search, state)
 
-    def _train(self, search: "Search", candidates: Sequence[Candidate]) -> None:
+    def _train(self, search: SearchContext, candidates: Sequence[Candidate]) -> None:
         top = maximum_point(self.candidates)
         for c in candidates:
             if search.known(self.specs[c.dahi]) is not None:
@@ -266,7 +337,7 @@ class Extract(Strategy):
             search.evaluate(self.specs[c.dahi], extract=list(c.dahi), box=c.box, stage=c.stage, inference_cost=c.i,
                             maximum_point=c is top)
 
-    def _scored(self, search: "Search", stage: int | None = None) -> list[Scored]:
+    def _scored(self, search: SearchContext, stage: int | None = None) -> list[Scored]:
         """The candidates (of ``stage``, or every trained one) with a feasible, finite score."""
         out = []
         for c in self.candidates:
@@ -277,7 +348,7 @@ class Extract(Strategy):
                 out.append(Scored(c.dahi, trial.values[0], c.p, c.i, trial.number))
         return out
 
-    def write_selection(self, search: "Search", state: Path) -> dict | None:
+    def write_selection(self, search: SearchContext, state: Path) -> dict | None:
         """Select from the trained candidates; writes ``selection.json`` and ``selected.yaml``."""
         scored = self._scored(search)
         top = next((s for s in scored if s.dahi == maximum_point(self.candidates).dahi), None)
@@ -297,6 +368,25 @@ class Extract(Strategy):
         atomic_write_text(state / "selected.yaml", spec.to_yaml())
         return info
 
+
+    def summary(self, study: "optuna.Study", run_dir: Path, metric: str, objectives: Sequence[str]) -> list:
+        """How many candidates were trained against the grid, the Pareto set and the selection."""
+        path = run_dir / "extract" / "selection.json"
+        if not path.exists():
+            return ["no selection: the largest candidate (the maximum point) has not been scored"]
+        info = json.loads(path.read_text(encoding="utf-8"))
+        c = info["counts"]
+        counts = (f"grid {c['grid']} tuples, {c['buildable']} with A dividing H, {c['within_budget']} within the "
+                  f"budget" + (f" in {c['boxes']} boxes" if c["boxes"] else "") + f"; surrogate-trained "
+                  f"{c['surrogate_trained']} (coarse stage {c['coarse']}, fine stage {c.get('fine', 0)})")
+        table = Table("trial", "⟨D, A, H, I⟩", metric, "params", info["inference"], "", title="Extraction: Pareto set")
+        for s in info["pareto"]:
+            mark = "selected" if s["dahi"] == info["selected"]["dahi"] else (
+                "maximum point" if s["dahi"] == info["maximum_point"]["dahi"] else "")
+            table.add_row(str(s["trial"]), ", ".join(map(str, s["dahi"])), f"{s['metric']:.4f}", f"{s['p']:,.0f}",
+                          f"{s['i']:,.4g}", mark)
+        return [counts, table,
+                f"selected ({info['rule']}): {info['selected']['summary']} → {run_dir / 'extract' / 'selected.yaml'}"]
 
 def _outside(spec: ArchSpec, teacher: ArchSpec) -> str | None:
     """Why ``spec`` cannot be sliced from ``teacher`` (None when it can)."""

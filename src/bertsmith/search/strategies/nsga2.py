@@ -9,25 +9,29 @@ import warnings
 
 import optuna
 
-from ...errors import ConfigError
-from . import SamplerStrategy
+from pydantic import Field
+
+from ...arch import Int
+from .base import SamplerStrategy, StrategyOptions
+
+
+class NSGA2Options(StrategyOptions):
+    population_size: Int = Field(16, ge=2, description="architectures per generation (at least 2: two parents per "
+                                 "child); 16 suits searches of a few dozen to a few hundred architectures (Optuna's "
+                                 "default of 50 spends a whole small search on the random first generation)")
 
 
 class NSGA2(SamplerStrategy):
-    """``population_size``: trials per generation; 16 suits searches of a few dozen to a few hundred
-    architectures (Optuna's default of 50 spends a whole small search on the random first generation)."""
-
-    def __init__(self, *, population_size: int = 16):
-        if population_size < 2:
-            raise ConfigError(f"nsga2: population_size = {population_size}: at least 2 (two parents per child)")
-        self.population_size = population_size
+    name = "nsga2"
+    Options = NSGA2Options
+    options: NSGA2Options
 
     def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         # Optuna 5 deprecates constraints_func for Trial.set_constraint, which Optuna 4 lacks;
         # constraints_func works in both.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            return optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=seed,
+            return optuna.samplers.NSGAIISampler(population_size=self.options.population_size, seed=seed,
                                                  constraints_func=_constraints)
 
 

@@ -47,12 +47,15 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+from pydantic import Field, field_validator
+from rich.table import Table
 
-from ...arch import ArchSpec, FFNSpec, atomic_write_text
+from ...arch import ArchSpec, FFNSpec, Float, Int, atomic_write_text
 from ...cost import encoder_params
+from ...distill.objectives import LossConfig
 from ...distill.trainer import TrainConfig
 from ...errors import ConfigError, SpecError
 from ...modeling.expr import ExprError, format_expr, parse
@@ -61,12 +64,13 @@ from ...modeling.searched_ffn import SearchedFFN
 from .. import ffn_space
 from ..ffn_supernet import RATIOS, MAX_STACK, FFNSupernet, LayerFFN, Layout, layout_json, layout_of, layout_spec, \
     supernet_spec, warm_up
-from . import Strategy
+from .base import EvaluatorSetup, SearchContext, Strategy, StrategyOptions
 
 if TYPE_CHECKING:
+    import optuna
+
     from ..costs import CostModel
     from ..evaluators import Evaluator
-    from ..loop import Search
 
 STAGES = (1, 2, 3)
 SHAPES = tuple((s, r) for s in range(1, MAX_STACK + 1) for r in RATIOS)  # (stack, ratio divisor) per layer
@@ -129,53 +133,109 @@ def _dense_params(hidden: int, size: int) -> int:
     return 2 * hidden * size + size + hidden + 2 * hidden
 
 
+class ProgressiveOptions(StrategyOptions):
+    backbone: str = Field("auto", description="the fixed backbone whose FFNs are searched: auto (the teacher's depth "
+                          "and head size, attention --attention-share of the budget), a preset or an ArchSpec file")
+    window: Float = Field(0.9, description="candidates hold between WINDOW × the params budget and the budget")
+    stage_trials: str | None = Field(None, description="candidates per stage, e.g. 8,8,8 (default: --trials split "
+                                     "in three)")
+    warmup_steps: Int = Field(300, ge=0, description="warm-up distillation steps of each stage's supernet "
+                              "(hidden-state and attention losses)")
+    warmup_lr: Float = Field(1e-4, gt=0, description="learning rate of the warm-ups")
+    init_samples: Int = Field(4, ge=1, description="candidates per stage before the learned fitness model guides "
+                              "generation")
+    proposals: Int = Field(64, ge=1, description="mutations the fitness model ranks per pick")
+    explore: Float = Field(0.25, ge=0, le=1, description="share of picks that stay random mutations")
+    seeds: str = Field("", description="extra stage-1 seed expressions, ';'-separated, e.g. 'tanh(L(gelu(L(x))))'")
+    attention_share: Float = Field(0.65, description="share of the params budget the automatic backbone gives to "
+                                   "everything but the FFNs")
+    validation_fraction: Float = Field(0.1, description="share of the train split carved out to score candidates on "
+                                       "(dev is never seen)")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, window: float) -> float:
+        if not 0 < window < 1:
+            raise ValueError("expected a share of the parameter budget in (0, 1)")
+        return window
+
+    @field_validator("attention_share", "validation_fraction")
+    @classmethod
+    def _share(cls, share: float) -> float:
+        if not 0 < share < 1:
+            raise ValueError("expected a number in (0, 1)")
+        return share
+
+    @field_validator("stage_trials")
+    @classmethod
+    def _stage_trials(cls, text: str | None) -> str | None:
+        if text:
+            _parse_stage_trials(text)
+        return text
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: str) -> str:
+        _seed_expressions(seeds)
+        return seeds
+
+
 class Progressive(Strategy):
     """Options: ``backbone`` (``auto``, a preset or an ArchSpec file: its attention, hidden size and
     embeddings are kept), ``window`` (the lowest share of the parameter budget a candidate may hold),
     ``stage_trials`` (candidates per stage, e.g. ``8,8,8``; default the ``--trials`` split in three),
     ``warmup_steps`` and ``warmup_lr`` (each stage's warm-up), ``init_samples``, ``proposals`` and
     ``explore`` (the learned model), ``seeds`` (extra stage-1 seed expressions, ``;``-separated),
-    ``attention_share`` (the automatic backbone)."""
+    ``attention_share`` (the automatic backbone), ``validation_fraction`` (the split candidates are
+    scored on, carved out of train)."""
 
-    def __init__(self, backbone: str = "auto", window: float = 0.9, stage_trials: str | None = None,
-                 warmup_steps: int = 300, warmup_lr: float = 1e-4, init_samples: int = 4, proposals: int = 64,
-                 explore: float = 0.25, seeds: str = "", attention_share: float = 0.65):
-        if not 0 < window < 1:
-            raise ConfigError(f"--window {window}: expected a share of the parameter budget in (0, 1)")
-        if warmup_steps < 0 or init_samples < 1 or proposals < 1 or not 0 <= explore <= 1:
-            raise ConfigError("progressive: warmup_steps ≥ 0, init_samples ≥ 1, proposals ≥ 1 and explore in [0, 1]")
-        if not 0 < attention_share < 1:
-            raise ConfigError(f"--attention-share {attention_share}: expected a number in (0, 1)")
-        self.backbone_option, self.window, self.warmup_steps, self.warmup_lr = backbone, window, warmup_steps, warmup_lr
-        self.init_samples, self.proposals, self.explore, self.share = init_samples, proposals, explore, attention_share
-        self.stage_trials = _parse_stage_trials(stage_trials) if stage_trials else None
-        self.seeds = [ffn_space.SEED]
-        for text in (t.strip() for t in seeds.split(";")):
-            if text:
-                try:
-                    node = ffn_space.check_text(text)
-                except ExprError as exc:
-                    raise ConfigError(f"--seeds: {exc}") from None
-                self.seeds.append(format_expr(node))
+    name = "progressive"
+    Options = ProgressiveOptions
+    options: ProgressiveOptions
+    spaceless = "it searches the FFNs of the --backbone"
+    default_evaluator = "short"
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        o = self.options
+        self.backbone_option, self.window, self.warmup_steps, self.warmup_lr = \
+            o.backbone, o.window, o.warmup_steps, o.warmup_lr
+        self.init_samples, self.proposals, self.explore, self.share = \
+            o.init_samples, o.proposals, o.explore, o.attention_share
+        self.stage_trials = _parse_stage_trials(o.stage_trials) if o.stage_trials else None
+        self.seeds = [ffn_space.SEED, *_seed_expressions(o.seeds)]
+
+    def evaluator_setup(self, evaluator: str) -> EvaluatorSetup:
+        if evaluator != "short":
+            raise ConfigError(f"--evaluator {evaluator}: the progressive strategy scores every candidate by a short "
+                              "distillation from its warmed-up supernet (--evaluator short)")
+        return EvaluatorSetup(init="warm", split="validation", validation_fraction=self.options.validation_fraction,
+                              losses=LossConfig(logits=1.0, hidden=1.0, attention=1.0))  # EfficientBERT's task KD
 
     # ---- before the study: the backbone, the window, and whether anything fits ---------------------
     def check(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path) -> None:
-        from ... import presets
-
         if getattr(evaluator, "init", None) != "warm":
             raise ConfigError("progressive: candidates start from the warmed-up supernet; use the job's "
                               "evaluator (bertsmith search --strategy progressive)")
-        budget = cost_model.budget.params
-        if budget is None:
+        if cost_model.budget.params is None:
             raise ConfigError("progressive: the search needs a parameter budget for its window (--budget params=N)")
-        teacher = evaluator.teacher.encoder.spec
+        self._backbone(evaluator.teacher.encoder.spec, cost_model.budget.params)
+
+    def _backbone(self, teacher: ArchSpec, budget: float) -> ArchSpec:
+        from ... import presets
+
         if self.backbone_option == "auto":
-            self.backbone = auto_backbone(teacher, budget, self.share)
-        else:
-            try:
-                self.backbone = presets.resolve(self.backbone_option)
-            except SpecError as exc:
-                raise ConfigError(f"--backbone: {exc}") from None
+            return auto_backbone(teacher, budget, self.share)
+        try:
+            return presets.resolve(self.backbone_option)
+        except SpecError as exc:
+            raise ConfigError(f"--backbone: {exc}") from None
+
+    def plan(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path, trials: int) -> None:
+        """The backbone, the window, each FFN shape's parameters, and one layout in the window."""
+        budget = cost_model.budget.params
+        teacher = evaluator.teacher.encoder.spec
+        self.backbone = self._backbone(teacher, budget)
         self.lo, self.hi = self.window * budget, float(budget)
         self.costs = {shape: SearchedFFN.count_params(_ffn(self.backbone.hidden // shape[1]).model_copy(
             update={"stack": shape[0]}), self.backbone.hidden) for shape in SHAPES}
@@ -193,6 +253,7 @@ class Progressive(Strategy):
                 f"progressive: no FFN layout of the backbone ({self.backbone.summary()}) falls in the window "
                 f"[{self.lo:,.0f}, {self.hi:,.0f}] parameters (--window {self.window:g} of the budget): its layouts "
                 f"hold {low[0]:,.0f} to {low[1]:,.0f}; change --budget, --window or --backbone")
+        self.quotas = self.stage_trials or _split(trials)
 
     def _reachable(self) -> tuple[tuple[float, float], float | None]:
         """The backbone's parameter range, and one total inside the window (None if there is none):
@@ -211,10 +272,7 @@ class Progressive(Strategy):
         return self.lo <= self.params(layout) <= self.hi
 
     def trials(self, requested: int) -> int:
-        if self.stage_trials is None:
-            base = max(1, requested // len(STAGES))
-            self.stage_trials = (requested - base * (len(STAGES) - 1), base, base)
-        return sum(self.stage_trials)
+        return sum(self.quotas)
 
     def start_digest(self, evaluator: "Evaluator") -> str:
         from ...distill.task import digest
@@ -223,7 +281,7 @@ class Progressive(Strategy):
                        "warmup": [self.warmup_steps, self.warmup_lr], "teacher": evaluator.teacher_key})
 
     # ---- the three stages --------------------------------------------------------------------------
-    def run(self, search: "Search") -> None:
+    def run(self, search: SearchContext) -> None:
         state_dir = search.run_dir / "progressive"
         state_dir.mkdir(parents=True, exist_ok=True)
         evaluator = search.evaluator
@@ -234,7 +292,7 @@ class Progressive(Strategy):
         start: list[Layout] = self._stage1_seeds()
         previous_key = "teacher"
         evaluator.warm_start = lambda spec: supernet.extract(layout_of(spec))
-        for number, quota in zip(STAGES, self.stage_trials):
+        for number, quota in zip(STAGES, self.quotas):
             stage = StageState(number, start)
             for scored in done.get(number, []):
                 stage.results.append(scored)
@@ -353,7 +411,7 @@ class Progressive(Strategy):
 
     # ---- warm-up of the stage's supernet -------------------------------------------------------------
     def _warm_stage(self, supernet: FFNSupernet, stage: StageState, previous_key: str, directory: Path,
-                    search: "Search", *, needed: bool) -> tuple[str, dict]:
+                    search: SearchContext, *, needed: bool) -> tuple[str, dict]:
         """Load the stage's warmed-up supernet, or warm it up from the previous stage's (stage 1: from
         the teacher). Returns its key and what the warm-up did."""
         from ...distill.task import digest, reorder_by_importance
@@ -406,7 +464,7 @@ class Progressive(Strategy):
         return layout
 
     # ---- resuming and results ----------------------------------------------------------------------
-    def _recorded(self, search: "Search") -> dict[int, list[Scored]]:
+    def _recorded(self, search: SearchContext) -> dict[int, list[Scored]]:
         """The candidates a resumed search already evaluated, by stage."""
         out: dict[int, list[Scored]] = {}
         for t in search.study.get_trials(deepcopy=False):
@@ -417,7 +475,7 @@ class Progressive(Strategy):
             out.setdefault(stage, []).append(Scored(layout, t.values[0], self.params(layout)))
         return out
 
-    def _write(self, state_dir: Path, report: list[dict], search: "Search") -> None:
+    def _write(self, state_dir: Path, report: list[dict], search: SearchContext) -> None:
         from ... import presets
 
         final = next((r["best"] for r in reversed(report) if r["best"] is not None), None)
@@ -441,6 +499,27 @@ class Progressive(Strategy):
             result["best"]["summary"] = best.summary()
         atomic_write_text(state_dir / "result.json", json.dumps(result, indent=1))
 
+
+    def summary(self, study: "optuna.Study", run_dir: Path, metric: str, objectives: Sequence[str]) -> list:
+        """Each stage's warm-up, candidates and best; the best FFNs; the files for the final comparison."""
+        path = run_dir / "progressive" / "result.json"
+        if not path.exists():
+            return []
+        info = json.loads(path.read_text(encoding="utf-8"))
+        table = Table("stage", "warm-up steps", "candidates", f"best {metric} (validation)", "params",
+                      title="Progressive FFN search")
+        for st in info["stages"]:
+            best = st["best"]
+            table.add_row(str(st["stage"]), str(st["warmup"].get("steps", "-")), str(st["evaluated"]),
+                          f"{best['metric']:.4f}" if best else "-", f"{best['params']:,}" if best else "-")
+        out: list = [table]
+        if info.get("best"):
+            out += [f"  layer {i + 1}: {f['stack']} x inner 1/{f['ratio']}  {f['expression']}"
+                    for i, f in enumerate(info["best"]["layout"])]
+            d = run_dir / "progressive"
+            out.append(f"best: {d / 'best.yaml'}; at its size, {d / 'dense.yaml'} (dense FFN) and "
+                       f"{d / 'efficientbert.yaml'} (the published FFNs) to compare with `bertsmith distill --arch`")
+        return out
 
 def fitness_model(results: Sequence[Scored], children: Sequence[Layout], *, seed: int) -> np.ndarray:
     """P(fitness ≥ the stage's median) of each child by a random forest fit on the stage's results
@@ -471,11 +550,29 @@ def dense_at(backbone: ArchSpec, params: int) -> ArchSpec:
     return min((build(max(1, guess + d)) for d in (-1, 0, 1)), key=lambda s: abs(encoder_params(s) - params))
 
 
+def _split(trials: int) -> tuple[int, int, int]:
+    """``trials`` candidates split over the three stages (the first takes what does not divide)."""
+    base = max(1, trials // len(STAGES))
+    return (trials - base * (len(STAGES) - 1), base, base)
+
+
 def _parse_stage_trials(text: str) -> tuple[int, int, int]:
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
         values = ()
     if len(values) != 3 or min(values) < 1:
-        raise ConfigError(f"--stage-trials {text!r}: expected three positive counts such as 8,8,8")
+        raise ValueError("expected three positive counts such as 8,8,8")
     return values
+
+
+def _seed_expressions(text: str) -> list[str]:
+    """The ``;``-separated seed expressions of ``text``, checked and in canonical form."""
+    out = []
+    for part in (t.strip() for t in text.split(";")):
+        if part:
+            try:
+                out.append(format_expr(ffn_space.check_text(part)))
+            except ExprError as exc:
+                raise ValueError(str(exc)) from None
+    return out

@@ -30,58 +30,122 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ...arch import ArchSpec, atomic_write_text
+from pydantic import Field, field_validator
+from rich.table import Table
+
+from ...arch import ArchSpec, Float, Int, atomic_write_text
 from ...baselines import layers_within, uniform_within
 from ...errors import ConfigError, SpecError, differences
 from ..pruning import VARIANTS, DIMS, GatedModel, GateObjective, choose_removals, cost_function, prune, smallest, \
     unit_costs
-from . import Strategy
+from .base import SearchContext, Strategy, StrategyOptions
 
 if TYPE_CHECKING:
+    import optuna
+
     from ..costs import CostModel
     from ..evaluators import DistillEvaluator, Evaluator
-    from ..loop import Search
 
 COSTS = ("params", "total_params", "flops", "latency")
 ROUND = "round.json"
 
 
+class PruneOptions(StrategyOptions):
+    prune_dims: str = Field("all", description="the variant all, h, f or a (schuBERT-all/-h/-f/-a), or "
+                            "comma-separated dimensions of h, a, k, v, f")
+    prune_rounds: Int = Field(3, description="rounds T; each removes 1/T of the teacher's distance to the budget "
+                              "and re-trains for --eval-steps")
+    gate_steps: Int = Field(100, description="steps of gate (α) training per round")
+    gate_lr: Float = Field(0.01, description="learning rate of the gates")
+    gamma: Float = Field(1.0, description="weight of the sparsity penalty (normalised to 1 at the start)")
+    ranking: str = Field("raw", description="which gate entries are zeroed first: raw (|α|) or weighted (β·|α|)")
+    prune_cost: str | None = Field(None, description="the budget bound to prune down to: params, total_params, "
+                                   "flops or latency (needs --latency predicted); default the first one set")
+    prune_layers: bool = Field(False, description="let whole layers be pruned as well")
+    baselines: bool = Field(True, description="also distil the uniform and layer-dropping baselines at the budget")
+
+    @field_validator("prune_dims")
+    @classmethod
+    def _dims(cls, dims: str) -> str:
+        names = VARIANTS.get(dims) or tuple(d.strip() for d in dims.split(",") if d.strip())
+        if not names or any(d not in DIMS for d in names):
+            raise ValueError(f"expected all, h, f, a or a comma-separated subset of {', '.join(DIMS)}")
+        return dims
+
+    @field_validator("prune_rounds")
+    @classmethod
+    def _rounds(cls, rounds: int) -> int:
+        if rounds < 1:
+            raise ValueError("at least 1 (T ≥ 1)")
+        return rounds
+
+    @field_validator("gate_steps")
+    @classmethod
+    def _steps(cls, steps: int) -> int:
+        if steps < 1:
+            raise ValueError("at least 1")
+        return steps
+
+    @field_validator("gate_lr")
+    @classmethod
+    def _lr(cls, lr: float) -> float:
+        if lr <= 0:
+            raise ValueError("expected gate_lr > 0")
+        return lr
+
+    @field_validator("gamma")
+    @classmethod
+    def _gamma(cls, gamma: float) -> float:
+        if gamma < 0:
+            raise ValueError("expected gamma ≥ 0")
+        return gamma
+
+    @field_validator("ranking")
+    @classmethod
+    def _ranking(cls, ranking: str) -> str:
+        if ranking not in ("raw", "weighted"):
+            raise ValueError("expected raw or weighted")
+        return ranking
+
+    @field_validator("prune_cost")
+    @classmethod
+    def _cost(cls, cost: str | None) -> str | None:
+        if cost is not None and cost not in COSTS:
+            raise ValueError(f"expected one of {', '.join(COSTS)}")
+        return cost
+
+
 class Prune(Strategy):
-    """``dims``: a variant of the paper (``all``, ``h``, ``f``, ``a``) or comma-separated dimensions
-    of h, a, k, v, f. ``rounds``: T. ``gate_steps``, ``gate_lr``: the gates' training per round.
+    """``prune_dims``: a variant of the paper (``all``, ``h``, ``f``, ``a``) or comma-separated dimensions
+    of h, a, k, v, f. ``prune_rounds``: T. ``gate_steps``, ``gate_lr``: the gates' training per round.
     ``gamma``: weight of the normalised sparsity penalty. ``ranking``: ``raw`` |α| (default) or
     ``weighted`` β·|α| decides which entries are zeroed; the paper does not say (NOT FOUND), raw is
     bertsmith's default because the penalty already weighs each entry by β while it trains.
-    ``cost``: which budget bound the pruning lowers (default the first set of params, total_params,
-    flops, latency; latency needs a latency predictor). ``layers``: let whole layers be pruned too.
+    ``prune_cost``: which budget bound the pruning lowers (default the first set of params, total_params,
+    flops, latency; latency needs a latency predictor). ``prune_layers``: let whole layers be pruned too.
     ``baselines``: also distil the uniform and layer-dropping baselines."""
 
-    def __init__(self, *, dims: str = "all", rounds: int = 3, gate_steps: int = 100, gate_lr: float = 0.01,
-                 gamma: float = 1.0, ranking: str = "raw", cost: str | None = None, layers: bool = False,
-                 baselines: bool = True):
-        names = VARIANTS.get(dims) or tuple(d.strip() for d in dims.split(",") if d.strip())
-        if not names or any(d not in DIMS for d in names):
-            raise ConfigError(f"prune: dims = {dims!r}: expected all, h, f, a or a comma-separated subset of "
-                              f"{', '.join(DIMS)}")
-        if rounds < 1:
-            raise ConfigError(f"prune: rounds = {rounds}: at least 1 (T ≥ 1)")
-        if gate_steps < 1:
-            raise ConfigError(f"prune: gate_steps = {gate_steps}: at least 1")
-        if gate_lr <= 0 or gamma < 0:
-            raise ConfigError(f"prune: gate_lr = {gate_lr}, gamma = {gamma}: expected gate_lr > 0 and gamma ≥ 0")
-        if ranking not in ("raw", "weighted"):
-            raise ConfigError(f"prune: ranking = {ranking!r}: expected raw or weighted")
-        if cost is not None and cost not in COSTS:
-            raise ConfigError(f"prune: cost = {cost!r}: expected one of {', '.join(COSTS)}")
-        self.dims, self.rounds, self.gate_steps, self.gate_lr = tuple(names), rounds, gate_steps, gate_lr
-        self.gamma, self.ranking, self.cost_name, self.layers, self.baselines = gamma, ranking, cost, layers, baselines
+    name = "prune"
+    Options = PruneOptions
+    options: PruneOptions
+    spaceless = "it prunes the teacher's own architecture"
+    default_evaluator = "short"
 
-    def options(self) -> dict:
-        return {"dims": list(self.dims), "rounds": self.rounds, "gate_steps": self.gate_steps,
-                "gate_lr": self.gate_lr, "gamma": self.gamma, "ranking": self.ranking, "cost": self.cost_name,
-                "layers": self.layers, "baselines": self.baselines}
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        o = self.options
+        self.dims = VARIANTS.get(o.prune_dims) or tuple(d.strip() for d in o.prune_dims.split(",") if d.strip())
+        self.rounds, self.layers = o.prune_rounds, o.prune_layers
+
+    def settings(self, evaluator: "DistillEvaluator", cost_name: str, target: float) -> dict:
+        """What ``RUN_DIR/prune/settings.json`` holds: a rerun with other settings is refused."""
+        o = self.options
+        return {"dims": list(self.dims), "rounds": o.prune_rounds, "gate_steps": o.gate_steps, "gate_lr": o.gate_lr,
+                "gamma": o.gamma, "ranking": o.ranking, "cost": cost_name, "layers": o.prune_layers,
+                "baselines": o.baselines, "target": target, "teacher": evaluator.teacher_key,
+                "evaluator": evaluator.fingerprint()}
 
     # ---- before the study opens --------------------------------------------------------------
     def check(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path) -> None:
@@ -90,37 +154,43 @@ class Prune(Strategy):
         if not isinstance(evaluator, DistillEvaluator) or evaluator.steps is None:
             raise ConfigError("strategy 'prune' re-trains every pruned model by a short distillation: use "
                               "--evaluator short (its --eval-steps are the steps of each round)")
-        self.start = evaluator.teacher.encoder.spec
+        start = evaluator.teacher.encoder.spec
         try:
             from ...modeling.elastic import check_plain_kinds
-            check_plain_kinds(self.start)
+            check_plain_kinds(start)
         except SpecError as exc:
             raise ConfigError(f"the teacher cannot be pruned: {exc}") from None
-        self.cost_name, self.cost, self.target = self._cost(cost_model)
-        start_cost = self.cost(self.start)
-        if self.target >= start_cost:
-            raise ConfigError(f"the budget {self.cost_name} ≤ {self.target:,.6g} is not below the teacher's "
+        cost_name, cost, target = self._cost(cost_model)
+        start_cost = cost(start)
+        if target >= start_cost:
+            raise ConfigError(f"the budget {cost_name} ≤ {target:,.6g} is not below the teacher's "
                               f"{start_cost:,.6g}: there is nothing to prune")
-        least = smallest(self.start, self.dims, layers=self.layers)
-        if self.cost(least) > self.target:
-            raise ConfigError(f"the budget {self.cost_name} ≤ {self.target:,.6g} is below the smallest model that "
-                              f"pruning {','.join(self.dims)} can reach ({least.summary()}: {self.cost(least):,.6g})")
-        self.plan = {"uniform": uniform_within(self.start, self.cost, self.target),
-                     "layers": layers_within(self.start, self.cost, self.target)} if self.baselines else {}
-        self.settings = self.options() | {"cost": self.cost_name, "target": self.target,
-                                          "teacher": evaluator.teacher_key, "evaluator": evaluator.fingerprint()}
+        least = smallest(start, self.dims, layers=self.layers)
+        if cost(least) > target:
+            raise ConfigError(f"the budget {cost_name} ≤ {target:,.6g} is below the smallest model that "
+                              f"pruning {','.join(self.dims)} can reach ({least.summary()}: {cost(least):,.6g})")
         saved = run_dir / "prune" / "settings.json"
         if saved.exists():
-            before, now = json.loads(saved.read_text(encoding="utf-8")), json.loads(json.dumps(self.settings))
+            before = json.loads(saved.read_text(encoding="utf-8"))
+            now = json.loads(json.dumps(self.settings(evaluator, cost_name, target)))
             if before != now:
                 raise ConfigError(f"{saved}: this run directory holds a pruning run with other settings "
                                   f"({differences(before, now)}); choose another --out")
+
+    def plan(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path, trials: int) -> None:
+        """The teacher's spec, the cost pruned and its target, and the baselines at the target."""
+        self.start = evaluator.teacher.encoder.spec
+        self.cost_name, self.cost, self.target = self._cost(cost_model)
+        self.baseline_specs = {"uniform": uniform_within(self.start, self.cost, self.target),
+                               "layers": layers_within(self.start, self.cost, self.target)} \
+            if self.options.baselines else {}
+        self.pruning = self.settings(evaluator, self.cost_name, self.target)
 
     def _cost(self, cost_model: "CostModel") -> tuple[str, Callable[[ArchSpec], float], float]:
         budget = cost_model.budget
         bounds = {"params": budget.params, "total_params": budget.total_params, "flops": budget.flops,
                   "latency": budget.latency}
-        name = self.cost_name or next((n for n in COSTS if bounds[n] is not None), None)
+        name = self.options.prune_cost or next((n for n in COSTS if bounds[n] is not None), None)
         if name is None or bounds[name] is None:
             raise ConfigError(f"strategy 'prune' lowers a cost to its budget: set a {name or 'params'} bound, "
                               f"e.g. --budget {name or 'params'}=5M" if name != "latency" else
@@ -133,7 +203,7 @@ class Prune(Strategy):
         return name, cost_function(name, budget.seq_len), float(bounds[name])
 
     def trials(self, requested: int) -> int:
-        return 1 + sum(spec is not None for spec in self.plan.values())
+        return 1 + sum(spec is not None for spec in self.baseline_specs.values())
 
     def start_digest(self, evaluator: "Evaluator") -> str:
         from ...distill.task import digest
@@ -141,11 +211,11 @@ class Prune(Strategy):
         return digest({"prune": evaluator.teacher_key, "start": evaluator.teacher.encoder.spec.to_dict()})
 
     # ---- the pruning rounds ------------------------------------------------------------------
-    def run(self, search: "Search") -> None:
+    def run(self, search: SearchContext) -> None:
         evaluator: DistillEvaluator = search.evaluator
         state = search.run_dir / "prune"
         state.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(state / "settings.json", json.dumps(self.settings, indent=1, default=str))
+        atomic_write_text(state / "settings.json", json.dumps(self.pruning, indent=1, default=str))
         finished = [t.user_attrs for t in search.study.get_trials(deepcopy=False) if t.state.is_finished()]
         recorded = {attrs.get("prune_round") for attrs in finished} | {attrs.get("baseline") for attrs in finished}
         model = copy.deepcopy(evaluator.teacher)
@@ -169,12 +239,25 @@ class Prune(Strategy):
                               prune_round=r, alpha=info["alpha"], gated_metrics=info["gated_metrics"])
             path.append(info)
         _write_path(state, path, search.evaluator.metric)
-        for name, spec in self.plan.items():
+        for name, spec in self.baseline_specs.items():
             if spec is None or name in recorded:
                 continue
             evaluation = evaluator.distill(evaluator.student(spec), state / f"baseline-{name}",
                                            steps=self.rounds * evaluator.steps)
             search.record(spec, evaluation, baseline=name)
+
+    def summary(self, study: "optuna.Study", run_dir: Path, metric: str, objectives: Sequence[str]) -> list[Table]:
+        """The pruning rounds and the baselines, from the study."""
+        table = Table("trial", "model", metric, *objectives, "within budget", "architecture", title="Pruning path")
+        for t in study.get_trials(deepcopy=False):
+            attrs = t.user_attrs
+            name = f"round {attrs['prune_round']}" if "prune_round" in attrs else attrs.get("baseline")
+            if name is None or "metrics" not in attrs:
+                continue
+            table.add_row(str(t.number), name, f"{attrs['metrics'][metric]:.4f}",
+                          *(f"{attrs['costs'][o]:,.4g}" for o in objectives), "yes" if attrs["feasible"] else "no",
+                          attrs["summary"])
+        return [table]
 
     def _round(self, evaluator: "DistillEvaluator", model, r: int, target: float, directory: Path):
         """One round: train the gates, zero and delete down to ``target``, re-train; saved to ``directory``."""
@@ -183,17 +266,17 @@ class Prune(Strategy):
 
         spec = model.encoder.spec
         gated = GatedModel(model, self.dims, layers=self.layers)
-        objective = GateObjective(gated, evaluator.teacher, unit_costs(spec, self.cost), gamma=self.gamma,
+        objective = GateObjective(gated, evaluator.teacher, unit_costs(spec, self.cost), gamma=self.options.gamma,
                                   regression=evaluator.data.task.is_regression, losses=evaluator.losses)
         config = evaluator.config.model_copy(update={
-            "steps": self.gate_steps, "lr": self.gate_lr, "weight_decay": 0.0, "warmup": 0.0, "schedule": "constant",
-            "eval_every": self.gate_steps, "patience": None})
+            "steps": self.options.gate_steps, "lr": self.options.gate_lr, "weight_decay": 0.0, "warmup": 0.0, "schedule": "constant",
+            "eval_every": self.options.gate_steps, "patience": None})
         train_on_task(objective, evaluator.data, config=config, run_dir=directory / "gates", resume=True,
-                              fingerprint={"round": r, "spec": spec.to_dict(), "prune": self.settings},
+                              fingerprint={"round": r, "spec": spec.to_dict(), "prune": self.pruning},
                               progress=False, description=f"gates {r}", keep_best=False,
                               evaluate_fn=lambda m: evaluate(m, evaluator.data, evaluator.split))
         gated_metrics = evaluate(gated.eval(), evaluator.data, evaluator.split)  # a resumed run has no history
-        keep = choose_removals(gated.gates, target, self.cost, ranking=self.ranking)
+        keep = choose_removals(gated.gates, target, self.cost, ranking=self.options.ranking)
         pruned = prune(model, gated.gates, keep)
         evaluation = evaluator.distill(pruned, directory / "retrain")
         pruned_spec = pruned.encoder.spec

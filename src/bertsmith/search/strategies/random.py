@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import optuna
 
-from . import SamplerStrategy
+from .base import SamplerStrategy
 
 
 class Random(SamplerStrategy):
+    name = "random"
+
     def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=seed)
