@@ -441,7 +441,7 @@ class _Run:
     # ---- finalists --------------------------------------------------------------------------------
     def finalists(self, stage: Stage, teacher: dict, search: dict) -> dict:
         from .distill.objectives import LossConfig
-        from .distill.task import distill_on_task
+        from .distill.student import distill_on_task
 
         c, f = self.config, self.config.finalists
         metric = self.task.main_metric
