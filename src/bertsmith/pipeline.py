@@ -35,8 +35,8 @@ from .memory import PeakMemory, release_memory
 from .precision import use_bf16
 from .quality import Verdict, at_constant_level, constant_levels, judge
 from .report import write_report
-from .rundir import (CONFIG, DISTILLED, EXPORTED, PAGE, ExportOutputs, FinalistEntry, FinalistsOutputs, FrontPoint,
-                     Out, SearchOutputs, Stage, TeacherOutputs)
+from .rundir import (CONFIG, DISTILLED, EXPORTED, PAGE, SPACE, TEACHER_LATENCY, ExportOutputs, FinalistEntry,
+                     FinalistsOutputs, FrontPoint, Out, SearchOutputs, Stage, TeacherOutputs)
 from .runconfig import FinalistsConfig, RunConfig, load_config
 from .search.budget import Budget, parse_count, parse_ms
 from .search.costs import measure_latency
@@ -66,7 +66,7 @@ def check_run_dir(run_dir: Path, config: RunConfig, *, force: bool) -> None:
     try:
         old = load_config(path)
     except ConfigError:
-        raise ConfigError(f"{run_dir}: holds a config.yaml that is not a valid run config; use another --out "
+        raise ConfigError(f"{run_dir}: holds a {CONFIG} that is not a valid run config; use another --out "
                           "or --force to replace that run") from None
     if old.identity() != config.identity():
         changed = [k for k in config.identity() if old.identity()[k] != config.identity()[k]]
@@ -285,7 +285,7 @@ class _Run:
         budget, teacher_latency = self.resolve_budget(spec, stage)
         space = s.space
         if space is None and s.strategy not in SPACELESS:
-            space = stage.dir / "space.yaml"
+            space = stage.dir / SPACE
             if not space.is_file():
                 atomic_write_text(space, default_space(spec))
         settings = SearchSettings(
@@ -315,7 +315,7 @@ class _Run:
         b = self.config.budget
         latency = None
         if _share(b.latency, "budget.latency") is not None:
-            latency = _cached(stage.dir / "teacher_latency.json", lambda: measure_latency(
+            latency = _cached(stage.dir / TEACHER_LATENCY, lambda: measure_latency(
                 teacher, batch=b.batch, seq_len=b.seq_len, repeats=self.config.latency_repeats, device=b.device))
         return self.absolute_budget(teacher, latency), latency
 

@@ -41,6 +41,8 @@ from .memory import PeakMemory
 CONFIG, DONE, BEGUN = "config.yaml", "done.json", ".stage.json"
 STAGES = ("teacher", "search", "finalists", "export")
 TRIALS = "trials.csv"  # in search/: every trial of the search
+SPACE = "space.yaml"  # in search/: the space around the teacher, when the config names none
+TEACHER_LATENCY = "teacher_latency.json"  # in search/: the teacher's latency, for a budget's share of it
 DISTILLED = "result.json"  # in finalists/<name>/: the distillation's summary
 EXPORTED = "model"  # in export/: the chosen model's directory
 RESULTS, FRONT, PLOT, PAGE = "results.json", "pareto.json", "pareto.png", "report.html"
@@ -160,8 +162,6 @@ class Trial(BaseModel):
 
 
 Out = TypeVar("Out", bound=Record)
-OUTPUTS: dict[str, type[Record]] = {"teacher": TeacherOutputs, "search": SearchOutputs,
-                                     "finalists": FinalistsOutputs, "export": ExportOutputs}
 
 
 def digest(value: Any) -> str:
