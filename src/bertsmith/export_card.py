@@ -20,7 +20,6 @@ from .arch import ArchSpec, atomic_write_text
 from .deployment import latency_table
 from .errors import CheckpointError
 from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
-from .hf.deploy import quantize_onnx
 from .latency import random_batch
 from .rundir import FinalistEntry, FinalistsOutputs, TeacherOutputs
 
@@ -37,6 +36,8 @@ def write_export(model_dir: Path, out: Path, *, chosen: FinalistEntry, teacher: 
     """Export the model in ``model_dir`` (a distillation's ``model/``) to ``out`` as ``config.export``
     says, with the task's class names (``labels``). ``deploy`` measures the finished files (int8
     metrics, latency) before the card is written."""
+    from .hf.deploy import quantize_onnx  # ONNX's packages (slow to import): only to write the int8 file
+
     settings = config.export
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
