@@ -116,7 +116,8 @@ def final(args: argparse.Namespace) -> None:
     from bertsmith.cost import encoder_params, params
     from bertsmith.data import resolve_task
     from bertsmith.distill.objectives import LossConfig
-    from bertsmith.distill.task import distill_on_task, evaluate, load_task_data, load_tokenizer
+    from bertsmith.distill.student import distill_on_task
+    from bertsmith.distill.task import evaluate, load_task_data, load_tokenizer
     from bertsmith.distill.teacher import load_teacher
     from bertsmith.distill.trainer import TrainConfig
     name = f"{args.task}-{args.grid}-eps{args.epsilon:g}"

@@ -109,7 +109,8 @@ def distil(run: Path, spec: dict, run_dir: Path, seed: int, *, augment: int = 0,
     epochs, ``bf16`` autocast (for ``bench/finalist_levers.py``). Meant for a child process."""
     from bertsmith.arch import ArchSpec
     from bertsmith.distill.objectives import LossConfig
-    from bertsmith.distill.task import distill_on_task, load_task_data, load_tokenizer
+    from bertsmith.distill.student import distill_on_task
+    from bertsmith.distill.task import load_task_data, load_tokenizer
     from bertsmith.pipeline import finalist_schedule
 
     searched = load_searched_run(run)

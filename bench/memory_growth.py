@@ -31,7 +31,8 @@ except ImportError:
 from bertsmith.arch import ArchSpec, atomic_write_text  # noqa: E402
 from bertsmith.data import resolve_task  # noqa: E402
 from bertsmith.distill.objectives import LossConfig  # noqa: E402
-from bertsmith.distill.task import distill_on_task, load_task_data, load_tokenizer  # noqa: E402
+from bertsmith.distill.student import distill_on_task  # noqa: E402
+from bertsmith.distill.task import load_task_data, load_tokenizer  # noqa: E402
 from bertsmith.distill.teacher import finetune_teacher, load_teacher  # noqa: E402
 from bertsmith.distill.trainer import TrainConfig  # noqa: E402
 from bertsmith.memory import PeakMemory, release_memory, rss_gb  # noqa: E402

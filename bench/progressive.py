@@ -77,7 +77,8 @@ def compare(args: argparse.Namespace) -> None:
     from bertsmith.cost import encoder_params
     from bertsmith.data import resolve_task
     from bertsmith.distill.objectives import LossConfig
-    from bertsmith.distill.task import distill_on_task, evaluate, load_task_data, load_tokenizer
+    from bertsmith.distill.student import distill_on_task
+    from bertsmith.distill.task import evaluate, load_task_data, load_tokenizer
     from bertsmith.distill.teacher import load_teacher
     from bertsmith.distill.trainer import TrainConfig
 

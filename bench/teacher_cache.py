@@ -51,7 +51,8 @@ def distil(task_ref: str, teacher_dir: str, spec: dict, run_dir: Path, seed: int
     from bertsmith.arch import ArchSpec
     from bertsmith.data import resolve_task
     from bertsmith.distill.objectives import LossConfig
-    from bertsmith.distill.task import distill_on_task, load_task_data, load_tokenizer
+    from bertsmith.distill.student import distill_on_task
+    from bertsmith.distill.task import load_task_data, load_tokenizer
     from bertsmith.pipeline import finalist_schedule
     from bertsmith.runconfig import RunConfig
 

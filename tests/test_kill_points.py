@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 
-from bertsmith.pipeline import DONE
+from bertsmith.rundir import DONE, STAGES
 
 from .test_pipeline import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("teacher", "search", "finalists", "export")
-FINISH = "bertsmith.pipeline:Stage.finish"
+FINISH = "bertsmith.rundir:Stage.finish"
 CHECKPOINT = "bertsmith.distill.checkpoint:save_checkpoint"
 # (where, after how many returns of it in that attempt, the stages complete when it is killed)
 CHAIN = [

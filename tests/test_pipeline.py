@@ -14,7 +14,8 @@ import torch
 import yaml
 
 from bertsmith.errors import ConfigError
-from bertsmith.pipeline import DONE, run_pipeline
+from bertsmith.pipeline import run_pipeline
+from bertsmith.rundir import DONE
 from bertsmith.runconfig import load_config
 
 
@@ -405,21 +406,26 @@ def test_a_chosen_model_that_fails_the_gate_is_exported_with_a_warning_and_exits
 
 def test_a_degenerate_search_or_tie_never_makes_the_smallest_model_a_win():
     from bertsmith.pipeline import choose, pick_finalists
+    from bertsmith.rundir import FinalistEntry, FrontPoint
 
-    front = [{"values": [0.59, 1000], "costs": {"params": 1000}}, {"values": [0.59, 9000], "costs": {"params": 9000}},
-             {"values": [0.595, 5000], "costs": {"params": 5000}}]
+    def p(score, params):
+        return FrontPoint(trial=params, values=[score, params], spec={}, summary="", costs={"params": params}, metrics={})
+
+    front = [p(0.59, 1000), p(0.59, 9000), p(0.595, 5000)]
     picked, degenerate = pick_finalists(front, 2, level=0.59, margin=1.0)
-    assert degenerate and [p["costs"]["params"] for p in picked] == [9000, 5000]
-    informative = front + [{"values": [0.75, 3000], "costs": {"params": 3000}}]
+    assert degenerate and [p.costs["params"] for p in picked] == [9000, 5000]
+    informative = front + [p(0.75, 3000)]
     picked, degenerate = pick_finalists(informative, 2, level=0.59, margin=1.0)
-    assert not degenerate and [p["costs"]["params"] for p in picked] == [3000, 5000]
+    assert not degenerate and [p.costs["params"] for p in picked] == [3000, 5000]
 
     def e(dev, params):
-        return {"metrics": {"dev": {"accuracy": dev}}, "params": params}
+        return FinalistEntry(name=f"m{params}", kind="finalist", spec={}, model_dir="", metrics={"dev": {"accuracy": dev}},
+                             steps=1, best_step=None, data={}, params=params, total_params=params, flops=params,
+                             latency_ms=1.0, summary="", violations=[])
 
-    assert choose([e(0.59, 100), e(0.59, 900)], "accuracy", 0.59, 1.0)["params"] == 900
-    assert choose([e(0.80, 100), e(0.80, 900)], "accuracy", 0.59, 1.0)["params"] == 100
-    assert choose([e(0.80, 100), e(0.81, 900)], "accuracy", 0.59, 1.0)["params"] == 900
+    assert choose([e(0.59, 100), e(0.59, 900)], "accuracy", 0.59, 1.0).params == 900
+    assert choose([e(0.80, 100), e(0.80, 900)], "accuracy", 0.59, 1.0).params == 100
+    assert choose([e(0.80, 100), e(0.81, 900)], "accuracy", 0.59, 1.0).params == 900
 
 
 def test_a_small_task_s_finalists_get_extra_epochs_up_to_min_steps(tmp_path, base_dir, task_file, cache_dir):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from .arch import ArchSpec
+from .modeling.elastic import even_layers
 
 if TYPE_CHECKING:
     from .search.budget import Budget
@@ -45,8 +46,6 @@ def uniform_factor(spec: ArchSpec, cost: Callable[[ArchSpec], float], target: fl
 def layers_within(spec: ArchSpec, cost: Callable[[ArchSpec], float], target: float) -> ArchSpec | None:
     """BERT-ℓ: the deepest stack of the teacher's layers (evenly spaced when sliced, fewer than all)
     within ``target``; None when even one layer is over it."""
-    from .modeling.elastic import even_layers
-
     for depth in range(spec.num_layers - 1, 0, -1):
         shallower = spec.replace(layers=[spec.layers[j] for j in even_layers(depth, spec.num_layers)])
         if cost(shallower) <= target:

@@ -483,7 +483,7 @@ def distill(
     from pydantic import ValidationError
 
     from .distill.objectives import LossConfig
-    from .distill.task import distill_on_task
+    from .distill.student import distill_on_task
     from .distill.trainer import TrainConfig
 
     _positive("max-length", max_length)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from .distill.task import evaluate
+from .hf import import_checkpoint
 from .latency import random_batch, time_calls
 
 ARMS = {"teacher_torch": "teacher, PyTorch fp32", "student_torch": "student, PyTorch fp32",
@@ -28,9 +30,7 @@ def assess(directory: Path, teacher_dir: str | Path, data, torch_metrics: dict[s
     labelled dev and test splits by the run's own evaluation code, against the PyTorch model's
     ``torch_metrics``; the recommended file (``recommend``); and the four latencies next to the
     teacher in ``teacher_dir`` (``measure_latencies``)."""
-    from .distill.task import evaluate
-    from .hf import import_checkpoint
-    from .hf.deploy import OnnxClassifier
+    from .hf.deploy import OnnxClassifier  # ONNX's packages (slow to import): only to assess the ONNX files
 
     splits = [split for split in ("dev", "test") if data.labeled(split)]
     metrics = {"torch": {split: torch_metrics[split] for split in splits}}
@@ -49,7 +49,7 @@ def measure_latencies(teacher: torch.nn.Module, student: torch.nn.Module, direct
     """Median milliseconds per call of each of ``ARMS`` at each batch size and ``seq_len`` tokens:
     rounds of every arm in turn (so a burst of CPU steal hits them alike), medians over the rounds.
     ONNX Runtime gets as many threads as PyTorch uses."""
-    from .hf.deploy import feed, session
+    from .hf.deploy import feed, session  # ONNX's packages (slow to import): only to time the ONNX files
 
     threads = torch.get_num_threads()
     vocab = min(m.encoder.spec.embeddings.vocab_size for m in (teacher, student))

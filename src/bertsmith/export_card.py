@@ -15,24 +15,28 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from . import __version__
 from .arch import ArchSpec, atomic_write_text
+from .deployment import latency_table
+from .errors import CheckpointError
+from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
+from .latency import random_batch
+from .rundir import FinalistEntry, FinalistsOutputs, TeacherOutputs
 
 if TYPE_CHECKING:
     from .quality import Verdict
+    from .runconfig import RunConfig
 
 ONNX_TOLERANCE = 1e-3  # max abs difference of logits, onnxruntime vs PyTorch
 
 
-def write_export(model_dir: Path, out: Path, *, chosen: dict, teacher: dict, finalists: dict, config,
-                 log: Callable[[str], None], verdict: "Verdict | None" = None, labels: tuple[str, ...] | None = None,
-                 deploy: Callable[[Path], dict] | None = None) -> dict:
+def write_export(model_dir: Path, out: Path, *, chosen: FinalistEntry, teacher: TeacherOutputs,
+                 finalists: FinalistsOutputs, config: RunConfig, log: Callable[[str], None], verdict: Verdict | None = None,
+                 labels: tuple[str, ...] | None = None, deploy: Callable[[Path], dict] | None = None) -> dict:
     """Export the model in ``model_dir`` (a distillation's ``model/``) to ``out`` as ``config.export``
     says, with the task's class names (``labels``). ``deploy`` measures the finished files (int8
     metrics, latency) before the card is written."""
-    from .errors import CheckpointError
-    from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
-    from .hf.deploy import quantize_onnx
-    from .latency import random_batch
+    from .hf.deploy import quantize_onnx  # ONNX's packages (slow to import): only to write the int8 file
 
     settings = config.export
     tmp = out.with_name(f".{out.name}.partial")
@@ -71,8 +75,6 @@ def deployment_card(info: dict) -> str:
     """The model card's section on ``model.int8.onnx``: metrics against fp32, latencies, how to load it."""
     if "int8_onnx" not in info:
         return ""
-    from .deployment import latency_table
-
     load = ('''
 ```python
 import onnxruntime as ort
@@ -118,12 +120,11 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["bertsmith" if name.startswith("bertsmith") else name, *sys.argv[1:]])
 
 
-def model_card(chosen: dict, teacher: dict, finalists: dict, config, info: dict, verdict: "Verdict | None" = None) -> str:
+def model_card(chosen: FinalistEntry, teacher: TeacherOutputs, finalists: FinalistsOutputs, config: RunConfig,
+               info: dict, verdict: Verdict | None = None) -> str:
     """The README.md of the export."""
-    from . import __version__
-
-    origin = (f"found by a `{config.search.strategy}` search" if chosen["kind"] == "finalist" else
-              f"the baseline `{chosen.get('source', chosen['name'])}` (better on dev than the search's finalists)")
+    origin = (f"found by a `{config.search.strategy}` search" if chosen.kind == "finalist" else
+              f"the baseline `{chosen.source or chosen.name}` (better on dev than the search's finalists)")
     quality = ""
     if verdict is not None and not verdict.passed:
         quality += ("\n> **Warning: this model failed bertsmith's quality gate.**\n"
@@ -131,11 +132,11 @@ def model_card(chosen: dict, teacher: dict, finalists: dict, config, info: dict,
     if verdict is not None and verdict.baseline:
         quality += f"\nAgainst the obvious alternative at the same budget and distillation: {verdict.baseline}.\n"
 
-    spec = ArchSpec.from_dict(chosen["spec"])
+    spec = ArchSpec.from_dict(chosen.spec)
     metric_rows = "\n".join(f"| {split} | " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
-                            + " | " + ", ".join(f"{k} {v:.4f}" for k, v in teacher["metrics"].get(split, {}).items())
-                            + " |" for split, m in chosen["metrics"].items())
-    t_latency = finalists["teacher_latency_ms"]
+                            + " | " + ", ".join(f"{k} {v:.4f}" for k, v in teacher.metrics.get(split, {}).items())
+                            + " |" for split, m in chosen.metrics.items())
+    t_latency = finalists.teacher_latency_ms
     remote = ", trust_remote_code=True" if info["format"] == "trust_remote_code" else ""
     remote_note = ("\nThe model's code ships in this directory (transformers runs it with `trust_remote_code=True`); "
                    "the tokenizer is transformers' own, but without the flag transformers would first ask whether "
@@ -147,7 +148,7 @@ def model_card(chosen: dict, teacher: dict, finalists: dict, config, info: dict,
     return f"""# {config.task} student ({spec.summary()})
 
 A compact BERT-style encoder for the task `{config.task}`, {origin} and
-distilled from the teacher `{teacher['directory']}` by bertsmith {__version__}.
+distilled from the teacher `{teacher.directory}` by bertsmith {__version__}.
 {quality}
 ## Use
 
@@ -164,10 +165,10 @@ model = AutoModelForSequenceClassification.from_pretrained(path{remote})
 
 | | this model | teacher | ratio |
 |---|---|---|---|
-| non-embedding parameters | {chosen['params']:,} | {teacher['params']:,} | {teacher['params'] / chosen['params']:.2f}× smaller |
-| all parameters | {chosen['total_params']:,} | {teacher['total_params']:,} | {teacher['total_params'] / chosen['total_params']:.2f}× smaller |
-| FLOPs per sequence | {chosen['flops']:,} | {teacher['flops']:,} | {teacher['flops'] / chosen['flops']:.2f}× fewer |
-| latency (PyTorch, CPU) | {chosen['latency_ms']:.2f} ms | {t_latency:.2f} ms | {t_latency / chosen['latency_ms']:.2f}× faster |
+| non-embedding parameters | {chosen.params:,} | {teacher.params:,} | {teacher.params / chosen.params:.2f}× smaller |
+| all parameters | {chosen.total_params:,} | {teacher.total_params:,} | {teacher.total_params / chosen.total_params:.2f}× smaller |
+| FLOPs per sequence | {chosen.flops:,} | {teacher.flops:,} | {teacher.flops / chosen.flops:.2f}× fewer |
+| latency (PyTorch, CPU) | {chosen.latency_ms:.2f} ms | {t_latency:.2f} ms | {t_latency / chosen.latency_ms:.2f}× faster |
 
 ## Metrics
 

@@ -22,7 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data.readers import read_rows
+from .distill.task import load_tokenizer
 from .errors import CheckpointError, ConfigError, DataError
+from .hf import import_checkpoint
+from .modeling import BertsmithForSequenceClassification
 
 BACKENDS = ("torch", "onnxruntime")
 OUT_FORMATS = (".jsonl", ".csv")
@@ -47,8 +51,6 @@ def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onn
                     max_length: int | None = None) -> Classifier:
     """The classifier in ``directory`` on ``backend`` (``torch`` or ``onnxruntime`` with ``onnx_file``),
     truncating texts to ``max_length`` tokens (default: 128, or the model's positions when fewer)."""
-    from .distill.task import load_tokenizer
-
     directory = Path(directory)
     if backend not in BACKENDS:
         raise ConfigError(f"--backend: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -56,7 +58,7 @@ def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onn
         raise CheckpointError(f"{directory}: not a model directory (no config.json)")
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     if backend == "onnxruntime":
-        from .hf.deploy import OnnxClassifier
+        from .hf.deploy import OnnxClassifier  # ONNX's packages (slow to import): only for this backend
 
         path = directory / onnx_file
         if not path.is_file():
@@ -67,9 +69,6 @@ def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onn
         num_labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
         positions = int(config.get("max_position_embeddings", DEFAULT_MAX_LENGTH))
     else:
-        from .hf import import_checkpoint
-        from .modeling import BertsmithForSequenceClassification
-
         imported = import_checkpoint(directory)
         if not isinstance(imported.model, BertsmithForSequenceClassification):
             raise CheckpointError(f"{directory}: the model has no sequence-classification head; predict needs a "
@@ -106,8 +105,6 @@ def file_texts(path: Path, text_column: str | None = None, pair_column: str | No
                ) -> Iterator[tuple[str, str | None]]:
     """(text, pair) per row of a CSV/TSV/JSONL file, streamed. Without ``text_column`` the first of
     ``TEXT_COLUMNS`` found in the first row is used. The columns are checked here, before any row is yielded."""
-    from .data.readers import read_rows
-
     rows = read_rows(path)
     first = next(rows)  # read_rows refuses a file without rows
     columns = list(first[1])

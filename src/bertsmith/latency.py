@@ -79,7 +79,7 @@ def measure_onnxruntime(
 ) -> Timing:
     """Forward latency of an exported ONNX graph under onnxruntime's CPU provider (bertsmith's session
     settings, ``hf.deploy.session``)."""
-    from .hf.deploy import feed, session
+    from .hf.deploy import feed, session  # ONNX's packages: only to time an ONNX file
 
     ort_session = session(path, threads=threads)
     inputs = feed(ort_session, random_batch(vocab_size, batch, seq_len))

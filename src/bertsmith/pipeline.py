@@ -1,114 +1,53 @@
 """``bertsmith run``: teacher → search → finalists → export → report, each stage cached in the run
-directory by its inputs.
-
-Run directory::
-
-    config.yaml          the resolved configuration (every default written out)
-    teacher/             done.json: the task teacher's directory, metrics and costs
-    search/              the search's run directory (study.db, supernet/, pareto.json, trials.csv, ...)
-    finalists/<name>/    one distillation per finalist and baseline (model/, result.json, metrics.jsonl)
-    export/model/        the chosen model: Hugging Face directory, model.onnx, README.md (model card)
-    results.json, pareto.png, report.html
-
-A stage is complete when its ``done.json`` holds the key of its inputs (its own settings and the
-keys of the stages it reads). A rerun reuses every complete stage whose key is unchanged, resumes an
-interrupted one with the same identity (the search continues its study, a distillation its last
-checkpoint), and starts over a stage whose identity changed, along with every stage after it.
-``done.json`` is written last and atomically, so a killed run or a full disk never leaves a stage
-that looks complete.
+directory by its inputs (``rundir``: the directory's layout, its stages and their outputs).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import shutil
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+import optuna
+
+from . import presets
 from .arch import ArchSpec, atomic_write_text
-from .baselines import BASELINES
+from .baselines import BASELINES, build
+from .cost import encoder_params, flops, params
+from .data import resolve_task
+from .deployment import assess
 from .device import latency_device
-from .errors import ConfigError, WeakModelError
+from .distill.objectives import LossConfig
+from .distill.student import distill_on_task
+from .distill.task import TaskData, check_max_length, evaluate, files_digest, load_task_data, load_tokenizer
+from .distill.teacher import finetune_teacher, fitted_schedule, load_teacher, model_directory
+from .distill.trainer import TrainConfig
+from .errors import ConfigError, SpecError, WeakModelError
+from .export_card import write_export
 from .files import writable_dir
+from .hf import import_checkpoint
+from .latency import measure_inference
 from .memory import PeakMemory, release_memory
 from .precision import use_bf16
 from .quality import Verdict, at_constant_level, constant_levels, judge
-from .runconfig import FinalistsConfig, RunConfig
+from .report import write_report
+from .rundir import (CONFIG, DISTILLED, EXPORTED, PAGE, SPACE, TEACHER_LATENCY, ExportOutputs, FinalistEntry,
+                     FinalistsOutputs, FrontPoint, Out, SearchOutputs, Stage, TeacherOutputs)
+from .runconfig import FinalistsConfig, RunConfig, load_config
+from .search.budget import Budget, parse_count, parse_ms
+from .search.costs import measure_latency
+from .search.job import SearchSettings, parse_duration, run_search_job
+from .search.space import SearchSpace
+from .search.strategies import STRATEGIES, parse_options
+from .search.supernet import INFO as SUPERNET_INFO
 
-if TYPE_CHECKING:
-    from .distill.trainer import TrainConfig
-
-DONE, BEGUN = "done.json", ".stage.json"
-CONFIG = "config.yaml"
 CONTROLLED = {"space", "teacher", "task", "run_dir", "strategy", "budget", "objectives", "evaluator", "trials",
               "time_budget", "supernet_steps", "supernet_lr", "eval_steps", "data_dir", "max_length", "cache_dir",
               "seed", "bf16", "progress", "options"}  # SearchSettings fields the run config sets itself
-
-
-def digest(value: Any) -> str:
-    from .distill.task import digest as sha
-
-    return sha(value)[:16]
-
-
-class Stage:
-    """One stage's directory. ``identity``: the inputs whose change makes earlier work useless (the
-    directory is wiped); ``key``: identity plus the inputs that only extend the work (e.g. more
-    trials), which a rerun continues from what is there."""
-
-    def __init__(self, run_dir: Path, name: str, identity: Any, extent: Any = None, keep: dict[str, str] | None = None):
-        self.dir, self.name = run_dir / name, name
-        self.identity = digest(identity)
-        self.key = digest([self.identity, extent])
-        self.keep = keep or {}  # subdirectory → the file that marks it complete: kept when the stage starts over
-
-    def done(self) -> dict | None:
-        """The outputs of a complete run with the same key, else None."""
-        path = self.dir / DONE
-        if not path.is_file():
-            return None
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return info["outputs"] if info.get("key") == self.key else None
-
-    def begin(self) -> bool:
-        """Prepare the directory; True when earlier work of the same identity is resumed."""
-        marker = self.dir / BEGUN
-        same = marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("identity") == self.identity
-        (self.dir / DONE).unlink(missing_ok=True)
-        if not same:
-            kept = self._set_aside()
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir.mkdir(parents=True)
-            for name, path in kept.items():
-                path.rename(self.dir / name)
-            atomic_write_text(marker, json.dumps({"identity": self.identity}))
-        return same
-
-    def _set_aside(self) -> dict[str, Path]:
-        """Move the complete ``keep`` subdirectories next to the stage (their own keys decide reuse)."""
-        kept = {}
-        for name, complete in self.keep.items():
-            path = self.dir / name
-            if (path / complete).is_file():
-                aside = self.dir.with_name(f".{self.name}-{name}.kept")
-                shutil.rmtree(aside, ignore_errors=True)
-                path.rename(aside)
-                kept[name] = aside
-        return kept
-
-    def finish(self, outputs: dict, seconds: float, peak: PeakMemory) -> dict:
-        """Mark the stage complete: its key, time, peak resident memory (GiB, sampled; None where unknown)
-        and peak GPU memory (GiB, None without a GPU), outputs."""
-        memory = {name: None if gb is None else round(gb, 3)
-                  for name, gb in (("peak_rss_gb", peak.gb), ("peak_gpu_gb", peak.gpu_gb))}
-        atomic_write_text(self.dir / DONE, json.dumps({"key": self.key, "seconds": seconds, **memory,
-                                                       "outputs": outputs}, indent=1, default=str))
-        return outputs
 
 
 @dataclass
@@ -126,12 +65,10 @@ def check_run_dir(run_dir: Path, config: RunConfig, *, force: bool) -> None:
     path = run_dir / CONFIG
     if not path.is_file() or force:
         return
-    from .runconfig import load_config
-
     try:
         old = load_config(path)
     except ConfigError:
-        raise ConfigError(f"{run_dir}: holds a config.yaml that is not a valid run config; use another --out "
+        raise ConfigError(f"{run_dir}: holds a {CONFIG} that is not a valid run config; use another --out "
                           "or --force to replace that run") from None
     if old.identity() != config.identity():
         changed = [k for k in config.identity() if old.identity()[k] != config.identity()[k]]
@@ -143,10 +80,6 @@ def check_run_dir(run_dir: Path, config: RunConfig, *, force: bool) -> None:
 def run_pipeline(config: RunConfig, run_dir: Path, *, force: bool = False, cache_dir: Path | None = None,
                  progress: bool = True, log: Log = print) -> RunResult:
     """Every stage of the run, reusing what is complete."""
-    import optuna
-
-    from .search.supernet import INFO as SUPERNET_INFO
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir = Path(run_dir)
     writable_dir(run_dir)
@@ -154,22 +87,22 @@ def run_pipeline(config: RunConfig, run_dir: Path, *, force: bool = False, cache
     run = _Run(config, run_dir, cache_dir, progress, log)
     run.check()
     atomic_write_text(run_dir / CONFIG, config.echo())
-    teacher = run.stage("teacher", run.teacher_inputs(), None, run.teacher)
+    teacher = run.stage("teacher", TeacherOutputs, run.teacher_inputs(), None, run.teacher)
     run.gate_teacher(teacher)
-    search = run.stage("search", run.search_inputs(teacher), run.search_extent(), lambda st: run.search(st, teacher),
+    search = run.stage("search", SearchOutputs, run.search_inputs(teacher), run.search_extent(),
+                       lambda st: run.search(st, teacher),
                        keep={"supernet": SUPERNET_INFO})  # a trained supernet is reused by its own key
-    finalists = run.stage("finalists", [search["key"], config.finalists.model_dump(mode="json", exclude={"count", "baselines"}),
-                                        config.latency_repeats], [config.finalists.count, config.finalists.baselines,
-                                                                     config.quality.constant_margin],
+    finalists = run.stage("finalists", FinalistsOutputs,
+                          [search.key, config.finalists.model_dump(mode="json", exclude={"count", "baselines"}),
+                           config.latency_repeats], [config.finalists.count, config.finalists.baselines,
+                                                     config.quality.constant_margin],
                           lambda st: run.finalists(st, teacher, search))
     verdict = run.judge(teacher, finalists)
-    export = run.stage("export", [finalists["key"], config.export.model_dump(mode="json"), verdict.to_dict()], None,
-                       lambda st: run.export(st, teacher, finalists, verdict))
-    from .report import write_report
-
+    export = run.stage("export", ExportOutputs, [finalists.key, config.export.model_dump(mode="json"), verdict.to_dict()],
+                       None, lambda st: run.export(st, teacher, finalists, verdict))
     results = write_report(run_dir, config=config, teacher=teacher, search=search, finalists=finalists,
                            export=export, timings=run.timings, quality=verdict.to_dict())
-    log(f"report: {run_dir / 'report.html'}")
+    log(f"report: {run_dir / PAGE}")
     return RunResult(run_dir, results, run.reused)
 
 
@@ -177,8 +110,6 @@ class _Run:
     """The stages of one run (methods named after them)."""
 
     def __init__(self, config: RunConfig, run_dir: Path, cache_dir: Path | None, progress: bool, log: Log):
-        from .data import resolve_task
-
         self.config, self.run_dir, self.cache_dir, self.progress, self.log = config, run_dir, cache_dir, progress, log
         self.task = resolve_task(config.task)
         self.bf16 = use_bf16(config.precision)  # resolved once: every stage trains at the same precision
@@ -187,11 +118,6 @@ class _Run:
 
     def check(self) -> None:
         """Every option that can be checked before the long stages start."""
-        from .distill.teacher import model_directory
-        from .hf import import_checkpoint
-        from .distill.task import load_tokenizer
-        from .search.strategies import STRATEGIES, parse_options
-
         s = self.config.search
         if s.strategy not in STRATEGIES:
             raise ConfigError(f"search.strategy = {s.strategy!r}: unknown (known: {', '.join(STRATEGIES)})")
@@ -205,8 +131,6 @@ class _Run:
         if strategy.spaceless is not None and s.space is not None:
             raise ConfigError(f"search.space: the {s.strategy} strategy takes no search space ({strategy.spaceless})")
         if s.time_budget is not None:
-            from .search.job import parse_duration
-
             parse_duration(s.time_budget)
         for name in ("params", "total_params", "flops", "latency"):
             value = getattr(self.config.budget, name)
@@ -218,8 +142,6 @@ class _Run:
         load_tokenizer(directory, spec)  # its files and vocabulary, before a teacher trains or scores on them
         self.check_max_length(directory, spec)
         self.check_baselines(spec)
-        from .distill.objectives import LossConfig
-
         try:
             LossConfig.from_terms(self.config.finalists.losses)
         except (ValueError, ConfigError) as e:
@@ -228,9 +150,6 @@ class _Run:
     def check_max_length(self, directory: Path, spec: ArchSpec) -> None:
         """``max_length`` fits the positions of the teacher checkpoint (``spec``, read from ``directory``)
         and of the search space file's architectures: a longer input would stop training midway."""
-        from .distill.task import check_max_length
-        from .search.space import SearchSpace
-
         length = self.config.max_length
         check_max_length(length, spec, str(directory), f"max_positions in {directory / 'config.json'}", "max_length")
         if self.config.search.space is not None:
@@ -242,9 +161,6 @@ class _Run:
         """Every baseline names a preset or spec file whose positions fit ``max_length``, or is built-in
         and exists at the run's budget (its parameter and FLOPs bounds, resolved against the teacher
         checkpoint's own shape ``spec``)."""
-        from .baselines import BASELINES
-        from .distill.task import check_max_length
-
         baselines = self.config.finalists.baselines
         for i, text in enumerate(baselines):
             if text not in BASELINES:
@@ -258,28 +174,27 @@ class _Run:
                 self.built_in_baseline(text, spec, budget, f"finalists.baselines[{i}]")
 
     def built_in_baseline(self, name: str, teacher: ArchSpec, budget: dict, where: str) -> ArchSpec:
-        from .baselines import build
-        from .search.budget import Budget
-
         try:
             return build(name, teacher, Budget.model_validate({k: v for k, v in budget.items() if k != "latency"}))
         except ValueError as e:
             shown = ", ".join(f"{k} {v}" for k, v in budget.items() if k not in ("batch", "seq_len", "device"))
             raise ConfigError(f"{where} = {name!r}: {e} (budget: {shown})") from None
 
-    def stage(self, name: str, identity: Any, extent: Any, body: Callable[[Stage], dict],
-              keep: dict[str, str] | None = None) -> dict:
+    def stage(self, name: str, model: type[Out], identity: Any, extent: Any, body: Callable[[Stage], Out],
+              keep: dict[str, str] | None = None) -> Out:
+        """Stage ``name``'s outputs (a ``model``): those of its complete run with the same key, else
+        those of ``body``, which runs it."""
         stage = Stage(self.run_dir, name, identity, extent, keep)
-        outputs = stage.done()
+        outputs = stage.done(model)
         if outputs is not None:
             self.reused.append(name)
             self.log(f"[{name}] reused (inputs unchanged)")
-            return outputs | {"key": stage.key}
+            return outputs.model_copy(update={"key": stage.key})
         resumed = stage.begin()
         self.log(f"[{name}] {'resuming' if resumed else 'running'}")
         start = time.perf_counter()
         with PeakMemory() as peak:
-            outputs = body(stage) | {"key": stage.key}
+            outputs = body(stage).model_copy(update={"key": stage.key})
         self.timings[name] = time.perf_counter() - start
         release_memory()
         return stage.finish(outputs, self.timings[name], peak)
@@ -287,8 +202,6 @@ class _Run:
     # ---- teacher ----------------------------------------------------------------------------------
     def teacher_inputs(self) -> dict:
         """The teacher stage's identity: its settings, the task and data, and the checkpoint's files."""
-        from .distill.teacher import model_directory
-
         c = self.config
         if c.teacher.finetuned is not None:
             files = _files(Path(c.teacher.finetuned), "teacher.finetuned")
@@ -298,11 +211,7 @@ class _Run:
                 "data_dir": str(c.data_dir), "max_length": c.max_length, "seed": c.seed, "files": files,
                 "bf16": self.bf16}  # every later stage's key holds the teacher's, hence the precision too
 
-    def teacher(self, stage: Stage) -> dict:
-        from .cost import encoder_params, flops, params
-        from .distill.teacher import finetune_teacher, load_teacher
-        from .distill.trainer import TrainConfig
-
+    def teacher(self, stage: Stage) -> TeacherOutputs:
         c = self.config
         if c.teacher.finetuned is not None:
             directory, metrics = Path(c.teacher.finetuned), None
@@ -322,32 +231,27 @@ class _Run:
         constant = {split: constant_levels(self.task.metrics, data.splits[split].labels,
                                            regression=self.task.is_regression, num_labels=self.task.num_labels)
                     for split in ("dev", "test") if data.labeled(split)}
-        return {"directory": str(Path(directory).resolve()), "metrics": metrics, "constant": constant,
-                "spec": spec.to_dict(),
-                "summary": spec.summary(), "params": encoder_params(spec), "total_params": params(spec),
-                "flops": flops(spec, c.budget.seq_len), "precision": "bf16" if self.bf16 else "fp32"}
+        return TeacherOutputs(directory=str(Path(directory).resolve()), metrics=metrics, constant=constant,
+                              spec=spec.to_dict(), summary=spec.summary(), params=encoder_params(spec),
+                              total_params=params(spec), flops=flops(spec, c.budget.seq_len),
+                              precision="bf16" if self.bf16 else "fp32")
 
-    def _eval_data(self, directory: Path, spec: ArchSpec):
+    def _eval_data(self, directory: Path, spec: ArchSpec) -> TaskData:
         """The task's splits, tokenized by the tokenizer of the teacher in ``directory`` of shape ``spec`` (cached)."""
-        from .distill.task import load_task_data, load_tokenizer
-
         tokenizer = load_tokenizer(directory, spec, self.config.max_length)
         return load_task_data(self.task, tokenizer, data_dir=self.config.data_dir,
                               max_length=self.config.max_length, cache_dir=self.cache_dir)
 
-    def _evaluate_dir(self, directory: Path, data) -> dict:
+    def _evaluate_dir(self, directory: Path, data: TaskData) -> dict:
         """Dev (and labelled test) metrics of a fine-tuned teacher given as it is."""
-        from .distill.task import evaluate
-        from .distill.teacher import load_teacher
-
         model = load_teacher(directory, self.task)
         return {split: evaluate(model, data, split) for split in ("dev", "test") if data.labeled(split)}
 
-    def gate_teacher(self, teacher: dict) -> None:
+    def gate_teacher(self, teacher: TeacherOutputs) -> None:
         """Stop when the teacher is no better on dev than a constant predictor: nothing can be
         distilled from it (``quality.accept_weak`` goes on anyway)."""
         q, metric = self.config.quality, self.task.main_metric
-        dev, level = teacher["metrics"]["dev"][metric], teacher.get("constant", {}).get("dev", {}).get(metric)
+        dev, level = teacher.metrics["dev"][metric], teacher.constant.get("dev", {}).get(metric)
         if level is None:
             return
         if not at_constant_level(dev, level, q.constant_margin):
@@ -362,32 +266,29 @@ class _Run:
         raise WeakModelError(message)
 
     # ---- search -----------------------------------------------------------------------------------
-    def search_inputs(self, teacher: dict) -> dict:
+    def search_inputs(self, teacher: TeacherOutputs) -> dict:
         c = self.config
         s = c.search.model_dump(mode="json", exclude={"trials", "time_budget"})
         if c.search.space is not None:
             s["space"] = _files(Path(c.search.space), "search.space")
-        return {"teacher": teacher["key"], "search": s, "budget": c.budget.model_dump(mode="json"),
+        return {"teacher": teacher.key, "search": s, "budget": c.budget.model_dump(mode="json"),
                 "seed": c.seed, "max_length": c.max_length}
 
     def search_extent(self) -> list:
         return [self.config.search.trials, self.config.search.time_budget]
 
-    def search(self, stage: Stage, teacher: dict) -> dict:
-        from .search.job import SearchSettings, parse_duration, run_search_job
-        from .search.strategies import STRATEGIES
-
+    def search(self, stage: Stage, teacher: TeacherOutputs) -> SearchOutputs:
         c, s = self.config, self.config.search
-        spec = ArchSpec.from_dict(teacher["spec"])
+        spec = ArchSpec.from_dict(teacher.spec)
         budget, teacher_latency = self.resolve_budget(spec, stage)
         space = s.space
         if space is None and STRATEGIES[s.strategy].spaceless is None:
-            space = stage.dir / "space.yaml"
+            space = stage.dir / SPACE
             if not space.is_file():
                 atomic_write_text(space, default_space(spec))
         general, options = _split_options(s.options)
         settings = SearchSettings(
-            space=space, teacher=Path(teacher["directory"]), task=c.task, run_dir=stage.dir, strategy=s.strategy,
+            space=space, teacher=Path(teacher.directory), task=c.task, run_dir=stage.dir, strategy=s.strategy,
             budget=",".join(f"{k}={v}" for k, v in budget.items()), objectives=tuple(s.objectives),
             evaluator=s.evaluator, trials=s.trials, supernet_steps=s.supernet_steps, supernet_lr=s.supernet_lr,
             eval_steps=s.eval_steps, time_budget=parse_duration(s.time_budget) if s.time_budget else None,
@@ -400,30 +301,26 @@ class _Run:
         if not result.front:
             raise ConfigError("search: no architecture within the budget was evaluated; loosen budget.* or give the "
                               "search more trials")
-        return {"budget": budget, "teacher_latency_ms": teacher_latency, "evaluated": result.evaluated,
-                "infeasible": result.infeasible, "duplicates": result.duplicates, "failed": result.failed,
-                "stopped": result.stopped, "metric": self.task.main_metric,
-                "objectives": list(settings.objectives), "evaluator": settings.evaluator,
-                "front": [{"trial": p.number, "values": list(p.values), "spec": p.spec, "summary": p.summary,
-                           "costs": p.costs, "metrics": p.metrics} for p in result.front]}
+        return SearchOutputs(budget=budget, teacher_latency_ms=teacher_latency, evaluated=result.evaluated,
+                             infeasible=result.infeasible, duplicates=result.duplicates, failed=result.failed,
+                             stopped=result.stopped, metric=self.task.main_metric, objectives=list(settings.objectives),
+                             evaluator=settings.evaluator,
+                             front=[FrontPoint(trial=p.number, values=list(p.values), spec=p.spec, summary=p.summary,
+                                               costs=p.costs, metrics=p.metrics) for p in result.front])
 
     def resolve_budget(self, teacher: ArchSpec, stage: Stage) -> tuple[dict[str, Any], float | None]:
         """The budget in absolute figures (shares of the teacher's costs resolved) and the teacher's
         latency when a share of it was asked for (measured once, kept in the stage)."""
-        from .search.costs import measure_latency
-
         b = self.config.budget
         latency = None
         if _share(b.latency, "budget.latency") is not None:
-            latency = _cached(stage.dir / "teacher_latency.json", lambda: measure_latency(
+            latency = _cached(stage.dir / TEACHER_LATENCY, lambda: measure_latency(
                 teacher, batch=b.batch, seq_len=b.seq_len, repeats=self.config.latency_repeats, device=b.device))
         return self.absolute_budget(teacher, latency), latency
 
     def absolute_budget(self, teacher: ArchSpec, teacher_latency: float | None) -> dict[str, Any]:
         """The budget with its shares of the teacher's costs resolved; a latency share only with the
         teacher's measured ``teacher_latency`` (left out without it)."""
-        from .cost import encoder_params, flops, params
-
         b = self.config.budget
         out: dict[str, Any] = {"batch": b.batch, "seq_len": b.seq_len, "device": b.device}
         for name, whole in (("params", lambda: encoder_params(teacher)), ("total_params", lambda: params(teacher)),
@@ -442,66 +339,57 @@ class _Run:
         return out
 
     # ---- finalists --------------------------------------------------------------------------------
-    def finalists(self, stage: Stage, teacher: dict, search: dict) -> dict:
-        from .distill.objectives import LossConfig
-        from .distill.task import distill_on_task
-
+    def finalists(self, stage: Stage, teacher: TeacherOutputs, search: SearchOutputs) -> FinalistsOutputs:
         c, f = self.config, self.config.finalists
         metric = self.task.main_metric
-        level = teacher.get("constant", {}).get("dev", {}).get(metric)
-        front, degenerate = pick_finalists(search["front"], f.count, level, c.quality.constant_margin)
+        level = teacher.constant.get("dev", {}).get(metric)
+        front, degenerate = pick_finalists(search.front, f.count, level, c.quality.constant_margin)
         if degenerate:
             self.log(f"[finalists] warning: every front architecture scored at the level of a constant predictor "
                      f"({100 * level:.2f}) in the search; the largest within the budget go first")
-        entries = [{"name": f"finalist-{i + 1}-t{p['trial']}", "kind": "finalist", "spec": p["spec"],
-                    "search_value": p["values"][0], "trial": p["trial"]} for i, p in enumerate(front)]
-        teacher_spec = ArchSpec.from_dict(teacher["spec"])
+        planned = [{"name": f"finalist-{i + 1}-t{p.trial}", "kind": "finalist", "spec": p.spec,
+                    "search_value": p.values[0], "trial": p.trial} for i, p in enumerate(front)]
+        teacher_spec = ArchSpec.from_dict(teacher.spec)
         for i, text in enumerate(f.baselines):
             where = f"finalists.baselines[{i}]"
-            spec = (self.built_in_baseline(text, teacher_spec, search["budget"], where) if text in BASELINES
+            spec = (self.built_in_baseline(text, teacher_spec, search.budget, where) if text in BASELINES
                     else _baseline(text, where))
-            entries.append({"name": f"baseline-{i + 1}-{Path(text).stem}", "kind": "baseline", "spec": spec.to_dict(),
+            planned.append({"name": f"baseline-{i + 1}-{Path(text).stem}", "kind": "baseline", "spec": spec.to_dict(),
                             "source": text})
         config = finalist_schedule(f, c.seed, self._train_size(teacher), bf16=self.bf16)
         losses = LossConfig.from_terms(f.losses)
-        for n, entry in enumerate(entries, 1):
+        distilled = []
+        for n, entry in enumerate(planned, 1):
             spec = ArchSpec.from_dict(entry["spec"])
             run_dir = stage.dir / entry["name"]
-            self.log(f"[finalists] {n}/{len(entries)} {entry['name']}: {spec.summary()}")
-            if not (run_dir / "result.json").is_file():
-                distill_on_task(spec, teacher["directory"], self.task, losses=losses, config=config, run_dir=run_dir,
+            self.log(f"[finalists] {n}/{len(planned)} {entry['name']}: {spec.summary()}")
+            if not (run_dir / DISTILLED).is_file():
+                distill_on_task(spec, teacher.directory, self.task, losses=losses, config=config, run_dir=run_dir,
                                 data_dir=c.data_dir, init_from_teacher=f.init == "teacher", max_length=c.max_length,
                                 resume=True, cache_dir=self.cache_dir, progress=self.progress)
             release_memory()
-            result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
-            entry.update(model_dir=str(run_dir / "model"), metrics=result["metrics"], steps=result["steps"],
-                         best_step=result["best_step"], data=result["data"])
-        self._costs(entries, teacher, search["budget"])
-        within = [e for e in entries if not e["violations"]]
+            result = json.loads((run_dir / DISTILLED).read_text(encoding="utf-8"))
+            distilled.append(entry | {"model_dir": str(run_dir / "model"), "metrics": result["metrics"],
+                                      "steps": result["steps"], "best_step": result["best_step"], "data": result["data"]})
+        entries = self._costs(distilled, teacher, search.budget)
+        within = [e for e in entries if not e.violations]
         if not within:
             raise ConfigError("finalists: none is within the budget")
         chosen = choose(within, metric, level, c.quality.constant_margin)
-        self.log(f"[finalists] chosen: {chosen['name']} ({ArchSpec.from_dict(chosen['spec']).summary()}), "
-                 f"dev {metric} {chosen['metrics']['dev'][metric]:.4f}")
-        return {"entries": entries, "chosen": chosen["name"], "teacher_latency_ms": self._teacher_latency}
+        self.log(f"[finalists] chosen: {chosen.name} ({chosen.summary}), dev {metric} {chosen.metrics['dev'][metric]:.4f}")
+        return FinalistsOutputs(entries=entries, chosen=chosen.name, teacher_latency_ms=self._teacher_latency)
 
-    def _train_size(self, teacher: dict) -> int:
+    def _train_size(self, teacher: TeacherOutputs) -> int:
         """Examples in the task's train split (from the tokenized cache)."""
-        return len(self._eval_data(Path(teacher["directory"]), ArchSpec.from_dict(teacher["spec"])).splits["train"])
+        return len(self._eval_data(Path(teacher.directory), ArchSpec.from_dict(teacher.spec)).splits["train"])
 
-    def _costs(self, entries: list[dict], teacher: dict, budget: dict) -> None:
-        """Parameters, FLOPs and latency of every finalist, with the teacher's latency measured in the
-        same process, interleaved (rounds of teacher, then each model), medians over the rounds."""
-        import statistics
-
-        from .cost import encoder_params, flops, params
-        from .hf import import_checkpoint
-        from .latency import measure_inference
-        from .search.budget import Budget
-
+    def _costs(self, distilled: list[dict], teacher: TeacherOutputs, budget: dict) -> list[FinalistEntry]:
+        """The ``distilled`` models as entries with their parameters, FLOPs and latency, the teacher's
+        latency measured in the same process, interleaved (rounds of teacher, then each model), medians
+        over the rounds."""
         b = self.config.budget
-        models = {"teacher": import_checkpoint(teacher["directory"]).model}
-        models |= {e["name"]: import_checkpoint(e["model_dir"]).model for e in entries}
+        models = {"teacher": import_checkpoint(teacher.directory).model}
+        models |= {e["name"]: import_checkpoint(e["model_dir"]).model for e in distilled}
         rounds: dict[str, list[float]] = {name: [] for name in models}
         for _ in range(3):
             for name, model in models.items():
@@ -511,35 +399,35 @@ class _Run:
                 rounds[name].append(timing.median * 1e3)
         latency = {name: statistics.median(ms) for name, ms in rounds.items()}
         self._teacher_latency = latency["teacher"]
-        budget = Budget.model_validate(budget)
-        for e in entries:
+        limits = Budget.model_validate(budget)
+        entries = []
+        for e in distilled:
             spec = ArchSpec.from_dict(e["spec"])
-            e.update(params=encoder_params(spec), total_params=params(spec), flops=flops(spec, b.seq_len),
-                     latency_ms=latency[e["name"]], summary=spec.summary(),
-                     violations=budget.violations(spec, latency_ms=latency[e["name"]]))
+            entries.append(FinalistEntry(**e, params=encoder_params(spec), total_params=params(spec),
+                                         flops=flops(spec, b.seq_len), latency_ms=latency[e["name"]],
+                                         summary=spec.summary(),
+                                         violations=limits.violations(spec, latency_ms=latency[e["name"]])))
+        return entries
 
     # ---- export -----------------------------------------------------------------------------------
-    def judge(self, teacher: dict, finalists: dict) -> Verdict:
+    def judge(self, teacher: TeacherOutputs, finalists: FinalistsOutputs) -> Verdict:
         """The quality gate on the chosen model (``quality`` settings)."""
         q = self.config.quality
-        chosen = next(e for e in finalists["entries"] if e["name"] == finalists["chosen"])
-        return judge(chosen, finalists["entries"], teacher, teacher.get("constant", {}), self.task.main_metric,
-                     max_drop=q.max_drop, margin=q.constant_margin)
+        return judge(finalists.chosen_entry().dump(), [e.dump() for e in finalists.entries], teacher.dump(),
+                     teacher.constant, self.task.main_metric, max_drop=q.max_drop, margin=q.constant_margin)
 
-    def export(self, stage: Stage, teacher: dict, finalists: dict, verdict: Verdict) -> dict:
-        from .export_card import write_export
-
-        chosen = next(e for e in finalists["entries"] if e["name"] == finalists["chosen"])
-        return write_export(Path(chosen["model_dir"]), stage.dir / "model", chosen=chosen, teacher=teacher,
+    def export(self, stage: Stage, teacher: TeacherOutputs, finalists: FinalistsOutputs,
+               verdict: Verdict) -> ExportOutputs:
+        chosen = finalists.chosen_entry()
+        info = write_export(Path(chosen.model_dir), stage.dir / EXPORTED, chosen=chosen, teacher=teacher,
                             finalists=finalists, config=self.config, verdict=verdict, log=self.log,
                             labels=self.task.labels, deploy=lambda directory: self._deployment(directory, teacher, chosen))
+        return ExportOutputs.model_validate(info)
 
-    def _deployment(self, directory: Path, teacher: dict, chosen: dict) -> dict:
+    def _deployment(self, directory: Path, teacher: TeacherOutputs, chosen: FinalistEntry) -> dict:
         """``deployment.assess`` of the export in ``directory`` on the run's own data and evaluation."""
-        from .deployment import assess
-
-        data = self._eval_data(Path(teacher["directory"]), ArchSpec.from_dict(teacher["spec"]))
-        return assess(directory, teacher["directory"], data, chosen["metrics"], self.task.main_metric,
+        data = self._eval_data(Path(teacher.directory), ArchSpec.from_dict(teacher.spec))
+        return assess(directory, teacher.directory, data, chosen.metrics, self.task.main_metric,
                       max_drop=self.config.export.int8_max_drop, seq_len=self.config.budget.seq_len)
 
 
@@ -548,29 +436,27 @@ def finalist_schedule(finalists: FinalistsConfig, seed: int, train_size: int, *,
     task's extra epochs and early stopping (``fitted_schedule``) for a train split of ``train_size``,
     under bf16 autocast when ``bf16``. ``bench/`` distils with it too, so that its students train
     exactly as the run's."""
-    from .distill.teacher import fitted_schedule
-    from .distill.trainer import TrainConfig
-
     f = finalists
     return fitted_schedule(TrainConfig(epochs=f.epochs, steps=f.steps, lr=f.lr, batch_size=f.batch_size,
                                        warmup=f.warmup, seed=seed, bf16=bf16), train_size, f.min_steps, f.patience)
 
 
-def pick_finalists(front: list[dict], count: int, level: float | None, margin: float) -> tuple[list[dict], bool]:
+def pick_finalists(front: list[FrontPoint], count: int, level: float | None,
+                   margin: float) -> tuple[list[FrontPoint], bool]:
     """The ``count`` best front points by search score (the cheaper first among equals), and whether the
     search was degenerate: every score at a constant predictor's ``level``, where a smaller architecture
     is no win and the largest go first."""
-    degenerate = level is not None and all(at_constant_level(p["values"][0], level, margin) for p in front)
-    order = (lambda p: -p["costs"]["params"]) if degenerate else (lambda p: (-p["values"][0], p["costs"]["params"]))
+    degenerate = level is not None and all(at_constant_level(p.values[0], level, margin) for p in front)
+    order = (lambda p: -p.costs["params"]) if degenerate else (lambda p: (-p.values[0], p.costs["params"]))
     return sorted(front, key=order)[:count], degenerate
 
 
-def choose(within: list[dict], metric: str, level: float | None, margin: float) -> dict:
+def choose(within: list[FinalistEntry], metric: str, level: float | None, margin: float) -> FinalistEntry:
     """The distilled model with the best dev metric; among equals the cheaper one, unless the best is at
     a constant predictor's ``level`` (the quality gate then fails the run), where the larger one is kept."""
-    best = max(e["metrics"]["dev"][metric] for e in within)
+    best = max(e.metrics["dev"][metric] for e in within)
     degenerate = level is not None and at_constant_level(best, level, margin)
-    return max(within, key=lambda e: (e["metrics"]["dev"][metric], e["params"] if degenerate else -e["params"]))
+    return max(within, key=lambda e: (e.metrics["dev"][metric], e.params if degenerate else -e.params))
 
 
 def default_space(teacher: ArchSpec) -> str:
@@ -594,10 +480,6 @@ def default_space(teacher: ArchSpec) -> str:
 
 def _search_fields() -> set[str]:
     """The ``bertsmith search`` settings that ``search.options`` may set (the rest are the strategy's)."""
-    from dataclasses import fields
-
-    from .search.job import SearchSettings
-
     return {f.name for f in fields(SearchSettings)} - CONTROLLED
 
 
@@ -623,8 +505,6 @@ def _share(value: str | None, where: str) -> float | None:
 
 def _absolute(value: str, name: str) -> None:
     """An absolute budget figure (``2.5M``, ``10ms``), else a ConfigError naming ``budget.<name>``."""
-    from .search.budget import parse_count, parse_ms
-
     try:
         (parse_ms if name == "latency" else parse_count)(value)
     except ValueError as e:
@@ -632,9 +512,6 @@ def _absolute(value: str, name: str) -> None:
 
 
 def _baseline(text: str, where: str) -> ArchSpec:
-    from . import presets
-    from .errors import SpecError
-
     try:
         return presets.resolve(text)
     except SpecError as e:
@@ -643,10 +520,6 @@ def _baseline(text: str, where: str) -> ArchSpec:
 
 def _files(path: Path, where: str) -> str:
     """A digest of a file's or a directory's contents (``where``: the config key, for the error)."""
-    import hashlib
-
-    from .distill.task import files_digest
-
     if not path.exists():
         raise ConfigError(f"{where} = {str(path)!r}: no such file or directory")
     return files_digest(path) if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()

@@ -150,7 +150,7 @@ def transplant_efficientbert(backbone: ArchSpec, params: int | None = None) -> A
     540) on another backbone; layer i of a backbone of depth d takes published layer ⌊6i/d⌋. With
     ``params``, every inner width is scaled by one factor so that the non-embedding parameters are as
     close to ``params`` as the widths allow (bertsmith's way to compare at a budget)."""
-    from .cost import encoder_params
+    from .cost import encoder_params  # imports torch: the presets alone are read without it
 
     depth, hidden = backbone.num_layers, backbone.hidden
     published = [EFFICIENTBERT_FFNS[len(EFFICIENTBERT_FFNS) * i // depth] for i in range(depth)]

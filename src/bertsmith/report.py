@@ -1,76 +1,72 @@
 """The run's report: ``results.json`` (every figure), ``pareto.png`` (metric against parameters and
-against latency) and one self-contained ``report.html`` (the plot embedded), built from the stages'
-``done.json`` files and the search's ``trials.csv``. ``rebuild_report(run_dir)`` builds them again
-from a run directory (``bertsmith report``).
+against latency) and one self-contained ``report.html`` (the plot embedded), rendered from the
+stages' outputs and the search's trials (``rundir``: where they are and what they hold).
+``rebuild_report(run_dir)`` builds them again from a run directory (``bertsmith report``).
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
-import math
 import platform
+import statistics
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .arch import atomic_write_text
+from .deployment import latency_table
 from .distill.checkpoint import atomic_file
 from .errors import ConfigError
+from .quality import judge
+from .rundir import (CONFIG, FRONT, PAGE, PLOT, RESULTS, ExportOutputs, FinalistEntry, FinalistsOutputs, SearchOutputs,
+                     TeacherOutputs, read_outputs, read_timings, read_trials)
+from .runconfig import RunConfig, load_config
+from .search.budget import parse_count, parse_ms
 
 PACKAGES = ("bertsmith", "torch", "transformers", "optuna", "onnxruntime", "numpy", "accelerate")
-RESULTS, FRONT, PLOT, PAGE = "results.json", "pareto.json", "pareto.png", "report.html"
 
 
 def rebuild_report(run_dir: Path) -> dict:
     """The report of a run directory whose stages are complete."""
-    from .pipeline import CONFIG, DONE
-    from .runconfig import load_config
-
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir}: not a bertsmith run directory (no {CONFIG})")
-    stages = {}
-    for name in ("teacher", "search", "finalists", "export"):
-        path = run_dir / name / DONE
-        if not path.is_file():
-            raise ConfigError(f"{run_dir}: the {name} stage is not complete ({path} is missing); finish the run with "
-                              f"`bertsmith run {run_dir / CONFIG} --out {run_dir}`")
-        stages[name] = json.loads(path.read_text(encoding="utf-8"))["outputs"]
-    previous = run_dir / RESULTS
-    timings = json.loads(previous.read_text(encoding="utf-8")).get("timings", {}) if previous.is_file() else {}
-    return write_report(run_dir, config=load_config(run_dir / CONFIG), timings=timings, **stages)
+    return write_report(run_dir, config=load_config(run_dir / CONFIG),
+                        teacher=read_outputs(run_dir, "teacher", TeacherOutputs),
+                        search=read_outputs(run_dir, "search", SearchOutputs),
+                        finalists=read_outputs(run_dir, "finalists", FinalistsOutputs),
+                        export=read_outputs(run_dir, "export", ExportOutputs), timings=read_timings(run_dir))
 
 
-def write_report(run_dir: Path, *, config, teacher: dict, search: dict, finalists: dict, export: dict,
-                 timings: dict[str, float], quality: dict | None = None) -> dict:
+def write_report(run_dir: Path, *, config: RunConfig, teacher: TeacherOutputs, search: SearchOutputs,
+                 finalists: FinalistsOutputs, export: ExportOutputs, timings: dict[str, float],
+                 quality: dict | None = None) -> dict:
     """Write results.json, pareto.json, pareto.png and report.html; returns the results. ``quality``:
     the quality gate's verdict (judged here when not given)."""
-    from .quality import judge
-
     run_dir = Path(run_dir)
-    metric = search["metric"]
-    chosen = next(e for e in finalists["entries"] if e["name"] == finalists["chosen"])
+    metric = search.metric
+    chosen = finalists.chosen_entry()
+    entries = [e.dump() for e in finalists.entries]
     if quality is None:
-        quality = judge(chosen, finalists["entries"], teacher, teacher.get("constant", {}), metric,
+        quality = judge(chosen.dump(), entries, teacher.dump(), teacher.constant, metric,
                         max_drop=config.quality.max_drop, margin=config.quality.constant_margin).to_dict()
-    trials = read_trials(run_dir / "search" / "trials.csv", metric)
-    front = {p["trial"] for p in search["front"]}
-    for t in trials:
-        t["on_front"] = t["trial"] in front
-    teacher_out = teacher | {"latency_ms": finalists["teacher_latency_ms"]}
+    front = {p.trial for p in search.front}
+    trials = [t.model_copy(update={"on_front": t.trial in front}) for t in read_trials(run_dir, metric)]
     results = {
         "task": config.task, "metric": metric, "seed": config.seed, "config": config.model_dump(mode="json"),
-        "budget": search["budget"], "teacher": teacher_out,
-        "chosen": chosen | {"versus_teacher": versus(chosen, teacher_out, metric)},
-        "finalists": finalists["entries"], "quality": quality,
-        "pareto": honest_front(search, finalists["entries"], metric),
-        "search": {k: search[k] for k in ("evaluated", "infeasible", "duplicates", "failed", "stopped", "objectives",
-                                          "evaluator")} | {"front": search["front"], "trials": trials},
-        "export": export, "data": chosen.get("data", {}), "versions": versions(),
+        "budget": search.budget, "teacher": teacher.dump() | {"latency_ms": finalists.teacher_latency_ms},
+        "chosen": chosen.dump() | {"versus_teacher": versus(chosen, teacher, finalists.teacher_latency_ms, metric)},
+        "finalists": entries, "quality": quality,
+        "pareto": honest_front(search, finalists.entries, metric),
+        "search": search.model_dump(mode="json", include={"evaluated", "infeasible", "duplicates", "failed", "stopped",
+                                                          "objectives", "evaluator", "front"})
+        | {"trials": [t.model_dump(mode="json") for t in trials]},
+        "export": export.dump(), "data": chosen.data, "versions": versions(),
         "timings": timings | {"total": sum(v for k, v in timings.items() if k != "total")} if timings else {},
     }
     atomic_write_text(run_dir / RESULTS, json.dumps(results, indent=1, default=str) + "\n")
@@ -82,52 +78,38 @@ def write_report(run_dir: Path, *, config, teacher: dict, search: dict, finalist
     return results
 
 
-def honest_front(search: dict, entries: list[dict], metric: str) -> dict:
+def honest_front(search: SearchOutputs, entries: list[FinalistEntry], metric: str) -> dict:
     """The front as the user should read it: each point's search score is marked as a proxy (the
     search's evaluator, not a distillation), next to its distilled dev score where it was distilled as
     a finalist, and a calibrated estimate (the search score plus the mean distilled-minus-proxy offset
     of the distilled front points; its error is their spread, unknown from fewer than two). The
     distilled finalists and baselines follow as points of their own."""
-    import statistics
-
-    distilled = {e["trial"]: e for e in entries if e["kind"] == "finalist"}
-    offsets = [e["metrics"]["dev"][metric] - e["search_value"] for e in distilled.values()]
+    distilled = {e.trial: e for e in entries if e.kind == "finalist"}
+    offsets = [e.metrics["dev"][metric] - e.search_value for e in distilled.values()]
     offset = statistics.fmean(offsets) if offsets else None
     error = statistics.stdev(offsets) if len(offsets) > 1 else None
     front = []
-    for p in search["front"]:
-        e = distilled.get(p["trial"])
-        front.append({"trial": p["trial"], "summary": p["summary"], "costs": p["costs"],
-                      "search_score": p["values"][0], "score": "proxy", "evaluator": search["evaluator"],
-                      "distilled_dev": e["metrics"]["dev"][metric] if e else None,
-                      "estimate": None if offset is None else p["values"][0] + offset, "estimate_error": error})
-    return {"metric": metric, "evaluator": search["evaluator"],
+    for p in search.front:
+        e = distilled.get(p.trial)
+        front.append({"trial": p.trial, "summary": p.summary, "costs": p.costs,
+                      "search_score": p.values[0], "score": "proxy", "evaluator": search.evaluator,
+                      "distilled_dev": e.metrics["dev"][metric] if e else None,
+                      "estimate": None if offset is None else p.values[0] + offset, "estimate_error": error})
+    return {"metric": metric, "evaluator": search.evaluator,
             "calibration": {"offset": offset, "error": error, "points": len(offsets)}, "front": front,
-            "distilled": [{"name": e["name"], "kind": e["kind"], "summary": e["summary"], "params": e["params"],
-                           "latency_ms": e["latency_ms"], "score": "distilled",
-                           "metrics": e["metrics"]} for e in entries]}
+            "distilled": [{"name": e.name, "kind": e.kind, "summary": e.summary, "params": e.params,
+                           "latency_ms": e.latency_ms, "score": "distilled",
+                           "metrics": e.metrics} for e in entries]}
 
 
-def versus(model: dict, teacher: dict, metric: str) -> dict:
-    """Ratios against the teacher and the metric differences in points (teacher minus model)."""
-    out = {"params_ratio": teacher["params"] / model["params"], "flops_ratio": teacher["flops"] / model["flops"],
-           "speedup": teacher["latency_ms"] / model["latency_ms"]}
+def versus(model: FinalistEntry, teacher: TeacherOutputs, teacher_latency_ms: float, metric: str) -> dict:
+    """Ratios against the teacher (its latency measured next to the model's) and the metric
+    differences in points (teacher minus model)."""
+    out = {"params_ratio": teacher.params / model.params, "flops_ratio": teacher.flops / model.flops,
+           "speedup": teacher_latency_ms / model.latency_ms}
     for split in ("dev", "test"):
-        if split in model["metrics"] and split in teacher["metrics"]:
-            out[f"{split}_drop_points"] = 100 * (teacher["metrics"][split][metric] - model["metrics"][split][metric])
-    return out
-
-
-def read_trials(path: Path, metric: str) -> list[dict]:
-    """The search's evaluated architectures (complete, feasible or not, not repeats) from trials.csv."""
-    out = []
-    with path.open(encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
-            if row["state"] != "COMPLETE" or row["duplicate_of"] or row[metric] == "":
-                continue
-            out.append({"trial": int(row["trial"]), "value": float(row[metric]), "feasible": row["feasible"] == "True",
-                        "params": _num(row["params"]), "flops": _num(row["flops"]), "latency_ms": _num(row["latency"]),
-                        "summary": row["summary"]})
+        if split in model.metrics and split in teacher.metrics:
+            out[f"{split}_drop_points"] = 100 * (teacher.metrics[split][metric] - model.metrics[split][metric])
     return out
 
 
@@ -146,12 +128,10 @@ def plot(results: dict) -> bytes:
     """Two panels, metric against non-embedding parameters and against measured latency: every
     evaluated architecture (its search score), the front, the distilled finalists and baselines, the
     teacher and the chosen model."""
-    import matplotlib
+    import matplotlib  # slow to import: only when a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .search.budget import parse_count, parse_ms
 
     metric, trials = results["metric"], results["search"]["trials"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
@@ -261,8 +241,6 @@ def page(results: dict, png: bytes) -> str:
                                         ("training precision", results["teacher"].get("precision", "fp32")),
                                         *(("data " + k, h) for k, h in results["data"].items()),
                                         *results["versions"].items(), ("export", results["export"]["directory"])])
-    import yaml
-
     config = yaml.safe_dump(results["config"], sort_keys=False)
     img = base64.b64encode(png).decode()
     return f"""<!doctype html>
@@ -314,8 +292,6 @@ the best on dev within the budget. Latency: median of interleaved measurements i
 
 def deployment(export: dict) -> str:
     """The report's section on the int8 ONNX file: its metrics against fp32, the four latencies."""
-    from .deployment import latency_table
-
     e = html.escape
     d = export.get("deployment")
     if d is None:
@@ -346,6 +322,3 @@ def _fmt_metrics(metrics: dict) -> str:
 def _opt(value: Any, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
-
-def _num(text: str) -> float | None:
-    return float(text) if text not in ("", None) and math.isfinite(float(text)) else None

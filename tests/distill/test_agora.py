@@ -11,7 +11,7 @@ import pytest
 
 from bertsmith.data import resolve_task
 from bertsmith.data.carve import carve, concat, subset
-from bertsmith.distill import task as task_module
+from bertsmith.distill import agora as agora_module
 from bertsmith.distill.agora import SETS, agora_on_task, drop, load_sets
 from bertsmith.distill.objectives import LossConfig
 from bertsmith.distill.task import load_tokenizer
@@ -92,14 +92,14 @@ def _marked_task(folder):
 def test_the_reported_split_never_reaches_agora_training(monkeypatch, tmp_path, teacher_dir, cache_dir):
     task = resolve_task(_marked_task(tmp_path / "task"))
     marker = load_tokenizer(teacher_dir, tiny_spec(), 16).convert_tokens_to_ids(MARKER)
-    seen, real = [], task_module.train_on_task
+    seen, real = [], agora_module.train_on_task
 
     def spy(objective, data, **kwargs):
         seen.append((set(data.splits), np.unique(data.splits["train"].input_ids),
                      np.unique(data.splits["validation"].input_ids)))
         return real(objective, data, **kwargs)
 
-    monkeypatch.setattr(task_module, "train_on_task", spy)
+    monkeypatch.setattr(agora_module, "train_on_task", spy)
     config = TrainConfig(steps=4, batch_size=16, lr=3e-3)
     result = agora_on_task(tiny_spec(layers=1, hidden=24, heads=2), teacher_dir, task, losses=LossConfig(),
                            config=config, run_dir=tmp_path / "run", max_length=16, cache_dir=cache_dir,
@@ -124,7 +124,7 @@ def test_a_rerun_replays_the_recorded_rounds(monkeypatch, capsys, tmp_path, teac
     assert code == 0, err
     first = json.loads((tmp_path / "run" / "result.json").read_text())
     calls = []
-    monkeypatch.setattr(task_module, "train_on_task", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(agora_module, "train_on_task", lambda *a, **k: calls.append(1))
     code, again_out, err = run(monkeypatch, capsys, *args)
     again = json.loads((tmp_path / "run" / "result.json").read_text())
     assert code == 0 and calls == [] and again["metrics"] == first["metrics"] and again["rounds"] == first["rounds"]

@@ -10,7 +10,8 @@ import torch
 from bertsmith.data import resolve_task
 from bertsmith.distill.agnostic import corpus_files, pack, pretrain_student, read_lines
 from bertsmith.distill.objectives import LossConfig
-from bertsmith.distill.task import distill_on_task, load_tokenizer
+from bertsmith.distill.student import distill_on_task
+from bertsmith.distill.task import load_tokenizer
 from bertsmith.distill.teacher import INFO, finetune_teacher, load_teacher
 from bertsmith.distill.trainer import TrainConfig
 from bertsmith.errors import CheckpointError, DataError, SpecError

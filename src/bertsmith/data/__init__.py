@@ -1,8 +1,7 @@
 """Task data: the task registry, loading splits, metrics, and tokenization with an on-disk cache."""
 
-from .metrics import compute_metrics, main_metric
 from .sources import Split, load_split
-from .tasks import TASKS, HubSource, Task, get_task, load_task_file, resolve_task
+from .tasks import TASKS, HubSource, Task, compute_metrics, get_task, load_task_file, main_metric, resolve_task
 from .tokenize import Encoded, collate, default_cache_dir, encode_split, length_grouped_batches
 
 __all__ = [

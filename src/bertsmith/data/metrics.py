@@ -1,25 +1,19 @@
-"""Task metrics (GLUE's): accuracy, binary F1, Matthews correlation, Pearson and Spearman correlation.
+"""Task metrics (GLUE's): accuracy, binary F1, Matthews correlation, Pearson and Spearman correlation,
+each a function of the gold labels and the predicted classes (or values, for regression).
 
-Computed with scikit-learn and scipy. Predictions are logits ``[N, C]`` (the argmax is the predicted
-class), class indices ``[N]``, or for regression tasks values ``[N]`` or ``[N, 1]``. F1 is binary with
-class 1 as the positive class (MRPC's "equivalent", QQP's "duplicate"). A correlation that is undefined
-(constant predictions or labels) is NaN.
+Computed with scikit-learn and scipy. F1 is binary with class 1 as the positive class (MRPC's
+"equivalent", QQP's "duplicate"). A correlation that is undefined (constant predictions or labels) is
+NaN. ``tasks.compute_metrics`` scores a task's model outputs with its metrics.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
-from ..errors import DataError
-
-if TYPE_CHECKING:
-    from .tasks import Task
 
 
 def _pearson(labels: np.ndarray, predictions: np.ndarray) -> float:
@@ -41,28 +35,3 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "pearson": _pearson,
     "spearmanr": _spearman,
 }
-
-
-def compute_metrics(task: Task, predictions: Any, labels: Any) -> dict[str, float]:
-    """Every metric of the task, by name, for model outputs against gold labels."""
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
-    if task.is_regression:
-        if predictions.ndim == 2 and predictions.shape[1] == 1:
-            predictions = predictions[:, 0]
-        if predictions.ndim != 1:
-            raise DataError(f"{task.name}: regression predictions must be [N] or [N, 1], got shape {predictions.shape}")
-        labels = labels.astype(np.float64)
-    elif predictions.ndim == 2:
-        if predictions.shape[1] != task.num_labels:
-            raise DataError(f"{task.name}: logits have {predictions.shape[1]} classes, the task has {task.num_labels}")
-        predictions = predictions.argmax(axis=1)
-    elif predictions.ndim != 1:
-        raise DataError(f"{task.name}: predictions must be logits [N, C] or classes [N], got shape {predictions.shape}")
-    if labels.shape != predictions.shape:
-        raise DataError(f"{task.name}: {len(predictions)} predictions for {len(labels)} labels")
-    return {name: METRICS[name](labels, predictions) for name in task.metrics}
-
-
-def main_metric(task: Task) -> str:
-    """The name of the metric that ranks models on this task."""
-    return task.main_metric

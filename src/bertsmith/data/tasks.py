@@ -1,4 +1,4 @@
-"""The task registry: what a task's data looks like and how it is scored.
+"""The task registry: what a task's data looks like and how it is scored (``compute_metrics``).
 
 A ``Task`` names its text columns (one text or a pair), its label column and labels (as they appear in
 the files; ``None`` for regression), its metrics and where each split comes from. Built in are the
@@ -26,8 +26,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..arch import read_yaml_file
@@ -246,3 +247,30 @@ def _train_labels(path: Path, column: str) -> list[str]:
     if len(found) < 2:
         raise DataError(f"{path}, column {column!r}: a classification task needs at least two labels, found {sorted(found)}")
     return sorted(found, key=lambda s: (0, int(s), s) if re.fullmatch(r"-?\d+", s) else (1, 0, s))
+
+
+def compute_metrics(task: Task, predictions: Any, labels: Any) -> dict[str, float]:
+    """Every metric of the task, by name, for model outputs against gold labels. ``predictions``: logits
+    ``[N, C]`` (the argmax is the predicted class), class indices ``[N]``, or for a regression task
+    values ``[N]`` or ``[N, 1]``."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if task.is_regression:
+        if predictions.ndim == 2 and predictions.shape[1] == 1:
+            predictions = predictions[:, 0]
+        if predictions.ndim != 1:
+            raise DataError(f"{task.name}: regression predictions must be [N] or [N, 1], got shape {predictions.shape}")
+        labels = labels.astype(np.float64)
+    elif predictions.ndim == 2:
+        if predictions.shape[1] != task.num_labels:
+            raise DataError(f"{task.name}: logits have {predictions.shape[1]} classes, the task has {task.num_labels}")
+        predictions = predictions.argmax(axis=1)
+    elif predictions.ndim != 1:
+        raise DataError(f"{task.name}: predictions must be logits [N, C] or classes [N], got shape {predictions.shape}")
+    if labels.shape != predictions.shape:
+        raise DataError(f"{task.name}: {len(predictions)} predictions for {len(labels)} labels")
+    return {name: METRICS[name](labels, predictions) for name in task.metrics}
+
+
+def main_metric(task: Task) -> str:
+    """The name of the metric that ranks models on this task."""
+    return task.main_metric

@@ -29,7 +29,13 @@ import torch
 
 from .. import distributed
 from ..errors import ConfigError, DataError
+from ..files import writable_dir
+from ..hf.checkpoint import import_checkpoint
+from ..hf.export import export_pretrained
+from ..modeling import BertsmithForMaskedLM, BertsmithModel
 from .objectives import AgnosticObjective, LossConfig
+from .task import check_max_length, check_vocab, digest, load_tokenizer
+from .teacher import model_directory
 from .trainer import TrainConfig, Trainer, TrainResult
 
 RECIPES: dict[str, tuple[LossConfig, TrainConfig]] = {
@@ -206,13 +212,6 @@ def pretrain_student(
     """Distil a fresh student of shape ``spec`` from ``teacher`` on raw text with a recipe
     (``auto``: ``bort`` when the teacher has a masked-LM head, else ``relations``). Writes
     ``RUN_DIR/model``: the student encoder (with its MLM head under ``bort``) and the tokenizer."""
-    from ..files import writable_dir
-    from ..hf.checkpoint import import_checkpoint
-    from ..hf.export import export_pretrained
-    from ..modeling import BertsmithForMaskedLM, BertsmithModel
-    from .task import check_max_length, check_vocab, digest, load_tokenizer
-    from .teacher import model_directory
-
     writable_dir(run_dir)
     source = model_directory(teacher)
     imported = import_checkpoint(source)

@@ -38,14 +38,23 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from pydantic import ValidationError
+from safetensors.torch import load_model, save_model
 
 from .. import distributed
 from ..arch import ArchSpec, atomic_write_text, read_yaml_file
+from ..cost import encoder_params, params
+from ..data import compute_metrics
 from ..data.augment import perturbed_copies
 from ..data.carve import carve, concat, subset
 from ..data.tokenize import Encoded
 from ..errors import ConfigError
+from ..files import writable_dir
+from ..hf.export import export_pretrained
+from .checkpoint import atomic_file
 from .objectives import LossConfig, TaskObjective
+from .student import DistillResult, start_student
+from .task import TaskData, evaluate, load_task_data, load_tokenizer, predict, train_on_task
+from .teacher import load_teacher
 from .trainer import TrainConfig
 
 SETS: dict[str, list[dict[str, Any]]] = {
@@ -102,9 +111,6 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
     """Run Agora on ``train`` with mistakes taken on ``validation`` (both carved from the task's train
     split by the caller). ``make_student``: a fresh copy of the initial student. ``max_rounds``: stop
     after that many rounds (1 is plain enumeration: every set once, the best by validation)."""
-    from ..data import compute_metrics
-    from .task import TaskData, evaluate, predict, train_on_task
-
     if not sets:
         raise ConfigError("agora needs at least one hyperparameter set")
     run_dir = Path(run_dir)
@@ -182,8 +188,6 @@ def _predictions(logits: np.ndarray, task) -> np.ndarray:
 def _generate(mistakes: Encoded, reference: torch.nn.Module, task, *, copies: int, rate: float, special: set[int],
               pad_id: int, seed: int) -> Encoded:
     """New points from the mistakes: perturbed copies, labelled by the reference model."""
-    from .task import predict
-
     if len(mistakes) == 0 or copies == 0:
         return subset(mistakes, [])
     both = perturbed_copies(mistakes, copies, rate=rate, special_ids=special, seed=seed)
@@ -194,10 +198,6 @@ def _generate(mistakes: Encoded, reference: torch.nn.Module, task, *, copies: in
 
 
 def _save(model: torch.nn.Module, directory: Path, info: dict) -> None:
-    from safetensors.torch import save_model
-
-    from .checkpoint import atomic_file
-
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_file(directory / "model.safetensors") as tmp:
         save_model(model, str(tmp))
@@ -205,8 +205,6 @@ def _save(model: torch.nn.Module, directory: Path, info: dict) -> None:
 
 
 def _load(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
-    from safetensors.torch import load_model
-
     load_model(model, directory / "model.safetensors")
     return model
 
@@ -234,12 +232,6 @@ def agora_on_task(
     """``bertsmith distill --agora``: Agora on the train split (a validation split carved from it),
     then the chosen model evaluated on dev (and test where labeled). The task teacher is the
     reference model that labels the generated points. Writes ``RUN_DIR/model`` and ``result.json``."""
-    from ..cost import encoder_params, params
-    from ..files import writable_dir
-    from ..hf.export import export_pretrained
-    from .task import DistillResult, evaluate, load_task_data, load_tokenizer, start_student
-    from .teacher import load_teacher
-
     if init is not None and init_from_teacher:
         raise ConfigError("--init and --init-from-teacher: choose one starting point for the student")
     if copies < 0 or not 0 < rate <= 1:

@@ -1,8 +1,9 @@
-"""Task jobs: tokenized task data, prediction and evaluation, and one training run of a student
-(or a teacher) on a task with a given objective.
+"""Work on a task: its tokenizer and tokenized data, prediction and evaluation, one training run of a
+student (or a teacher) with a given objective, the importance order of a model's units, and the
+digests that key what is derived from inputs.
 
-Used by ``bertsmith teacher`` (fine-tuning, labels only) and ``bertsmith distill`` (a student
-from an ArchSpec, distilled from a task teacher); later by search evaluators.
+Used by the task teacher (``distill.teacher``), the distillation job (``distill.student``), the
+search's evaluators and strategies, and ``bertsmith run``.
 """
 
 from __future__ import annotations
@@ -17,15 +18,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import distributed
-from ..arch import ArchSpec, atomic_write_text
+from ..arch import ArchSpec
 from ..device import compute_device
-from ..errors import CheckpointError, ConfigError, DataError
-from ..files import writable_dir
 from ..data import Encoded, Task, collate, compute_metrics, encode_split, length_grouped_batches, load_split
-from ..data.augment import perturbed_copies
 from ..data.tokenize import cache_root
-from .objectives import LossConfig
+from ..errors import CheckpointError, ConfigError, DataError
+from ..hf.export import TOKENIZER_FILES
+from ..modeling.elastic import importance, reorder
 from .teacher_cache import TeacherCache
 from .trainer import TrainConfig, Trainer, TrainResult
 
@@ -42,9 +41,7 @@ def load_tokenizer(directory: str | os.PathLike, spec: ArchSpec | None = None, m
     positions (both checked where ``spec`` is given). A trust_remote_code export (config.json with
     ``auto_map``) keeps a stock tokenizer, named in tokenizer_config.json: its model config is not
     read, since transformers would first ask whether to run the export's code."""
-    from transformers import AutoTokenizer, PretrainedConfig
-
-    from ..hf.export import TOKENIZER_FILES
+    from transformers import AutoTokenizer, PretrainedConfig  # slow to import: only when a tokenizer is loaded
 
     if not any((Path(directory) / name).is_file() for name in TOKENIZER_FILES):
         raise CheckpointError(f"{directory}: no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); copy those of "
@@ -220,8 +217,6 @@ def reorder_by_importance(model: torch.nn.Module, data: TaskData, *, seed: int) 
     """Permute ``model``'s heads, FFN neurons and hidden channels in place, most important first by
     their Taylor scores on ``IMPORTANCE_EXAMPLES`` train examples (``modeling.elastic``); the model's
     function is unchanged, and slicing it afterwards keeps the units that matter most."""
-    from ..modeling.elastic import importance, reorder
-
     train = data.splits["train"]
     sample = np.random.default_rng(seed).permutation(len(train))[:IMPORTANCE_EXAMPLES]
     home, device = next(model.parameters()).device, compute_device()
@@ -248,108 +243,3 @@ def files_digest(directory: str | os.PathLike, names: tuple[str, ...] | None = N
 def digest(value: object) -> str:
     """sha256 of a JSON-serialisable value (sorted keys)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def start_student(spec: ArchSpec | None, data: TaskData, teacher: torch.nn.Module | None, *,
-                  init: str | os.PathLike | None, init_from_teacher: bool, seed: int):
-    """The student before training: fresh weights of ``spec`` (seeded), the encoder of the checkpoint
-    ``init`` (its spec replaces ``spec``), or the teacher's weights sliced to ``spec`` after ordering
-    its units by importance on train examples (``init_from_teacher``)."""
-    from ..hf.checkpoint import import_checkpoint
-    from ..modeling import BertsmithForSequenceClassification
-    from ..modeling.elastic import slice_weights
-
-    torch.manual_seed(seed)
-    if init is not None:
-        start = import_checkpoint(init, head="base")
-        spec = start.spec
-    check_vocab(data.tokenizer, spec, init or "the student spec")
-    check_max_length(data.max_length, spec, str(init) if init else "the student",
-                     f"max_positions in {Path(init) / 'config.json'}" if init else "embeddings.max_positions of its spec")
-    student = BertsmithForSequenceClassification(spec, num_labels=data.task.num_labels)
-    if init is not None:
-        student.encoder.load_state_dict(start.model.state_dict())
-    if init_from_teacher:
-        reorder_by_importance(teacher, data, seed=seed)
-        slice_weights(teacher, teacher.encoder.spec, student, spec)
-    return student
-
-
-@dataclass
-class DistillResult:
-    run_dir: Path
-    model_dir: Path
-    metrics: dict[str, dict[str, float]]
-    best_step: int | None
-    steps: int
-
-
-def distill_on_task(
-    spec: ArchSpec,
-    teacher_dir: str | os.PathLike,
-    task: Task,
-    *,
-    losses: LossConfig,
-    config: TrainConfig,
-    run_dir: str | os.PathLike,
-    data_dir: str | os.PathLike | None = None,
-    init: str | os.PathLike | None = None,
-    init_from_teacher: bool = False,
-    augment: int = 0,
-    augment_rate: float = 0.15,
-    max_length: int = 128,
-    resume: bool = False,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> DistillResult:
-    """Train a student of shape ``spec`` on ``task`` from a fine-tuned teacher (or from the labels
-    only, when ``losses`` needs no teacher; the teacher directory still gives the tokenizer).
-    ``init``: a checkpoint directory whose encoder weights start the student (its spec is used).
-    ``init_from_teacher``: start from the teacher's weights sliced to ``spec`` (``modeling.elastic``:
-    evenly spaced layers, then the most important heads, FFN neurons and hidden channels by their
-    Taylor scores on ``IMPORTANCE_EXAMPLES`` train examples, and the leading head dims).
-    ``augment``: train on the train split plus this many perturbed copies of it (``data.augment``).
-    Writes ``RUN_DIR/model`` (Hugging Face directory of the best student) and ``result.json``."""
-    from ..cost import encoder_params, params
-    from ..hf.checkpoint import import_checkpoint
-    from ..hf.export import export_pretrained
-    from .objectives import TaskObjective
-    from .teacher import load_teacher
-
-    if init is not None and init_from_teacher:
-        raise ConfigError("--init and --init-from-teacher: choose one starting point for the student")
-    run_dir = Path(run_dir)
-    writable_dir(run_dir)
-    teacher = load_teacher(teacher_dir, task) if losses.needs_teacher or init_from_teacher else None
-    teacher_spec = teacher.encoder.spec if teacher is not None else import_checkpoint(teacher_dir).spec
-    tokenizer = load_tokenizer(teacher_dir, teacher_spec, max_length)
-    data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
-
-    student = start_student(spec, data, teacher, init=init, init_from_teacher=init_from_teacher, seed=config.seed)
-    spec = student.encoder.spec
-    data.splits["train"] = perturbed_copies(data.splits["train"], augment, rate=augment_rate,
-                                            special_ids=set(tokenizer.all_special_ids), seed=config.seed)
-    objective = TaskObjective(student, teacher if losses.needs_teacher else None, losses,
-                              regression=task.is_regression)
-    fingerprint = {
-        "spec": spec.model_dump(mode="json"), "teacher": str(Path(teacher_dir).resolve()), "task": task.name,
-        "losses": losses.model_dump(mode="json"),
-        "init": "teacher-slice" if init_from_teacher else (str(init) if init else None),
-        "augment": {"copies": augment, "rate": augment_rate} if augment else None,
-    }
-    result = train_on_task(
-        objective, data, config=config, run_dir=run_dir, resume=resume, fingerprint=fingerprint,
-        progress=progress, description=f"distil {task.name}",
-    )
-    metrics = final_metrics(student, data, result)
-    model_dir = run_dir / "model"
-    if distributed.is_main():
-        export_pretrained(student, model_dir, tokenizer_dir=teacher_dir, labels=task.labels)
-        summary = fingerprint | {
-            "train": config.model_dump(), "data": data.hashes, "max_length": max_length, "steps": result.steps,
-            "best_step": result.best_step, "stopped_early": result.stopped_early, "metrics": metrics,
-            "params": params(spec), "non_embedding_params": encoder_params(spec),
-        }
-        atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
-    distributed.barrier()
-    return DistillResult(run_dir, model_dir, metrics, result.best_step, result.steps)

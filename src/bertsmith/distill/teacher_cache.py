@@ -48,6 +48,7 @@ import torch
 
 from ..arch import atomic_write_text
 from ..errors import CacheError, ConfigError
+from ..modeling import BertsmithForSequenceClassification
 
 ENV = "BERTSMITH_TEACHER_CACHE_GB"
 DEFAULT_GB = 4.0
@@ -111,8 +112,6 @@ class TeacherCache:
              budget: int | None = None) -> TeacherCache | None:
         """The cache of ``teacher`` (a sequence-classification model) on the split ``encoded``, created
         when missing; None when the budget is 0 or too small for the predictions alone."""
-        from ..modeling import BertsmithForSequenceClassification
-
         budget = budget_bytes() if budget is None else budget
         if budget == 0 or not isinstance(teacher, BertsmithForSequenceClassification):
             return None

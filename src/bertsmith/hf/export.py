@@ -373,7 +373,7 @@ def quiet_exporter() -> Iterator[None]:
 def onnx_max_abs_diff(model, path: str | os.PathLike, inputs: dict[str, torch.Tensor]) -> float:
     """Largest absolute difference between ``model`` (eval mode, fp32) and the ONNX file under
     onnxruntime on ``inputs`` (``input_ids``, optionally ``attention_mask`` and ``token_type_ids``)."""
-    from .deploy import session
+    from .deploy import session  # imports onnx_ir (slow): only to check an ONNX file
 
     module, head, spec, _ = describe(model)
     graph = _OnnxGraph(module, head, spec)

@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 
 from ..arch import ArchSpec
+from ..distill.task import load_tokenizer
 from ..errors import CheckpointError
+from ..modeling import BertsmithForSequenceClassification, BertsmithModel
 from .checkpoint import ImportedModel
 
 WORD_KEY = "encoder.embeddings.word.weight"
@@ -31,8 +33,6 @@ WORD_KEY = "encoder.embeddings.word.weight"
 def kept_ids(tokenizer_dir: Path, texts: Iterable[tuple[str, str | None]], *, batch: int = 1000) -> list[int]:
     """The sorted ids to keep: every piece the ``texts`` (text, pair) tokenize into, the special
     tokens and the single-character pieces."""
-    from ..distill.task import load_tokenizer
-
     tokenizer = load_tokenizer(tokenizer_dir)
     vocab = tokenizer.get_vocab()
     keep = set(tokenizer.all_special_ids)
@@ -60,8 +60,6 @@ def prune_vocab(imported: ImportedModel, tokenizer_dir: str | os.PathLike, keep:
                 tokenizer_out: Path) -> ImportedModel:
     """The model with only the word embeddings of ``keep`` (old ids, sorted), and its tokenizer files
     rewritten to the new ids in ``tokenizer_out`` (for ``export_pretrained(..., tokenizer_dir=...)``)."""
-    from ..modeling import BertsmithForSequenceClassification, BertsmithModel
-
     tokenizer_dir = Path(tokenizer_dir)
     if not (tokenizer_dir / "tokenizer.json").is_file():
         raise CheckpointError(f"{tokenizer_dir}: no tokenizer.json; vocabulary pruning needs a WordPiece tokenizer.json")

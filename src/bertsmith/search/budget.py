@@ -93,7 +93,7 @@ class Budget(_Frozen):
 
     def bounded(self, spec: ArchSpec, latency_ms: float | None = None) -> list[tuple[str, float, float]]:
         """(name, limit, value) of every bound that is set; the latency bound only with a ``latency_ms``."""
-        from ..cost import encoder_params, flops, params
+        from ..cost import encoder_params, flops, params  # imports torch: a budget alone is read without it
 
         out = []
         for name, limit, value in (("params", self.params, lambda: encoder_params(spec)),

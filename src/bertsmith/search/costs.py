@@ -19,6 +19,8 @@ from ..arch import ArchSpec
 from ..cost import encoder_params, flops
 from ..device import latency_device
 from ..errors import ConfigError
+from ..latency import measure_inference
+from ..modeling import BertsmithModel
 from ..predictor import LatencyPredictor
 from .budget import Budget
 
@@ -30,9 +32,6 @@ def measure_latency(spec: ArchSpec, *, batch: int, seq_len: int, warmup: int = 3
                     device: str = "cpu") -> float:
     """Milliseconds of one forward pass of a randomly initialised encoder of ``spec`` on this machine's
     ``device`` (``cpu`` or ``cuda``)."""
-    from ..latency import measure_inference
-    from ..modeling import BertsmithModel
-
     emb = spec.embeddings
     room = emb.max_positions - (emb.pad_token_id + 1 if emb.positions == "roberta" else 0)
     if seq_len > room:

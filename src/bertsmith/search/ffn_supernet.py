@@ -30,13 +30,14 @@ from torch import nn
 from ..arch import ArchSpec, atomic_write_text
 from ..distill.checkpoint import atomic_file
 from ..distill.objectives import Draws, LossConfig, TaskObjective
+from ..distill.task import train_on_task
 from ..distill.trainer import TrainConfig
 from ..errors import SpecError
 from ..modeling import BertsmithForSequenceClassification
+from ..modeling.elastic import slice_weights
 from ..modeling.expr import evaluate, parse
 from ..modeling.fast import dropout_add
 from ..modeling.searched_ffn import SearchedFFN
-from ..modeling.elastic import slice_weights
 from .ffn_space import SEED
 
 MAX_STACK = 4
@@ -166,8 +167,6 @@ def warm_up(supernet: FFNSupernet, teacher: nn.Module, data, *, sample: Callable
     """Distil ``teacher`` into the supernet on ``data``'s train split (its texts; labels are not used),
     one architecture drawn by ``sample`` per step. ``data`` holds no dev split (the search's data is
     carved from train), so nothing is evaluated. Resumes an interrupted warm-up. Returns the steps."""
-    from ..distill.task import train_on_task
-
     objective = WarmupObjective(supernet, teacher, losses, regression=data.task.is_regression, sample=sample,
                                 seed=config.seed)
     result = train_on_task(objective, data, config=config.model_copy(update={"patience": None}),

@@ -39,6 +39,9 @@ from ..arch import ArchSpec, atomic_write_text
 from ..data import Task
 from ..distill.checkpoint import atomic_file
 from ..distill.objectives import Draws, LossConfig, Objective, prediction_losses
+from ..distill.task import (check_max_length, digest, evaluate, files_digest, load_task_data, load_tokenizer,
+                            reorder_by_importance, train_on_task)
+from ..distill.teacher import load_teacher
 from ..distill.trainer import TrainConfig
 from ..errors import CheckpointError, ConfigError, SpecError
 from ..lock import exclusive
@@ -224,16 +227,12 @@ class SupernetJob:
     progress: bool = True
 
     def fingerprint(self) -> dict:
-        from ..distill.task import files_digest
-
         return {"space": self.space.digest(), "teacher": files_digest(self.teacher_dir), "task": self.task.name,
                 "losses": self.losses.model_dump(mode="json"), "random_subnets": self.random_subnets,
                 "train": self.config.model_dump(), "max_length": self.max_length}
 
     @cached_property
     def key(self) -> str:
-        from ..distill.task import digest
-
         return digest(self.fingerprint())
 
     def get(self) -> Supernet:
@@ -265,10 +264,6 @@ class SupernetJob:
         return None
 
     def _train(self) -> SupernetResult:
-        from ..distill.task import check_max_length, evaluate, load_task_data, load_tokenizer, reorder_by_importance, \
-            train_on_task
-        from ..distill.teacher import load_teacher
-
         run_dir, task, config = Path(self.run_dir), self.task, self.config
         if (run_dir / INFO).exists() and distributed.is_main():
             shutil.rmtree(run_dir / "training", ignore_errors=True)  # the finished training of another supernet
