@@ -38,9 +38,10 @@ except ImportError:
 
 import torch  # noqa: E402
 
-from bertsmith.arch import ArchSpec, atomic_write_text  # noqa: E402
+from bertsmith.arch import atomic_write_text  # noqa: E402
 from bertsmith.data import resolve_task  # noqa: E402
 from bertsmith.deployment import ARMS, INT8_FILE, assess  # noqa: E402
+from bertsmith.distill.context import TaskContext  # noqa: E402
 from bertsmith.distill.task import load_task_data, load_tokenizer  # noqa: E402
 from bertsmith.hf.deploy import quantize_onnx  # noqa: E402
 from bertsmith.memory import PeakMemory  # noqa: E402
@@ -121,12 +122,12 @@ def main() -> None:
     shutil.copytree(source, directory)
     quantize_onnx(directory / "model.onnx", directory / INT8_FILE, per_channel=config.export.per_channel)
     teacher = results["teacher"]
-    data = load_task_data(task, load_tokenizer(teacher["directory"], ArchSpec.from_dict(teacher["spec"]),
-                                               config.max_length),
-                          data_dir=config.data_dir, max_length=config.max_length, cache_dir=args.cache_dir)
+    context = TaskContext.load(teacher["directory"], task, max_length=config.max_length, data_dir=config.data_dir,
+                               cache_dir=args.cache_dir)
+    data = context.data()
     start, steal0 = time.time(), steal()
     with PeakMemory() as peak:
-        d = assess(directory, teacher["directory"], data, results["chosen"]["metrics"], results["metric"],
+        d = assess(directory, context.model, data, results["chosen"]["metrics"], results["metric"],
                    max_drop=config.export.int8_max_drop, seq_len=config.budget.seq_len, rounds=args.rounds)
     seconds, stolen = time.time() - start, (steal() - steal0) / 100
     latency = d["latency_ms"]

@@ -24,12 +24,12 @@ BATCHES = (1, 32)
 FP32_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
 
 
-def assess(directory: Path, teacher_dir: str | Path, data, torch_metrics: dict[str, dict[str, float]], metric: str,
+def assess(directory: Path, teacher: torch.nn.Module, data, torch_metrics: dict[str, dict[str, float]], metric: str,
            *, max_drop: float, seq_len: int, rounds: int = 3) -> dict:
     """The export in ``directory`` (``model.onnx`` and ``model.int8.onnx``) scored on ``data``'s
     labelled dev and test splits by the run's own evaluation code, against the PyTorch model's
     ``torch_metrics``; the recommended file (``recommend``); and the four latencies next to the
-    teacher in ``teacher_dir`` (``measure_latencies``)."""
+    ``teacher`` (``measure_latencies``)."""
     from .hf.deploy import OnnxClassifier  # ONNX's packages (slow to import): only to assess the ONNX files
 
     splits = [split for split in ("dev", "test") if data.labeled(split)]
@@ -38,7 +38,7 @@ def assess(directory: Path, teacher_dir: str | Path, data, torch_metrics: dict[s
         model = OnnxClassifier(directory / file)
         metrics[name] = {split: evaluate(model, data, split) for split in splits}
     verdict = recommend(metrics["torch"], metrics["int8"], metric, max_drop)
-    latency = measure_latencies(import_checkpoint(teacher_dir).model, import_checkpoint(directory).model, directory,
+    latency = measure_latencies(teacher, import_checkpoint(directory).model, directory,
                                 seq_len=seq_len, rounds=rounds)
     return {**verdict, "metrics": metrics, "latency_ms": latency, "seq_len": seq_len,
             "threads": torch.get_num_threads(), "rounds": rounds}

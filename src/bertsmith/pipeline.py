@@ -21,10 +21,11 @@ from .cost import encoder_params, flops, params
 from .data import resolve_task
 from .deployment import assess
 from .device import latency_device
+from .distill.context import TaskContext
 from .distill.objectives import LossConfig
 from .distill.student import distill_on_task
-from .distill.task import TaskData, check_max_length, evaluate, files_digest, load_task_data, load_tokenizer
-from .distill.teacher import finetune_teacher, fitted_schedule, load_teacher, model_directory
+from .distill.task import check_max_length, evaluate, files_digest, load_tokenizer
+from .distill.teacher import finetune_teacher, fitted_schedule, model_directory
 from .distill.trainer import TrainConfig
 from .errors import ConfigError, SpecError, WeakModelError
 from .export_card import write_export
@@ -115,6 +116,16 @@ class _Run:
         self.bf16 = use_bf16(config.precision)  # resolved once: every stage trains at the same precision
         self.reused: list[str] = []
         self.timings: dict[str, float] = {}
+        self._context: TaskContext | None = None
+
+    def context(self, directory: str | Path) -> TaskContext:
+        """The fine-tuned teacher in ``directory`` with its tokenizer and the task's data: loaded once for
+        the whole run and passed to every stage."""
+        c = self.config
+        settings = {"max_length": c.max_length, "data_dir": c.data_dir, "cache_dir": self.cache_dir}
+        if self._context is None or not self._context.serves(directory, self.task, **settings):
+            self._context = TaskContext.load(directory, self.task, option="max_length", **settings)
+        return self._context
 
     def check(self) -> None:
         """Every option that can be checked before the long stages start."""
@@ -138,8 +149,11 @@ class _Run:
                 _absolute(value, name)
         latency_device(self.config.budget.device, "budget.device")
         directory = model_directory(self.config.teacher.finetuned or self.config.teacher.model)
-        spec = import_checkpoint(directory).spec
-        load_tokenizer(directory, spec)  # its files and vocabulary, before a teacher trains or scores on them
+        if self.config.teacher.finetuned is not None:  # the run's teacher itself: loaded once, here
+            spec = self.context(directory).spec
+        else:
+            spec = import_checkpoint(directory).spec
+            load_tokenizer(directory, spec)  # its files and vocabulary, before a teacher trains or scores on them
         self.check_max_length(directory, spec)
         self.check_baselines(spec)
         try:
@@ -223,10 +237,10 @@ class _Run:
                                       cache_dir=self.cache_dir, progress=self.progress, min_steps=t.min_steps,
                                       patience=t.patience)
             directory, metrics = result.directory, result.metrics
-        spec = load_teacher(directory, self.task).encoder.spec
-        data = self._eval_data(directory, spec)
-        if metrics is None:
-            metrics = self._evaluate_dir(directory, data)
+        context = self.context(directory)
+        spec, data = context.spec, context.data()
+        if metrics is None:  # a fine-tuned teacher given as it is
+            metrics = {split: evaluate(context.model, data, split) for split in ("dev", "test") if data.labeled(split)}
         self.log(f"[teacher] {directory}: {_metrics(metrics)}")
         constant = {split: constant_levels(self.task.metrics, data.splits[split].labels,
                                            regression=self.task.is_regression, num_labels=self.task.num_labels)
@@ -235,17 +249,6 @@ class _Run:
                               spec=spec.to_dict(), summary=spec.summary(), params=encoder_params(spec),
                               total_params=params(spec), flops=flops(spec, c.budget.seq_len),
                               precision="bf16" if self.bf16 else "fp32")
-
-    def _eval_data(self, directory: Path, spec: ArchSpec) -> TaskData:
-        """The task's splits, tokenized by the tokenizer of the teacher in ``directory`` of shape ``spec`` (cached)."""
-        tokenizer = load_tokenizer(directory, spec, self.config.max_length)
-        return load_task_data(self.task, tokenizer, data_dir=self.config.data_dir,
-                              max_length=self.config.max_length, cache_dir=self.cache_dir)
-
-    def _evaluate_dir(self, directory: Path, data: TaskData) -> dict:
-        """Dev (and labelled test) metrics of a fine-tuned teacher given as it is."""
-        model = load_teacher(directory, self.task)
-        return {split: evaluate(model, data, split) for split in ("dev", "test") if data.labeled(split)}
 
     def gate_teacher(self, teacher: TeacherOutputs) -> None:
         """Stop when the teacher is no better on dev than a constant predictor: nothing can be
@@ -294,7 +297,7 @@ class _Run:
             eval_steps=s.eval_steps, time_budget=parse_duration(s.time_budget) if s.time_budget else None,
             data_dir=c.data_dir, max_length=c.max_length, cache_dir=self.cache_dir, seed=c.seed, bf16=self.bf16,
             progress=self.progress, **general, options=options)
-        result = run_search_job(settings)
+        result = run_search_job(settings, self.context(teacher.directory))
         self.log(f"[search] {result.evaluated} evaluated, {result.infeasible} over budget, {result.duplicates} repeats, "
                  f"{result.failed} failed; front of {len(result.front)}"
                  + (f"; stopped: {result.stopped}" if result.stopped else ""))
@@ -366,7 +369,8 @@ class _Run:
             if not (run_dir / DISTILLED).is_file():
                 distill_on_task(spec, teacher.directory, self.task, losses=losses, config=config, run_dir=run_dir,
                                 data_dir=c.data_dir, init_from_teacher=f.init == "teacher", max_length=c.max_length,
-                                resume=True, cache_dir=self.cache_dir, progress=self.progress)
+                                resume=True, cache_dir=self.cache_dir, progress=self.progress,
+                                context=self.context(teacher.directory))
             release_memory()
             result = json.loads((run_dir / DISTILLED).read_text(encoding="utf-8"))
             distilled.append(entry | {"model_dir": str(run_dir / "model"), "metrics": result["metrics"],
@@ -381,14 +385,14 @@ class _Run:
 
     def _train_size(self, teacher: TeacherOutputs) -> int:
         """Examples in the task's train split (from the tokenized cache)."""
-        return len(self._eval_data(Path(teacher.directory), ArchSpec.from_dict(teacher.spec)).splits["train"])
+        return len(self.context(teacher.directory).data().splits["train"])
 
     def _costs(self, distilled: list[dict], teacher: TeacherOutputs, budget: dict) -> list[FinalistEntry]:
         """The ``distilled`` models as entries with their parameters, FLOPs and latency, the teacher's
         latency measured in the same process, interleaved (rounds of teacher, then each model), medians
         over the rounds."""
         b = self.config.budget
-        models = {"teacher": import_checkpoint(teacher.directory).model}
+        models = {"teacher": self.context(teacher.directory).model}
         models |= {e["name"]: import_checkpoint(e["model_dir"]).model for e in distilled}
         rounds: dict[str, list[float]] = {name: [] for name in models}
         for _ in range(3):
@@ -426,8 +430,8 @@ class _Run:
 
     def _deployment(self, directory: Path, teacher: TeacherOutputs, chosen: FinalistEntry) -> dict:
         """``deployment.assess`` of the export in ``directory`` on the run's own data and evaluation."""
-        data = self._eval_data(Path(teacher.directory), ArchSpec.from_dict(teacher.spec))
-        return assess(directory, teacher.directory, data, chosen.metrics, self.task.main_metric,
+        context = self.context(teacher.directory)
+        return assess(directory, context.model, context.data(), chosen.metrics, self.task.main_metric,
                       max_drop=self.config.export.int8_max_drop, seq_len=self.config.budget.seq_len)
 
 

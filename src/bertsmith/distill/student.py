@@ -24,10 +24,10 @@ from ..hf.checkpoint import import_checkpoint
 from ..hf.export import export_pretrained
 from ..modeling import BertsmithForSequenceClassification
 from ..modeling.elastic import slice_weights
+from .context import TaskContext, context_for
 from .objectives import LossConfig, TaskObjective
 from .task import (TaskData, check_max_length, check_vocab, final_metrics, load_task_data, load_tokenizer,
                    reorder_by_importance, train_on_task)
-from .teacher import load_teacher
 from .trainer import TrainConfig
 
 
@@ -78,6 +78,7 @@ def distill_on_task(
     resume: bool = False,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    context: TaskContext | None = None,
 ) -> DistillResult:
     """Train a student of shape ``spec`` on ``task`` from a fine-tuned teacher (or from the labels
     only, when ``losses`` needs no teacher; the teacher directory still gives the tokenizer).
@@ -86,15 +87,21 @@ def distill_on_task(
     evenly spaced layers, then the most important heads, FFN neurons and hidden channels by their
     Taylor scores on ``task.IMPORTANCE_EXAMPLES`` train examples, and the leading head dims).
     ``augment``: train on the train split plus this many perturbed copies of it (``data.augment``).
+    ``context``: the teacher, tokenizer and data already loaded for these settings (``bertsmith.context``).
     Writes ``RUN_DIR/model`` (Hugging Face directory of the best student) and ``result.json``."""
     if init is not None and init_from_teacher:
         raise ConfigError("--init and --init-from-teacher: choose one starting point for the student")
     run_dir = Path(run_dir)
     writable_dir(run_dir)
-    teacher = load_teacher(teacher_dir, task) if losses.needs_teacher or init_from_teacher else None
-    teacher_spec = teacher.encoder.spec if teacher is not None else import_checkpoint(teacher_dir).spec
-    tokenizer = load_tokenizer(teacher_dir, teacher_spec, max_length)
-    data = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir)
+    if context is None and not (losses.needs_teacher or init_from_teacher):  # labels only: any checkpoint
+        tokenizer = load_tokenizer(teacher_dir, import_checkpoint(teacher_dir).spec, max_length)  # gives the tokens
+        data, teacher = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length,
+                                       cache_dir=cache_dir), None
+    else:
+        context = context_for(context, teacher_dir, task, max_length=max_length, data_dir=data_dir,
+                              cache_dir=cache_dir)
+        tokenizer, data = context.tokenizer, context.data()
+        teacher = context.teacher() if losses.needs_teacher or init_from_teacher else None
 
     student = start_student(spec, data, teacher, init=init, init_from_teacher=init_from_teacher, seed=config.seed)
     spec = student.encoder.spec

@@ -20,6 +20,7 @@ from typing import Any
 from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
 from ..data import Task
+from ..distill.context import TaskContext, context_for
 from ..distill.objectives import LossConfig
 from ..distill.trainer import TrainConfig
 from ..errors import ConfigError
@@ -108,10 +109,10 @@ def train_supernet_job(s: SearchSettings) -> SupernetResult:
     return _supernet_job(s, SearchSpace.load(s.space), resolve_task(s.task)).train()
 
 
-def run_search_job(s: SearchSettings) -> SearchResult:
+def run_search_job(s: SearchSettings, context: TaskContext | None = None) -> SearchResult:
+    """Run the search that ``s`` describes; ``context``: its teacher and data, already loaded."""
     from ..data import resolve_task
-    from ..distill.task import check_max_length, files_digest, load_task_data, load_tokenizer
-    from ..distill.teacher import load_teacher
+    from ..distill.task import check_max_length
 
     distributed.refuse("bertsmith search", "train the supernet alone under the launcher (--supernet-only), then "
                        "start the search workers as separate processes sharing --storage (README: Scale out)")
@@ -136,24 +137,23 @@ def run_search_job(s: SearchSettings) -> SearchResult:
     task: Task = resolve_task(s.task)
     run_dir = Path(s.run_dir)
     writable_dir(run_dir)
-    teacher = load_teacher(s.teacher, task)
-    tokenizer = load_tokenizer(s.teacher, teacher.encoder.spec, s.max_length)
+    context = context_for(context, s.teacher, task, max_length=s.max_length, data_dir=s.data_dir,
+                          cache_dir=s.cache_dir)
+    teacher = context.teacher()
     if space is not None:
         check_max_length(s.max_length, space.extreme(largest=True), "the search space's architectures",
                          f"embeddings.max_positions in {s.space}")
-    data = load_task_data(task, tokenizer, data_dir=s.data_dir, max_length=s.max_length, cache_dir=s.cache_dir,
-                          splits=("train", "dev"))
+    data = context.data(("train", "dev"))
     if setup.validation_fraction is not None:
         data = carved_data(data, setup.validation_fraction, seed=s.seed)
     shapes = space if space is not None else strategy.shapes(teacher.encoder.spec, s.init)
     cost_model = CostModel(budget, latency=s.latency,
                            predictor=_predictor(s, shapes, teacher.encoder.spec, budget, run_dir))
-    teacher_key = files_digest(s.teacher)
-    evaluator = _evaluator(s, setup, shapes, task, teacher, data, teacher_key)
+    evaluator = _evaluator(s, setup, shapes, task, teacher, data, context)
     return run_search(space, evaluator, cost_model, run_dir=run_dir, trials=s.trials, objectives=s.objectives,
                       strategy=s.strategy, strategy_options=s.options, storage=s.storage,
                       study_name=s.study_name, time_budget=s.time_budget, seed=s.seed, progress=s.progress,
-                      settings=_echo(s, strategy, budget), teacher=teacher_key, worker=s.worker,
+                      settings=_echo(s, strategy, budget), teacher=context.key, worker=s.worker,
                       heartbeat=s.heartbeat)
 
 
@@ -214,25 +214,26 @@ def _predictor(s: SearchSettings, space: SearchSpace | None, start: ArchSpec, bu
     return calibration.predictor
 
 
-def _supernet_job(s: SearchSettings, space: SearchSpace | None, task: Task) -> SupernetJob:
+def _supernet_job(s: SearchSettings, space: SearchSpace | None, task: Task,
+                  context: TaskContext | None = None) -> SupernetJob:
     return SupernetJob(space, s.teacher, task, run_dir=s.supernet or Path(s.run_dir) / "supernet",
                        config=TrainConfig(steps=s.supernet_steps, lr=s.supernet_lr, batch_size=s.batch_size,
                                           eval_every=max(1, s.supernet_steps // 5), seed=s.supernet_seed,
                                           bf16=s.bf16),
                        random_subnets=s.random_subnets, data_dir=s.data_dir, max_length=s.max_length,
-                       cache_dir=s.cache_dir, progress=s.progress)
+                       cache_dir=s.cache_dir, progress=s.progress, context=context)
 
 
 def _evaluator(s: SearchSettings, setup: EvaluatorSetup, space: SearchSpace | None, task: Task, teacher, data,
-               teacher_key: str) -> Evaluator:
+               context: TaskContext) -> Evaluator:
     supernet = None
     if s.evaluator == "slice" or s.init == "supernet":
-        supernet = _supernet_job(s, space, task)
+        supernet = _supernet_job(s, space, task, context)
     if s.evaluator == "slice":
         return SliceEvaluator(supernet, data)
     steps = s.eval_steps if s.evaluator == "short" else None
     config = TrainConfig(lr=s.eval_lr, batch_size=s.batch_size, epochs=s.eval_epochs, seed=s.seed, bf16=s.bf16)
-    return DistillEvaluator(teacher, data, teacher_key=teacher_key, steps=steps, init=s.init, supernet=supernet,
+    return DistillEvaluator(teacher, data, teacher_key=context.key, steps=steps, init=s.init, supernet=supernet,
                             losses=setup.losses or LossConfig(), config=config, split=setup.split)
 
 

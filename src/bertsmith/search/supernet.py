@@ -38,10 +38,9 @@ from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
 from ..data import Task
 from ..distill.checkpoint import atomic_file
+from ..distill.context import TaskContext, context_for
 from ..distill.objectives import Draws, LossConfig, Objective, prediction_losses
-from ..distill.task import (check_max_length, digest, evaluate, files_digest, load_task_data, load_tokenizer,
-                            reorder_by_importance, train_on_task)
-from ..distill.teacher import load_teacher
+from ..distill.task import check_max_length, digest, evaluate, files_digest, reorder_by_importance, train_on_task
 from ..distill.trainer import TrainConfig
 from ..errors import CheckpointError, ConfigError, SpecError
 from ..lock import exclusive
@@ -225,6 +224,7 @@ class SupernetJob:
     max_length: int = 128
     cache_dir: Path | None = None
     progress: bool = True
+    context: TaskContext | None = None  # the teacher and the data, already loaded (not part of the key)
 
     def fingerprint(self) -> dict:
         return {"space": self.space.digest(), "teacher": files_digest(self.teacher_dir), "task": self.task.name,
@@ -269,12 +269,12 @@ class SupernetJob:
             shutil.rmtree(run_dir / "training", ignore_errors=True)  # the finished training of another supernet
         distributed.barrier()
 
-        teacher = load_teacher(self.teacher_dir, task)
-        tokenizer = load_tokenizer(self.teacher_dir, teacher.encoder.spec, self.max_length)
+        context = context_for(self.context, self.teacher_dir, task, max_length=self.max_length,
+                              data_dir=self.data_dir, cache_dir=self.cache_dir)
+        teacher = context.teacher()
         check_max_length(self.max_length, self.space.extreme(largest=True), "the search space's architectures",
                          "its embeddings.max_positions")
-        data = load_task_data(task, tokenizer, data_dir=self.data_dir, max_length=self.max_length,
-                              cache_dir=self.cache_dir)
+        data = context.data()
         torch.manual_seed(config.seed)
         supernet = Supernet(self.space, task.num_labels)
         reorder_by_importance(teacher, data, seed=config.seed)
