@@ -48,6 +48,7 @@ except ImportError:
 from bertsmith import presets  # noqa: E402
 from bertsmith.arch import atomic_write_text  # noqa: E402
 from bertsmith.data.tokenize import Encoded  # noqa: E402
+from bertsmith.data.tasktypes import CLASSIFICATION  # noqa: E402
 from bertsmith.distill.objectives import LossConfig, TaskObjective  # noqa: E402
 from bertsmith.distill.teacher_cache import TeacherCache  # noqa: E402
 from bertsmith.distill.teacher import classifier_from, model_directory  # noqa: E402
@@ -92,7 +93,7 @@ def main() -> None:
         torch.manual_seed(0)
         student = BertsmithForSequenceClassification(presets.get("bert-mini"), 2)
         objective = TaskObjective(student, teacher if terms != "labels" else None, LossConfig.from_terms(terms),
-                                  regression=False)
+                                  task_type=CLASSIFICATION)
         if cache:
             root = scratch / ("warm" if cache == "cached" else tempfile.mkdtemp(dir=scratch))
             objective.use_cache(TeacherCache.open(teacher, split, root=root, bf16=bf16))

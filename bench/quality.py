@@ -217,8 +217,7 @@ def constant_for(task: str, work: Path | None, glue: Path | None) -> dict[str, d
     if work is None:
         raise SystemExit(f"{task}: the records hold no constant levels; pass --work (and --data-dir) to compute them")
     t = resolve_task(task_reference(task, work, glue))
-    return {split: constant_levels(t.metrics, load_split(t, split).labels, regression=t.is_regression,
-                                   num_labels=t.num_labels) for split in ("dev", "test")}
+    return {split: constant_levels(t, load_split(t, split).labels) for split in ("dev", "test")}
 
 
 def command_summary(args: argparse.Namespace) -> None:

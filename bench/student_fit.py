@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
 
     task = resolve_task(args.task)
-    if task.is_regression:
+    if task.type != "classification":
         sys.exit("student_fit.py: classification tasks only")
     data = load_task_data(task, load_tokenizer(args.teacher), data_dir=args.data_dir, max_length=128, splits=SPLITS)
     gold = {s: torch.from_numpy(data.splits[s].labels) for s in SPLITS}

@@ -64,6 +64,7 @@ def test_training_puts_the_model_the_teacher_and_every_batch_tensor_on_the_compu
     that every tensor a step touches is on that one device."""
     from bertsmith.arch import ArchSpec
     from bertsmith.data.tokenize import Encoded
+    from bertsmith.data.tasktypes import CLASSIFICATION
     from bertsmith.distill.objectives import LossConfig, TaskObjective
     from bertsmith.distill.trainer import TrainConfig, Trainer
     from bertsmith.modeling import BertsmithForSequenceClassification
@@ -72,7 +73,7 @@ def test_training_puts_the_model_the_teacher_and_every_batch_tensor_on_the_compu
     emb = {"embeddings": {"vocab_size": 97, "max_positions": 40, "type_vocab_size": 2}}
     student = BertsmithForSequenceClassification(ArchSpec.uniform(layers=1, hidden=16, heads=2, ffn=32, **emb), 3)
     teacher = BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=4, ffn=64, **emb), 3)
-    objective = TaskObjective(student, teacher, LossConfig.from_terms("labels,logits,hidden,attention"), regression=False)
+    objective = TaskObjective(student, teacher, LossConfig.from_terms("labels,logits,hidden,attention"), task_type=CLASSIFICATION)
     seen: list[set[torch.device]] = []
     forward = objective.forward
 

@@ -3,9 +3,12 @@ fine-tuning schedule for small tasks."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from bertsmith.data import get_task
 from bertsmith.distill.teacher import fitted_schedule
 from bertsmith.distill.trainer import TrainConfig
 from bertsmith.quality import at_constant_level, constant_levels, judge
@@ -13,14 +16,14 @@ from bertsmith.quality import at_constant_level, constant_levels, judge
 
 def test_constant_levels_are_the_best_constant_answer_on_the_labels():
     labels = np.array([1] * 7 + [0] * 3)
-    levels = constant_levels(("accuracy", "f1", "matthews_corrcoef"), labels, regression=False, num_labels=2)
+    levels = constant_levels(replace(get_task("sst2"), metrics=("accuracy", "f1", "matthews_corrcoef")), labels)
     assert levels["accuracy"] == pytest.approx(0.7)  # the majority rate
     assert levels["f1"] == pytest.approx(2 * 0.7 / 1.7)  # all positive: precision 0.7, recall 1
     assert levels["matthews_corrcoef"] == 0.0
-    three = constant_levels(("accuracy",), np.array([2, 2, 1, 0, 2]), regression=False, num_labels=3)
+    three = constant_levels(get_task("mnli"), np.array([2, 2, 1, 0, 2]))
+    assert get_task("mnli").metrics == ("accuracy",)
     assert three["accuracy"] == pytest.approx(0.6)
-    assert constant_levels(("pearson", "spearmanr"), np.array([0.1, 2.0, 4.5]), regression=True,
-                           num_labels=1) == {"pearson": 0.0, "spearmanr": 0.0}
+    assert constant_levels(get_task("stsb"), np.array([0.1, 2.0, 4.5])) == {"pearson": 0.0, "spearmanr": 0.0}
 
 
 def test_at_constant_level_counts_points_above_the_level_and_nan_as_constant():

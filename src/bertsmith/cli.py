@@ -388,7 +388,7 @@ def task_list() -> None:
 
     table = Table("task", "labels", "metrics", "splits")
     for name, task in TASKS.items():
-        labels = "regression" if task.is_regression else ", ".join(task.labels)
+        labels = task.task_type.describe_labels(task)
         table.add_row(name, labels, ", ".join(task.metrics), ", ".join(task.splits))
     console.print(table)
 
@@ -399,21 +399,13 @@ def task_show(
     data_dir: Optional[Path] = DATA_DIR,
 ) -> None:
     """Read every split of a task and print rows, label counts and data hashes (checks the data)."""
-    from collections import Counter
-
     from .data import load_split
 
     t = _task(task)
     table = Table("split", "rows", "labels", "source", "sha256")
     for split in t.splits:
         data = load_split(t, split, data_dir=_data_dir(data_dir))
-        if data.labels is None:
-            labels = "none"
-        elif t.is_regression:
-            labels = f"{min(data.labels):.2f}..{max(data.labels):.2f}"
-        else:
-            counts = Counter(data.labels)
-            labels = ", ".join(f"{t.labels[i]}: {counts[i]}" for i in range(len(t.labels)))
+        labels = "none" if data.labels is None else t.task_type.label_summary(t, data.labels)
         table.add_row(split, str(len(data)), labels, data.source, data.sha256[:12])
     console.print(table)
 

@@ -19,10 +19,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .data.readers import read_rows
+from .data.tasktypes import TaskType, task_type_of_head
 from .distill.task import load_tokenizer
 from .errors import CheckpointError, ConfigError, DataError
 from .hf import import_checkpoint
@@ -39,12 +39,14 @@ TEXT_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("questi
 @dataclass
 class Classifier:
     """What ``predict`` needs: the model (``model(ids, mask, types) → (logits, _)``), its tokenizer,
-    the class names (None for regression) and the token limit."""
+    the class names (None for regression), the token limit and the head's task type (which turns
+    logits into results)."""
 
     model: torch.nn.Module
     tokenizer: object
     labels: list[str] | None
     max_length: int
+    task_type: TaskType
 
 
 def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onnx_file: str = "model.onnx",
@@ -82,8 +84,9 @@ def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onn
     if max_length > positions:
         raise ConfigError(f"--max-length {max_length} is more than the model's {positions} positions")
     names = config.get("id2label") or {}
-    labels = None if num_labels == 1 else [str(names.get(str(i), f"LABEL_{i}")) for i in range(num_labels)]
-    return Classifier(model, load_tokenizer(directory, spec, max_length), labels, max_length)
+    task_type = task_type_of_head(num_labels)
+    labels = [str(names.get(str(i), f"LABEL_{i}")) for i in range(num_labels)] if task_type.named_labels else None
+    return Classifier(model, load_tokenizer(directory, spec, max_length), labels, max_length, task_type)
 
 
 @torch.no_grad()
@@ -93,12 +96,7 @@ def predict_batch(clf: Classifier, texts: Sequence[str], pairs: Sequence[str] | 
     encoded = clf.tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
                             max_length=clf.max_length, padding=True, return_tensors="pt")
     logits, _ = clf.model(encoded["input_ids"], encoded["attention_mask"], encoded.get("token_type_ids"))
-    logits = logits.float()
-    if clf.labels is None:
-        return [{"score": float(v)} for v in logits[:, 0]]
-    probs = torch.softmax(logits, dim=-1).numpy()
-    return [{"label": clf.labels[int(np.argmax(p))], "score": float(p.max()),
-             "scores": {name: float(v) for name, v in zip(clf.labels, p)}} for p in probs]
+    return clf.task_type.outputs(logits.float(), clf.labels)
 
 
 def file_texts(path: Path, text_column: str | None = None, pair_column: str | None = None
@@ -168,16 +166,9 @@ def _writer(handle, clf: Classifier, *, csv_out: bool):
     """A function writing one result to ``handle`` as a JSON line or a CSV row (header first)."""
     if not csv_out:
         return lambda result: handle.write(json.dumps(result, ensure_ascii=False) + "\n")
-    fields = ["score"] if clf.labels is None else ["label", "score", *(f"p_{name}" for name in clf.labels)]
     writer = csv.writer(handle)
-    writer.writerow(fields)
-
-    def row(result: dict) -> None:
-        if clf.labels is None:
-            writer.writerow([result["score"]])
-        else:
-            writer.writerow([result["label"], result["score"], *(result["scores"][n] for n in clf.labels)])
-    return row
+    writer.writerow(clf.task_type.output_fields(clf.labels))
+    return lambda result: writer.writerow(clf.task_type.csv_row(result, clf.labels))
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:

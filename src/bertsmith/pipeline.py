@@ -242,8 +242,7 @@ class _Run:
         if metrics is None:  # a fine-tuned teacher given as it is
             metrics = {split: evaluate(context.model, data, split) for split in ("dev", "test") if data.labeled(split)}
         self.log(f"[teacher] {directory}: {_metrics(metrics)}")
-        constant = {split: constant_levels(self.task.metrics, data.splits[split].labels,
-                                           regression=self.task.is_regression, num_labels=self.task.num_labels)
+        constant = {split: constant_levels(self.task, data.splits[split].labels)
                     for split in ("dev", "test") if data.labeled(split)}
         return TeacherOutputs(directory=str(Path(directory).resolve()), metrics=metrics, constant=constant,
                               spec=spec.to_dict(), summary=spec.summary(), params=encoder_params(spec),

@@ -15,21 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data.metrics import METRICS
+from .data import Task
 
 
-def constant_levels(metrics: tuple[str, ...] | list[str], labels: np.ndarray, *, regression: bool,
-                    num_labels: int) -> dict[str, float]:
-    """Every metric's best value over the constant predictions, on ``labels``."""
+def constant_levels(task: Task, labels: np.ndarray) -> dict[str, float]:
+    """Every metric of ``task``: its best value over the constant predictions on ``labels`` (the task
+    type's ``constant_level``)."""
     labels = np.asarray(labels)
-    out = {}
-    for name in metrics:
-        if regression or name in ("matthews_corrcoef", "pearson", "spearmanr"):
-            out[name] = 0.0  # a constant has no correlation with anything
-            continue
-        values = [METRICS[name](labels, np.full(len(labels), c, dtype=labels.dtype)) for c in range(num_labels)]
-        out[name] = max(0.0 if math.isnan(v) else v for v in values)
-    return out
+    return {name: task.task_type.constant_level(task, name, labels) for name in task.metrics}
 
 
 def at_constant_level(value: float, level: float, margin_points: float) -> bool:

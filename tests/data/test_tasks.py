@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bertsmith.data import TASKS, get_task, load_task_file, resolve_task
+from bertsmith.data.tasktypes import CLASSIFICATION, REGRESSION
 from bertsmith.errors import DataError
 
 from .conftest import write_lines
@@ -20,8 +21,8 @@ def test_glue_tasks_and_their_metrics():
     }
     assert {name: task.metrics for name, task in TASKS.items()} == expected
     assert get_task("mrpc").main_metric == "f1"
-    assert get_task("stsb").is_regression and get_task("stsb").num_labels == 1
-    assert get_task("mnli").num_labels == 3 and not get_task("mnli").is_regression
+    assert get_task("stsb").task_type is REGRESSION and get_task("stsb").num_labels == 1
+    assert get_task("mnli").num_labels == 3 and get_task("mnli").task_type is CLASSIFICATION
     assert list(get_task("mnli").splits) == ["train", "dev_matched", "dev_mismatched", "test_matched", "test_mismatched"]
     assert get_task("mnli").hub.splits["dev_matched"] == "validation_matched"
     assert get_task("rotten-tomatoes").labels == ("rotten", "fresh")
@@ -55,7 +56,7 @@ def test_custom_regression_and_hub_tasks(tmp_path: Path):
     path = task_yaml(tmp_path, "name: r\nfiles: {train: t.jsonl, dev: d.tsv, test: e.csv}\n"
                                "text_columns: [a, b]\nlabel_column: y\ntype: regression")
     task = load_task_file(path)
-    assert task.is_regression and task.metrics == ("pearson", "spearmanr") and list(task.splits) == ["train", "dev", "test"]
+    assert task.task_type is REGRESSION and task.metrics == ("pearson", "spearmanr") and list(task.splits) == ["train", "dev", "test"]
     hub = load_task_file(task_yaml(tmp_path, "name: h\nhub: some/data\nconfig: c\ntext_columns: [t]\n"
                                              "labels: [neg, pos]\nmetrics: [f1, accuracy]"))
     assert (hub.origin, hub.hub.name, hub.hub.config, hub.main_metric) == ("hub", "some/data", "c", "f1")
@@ -72,6 +73,7 @@ def test_custom_regression_and_hub_tasks(tmp_path: Path):
     ("name: x\nfiles: {train: a.txt, dev: b.csv}\ntext_columns: [t]", "a.txt: unknown file format"),
     ("name: x\nhub: y\ntext_columns: [t]", "a hub classification task must list its labels"),
     ("name: x\nhub: y\ntext_columns: [t]\ntype: regression\nlabels: [a, b]", "a regression task has no labels"),
+    ("name: x\nhub: y\ntext_columns: [t]\ntype: ranking", "type: unknown task type 'ranking'"),
     ("name: x\nhub: y\ntext_columns: [t]\nlabels: [a, b]\nmetrics: [bleu]", "unknown metric 'bleu'"),
     ("name: x\nhub: y\ntext_columns: [t]\nlabels: [a, b]\nmetrics: [pearson]", "pearson does not apply"),
     ("name: x\nhub: y\ntext_columns: [t]\nlabels: [a, a]", "has duplicates"),

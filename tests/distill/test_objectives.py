@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bertsmith.arch import ArchSpec
+from bertsmith.data.tasktypes import CLASSIFICATION, REGRESSION
 from bertsmith.distill.objectives import AgnosticObjective, LossConfig, TaskObjective, capture_qkv, split_qkv
 from bertsmith.errors import ConfigError
 from bertsmith.modeling import BertsmithForMaskedLM, BertsmithForSequenceClassification, BertsmithModel
@@ -32,7 +33,7 @@ def _batch(rows=3, length=9):
 def test_every_kind_distils_and_only_the_student_learns(attention, ffn, per_layer):
     student = BertsmithForSequenceClassification(tiny_spec(attention, ffn, per_layer), 3)
     teacher = _teacher()
-    objective = TaskObjective(student, teacher, FULL, regression=False)
+    objective = TaskObjective(student, teacher, FULL, task_type=CLASSIFICATION)
     loss, parts = objective(_batch())
     assert set(parts) == {"labels", "logits", "hidden", "attention"} and torch.isfinite(loss)
     loss.backward()
@@ -44,13 +45,13 @@ def test_every_kind_distils_and_only_the_student_learns(attention, ffn, per_laye
 
 def test_attention_mode_follows_head_counts():
     same = TaskObjective(BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=4, ffn=64, **EMB), 3),
-                         _teacher(heads=4), FULL, regression=False)
+                         _teacher(heads=4), FULL, task_type=CLASSIFICATION)
     other = TaskObjective(BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=2, ffn=64, **EMB), 3),
-                          _teacher(heads=4), FULL, regression=False)
+                          _teacher(heads=4), FULL, task_type=CLASSIFICATION)
     assert same.intermediate.modes == ["scores", "scores"] and same.intermediate.layer_map == [2, 4]
     assert other.intermediate.modes == ["relation", "relation"]
     with pytest.raises(ConfigError, match="student layer 1 has 2 heads"):
-        TaskObjective(other.student, _teacher(heads=4), LossConfig(attention=1.0, attention_mode="scores"), regression=False)
+        TaskObjective(other.student, _teacher(heads=4), LossConfig(attention=1.0, attention_mode="scores"), task_type=CLASSIFICATION)
 
 
 def test_captured_qkv_is_the_attention_input():
@@ -67,7 +68,7 @@ def test_captured_qkv_is_the_attention_input():
 
 def test_distillation_loss_falls_when_training_on_a_batch():
     student = BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=2, ffn=64, **EMB), 3)
-    objective = TaskObjective(student, _teacher(), LossConfig.from_terms("logits,hidden,attention"), regression=False)
+    objective = TaskObjective(student, _teacher(), LossConfig.from_terms("logits,hidden,attention"), task_type=CLASSIFICATION)
     optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
     batch, history = _batch(), []
     for _ in range(30):
@@ -83,7 +84,7 @@ def test_regression_uses_mse_to_teacher_and_labels():
     student = BertsmithForSequenceClassification(ArchSpec.uniform(layers=1, hidden=32, heads=2, ffn=64, **EMB), 1)
     teacher = BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=2, ffn=64, **EMB), 1).eval()
     batch = _batch() | {"labels": torch.tensor([0.5, 4.0, 2.5])}
-    objective = TaskObjective(student, teacher, LossConfig(labels=1.0, logits=1.0), regression=True).eval()
+    objective = TaskObjective(student, teacher, LossConfig(labels=1.0, logits=1.0), task_type=REGRESSION).eval()
     _, parts = objective(batch)
     s, t = student(batch["input_ids"], batch["attention_mask"])[0], teacher(batch["input_ids"], batch["attention_mask"])[0]
     assert torch.allclose(parts["logits"], torch.nn.functional.mse_loss(s, t))
@@ -107,8 +108,8 @@ def test_masked_lm_distillation_needs_masked_lm_heads():
 @pytest.mark.parametrize(("make", "message"), [
     (lambda: LossConfig(logits=0.0), "every loss weight is 0"),
     (lambda: LossConfig.from_terms("logits,kd"), "losses = 'logits,kd'"),
-    (lambda: TaskObjective(_teacher(), None, LossConfig(), regression=False), "need a teacher"),
-    (lambda: TaskObjective(_teacher(layers=2), _teacher(), LossConfig(hidden=1.0, layer_map=(1, 5)), regression=False),
+    (lambda: TaskObjective(_teacher(), None, LossConfig(), task_type=CLASSIFICATION), "need a teacher"),
+    (lambda: TaskObjective(_teacher(layers=2), _teacher(), LossConfig(hidden=1.0, layer_map=(1, 5)), task_type=CLASSIFICATION),
      "layer_map = \\[1, 5\\]"),
     (lambda: AgnosticObjective(_teacher(), _teacher(), LossConfig(logits=1.0)), "no labels or task logits"),
 ])
@@ -127,7 +128,7 @@ def test_losses_are_computed_in_fp32_under_bf16_autocast():
     teacher = BertsmithForSequenceClassification(presets.get("bert-mini"), 2).eval()
     student = BertsmithForSequenceClassification(presets.get("bert-tiny"), 2)
     objective = TaskObjective(student, teacher, LossConfig.from_terms("labels,logits,hidden,attention"),
-                              regression=False)
+                              task_type=CLASSIFICATION)
     batch = {"input_ids": torch.randint(1000, 3000, (4, 16)), "attention_mask": torch.ones(4, 16, dtype=torch.long),
              "labels": torch.tensor([0, 1, 0, 1])}
     with torch.autocast("cpu", dtype=torch.bfloat16):

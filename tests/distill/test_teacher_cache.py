@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bertsmith.arch import ArchSpec
+from bertsmith.data.tasktypes import CLASSIFICATION
 from bertsmith.data.tokenize import Encoded
 from bertsmith.distill import teacher_cache as tc
 from bertsmith.distill.objectives import LossConfig, TaskObjective
@@ -47,8 +48,8 @@ def _batch(split: Encoded, indices: list[int]) -> dict:
 @pytest.mark.parametrize("heads", [4, 2], ids=["scores", "relation"])
 def test_cached_losses_and_gradients_equal_the_live_teachers(tmp_path, heads):
     split, teacher = _split(), _teacher()
-    live = TaskObjective(_student(heads), teacher, DEFAULT, regression=False)
-    cached = TaskObjective(_student(heads), teacher, DEFAULT, regression=False)
+    live = TaskObjective(_student(heads), teacher, DEFAULT, task_type=CLASSIFICATION)
+    cached = TaskObjective(_student(heads), teacher, DEFAULT, task_type=CLASSIFICATION)
     cached.use_cache(tc.TeacherCache.open(teacher, split, root=tmp_path, bf16=False))
     assert cached.teacher_cache is not None and cached.teacher_cache.hidden
     assert cached.intermediate.modes == ["scores" if heads == 4 else "relation"] * 2
@@ -68,7 +69,7 @@ def test_a_warm_cache_gives_what_a_cold_one_gives_without_running_the_teacher(tm
     teacher.register_forward_hook(lambda *_: calls.append(1))
 
     def losses() -> list[float]:
-        objective = TaskObjective(_student(2), teacher, DEFAULT, regression=False)
+        objective = TaskObjective(_student(2), teacher, DEFAULT, task_type=CLASSIFICATION)
         objective.use_cache(tc.TeacherCache.open(teacher, split, root=tmp_path, bf16=False))
         return [objective(_batch(split, ids))[0].item() for ids in ([0, 1, 2], [2, 3, 4], [5, 6, 7, 8, 9, 10, 11])]
 
@@ -99,10 +100,10 @@ def test_the_budget_decides_what_is_stored(tmp_path, monkeypatch):
     assert tc.TeacherCache.open(teacher, split, root=tmp_path, bf16=False, budget=100) is None
     small = tc.TeacherCache.open(teacher, split, root=tmp_path, bf16=False, budget=hidden_bytes)
     assert not small.hidden and not (small.directory / "hidden.f16").exists()
-    objective = TaskObjective(_student(2), teacher, DEFAULT, regression=False)
+    objective = TaskObjective(_student(2), teacher, DEFAULT, task_type=CLASSIFICATION)
     objective.use_cache(small)
     assert objective.teacher_cache is None  # hidden and attention terms need the stored hidden states
-    logits_only = TaskObjective(_student(2), teacher, LossConfig.from_terms("logits"), regression=False)
+    logits_only = TaskObjective(_student(2), teacher, LossConfig.from_terms("logits"), task_type=CLASSIFICATION)
     logits_only.use_cache(small)
     assert logits_only.teacher_cache is small
     assert (small.directory / "logits.f32").stat().st_size == 4 * 3 * len(split)
@@ -127,7 +128,7 @@ def test_a_full_disk_while_writing_is_one_clear_error(tmp_path):
     full = os.open("/dev/full", os.O_RDWR)
     os.dup2(full, cache._fds["hidden.f16"])  # the hidden-state file now reports a full disk
     os.close(full)
-    objective = TaskObjective(_student(2), teacher, DEFAULT, regression=False)
+    objective = TaskObjective(_student(2), teacher, DEFAULT, task_type=CLASSIFICATION)
     objective.use_cache(cache)
     with pytest.raises(CacheError, match="cannot write the teacher cache .*BERTSMITH_TEACHER_CACHE_GB=0"):
         objective(_batch(split, [0, 1]))
@@ -158,6 +159,6 @@ def test_the_least_recently_used_caches_make_room_within_the_budget(tmp_path):
     tc.TeacherCache.open(_teacher(1), split, root=tmp_path, bf16=False, budget=2 * size)  # the first, used again
     third = tc.TeacherCache.open(_teacher(3), split, root=tmp_path, bf16=False, budget=2 * size)
     assert first.directory.is_dir() and not second.directory.exists() and third.directory.is_dir()
-    objective = TaskObjective(_student(2), _teacher(2), DEFAULT, regression=False)
+    objective = TaskObjective(_student(2), _teacher(2), DEFAULT, task_type=CLASSIFICATION)
     objective.use_cache(second)  # deleted under it: its open files still work
     assert torch.isfinite(objective(_batch(split, [0, 1]))[0])

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from bertsmith.arch import ArchSpec
+from bertsmith.data.tasktypes import CLASSIFICATION
 from bertsmith.distill import checkpoint as ckpt
 from bertsmith.distill.objectives import LossConfig, TaskObjective
 from bertsmith.distill.trainer import METRICS_LOG, TrainConfig, Trainer, lr_factor, param_groups
@@ -44,7 +45,7 @@ def _objective():
     torch.manual_seed(0)
     spec = ArchSpec.uniform(layers=1, hidden=16, heads=2, ffn=32, **EMB)
     return TaskObjective(BertsmithForSequenceClassification(spec, 2), None, LossConfig(labels=1.0, logits=0.0),
-                         regression=False)
+                         task_type=CLASSIFICATION)
 
 
 def _accuracy(student):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bertsmith.arch import ArchSpec
+from bertsmith.data.tasktypes import CLASSIFICATION
 from bertsmith.errors import ConfigError
 from bertsmith.modeling import BertsmithForSequenceClassification
 from bertsmith.search.pruning import (GatedModel, GateObjective, Gates, choose_removals, cost_function, prune,
@@ -162,7 +163,7 @@ def test_the_sparsity_penalty_pulls_the_gates_down(teacher_dir, task_file, cache
         student = load_teacher(teacher_dir, task)
         gated = GatedModel(student)
         betas = unit_costs(gated.gates.spec, cost)
-        objective = GateObjective(gated, teacher, betas, gamma=gamma, regression=False)
+        objective = GateObjective(gated, teacher, betas, gamma=gamma, task_type=CLASSIFICATION)
         config = TrainConfig(steps=15, lr=0.02, batch_size=16, weight_decay=0.0, warmup=0.0, schedule="constant")
         train_on_task(objective, data, config=config, run_dir=tmp_path / str(gamma), resume=False, fingerprint={},
                       progress=False, keep_best=False)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from bertsmith.data import resolve_task
+from bertsmith.data.tasktypes import CLASSIFICATION
 from bertsmith.distill.trainer import TrainConfig
 from bertsmith.errors import SpecError
 from bertsmith.hf.checkpoint import import_checkpoint
@@ -79,7 +80,7 @@ def test_space_must_be_sliceable():
 
 def test_sandwich_draws_follow_a_saved_counter_not_the_global_rng():
     space = SearchSpace.from_dict(SPACE | {"budget": {"params": 20000}})
-    objective = SandwichObjective(Supernet(space, 2), None, _labels_only(), regression=False, random_subnets=3, seed=1)
+    objective = SandwichObjective(Supernet(space, 2), None, _labels_only(), task_type=CLASSIFICATION, random_subnets=3, seed=1)
     state = {k: v.clone() for k, v in objective.state_dict().items()}
     torch.manual_seed(5)
     first = [objective.subnets() for _ in range(4)]
@@ -150,7 +151,7 @@ def test_a_sandwich_step_in_parts_gives_the_gradients_of_the_whole_step():
     alive at a time; the accumulated gradients and the reported losses equal the whole step's."""
     space = SearchSpace.from_dict(SPACE | {"budget": {"params": 20000}})
     torch.manual_seed(0)
-    objective = SandwichObjective(Supernet(space, 2), None, _labels_only(), regression=False, random_subnets=2, seed=3)
+    objective = SandwichObjective(Supernet(space, 2), None, _labels_only(), task_type=CLASSIFICATION, random_subnets=2, seed=3)
     batch = {"input_ids": torch.randint(5, 90, (4, 10)), "attention_mask": torch.ones(4, 10, dtype=torch.long),
              "labels": torch.tensor([0, 1, 1, 0])}
     start = {k: v.clone() for k, v in objective.state_dict().items()}

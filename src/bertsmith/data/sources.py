@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,7 +40,8 @@ ROTTEN_TOMATOES_SEED = 0
 
 @dataclass(frozen=True)
 class Split:
-    """One split of a task: texts (one or two per example) and label indices or regression values."""
+    """One split of a task: texts (one or two per example) and labels as its task type reads them
+    (class indices, regression values)."""
 
     texts: list[tuple[str, ...]]
     labels: list[int] | list[float] | None
@@ -97,7 +97,7 @@ def _to_split(task: Task, split: str, rows: Iterable[Row], source: str, unit: st
             labeled = task.label_column in row or not split.startswith("test")
         texts.append(tuple(_field(row, column, where) for column in task.text_columns))
         if labeled:
-            labels.append(_label(task, _field(row, task.label_column, where), where))
+            labels.append(task.task_type.parse_label(task, _field(row, task.label_column, where), where))
     if not texts:
         raise DataError(f"{source}: no data rows")
     final = labels if labeled else None
@@ -111,25 +111,6 @@ def _field(row: dict[str, str], column: str, where: str) -> str:
     if not value.strip():
         raise DataError(f"{where}, column {column!r}: empty")
     return value
-
-
-def _label(task: Task, value: str, where: str) -> int | float:
-    column = task.label_column
-    if task.labels is not None:
-        try:
-            return task.labels.index(value.strip())
-        except ValueError:
-            raise DataError(
-                f"{where}, column {column!r}: label {value!r} is not one of the task's labels ({', '.join(task.labels)})"
-            ) from None
-    try:
-        number = float(value)
-    except ValueError:
-        raise DataError(f"{where}, column {column!r}: {value!r} is not a number (regression label)") from None
-    low, high = task.label_range or (-math.inf, math.inf)
-    if not math.isfinite(number) or not low <= number <= high:
-        raise DataError(f"{where}, column {column!r}: {value} is outside the task's label range [{low}, {high}]")
-    return number
 
 
 def _digest(texts: list[tuple[str, ...]], labels: list | None) -> str:

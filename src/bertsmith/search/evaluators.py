@@ -156,7 +156,7 @@ class DistillEvaluator(Evaluator):
                 raise ConfigError("steps: a full distillation trains for its epochs, not a number of steps")
             config = config.model_copy(update={"steps": steps, "eval_every": steps})
         objective = TaskObjective(student, self.teacher if self.losses.needs_teacher else None, self.losses,
-                                  regression=self.data.task.is_regression)
+                                  task_type=self.data.task.task_type)
         result = train_on_task(objective, self.data, config=config, run_dir=workdir, resume=False,
                                fingerprint={"spec": spec.to_dict(), "evaluator": self.fingerprint()},
                                progress=False, description="evaluate", keep_best=self.steps is None,

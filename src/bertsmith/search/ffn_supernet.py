@@ -28,6 +28,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from ..arch import ArchSpec, atomic_write_text
+from ..data.tasktypes import TaskType
 from ..distill.checkpoint import atomic_file
 from ..distill.objectives import Draws, LossConfig, TaskObjective
 from ..distill.task import train_on_task
@@ -147,9 +148,9 @@ class WarmupObjective(TaskObjective):
     """The warm-up loss (hidden-state and attention terms against the teacher) of a new architecture
     drawn by ``sample`` at every step from ``Draws(seed)`` (the same in a resumed warm-up)."""
 
-    def __init__(self, supernet: FFNSupernet, teacher: nn.Module, losses: LossConfig, *, regression: bool,
+    def __init__(self, supernet: FFNSupernet, teacher: nn.Module, losses: LossConfig, *, task_type: TaskType,
                  sample: Callable[[np.random.Generator], Layout], seed: int = 0):
-        super().__init__(supernet.model, teacher, losses, regression=regression)
+        super().__init__(supernet.model, teacher, losses, task_type=task_type)
         self.supernet, self.sample = supernet, sample
         self.draws = Draws(seed)
 
@@ -167,7 +168,7 @@ def warm_up(supernet: FFNSupernet, teacher: nn.Module, data, *, sample: Callable
     """Distil ``teacher`` into the supernet on ``data``'s train split (its texts; labels are not used),
     one architecture drawn by ``sample`` per step. ``data`` holds no dev split (the search's data is
     carved from train), so nothing is evaluated. Resumes an interrupted warm-up. Returns the steps."""
-    objective = WarmupObjective(supernet, teacher, losses, regression=data.task.is_regression, sample=sample,
+    objective = WarmupObjective(supernet, teacher, losses, task_type=data.task.task_type, sample=sample,
                                 seed=config.seed)
     result = train_on_task(objective, data, config=config.model_copy(update={"patience": None}),
                            run_dir=run_dir, resume=True, fingerprint=fingerprint, progress=progress,

@@ -30,6 +30,7 @@ from torch.func import functional_call
 
 from ..arch import ArchSpec
 from ..cost import encoder_params, flops, params
+from ..data.tasktypes import TaskType
 from ..distill.objectives import LossConfig, Objective, prediction_losses
 from ..errors import ConfigError
 from ..modeling.elastic import Units, check_plain_kinds, select_units, slice_weights
@@ -177,15 +178,15 @@ class GateObjective(Objective):
     plain number: the paper's γ is NOT FOUND, and that normalisation is bertsmith's choice."""
 
     def __init__(self, gated: GatedModel, teacher: nn.Module, betas: dict[str, list[float]], *, gamma: float,
-                 regression: bool, losses: LossConfig = LossConfig()):
+                 task_type: TaskType, losses: LossConfig = LossConfig()):
         super().__init__(gated, teacher, losses.model_copy(update={"hidden": 0.0, "attention": 0.0, "mlm": 0.0}))
-        self.betas, self.gamma, self.regression = betas, gamma, regression
+        self.betas, self.gamma, self.task_type = betas, gamma, task_type
         with torch.no_grad():
             self.scale = float(gated.gates.penalty(betas))
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s_logits, t_logits, parts = self._run(batch)
-        parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
+        parts |= prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), task_type=self.task_type)
         sparsity = self.student.gates.penalty(self.betas) / self.scale
         return self.total(parts) + self.gamma * sparsity, parts | {"sparsity": sparsity.detach()}
 

@@ -37,6 +37,7 @@ from torch.func import functional_call
 from .. import distributed
 from ..arch import ArchSpec, atomic_write_text
 from ..data import Task
+from ..data.tasktypes import TaskType
 from ..distill.checkpoint import atomic_file
 from ..distill.context import TaskContext, context_for
 from ..distill.objectives import Draws, LossConfig, Objective, prediction_losses
@@ -133,13 +134,13 @@ class SandwichObjective(Objective):
     sub-networks on one batch. The random ones come from ``Draws(seed)``: the same in a resumed run
     and in every process of a multi-process one."""
 
-    def __init__(self, supernet: Supernet, teacher: nn.Module | None, losses: LossConfig, *, regression: bool,
+    def __init__(self, supernet: Supernet, teacher: nn.Module | None, losses: LossConfig, *, task_type: TaskType,
                  random_subnets: int = 2, budget: Budget | None = None, seed: int = 0):
         if losses.hidden > 0 or losses.attention > 0 or losses.mlm > 0:
             raise ConfigError("supernet training uses prediction losses only (labels, logits), not "
                               "hidden, attention or mlm")
         super().__init__(supernet, teacher, losses)
-        self.regression, self.random_subnets = regression, random_subnets
+        self.task_type, self.random_subnets = task_type, random_subnets
         self.budget = budget if budget is not None else supernet.space.budget
         self.largest, self.smallest = supernet.spec, supernet.space.extreme(largest=False)
         self.draws = Draws(seed)
@@ -189,7 +190,7 @@ class SandwichObjective(Objective):
 
     def _loss(self, spec: ArchSpec, batch: dict, t_logits: torch.Tensor | None) -> torch.Tensor:
         s_logits, _ = self.student(spec, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        parts = prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), regression=self.regression)
+        parts = prediction_losses(self.config, s_logits, t_logits, batch.get("labels"), task_type=self.task_type)
         return self.total(parts)
 
 
@@ -284,7 +285,7 @@ class SupernetJob:
             raise SpecError(f"the search space's largest architecture ({supernet.spec.summary()}) cannot be cut "
                             f"from the teacher ({teacher.encoder.spec.summary()}): {e}") from None
         objective = SandwichObjective(supernet, teacher if self.losses.needs_teacher else None, self.losses,
-                                      regression=task.is_regression, random_subnets=self.random_subnets,
+                                      task_type=task.task_type, random_subnets=self.random_subnets,
                                       seed=config.seed)
         main = task.main_metric
 

@@ -267,7 +267,7 @@ class Prune(Strategy):
         spec = model.encoder.spec
         gated = GatedModel(model, self.dims, layers=self.layers)
         objective = GateObjective(gated, evaluator.teacher, unit_costs(spec, self.cost), gamma=self.options.gamma,
-                                  regression=evaluator.data.task.is_regression, losses=evaluator.losses)
+                                  task_type=evaluator.data.task.task_type, losses=evaluator.losses)
         config = evaluator.config.model_copy(update={
             "steps": self.options.gate_steps, "lr": self.options.gate_lr, "weight_decay": 0.0, "warmup": 0.0, "schedule": "constant",
             "eval_every": self.options.gate_steps, "patience": None})
