@@ -1,4 +1,5 @@
-"""Task data: the task registry, loading splits, metrics, and tokenization with an on-disk cache."""
+"""Task data: the task registry, task types (``tasktypes``), loading splits, metrics, and tokenization with an
+on-disk cache."""
 
 from .sources import Split, load_split
 from .tasks import TASKS, HubSource, Task, compute_metrics, get_task, load_task_file, main_metric, resolve_task
