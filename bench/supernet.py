@@ -35,7 +35,8 @@ except ImportError:
 
 from scipy.stats import kendalltau, spearmanr  # noqa: E402
 
-from bertsmith.arch import ArchSpec, atomic_write_text  # noqa: E402
+from bertsmith.arch import ArchSpec  # noqa: E402
+from bertsmith.files import atomic_write_text  # noqa: E402
 from bertsmith.cost import encoder_params  # noqa: E402
 from bertsmith.data import resolve_task  # noqa: E402
 from bertsmith.distill.task import evaluate, files_digest, load_task_data, load_tokenizer  # noqa: E402

@@ -119,7 +119,7 @@ def bench(
     import torch
 
     from . import cost
-    from .arch import atomic_write_text
+    from .files import atomic_write_text
     from .files import writable_file
     from .latency import measure_inference, measure_onnxruntime
 

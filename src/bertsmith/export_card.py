@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from . import __version__
-from .arch import ArchSpec, atomic_write_text
+from .arch import ArchSpec
+from .files import atomic_write_text
 from .deployment import latency_table
 from .errors import CheckpointError
 from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff

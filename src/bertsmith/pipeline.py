@@ -15,7 +15,7 @@ from typing import Any, Callable
 import optuna
 
 from . import presets
-from .arch import ArchSpec, atomic_write_text
+from .arch import ArchSpec
 from .baselines import BASELINES, build
 from .cost import encoder_params, flops, params
 from .data import resolve_task
@@ -29,7 +29,7 @@ from .distill.teacher import finetune_teacher, fitted_schedule, model_directory
 from .distill.trainer import TrainConfig
 from .errors import ConfigError, SpecError, WeakModelError
 from .export_card import write_export
-from .files import writable_dir
+from .files import atomic_write_text, writable_dir
 from .hf import import_checkpoint
 from .latency import measure_inference
 from .memory import PeakMemory, release_memory

@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..arch import atomic_write_text
 from ..data import Task
 from ..data.tokenize import cache_root
 from ..errors import CheckpointError
+from ..files import atomic_write_text
 from ..hf.checkpoint import ImportedModel, import_checkpoint, resolve_checkpoint
 from ..hf.export import export_pretrained
 from ..modeling import BertsmithForSequenceClassification

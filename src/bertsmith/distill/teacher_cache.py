@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..arch import atomic_write_text
 from ..errors import CacheError, ConfigError
+from ..files import atomic_write_text
 from ..modeling import BertsmithForSequenceClassification
 
 ENV = "BERTSMITH_TEACHER_CACHE_GB"

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import distributed
-from ..arch import ArchSpec, atomic_write_text
+from ..arch import ArchSpec
 from ..data import Task
 from ..distill.context import TaskContext, context_for
 from ..distill.objectives import LossConfig
 from ..distill.trainer import TrainConfig
 from ..errors import ConfigError
-from ..files import writable_dir
+from ..files import atomic_write_text, writable_dir
 from ..predictor import LatencyPredictor
 from .budget import Budget
 from .costs import CostModel, calibrate

@@ -44,8 +44,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pydantic import Field, field_validator
 from rich.table import Table
 
-from ...arch import ArchSpec, Float, atomic_write_text
+from ...arch import ArchSpec, Float
 from ...errors import ConfigError
+from ...files import atomic_write_text
 from ..grid import GRIDS, resolve_grid
 from .base import SearchContext, Strategy, StrategyOptions
 

@@ -53,11 +53,12 @@ import numpy as np
 from pydantic import Field, field_validator
 from rich.table import Table
 
-from ...arch import ArchSpec, FFNSpec, Float, Int, atomic_write_text
+from ...arch import ArchSpec, FFNSpec, Float, Int
 from ...cost import encoder_params
 from ...distill.objectives import LossConfig
 from ...distill.trainer import TrainConfig
 from ...errors import ConfigError, SpecError
+from ...files import atomic_write_text
 from ...modeling.expr import ExprError, format_expr, parse
 from ...modeling.elastic import check_sliceable, even_layers
 from ...modeling.searched_ffn import SearchedFFN

@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from pydantic import Field, field_validator
 from rich.table import Table
 
-from ...arch import ArchSpec, Float, Int, atomic_write_text
+from ...arch import ArchSpec, Float, Int
 from ...baselines import layers_within, uniform_within
 from ...errors import ConfigError, SpecError, differences
+from ...files import atomic_write_text
 from ..pruning import VARIANTS, DIMS, GatedModel, GateObjective, choose_removals, cost_function, prune, smallest, \
     unit_costs
 from .base import SearchContext, Strategy, StrategyOptions
