@@ -1,5 +1,5 @@
 """Digest values are keys: studies, caches and run directories find earlier work by them, so the
-values computed here must never change (these were computed by bertsmith's code as it was when this test was written)."""
+values computed here must never change (computed before the digests moved to bertsmith.files)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 
 from bertsmith import pipeline, rundir
 from bertsmith.data.sources import _digest as examples_digest
-from bertsmith.distill.task import digest, files_digest
 from bertsmith.distill.teacher_cache import tokens_digest, weights_digest
+from bertsmith.files import digest, files_digest, path_digest
 from bertsmith.search.space import SearchSpace
 
 
@@ -40,6 +40,8 @@ def test_file_digests_are_pinned(tmp_path):
     assert pipeline._files(directory, "teacher.finetuned") == whole
     assert pipeline._files(directory / "a.txt", "search.space") == (
         "b6a98d9ce9a2d9149288fa3df42d377c3e42737afdcdaf714e33c0a100b51060")
+    assert path_digest(directory) == whole and path_digest(directory / "a.txt") == pipeline._files(
+        directory / "a.txt", "search.space")
 
 
 def test_data_and_weight_digests_are_pinned():

@@ -10,6 +10,9 @@ checks a directory before the expensive work that fills it, ``writing`` turns an
 that fails anyway (a disk that fills up midway) into that line. Atomic writes never leave a partial
 file that looks complete.
 
+The digests that key studies, caches and run directories (``digest`` of a value, ``files_digest`` of
+a directory, ``path_digest`` of a file or a directory) live here too, so that there is one of each kind.
+
 This module is bertsmith's one home for atomic writes: ``atomic_file`` (any file, written through a
 temporary path), ``atomic_write_text`` (a text file) and ``atomic_dir`` (a whole directory, such as an
 export).
@@ -18,6 +21,8 @@ export).
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -159,3 +164,26 @@ def atomic_dir(path: Path, *, marker: str | None = None) -> Iterator[Path]:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
+
+def digest(value: object) -> str:
+    """sha256 of a JSON-serialisable value (sorted keys)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def files_digest(directory: str | os.PathLike, names: tuple[str, ...] | None = None) -> str:
+    """sha256 over the regular files of a directory (name and content), e.g. a checkpoint: the key
+    of anything derived from it. ``names``: only those files."""
+    h = hashlib.sha256()
+    for path in sorted(Path(directory).iterdir()):
+        if path.is_file() and (names is None or path.name in names):
+            h.update(path.name.encode() + b"\0")
+            with path.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def path_digest(path: str | os.PathLike) -> str:
+    """``files_digest`` of a directory, the sha256 of a file's content."""
+    path = Path(path)
+    return files_digest(path) if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()

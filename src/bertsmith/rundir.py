@@ -34,8 +34,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError, field_validator
 
 from .errors import ConfigError
-from .distill.task import digest as sha
-from .files import atomic_write_text
+from .files import atomic_write_text, digest as sha
 from .memory import PeakMemory
 
 CONFIG, DONE, BEGUN = "config.yaml", "done.json", ".stage.json"

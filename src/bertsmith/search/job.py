@@ -161,7 +161,8 @@ def carved_data(data, fraction: float, *, seed: int):
     """The search's data: train split in two (rest to train on, ``validation`` to score on); dev is
     dropped, so the search cannot see it."""
     from ..data.carve import carve
-    from ..distill.task import TaskData, digest
+    from ..distill.task import TaskData
+    from ..files import digest
 
     rest, validation, _ = carve(data.splits["train"], fraction, seed=seed)
     carved = digest({"train": data.hashes["train"], "fraction": fraction, "seed": seed})

@@ -300,7 +300,7 @@ class Extract(Strategy):
 
     def start_digest(self, evaluator: "Evaluator") -> str:
         """The resolved grid and the plan's settings."""
-        from ...distill.task import digest
+        from ...files import digest
 
         return digest({"extract": self.grid.model_dump(mode="json"), "epsilon": self.epsilon,  # κ may change: reruns reuse
                        "exhaustive": self.exhaustive, "inference": self.inference,

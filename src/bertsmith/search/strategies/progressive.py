@@ -276,7 +276,7 @@ class Progressive(Strategy):
         return sum(self.quotas)
 
     def start_digest(self, evaluator: "Evaluator") -> str:
-        from ...distill.task import digest
+        from ...files import digest
 
         return digest({"progressive": self.backbone.to_dict(), "window": self.window, "seeds": self.seeds,
                        "warmup": [self.warmup_steps, self.warmup_lr], "teacher": evaluator.teacher_key})
@@ -415,7 +415,8 @@ class Progressive(Strategy):
                     search: SearchContext, *, needed: bool) -> tuple[str, dict]:
         """Load the stage's warmed-up supernet, or warm it up from the previous stage's (stage 1: from
         the teacher). Returns its key and what the warm-up did."""
-        from ...distill.task import digest, reorder_by_importance
+        from ...distill.task import reorder_by_importance
+        from ...files import digest
 
         evaluator = search.evaluator
         key = digest({"previous": previous_key, "stage": stage.number, "start": layout_json(stage.start[0]),

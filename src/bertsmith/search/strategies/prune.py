@@ -207,7 +207,7 @@ class Prune(Strategy):
         return 1 + sum(spec is not None for spec in self.baseline_specs.values())
 
     def start_digest(self, evaluator: "Evaluator") -> str:
-        from ...distill.task import digest
+        from ...files import digest
 
         return digest({"prune": evaluator.teacher_key, "start": evaluator.teacher.encoder.spec.to_dict()})
 
