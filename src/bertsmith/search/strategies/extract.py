@@ -5,7 +5,7 @@ Three objectives per candidate: the parameter count p (exact, non-embedding), th
 the task metric after the search's short distillation, from scratch, the sliced teacher or the
 supernet slice: ``--init``).
 
-Bort's FPTAS steps and its W-coefficient are not public (NOT FOUND). This approximation scheme is
+Bort's FPTAS steps and its W-coefficient are not public. This approximation scheme is
 bertsmith's own, in the same spirit (partition the candidates by cost, train few per partition):
 
 1. every grid candidate within the budget is costed, p and i, without training;
@@ -174,7 +174,7 @@ def select(front: Sequence[Scored], top: Scored, rule: str) -> Scored:
 
 class ExtractOptions(StrategyOptions):
     grid: str = Field("teacher", description="the ⟨D, A, H, I⟩ grid: teacher (Bort's grid scaled to the teacher, its "
-                      "head size), bort (the paper's, head size H/A) or a grid YAML file")
+                      "head size), bort (the Bort paper's, head size H/A) or a grid YAML file")
     epsilon: Float = Field(0.1, description="candidates are boxed by cost ratio 1+ε, ε in (0, 1); a smaller ε trains "
                            "more of them")
     select: str = Field("within:0.01", description="pick from the Pareto set: within:δ (the lowest inference cost "

@@ -25,7 +25,7 @@ candidates that compute the same function (``functional_key`` per layer). Once t
 ratio per layer) scores ``proposals`` mutations and the most likely good one is evaluated; a share
 ``explore`` of the picks stays random.
 
-bertsmith's own choices (the paper's are not all reproducible here, or NOT FOUND): the classifier is
+bertsmith's own choices (the paper's are not all reproducible here, or not published): the classifier is
 one scikit-learn random forest instead of the paper's tree of LightGBM classifiers tuned by hyperopt
 (LaNAS); the warm-up corpus is the task's own train text (no Wikipedia); stages 1-2 warm up the
 supernet on mutations of the stage's start (the paper warms up a GELU-only supernet); every stage

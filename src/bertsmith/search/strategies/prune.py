@@ -122,7 +122,7 @@ class Prune(Strategy):
     """``prune_dims``: a variant of the paper (``all``, ``h``, ``f``, ``a``) or comma-separated dimensions
     of h, a, k, v, f. ``prune_rounds``: T. ``gate_steps``, ``gate_lr``: the gates' training per round.
     ``gamma``: weight of the normalised sparsity penalty. ``ranking``: ``raw`` |α| (default) or
-    ``weighted`` β·|α| decides which entries are zeroed; the paper does not say (NOT FOUND), raw is
+    ``weighted`` β·|α| decides which entries are zeroed; the paper does not say; raw is
     bertsmith's default because the penalty already weighs each entry by β while it trains.
     ``prune_cost``: which budget bound the pruning lowers (default the first set of params, total_params,
     flops, latency; latency needs a latency predictor). ``prune_layers``: let whole layers be pruned too.
