@@ -1,4 +1,5 @@
-"""Files that bertsmith hands to the user: their mode, and output paths that cannot be written.
+"""Files that bertsmith hands to the user: their mode, output paths that cannot be written, atomic
+writes, and the digests of files and values.
 
 Atomic writes go through a temporary file (``tempfile.mkstemp``, safetensors' ``save_file``) that is
 private, mode 0600; renamed into place, it would stay so. ``publish`` gives it the mode that the
@@ -10,12 +11,12 @@ checks a directory before the expensive work that fills it, ``writing`` turns an
 that fails anyway (a disk that fills up midway) into that line. Atomic writes never leave a partial
 file that looks complete.
 
-The digests that key studies, caches and run directories (``digest`` of a value, ``files_digest`` of
-a directory, ``path_digest`` of a file or a directory) live here too, so that there is one of each kind.
-
 This module is bertsmith's one home for atomic writes: ``atomic_file`` (any file, written through a
 temporary path), ``atomic_write_text`` (a text file) and ``atomic_dir`` (a whole directory, such as an
 export).
+
+The digests that key studies, caches and run directories (``digest`` of a value, ``files_digest`` of
+a directory, ``path_digest`` of a file or a directory) live here too, so that there is one of each kind.
 """
 
 from __future__ import annotations
