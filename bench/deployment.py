@@ -38,7 +38,7 @@ except ImportError:
 
 import torch  # noqa: E402
 
-from bertsmith.arch import atomic_write_text  # noqa: E402
+from bertsmith.files import atomic_write_text  # noqa: E402
 from bertsmith.data import resolve_task  # noqa: E402
 from bertsmith.deployment import ARMS, INT8_FILE, assess  # noqa: E402
 from bertsmith.distill.context import TaskContext  # noqa: E402

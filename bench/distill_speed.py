@@ -46,7 +46,7 @@ except ImportError:
     sys.path.insert(0, str(ROOT / "src"))
 
 from bertsmith import presets  # noqa: E402
-from bertsmith.arch import atomic_write_text  # noqa: E402
+from bertsmith.files import atomic_write_text  # noqa: E402
 from bertsmith.data.tokenize import Encoded  # noqa: E402
 from bertsmith.data.tasktypes import CLASSIFICATION  # noqa: E402
 from bertsmith.distill.objectives import LossConfig, TaskObjective  # noqa: E402

@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "distributed_search.json")
     args = parser.parse_args()
 
-    from bertsmith.arch import atomic_write_text
+    from bertsmith.files import atomic_write_text
     from bertsmith.hf.checkpoint import import_checkpoint
     from bertsmith.pipeline import default_space
 

@@ -27,7 +27,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(ROOT / "src"))
 
-from bertsmith.arch import atomic_write_text  # noqa: E402
+from bertsmith.files import atomic_write_text  # noqa: E402
 from bertsmith.latency import measure_inference  # noqa: E402
 from bertsmith.modeling import BertsmithModel  # noqa: E402
 from bertsmith.predictor import LatencyPredictor, mape  # noqa: E402

@@ -28,7 +28,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(ROOT / "src"))
 
-from bertsmith.arch import ArchSpec, atomic_write_text  # noqa: E402
+from bertsmith.arch import ArchSpec  # noqa: E402
+from bertsmith.files import atomic_write_text  # noqa: E402
 from bertsmith.data import resolve_task  # noqa: E402
 from bertsmith.distill.objectives import LossConfig  # noqa: E402
 from bertsmith.distill.student import distill_on_task  # noqa: E402

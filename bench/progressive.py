@@ -36,7 +36,8 @@ except ImportError:
 
 import optuna  # noqa: E402
 
-from bertsmith.arch import ArchSpec, atomic_write_text  # noqa: E402
+from bertsmith.arch import ArchSpec  # noqa: E402
+from bertsmith.files import atomic_write_text  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "progressive"
 QUARTER = 10_794_624 // 4  # a quarter of MiniLM-L6's non-embedding parameters

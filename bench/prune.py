@@ -34,7 +34,8 @@ except ImportError:
 
 import optuna  # noqa: E402
 
-from bertsmith.arch import ArchSpec, atomic_write_text  # noqa: E402
+from bertsmith.arch import ArchSpec  # noqa: E402
+from bertsmith.files import atomic_write_text  # noqa: E402
 from bertsmith.cost import encoder_params  # noqa: E402
 from bertsmith.search.job import SearchSettings, run_search_job  # noqa: E402
 

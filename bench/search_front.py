@@ -28,7 +28,7 @@ except ImportError:
 
 import optuna  # noqa: E402
 
-from bertsmith.arch import atomic_write_text  # noqa: E402
+from bertsmith.files import atomic_write_text  # noqa: E402
 from bertsmith.search.job import SearchSettings, run_search_job  # noqa: E402
 
 

@@ -24,7 +24,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(ROOT / "src"))
 
-from bertsmith.arch import atomic_write_text  # noqa: E402
+from bertsmith.files import atomic_write_text  # noqa: E402
 from bertsmith.data import resolve_task  # noqa: E402
 from bertsmith.distill.task import load_task_data, load_tokenizer, predict  # noqa: E402
 from bertsmith.distill.teacher import load_teacher  # noqa: E402

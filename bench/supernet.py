@@ -35,10 +35,12 @@ except ImportError:
 
 from scipy.stats import kendalltau, spearmanr  # noqa: E402
 
-from bertsmith.arch import ArchSpec, atomic_write_text  # noqa: E402
+from bertsmith.arch import ArchSpec  # noqa: E402
+from bertsmith.files import atomic_write_text  # noqa: E402
 from bertsmith.cost import encoder_params  # noqa: E402
 from bertsmith.data import resolve_task  # noqa: E402
-from bertsmith.distill.task import evaluate, files_digest, load_task_data, load_tokenizer  # noqa: E402
+from bertsmith.distill.task import evaluate, load_task_data, load_tokenizer  # noqa: E402
+from bertsmith.files import files_digest  # noqa: E402
 from bertsmith.distill.teacher import load_teacher  # noqa: E402
 from bertsmith.distill.trainer import TrainConfig  # noqa: E402
 from bertsmith.search.evaluators import DistillEvaluator, SliceEvaluator  # noqa: E402

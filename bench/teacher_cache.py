@@ -96,7 +96,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from quality import task_reference, teacher_for  # bench/quality.py, beside this script
 
-    from bertsmith.arch import atomic_write_text
+    from bertsmith.files import atomic_write_text
 
     seeds = [int(s) for s in args.seeds.split(",")]
     warm_seeds = [int(s) for s in args.warm_seeds.split(",")] if args.warm_seeds else seeds[:1]

@@ -121,6 +121,54 @@ def test_export_writes_a_stock_directory_and_onnx(monkeypatch, capsys, tmp_path)
     assert import_checkpoint(str(tmp_path / "out")).spec == import_checkpoint(str(tmp_path / "ckpt")).spec
 
 
+def _export_files(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_export_refuses_an_onnx_file_that_differs_from_pytorch(monkeypatch, capsys, tmp_path):
+    from bertsmith.hf import export_dir
+
+    _tiny_hf_checkpoint(tmp_path / "ckpt")
+    capsys.readouterr()  # transformers' progress bar
+    monkeypatch.setattr(export_dir, "onnx_max_abs_diff", lambda *args, **kwargs: 0.25)
+    out = tmp_path / "out"
+    code, _, err = run(monkeypatch, capsys, "export", str(tmp_path / "ckpt"), str(out), "--onnx", "--seq", "16")
+    assert code == 2 and err.strip().count("\n") == 0 and "Traceback" not in err
+    assert f"{out / 'model.onnx'}: " in err and "2.50e-01" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no export, no temporary directory
+
+    monkeypatch.undo()
+    code, _, err = run(monkeypatch, capsys, "export", str(tmp_path / "ckpt"), str(out))
+    assert code == 0, err
+    earlier = _export_files(out)
+    monkeypatch.setattr(export_dir, "onnx_max_abs_diff", lambda *args, **kwargs: 0.25)
+    code, _, err = run(monkeypatch, capsys, "export", str(tmp_path / "ckpt"), str(out), "--onnx", "--seq", "16")
+    assert code == 2 and "2.50e-01" in err and err.strip().count("\n") == 0
+    assert _export_files(out) == earlier and "model.onnx" not in earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "out"]
+
+
+def test_an_interrupted_export_leaves_the_earlier_one_in_place(monkeypatch, capsys, tmp_path):
+    from bertsmith.hf import export_dir
+
+    _tiny_hf_checkpoint(tmp_path / "ckpt")
+    out = tmp_path / "out"
+    code, _, err = run(monkeypatch, capsys, "export", str(tmp_path / "ckpt"), str(out))
+    assert code == 0, err
+    earlier = _export_files(out)
+
+    def interrupted(model, path, **kwargs):
+        path.write_bytes(b"half an ONNX file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_dir, "export_onnx", interrupted)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        monkeypatch.setattr(sys, "argv", ["bertsmith", "export", str(tmp_path / "ckpt"), str(out), "--onnx"])
+        main()
+    assert _export_files(out) == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "out"]
+
+
 def test_export_of_a_missing_checkpoint_exits_2(monkeypatch, capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     code, _, err = run(monkeypatch, capsys, "export", str(tmp_path / "empty"), str(tmp_path / "out"))

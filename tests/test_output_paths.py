@@ -89,11 +89,11 @@ def test_a_full_disk_during_an_export_leaves_nothing_that_looks_complete(monkeyp
 
 
 def test_a_full_disk_while_writing_a_result_file_keeps_the_earlier_one(monkeypatch, capsys, tmp_path):
-    from bertsmith import arch
+    from bertsmith import files
 
     out = tmp_path / "b.json"
     out.write_text("{}\n")
-    monkeypatch.setattr(arch, "publish", _full_disk)  # the disk fills up while the new file is written
+    monkeypatch.setattr(files, "publish", _full_disk)  # the disk fills up while the new file is written
     code, stdout, err = run(monkeypatch, capsys, "bench", "bert-tiny", "--seq", "8", "--threads", "1", "--warmup", "0",
                             "--repeats", "1", "--json", str(out))
     _refused(code, stdout, err, out, "No space left on device")

@@ -11,13 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .arch import ArchSpec, atomic_write_text
+from .arch import ArchSpec
 from .distill.context import TaskContext
 from .distill.objectives import LossConfig
 from .distill.student import DistillResult, distill_on_task
 from .distill.teacher import model_directory
 from .distill.trainer import TrainConfig
-from .files import writable_dir
+from .files import atomic_write_text, writable_dir
 from .pipeline import RunResult, default_space, run_pipeline
 from .presets import resolve as resolve_arch
 from .rundir import SPACE

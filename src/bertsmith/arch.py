@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -21,7 +20,7 @@ from pydantic import (BaseModel, Field, SerializeAsAny, SerializerFunctionWrapHa
 
 from .errors import SpecError
 from .fields import _SHOWN, Float, Int, PositiveInt, _Frozen, short_repr
-from .files import publish, writing
+from .files import atomic_write_text
 from .kinds import ATTENTION, FFN, AttentionSpec, FFNSpec
 
 
@@ -309,23 +308,6 @@ def parse_yaml(text: str, source: str, error: type[Exception]) -> Any:
         raise error(f"{source}: unreadable YAML (its aliases expand to {size:,} values, over the limit of "
                     f"{MAX_YAML_VALUES:,})")
     return data
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory and rename: never a half-written file.
-    The file gets the mode of an ordinary file (the temporary one is private); an OSError (a full
-    disk, a read-only directory) is an ``OutputError`` naming ``path``."""
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            publish(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def _plain(value: Any) -> Any:

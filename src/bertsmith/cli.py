@@ -119,7 +119,7 @@ def bench(
     import torch
 
     from . import cost
-    from .arch import atomic_write_text
+    from .files import atomic_write_text
     from .files import writable_file
     from .latency import measure_inference, measure_onnxruntime
 
@@ -224,15 +224,17 @@ def export(
     seq: int = typer.Option(128, "--seq", help="Example sequence length for the ONNX trace."),
 ) -> None:
     """Re-export a checkpoint: a stock transformers directory where the shape allows, else a
-    trust_remote_code directory; optionally ONNX, verified under onnxruntime, and its int8 twin."""
+    trust_remote_code directory; optionally ONNX, verified under onnxruntime, and its int8 twin. The
+    directory is written whole or not at all, as `bertsmith run` writes its export."""
     import tempfile
 
     import torch
 
     from .files import writable_dir
-    from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
-    from .hf.deploy import check_scheme, quantize_onnx
+    from .hf import import_checkpoint, onnx_max_abs_diff
+    from .hf.deploy import check_scheme
     from .hf.export import TOKENIZER_FILES
+    from .hf.export_dir import write_export_dir
     from .latency import random_batch
 
     _positive("seq", seq)
@@ -248,20 +250,19 @@ def export(
     with tempfile.TemporaryDirectory() as pruned_tokenizer:
         if prune_vocab:
             imported = _pruned(imported, src, prune_vocab, Path(pruned_tokenizer))
-        kind = export_pretrained(imported, out_dir, tokenizer_dir=pruned_tokenizer if prune_vocab else
-                                 src if has_tokenizer else None, dtype=torch.float16 if fp16 else None)
+        with console.status(f"exporting {out_dir}"):
+            written = write_export_dir(imported, out_dir, tokenizer_dir=pruned_tokenizer if prune_vocab else
+                                       src if has_tokenizer else None, dtype=torch.float16 if fp16 else None,
+                                       onnx=onnx, quantize=quantize is not None, per_channel=not per_tensor,
+                                       seq_len=seq)
+    kind = written.kind
     console.print(f"wrote {out_dir} ({'stock transformers ' + kind if kind != 'remote' else 'trust_remote_code'})")
-    if onnx:
-        path = out_dir / "model.onnx"
-        with console.status(f"exporting {path}"):
-            export_onnx(imported.model, path, seq_len=seq)
-            diff = onnx_max_abs_diff(imported.model, path, random_batch(imported.spec.embeddings.vocab_size, 2, seq))
-        console.print(f"wrote {path} (onnxruntime vs PyTorch max abs diff {diff:.2e})")
-    if quantize:
-        int8 = out_dir / "model.int8.onnx"
-        with console.status(f"quantizing {int8}"):
-            quantize_onnx(path, int8, per_channel=not per_tensor)
-            diff = onnx_max_abs_diff(imported.model, int8, random_batch(imported.spec.embeddings.vocab_size, 2, seq))
+    if written.onnx is not None:
+        console.print(f"wrote {out_dir / written.onnx.name} (onnxruntime vs PyTorch max abs diff "
+                      f"{written.onnx_max_abs_diff:.2e})")
+    if written.int8_onnx is not None:
+        int8 = out_dir / written.int8_onnx.name
+        diff = onnx_max_abs_diff(imported.model, int8, random_batch(imported.spec.embeddings.vocab_size, 2, seq))
         console.print(f"wrote {int8} (max abs diff {diff:.2e} from PyTorch on random tokens; its task accuracy is "
                       "measured by `bertsmith run`)")
 

@@ -2,32 +2,29 @@
 else ``trust_remote_code``), ``model.onnx`` checked against PyTorch, and a ``README.md`` model card
 with the ArchSpec, the costs, the metrics and the command that produced it.
 
-The directory is assembled beside its final place and renamed into it, so an interrupted export
-never leaves a directory that looks complete. Weights are only read from safetensors.
+The files are written by ``hf.export_dir.write_export_dir`` (as ``bertsmith export`` writes them),
+which assembles the directory beside its final place and renames it into place, so an interrupted
+export never leaves a directory that looks complete. Weights are only read from safetensors.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from . import __version__
-from .arch import ArchSpec, atomic_write_text
+from .arch import ArchSpec
 from .deployment import latency_table
-from .errors import CheckpointError
-from .hf import export_onnx, export_pretrained, import_checkpoint, onnx_max_abs_diff
-from .latency import random_batch
+from .files import atomic_write_text
+from .hf import import_checkpoint
+from .hf.export_dir import ExportDir, write_export_dir
 from .rundir import FinalistEntry, FinalistsOutputs, TeacherOutputs
 
 if TYPE_CHECKING:
     from .quality import Verdict
     from .runconfig import RunConfig
-
-ONNX_TOLERANCE = 1e-3  # max abs difference of logits, onnxruntime vs PyTorch
 
 
 def write_export(model_dir: Path, out: Path, *, chosen: FinalistEntry, teacher: TeacherOutputs,
@@ -36,32 +33,25 @@ def write_export(model_dir: Path, out: Path, *, chosen: FinalistEntry, teacher: 
     """Export the model in ``model_dir`` (a distillation's ``model/``) to ``out`` as ``config.export``
     says, with the task's class names (``labels``). ``deploy`` measures the finished files (int8
     metrics, latency) before the card is written."""
-    from .hf.deploy import quantize_onnx  # ONNX's packages (slow to import): only to write the int8 file
-
     settings = config.export
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    imported = import_checkpoint(model_dir)
-    kind = export_pretrained(imported, tmp, tokenizer_dir=model_dir, labels=labels)
-    info: dict = {"directory": str(out.resolve()), "format": "trust_remote_code" if kind == "remote" else f"transformers {kind}"}
-    if settings.onnx:
-        path = tmp / "model.onnx"
-        export_onnx(imported.model, path, seq_len=settings.seq_len)
-        diff = onnx_max_abs_diff(imported.model, path,
-                                 random_batch(imported.spec.embeddings.vocab_size, 2, settings.seq_len))
-        if not diff <= ONNX_TOLERANCE:
-            raise CheckpointError(f"{path}: onnxruntime's logits differ from PyTorch's by {diff:.2e} "
-                                  f"(more than {ONNX_TOLERANCE:g})")
-        info |= {"onnx": str((out / "model.onnx").resolve()), "onnx_max_abs_diff": diff}
-    if settings.quantize:
-        info["int8_fusions"] = quantize_onnx(tmp / "model.onnx", tmp / "model.int8.onnx", per_channel=settings.per_channel)
-        info["int8_onnx"] = str((out / "model.int8.onnx").resolve())
-        if deploy is not None:
-            info["deployment"] = deploy(tmp)
-    atomic_write_text(tmp / "README.md", model_card(chosen, teacher, finalists, config, info, verdict))
-    info["files_mb"] = {p.name: round(p.stat().st_size / 1e6, 2) for p in sorted(tmp.iterdir()) if p.is_file()}
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    info: dict = {}
+
+    def finish(directory: Path, written: ExportDir) -> None:
+        """Measure the int8 file and write the model card into the unfinished export."""
+        info.update(directory=str(out.resolve()),
+                    format="trust_remote_code" if written.kind == "remote" else f"transformers {written.kind}")
+        if written.onnx is not None:
+            info.update(onnx=str(written.onnx.resolve()), onnx_max_abs_diff=written.onnx_max_abs_diff)
+        if written.int8_onnx is not None:
+            info.update(int8_fusions=written.int8_fusions, int8_onnx=str(written.int8_onnx.resolve()))
+            if deploy is not None:
+                info["deployment"] = deploy(directory)
+        atomic_write_text(directory / "README.md", model_card(chosen, teacher, finalists, config, info, verdict))
+
+    written = write_export_dir(import_checkpoint(model_dir), out, tokenizer_dir=model_dir, labels=labels,
+                               onnx=settings.onnx, quantize=settings.quantize, per_channel=settings.per_channel,
+                               seq_len=settings.seq_len, finish=finish)
+    info["files_mb"] = written.files_mb
     log(f"[export] {out} ({info['format']}" + (f"; model.onnx, max abs diff {info['onnx_max_abs_diff']:.1e}"
                                                if settings.onnx else "")
         + ("; model.int8.onnx" if settings.quantize else "") + ")")

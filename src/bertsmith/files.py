@@ -1,4 +1,5 @@
-"""Files that bertsmith hands to the user: their mode, and output paths that cannot be written.
+"""Files that bertsmith hands to the user: their mode, output paths that cannot be written, atomic
+writes, and the digests of files and values.
 
 Atomic writes go through a temporary file (``tempfile.mkstemp``, safetensors' ``save_file``) that is
 private, mode 0600; renamed into place, it would stay so. ``publish`` gives it the mode that the
@@ -9,18 +10,29 @@ read-only file system is one ``OutputError`` line naming the path and the OS err
 checks a directory before the expensive work that fills it, ``writing`` turns an OSError of a write
 that fails anyway (a disk that fills up midway) into that line. Atomic writes never leave a partial
 file that looks complete.
+
+This module is bertsmith's one home for atomic writes: ``atomic_file`` (any file, written through a
+temporary path), ``atomic_write_text`` (a text file) and ``atomic_dir`` (a whole directory, such as an
+export).
+
+The digests that key studies, caches and run directories (``digest`` of a value, ``files_digest`` of
+a directory, ``path_digest`` of a file or a directory) live here too, so that there is one of each kind.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import CheckpointError, OutputError
 
 _UMASK_LOCK = threading.Lock()
 
@@ -90,3 +102,89 @@ def writable_file(path: str | os.PathLike) -> None:
     if path.is_dir():
         raise _refusal(path, errno.EISDIR)
     writable_dir(path.parent)
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename, with
+    the mode of an ordinary file. An OSError is an ``OutputError`` naming ``path``."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            publish(tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through ``atomic_file``: never a half-written file."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def atomic_dir(path: Path, *, marker: str | None = None) -> Iterator[Path]:
+    """Yield a temporary directory next to ``path``; on success it replaces ``path`` by renames, with
+    the mode of an ordinary directory: an earlier directory there stays whole until the new one is
+    complete, and an interrupted write leaves no temporary behind. A ``path`` that is a file, or a
+    non-empty directory without the file ``marker`` (so not an earlier write of the same kind), is
+    refused rather than replaced. An OSError, also one of a write into the temporary directory, is an
+    ``OutputError`` naming ``path``."""
+    path = Path(os.path.abspath(path))
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path}: exists and is not a directory")
+    if marker is not None and path.is_dir() and any(path.iterdir()) and not (path / marker).exists():
+        raise CheckpointError(f"{path}: exists, is not empty and holds no {marker}; not replacing it")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        try:
+            try:
+                yield tmp
+            except OutputError as exc:  # a write into ``tmp`` that failed: name ``path``, not the temporary
+                if not isinstance(exc.__cause__, OSError):
+                    raise
+                raise exc.__cause__ from None
+            os.chmod(tmp, dir_mode())  # mkdtemp makes it private
+            if path.exists():
+                old = tmp.with_suffix(".old")
+                os.rename(path, old)
+                try:
+                    os.rename(tmp, path)
+                except BaseException:
+                    os.rename(old, path)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def digest(value: object) -> str:
+    """sha256 of a JSON-serialisable value (sorted keys)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def files_digest(directory: str | os.PathLike, names: tuple[str, ...] | None = None) -> str:
+    """sha256 over the regular files of a directory (name and content), e.g. a checkpoint: the key
+    of anything derived from it. ``names``: only those files."""
+    h = hashlib.sha256()
+    for path in sorted(Path(directory).iterdir()):
+        if path.is_file() and (names is None or path.name in names):
+            h.update(path.name.encode() + b"\0")
+            with path.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def path_digest(path: str | os.PathLike) -> str:
+    """``files_digest`` of a directory, the sha256 of a file's content."""
+    path = Path(path)
+    return files_digest(path) if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()

@@ -4,7 +4,6 @@ directory by its inputs (``rundir``: the directory's layout, its stages and thei
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import time
@@ -15,7 +14,7 @@ from typing import Any, Callable
 import optuna
 
 from . import presets
-from .arch import ArchSpec, atomic_write_text
+from .arch import ArchSpec
 from .baselines import BASELINES, build
 from .cost import encoder_params, flops, params
 from .data import resolve_task
@@ -24,12 +23,12 @@ from .device import latency_device
 from .distill.context import TaskContext
 from .distill.objectives import LossConfig
 from .distill.student import distill_on_task
-from .distill.task import check_max_length, evaluate, files_digest, load_tokenizer
+from .distill.task import check_max_length, evaluate, load_tokenizer
 from .distill.teacher import finetune_teacher, fitted_schedule, model_directory
 from .distill.trainer import TrainConfig
 from .errors import ConfigError, SpecError, WeakModelError
 from .export_card import write_export
-from .files import writable_dir
+from .files import atomic_write_text, path_digest, writable_dir
 from .hf import import_checkpoint
 from .latency import measure_inference
 from .memory import PeakMemory, release_memory
@@ -525,7 +524,7 @@ def _files(path: Path, where: str) -> str:
     """A digest of a file's or a directory's contents (``where``: the config key, for the error)."""
     if not path.exists():
         raise ConfigError(f"{where} = {str(path)!r}: no such file or directory")
-    return files_digest(path) if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return path_digest(path)
 
 
 def _cached(path: Path, compute: Callable[[], float]) -> float:

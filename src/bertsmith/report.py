@@ -18,10 +18,9 @@ from typing import Any
 
 import yaml
 
-from .arch import atomic_write_text
 from .deployment import latency_table
-from .distill.checkpoint import atomic_file
 from .errors import ConfigError
+from .files import atomic_file, atomic_write_text
 from .quality import judge
 from .rundir import (CONFIG, FRONT, PAGE, PLOT, RESULTS, ExportOutputs, FinalistEntry, FinalistsOutputs, SearchOutputs,
                      TeacherOutputs, read_outputs, read_timings, read_trials)

@@ -33,9 +33,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError, field_validator
 
-from .arch import atomic_write_text
-from .distill.task import digest as sha
 from .errors import ConfigError
+from .files import atomic_write_text, digest as sha
 from .memory import PeakMemory
 
 CONFIG, DONE, BEGUN = "config.yaml", "done.json", ".stage.json"

@@ -29,12 +29,12 @@ import torch
 
 from .. import distributed
 from ..errors import ConfigError, DataError
-from ..files import writable_dir
+from ..files import digest, writable_dir
 from ..hf.checkpoint import import_checkpoint
 from ..hf.export import export_pretrained
 from ..modeling import BertsmithForMaskedLM, BertsmithModel
 from .objectives import AgnosticObjective, LossConfig
-from .task import check_max_length, check_vocab, digest, load_tokenizer
+from .task import check_max_length, check_vocab, load_tokenizer
 from .teacher import model_directory
 from .trainer import TrainConfig, Trainer, TrainResult
 

@@ -41,16 +41,15 @@ from pydantic import ValidationError
 from safetensors.torch import load_model, save_model
 
 from .. import distributed
-from ..arch import ArchSpec, atomic_write_text, read_yaml_file
+from ..arch import ArchSpec, read_yaml_file
 from ..cost import encoder_params, params
 from ..data import compute_metrics
 from ..data.augment import perturbed_copies
 from ..data.carve import carve, concat, subset
 from ..data.tokenize import Encoded
 from ..errors import ConfigError
-from ..files import writable_dir
+from ..files import atomic_file, atomic_write_text, writable_dir
 from ..hf.export import export_pretrained
-from .checkpoint import atomic_file
 from .objectives import LossConfig, TaskObjective
 from .student import DistillResult, start_student
 from .task import TaskData, evaluate, load_task_data, load_tokenizer, predict, train_on_task

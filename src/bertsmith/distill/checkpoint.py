@@ -17,35 +17,17 @@ import json
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 
-from ..arch import atomic_write_text
 from ..errors import CheckpointError
-from ..files import publish, writing
+from ..files import atomic_file, atomic_write_text, writing
 
 CHECKPOINTS, LATEST, BEST = "checkpoints", "latest", "best.safetensors"
-
-
-@contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename, with
-    the mode of an ordinary file. An OSError is an ``OutputError`` naming ``path``."""
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            yield Path(tmp)
-            publish(tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def save_checkpoint(

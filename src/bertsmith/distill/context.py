@@ -17,7 +17,8 @@ from pathlib import Path
 from ..arch import ArchSpec
 from ..data import Task, resolve_task
 from ..modeling import BertsmithForSequenceClassification
-from .task import TaskData, check_max_length, files_digest, load_task_data, load_tokenizer
+from ..files import files_digest
+from .task import TaskData, check_max_length, load_task_data, load_tokenizer
 from .teacher import load_teacher
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..arch import ArchSpec, atomic_write_text
+from ..arch import ArchSpec
 from ..cost import encoder_params, params
 from ..data import Task
 from ..data.augment import perturbed_copies
 from ..errors import ConfigError
-from ..files import writable_dir
+from ..files import atomic_write_text, writable_dir
 from ..hf.checkpoint import import_checkpoint
 from ..hf.export import export_pretrained
 from ..modeling import BertsmithForSequenceClassification

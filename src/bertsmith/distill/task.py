@@ -8,7 +8,6 @@ search's evaluators and strategies, and ``bertsmith run``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -225,21 +224,3 @@ def reorder_by_importance(model: torch.nn.Module, data: TaskData, *, seed: int) 
     model.to(device)
     reorder(model, importance(model, batches))
     model.to(home)
-
-
-def files_digest(directory: str | os.PathLike, names: tuple[str, ...] | None = None) -> str:
-    """sha256 over the regular files of a directory (name and content), e.g. a checkpoint: the key
-    of anything derived from it."""
-    h = hashlib.sha256()
-    for path in sorted(Path(directory).iterdir()):
-        if path.is_file() and (names is None or path.name in names):
-            h.update(path.name.encode() + b"\0")
-            with path.open("rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
-
-
-def digest(value: object) -> str:
-    """sha256 of a JSON-serialisable value (sorted keys)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()

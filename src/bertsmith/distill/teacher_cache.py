@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..arch import atomic_write_text
 from ..errors import CacheError, ConfigError
+from ..files import atomic_write_text, digest
 from ..modeling import BertsmithForSequenceClassification
 
 ENV = "BERTSMITH_TEACHER_CACHE_GB"
@@ -126,7 +126,7 @@ class TeacherCache:
         meta = {"format": FORMAT, "teacher": weights_digest(teacher), "tokens": tokens_digest(encoded),
                 "precision": "bf16" if bf16 else "fp32", "examples": n, "token_count": tokens, "classes": classes,
                 "hidden": list(hidden) if hidden else None}
-        key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24]
+        key = digest(meta)[:24]
         directory = Path(root) / "teacher-outputs" / key
         if not (directory / META).is_file():
             _make_room(directory.parent, sum(sizes.values()), budget)

@@ -34,10 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import distributed
-from ..arch import atomic_write_text
 from ..device import allow_tf32, compute_device
 from ..errors import ConfigError, differences
-from ..files import writing
+from ..files import atomic_write_text, writing
 from . import checkpoint as ckpt
 
 METRICS_LOG = "metrics.jsonl"

@@ -5,6 +5,8 @@
 - ``export_pretrained(model, out_dir, tokenizer_dir=None)``: a stock BERT / ConvBERT directory when
   the spec allows, otherwise a ``trust_remote_code`` directory that needs no bertsmith.
 - ``export_onnx(model, path, seq_len=128)`` and ``onnx_max_abs_diff(model, path, inputs)``.
+- ``export_dir.write_export_dir(model, out, ...)``: a whole export directory (the Hugging Face files,
+  optionally ``model.onnx`` checked against PyTorch and ``model.int8.onnx``), written atomically.
 """
 
 from .checkpoint import ImportedModel, import_checkpoint

@@ -30,7 +30,7 @@ import torch
 from .. import __version__
 from ..arch import ArchSpec
 from ..errors import CheckpointError, ConfigError
-from ..files import dir_mode, publish, writing
+from ..files import atomic_dir, publish, writing
 from ..modeling import BertsmithForMaskedLM, BertsmithForSequenceClassification, BertsmithModel
 from . import mapping
 from .checkpoint import ImportedModel
@@ -102,7 +102,7 @@ def export_pretrained(model, out_dir: str | os.PathLike, *, tokenizer_dir: str |
     if head == "mlm" and not _is_tied(state):
         kind = "remote"  # stock MLM classes re-tie the decoder to the embeddings on load
     tokenizer = _tokenizer_files(Path(tokenizer_dir)) if tokenizer_dir is not None else []
-    with _staging(Path(out_dir)) as tmp:
+    with atomic_dir(Path(out_dir), marker="config.json") as tmp:
         if kind == "remote":
             _write_remote(tmp, spec, head, num_labels, state, names)
         else:
@@ -233,37 +233,6 @@ def modeling_files() -> list[Path]:
         seen.append(name)
         todo += [a or b for a, b in _RELATIVE.findall(text)]
     return [MODELING_DIR / f"{name}.py" for name in sorted(seen)]
-
-
-@contextlib.contextmanager
-def _staging(out_dir: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces ``out_dir`` by renames. An OSError
-    (a full disk, a read-only directory) is an ``OutputError`` naming ``out_dir``."""
-    out_dir = Path(os.path.abspath(out_dir))
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CheckpointError(f"{out_dir}: exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "config.json").exists():
-        raise CheckpointError(f"{out_dir}: exists, is not empty and holds no config.json; not replacing it")
-    with writing(out_dir):
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-        try:
-            yield tmp
-            os.chmod(tmp, dir_mode())  # mkdtemp makes it private
-            if out_dir.exists():
-                old = tmp.with_suffix(".old")
-                os.rename(out_dir, old)
-                try:
-                    os.rename(tmp, out_dir)
-                except BaseException:
-                    os.rename(old, out_dir)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, out_dir)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---- ONNX -------------------------------------------------------------------------------------

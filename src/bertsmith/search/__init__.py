@@ -1,1 +1,1 @@
-"""Architecture search: spaces, budgets (strategies, evaluators and studies come with issue 4)."""
+"""Architecture search: spaces, budgets, cost models, evaluators, studies and the search strategies."""

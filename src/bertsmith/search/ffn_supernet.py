@@ -27,13 +27,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from ..arch import ArchSpec, atomic_write_text
+from ..arch import ArchSpec
 from ..data.tasktypes import TaskType
-from ..distill.checkpoint import atomic_file
 from ..distill.objectives import Draws, LossConfig, TaskObjective
 from ..distill.task import train_on_task
 from ..distill.trainer import TrainConfig
 from ..errors import SpecError
+from ..files import atomic_file, atomic_write_text
 from ..modeling import BertsmithForSequenceClassification
 from ..modeling.elastic import slice_weights
 from ..modeling.expr import evaluate, parse

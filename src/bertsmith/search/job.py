@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import distributed
-from ..arch import ArchSpec, atomic_write_text
+from ..arch import ArchSpec
 from ..data import Task
 from ..distill.context import TaskContext, context_for
 from ..distill.objectives import LossConfig
 from ..distill.trainer import TrainConfig
 from ..errors import ConfigError
-from ..files import writable_dir
+from ..files import atomic_write_text, writable_dir
 from ..predictor import LatencyPredictor
 from .budget import Budget
 from .costs import CostModel, calibrate
@@ -161,7 +161,8 @@ def carved_data(data, fraction: float, *, seed: int):
     """The search's data: train split in two (rest to train on, ``validation`` to score on); dev is
     dropped, so the search cannot see it."""
     from ..data.carve import carve
-    from ..distill.task import TaskData, digest
+    from ..distill.task import TaskData
+    from ..files import digest
 
     rest, validation, _ = carve(data.splits["train"], fraction, seed=seed)
     carved = digest({"train": data.hashes["train"], "fraction": fraction, "seed": seed})

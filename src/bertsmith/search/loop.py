@@ -42,8 +42,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..arch import ArchSpec, atomic_write_text
+from ..arch import ArchSpec
 from ..errors import BertsmithError, ConfigError
+from ..files import atomic_write_text
 from ..lock import held
 from .costs import COSTS, CostModel
 from .evaluators import Evaluation, Evaluator

@@ -23,7 +23,8 @@ from typing import Any, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
-from ..arch import ArchSpec, atomic_write_text
+from ..arch import ArchSpec
+from ..files import atomic_write_text
 from .costs import COSTS
 
 

@@ -51,6 +51,7 @@ from ..arch import (
     validate_mapping,
 )
 from ..errors import SpecError
+from ..files import digest
 from ..kinds import ATTENTION, FFN, AttentionSpec, Choice, FFNSpec, KindSpec
 from ..modeling.expr import ACTIVATIONS
 from .budget import Budget
@@ -373,16 +374,13 @@ class SearchSpace(_Frozen):
 
     def digest(self) -> str:
         """sha256 of the space's definition: a study remembers which space it searched."""
-        import hashlib
-        import json
-
         definition = self.model_dump(mode="json")
         if definition["dropout"] is None:  # unset: the digest of a space written before the field existed
             del definition["dropout"]
         for name, default in LATER_DEFAULTS.items():  # likewise
             if definition[name] == default:
                 del definition[name]
-        return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+        return digest(definition)
 
 
 _ALL_LAYER_DIMS = tuple(LayerChoices.model_fields)

@@ -35,15 +35,15 @@ from torch import nn
 from torch.func import functional_call
 
 from .. import distributed
-from ..arch import ArchSpec, atomic_write_text
+from ..arch import ArchSpec
 from ..data import Task
 from ..data.tasktypes import TaskType
-from ..distill.checkpoint import atomic_file
 from ..distill.context import TaskContext, context_for
 from ..distill.objectives import Draws, LossConfig, Objective, prediction_losses
-from ..distill.task import check_max_length, digest, evaluate, files_digest, reorder_by_importance, train_on_task
+from ..distill.task import check_max_length, evaluate, reorder_by_importance, train_on_task
 from ..distill.trainer import TrainConfig
 from ..errors import CheckpointError, ConfigError, SpecError
+from ..files import atomic_file, atomic_write_text, digest, files_digest
 from ..lock import exclusive
 from ..modeling import BertsmithForSequenceClassification
 from ..modeling.elastic import even_layers, slice_weights, sliced_state, unit_kinds

@@ -5,7 +5,7 @@ Three objectives per candidate: the parameter count p (exact, non-embedding), th
 the task metric after the search's short distillation, from scratch, the sliced teacher or the
 supernet slice: ``--init``).
 
-Bort's FPTAS steps and its W-coefficient are not public (NOT FOUND). This approximation scheme is
+Bort's FPTAS steps and its W-coefficient are not public. This approximation scheme is
 bertsmith's own, in the same spirit (partition the candidates by cost, train few per partition):
 
 1. every grid candidate within the budget is costed, p and i, without training;
@@ -44,8 +44,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pydantic import Field, field_validator
 from rich.table import Table
 
-from ...arch import ArchSpec, Float, atomic_write_text
+from ...arch import ArchSpec, Float
 from ...errors import ConfigError
+from ...files import atomic_write_text
 from ..grid import GRIDS, resolve_grid
 from .base import SearchContext, Strategy, StrategyOptions
 
@@ -173,7 +174,7 @@ def select(front: Sequence[Scored], top: Scored, rule: str) -> Scored:
 
 class ExtractOptions(StrategyOptions):
     grid: str = Field("teacher", description="the ⟨D, A, H, I⟩ grid: teacher (Bort's grid scaled to the teacher, its "
-                      "head size), bort (the paper's, head size H/A) or a grid YAML file")
+                      "head size), bort (the Bort paper's, head size H/A) or a grid YAML file")
     epsilon: Float = Field(0.1, description="candidates are boxed by cost ratio 1+ε, ε in (0, 1); a smaller ε trains "
                            "more of them")
     select: str = Field("within:0.01", description="pick from the Pareto set: within:δ (the lowest inference cost "
@@ -299,7 +300,7 @@ class Extract(Strategy):
 
     def start_digest(self, evaluator: "Evaluator") -> str:
         """The resolved grid and the plan's settings."""
-        from ...distill.task import digest
+        from ...files import digest
 
         return digest({"extract": self.grid.model_dump(mode="json"), "epsilon": self.epsilon,  # κ may change: reruns reuse
                        "exhaustive": self.exhaustive, "inference": self.inference,

@@ -25,7 +25,7 @@ candidates that compute the same function (``functional_key`` per layer). Once t
 ratio per layer) scores ``proposals`` mutations and the most likely good one is evaluated; a share
 ``explore`` of the picks stays random.
 
-bertsmith's own choices (the paper's are not all reproducible here, or NOT FOUND): the classifier is
+bertsmith's own choices (the paper's are not all reproducible here, or not published): the classifier is
 one scikit-learn random forest instead of the paper's tree of LightGBM classifiers tuned by hyperopt
 (LaNAS); the warm-up corpus is the task's own train text (no Wikipedia); stages 1-2 warm up the
 supernet on mutations of the stage's start (the paper warms up a GELU-only supernet); every stage
@@ -53,11 +53,12 @@ import numpy as np
 from pydantic import Field, field_validator
 from rich.table import Table
 
-from ...arch import ArchSpec, FFNSpec, Float, Int, atomic_write_text
+from ...arch import ArchSpec, FFNSpec, Float, Int
 from ...cost import encoder_params
 from ...distill.objectives import LossConfig
 from ...distill.trainer import TrainConfig
 from ...errors import ConfigError, SpecError
+from ...files import atomic_write_text
 from ...modeling.expr import ExprError, format_expr, parse
 from ...modeling.elastic import check_sliceable, even_layers
 from ...modeling.searched_ffn import SearchedFFN
@@ -275,7 +276,7 @@ class Progressive(Strategy):
         return sum(self.quotas)
 
     def start_digest(self, evaluator: "Evaluator") -> str:
-        from ...distill.task import digest
+        from ...files import digest
 
         return digest({"progressive": self.backbone.to_dict(), "window": self.window, "seeds": self.seeds,
                        "warmup": [self.warmup_steps, self.warmup_lr], "teacher": evaluator.teacher_key})
@@ -414,7 +415,8 @@ class Progressive(Strategy):
                     search: SearchContext, *, needed: bool) -> tuple[str, dict]:
         """Load the stage's warmed-up supernet, or warm it up from the previous stage's (stage 1: from
         the teacher). Returns its key and what the warm-up did."""
-        from ...distill.task import digest, reorder_by_importance
+        from ...distill.task import reorder_by_importance
+        from ...files import digest
 
         evaluator = search.evaluator
         key = digest({"previous": previous_key, "stage": stage.number, "start": layout_json(stage.start[0]),

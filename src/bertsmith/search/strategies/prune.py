@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from pydantic import Field, field_validator
 from rich.table import Table
 
-from ...arch import ArchSpec, Float, Int, atomic_write_text
+from ...arch import ArchSpec, Float, Int
 from ...baselines import layers_within, uniform_within
 from ...errors import ConfigError, SpecError, differences
+from ...files import atomic_write_text
 from ..pruning import VARIANTS, DIMS, GatedModel, GateObjective, choose_removals, cost_function, prune, smallest, \
     unit_costs
 from .base import SearchContext, Strategy, StrategyOptions
@@ -121,7 +122,7 @@ class Prune(Strategy):
     """``prune_dims``: a variant of the paper (``all``, ``h``, ``f``, ``a``) or comma-separated dimensions
     of h, a, k, v, f. ``prune_rounds``: T. ``gate_steps``, ``gate_lr``: the gates' training per round.
     ``gamma``: weight of the normalised sparsity penalty. ``ranking``: ``raw`` |α| (default) or
-    ``weighted`` β·|α| decides which entries are zeroed; the paper does not say (NOT FOUND), raw is
+    ``weighted`` β·|α| decides which entries are zeroed; the paper does not say; raw is
     bertsmith's default because the penalty already weighs each entry by β while it trains.
     ``prune_cost``: which budget bound the pruning lowers (default the first set of params, total_params,
     flops, latency; latency needs a latency predictor). ``prune_layers``: let whole layers be pruned too.
@@ -206,7 +207,7 @@ class Prune(Strategy):
         return 1 + sum(spec is not None for spec in self.baseline_specs.values())
 
     def start_digest(self, evaluator: "Evaluator") -> str:
-        from ...distill.task import digest
+        from ...files import digest
 
         return digest({"prune": evaluator.teacher_key, "start": evaluator.teacher.encoder.spec.to_dict()})
 
