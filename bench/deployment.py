@@ -87,16 +87,28 @@ def pruned_vocabulary(task, directory: Path, out: Path, results: dict, config, c
     with tempfile.TemporaryDirectory() as tokenizer:
         pruned = prune_vocab(imported, directory, keep, Path(tokenizer))
         export_pretrained(pruned, out, tokenizer_dir=tokenizer)
-    data = load_task_data(task, load_tokenizer(out, pruned.spec, config.max_length), data_dir=config.data_dir,
-                          max_length=config.max_length, cache_dir=cache_dir)
+    data = load_task_data(
+        task,
+        load_tokenizer(out, pruned.spec, config.max_length),
+        data_dir=config.data_dir,
+        max_length=config.max_length,
+        cache_dir=cache_dir,
+    )
     metrics = {split: evaluate(pruned.model, data, split) for split in ("dev", "test") if data.labeled(split)}
     metric, full = results["metric"], results["chosen"]["metrics"]
     change = {split: 100 * (m[metric] - full[split][metric]) for split, m in metrics.items()}
     files = {p.name: round(p.stat().st_size / 1e6, 2) for p in sorted(out.iterdir()) if p.is_file()}
-    print(f"pruned vocabulary: {len(keep):,} of {imported.spec.embeddings.vocab_size:,} pieces; model.safetensors "
-          f"{files['model.safetensors']} MB; change (points) {change}")
-    return {"kept": len(keep), "of": imported.spec.embeddings.vocab_size, "metrics": metrics, "change_points": change,
-            "files_mb": files}
+    print(
+        f"pruned vocabulary: {len(keep):,} of {imported.spec.embeddings.vocab_size:,} pieces; model.safetensors "
+        f"{files['model.safetensors']} MB; change (points) {change}"
+    )
+    return {
+        "kept": len(keep),
+        "of": imported.spec.embeddings.vocab_size,
+        "metrics": metrics,
+        "change_points": change,
+        "files_mb": files,
+    }
 
 
 def main() -> None:
@@ -122,39 +134,59 @@ def main() -> None:
     shutil.copytree(source, directory)
     quantize_onnx(directory / "model.onnx", directory / INT8_FILE, per_channel=config.export.per_channel)
     teacher = results["teacher"]
-    context = TaskContext.load(teacher["directory"], task, max_length=config.max_length, data_dir=config.data_dir,
-                               cache_dir=args.cache_dir)
+    context = TaskContext.load(
+        teacher["directory"], task, max_length=config.max_length, data_dir=config.data_dir, cache_dir=args.cache_dir
+    )
     data = context.data()
     start, steal0 = time.time(), steal()
     with PeakMemory() as peak:
-        d = assess(directory, context.model, data, results["chosen"]["metrics"], results["metric"],
-                   max_drop=config.export.int8_max_drop, seq_len=config.budget.seq_len, rounds=args.rounds)
+        d = assess(
+            directory,
+            context.model,
+            data,
+            results["chosen"]["metrics"],
+            results["metric"],
+            max_drop=config.export.int8_max_drop,
+            seq_len=config.budget.seq_len,
+            rounds=args.rounds,
+        )
     seconds, stolen = time.time() - start, (steal() - steal0) / 100
     latency = d["latency_ms"]
     record = {
-        "run_dir": str(args.run_dir.resolve()), "task": name, "chosen": results["chosen"]["summary"],
-        "teacher": teacher["summary"], **d,
+        "run_dir": str(args.run_dir.resolve()),
+        "task": name,
+        "chosen": results["chosen"]["summary"],
+        "teacher": teacher["summary"],
+        **d,
         "speedup": {batch: {arm: ms["teacher_torch"] / ms[arm] for arm in ARMS} for batch, ms in latency.items()},
         "files_mb": {p.name: round(p.stat().st_size / 1e6, 2) for p in sorted(directory.iterdir()) if p.is_file()},
-        "seconds": round(seconds, 1), "steal_seconds": round(stolen, 1), "peak_rss_gb": round(peak.gb, 2),
-        "machine": platform.machine(), "torch": torch.__version__,
+        "seconds": round(seconds, 1),
+        "steal_seconds": round(stolen, 1),
+        "peak_rss_gb": round(peak.gb, 2),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
     }
     for batch, ms in latency.items():
         print(f"{batch}: " + "; ".join(f"{ARMS[a]} {ms[a]:.2f} ms ({ms['teacher_torch'] / ms[a]:.2f}x)" for a in ARMS))
     b1 = latency["batch 1"]
-    print(f"int8 student vs the PyTorch teacher at batch 1: {b1['teacher_torch'] / b1['student_int8']:.2f}x "
-          f"(goal {GOAL:g}x)")
+    print(
+        f"int8 student vs the PyTorch teacher at batch 1: {b1['teacher_torch'] / b1['student_int8']:.2f}x "
+        f"(goal {GOAL:g}x)"
+    )
     for model, metrics in d["metrics"].items():
-        print(f"{model}: " + "; ".join(f"{s} " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
-                                       for s, m in metrics.items()))
+        print(
+            f"{model}: "
+            + "; ".join(f"{s} " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()) for s, m in metrics.items())
+        )
     print(f"int8 change (points): {d['change_points']}; recommended: {d['recommended']}")
     print("files: " + ", ".join(f"{n} {mb} MB" for n, mb in record["files_mb"].items() if mb >= 0.1))
     print(f"{seconds:.0f} s, steal {stolen:.1f} s, peak RSS {peak.gb:.2f} GB")
     if args.fp16:
         record["fp16"] = half_precision(directory, args.work / name / "fp16", results, data)
     if args.prune_vocab:
-        record["pruned"] = pruned_vocabulary(task, directory, args.work / name / "pruned", results, config,
-                                             args.cache_dir)
+        record["pruned"] = pruned_vocabulary(
+            task, directory, args.work / name / "pruned", results, config, args.cache_dir
+        )
     out = args.out or ROOT / "bench" / "results" / f"deployment-{name}.json"
     atomic_write_text(out, json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")

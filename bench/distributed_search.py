@@ -44,10 +44,31 @@ from tests.postgres import postgres_server  # noqa: E402
 
 
 def search_args(args: argparse.Namespace, space: Path, url: str, study: str, worker: int) -> list[str]:
-    return [str(Path(sys.executable).with_name("bertsmith")), "search", "--space", str(space), "--teacher",
-            str(args.teacher), "--task", args.task, "--supernet", str(args.work / "supernet"),
-            "--supernet-steps", str(args.supernet_steps), "--trials", str(args.trials), "--storage", url,
-            "--study-name", study, "--worker", str(worker), "--out", str(args.work / study), "--quiet"]
+    return [
+        str(Path(sys.executable).with_name("bertsmith")),
+        "search",
+        "--space",
+        str(space),
+        "--teacher",
+        str(args.teacher),
+        "--task",
+        args.task,
+        "--supernet",
+        str(args.work / "supernet"),
+        "--supernet-steps",
+        str(args.supernet_steps),
+        "--trials",
+        str(args.trials),
+        "--storage",
+        url,
+        "--study-name",
+        study,
+        "--worker",
+        str(worker),
+        "--out",
+        str(args.work / study),
+        "--quiet",
+    ]
 
 
 def run_workers(args: argparse.Namespace, space: Path, url: str, study: str, workers: int) -> dict:
@@ -69,12 +90,18 @@ def run_workers(args: argparse.Namespace, space: Path, url: str, study: str, wor
     first = min(t.datetime_start for t in done).timestamp()
     last = max(t.datetime_complete for t in done).timestamp()
     seconds = sum(t.user_attrs["seconds"] for t in evaluated)
-    return {"workers": workers, "threads_per_worker": int(threads), "evaluated": len(evaluated),
-            "trials_in_study": len(trials), "search_seconds": last - first, "wall_seconds": wall,
-            "startup_seconds": first - start,
-            "trials_per_minute": 60 * len(evaluated) / (last - first),
-            "evaluation_seconds_per_trial": seconds / len(evaluated),
-            "per_worker": {str(k): sum(t.user_attrs["worker"] == k for t in evaluated) for k in range(workers)}}
+    return {
+        "workers": workers,
+        "threads_per_worker": int(threads),
+        "evaluated": len(evaluated),
+        "trials_in_study": len(trials),
+        "search_seconds": last - first,
+        "wall_seconds": wall,
+        "startup_seconds": first - start,
+        "trials_per_minute": 60 * len(evaluated) / (last - first),
+        "evaluation_seconds_per_trial": seconds / len(evaluated),
+        "per_worker": {str(k): sum(t.user_attrs["worker"] == k for t in evaluated) for k in range(workers)},
+    }
 
 
 @contextmanager
@@ -83,8 +110,9 @@ def timed_storage() -> Iterator[dict]:
     from optuna.storages import RDBStorage
 
     totals, depth = {"seconds": 0.0, "calls": 0}, threading.local()
-    originals = {name: fn for name, fn in vars(RDBStorage).items()
-                 if inspect.isfunction(fn) and not name.startswith("__")}
+    originals = {
+        name: fn for name, fn in vars(RDBStorage).items() if inspect.isfunction(fn) and not name.startswith("__")
+    }
 
     def timed(fn):
         def wrapper(*args, **kwargs):
@@ -98,6 +126,7 @@ def timed_storage() -> Iterator[dict]:
                 if outer:
                     totals["seconds"] += time.perf_counter() - start
                     totals["calls"] += 1
+
         return wrapper
 
     for name, fn in originals.items():
@@ -129,13 +158,20 @@ def loop_overhead(url: str, space_yaml: str, trials: int, work: Path) -> dict:
     space = SearchSpace.from_dict(json.loads(space_yaml))
     with timed_storage() as storage:
         start = time.perf_counter()
-        result = run_search(space, Instant(), CostModel(space.budget), run_dir=work, trials=trials, storage=url,
-                            study_name="overhead")
+        result = run_search(
+            space, Instant(), CostModel(space.budget), run_dir=work, trials=trials, storage=url, study_name="overhead"
+        )
         wall = time.perf_counter() - start
     asked = len(result.study.get_trials())
-    return {"trials": asked, "evaluated": result.evaluated, "seconds": wall, "ms_per_trial": 1000 * wall / asked,
-            "storage_seconds": storage["seconds"], "storage_calls_per_trial": storage["calls"] / asked,
-            "storage_ms_per_trial": 1000 * storage["seconds"] / asked}
+    return {
+        "trials": asked,
+        "evaluated": result.evaluated,
+        "seconds": wall,
+        "ms_per_trial": 1000 * wall / asked,
+        "storage_seconds": storage["seconds"],
+        "storage_calls_per_trial": storage["calls"] / asked,
+        "storage_ms_per_trial": 1000 * storage["seconds"] / asked,
+    }
 
 
 def main() -> None:
@@ -166,14 +202,19 @@ def main() -> None:
         one = run_workers(args, space, url, "one-worker", 1)
         two = run_workers(args, space, url, "two-workers", 2)
         overhead_pg = loop_overhead(url, space_yaml, args.overhead_trials, args.work / "overhead-pg")
-    overhead_sqlite = loop_overhead(f"sqlite:///{args.work / 'overhead.db'}", space_yaml, args.overhead_trials,
-                                    args.work / "overhead-sqlite")
+    overhead_sqlite = loop_overhead(
+        f"sqlite:///{args.work / 'overhead.db'}", space_yaml, args.overhead_trials, args.work / "overhead-sqlite"
+    )
     record = {
         "command": f"bench/distributed_search.py --teacher {args.teacher} --task {args.task} --trials {args.trials}",
-        "cpus": os.cpu_count(), "supernet_seconds": supernet_seconds, "one_worker": one, "two_workers": two,
+        "cpus": os.cpu_count(),
+        "supernet_seconds": supernet_seconds,
+        "one_worker": one,
+        "two_workers": two,
         "speedup_two_vs_one": two["trials_per_minute"] / one["trials_per_minute"],
         "loop_overhead": {"postgresql": overhead_pg, "sqlite": overhead_sqlite},
-        "postgresql_storage_share_of_a_trial": overhead_pg["storage_ms_per_trial"] / 1000
+        "postgresql_storage_share_of_a_trial": overhead_pg["storage_ms_per_trial"]
+        / 1000
         / one["evaluation_seconds_per_trial"],
         "loop_share_of_a_trial": overhead_pg["ms_per_trial"] / 1000 / one["evaluation_seconds_per_trial"],
     }

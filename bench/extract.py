@@ -58,29 +58,67 @@ def search(args: argparse.Namespace) -> None:
         work.mkdir(parents=True, exist_ok=True)
         grid_file.write_text(json.dumps(SMALL_GRID))
         grid = str(grid_file)
-    settings = SearchSettings(space=None, teacher=Path(args.teacher), task=args.task, run_dir=work / _name(args),
-                              strategy="extract", budget=f"params={QUARTER}", evaluator="short", init="teacher",
-                              eval_steps=args.steps, eval_lr=args.lr, time_budget=args.time_budget,
-                              options={"grid": str(grid), "epsilon": args.epsilon, "exhaustive": args.exhaustive,
-                                       "refine_margin": args.refine},
-                              data_dir=Path(args.data_dir) if args.data_dir else None,
-                              max_length=MAX_LENGTH.get(args.task, 128), seed=args.seed, progress=False)
+    settings = SearchSettings(
+        space=None,
+        teacher=Path(args.teacher),
+        task=args.task,
+        run_dir=work / _name(args),
+        strategy="extract",
+        budget=f"params={QUARTER}",
+        evaluator="short",
+        init="teacher",
+        eval_steps=args.steps,
+        eval_lr=args.lr,
+        time_budget=args.time_budget,
+        options={
+            "grid": str(grid),
+            "epsilon": args.epsilon,
+            "exhaustive": args.exhaustive,
+            "refine_margin": args.refine,
+        },
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        max_length=MAX_LENGTH.get(args.task, 128),
+        seed=args.seed,
+        progress=False,
+    )
     start = time.perf_counter()
     result = run_search_job(settings)
     selection = json.loads((settings.run_dir / "extract" / "selection.json").read_text())
     plan = json.loads((settings.run_dir / "extract" / "plan.json").read_text())
     planned = {tuple(c["dahi"]): c["stage"] for c in plan["candidates"] if c["stage"]}
-    trials = [{"dahi": t.user_attrs["extract"], "stage": planned[tuple(t.user_attrs["extract"])], "metric": t.values[0],
-               "params": t.user_attrs["costs"]["params"], "flops": t.user_attrs["costs"]["flops"],
-               "seconds": t.user_attrs["seconds"]}
-              for t in result.study.get_trials(deepcopy=False)
-              if "extract" in t.user_attrs and t.values and tuple(t.user_attrs["extract"]) in planned]
-    out = {"task": args.task, "grid": args.grid, "exhaustive": args.exhaustive, "epsilon": args.epsilon,
-           "steps": args.steps, "lr": args.lr, "seed": args.seed, "budget_params": QUARTER,
-           "refine": args.refine, "time_budget": args.time_budget, "stopped": result.stopped, "wall_seconds": time.perf_counter() - start,
-           "surrogate_seconds": sum(t["seconds"] for t in trials), "counts": selection["counts"], "rule": selection["rule"],
-           "selected": selection["selected"], "maximum_point": selection["maximum_point"],
-           "pareto": selection["pareto"], "trials": trials}
+    trials = [
+        {
+            "dahi": t.user_attrs["extract"],
+            "stage": planned[tuple(t.user_attrs["extract"])],
+            "metric": t.values[0],
+            "params": t.user_attrs["costs"]["params"],
+            "flops": t.user_attrs["costs"]["flops"],
+            "seconds": t.user_attrs["seconds"],
+        }
+        for t in result.study.get_trials(deepcopy=False)
+        if "extract" in t.user_attrs and t.values and tuple(t.user_attrs["extract"]) in planned
+    ]
+    out = {
+        "task": args.task,
+        "grid": args.grid,
+        "exhaustive": args.exhaustive,
+        "epsilon": args.epsilon,
+        "steps": args.steps,
+        "lr": args.lr,
+        "seed": args.seed,
+        "budget_params": QUARTER,
+        "refine": args.refine,
+        "time_budget": args.time_budget,
+        "stopped": result.stopped,
+        "wall_seconds": time.perf_counter() - start,
+        "surrogate_seconds": sum(t["seconds"] for t in trials),
+        "counts": selection["counts"],
+        "rule": selection["rule"],
+        "selected": selection["selected"],
+        "maximum_point": selection["maximum_point"],
+        "pareto": selection["pareto"],
+        "trials": trials,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / f"{_name(args)}.json", json.dumps(out, indent=1))
     print(json.dumps({k: out[k] for k in ("counts", "wall_seconds")} | {"selected": out["selected"]["summary"]}))
@@ -99,15 +137,19 @@ def compare(args: argparse.Namespace) -> None:
             continue
         s, f = json.loads(scheme.read_text()), json.loads(full.read_text())
         metric = {tuple(t["dahi"]): t["metric"] for t in f["trials"]}
-        out[task] = {"scheme_trained": s["counts"]["surrogate_trained"], "exhaustive_trained": f["counts"]["surrogate_trained"],
-                     "grid_within_budget": f["counts"]["within_budget"],
-                     "scheme_selected": s["selected"]["dahi"], "exhaustive_selected": f["selected"]["dahi"],
-                     "scheme_selection_on_full_front": _on_front(s["selected"]["dahi"], f["pareto"]),
-                     "scheme_selected_metric_in_full_run": metric.get(tuple(s["selected"]["dahi"])),
-                     "exhaustive_selected_metric": f["selected"]["metric"],
-                     "scheme_surrogate_seconds": sum(t["seconds"] for t in s["trials"]),
-                     "exhaustive_surrogate_seconds": sum(t["seconds"] for t in f["trials"]),
-                     "full_front": [p["dahi"] for p in f["pareto"]]}
+        out[task] = {
+            "scheme_trained": s["counts"]["surrogate_trained"],
+            "exhaustive_trained": f["counts"]["surrogate_trained"],
+            "grid_within_budget": f["counts"]["within_budget"],
+            "scheme_selected": s["selected"]["dahi"],
+            "exhaustive_selected": f["selected"]["dahi"],
+            "scheme_selection_on_full_front": _on_front(s["selected"]["dahi"], f["pareto"]),
+            "scheme_selected_metric_in_full_run": metric.get(tuple(s["selected"]["dahi"])),
+            "exhaustive_selected_metric": f["selected"]["metric"],
+            "scheme_surrogate_seconds": sum(t["seconds"] for t in s["trials"]),
+            "exhaustive_surrogate_seconds": sum(t["seconds"] for t in f["trials"]),
+            "full_front": [p["dahi"] for p in f["pareto"]],
+        }
     atomic_write_text(RESULTS / "compare.json", json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 
@@ -121,30 +163,61 @@ def final(args: argparse.Namespace) -> None:
     from bertsmith.distill.task import evaluate, load_task_data, load_tokenizer
     from bertsmith.distill.teacher import load_teacher
     from bertsmith.distill.trainer import TrainConfig
+
     name = f"{args.task}-{args.grid}-eps{args.epsilon:g}"
     selection = json.loads((RESULTS / f"{name}.json").read_text())
     spec = ArchSpec.from_dict(selection["selected"]["spec"])
     task = resolve_task(args.task)
     max_length = MAX_LENGTH.get(args.task, 128)
     teacher = load_teacher(args.teacher, task)
-    data = load_task_data(task, load_tokenizer(args.teacher), data_dir=args.data_dir, max_length=max_length,
-                          splits=("train", "dev"))
+    data = load_task_data(
+        task, load_tokenizer(args.teacher), data_dir=args.data_dir, max_length=max_length, splits=("train", "dev")
+    )
     teacher_dev = evaluate(teacher, data, "dev")
-    config = TrainConfig(steps=args.final_steps, lr=args.lr, batch_size=32, eval_every=max(1, args.final_steps // 5),
-                         seed=args.seed)
-    result = distill_on_task(spec, args.teacher, task, losses=LossConfig(), config=config,
-                             run_dir=Path(args.work) / f"{name}-final", data_dir=args.data_dir, init_from_teacher=True,
-                             max_length=max_length, resume=True, progress=False)
+    config = TrainConfig(
+        steps=args.final_steps, lr=args.lr, batch_size=32, eval_every=max(1, args.final_steps // 5), seed=args.seed
+    )
+    result = distill_on_task(
+        spec,
+        args.teacher,
+        task,
+        losses=LossConfig(),
+        config=config,
+        run_dir=Path(args.work) / f"{name}-final",
+        data_dir=args.data_dir,
+        init_from_teacher=True,
+        max_length=max_length,
+        resume=True,
+        progress=False,
+    )
     bert_base = ArchSpec.uniform(layers=12, hidden=768, heads=12, ffn=3072, embeddings=spec.embeddings)
-    out = {"task": args.task, "metric": task.main_metric, "steps": args.final_steps, "lr": args.lr, "seed": args.seed,
-           "selected": {"summary": spec.summary(), "dahi": selection["selected"]["dahi"], "spec": spec.to_dict(),
-                        "non_embedding_params": encoder_params(spec), "params": params(spec),
-                        "dev": result.metrics["dev"]},
-           "teacher": {"summary": teacher.encoder.spec.summary(), "spec": teacher.encoder.spec.to_dict(),
-                       "non_embedding_params": encoder_params(teacher.encoder.spec),
-                       "params": params(teacher.encoder.spec), "dev": teacher_dev},
-           "bert_base": {"summary": bert_base.summary(), "spec": bert_base.to_dict(),
-                         "non_embedding_params": encoder_params(bert_base)}}
+    out = {
+        "task": args.task,
+        "metric": task.main_metric,
+        "steps": args.final_steps,
+        "lr": args.lr,
+        "seed": args.seed,
+        "selected": {
+            "summary": spec.summary(),
+            "dahi": selection["selected"]["dahi"],
+            "spec": spec.to_dict(),
+            "non_embedding_params": encoder_params(spec),
+            "params": params(spec),
+            "dev": result.metrics["dev"],
+        },
+        "teacher": {
+            "summary": teacher.encoder.spec.summary(),
+            "spec": teacher.encoder.spec.to_dict(),
+            "non_embedding_params": encoder_params(teacher.encoder.spec),
+            "params": params(teacher.encoder.spec),
+            "dev": teacher_dev,
+        },
+        "bert_base": {
+            "summary": bert_base.summary(),
+            "spec": bert_base.to_dict(),
+            "non_embedding_params": encoder_params(bert_base),
+        },
+    }
     atomic_write_text(RESULTS / f"{args.task}-final.json", json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 
@@ -161,26 +234,51 @@ def agora(args: argparse.Namespace) -> None:
     selection = json.loads((RESULTS / f"{args.task}-{args.grid}-eps{args.epsilon:g}.json").read_text())
     spec = ArchSpec.from_dict(selection["selected"]["spec"])
     task = resolve_task(args.task)
-    common = dict(losses=LossConfig(), data_dir=args.data_dir, init_from_teacher=True,
-                  max_length=MAX_LENGTH.get(args.task, 128), progress=False)
+    common = dict(
+        losses=LossConfig(),
+        data_dir=args.data_dir,
+        init_from_teacher=True,
+        max_length=MAX_LENGTH.get(args.task, 128),
+        progress=False,
+    )
     config = TrainConfig(steps=args.agora_steps, batch_size=32, lr=1e-4, eval_every=args.agora_steps, seed=args.seed)
     start = time.perf_counter()
-    grown = agora_on_task(spec, args.teacher, task, config=config, run_dir=Path(args.work) / f"{args.task}-agora",
-                          **common)
+    grown = agora_on_task(
+        spec, args.teacher, task, config=config, run_dir=Path(args.work) / f"{args.task}-agora", **common
+    )
     agora_seconds = time.perf_counter() - start
     info = json.loads((Path(args.work) / f"{args.task}-agora" / "result.json").read_text())
     per_set = grown.steps // len(info["sets"])  # the same total steps, shared by the sets
     start = time.perf_counter()
-    plain = agora_on_task(spec, args.teacher, task, config=config.model_copy(update={"steps": per_set,
-                                                                                     "eval_every": per_set}),
-                          run_dir=Path(args.work) / f"{args.task}-plain", max_rounds=1, **common)
+    plain = agora_on_task(
+        spec,
+        args.teacher,
+        task,
+        config=config.model_copy(update={"steps": per_set, "eval_every": per_set}),
+        run_dir=Path(args.work) / f"{args.task}-plain",
+        max_rounds=1,
+        **common,
+    )
     plain_seconds = time.perf_counter() - start
-    out = {"task": args.task, "metric": task.main_metric, "spec": spec.summary(), "sets": info["sets"],
-           "steps_per_training": args.agora_steps, "seed": args.seed,
-           "agora": {"steps": grown.steps, "seconds": agora_seconds, "metrics": grown.metrics,
-                     "rounds": [{k: r[k] for k in ("round", "sets", "best_set", "train_size", "dropped")}
-                                | {"mistakes": len(r["mistakes"])} for r in info["rounds"]]},
-           "plain": {"steps": plain.steps, "steps_per_set": per_set, "seconds": plain_seconds, "metrics": plain.metrics}}
+    out = {
+        "task": args.task,
+        "metric": task.main_metric,
+        "spec": spec.summary(),
+        "sets": info["sets"],
+        "steps_per_training": args.agora_steps,
+        "seed": args.seed,
+        "agora": {
+            "steps": grown.steps,
+            "seconds": agora_seconds,
+            "metrics": grown.metrics,
+            "rounds": [
+                {k: r[k] for k in ("round", "sets", "best_set", "train_size", "dropped")}
+                | {"mistakes": len(r["mistakes"])}
+                for r in info["rounds"]
+            ],
+        },
+        "plain": {"steps": plain.steps, "steps_per_set": per_set, "seconds": plain_seconds, "metrics": plain.metrics},
+    }
     atomic_write_text(RESULTS / f"{args.task}-agora.json", json.dumps(out, indent=1))
     print(json.dumps({k: out[k] for k in ("agora", "plain")}, indent=1))
 
@@ -197,8 +295,10 @@ def latency(args: argparse.Namespace) -> None:
     timing = {}
     for label in ("selected", "teacher", "bert_base"):
         arch = ArchSpec.from_dict(out[label]["spec"])
-        timing[label] = {"batch1": measure_latency(arch, batch=1, seq_len=128, repeats=args.repeats),
-                         "batch32": measure_latency(arch, batch=32, seq_len=128, warmup=1, repeats=5)}
+        timing[label] = {
+            "batch1": measure_latency(arch, batch=1, seq_len=128, repeats=args.repeats),
+            "batch32": measure_latency(arch, batch=32, seq_len=128, warmup=1, repeats=5),
+        }
     out["latency_ms"] = timing | {"threads": torch.get_num_threads()}
     for ref in ("teacher", "bert_base"):
         out[f"speedup_vs_{ref}"] = {b: timing[ref][b] / timing["selected"][b] for b in ("batch1", "batch32")}

@@ -70,10 +70,25 @@ def load_searched_run(run: Path) -> SearchedRun:
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         if t.state.name == "COMPLETE" and a.get("feasible") and a.get("duplicate_of") is None and "spec" in a:
-            scored.append({"trial": t.number, "value": t.values[0], "params": a["costs"]["params"], "spec": a["spec"],
-                           "summary": a["summary"]})
-    return SearchedRun(config, teacher, search, task, task.main_metric, search["budget"]["params"],
-                       teacher["constant"]["dev"][task.main_metric], scored)
+            scored.append(
+                {
+                    "trial": t.number,
+                    "value": t.values[0],
+                    "params": a["costs"]["params"],
+                    "spec": a["spec"],
+                    "summary": a["summary"],
+                }
+            )
+    return SearchedRun(
+        config,
+        teacher,
+        search,
+        task,
+        task.main_metric,
+        search["budget"]["params"],
+        teacher["constant"]["dev"][task.main_metric],
+        scored,
+    )
 
 
 def fidelity_dir(run: Path, trial: int, seed: int, run_seed: int) -> Path:
@@ -97,13 +112,18 @@ def kendall_taus(rankers: dict[str, list], target: list[float], upper: list[bool
     def tau(xs: list, ys: list) -> float:
         return float(stats.kendalltau(xs, ys).statistic)
 
-    return {name: {"all": tau(xs, target),
-                   "above_half": tau([x for x, u in zip(xs, upper) if u], [y for y, u in zip(target, upper) if u])}
-            for name, xs in rankers.items()}
+    return {
+        name: {
+            "all": tau(xs, target),
+            "above_half": tau([x for x, u in zip(xs, upper) if u], [y for y, u in zip(target, upper) if u]),
+        }
+        for name, xs in rankers.items()
+    }
 
 
-def distil(run: Path, spec: dict, run_dir: Path, seed: int, *, augment: int = 0, epochs_scale: float = 1.0,
-           bf16: bool = False) -> None:
+def distil(
+    run: Path, spec: dict, run_dir: Path, seed: int, *, augment: int = 0, epochs_scale: float = 1.0, bf16: bool = False
+) -> None:
     """Distil ``spec`` as the run distils its finalists (a small task's extra epochs and early stopping
     included), with ``seed``; ``augment`` perturbed copies of the train split, ``epochs_scale`` times the
     epochs, ``bf16`` autocast (for ``bench/finalist_levers.py``). Meant for a child process."""
@@ -115,21 +135,36 @@ def distil(run: Path, spec: dict, run_dir: Path, seed: int, *, augment: int = 0,
 
     searched = load_searched_run(run)
     config, f, teacher = searched.config, searched.config.finalists, searched.teacher["directory"]
-    train_size = len(load_task_data(searched.task, load_tokenizer(teacher), data_dir=config.data_dir,
-                                    max_length=config.max_length).splits["train"])
+    train_size = len(
+        load_task_data(
+            searched.task, load_tokenizer(teacher), data_dir=config.data_dir, max_length=config.max_length
+        ).splits["train"]
+    )
     train = finalist_schedule(f, seed, train_size, bf16=bf16)
     train = train.model_copy(update={"epochs": train.epochs * epochs_scale})
-    distill_on_task(ArchSpec.from_dict(spec), teacher, searched.task, losses=LossConfig.from_terms(f.losses),
-                    config=train, run_dir=run_dir, data_dir=config.data_dir, init_from_teacher=f.init == "teacher",
-                    augment=augment, max_length=config.max_length, resume=True, progress=False)
+    distill_on_task(
+        ArchSpec.from_dict(spec),
+        teacher,
+        searched.task,
+        losses=LossConfig.from_terms(f.losses),
+        config=train,
+        run_dir=run_dir,
+        data_dir=config.data_dir,
+        init_from_teacher=f.init == "teacher",
+        augment=augment,
+        max_length=config.max_length,
+        resume=True,
+        progress=False,
+    )
 
 
 def distil_apart(run: Path, spec: dict, run_dir: Path, seed: int, **options) -> dict:
     """``distil`` in a child process (memory held by one distillation never adds up across them), unless
     ``run_dir`` already holds its result; the result."""
     if not (run_dir / "result.json").is_file():
-        child = multiprocessing.get_context("spawn").Process(target=distil, args=(run, spec, run_dir, seed),
-                                                             kwargs=options)
+        child = multiprocessing.get_context("spawn").Process(
+            target=distil, args=(run, spec, run_dir, seed), kwargs=options
+        )
         child.start()
         child.join()
         if child.exitcode != 0:
@@ -178,21 +213,34 @@ def main() -> None:
         result = distil_apart(args.run, s["spec"], fidelity_dir(args.run, s["trial"], seed, run_seed), seed)
         s["distilled"] = result["metrics"]["dev"][metric]
         s["seconds"] = time.perf_counter() - start
-        print(f"t{s['trial']:>3} {s['params'] / budget:6.1%} of budget  search {s['value']:.4f}  "
-              f"distilled {s['distilled']:.4f}  ({seed=}, {s['seconds']:.0f} s)  {s['summary']}", flush=True)
-        s["by_seed"] = {str(k): r["metrics"]["dev"][metric]
-                        for k, r in distilled_by_seed(args.run, s["trial"], run_seed).items()}
-    rankers = {"search": [s["value"] for s in picked], "non_embedding_params": [s["params"] for s in picked],
-               "params": [total_params(ArchSpec.from_dict(s["spec"])) for s in picked]}
+        print(
+            f"t{s['trial']:>3} {s['params'] / budget:6.1%} of budget  search {s['value']:.4f}  "
+            f"distilled {s['distilled']:.4f}  ({seed=}, {s['seconds']:.0f} s)  {s['summary']}",
+            flush=True,
+        )
+        s["by_seed"] = {
+            str(k): r["metrics"]["dev"][metric] for k, r in distilled_by_seed(args.run, s["trial"], run_seed).items()
+        }
+    rankers = {
+        "search": [s["value"] for s in picked],
+        "non_embedding_params": [s["params"] for s in picked],
+        "params": [total_params(ArchSpec.from_dict(s["spec"])) for s in picked],
+    }
     upper = [s["params"] > budget / 2 for s in picked]
     distilled = [s["distilled"] for s in picked]
     record = {
-        "run": str(args.run), "task": config.task, "metric": metric, "budget_params": budget,
-        "evaluator": search["evaluator"], "supernet_steps": config.search.supernet_steps, "seed": seed,
+        "run": str(args.run),
+        "task": config.task,
+        "metric": metric,
+        "budget_params": budget,
+        "evaluator": search["evaluator"],
+        "supernet_steps": config.search.supernet_steps,
+        "seed": seed,
         "kendall_tau": stats.kendalltau(rankers["search"], distilled).statistic,
         "spearman": stats.spearmanr(rankers["search"], distilled).statistic,
         "kendall_tau_by_ranker": kendall_taus(rankers, distilled, upper),
-        "constant_level": level, "feasible_above_quarter": len(above_quarter),
+        "constant_level": level,
+        "feasible_above_quarter": len(above_quarter),
         "at_constant_level_above_quarter": len(constant),
     }
     seeds = sorted(set.intersection(*(set(s["by_seed"]) for s in picked)), key=int)
@@ -201,11 +249,14 @@ def main() -> None:
         record["seeds"] = [int(k) for k in seeds]
         record["kendall_tau_by_ranker_seed_mean"] = kendall_taus(rankers, means, upper)
         record["kendall_tau_between_seeds"] = {
-            f"{a}-{b}": kendall_taus({a: [s["by_seed"][a] for s in picked]}, [s["by_seed"][b] for s in picked],
-                                     upper)[a]
-            for a, b in itertools.combinations(seeds, 2)}
-    record["architectures"] = [{k: s[k] for k in ("trial", "params", "summary", "value", "distilled", "by_seed")}
-                               for s in picked]
+            f"{a}-{b}": kendall_taus({a: [s["by_seed"][a] for s in picked]}, [s["by_seed"][b] for s in picked], upper)[
+                a
+            ]
+            for a, b in itertools.combinations(seeds, 2)
+        }
+    record["architectures"] = [
+        {k: s[k] for k in ("trial", "params", "summary", "value", "distilled", "by_seed")} for s in picked
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "architectures"}, indent=1))

@@ -64,8 +64,13 @@ def main() -> None:
     from bertsmith.arch import ArchSpec
 
     summary = ArchSpec.from_dict(spec).summary()
-    known = {"plain": {}, "longer": {"epochs_scale": 1.0 + args.copies}, "augment": {"augment": args.copies},
-             "bf16": {"bf16": True}, "bf16-longer": {"bf16": True, "epochs_scale": 1.0 + args.copies}}
+    known = {
+        "plain": {},
+        "longer": {"epochs_scale": 1.0 + args.copies},
+        "augment": {"augment": args.copies},
+        "bf16": {"bf16": True},
+        "bf16-longer": {"bf16": True, "epochs_scale": 1.0 + args.copies},
+    }
     unknown = [a for a in args.arms.split(",") if a not in known]
     if unknown:
         parser.error(f"--arms: {unknown[0]!r} is not one of {', '.join(known)}")
@@ -83,25 +88,52 @@ def main() -> None:
             fresh, start = not (run_dir / "result.json").is_file(), time.perf_counter()
             result = distil_apart(args.run, spec, run_dir, seed, **options)
             metrics = {split: result["metrics"][split][run.metric] for split in ("dev", "test")}
-            records[arm].append({"seed": seed, **metrics, "steps": result["steps"], "best_step": result["best_step"],
-                                 "seconds": round(time.perf_counter() - start, 1) if fresh else None,
-                                 "directory": str(run_dir)})
-            print(f"{arm:8} seed {seed}  dev {metrics['dev']:.4f}  test {metrics['test']:.4f}  steps {result['steps']}"
-                  f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+            records[arm].append(
+                {
+                    "seed": seed,
+                    **metrics,
+                    "steps": result["steps"],
+                    "best_step": result["best_step"],
+                    "seconds": round(time.perf_counter() - start, 1) if fresh else None,
+                    "directory": str(run_dir),
+                }
+            )
+            print(
+                f"{arm:8} seed {seed}  dev {metrics['dev']:.4f}  test {metrics['test']:.4f}  steps {result['steps']}"
+                f"  ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
 
     def spread(values: list[float]) -> dict[str, float]:
         return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
 
-    summary_rows = {arm: {split: spread([r[split] for r in rows]) for split in ("dev", "test")}
-                    for arm, rows in records.items()}
+    summary_rows = {
+        arm: {split: spread([r[split] for r in rows]) for split in ("dev", "test")} for arm, rows in records.items()
+    }
     for arm, row in summary_rows.items():
-        print(f"{arm:8} dev {100 * row['dev']['mean']:.2f} ± {100 * row['dev']['sd']:.2f}  "
-              f"test {100 * row['test']['mean']:.2f} ± {100 * row['test']['sd']:.2f}")
+        print(
+            f"{arm:8} dev {100 * row['dev']['mean']:.2f} ± {100 * row['dev']['sd']:.2f}  "
+            f"test {100 * row['test']['mean']:.2f} ± {100 * row['test']['sd']:.2f}"
+        )
     out = args.out or ROOT / "bench" / "results" / "finalist_levers" / f"{run.config.task}-{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"run": str(args.run), "task": run.config.task, "metric": run.metric,
-                               "model": name, "trial": trial, "architecture": summary, "copies": args.copies,
-                               "summary": summary_rows, "records": records}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "run": str(args.run),
+                "task": run.config.task,
+                "metric": run.metric,
+                "model": name,
+                "trial": trial,
+                "architecture": summary,
+                "copies": args.copies,
+                "summary": summary_rows,
+                "records": records,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

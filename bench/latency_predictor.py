@@ -34,7 +34,8 @@ from bertsmith.predictor import LatencyPredictor, mape  # noqa: E402
 from bertsmith.search.space import SearchSpace  # noqa: E402
 
 SPACE = {
-    "depth": {"min": 2, "max": 6}, "hidden": {"min": 128, "max": 384, "step": 64},
+    "depth": {"min": 2, "max": 6},
+    "hidden": {"min": 128, "max": 384, "step": 64},
     "layer": {"heads": [4, 6, 8, 10, 12], "qk_dim": [32], "v_dim": [32], "ffn": {"min": 256, "max": 1536, "step": 128}},
     "per_layer": True,
 }
@@ -54,8 +55,9 @@ def main() -> None:
     specs, ms = [], []
     for i in range(args.archs):
         spec = space.sample(rng)
-        timing = measure_inference(BertsmithModel(spec), spec.embeddings.vocab_size, batch=args.batch,
-                                   seq_len=args.seq, repeats=args.repeats)
+        timing = measure_inference(
+            BertsmithModel(spec), spec.embeddings.vocab_size, batch=args.batch, seq_len=args.seq, repeats=args.repeats
+        )
         specs.append(spec)
         ms.append(timing.median * 1e3)
         print(f"{i + 1:>3}/{args.archs}  {ms[-1]:7.2f} ms  {spec.summary()[:90]}", flush=True)
@@ -64,13 +66,24 @@ def main() -> None:
     train_error = predictor.error(specs[:cut], ms[:cut])
     held_out = predictor.error(specs[cut:], ms[cut:])
     flops_only = _flops_baseline(specs, ms, cut, args.seq)
-    print(f"held-out MAPE {held_out:.1f} % on {len(specs) - cut} architectures (train {train_error:.1f} %, "
-          f"{cut} architectures); FLOPs-proportional baseline {flops_only:.1f} %")
+    print(
+        f"held-out MAPE {held_out:.1f} % on {len(specs) - cut} architectures (train {train_error:.1f} %, "
+        f"{cut} architectures); FLOPs-proportional baseline {flops_only:.1f} %"
+    )
     result = {
-        "archs": len(specs), "train": cut, "batch": args.batch, "seq_len": args.seq, "repeats": args.repeats,
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-        "held_out_mape": held_out, "train_mape": train_error, "flops_proportional_mape": flops_only,
-        "latency_ms": {"min": min(ms), "max": max(ms)}, "predictor": json.loads(predictor.to_json()),
+        "archs": len(specs),
+        "train": cut,
+        "batch": args.batch,
+        "seq_len": args.seq,
+        "repeats": args.repeats,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "held_out_mape": held_out,
+        "train_mape": train_error,
+        "flops_proportional_mape": flops_only,
+        "latency_ms": {"min": min(ms), "max": max(ms)},
+        "predictor": json.loads(predictor.to_json()),
     }
     out = ROOT / "bench" / "results" / "latency_predictor.json"
     atomic_write_text(out, json.dumps(result, indent=1))

@@ -52,8 +52,9 @@ def main() -> None:
     args = parser.parse_args()
 
     task, cache = resolve_task(args.task), args.work / "cache"
-    teacher_dir = finetune_teacher(None, task, config=TrainConfig(steps=30, batch_size=32), cache_dir=cache,
-                                   progress=False).directory
+    teacher_dir = finetune_teacher(
+        None, task, config=TrainConfig(steps=30, batch_size=32), cache_dir=cache, progress=False
+    ).directory
     teacher_spec = load_teacher(teacher_dir, task).encoder.spec
     load_task_data(task, load_tokenizer(teacher_dir), data_dir=None, max_length=128, cache_dir=cache)
     release_memory()
@@ -62,26 +63,57 @@ def main() -> None:
     rows = []
     for i in range(args.count):
         layers, hidden, heads, ffn = SHAPES[i % len(SHAPES)]
-        spec = ArchSpec.uniform(layers=layers, hidden=hidden, heads=heads, ffn=ffn, qk_dim=32, v_dim=32,
-                                embeddings=teacher_spec.embeddings.model_dump())
+        spec = ArchSpec.uniform(
+            layers=layers,
+            hidden=hidden,
+            heads=heads,
+            ffn=ffn,
+            qk_dim=32,
+            v_dim=32,
+            embeddings=teacher_spec.embeddings.model_dump(),
+        )
         run_dir = args.work / "runs" / f"d{i + 1}"
         shutil.rmtree(run_dir, ignore_errors=True)
         start = time.perf_counter()
         with PeakMemory() as peak:
-            distill_on_task(spec, teacher_dir, task, losses=LossConfig.from_terms("logits,hidden,attention"),
-                            config=TrainConfig(steps=args.steps, eval_every=args.steps // 2, lr=1e-4, seed=i),
-                            run_dir=run_dir, init_from_teacher=True, cache_dir=cache, progress=False)
+            distill_on_task(
+                spec,
+                teacher_dir,
+                task,
+                losses=LossConfig.from_terms("logits,hidden,attention"),
+                config=TrainConfig(steps=args.steps, eval_every=args.steps // 2, lr=1e-4, seed=i),
+                run_dir=run_dir,
+                init_from_teacher=True,
+                cache_dir=cache,
+                progress=False,
+            )
         seconds = time.perf_counter() - start
         release_memory()
-        rows.append({"shape": spec.summary(), "seconds": round(seconds, 1), "peak_gb": round(peak.gb, 3),
-                     "after_gb": round(rss_gb(), 3)})
-        print(f"{i + 1}. {spec.summary()}: {seconds:.0f} s, peak {peak.gb:.2f} GB, after {rows[-1]['after_gb']:.2f} GB",
-              flush=True)
+        rows.append(
+            {
+                "shape": spec.summary(),
+                "seconds": round(seconds, 1),
+                "peak_gb": round(peak.gb, 3),
+                "after_gb": round(rss_gb(), 3),
+            }
+        )
+        print(
+            f"{i + 1}. {spec.summary()}: {seconds:.0f} s, peak {peak.gb:.2f} GB, after {rows[-1]['after_gb']:.2f} GB",
+            flush=True,
+        )
     growth = rows[-1]["after_gb"] - before
-    record = {"task": task.name, "count": args.count, "steps": args.steps, "before_gb": round(before, 3),
-              "distillations": rows, "growth_gb": round(growth, 3),
-              "growth_after_first_gb": round(rows[-1]["after_gb"] - rows[0]["after_gb"], 3),
-              "goal_gb": GOAL_GB, "met": growth <= GOAL_GB, "machine": platform.machine()}
+    record = {
+        "task": task.name,
+        "count": args.count,
+        "steps": args.steps,
+        "before_gb": round(before, 3),
+        "distillations": rows,
+        "growth_gb": round(growth, 3),
+        "growth_after_first_gb": round(rows[-1]["after_gb"] - rows[0]["after_gb"], 3),
+        "goal_gb": GOAL_GB,
+        "met": growth <= GOAL_GB,
+        "machine": platform.machine(),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
     print(f"growth over {args.count} distillations: {growth:+.3f} GB (goal <= {GOAL_GB} GB)")

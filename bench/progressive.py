@@ -54,11 +54,23 @@ def search(args: argparse.Namespace) -> None:
         info = json.loads(done.read_text(encoding="utf-8"))
         _record(args, info, evaluated=info["evaluated"], seconds=None)
         return
-    settings = SearchSettings(space=None, teacher=Path(args.teacher), task=args.task, run_dir=run_dir,
-                              strategy="progressive", budget=f"params={QUARTER}", eval_steps=args.eval_steps,
-                              options={"stage_trials": args.stage_trials, "warmup_steps": args.warmup_steps,
-                                       "validation_fraction": args.validation_fraction}, batch_size=args.batch_size,
-                              data_dir=args.data_dir, progress=not args.quiet)
+    settings = SearchSettings(
+        space=None,
+        teacher=Path(args.teacher),
+        task=args.task,
+        run_dir=run_dir,
+        strategy="progressive",
+        budget=f"params={QUARTER}",
+        eval_steps=args.eval_steps,
+        options={
+            "stage_trials": args.stage_trials,
+            "warmup_steps": args.warmup_steps,
+            "validation_fraction": args.validation_fraction,
+        },
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        progress=not args.quiet,
+    )
     begun = time.perf_counter()
     result = run_search_job(settings)
     info = json.loads(done.read_text(encoding="utf-8"))
@@ -66,12 +78,24 @@ def search(args: argparse.Namespace) -> None:
 
 
 def _record(args: argparse.Namespace, info: dict, *, evaluated: int, seconds: float | None) -> None:
-    out = {"task": args.task, "budget": QUARTER, "settings": {k: str(v) for k, v in vars(args).items()},
-           "evaluated": evaluated, "this_call_seconds": seconds} | info
+    out = {
+        "task": args.task,
+        "budget": QUARTER,
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "evaluated": evaluated,
+        "this_call_seconds": seconds,
+    } | info
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / f"{args.task}-search.json", json.dumps(out, indent=1))
-    print(json.dumps({k: out[k] for k in ("evaluated", "wall_seconds", "warmup_seconds", "evaluation_seconds",
-                                          "best", "baselines")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: out[k]
+                for k in ("evaluated", "wall_seconds", "warmup_seconds", "evaluation_seconds", "best", "baselines")
+            },
+            indent=1,
+        )
+    )
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -95,12 +119,22 @@ def compare(args: argparse.Namespace) -> None:
             key = f"{name}/{seed}"
             if key in out["runs"]:
                 continue
-            config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, eval_every=args.steps,
-                                 seed=seed)
+            config = TrainConfig(
+                steps=args.steps, lr=args.lr, batch_size=args.batch_size, eval_every=args.steps, seed=seed
+            )
             begun = time.perf_counter()
-            result = distill_on_task(specs[name], args.teacher, task, losses=losses, config=config,
-                                     run_dir=Path(args.work) / f"{args.task}-compare" / name / str(seed),
-                                     data_dir=args.data_dir, init_from_teacher=True, resume=True, progress=False)
+            result = distill_on_task(
+                specs[name],
+                args.teacher,
+                task,
+                losses=losses,
+                config=config,
+                run_dir=Path(args.work) / f"{args.task}-compare" / name / str(seed),
+                data_dir=args.data_dir,
+                init_from_teacher=True,
+                resume=True,
+                progress=False,
+            )
             out["runs"][key] = {"dev": result.metrics["dev"], "seconds": time.perf_counter() - begun}
             print(key, result.metrics["dev"], flush=True)
             _summarise(out, specs, task.main_metric, args, encoder_params)
@@ -108,8 +142,9 @@ def compare(args: argparse.Namespace) -> None:
             atomic_write_text(path, json.dumps(out, indent=1))
     if "teacher_dev" not in out:
         teacher = load_teacher(args.teacher, task)
-        data = load_task_data(task, load_tokenizer(args.teacher), data_dir=args.data_dir, max_length=128,
-                              splits=("train", "dev"))
+        data = load_task_data(
+            task, load_tokenizer(args.teacher), data_dir=args.data_dir, max_length=128, splits=("train", "dev")
+        )
         out["teacher_dev"] = evaluate(teacher, data, "dev")
         atomic_write_text(path, json.dumps(out, indent=1))
     print(json.dumps(out["summary"], indent=1))
@@ -139,16 +174,29 @@ def _summarise(out: dict, specs: dict, metric: str, args: argparse.Namespace, en
     summary = {}
     for name, spec in specs.items():
         values = [r["dev"][metric] for k, r in out["runs"].items() if k.split("/")[0] == name]
-        accuracy = [r["dev"]["accuracy"] for k, r in out["runs"].items() if k.split("/")[0] == name
-                    and "accuracy" in r["dev"]]
-        summary[name] = {"summary": spec.summary(), "non_embedding_params": encoder_params(spec), "runs": len(values),
-                         "metric": metric, "mean": statistics.mean(values) if values else None,
-                         "std": statistics.stdev(values) if len(values) > 1 else None,
-                         "min": min(values, default=None), "max": max(values, default=None),
-                         "accuracy_mean": statistics.mean(accuracy) if accuracy else None}
+        accuracy = [
+            r["dev"]["accuracy"] for k, r in out["runs"].items() if k.split("/")[0] == name and "accuracy" in r["dev"]
+        ]
+        summary[name] = {
+            "summary": spec.summary(),
+            "non_embedding_params": encoder_params(spec),
+            "runs": len(values),
+            "metric": metric,
+            "mean": statistics.mean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else None,
+            "min": min(values, default=None),
+            "max": max(values, default=None),
+            "accuracy_mean": statistics.mean(accuracy) if accuracy else None,
+        }
     out["summary"] = summary
-    out["protocol"] = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "losses": "logits+hidden+attention",
-                       "init": "teacher slice", "dev": "at the last step"}
+    out["protocol"] = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "losses": "logits+hidden+attention",
+        "init": "teacher slice",
+        "dev": "at the last step",
+    }
 
 
 def main() -> None:
@@ -172,8 +220,9 @@ def main() -> None:
     c.add_argument("--steps", type=int, default=800)
     c.add_argument("--lr", type=float, default=1e-4)
     c.add_argument("--models", help="a comma-separated subset of best, dense, efficientbert")
-    c.add_argument("--part", help="write the runs to <task>-compare-PART.json (parts run side by side; "
-                                  "`summary` merges them)")
+    c.add_argument(
+        "--part", help="write the runs to <task>-compare-PART.json (parts run side by side; `summary` merges them)"
+    )
     args = parser.parse_args()
     {"search": search, "compare": compare, "summary": summary}[args.command](args)
 

@@ -53,9 +53,18 @@ def _rows(result, metric: str) -> list[dict]:
             method = attrs["baseline"]
         else:
             continue
-        rows.append({"method": method, "metric": attrs["metrics"][metric], "metrics": attrs["metrics"],
-                     "params": attrs["costs"]["params"], "feasible": attrs["feasible"], "spec": attrs["spec"],
-                     "summary": attrs["summary"], "seconds": attrs["seconds"]})
+        rows.append(
+            {
+                "method": method,
+                "metric": attrs["metrics"][metric],
+                "metrics": attrs["metrics"],
+                "params": attrs["costs"]["params"],
+                "feasible": attrs["feasible"],
+                "spec": attrs["spec"],
+                "summary": attrs["summary"],
+                "seconds": attrs["seconds"],
+            }
+        )
     return rows
 
 
@@ -66,16 +75,38 @@ def run(args: argparse.Namespace) -> None:
     metric = resolve_task(args.task).main_metric
     budget = HALF if args.budget == "half" else 10_794_624 // 4
     work = Path(args.work) / f"{args.task}-{args.budget}-s{args.seed}"
-    common = dict(teacher=Path(args.teacher), task=args.task, strategy="prune", budget=f"params={budget}",
-                  evaluator="short", init="teacher", eval_steps=args.steps, eval_lr=args.lr,
-                  data_dir=Path(args.data_dir) if args.data_dir else None, seed=args.seed, progress=False, space=None)
+    common = dict(
+        teacher=Path(args.teacher),
+        task=args.task,
+        strategy="prune",
+        budget=f"params={budget}",
+        evaluator="short",
+        init="teacher",
+        eval_steps=args.steps,
+        eval_lr=args.lr,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        seed=args.seed,
+        progress=False,
+        space=None,
+    )
     options = {"prune_rounds": args.rounds, "gate_steps": args.gate_steps}
-    out = {"task": args.task, "budget": args.budget, "budget_params": budget, "seed": args.seed, "metric": metric,
-           "settings": {"steps": args.steps, "rounds": args.rounds, "gate_steps": args.gate_steps, "lr": args.lr}}
+    out = {
+        "task": args.task,
+        "budget": args.budget,
+        "budget_params": budget,
+        "seed": args.seed,
+        "metric": metric,
+        "settings": {"steps": args.steps, "rounds": args.rounds, "gate_steps": args.gate_steps, "lr": args.lr},
+    }
     rows = []
     for dims, baselines in (("all", True), ("h", False)):
-        result = run_search_job(SearchSettings(**common, run_dir=work / f"schubert-{dims}", options=options | {
-            "prune_dims": dims, "baselines": baselines}))
+        result = run_search_job(
+            SearchSettings(
+                **common,
+                run_dir=work / f"schubert-{dims}",
+                options=options | {"prune_dims": dims, "baselines": baselines},
+            )
+        )
         for row in _rows(result, metric):
             if row["method"].startswith("round-"):
                 final = row["method"] == f"round-{args.rounds}"
@@ -89,16 +120,32 @@ def run(args: argparse.Namespace) -> None:
 
         task = resolve_task(args.task)
         teacher = load_teacher(args.teacher, task)
-        data = load_task_data(task, load_tokenizer(args.teacher), data_dir=common["data_dir"], max_length=128,
-                              splits=("train", "dev"))
-        evaluator = DistillEvaluator(teacher, data, teacher_key="bench", steps=args.steps, init="teacher",
-                                     config=TrainConfig(lr=args.lr, seed=args.seed))
+        data = load_task_data(
+            task, load_tokenizer(args.teacher), data_dir=common["data_dir"], max_length=128, splits=("train", "dev")
+        )
+        evaluator = DistillEvaluator(
+            teacher,
+            data,
+            teacher_key="bench",
+            steps=args.steps,
+            init="teacher",
+            config=TrainConfig(lr=args.lr, seed=args.seed),
+        )
         spec = teacher.encoder.spec
         two = spec.replace(layers=list(spec.layers[:2]))
         evaluation = evaluator.distill(evaluator.student(two), work / "layers-2", steps=args.rounds * args.steps)
-        rows.append({"method": "layers-2 (over budget)", "metric": evaluation.metrics[metric],
-                     "metrics": evaluation.metrics, "params": encoder_params(two), "feasible": False,
-                     "spec": two.to_dict(), "summary": two.summary(), "seconds": evaluation.seconds})
+        rows.append(
+            {
+                "method": "layers-2 (over budget)",
+                "metric": evaluation.metrics[metric],
+                "metrics": evaluation.metrics,
+                "params": encoder_params(two),
+                "feasible": False,
+                "spec": two.to_dict(),
+                "summary": two.summary(),
+                "seconds": evaluation.seconds,
+            }
+        )
     out["rows"] = rows
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / f"{args.task}-{args.budget}-s{args.seed}.json", json.dumps(out, indent=1))
@@ -110,8 +157,12 @@ def latency(args: argparse.Namespace) -> None:
     from bertsmith.search.costs import measure_latency
 
     rows = {path: json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))}
-    cache = {json.dumps(row["spec"], sort_keys=True): row["latency_ms"]  # measured before: kept
-             for data in rows.values() for row in data["rows"] if "latency_ms" in row}
+    cache = {
+        json.dumps(row["spec"], sort_keys=True): row["latency_ms"]  # measured before: kept
+        for data in rows.values()
+        for row in data["rows"]
+        if "latency_ms" in row
+    }
     for path, data in rows.items():
         for row in data["rows"]:
             key = json.dumps(row["spec"], sort_keys=True)
@@ -134,14 +185,21 @@ def summary(args: argparse.Namespace) -> None:
     for (task, budget, method), rows in sorted(groups.items()):
         metrics = [100 * r["metric"] for r in rows]
         lat = [r["latency_ms"] for r in rows if "latency_ms" in r]
-        entry = {"task": task, "budget": budget, "method": method, "seeds": len(rows),
-                 "mean": round(statistics.mean(metrics), 2),
-                 "std": round(statistics.stdev(metrics), 2) if len(metrics) > 1 else 0.0,
-                 "params": round(statistics.mean(r["params"] for r in rows)),
-                 "latency_ms": round(statistics.median(lat), 2) if lat else None}
+        entry = {
+            "task": task,
+            "budget": budget,
+            "method": method,
+            "seeds": len(rows),
+            "mean": round(statistics.mean(metrics), 2),
+            "std": round(statistics.stdev(metrics), 2) if len(metrics) > 1 else 0.0,
+            "params": round(statistics.mean(r["params"] for r in rows)),
+            "latency_ms": round(statistics.median(lat), 2) if lat else None,
+        }
         out.append(entry)
-        print(f"{task:5s} {budget:8s} {method:24s} {entry['mean']:6.2f} ± {entry['std']:.2f} (n={len(rows)})  "
-              f"params {entry['params']:>10,}  latency {entry['latency_ms']} ms")
+        print(
+            f"{task:5s} {budget:8s} {method:24s} {entry['mean']:6.2f} ± {entry['std']:.2f} (n={len(rows)})  "
+            f"params {entry['params']:>10,}  latency {entry['latency_ms']} ms"
+        )
     atomic_write_text(ROOT / "bench" / "results" / "prune_summary.json", json.dumps(out, indent=1))
 
 

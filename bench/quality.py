@@ -59,14 +59,20 @@ def _glue_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
-def _write_task(folder: Path, name: str, splits: dict[str, list[dict]], text_columns: list[str], label: str,
-                **extra) -> Path:
+def _write_task(
+    folder: Path, name: str, splits: dict[str, list[dict]], text_columns: list[str], label: str, **extra
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         with (folder / f"{split}.jsonl").open("w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    task = {"name": name, "files": {s: f"{s}.jsonl" for s in splits}, "text_columns": text_columns,
-            "label_column": label, **extra}
+    task = {
+        "name": name,
+        "files": {s: f"{s}.jsonl" for s in splits},
+        "text_columns": text_columns,
+        "label_column": label,
+        **extra,
+    }
     (folder / "task.yaml").write_text(yaml.safe_dump(task, sort_keys=False), encoding="utf-8")
     return folder / "task.yaml"
 
@@ -75,8 +81,11 @@ def prepare_sst2(glue: Path, out: Path, rows: int = SST2_TRAIN, name: str = "sst
     """SST-2 with the first ``rows`` of train in ``default_rng(0).permutation`` order (file order kept)."""
     train = _glue_rows(glue / "SST-2" / "train.tsv")
     keep = sorted(np.random.default_rng(0).permutation(len(train))[:rows])
-    splits = {"train": [train[i] for i in keep], "dev": _glue_rows(glue / "SST-2" / "dev.tsv"),
-              "test": _glue_rows(glue / "SST-2" / "test-labeled.tsv")}
+    splits = {
+        "train": [train[i] for i in keep],
+        "dev": _glue_rows(glue / "SST-2" / "dev.tsv"),
+        "test": _glue_rows(glue / "SST-2" / "test-labeled.tsv"),
+    }
     splits = {s: [{"sentence": r["sentence"], "label": int(r["label"])} for r in rs] for s, rs in splits.items()}
     return _write_task(out, name, splits, ["sentence"], "label", labels=[0, 1], metrics=["accuracy"])
 
@@ -88,17 +97,35 @@ def prepare_mrpc(glue: Path, out: Path) -> Path:
     train = pairs(_glue_rows(glue / "MRPC" / "train.tsv"))
     order = np.random.default_rng(0).permutation(len(train))
     dev = set(order[:408].tolist())
-    rows = {"train": [r for i, r in enumerate(train) if i not in dev], "dev": [r for i, r in enumerate(train) if i in dev],
-            "test": pairs(_glue_rows(glue / "MRPC" / "dev.tsv"))}
-    return _write_task(out, "mrpc-carved", rows, ["sentence1", "sentence2"], "label", labels=[0, 1],
-                       metrics=["f1", "accuracy"])
+    rows = {
+        "train": [r for i, r in enumerate(train) if i not in dev],
+        "dev": [r for i, r in enumerate(train) if i in dev],
+        "test": pairs(_glue_rows(glue / "MRPC" / "dev.tsv")),
+    }
+    return _write_task(
+        out, "mrpc-carved", rows, ["sentence1", "sentence2"], "label", labels=[0, 1], metrics=["f1", "accuracy"]
+    )
 
 
 def prepare_vader(out: Path) -> Path:
     sdist = out / "download"
     if not list(sdist.glob("vaderSentiment-3.3.2.tar.gz")):
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                        "vaderSentiment==3.3.2", "-d", str(sdist)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "vaderSentiment==3.3.2",
+                "-d",
+                str(sdist),
+            ],
+            check=True,
+        )
     with tarfile.open(sdist / "vaderSentiment-3.3.2.tar.gz") as outer:
         inner = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
         with tarfile.open(fileobj=inner) as resources:
@@ -110,11 +137,13 @@ def prepare_vader(out: Path) -> Path:
             rows.append({"id": ident, "text": text.strip(), "score": float(score)})
     order = np.random.default_rng(0).permutation(len(rows))
     tenth = len(rows) // 10
-    test, dev = set(order[:tenth].tolist()), set(order[tenth:2 * tenth].tolist())
-    splits = {"train": [r for i, r in enumerate(rows) if i not in test and i not in dev],
-              "dev": [r for i, r in enumerate(rows) if i in dev], "test": [r for i, r in enumerate(rows) if i in test]}
-    return _write_task(out, "vader-nyt", splits, ["text"], "score", type="regression",
-                       metrics=["pearson", "spearmanr"])
+    test, dev = set(order[:tenth].tolist()), set(order[tenth : 2 * tenth].tolist())
+    splits = {
+        "train": [r for i, r in enumerate(rows) if i not in test and i not in dev],
+        "dev": [r for i, r in enumerate(rows) if i in dev],
+        "test": [r for i, r in enumerate(rows) if i in test],
+    }
+    return _write_task(out, "vader-nyt", splits, ["text"], "score", type="regression", metrics=["pearson", "spearmanr"])
 
 
 def task_reference(name: str, work: Path, glue: Path | None) -> str:
@@ -124,8 +153,11 @@ def task_reference(name: str, work: Path, glue: Path | None) -> str:
         return str(folder / "task.yaml")
     if name in ("sst2", "mrpc") and glue is None:
         raise SystemExit(f"{name}: pass --data-dir with the GLUE directory")
-    prepare = {"sst2": lambda: prepare_sst2(glue, folder), "mrpc": lambda: prepare_mrpc(glue, folder),
-               "vader": lambda: prepare_vader(folder)}.get(name)
+    prepare = {
+        "sst2": lambda: prepare_sst2(glue, folder),
+        "mrpc": lambda: prepare_mrpc(glue, folder),
+        "vader": lambda: prepare_vader(folder),
+    }.get(name)
     return str(prepare()) if prepare else name
 
 
@@ -157,8 +189,14 @@ def budget_name(share: str) -> str:
 
 
 def run_one(task: str, teacher: str, share: str, seed: int, out: Path, env: dict) -> Path:
-    config = {"task": task, "seed": seed, "teacher": {"finetuned": teacher}, "budget": {"params": share},
-              "finalists": {"baselines": ["uniform", "layers"]}, "quality": {"accept_weak": True}}
+    config = {
+        "task": task,
+        "seed": seed,
+        "teacher": {"finetuned": teacher},
+        "budget": {"params": share},
+        "finalists": {"baselines": ["uniform", "layers"]},
+        "quality": {"accept_weak": True},
+    }
     out.mkdir(parents=True, exist_ok=True)
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -173,13 +211,26 @@ def arms(results: dict) -> dict[str, dict]:
     entries = results["finalists"]
     metric = results["metric"]
     search = max((e for e in entries if e["kind"] == "finalist"), key=lambda e: e["metrics"]["dev"][metric])
-    pick = {"search": search, "chosen": results["chosen"],
-            "uniform": next(e for e in entries if e.get("source") == "uniform"),
-            "layers": next(e for e in entries if e.get("source") == "layers"), "teacher": results["teacher"]}
+    pick = {
+        "search": search,
+        "chosen": results["chosen"],
+        "uniform": next(e for e in entries if e.get("source") == "uniform"),
+        "layers": next(e for e in entries if e.get("source") == "layers"),
+        "teacher": results["teacher"],
+    }
     teacher_ms = results["teacher"]["latency_ms"]
-    return {name: {"name": e.get("name", "teacher"), "summary": e["summary"], "params": e["params"],
-                   "latency_ms": e["latency_ms"], "speedup": teacher_ms / e["latency_ms"],
-                   "metrics": e["metrics"], "violations": e.get("violations", [])} for name, e in pick.items()}
+    return {
+        name: {
+            "name": e.get("name", "teacher"),
+            "summary": e["summary"],
+            "params": e["params"],
+            "latency_ms": e["latency_ms"],
+            "speedup": teacher_ms / e["latency_ms"],
+            "metrics": e["metrics"],
+            "violations": e.get("violations", []),
+        }
+        for name, e in pick.items()
+    }
 
 
 def command_run(args: argparse.Namespace) -> None:
@@ -195,17 +246,28 @@ def command_run(args: argparse.Namespace) -> None:
                 print(f"[quality] {name} {share} seed {seed}: {out}", flush=True)
                 path = run_one(task, teacher, share, seed, out, env)
                 results = json.loads(path.read_text())
-                record = {"task": name, "budget": share, "seed": seed, "run_dir": str(out),
-                          "metric": results["metric"], "device": args.device, "arms": arms(results),
-                          "constant": results["teacher"].get("constant"), "quality": results.get("quality")}
+                record = {
+                    "task": name,
+                    "budget": share,
+                    "seed": seed,
+                    "run_dir": str(out),
+                    "metric": results["metric"],
+                    "device": args.device,
+                    "arms": arms(results),
+                    "constant": results["teacher"].get("constant"),
+                    "quality": results.get("quality"),
+                }
                 RESULTS.mkdir(parents=True, exist_ok=True)
                 (RESULTS / f"{name}-{budget_name(share)}-s{seed}.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 # ---- summary -------------------------------------------------------------------------------------
 def _mean_sd(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None,
-            "values": values}
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "values": values,
+    }
 
 
 def constant_for(task: str, work: Path | None, glue: Path | None) -> dict[str, dict[str, float]]:
@@ -229,36 +291,59 @@ def command_summary(args: argparse.Namespace) -> None:
         record = json.loads(path.read_text())
         groups.setdefault((record["task"], record["budget"]), []).append(record)
     summary = []
-    lines = ["| task | budget | seeds | arm | architecture (seed 0) | non-emb. params | speed-up | dev | test | "
-             "dev vs teacher | dev at constant level |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | budget | seeds | arm | architecture (seed 0) | non-emb. params | speed-up | dev | test | "
+        "dev vs teacher | dev at constant level |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for (task, budget), records in sorted(groups.items()):
         metric = records[0]["metric"]
         constant = records[0].get("constant") or constant_for(task, args.work, args.data_dir)
         level = {split: 100 * constant[split][metric] for split in ("dev", "test")}
-        row = {"task": task, "budget": budget, "metric": metric, "seeds": [r["seed"] for r in records],
-               "constant": level, "constant_margin": margin, "arms": {}}
-        lines.append(f"| {task} | {budget} | | constant | (one answer for every input) | 0 | | {level['dev']:.2f} | "
-                     f"{level['test']:.2f} | | |")
+        row = {
+            "task": task,
+            "budget": budget,
+            "metric": metric,
+            "seeds": [r["seed"] for r in records],
+            "constant": level,
+            "constant_margin": margin,
+            "arms": {},
+        }
+        lines.append(
+            f"| {task} | {budget} | | constant | (one answer for every input) | 0 | | {level['dev']:.2f} | "
+            f"{level['test']:.2f} | | |"
+        )
         for arm in ARMS:
             got = [r["arms"][arm] for r in records]
-            cell = {split: _mean_sd([100 * g["metrics"][split][metric] for g in got])
-                    for split in ("dev", "test") if all(split in g["metrics"] for g in got)}
+            cell = {
+                split: _mean_sd([100 * g["metrics"][split][metric] for g in got])
+                for split in ("dev", "test")
+                if all(split in g["metrics"] for g in got)
+            }
             cell["speedup"] = _mean_sd([g["speedup"] for g in got])
             cell["params"] = got[0]["params"]
-            cell["dev_vs_teacher"] = _mean_sd([100 * (g["metrics"]["dev"][metric] - t["arms"]["teacher"]["metrics"]
-                                                      ["dev"][metric]) for g, t in zip(got, records)])
+            cell["dev_vs_teacher"] = _mean_sd(
+                [
+                    100 * (g["metrics"]["dev"][metric] - t["arms"]["teacher"]["metrics"]["dev"][metric])
+                    for g, t in zip(got, records)
+                ]
+            )
             cell["summary"] = got[0]["summary"]
             cell["at_constant"] = sum(100 * g["metrics"]["dev"][metric] - level["dev"] <= margin + 1e-9 for g in got)
             row["arms"][arm] = cell
-            lines.append(f"| {task} | {budget} | {len(records)} | {arm} | {got[0]['summary'].replace(' | ', ' · ')} | "
-                         f"{got[0]['params']:,} | {cell['speedup']['mean']:.2f}× | {_fmt(cell.get('dev'))} | "
-                         f"{_fmt(cell.get('test'))} | {cell['dev_vs_teacher']['mean']:+.2f} | "
-                         f"{cell['at_constant']} of {len(got)} |")
+            lines.append(
+                f"| {task} | {budget} | {len(records)} | {arm} | {got[0]['summary'].replace(' | ', ' · ')} | "
+                f"{got[0]['params']:,} | {cell['speedup']['mean']:.2f}× | {_fmt(cell.get('dev'))} | "
+                f"{_fmt(cell.get('test'))} | {cell['dev_vs_teacher']['mean']:+.2f} | "
+                f"{cell['at_constant']} of {len(got)} |"
+            )
         summary.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"Metric × 100, mean ± sd over seeds; 'at constant level': dev within {margin:g} point of a constant "
-          f"predictor's level.")
+    print(
+        f"Metric × 100, mean ± sd over seeds; 'at constant level': dev within {margin:g} point of a constant "
+        f"predictor's level."
+    )
     print("\n".join(lines))
 
 
@@ -273,17 +358,23 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or continue) the comparison")
     run.add_argument("--work", type=Path, required=True, help="scratch directory: tasks, teachers, runs")
-    run.add_argument("--data-dir", type=Path, default=os.environ.get("BERTSMITH_GLUE_DIR"),
-                     help="GLUE directory (SST-2, MRPC)")
+    run.add_argument(
+        "--data-dir", type=Path, default=os.environ.get("BERTSMITH_GLUE_DIR"), help="GLUE directory (SST-2, MRPC)"
+    )
     run.add_argument("--tasks", default="rotten-tomatoes,sst2,mrpc,vader")
     run.add_argument("--budgets", default="25%,12.5%", help="shares of the teacher's non-embedding parameters")
     run.add_argument("--seeds", default="0,1,2")
     run.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu hides any GPU from the runs")
     summary = sub.add_parser("summary", help="mean and spread per task, budget and arm")
-    summary.add_argument("--work", type=Path, help="scratch directory of `run` (its tasks give the constant "
-                         "levels of records made before they were recorded)")
-    summary.add_argument("--data-dir", type=Path, default=os.environ.get("BERTSMITH_GLUE_DIR"),
-                         help="GLUE directory (SST-2, MRPC)")
+    summary.add_argument(
+        "--work",
+        type=Path,
+        help="scratch directory of `run` (its tasks give the constant "
+        "levels of records made before they were recorded)",
+    )
+    summary.add_argument(
+        "--data-dir", type=Path, default=os.environ.get("BERTSMITH_GLUE_DIR"), help="GLUE directory (SST-2, MRPC)"
+    )
     args = parser.parse_args()
     {"run": command_run, "summary": command_summary}[args.command](args)
 

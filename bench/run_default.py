@@ -50,34 +50,70 @@ def main() -> None:
     max_rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     steal1, total1 = cpu_times()
     results = json.loads((run_dir / "results.json").read_text())
-    done = {s: json.loads((run_dir / s / "done.json").read_text()) for s in ("teacher", "search", "finalists", "export")}
+    done = {
+        s: json.loads((run_dir / s / "done.json").read_text()) for s in ("teacher", "search", "finalists", "export")
+    }
     stages = {s: d["seconds"] for s, d in done.items()}
     stage_rss = {s: d.get("peak_rss_gb") for s, d in done.items()}
     v = results["chosen"]["versus_teacher"]
-    figures = {"minutes": wall / 60, "params_ratio": v["params_ratio"], "speedup": v["speedup"],
-               "test_drop_points": v.get("test_drop_points")}
-    met = {k: (figures[k] <= goal if k in ("minutes", "test_drop_points") else figures[k] >= goal)
-           for k, goal in GOALS.items() if figures[k] is not None}
+    figures = {
+        "minutes": wall / 60,
+        "params_ratio": v["params_ratio"],
+        "speedup": v["speedup"],
+        "test_drop_points": v.get("test_drop_points"),
+    }
+    met = {
+        k: (figures[k] <= goal if k in ("minutes", "test_drop_points") else figures[k] >= goal)
+        for k, goal in GOALS.items()
+        if figures[k] is not None
+    }
     record = {
         "command": f"{bertsmith.name} run --out {run_dir} --quiet (BERTSMITH_CACHE={cache})",
-        "wall_seconds": wall, "stage_seconds": stages, "stage_peak_rss_gb": stage_rss,
-        "cpu_steal_share": (steal1 - steal0) / max(1, total1 - total0), "max_rss_gb": max_rss_gb,
-        "figures": figures, "goals": GOALS, "met": met,
-        "teacher": {"summary": results["teacher"]["summary"], "params": results["teacher"]["params"],
-                    "latency_ms": results["teacher"]["latency_ms"], "metrics": results["teacher"]["metrics"]},
+        "wall_seconds": wall,
+        "stage_seconds": stages,
+        "stage_peak_rss_gb": stage_rss,
+        "cpu_steal_share": (steal1 - steal0) / max(1, total1 - total0),
+        "max_rss_gb": max_rss_gb,
+        "figures": figures,
+        "goals": GOALS,
+        "met": met,
+        "teacher": {
+            "summary": results["teacher"]["summary"],
+            "params": results["teacher"]["params"],
+            "latency_ms": results["teacher"]["latency_ms"],
+            "metrics": results["teacher"]["metrics"],
+        },
         "chosen": {k: results["chosen"][k] for k in ("name", "summary", "params", "latency_ms", "metrics")},
-        "finalists": [{k: f[k] for k in ("name", "kind", "summary", "params", "latency_ms", "metrics")}
-                      for f in results["finalists"]],
-        "exit_code": code, "quality": results["quality"],
+        "finalists": [
+            {k: f[k] for k in ("name", "kind", "summary", "params", "latency_ms", "metrics")}
+            for f in results["finalists"]
+        ],
+        "exit_code": code,
+        "quality": results["quality"],
         "search": {k: results["search"][k] for k in ("evaluated", "infeasible", "duplicates", "failed")},
         "versions": results["versions"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
-    print(json.dumps({k: record[k] for k in ("wall_seconds", "stage_seconds", "stage_peak_rss_gb", "cpu_steal_share",
-                                             "max_rss_gb", "figures",
-                                             "met", "exit_code", "quality")},
-                     indent=1))
+    print(
+        json.dumps(
+            {
+                k: record[k]
+                for k in (
+                    "wall_seconds",
+                    "stage_seconds",
+                    "stage_peak_rss_gb",
+                    "cpu_steal_share",
+                    "max_rss_gb",
+                    "figures",
+                    "met",
+                    "exit_code",
+                    "quality",
+                )
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

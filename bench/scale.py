@@ -70,8 +70,12 @@ def base_teacher(out: Path) -> Path:
 
 def run_one(name: str, teacher: str, share: str, task: Path, work: Path) -> dict:
     out = work / "runs" / f"{name}-{share.replace('%', 'pct')}"
-    config = {"task": str(task), "teacher": {"model": teacher}, "budget": {"params": share},
-              "quality": {"accept_weak": True}}
+    config = {
+        "task": str(task),
+        "teacher": {"model": teacher},
+        "budget": {"params": share},
+        "quality": {"accept_weak": True},
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -82,7 +86,9 @@ def run_one(name: str, teacher: str, share: str, task: Path, work: Path) -> dict
     bertsmith = Path(sys.executable).with_name("bertsmith")
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    code = subprocess.run([str(bertsmith), "run", str(path), "--out", str(out), "--quiet"], env=env, check=False).returncode
+    code = subprocess.run(
+        [str(bertsmith), "run", str(path), "--out", str(out), "--quiet"], env=env, check=False
+    ).returncode
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     stages = {}
@@ -91,15 +97,25 @@ def run_one(name: str, teacher: str, share: str, task: Path, work: Path) -> dict
         if done.is_file():
             d = json.loads(done.read_text())
             stages[stage] = {"seconds": d["seconds"], "peak_rss_gb": d.get("peak_rss_gb")}
-    record = {"teacher": name, "budget": share, "exit_code": code, "wall_seconds": wall, "stages": stages,
-              # the largest child so far: exact for the first run of this process, an upper bound after
-              "max_rss_gb": peak / 2**20 if peak > before else None}
+    record = {
+        "teacher": name,
+        "budget": share,
+        "exit_code": code,
+        "wall_seconds": wall,
+        "stages": stages,
+        # the largest child so far: exact for the first run of this process, an upper bound after
+        "max_rss_gb": peak / 2**20 if peak > before else None,
+    }
     if (out / "results.json").is_file():
         r = json.loads((out / "results.json").read_text())
-        record |= {"teacher_spec": r["teacher"]["summary"], "teacher_params": r["teacher"]["params"],
-                   "teacher_flops": r["teacher"]["flops"],
-                   "teacher_metrics": r["teacher"]["metrics"], "chosen": r["chosen"]["summary"],
-                   "chosen_metrics": r["chosen"]["metrics"]}
+        record |= {
+            "teacher_spec": r["teacher"]["summary"],
+            "teacher_params": r["teacher"]["params"],
+            "teacher_flops": r["teacher"]["flops"],
+            "teacher_metrics": r["teacher"]["metrics"],
+            "chosen": r["chosen"]["summary"],
+            "chosen_metrics": r["chosen"]["metrics"],
+        }
     record_file.write_text(json.dumps(record, indent=1))
     return record
 
@@ -126,13 +142,30 @@ def main() -> None:
     for r in records:
         ref = next((m for m in records if m["teacher"] == "minilm" and m["budget"] == r["budget"]), None)
         if r["teacher"] == "base" and ref is not None and "teacher_flops" in r and "teacher_flops" in ref:
-            growth.append({"budget": r["budget"], "flops_ratio": r["teacher_flops"] / ref["teacher_flops"],
-                           "stage_time_ratio": {s: r["stages"][s]["seconds"] / ref["stages"][s]["seconds"]
-                                                for s in STAGES if s in r["stages"] and s in ref["stages"]}})
-    peaks = [s["peak_rss_gb"] for r in records if r["teacher"] == "base" for s in r["stages"].values()
-             if s.get("peak_rss_gb") is not None]
-    result = {"runs": records, "growth_against_minilm": growth, "goal_peak_rss_gb": GOAL_RSS_GB,
-              "base_peak_rss_gb": max(peaks) if peaks else None}
+            growth.append(
+                {
+                    "budget": r["budget"],
+                    "flops_ratio": r["teacher_flops"] / ref["teacher_flops"],
+                    "stage_time_ratio": {
+                        s: r["stages"][s]["seconds"] / ref["stages"][s]["seconds"]
+                        for s in STAGES
+                        if s in r["stages"] and s in ref["stages"]
+                    },
+                }
+            )
+    peaks = [
+        s["peak_rss_gb"]
+        for r in records
+        if r["teacher"] == "base"
+        for s in r["stages"].values()
+        if s.get("peak_rss_gb") is not None
+    ]
+    result = {
+        "runs": records,
+        "growth_against_minilm": growth,
+        "goal_peak_rss_gb": GOAL_RSS_GB,
+        "base_peak_rss_gb": max(peaks) if peaks else None,
+    }
     atomic_write_text(args.out, json.dumps(result, indent=1))
     print(json.dumps({"growth_against_minilm": growth, "base_peak_rss_gb": result["base_peak_rss_gb"]}, indent=1))
     print(f"wrote {args.out}")

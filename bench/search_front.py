@@ -76,10 +76,16 @@ def main() -> None:
         if not (run_dir / "supernet").exists():
             shutil.copytree(args.supernet, run_dir / "supernet", ignore=shutil.ignore_patterns("training"))
         settings = SearchSettings(
-            space=Path(args.space), teacher=Path(args.teacher), task=args.task, run_dir=run_dir, strategy=strategy,
-            budget=args.budget, supernet_steps=args.supernet_steps,
+            space=Path(args.space),
+            teacher=Path(args.teacher),
+            task=args.task,
+            run_dir=run_dir,
+            strategy=strategy,
+            budget=args.budget,
+            supernet_steps=args.supernet_steps,
             options={"population_size": args.population_size} if strategy == "nsga2" else {},
-            data_dir=Path(args.data_dir) if args.data_dir else None, seed=args.seed,
+            data_dir=Path(args.data_dir) if args.data_dir else None,
+            seed=args.seed,
             trials=10_000 if strategy == "nsga2" else evaluated,
             time_budget=args.time_budget if strategy == "nsga2" else None,
         )
@@ -89,18 +95,36 @@ def main() -> None:
         front = [(p.values[0], p.values[1]) for p in result.front]
         trials = [t for t in result.study.trials if t.user_attrs.get("feasible") and t.values]
         results[strategy] = {
-            "evaluated": result.evaluated, "over_budget": result.infeasible, "duplicates": result.duplicates,
+            "evaluated": result.evaluated,
+            "over_budget": result.infeasible,
+            "duplicates": result.duplicates,
             "evaluation_seconds": sum(t.user_attrs.get("seconds", 0.0) for t in trials),
             "hypervolume": hypervolume(front, args.floor, budget),
-            "best_metric": max(v for v, _ in front), "best_within": best_within(front, budget), "front": [{"metric": m, "params": p} for m, p in front],
+            "best_metric": max(v for v, _ in front),
+            "best_within": best_within(front, budget),
+            "front": [{"metric": m, "params": p} for m, p in front],
         }
-        print(f"{strategy}: {result.evaluated} evaluated, {result.infeasible} over budget, front of {len(front)}, "
-              f"hypervolume {results[strategy]['hypervolume']:.4f}, best {results[strategy]['best_metric']:.4f}",
-              flush=True)
+        print(
+            f"{strategy}: {result.evaluated} evaluated, {result.infeasible} over budget, front of {len(front)}, "
+            f"hypervolume {results[strategy]['hypervolume']:.4f}, best {results[strategy]['best_metric']:.4f}",
+            flush=True,
+        )
     out = ROOT / "bench" / "results" / f"search_front_{args.task}_s{args.seed}.json"
-    atomic_write_text(out, json.dumps({"task": args.task, "budget": args.budget, "time_budget": args.time_budget,
-                                       "floor": args.floor, "population_size": args.population_size,
-                                       "seed": args.seed, "strategies": results}, indent=1))
+    atomic_write_text(
+        out,
+        json.dumps(
+            {
+                "task": args.task,
+                "budget": args.budget,
+                "time_budget": args.time_budget,
+                "floor": args.floor,
+                "population_size": args.population_size,
+                "seed": args.seed,
+                "strategies": results,
+            },
+            indent=1,
+        ),
+    )
     print(f"wrote {out}")
 
 

@@ -74,11 +74,18 @@ def hf_model(spec):
 
     layer = spec.layers[0]
     config = BertConfig(
-        vocab_size=spec.embeddings.vocab_size, hidden_size=spec.hidden, num_hidden_layers=spec.num_layers,
-        num_attention_heads=layer.attention.heads, intermediate_size=layer.ffn.size, hidden_act="gelu",
-        hidden_dropout_prob=spec.hidden_dropout, attention_probs_dropout_prob=spec.attention_dropout,
-        max_position_embeddings=spec.embeddings.max_positions, type_vocab_size=spec.embeddings.type_vocab_size,
-        layer_norm_eps=spec.layer_norm_eps, num_labels=NUM_LABELS,
+        vocab_size=spec.embeddings.vocab_size,
+        hidden_size=spec.hidden,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=layer.attention.heads,
+        intermediate_size=layer.ffn.size,
+        hidden_act="gelu",
+        hidden_dropout_prob=spec.hidden_dropout,
+        attention_probs_dropout_prob=spec.attention_dropout,
+        max_position_embeddings=spec.embeddings.max_positions,
+        type_vocab_size=spec.embeddings.type_vocab_size,
+        layer_norm_eps=spec.layer_norm_eps,
+        num_labels=NUM_LABELS,
     )
     return BertForSequenceClassification(config)
 
@@ -103,8 +110,9 @@ def copy_hf_weights(hf, ours) -> None:
         p = f"bert.encoder.layer.{i}."
         att, ffn = layer.attention, layer.ffn
         for kind in ("weight", "bias"):
-            att.qkv.get_parameter(kind).copy_(torch.cat(
-                [sd[f"{p}attention.self.{n}.{kind}"] for n in ("query", "key", "value")]))
+            att.qkv.get_parameter(kind).copy_(
+                torch.cat([sd[f"{p}attention.self.{n}.{kind}"] for n in ("query", "key", "value")])
+            )
             pairs[att.out.get_parameter(kind)] = f"{p}attention.output.dense.{kind}"
             pairs[att.norm.get_parameter(kind)] = f"{p}attention.output.LayerNorm.{kind}"
             pairs[ffn.up.get_parameter(kind)] = f"{p}intermediate.dense.{kind}"
@@ -144,9 +152,16 @@ def export_onnx(model, is_hf: bool, path: Path) -> tuple[float, str]:
     model.eval()
     try:
         with quiet_exporter():
-            torch.onnx.export(LogitsOnly(model, is_hf), (ids, torch.ones_like(ids)), str(path),
-                              input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                              dynamic_shapes=dynamic, dynamo=True, verbose=False)
+            torch.onnx.export(
+                LogitsOnly(model, is_hf),
+                (ids, torch.ones_like(ids)),
+                str(path),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["logits"],
+                dynamic_shapes=dynamic,
+                dynamo=True,
+                verbose=False,
+            )
     finally:
         model.train(was_training)
     return time.perf_counter() - start, "torch.onnx.export(dynamo=True)"
@@ -168,6 +183,7 @@ def ort_session(path: Path):
 # ---- timing ---------------------------------------------------------------------------------
 def cpu_idle_fraction(window: float = 0.2) -> float | None:
     """Share of the machine's CPU time spent idle over ``window`` seconds (None off Linux)."""
+
     def read():
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:]]
@@ -209,7 +225,7 @@ def interleaved(fns: dict, rounds: int, warmup: int = 1, idle_wait: float = 2.0,
     for r in range(rounds):
         if r % idle_every == 0:
             wait_for_idle(idle_wait)
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             time.sleep(SETTLE)  # lets the previous variant's worker threads stop spinning
             start = time.perf_counter()
             fns[name]()
@@ -227,8 +243,11 @@ def linear_floor(model, ids, mask, tries: int = 5) -> float:
     timed alone on an input of its shape (best of ``tries``): the matmul part of the pass, which
     no change outside the GEMM kernels can remove."""
     calls = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out: calls.append((mod, inp[0].shape)))
-             for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: calls.append((mod, inp[0].shape)))
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear)
+    ]
     try:
         with torch.inference_mode():
             model(ids, mask)
@@ -307,8 +326,10 @@ def bench_model(name: str, args, tmp: Path, log) -> dict:
     with torch.inference_mode():
         diff = (hf(input_ids=ids[:4], attention_mask=check_mask).logits - ours(ids[:4], check_mask)[0]).abs().max()
     result["max_abs_logit_diff"] = float(diff)
-    log(f"\n== {name}: {spec.summary()} | transformers attention: {result['hf_attn_implementation']} "
-        f"| max |Δlogits| vs transformers (eval, same weights): {float(diff):.2e}")
+    log(
+        f"\n== {name}: {spec.summary()} | transformers attention: {result['hf_attn_implementation']} "
+        f"| max |Δlogits| vs transformers (eval, same weights): {float(diff):.2e}"
+    )
 
     # -- training step ---------------------------------------------------------------------
     initial = copy.deepcopy(hf.state_dict()), copy.deepcopy(ours.state_dict())
@@ -321,8 +342,10 @@ def bench_model(name: str, args, tmp: Path, log) -> dict:
         step = train_step(compile_model(ours_c), False, batch)
         compile_s["train"] = _timed(step)
         variants["ours+compile"] = step
-    log(f"  train {TRAIN_BATCH}x{SEQ}: timing {', '.join(variants)}"
-        + (f" (compile {compile_s['train']:.0f}s)" if compile_s else ""))
+    log(
+        f"  train {TRAIN_BATCH}x{SEQ}: timing {', '.join(variants)}"
+        + (f" (compile {compile_s['train']:.0f}s)" if compile_s else "")
+    )
     result["tasks"][f"train {TRAIN_BATCH}x{SEQ}"] = interleaved(variants, args.train_rounds, warmup=2)
 
     # -- inference -------------------------------------------------------------------------
@@ -346,12 +369,14 @@ def bench_model(name: str, args, tmp: Path, log) -> dict:
             variants["ours+compile"] = call
         feeds = {"input_ids": x.numpy(), "attention_mask": m.numpy()}
         with torch.inference_mode():
-            refs = {"ours+onnxruntime": ours(x, m)[0].numpy(),
-                    "transformers+onnxruntime": hf(input_ids=x, attention_mask=m).logits.numpy()}
+            refs = {
+                "ours+onnxruntime": ours(x, m)[0].numpy(),
+                "transformers+onnxruntime": hf(input_ids=x, attention_mask=m).logits.numpy(),
+            }
         for label, sess in sessions.items():  # each runtime against its own eager model
             diff = float(abs(sess.run(None, feeds)[0] - refs[label]).max())
             result.setdefault("onnx_max_abs_logit_diff_vs_eager", {})[f"{label} {b}x{SEQ}"] = diff
-            variants[label] = (lambda s=sess: s.run(None, feeds))
+            variants[label] = lambda s=sess: s.run(None, feeds)
         task = f"infer {b}x{SEQ}"
         log(f"  {task}: timing {', '.join(variants)}")
         rounds = args.infer_rounds if b > 1 else args.infer_rounds * 8
@@ -377,15 +402,21 @@ def table(results: dict, peak: float) -> str:
     for name, r in results.items():
         for task, variants in r["tasks"].items():
             for variant, v in variants.items():
-                lines.append(f"{name:<10} {task:<14} {variant:<25} {v['median']:>10.4f} "
-                             f"{v['p10']:>8.4f}-{v['p90']:<8.4f} {v['speedup_vs_transformers']:>17.2f}x")
+                lines.append(
+                    f"{name:<10} {task:<14} {variant:<25} {v['median']:>10.4f} "
+                    f"{v['p10']:>8.4f}-{v['p90']:<8.4f} {v['speedup_vs_transformers']:>17.2f}x"
+                )
         for variant, gf in r["train_gflops"].items():
-            lines.append(f"{name:<10} {'train GFLOP/s':<14} {variant:<25} {gf:>10.1f}   "
-                         f"= {100 * gf / peak:.0f}% of the {peak:.0f} GFLOP/s matmul peak")
+            lines.append(
+                f"{name:<10} {'train GFLOP/s':<14} {variant:<25} {gf:>10.1f}   "
+                f"= {100 * gf / peak:.0f}% of the {peak:.0f} GFLOP/s matmul peak"
+            )
         for task, seconds in r.get("linear_layers_alone", {}).items():
             hf = r["tasks"][task]["transformers"]["median"]
-            lines.append(f"{name:<10} {task:<14} {'linear layers alone':<25} {seconds:>10.4f}   "
-                         f"= {100 * seconds / hf:.0f}% of the transformers pass")
+            lines.append(
+                f"{name:<10} {task:<14} {'linear layers alone':<25} {seconds:>10.4f}   "
+                f"= {100 * seconds / hf:.0f}% of the transformers pass"
+            )
     return "\n".join(lines)
 
 
@@ -397,8 +428,13 @@ def targets(results: dict) -> dict:
         for task, goal in ((f"train {TRAIN_BATCH}x{SEQ}", 1.5), (f"infer 1x{SEQ}", 2.0)):
             ours = {k: v["speedup_vs_transformers"] for k, v in r["tasks"][task].items() if k.startswith("ours")}
             best = max(ours, key=ours.get)
-            out[f"{name} {task}"] = {"goal": goal, "best_variant": best, "speedup": ours[best],
-                                     "eager_speedup": ours["ours"], "met": ours[best] >= goal}
+            out[f"{name} {task}"] = {
+                "goal": goal,
+                "best_variant": best,
+                "speedup": ours[best],
+                "eager_speedup": ours["ours"],
+                "met": ours[best] >= goal,
+            }
     return out
 
 
@@ -420,8 +456,12 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=None, help="comma-separated BERT-shaped presets (default bert-mini,minilm-l6)")
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile variant")
     ap.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX Runtime variants")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="JSON results (default bench/results/speed.json, speed-quick.json with --quick)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON results (default bench/results/speed.json, speed-quick.json with --quick)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.compile = False
@@ -437,8 +477,10 @@ def main(argv=None) -> int:
     import onnxruntime
     import transformers
 
-    log(f"torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {onnxruntime.__version__}, "
-        f"{THREADS} threads of {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
+    log(
+        f"torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {onnxruntime.__version__}, "
+        f"{THREADS} threads of {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})"
+    )
     peak = matmul_peak(tries=3 if args.quick else 8)
     log(f"fp32 matmul peak: {peak['gflops']:.0f} GFLOP/s (best square matmul: {peak['by_size']})")
     results = {}
@@ -454,15 +496,28 @@ def main(argv=None) -> int:
     log("\n" + table(results, peak["gflops"]))
     goals = targets(results)
     for key, t in goals.items():
-        log(f"target {key}: >= {t['goal']}x -> best {t['best_variant']} {t['speedup']:.2f}x "
-            f"(eager {t['eager_speedup']:.2f}x): {'met' if t['met'] else 'NOT met'}")
+        log(
+            f"target {key}: >= {t['goal']}x -> best {t['best_variant']} {t['speedup']:.2f}x "
+            f"(eager {t['eager_speedup']:.2f}x): {'met' if t['met'] else 'NOT met'}"
+        )
     data = {
         "command": "python bench/speed.py" + (" --quick" if args.quick else ""),
-        "machine": {"cpus": os.cpu_count(), "threads": THREADS, "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "transformers": transformers.__version__,
-                    "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
-        "seq_len": SEQ, "train_batch": TRAIN_BATCH, "optimizer": "torch.optim.AdamW(fused=True)",
-        "matmul_peak": peak, "targets": goals, "models": results, "seconds": round(time.perf_counter() - started, 1),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "threads": THREADS,
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(),
+        },
+        "seq_len": SEQ,
+        "train_batch": TRAIN_BATCH,
+        "optimizer": "torch.optim.AdamW(fused=True)",
+        "matmul_peak": peak,
+        "targets": goals,
+        "models": results,
+        "seconds": round(time.perf_counter() - started, 1),
     }
     write_json(args.out, data)
     log(f"\nwrote {args.out} ({data['seconds']:.0f}s)")

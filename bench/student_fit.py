@@ -65,10 +65,15 @@ def main() -> None:
     for name, lp in rows.items():
         for s in SPLITS:
             pred = lp[s].argmax(-1)
-            row = {"accuracy": float((pred == gold[s]).float().mean()), "kl_teacher": kl(teacher[s], lp[s]),
-                   "agreement": float((pred == teacher[s].argmax(-1)).float().mean())}
+            row = {
+                "accuracy": float((pred == gold[s]).float().mean()),
+                "kl_teacher": kl(teacher[s], lp[s]),
+                "agreement": float((pred == teacher[s].argmax(-1)).float().mean()),
+            }
             results.setdefault(name, {})[s] = row
-            print(f"{name:<36} {s:<6} {100 * row['accuracy']:>8.1f} {row['kl_teacher']:>9.3f} {100 * row['agreement']:>6.1f}%")
+            print(
+                f"{name:<36} {s:<6} {100 * row['accuracy']:>8.1f} {row['kl_teacher']:>9.3f} {100 * row['agreement']:>6.1f}%"
+            )
     out = ROOT / "bench" / "results" / f"student_fit-{task.name}.json"
     atomic_write_text(out, json.dumps({"teacher": str(args.teacher), "task": task.name, "results": results}, indent=1))
     print(f"wrote {out}")

@@ -73,22 +73,41 @@ def main() -> None:
     task = resolve_task(args.task)
     space = SearchSpace.load(args.space)
     out = Path(args.out or ROOT / "bench" / "results" / f"supernet_{task.name}.json")
-    config = TrainConfig(steps=args.steps, batch_size=32, lr=args.lr, eval_every=max(1, args.steps // 5), seed=args.seed)
+    config = TrainConfig(
+        steps=args.steps, batch_size=32, lr=args.lr, eval_every=max(1, args.steps // 5), seed=args.seed
+    )
     t0 = time.perf_counter()
-    job = SupernetJob(space, Path(args.teacher), task, run_dir=Path(args.run_dir) / "supernet", config=config,
-                      random_subnets=args.random_subnets, data_dir=args.data_dir)
+    job = SupernetJob(
+        space,
+        Path(args.teacher),
+        task,
+        run_dir=Path(args.run_dir) / "supernet",
+        config=config,
+        random_subnets=args.random_subnets,
+        data_dir=args.data_dir,
+    )
     trained = job.train()
     train_seconds = time.perf_counter() - t0
-    print(f"supernet: {trained.steps} steps, dev {trained.metrics} ({'reused' if trained.reused else f'{train_seconds:.0f} s'})")
+    print(
+        f"supernet: {trained.steps} steps, dev {trained.metrics} ({'reused' if trained.reused else f'{train_seconds:.0f} s'})"
+    )
 
-    data = load_task_data(task, load_tokenizer(args.teacher), data_dir=args.data_dir, max_length=128, splits=("train", "dev"))
+    data = load_task_data(
+        task, load_tokenizer(args.teacher), data_dir=args.data_dir, max_length=128, splits=("train", "dev")
+    )
     teacher = load_teacher(args.teacher, task).eval()
     teacher_dev = evaluate(teacher, data, "dev")[task.main_metric]
     key = job.key
     slicer = SliceEvaluator(job, data)
     slicer.prepare()
-    short = DistillEvaluator(teacher, data, teacher_key=files_digest(args.teacher), steps=args.short_steps,
-                             init="teacher", config=TrainConfig(batch_size=32, lr=1e-4, seed=args.seed))
+    short = DistillEvaluator(
+        teacher,
+        data,
+        teacher_key=files_digest(args.teacher),
+        steps=args.short_steps,
+        init="teacher",
+        config=TrainConfig(batch_size=32, lr=1e-4, seed=args.seed),
+    )
 
     # earlier rows: short distillations do not depend on the supernet, slice scores do
     previous = json.loads(out.read_text()) if out.exists() else {}
@@ -105,26 +124,42 @@ def main() -> None:
             row |= {"short": distilled.metrics[task.main_metric], "short_seconds": distilled.seconds}
         row |= {"spec": spec.to_dict(), "summary": spec.summary(), "params": encoder_params(spec)}
         rows.append(row)
-        print(f"{i + 1:>2}/{args.archs} {row['params'] / 1e6:5.2f}M  slice {row['slice']:.4f}  "
-              f"short {row['short']:.4f}  {row['summary'][:80]}", flush=True)
+        print(
+            f"{i + 1:>2}/{args.archs} {row['params'] / 1e6:5.2f}M  slice {row['slice']:.4f}  "
+            f"short {row['short']:.4f}  {row['summary'][:80]}",
+            flush=True,
+        )
         _write(out, args, key, trained, teacher_dev, rows, final=False)
     _write(out, args, key, trained, teacher_dev, rows, final=True)
 
 
 def _write(out: Path, args, key: str, trained, teacher_dev: float, rows: list[dict], final: bool) -> None:
-    result = {"task": args.task, "space": args.space, "supernet": key, "supernet_steps": trained.steps,
-              "supernet_dev": trained.metrics, "teacher_dev": teacher_dev, "short_steps": args.short_steps,
-              "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "machine": platform.processor() or platform.machine(), "archs": rows}
+    result = {
+        "task": args.task,
+        "space": args.space,
+        "supernet": key,
+        "supernet_steps": trained.steps,
+        "supernet_dev": trained.metrics,
+        "teacher_dev": teacher_dev,
+        "short_steps": args.short_steps,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "archs": rows,
+    }
     if final and len(rows) >= 3:
         slice_acc, short_acc = [r["slice"] for r in rows], [r["short"] for r in rows]
         seconds = [r["slice_seconds"] for r in rows]
-        result |= {"kendall_tau": float(kendalltau(slice_acc, short_acc)[0]),
-                   "spearman": float(spearmanr(slice_acc, short_acc)[0]),
-                   "slice_evals_per_minute": 60.0 / float(np.mean(seconds)),
-                   "slice_seconds_median": float(np.median(seconds))}
-        print(f"Kendall tau {result['kendall_tau']:.3f} (Spearman {result['spearman']:.3f}) over {len(rows)} "
-              f"architectures; {result['slice_evals_per_minute']:.1f} slice evaluations per minute")
+        result |= {
+            "kendall_tau": float(kendalltau(slice_acc, short_acc)[0]),
+            "spearman": float(spearmanr(slice_acc, short_acc)[0]),
+            "slice_evals_per_minute": 60.0 / float(np.mean(seconds)),
+            "slice_seconds_median": float(np.median(seconds)),
+        }
+        print(
+            f"Kendall tau {result['kendall_tau']:.3f} (Spearman {result['spearman']:.3f}) over {len(rows)} "
+            f"architectures; {result['slice_evals_per_minute']:.1f} slice evaluations per minute"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(result, indent=1))
 

@@ -54,7 +54,7 @@ def refit_head(model, data, examples: int = REFIT_EXAMPLES, ridge: float = REFIT
     model.eval()
     try:
         for start in range(0, len(indices), 64):
-            batch = collate(train, indices[start:start + 64], data.pad_id)
+            batch = collate(train, indices[start : start + 64], data.pad_id)
             model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
     finally:
         hook.remove()
@@ -92,26 +92,37 @@ def main() -> None:
     space = SearchSpace.load(args.run / "search" / "space.yaml")
     archs = {s["trial"]: s for s in run.scored}
     trials = [int(p.parent.name[1:]) for p in sorted((args.run / "fidelity").glob("t*/result.json"))]
-    by_seed = {t: {seed: r["metrics"]["dev"][metric] for seed, r in distilled_by_seed(args.run, t, config.seed).items()}
-               for t in trials}
+    by_seed = {
+        t: {seed: r["metrics"]["dev"][metric] for seed, r in distilled_by_seed(args.run, t, config.seed).items()}
+        for t in trials
+    }
     distilled = {t: by_seed[t][config.seed] for t in trials}
     seeds = sorted(set.intersection(*(set(r) for r in by_seed.values())))
     mean = {t: float(np.mean([by_seed[t][k] for k in seeds])) for t in trials}
     upper = [t for t in distilled if archs[t]["params"] > budget / 2]
     above = [t for t, a in archs.items() if a["params"] > budget / 4]
-    print(f"{len(archs)} architectures ({len(above)} above a quarter of the budget), {len(distilled)} distilled",
-          flush=True)
+    print(
+        f"{len(archs)} architectures ({len(above)} above a quarter of the budget), {len(distilled)} distilled",
+        flush=True,
+    )
 
-    data = load_task_data(task, load_tokenizer(teacher["directory"]), data_dir=config.data_dir,
-                          max_length=config.max_length)
+    data = load_task_data(
+        task, load_tokenizer(teacher["directory"]), data_dir=config.data_dir, max_length=config.max_length
+    )
     results = json.loads(args.out.read_text())["levers"] if args.out.is_file() else {}
     for name in args.levers.split(","):
         lever = LEVERS[name]
         steps, lr, random = lever["steps"], lever["lr"], lever["random"]
-        job = SupernetJob(space, Path(teacher["directory"]), task, random_subnets=random,
-                          run_dir=args.run / "levers" / f"{steps}-{lr:g}-{random}", max_length=config.max_length,
-                          config=TrainConfig(steps=steps, lr=lr, batch_size=32, eval_every=max(1, steps // 5),
-                                             seed=0), progress=False)
+        job = SupernetJob(
+            space,
+            Path(teacher["directory"]),
+            task,
+            random_subnets=random,
+            run_dir=args.run / "levers" / f"{steps}-{lr:g}-{random}",
+            max_length=config.max_length,
+            config=TrainConfig(steps=steps, lr=lr, batch_size=32, eval_every=max(1, steps // 5), seed=0),
+            progress=False,
+        )
         start = time.perf_counter()
         trained = job.train()
         train_s = None if trained.reused else time.perf_counter() - start
@@ -130,9 +141,11 @@ def main() -> None:
         results[name] = lever | {
             "train_seconds": train_s if train_s is not None else old.get("train_seconds"),
             "eval_seconds_per_arch": eval_s / len(archs),
-            "kendall_tau": stats.kendalltau(xs, ys).statistic, "spearman": stats.spearmanr(xs, ys).statistic,
-            "kendall_tau_above_half": stats.kendalltau([scores[t] for t in upper],
-                                                       [distilled[t] for t in upper]).statistic,
+            "kendall_tau": stats.kendalltau(xs, ys).statistic,
+            "spearman": stats.spearmanr(xs, ys).statistic,
+            "kendall_tau_above_half": stats.kendalltau(
+                [scores[t] for t in upper], [distilled[t] for t in upper]
+            ).statistic,
             "seeds": seeds,
             "kendall_tau_seed_mean": stats.kendalltau(xs, [mean[t] for t in distilled]).statistic,
             "at_constant_level_above_quarter": len(constant),
@@ -140,16 +153,30 @@ def main() -> None:
             "scores": {str(t): s for t, s in scores.items()},
         }
         r = results[name]
-        print(f"{name:26} tau {r['kendall_tau']:.3f} rho {r['spearman']:.3f}  "
-              f"tau above 1/2 {r['kendall_tau_above_half']:.3f}  tau vs {len(seeds)}-seed mean "
-              f"{r['kendall_tau_seed_mean']:.3f}  at constant level above 1/4: "
-              f"{len(constant)} of {len(above)}  gap {r['mean_gap_to_distilled']:+.3f}  "
-              f"train {r['train_seconds'] or 0:.0f} s  eval {r['eval_seconds_per_arch']:.2f} s/arch", flush=True)
+        print(
+            f"{name:26} tau {r['kendall_tau']:.3f} rho {r['spearman']:.3f}  "
+            f"tau above 1/2 {r['kendall_tau_above_half']:.3f}  tau vs {len(seeds)}-seed mean "
+            f"{r['kendall_tau_seed_mean']:.3f}  at constant level above 1/4: "
+            f"{len(constant)} of {len(above)}  gap {r['mean_gap_to_distilled']:+.3f}  "
+            f"train {r['train_seconds'] or 0:.0f} s  eval {r['eval_seconds_per_arch']:.2f} s/arch",
+            flush=True,
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"run": str(args.run), "task": config.task, "metric": metric,
-                                        "constant_level": level, "budget_params": budget,
-                                        "distilled": {str(t): d for t, d in distilled.items()},
-                                        "levers": results}, indent=1) + "\n")
+        args.out.write_text(
+            json.dumps(
+                {
+                    "run": str(args.run),
+                    "task": config.task,
+                    "metric": metric,
+                    "constant_level": level,
+                    "budget_params": budget,
+                    "distilled": {str(t): d for t, d in distilled.items()},
+                    "levers": results,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

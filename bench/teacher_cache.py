@@ -40,7 +40,10 @@ def student_spec(teacher_dir: str) -> dict:
 
     spec = import_checkpoint(teacher_dir).spec
     layer = spec.layers[0]
-    small = {"attention": layer.attention.model_copy(update={"heads": 5}), "ffn": layer.ffn.model_copy(update={"size": 768})}
+    small = {
+        "attention": layer.attention.model_copy(update={"heads": 5}),
+        "ffn": layer.ffn.model_copy(update={"size": 768}),
+    }
     return spec.replace(layers=[small] * 3).to_dict()
 
 
@@ -58,12 +61,25 @@ def distil(task_ref: str, teacher_dir: str, spec: dict, run_dir: Path, seed: int
 
     config, task = RunConfig(), resolve_task(task_ref)
     f = config.finalists
-    train_size = len(load_task_data(task, load_tokenizer(teacher_dir), data_dir=None, max_length=config.max_length,
-                                    cache_dir=cache).splits["train"])
+    train_size = len(
+        load_task_data(
+            task, load_tokenizer(teacher_dir), data_dir=None, max_length=config.max_length, cache_dir=cache
+        ).splits["train"]
+    )
     start = time.perf_counter()
-    distill_on_task(ArchSpec.from_dict(spec), teacher_dir, task, losses=LossConfig.from_terms(f.losses),
-                    config=finalist_schedule(f, seed, train_size), run_dir=run_dir, init_from_teacher=True,
-                    max_length=config.max_length, resume=True, progress=False, cache_dir=cache)
+    distill_on_task(
+        ArchSpec.from_dict(spec),
+        teacher_dir,
+        task,
+        losses=LossConfig.from_terms(f.losses),
+        config=finalist_schedule(f, seed, train_size),
+        run_dir=run_dir,
+        init_from_teacher=True,
+        max_length=config.max_length,
+        resume=True,
+        progress=False,
+        cache_dir=cache,
+    )
     (run_dir / "seconds.json").write_text(json.dumps({"seconds": time.perf_counter() - start}))
 
 
@@ -76,12 +92,19 @@ def distil_apart(*args) -> dict:
         if child.exitcode != 0:
             raise SystemExit(f"distilling into {run_dir} failed with exit code {child.exitcode}")
     result = json.loads((run_dir / "result.json").read_text())
-    return {"metrics": result["metrics"], "steps": result["steps"],
-            "seconds": json.loads((run_dir / "seconds.json").read_text())["seconds"]}
+    return {
+        "metrics": result["metrics"],
+        "steps": result["steps"],
+        "seconds": json.loads((run_dir / "seconds.json").read_text())["seconds"],
+    }
 
 
 def _mean_sd(values: list[float]) -> dict:
-    return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+    return {
+        "mean": statistics.mean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
 
 
 def main() -> None:
@@ -110,18 +133,24 @@ def main() -> None:
             base = args.work / "teacher_cache" / name / f"seed{seed}"
             cache = base / "cache"
             for arm in ARMS if seed in warm_seeds else ARMS[:2]:
-                rows[arm].append(distil_apart(task_ref, teacher_dir, spec, base / arm, seed,
-                                              None if arm == "off" else cache))
+                rows[arm].append(
+                    distil_apart(task_ref, teacher_dir, spec, base / arm, seed, None if arm == "off" else cache)
+                )
                 print(f"{name} seed {seed} {arm}: {json.dumps(rows[arm][-1])}", flush=True)
         metric = next(iter(rows["off"][0]["metrics"]["dev"]))
-        summary = {arm: {split: _mean_sd([r["metrics"][split][metric] * 100 for r in rs]) for split in ("dev", "test")}
-                   | {"seconds": _mean_sd([r["seconds"] for r in rs])} for arm, rs in rows.items()}
+        summary = {
+            arm: {split: _mean_sd([r["metrics"][split][metric] * 100 for r in rs]) for split in ("dev", "test")}
+            | {"seconds": _mean_sd([r["seconds"] for r in rs])}
+            for arm, rs in rows.items()
+        }
         cold = {seed: r for seed, r in zip(seeds, rows["cold"])}
         same = all(cold[seed]["metrics"] == w["metrics"] for seed, w in zip(warm_seeds, rows["warm"]))
         record["tasks"][name] = {"metric": metric, "summary": summary, "warm_equals_cold": same, "runs": rows}
         for arm, s in summary.items():
-            print(f"{name:<6}{arm:<6} dev {s['dev']['mean']:6.2f} ± {s['dev']['sd']:.2f}   test {s['test']['mean']:6.2f} "
-                  f"± {s['test']['sd']:.2f}   {s['seconds']['mean']:6.1f} s")
+            print(
+                f"{name:<6}{arm:<6} dev {s['dev']['mean']:6.2f} ± {s['dev']['sd']:.2f}   test {s['test']['mean']:6.2f} "
+                f"± {s['test']['sd']:.2f}   {s['seconds']['mean']:6.1f} s"
+            )
         print(f"{name}: warm metrics equal cold: {same}")
         atomic_write_text(args.out, json.dumps(record, indent=1))
     print(f"wrote {args.out}")

@@ -15,8 +15,9 @@ pytest_plugins = ["tests.tasks"]  # task fixtures: tiny teacher, tiny task, Mini
 # Property-based tests of every parser a user feeds: a few hundred examples each by default, the same
 # ones on every run (derandomized: the suite and CI stay reproducible), and many more, new each run, with
 # `pytest --hypothesis-profile=long`. No deadline: the 2-core CI machine has CPU steal.
-settings.register_profile("default", max_examples=200, deadline=None, derandomize=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "default", max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.register_profile("long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("default")
 

@@ -17,16 +17,25 @@ SECONDS = 5.0  # the most one parse may take (generous: the test machine has 2 s
 
 # values that break naive parsers: booleans, huge and negative ints, odd floats, strings, None, nesting
 EDGE = st.one_of(
-    st.booleans(), st.none(), st.integers(-3, 300), st.integers(-2**70, 2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.booleans(),
+    st.none(),
+    st.integers(-3, 300),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
     st.sampled_from(["5M", "1e400", "9" * 400, "", "true", "0x10", "L(x)", "-1", "1.5"]),
-    st.lists(st.integers(-3, 300), max_size=4), st.lists(st.lists(st.none(), max_size=2), max_size=2),
+    st.lists(st.integers(-3, 300), max_size=4),
+    st.lists(st.lists(st.none(), max_size=2), max_size=2),
     st.dictionaries(st.sampled_from(["min", "max", "step", "kind", "x"]), st.integers(-3, 300), max_size=3),
 )
 
 
-def outcome(parse_: Callable[[], Any], errors: type[Exception] | tuple[type[Exception], ...], *,
-            source: str | os.PathLike | None = None) -> Any:
+def outcome(
+    parse_: Callable[[], Any],
+    errors: type[Exception] | tuple[type[Exception], ...],
+    *,
+    source: str | os.PathLike | None = None,
+) -> Any:
     """Run ``parse_``: its result, or None after checking that it raised one of ``errors`` with a
     non-empty one-line message (starting with ``source``, the file read, when given). Either way
     within SECONDS."""
@@ -70,10 +79,16 @@ def near_valid(draw: st.DrawFn, template: dict, extra_keys: list[str]) -> dict:
         *parents, last = path
         node = data
         for p in parents:
-            node = node[p] if isinstance(node, (dict, list)) and (p in node if isinstance(node, dict)
-                                                                   else p < len(node)) else None
-        if not isinstance(node, (dict, list)) or (isinstance(node, list) and last >= len(node)) or (
-                isinstance(node, dict) and last not in node):
+            node = (
+                node[p]
+                if isinstance(node, (dict, list)) and (p in node if isinstance(node, dict) else p < len(node))
+                else None
+            )
+        if (
+            not isinstance(node, (dict, list))
+            or (isinstance(node, list) and last >= len(node))
+            or (isinstance(node, dict) and last not in node)
+        ):
             continue
         edit = draw(st.sampled_from(["value", "value", "value", "drop", "misspell", "add"]))
         if edit == "value":
@@ -90,9 +105,21 @@ def near_valid(draw: st.DrawFn, template: dict, extra_keys: list[str]) -> dict:
 RAW = st.one_of(
     st.text(max_size=200),
     st.text(alphabet="{}[]:,-\"' \n\t&*!|>#%@`0123456789.eE+-xtruefalsnhidelay", max_size=200),
-    st.builds(lambda open_, n: open_ * n, st.sampled_from(["[", "{a: ", "- ", '{"a": ', "!!map {"]),
-              st.integers(0, 20_000)),
+    st.builds(
+        lambda open_, n: open_ * n, st.sampled_from(["[", "{a: ", "- ", '{"a": ', "!!map {"]), st.integers(0, 20_000)
+    ),
     st.builds(lambda digits: f"hidden: {digits}\nlayers: []\n", st.text(alphabet="0123456789_.", max_size=6000)),
-    st.sampled_from(["a: 2001-13-45", "a: !!binary xyz", "a: !!python/name:os.system", "a: !!float abc",
-                     "a: &a [*a]", "a: !!set {x}", "? [a]\n: b", "a: " + "9" * 5000, "[" + "9" * 5000 + "]"]),
+    st.sampled_from(
+        [
+            "a: 2001-13-45",
+            "a: !!binary xyz",
+            "a: !!python/name:os.system",
+            "a: !!float abc",
+            "a: &a [*a]",
+            "a: !!set {x}",
+            "? [a]\n: b",
+            "a: " + "9" * 5000,
+            "[" + "9" * 5000 + "]",
+        ]
+    ),
 )

@@ -124,14 +124,28 @@ def postgres_server(directory: Path) -> Iterator[Server]:
         pwfile = workdir / "password"
         pwfile.write_text(server.password)
         give_to_server_user(pwfile)
-        init = pg("initdb", "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}", "--auth=scram-sha-256",
-                  "--encoding=UTF8", "--locale=C", "--no-sync", capture_output=True, text=True)
+        init = pg(
+            "initdb",
+            "-D",
+            str(data),
+            "-U",
+            SUPERUSER,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            capture_output=True,
+            text=True,
+        )
         pwfile.unlink()
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{init.stdout}{init.stderr}")
         with open(data / "postgresql.conf", "a") as conf:
-            conf.write(f"\nport = {server.port}\nlisten_addresses = '127.0.0.1'\n"
-                       f"unix_socket_directories = '{workdir}'\nfsync = off\n")
+            conf.write(
+                f"\nport = {server.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{workdir}'\nfsync = off\n"
+            )
         # The log file is opened here, not by pg_ctl -l, so it can live where the server user cannot write.
         with open(log_path, "ab") as log:
             started = pg("pg_ctl", "-D", str(data), "-w", "-t", "60", "start", stdout=log, stderr=log).returncode == 0

@@ -22,8 +22,13 @@ FILLER = ["the", "film", "movie", "story", "acting", "was", "really", "quite", "
 
 
 def tiny_spec(layers: int = 2, hidden: int = 32, heads: int = 4) -> ArchSpec:
-    return ArchSpec.uniform(layers=layers, hidden=hidden, heads=heads, ffn=2 * hidden,
-                            embeddings={"vocab_size": VOCAB, "max_positions": 64, "type_vocab_size": 2})
+    return ArchSpec.uniform(
+        layers=layers,
+        hidden=hidden,
+        heads=heads,
+        ffn=2 * hidden,
+        embeddings={"vocab_size": VOCAB, "max_positions": 64, "type_vocab_size": 2},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +70,11 @@ def write_task(folder: Path, rows: dict[str, int] | None = None) -> Path:
         lines = ["text,label"] + [",".join(map(str, _sentence(rng))) for _ in range(n)]
         (folder / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     task = folder / "task.yaml"
-    task.write_text("name: tiny-sentiment\nfiles: {train: train.csv, dev: dev.csv, test: test.csv}\n"
-                    "text_columns: [text]\nlabel_column: label\n", encoding="utf-8")
+    task.write_text(
+        "name: tiny-sentiment\nfiles: {train: train.csv, dev: dev.csv, test: test.csv}\n"
+        "text_columns: [text]\nlabel_column: label\n",
+        encoding="utf-8",
+    )
     return task
 
 
@@ -88,5 +96,6 @@ def teacher_dir(base_dir, task_file, cache_dir) -> Path:
     from bertsmith.distill.trainer import TrainConfig
 
     config = TrainConfig(steps=36, lr=3e-3, batch_size=16, eval_every=12)
-    return finetune_teacher(base_dir, resolve_task(task_file), config=config, max_length=16, cache_dir=cache_dir,
-                            progress=False).directory
+    return finetune_teacher(
+        base_dir, resolve_task(task_file), config=config, max_length=16, cache_dir=cache_dir, progress=False
+    ).directory

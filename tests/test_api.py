@@ -21,9 +21,9 @@ INPUTS = re.compile(r"^teacher, task, data_dir, settings = .*$", re.MULTILINE)
 def readme_example() -> str:
     """The python block of the README's "Python API" section."""
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Python API"):]
+    section = text[text.index("## Python API") :]
     start = section.index("```python\n") + len("```python\n")
-    return section[start:section.index("\n```", start)]
+    return section[start : section.index("\n```", start)]
 
 
 @pytest.fixture
@@ -43,12 +43,21 @@ def reads(monkeypatch) -> list[Path]:
 def test_the_readme_example_runs(teacher_dir, task_file, cache_dir, tmp_path, monkeypatch, capsys):
     code = readme_example()
     assert INPUTS.search(code), "the example's first line names its inputs"
-    settings = {"budget": "params=20K", "trials": 3, "supernet_steps": 4, "batch_size": 16,
-                "options": {"population_size": 4}}
-    code = INPUTS.sub(lambda _: f"teacher, task, data_dir, settings = {str(teacher_dir)!r}, {str(task_file)!r}, "
-                                f"None, {settings!r}", code)
-    code = code.replace("api.load(teacher, task, data_dir=data_dir)",
-                        f"api.load(teacher, task, data_dir=data_dir, max_length=16, cache_dir={str(cache_dir)!r})")
+    settings = {
+        "budget": "params=20K",
+        "trials": 3,
+        "supernet_steps": 4,
+        "batch_size": 16,
+        "options": {"population_size": 4},
+    }
+    code = INPUTS.sub(
+        lambda _: f"teacher, task, data_dir, settings = {str(teacher_dir)!r}, {str(task_file)!r}, None, {settings!r}",
+        code,
+    )
+    code = code.replace(
+        "api.load(teacher, task, data_dir=data_dir)",
+        f"api.load(teacher, task, data_dir=data_dir, max_length=16, cache_dir={str(cache_dir)!r})",
+    )
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out
@@ -60,16 +69,14 @@ def test_a_context_serves_only_its_own_settings(teacher_dir, task_file, cache_di
     from bertsmith.distill.context import context_for
 
     context = api.load(teacher_dir, task_file, max_length=16, cache_dir=cache_dir)
-    assert context_for(context, teacher_dir, context.task, max_length=16, data_dir=None,
-                       cache_dir=cache_dir) is context
+    assert context_for(context, teacher_dir, context.task, max_length=16, data_dir=None, cache_dir=cache_dir) is context
     with pytest.raises(ValueError, match="max length 16"):
         context_for(context, teacher_dir, context.task, max_length=32, data_dir=None, cache_dir=cache_dir)
     with pytest.raises(ValueError, match="not"):
         context_for(context, tmp_path, context.task, max_length=16, data_dir=None, cache_dir=cache_dir)
 
 
-def test_the_jobs_leave_the_context_s_teacher_and_data_as_they_were(teacher_dir, task_file, cache_dir, tmp_path,
-                                                                    reads):
+def test_the_jobs_leave_the_context_s_teacher_and_data_as_they_were(teacher_dir, task_file, cache_dir, tmp_path, reads):
     context = api.load(teacher_dir, task_file, max_length=16, cache_dir=cache_dir)
     assert len(reads) == 1
     reads.clear()
@@ -77,8 +84,15 @@ def test_the_jobs_leave_the_context_s_teacher_and_data_as_they_were(teacher_dir,
     train = context.data().splits["train"]
     student = context.spec.replace(hidden=context.spec.hidden // 2)
     result = api.distill(context, student, tmp_path / "student", train=TrainConfig(steps=4, batch_size=16))
-    api.search(context, tmp_path / "search", budget="params=20K", trials=3, supernet_steps=4, batch_size=16,
-               options={"population_size": 4})
+    api.search(
+        context,
+        tmp_path / "search",
+        budget="params=20K",
+        trials=3,
+        supernet_steps=4,
+        batch_size=16,
+        options={"population_size": 4},
+    )
     assert result.metrics["dev"]
     after = context.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "a job changed the shared teacher"

@@ -63,13 +63,19 @@ def _layers(att=None, ffn=None):
         ({"hidden": 16, "layers": _layers(ffn={"activation": "swiglu"})}, "unknown activation 'swiglu'"),
         ({"hidden": 16, "layers": _layers(ffn={"kind": "grouped", "groups": 3})}, "groups: 3 groups must divide"),
         ({"hidden": 16, "layers": _layers(ffn={"kind": "searched"})}, "kind 'searched' needs an expression"),
-        ({"hidden": 16, "layers": _layers(ffn={"kind": "searched", "expression": "L(gelu(x))"})},
-         "exactly two linear maps"),
-        ({"hidden": 16, "layers": _layers(ffn={"kind": "searched", "expression": "L(gelu(L(x)"})},
-         "cannot parse FFN expression"),
+        (
+            {"hidden": 16, "layers": _layers(ffn={"kind": "searched", "expression": "L(gelu(x))"})},
+            "exactly two linear maps",
+        ),
+        (
+            {"hidden": 16, "layers": _layers(ffn={"kind": "searched", "expression": "L(gelu(L(x)"})},
+            "cannot parse FFN expression",
+        ),
         ({"hidden": 16, "layers": _layers(att={"kind": "mixed"})}, "needs conv_kernel and head_ratio"),
-        ({"hidden": 16, "layers": _layers(att={"kind": "mixed", "conv_kernel": 4, "head_ratio": 2})},
-         "conv_kernel: must be odd"),
+        (
+            {"hidden": 16, "layers": _layers(att={"kind": "mixed", "conv_kernel": 4, "head_ratio": 2})},
+            "conv_kernel: must be odd",
+        ),
         ({"hidden": 16, "layers": _layers(att={"conv_kernel": 9})}, "apply only to kind 'mixed'"),
         ({"hidden": 16, "layers": _layers(), "embeddings": {"pad_token_id": 40000}}, "pad_token_id (40000)"),
         ({"hidden": 16, "layers": _layers(), "colour": "red"}, "colour"),
@@ -78,8 +84,10 @@ def _layers(att=None, ffn=None):
         ({"hidden": 16, "layers": _layers(att={"heads": True})}, "layers[0].attention.heads: expected a number"),
         ({"hidden": 16, "layers": _layers(), "hidden_dropout": False}, "hidden_dropout: expected a number"),
         ({"hidden": 16, "layers": _layers(), "embeddings": {"vocab_size": True}}, "embeddings.vocab_size: expected"),
-        ({"hidden": 16, "layers": _layers(ffn={"kind": "searched", "expression": "L(" * 700 + "x" + ")" * 700})},
-         "is 33 levels deep, over the limit of 32"),
+        (
+            {"hidden": 16, "layers": _layers(ffn={"kind": "searched", "expression": "L(" * 700 + "x" + ")" * 700})},
+            "is 33 levels deep, over the limit of 32",
+        ),
     ],
 )
 def test_invalid_specs_name_the_field_and_value(fields, needle):
@@ -125,14 +133,17 @@ def test_unreadable_yaml_and_missing_file_name_the_file(tmp_path):
         ArchSpec.load(scalar)
 
 
-@pytest.mark.parametrize("form,text,message", [
-    ("json", "[" * 100_000, "not valid JSON (nested too deeply)"),
-    ("json", "9" * 5000, "not valid JSON (Exceeds the limit (4300 digits)"),
-    ("yaml", "[" * 100_000, "unreadable YAML (nested too deeply)"),
-    ("yaml", "hidden: " + "9" * 5000, "unreadable YAML (Exceeds the limit (4300 digits)"),
-    ("yaml", "hidden: 2001-13-45", "unreadable YAML (month must be in 1..12)"),
-    ("yaml", "a: !!binary xyz", "unreadable YAML at line 1, column 4 (failed to decode base64 data"),
-])
+@pytest.mark.parametrize(
+    "form,text,message",
+    [
+        ("json", "[" * 100_000, "not valid JSON (nested too deeply)"),
+        ("json", "9" * 5000, "not valid JSON (Exceeds the limit (4300 digits)"),
+        ("yaml", "[" * 100_000, "unreadable YAML (nested too deeply)"),
+        ("yaml", "hidden: " + "9" * 5000, "unreadable YAML (Exceeds the limit (4300 digits)"),
+        ("yaml", "hidden: 2001-13-45", "unreadable YAML (month must be in 1..12)"),
+        ("yaml", "a: !!binary xyz", "unreadable YAML at line 1, column 4 (failed to decode base64 data"),
+    ],
+)
 def test_text_the_loaders_refuse_is_one_line(form, text, message):
     with pytest.raises(SpecError) as info:
         ArchSpec.from_json(text, source="s") if form == "json" else ArchSpec.from_yaml(text, source="s")
@@ -159,8 +170,11 @@ def test_a_billion_laughs_file_is_refused_without_expanding_it_and_ordinary_alia
 
     lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
-    with pytest.raises(SpecError, match=r"^spec: unreadable YAML \(its aliases expand to 4,412,961,516 values, over "
-                                        r"the limit of 1,000,000\)$"):
+    with pytest.raises(
+        SpecError,
+        match=r"^spec: unreadable YAML \(its aliases expand to 4,412,961,516 values, over "
+        r"the limit of 1,000,000\)$",
+    ):
         ArchSpec.from_yaml("\n".join(lines))
     data = parse_yaml("base: &b {hidden: 32}\nspec: {<<: *b, pooler: false}\n", "f.yaml", SpecError)
     assert data["spec"] == {"hidden": 32, "pooler": False}

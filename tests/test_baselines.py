@@ -34,12 +34,15 @@ def test_every_bound_of_the_budget_is_respected():
     assert budget.violations(spec) == [] and flops(spec, 128) > flops(MINILM, 128) // 10
 
 
-@pytest.mark.parametrize("name, budget, message", [
-    ("uniform", Budget(params=100), "leaves no attention head"),
-    ("layers", Budget(params=1_000_000), "not even one of the teacher's layers fits"),
-    ("uniform", Budget(latency=5.0), "needs a params, total_params or flops bound"),
-    ("stretch", Budget(params=10), "unknown baseline 'stretch'"),
-])
+@pytest.mark.parametrize(
+    "name, budget, message",
+    [
+        ("uniform", Budget(params=100), "leaves no attention head"),
+        ("layers", Budget(params=1_000_000), "not even one of the teacher's layers fits"),
+        ("uniform", Budget(latency=5.0), "needs a params, total_params or flops bound"),
+        ("stretch", Budget(params=10), "unknown baseline 'stretch'"),
+    ],
+)
 def test_a_budget_without_such_a_baseline_says_why(name, budget, message):
     with pytest.raises(ValueError, match=message):
         build(name, MINILM, budget)

@@ -47,8 +47,24 @@ def test_arch_show_reads_spec_files_and_prints_json(monkeypatch, capsys, tmp_pat
 
 def test_bench_writes_json(monkeypatch, capsys, tmp_path):
     out_file = tmp_path / "b.json"
-    code, out, _ = run(monkeypatch, capsys, "bench", "bert-tiny", "--batch", "2", "--seq", "16", "--threads", "1",
-                       "--warmup", "1", "--repeats", "3", "--json", str(out_file))
+    code, out, _ = run(
+        monkeypatch,
+        capsys,
+        "bench",
+        "bert-tiny",
+        "--batch",
+        "2",
+        "--seq",
+        "16",
+        "--threads",
+        "1",
+        "--warmup",
+        "1",
+        "--repeats",
+        "3",
+        "--json",
+        str(out_file),
+    )
     assert code == 0 and "latency median" in out
     result = json.loads(out_file.read_text())
     assert result["batch"] == 2 and result["latency_s"]["repeats"] == 3
@@ -75,10 +91,14 @@ def test_bad_input_gives_one_line_and_exit_2(monkeypatch, capsys, args, needle):
     "content,needle",
     [
         ("hidden: [64\n", "bad.yaml: unreadable YAML at line 2"),
-        ("hidden: 64\nlayers:\n - attention: {heads: 2, qk_dim: 8, v_dim: 8}\n   ffn: {size: -5}\n",
-         "bad.yaml: layers[0].ffn.size = -5"),
-        ("hidden: 64\nlayers:\n - attention: {kind: sparse, heads: 2, qk_dim: 8, v_dim: 8}\n   ffn: {size: 5}\n",
-         "bad.yaml: layers[0].attention.kind: unknown kind 'sparse'"),
+        (
+            "hidden: 64\nlayers:\n - attention: {heads: 2, qk_dim: 8, v_dim: 8}\n   ffn: {size: -5}\n",
+            "bad.yaml: layers[0].ffn.size = -5",
+        ),
+        (
+            "hidden: 64\nlayers:\n - attention: {kind: sparse, heads: 2, qk_dim: 8, v_dim: 8}\n   ffn: {size: 5}\n",
+            "bad.yaml: layers[0].attention.kind: unknown kind 'sparse'",
+        ),
     ],
 )
 def test_bad_spec_files(monkeypatch, capsys, tmp_path, content, needle):
@@ -102,8 +122,14 @@ def _tiny_hf_checkpoint(path):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=64)
+    cfg = BertConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(cfg).save_pretrained(path)
     return cfg
 
@@ -112,8 +138,9 @@ def test_export_writes_a_stock_directory_and_onnx(monkeypatch, capsys, tmp_path)
     from bertsmith.hf import import_checkpoint
 
     _tiny_hf_checkpoint(tmp_path / "ckpt")
-    code, out, err = run(monkeypatch, capsys, "export", str(tmp_path / "ckpt"), str(tmp_path / "out"), "--onnx",
-                         "--seq", "16")
+    code, out, err = run(
+        monkeypatch, capsys, "export", str(tmp_path / "ckpt"), str(tmp_path / "out"), "--onnx", "--seq", "16"
+    )
     assert code == 0, err
     assert "stock transformers bert" in out and (tmp_path / "out" / "model.onnx").is_file()
     diff = float(out.split("max abs diff ")[1].split(")")[0])
@@ -178,7 +205,21 @@ def test_export_of_a_missing_checkpoint_exits_2(monkeypatch, capsys, tmp_path):
 @pytest.mark.slow
 def test_bench_onnxruntime_backend(monkeypatch, capsys, tmp_path):
     out_file = tmp_path / "b.json"
-    code, out, err = run(monkeypatch, capsys, "bench", "bert-tiny", "--seq", "16", "--backend", "onnxruntime",
-                         "--warmup", "1", "--repeats", "3", "--json", str(out_file))
+    code, out, err = run(
+        monkeypatch,
+        capsys,
+        "bench",
+        "bert-tiny",
+        "--seq",
+        "16",
+        "--backend",
+        "onnxruntime",
+        "--warmup",
+        "1",
+        "--repeats",
+        "3",
+        "--json",
+        str(out_file),
+    )
     assert code == 0, err
     assert json.loads(out_file.read_text())["backend"] == "onnxruntime"

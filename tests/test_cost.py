@@ -33,15 +33,17 @@ def test_params_with_a_relative_position_bias_count_one_table_of_the_most_heads(
     assert cost.flops(spec) == cost.flops(tiny_spec("mhsa", "dense", True))
 
 
-@pytest.mark.parametrize("name", ["bert-base", "minilm-l6", "schubert-99m", "bort", "convbert-medium-small",
-                                  "efficientbert"])
+@pytest.mark.parametrize(
+    "name", ["bert-base", "minilm-l6", "schubert-99m", "bort", "convbert-medium-small", "efficientbert"]
+)
 def test_params_equal_the_built_module_for_presets(name):
     spec = presets.get(name)
     assert cost.params(spec) == n_params(BertsmithModel(spec))
 
 
-@pytest.mark.parametrize("name,millions", [("schubert-77m", 77.4), ("schubert-66m", 66.3),
-                                           ("schubert-55m", 55.5), ("schubert-43m", 43.2)])
+@pytest.mark.parametrize(
+    "name,millions", [("schubert-77m", 77.4), ("schubert-66m", 66.3), ("schubert-55m", 55.5), ("schubert-43m", 43.2)]
+)
 def test_schubert_budgets(name, millions):
     """the schuBERT paper: 12 layers, only h shrunk, vocab 30,522, pooler included."""
     assert round(cost.params(presets.get(name)) / 1e6, 1) == millions

@@ -39,8 +39,9 @@ def test_the_optimized_graph_fuses_attention_splits_skip_layer_norm_and_computes
     for b, t in ((3, 10), (1, 40), (2, 1)):
         ids, mask = batch(spec, b=b, t=t, seed=b + t)
         types = (torch.arange(t) >= t // 2).long().expand(b, t)
-        diff = onnx_max_abs_diff(model, tmp_path / "optimized.onnx",
-                                 {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        diff = onnx_max_abs_diff(
+            model, tmp_path / "optimized.onnx", {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        )
         assert diff <= 1e-4, (b, t, diff)
 
 
@@ -50,7 +51,9 @@ def test_the_int8_file_quantizes_every_matmul_weight_and_stays_close(exported, t
     out = tmp_path / INT8_FILE
     quantize_onnx(path, out, per_channel=per_channel)
     graph = onnx.load(str(out)).graph
-    assert "MatMulInteger" in {n.op_type for n in graph.node} or "DynamicQuantizeMatMul" in {n.op_type for n in graph.node}
+    assert "MatMulInteger" in {n.op_type for n in graph.node} or "DynamicQuantizeMatMul" in {
+        n.op_type for n in graph.node
+    }
     int8 = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
     weights = [t for t in onnx.load(str(path)).graph.initializer if len(t.dims) == 2 and "embeddings" not in t.name]
     assert len(int8) >= len(weights) - 1  # every projection (the classifier's too); position/type tables stay fp32

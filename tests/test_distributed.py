@@ -74,20 +74,32 @@ def models(tmp_path_factory, minilm_dir) -> Path:
     root = tmp_path_factory.mktemp("ddp")
     torch.manual_seed(0)
     no_dropout = {"hidden_dropout": 0.0, "attention_dropout": 0.0}
-    export_pretrained(BertsmithModel(tiny_spec(layers=2, hidden=32).replace(**no_dropout)).eval(), root / "base",
-                      tokenizer_dir=minilm_dir)
+    export_pretrained(
+        BertsmithModel(tiny_spec(layers=2, hidden=32).replace(**no_dropout)).eval(),
+        root / "base",
+        tokenizer_dir=minilm_dir,
+    )
     (root / "student.json").write_text(tiny_spec(layers=1, hidden=16, heads=2).replace(**no_dropout).to_json())
     (root / "space.yaml").write_text(
         "depth: [1, 2]\nhidden: [16, 32]\nper_layer: true\ndropout: 0\n"
         "embeddings: {vocab_size: 30522, max_positions: 64, type_vocab_size: 2}\n"
-        "layer: {heads: [1, 2, 4], qk_dim: [4, 8], v_dim: [4, 8], ffn: [32, 64]}\n")
+        "layer: {heads: [1, 2, 4], qk_dim: [4, 8], v_dim: [4, 8], ffn: [32, 64]}\n"
+    )
     return root
 
 
 def launch(processes: int, *args: str | Path) -> str:
     """``bertsmith ARGS`` under torchrun with ``processes`` CPU processes; its output."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", "bertsmith.cli", *map(str, args)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "bertsmith.cli",
+        *map(str, args),
+    ]
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -107,21 +119,43 @@ def records(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_teacher_finetuning_with_2_processes_equals_1(models, task_file, tmp_path):
     for n in (1, 2):
-        out = launch(n, "teacher", "--model", models / "base", "--task", task_file, "--cache-dir", tmp_path / f"c{n}",
-                     *TRAIN, *COMMON)
+        out = launch(
+            n,
+            "teacher",
+            "--model",
+            models / "base",
+            "--task",
+            task_file,
+            "--cache-dir",
+            tmp_path / f"c{n}",
+            *TRAIN,
+            *COMMON,
+        )
         assert out.count("trained teacher") == 1  # printed by the main process only
     one, two = (next((tmp_path / f"c{n}" / "teachers").glob("tiny-sentiment-*")) for n in (1, 2))
     assert max_difference(one / "model.safetensors", two / "model.safetensors") < TOLERANCE
-    assert json.loads((one / INFO).read_text())["metrics"] == json.loads((two / INFO).read_text())[
-        "metrics"]
+    assert json.loads((one / INFO).read_text())["metrics"] == json.loads((two / INFO).read_text())["metrics"]
 
 
 @pytest.mark.slow
-def test_distillation_with_2_processes_equals_1_and_only_the_main_process_writes(models, teacher_dir, task_file,
-                                                                                 tmp_path):
+def test_distillation_with_2_processes_equals_1_and_only_the_main_process_writes(
+    models, teacher_dir, task_file, tmp_path
+):
     for n in (1, 2):
-        launch(n, "distill", "--arch", models / "student.json", "--teacher", teacher_dir, "--task", task_file,
-               "--out", tmp_path / f"d{n}", *TRAIN, *COMMON)
+        launch(
+            n,
+            "distill",
+            "--arch",
+            models / "student.json",
+            "--teacher",
+            teacher_dir,
+            "--task",
+            task_file,
+            "--out",
+            tmp_path / f"d{n}",
+            *TRAIN,
+            *COMMON,
+        )
     one, two = tmp_path / "d1", tmp_path / "d2"
     assert max_difference(one / "model" / "model.safetensors", two / "model" / "model.safetensors") < TOLERANCE
     first, second = records(one), records(two)
@@ -137,9 +171,25 @@ def test_distillation_with_2_processes_equals_1_and_only_the_main_process_writes
 @pytest.mark.slow
 def test_supernet_training_with_2_processes_equals_1(models, teacher_dir, task_file, tmp_path):
     for n in (1, 2):
-        out = launch(n, "search", "--space", models / "space.yaml", "--teacher", teacher_dir, "--task", task_file,
-                     "--supernet-only", "--supernet", tmp_path / f"s{n}", "--supernet-steps", "12",
-                     "--supernet-lr", "3e-3", *COMMON)
+        out = launch(
+            n,
+            "search",
+            "--space",
+            models / "space.yaml",
+            "--teacher",
+            teacher_dir,
+            "--task",
+            task_file,
+            "--supernet-only",
+            "--supernet",
+            tmp_path / f"s{n}",
+            "--supernet-steps",
+            "12",
+            "--supernet-lr",
+            "3e-3",
+            *COMMON,
+        )
         assert out.count("supernet trained (12 steps)") == 1
-    assert max_difference(tmp_path / "s1" / "supernet.safetensors", tmp_path / "s2" / "supernet.safetensors") \
-        < TOLERANCE
+    assert (
+        max_difference(tmp_path / "s1" / "supernet.safetensors", tmp_path / "s2" / "supernet.safetensors") < TOLERANCE
+    )

@@ -8,7 +8,9 @@ from bertsmith.errors import differences
 def test_differences_name_dotted_keys_with_old_and_new_values():
     before = {"train": {"lr": 5e-05, "seed": 0}, "task": "sst2", "init": None}
     after = {"train": {"lr": 0.001, "seed": 0}, "task": "sst2", "augment": {"copies": 2}}
-    assert differences(before, after) == 'augment: (none) -> {"copies": 2}, init: null -> (none), train.lr: 5e-05 -> 0.001'
+    assert (
+        differences(before, after) == 'augment: (none) -> {"copies": 2}, init: null -> (none), train.lr: 5e-05 -> 0.001'
+    )
 
 
 def test_differences_are_cut_to_a_few_short_values():

@@ -95,20 +95,31 @@ def max_diff(a: dict, b: dict, names=None) -> float:
 
 # ---- stock directories ----------------------------------------------------------------------------
 def _bert_spec(pooler=True, **kw):
-    return ArchSpec.uniform(layers=2, hidden=32, heads=4, ffn=48, pooler=pooler, embeddings={"vocab_size": 97, "max_positions": 40}, **kw)
+    return ArchSpec.uniform(
+        layers=2, hidden=32, heads=4, ffn=48, pooler=pooler, embeddings={"vocab_size": 97, "max_positions": 40}, **kw
+    )
 
 
 def _convbert_spec(ffn_kind="dense", emb=None):
     return ArchSpec.uniform(
-        layers=2, hidden=48, heads=2, ffn=64, attention="mixed", conv_kernel=5, head_ratio=2, ffn_kind=ffn_kind,
-        groups=2 if ffn_kind == "grouped" else 1, pooler=False,
+        layers=2,
+        hidden=48,
+        heads=2,
+        ffn=64,
+        attention="mixed",
+        conv_kernel=5,
+        head_ratio=2,
+        ffn_kind=ffn_kind,
+        groups=2 if ffn_kind == "grouped" else 1,
+        pooler=False,
         embeddings={"vocab_size": 97, "max_positions": 40} | ({"size": emb} if emb else {}),
     )
 
 
 def _distilbert_spec(**kw):
-    return _bert_spec(pooler=False, **kw).replace(embeddings={"vocab_size": 97, "max_positions": 40, "type_vocab_size": 0},
-                                                  head_activation="relu")
+    return _bert_spec(pooler=False, **kw).replace(
+        embeddings={"vocab_size": 97, "max_positions": 40, "type_vocab_size": 0}, head_activation="relu"
+    )
 
 
 def _electra_spec(size=None):
@@ -118,16 +129,25 @@ def _electra_spec(size=None):
 def _mpnet_spec(pooler=True, **kw):
     emb = {"vocab_size": 97, "max_positions": 40, "positions": "roberta", "pad_token_id": 1, "type_vocab_size": 0}
     return ArchSpec.uniform(layers=2, hidden=32, heads=4, ffn=48, pooler=pooler, embeddings=emb, **kw).replace(
-        relative_attention_buckets=32, head_activation="tanh")
+        relative_attention_buckets=32, head_activation="tanh"
+    )
 
 
 STOCK = {
     "bert-base": (_bert_spec(), "base", transformers.BertModel),
-    "bert-classification": (_bert_spec(activation="relu"), "classification", transformers.BertForSequenceClassification),
+    "bert-classification": (
+        _bert_spec(activation="relu"),
+        "classification",
+        transformers.BertForSequenceClassification,
+    ),
     "bert-mlm": (_bert_spec(pooler=False), "mlm", transformers.BertForMaskedLM),
     "convbert-dense-base": (_convbert_spec(), "base", transformers.ConvBertModel),
     "convbert-grouped-factorized-base": (_convbert_spec("grouped", 24), "base", transformers.ConvBertModel),
-    "convbert-grouped-classification": (_convbert_spec("grouped"), "classification", transformers.ConvBertForSequenceClassification),
+    "convbert-grouped-classification": (
+        _convbert_spec("grouped"),
+        "classification",
+        transformers.ConvBertForSequenceClassification,
+    ),
     "convbert-factorized-mlm": (_convbert_spec("dense", 24), "mlm", transformers.ConvBertForMaskedLM),
     "electra-factorized-base": (_electra_spec(16), "base", transformers.ElectraModel),
     "electra-classification": (_electra_spec(), "classification", transformers.ElectraForSequenceClassification),
@@ -136,7 +156,11 @@ STOCK = {
     "mpnet-classification": (_mpnet_spec(pooler=False), "classification", transformers.MPNetForSequenceClassification),
     "mpnet-mlm": (_mpnet_spec(pooler=False, activation="relu"), "mlm", transformers.MPNetForMaskedLM),
     "distilbert-base": (_distilbert_spec(activation="relu"), "base", transformers.DistilBertModel),
-    "distilbert-classification": (_distilbert_spec(), "classification", transformers.DistilBertForSequenceClassification),
+    "distilbert-classification": (
+        _distilbert_spec(),
+        "classification",
+        transformers.DistilBertForSequenceClassification,
+    ),
 }
 
 
@@ -186,7 +210,11 @@ STOCK_ROUTING = [
     (_convbert_spec("grouped"), "mlm", "convbert"),
     (_convbert_spec().replace(pooler=True), "base", "remote"),
     (_convbert_spec(emb=48), "base", "remote"),  # a projection at e == h: ConvBERT has none
-    (ArchSpec.uniform(layers=1, hidden=48, heads=2, ffn=64, attention="mixed", head_ratio=3, pooler=False), "base", "remote"),
+    (
+        ArchSpec.uniform(layers=1, hidden=48, heads=2, ffn=64, attention="mixed", head_ratio=3, pooler=False),
+        "base",
+        "remote",
+    ),
     (tiny_spec("mhsa", "dense", True), "base", "remote"),
 ]
 
@@ -198,7 +226,7 @@ def test_stock_routing(spec, head, kind):
 
 # ---- remote directories, loaded where bertsmith cannot be imported -------------------------------
 RUNNER = textwrap.dedent(
-    r'''
+    r"""
     import json, sys
 
     class BlockBertsmith:
@@ -252,20 +280,22 @@ RUNNER = textwrap.dedent(
         except Exception as exc:
             results[job["id"]] = {"error": f"{type(exc).__name__}: {exc}"}
     json.dump(results, open(sys.argv[2], "w"))
-    '''
+    """
 )
 
 # Every grid spec with every head; by default each spec with one head (the heads rotate over the grid).
 REMOTE_CASES = {
-    f"{p.id}-{head}": (p.values, head, i % 3 == j)
-    for i, p in enumerate(KIND_GRID)
-    for j, head in enumerate(HEADS)
+    f"{p.id}-{head}": (p.values, head, i % 3 == j) for i, p in enumerate(KIND_GRID) for j, head in enumerate(HEADS)
 }
 REMOTE_PARAMS = [
     pytest.param(case, id=case, marks=() if fast else pytest.mark.slow) for case, (_, _, fast) in REMOTE_CASES.items()
 ]
 CROSS = (("mixed-dense-per_layer-classification", "base"), ("mhsa-grouped-per_layer-base", "classification"))
-REMOTE_TESTS = ("test_remote_export_loads_without_bertsmith", "test_remote_export_imports_back", "test_remote_cross_loading")
+REMOTE_TESTS = (
+    "test_remote_export_loads_without_bertsmith",
+    "test_remote_export_imports_back",
+    "test_remote_cross_loading",
+)
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +340,11 @@ def remote(request, tmp_path_factory):
     env |= {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(root / "hf_modules"), "TRANSFORMERS_VERBOSITY": "error"}
     proc = subprocess.run(
         [sys.executable, str(root / "runner.py"), str(root / "jobs.json"), str(root / "results.json")],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((root / "results.json").read_text())
@@ -335,7 +369,13 @@ def test_remote_export_imports_back(case, remote):
     assert back.spec == spec and back.source == "bertsmith" and type(back.model) is type(model)
     assert max_diff(expected, outputs(back.model, ids, mask)) <= ATOL
     files = {p.name for p in (remote["root"] / case).iterdir()}
-    assert {"config.json", "model.safetensors", "configuration_bertsmith.py", "modeling_bertsmith.py", "encoder.py"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "configuration_bertsmith.py",
+        "modeling_bertsmith.py",
+        "encoder.py",
+    } <= files
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
 
 
@@ -358,14 +398,27 @@ def test_remote_cross_loading(remote):
 # factorized embeddings on every other spec) is marked slow.
 def _every_kind_spec() -> ArchSpec:
     layers = [
-        {"attention": {"kind": "mhsa", "heads": 2, "qk_dim": 6, "v_dim": 10},
-         "ffn": {"kind": "dense", "size": 40, "activation": "swish"}},
-        {"attention": {"kind": "mixed", "heads": 3, "qk_dim": 8, "v_dim": 8, "conv_kernel": 3, "head_ratio": 3},
-         "ffn": {"kind": "grouped", "size": 64, "groups": 4, "activation": "relu"}},
-        {"attention": {"kind": "mixed", "heads": 2, "qk_dim": 10, "v_dim": 6, "conv_kernel": 5, "head_ratio": 2},
-         "ffn": {"kind": "searched", "size": 32, "expression": "L(relu(mul(L(x), x)))", "stack": 2}},
+        {
+            "attention": {"kind": "mhsa", "heads": 2, "qk_dim": 6, "v_dim": 10},
+            "ffn": {"kind": "dense", "size": 40, "activation": "swish"},
+        },
+        {
+            "attention": {"kind": "mixed", "heads": 3, "qk_dim": 8, "v_dim": 8, "conv_kernel": 3, "head_ratio": 3},
+            "ffn": {"kind": "grouped", "size": 64, "groups": 4, "activation": "relu"},
+        },
+        {
+            "attention": {"kind": "mixed", "heads": 2, "qk_dim": 10, "v_dim": 6, "conv_kernel": 5, "head_ratio": 2},
+            "ffn": {"kind": "searched", "size": 32, "expression": "L(relu(mul(L(x), x)))", "stack": 2},
+        },
     ]
-    emb = {"vocab_size": 97, "max_positions": 40, "size": 16, "trigram": True, "positions": "roberta", "pad_token_id": 1}
+    emb = {
+        "vocab_size": 97,
+        "max_positions": 40,
+        "size": 16,
+        "trigram": True,
+        "positions": "roberta",
+        "pad_token_id": 1,
+    }
     return ArchSpec.build(hidden=48, layers=layers, embeddings=emb)
 
 
@@ -397,17 +450,25 @@ def test_onnx_every_kind_matches_pytorch_and_keeps_the_mask(tmp_path):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     zeros = torch.zeros_like(ids).numpy()
     masked = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": zeros})[0]
-    unmasked = session.run(None, {"input_ids": ids.numpy(), "attention_mask": torch.ones_like(mask).numpy(),
-                                  "token_type_ids": zeros})[0]
+    unmasked = session.run(
+        None, {"input_ids": ids.numpy(), "attention_mask": torch.ones_like(mask).numpy(), "token_type_ids": zeros}
+    )[0]
     assert abs(masked[1, :4] - unmasked[1, :4]).max() > 1e-3
     # So are the token types (sentence pairs), which an export without them would silently drop.
-    pairs = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": zeros + 1})[0]
+    pairs = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": zeros + 1})[
+        0
+    ]
     assert abs(masked - pairs).max() > 1e-3
 
 
 ONNX_GRID = [
-    pytest.param(p.values, HEADS[i % 3], i % 2 == 1, id=f"{p.id}-{HEADS[i % 3]}{'-factorized' if i % 2 else ''}",
-                 marks=pytest.mark.slow)
+    pytest.param(
+        p.values,
+        HEADS[i % 3],
+        i % 2 == 1,
+        id=f"{p.id}-{HEADS[i % 3]}{'-factorized' if i % 2 else ''}",
+        marks=pytest.mark.slow,
+    )
     for i, p in enumerate(KIND_GRID)
 ]
 

@@ -38,8 +38,22 @@ def test_an_export_has_ordinary_modes(monkeypatch, capsys, tmp_path, umask):
 
 def test_a_result_file_has_an_ordinary_mode(monkeypatch, capsys, tmp_path, umask):
     out = tmp_path / "bench.json"
-    code, _, err = run(monkeypatch, capsys, "bench", "bert-tiny", "--seq", "8", "--threads", "1", "--warmup", "0",
-                       "--repeats", "1", "--json", str(out))
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "bench",
+        "bert-tiny",
+        "--seq",
+        "8",
+        "--threads",
+        "1",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--json",
+        str(out),
+    )
     assert code == 0, err
     assert oct(_mode(out)) == oct(umask[0])
 

@@ -27,8 +27,13 @@ from .fuzz import RAW, near_valid, outcome
 
 def _template() -> dict:
     layers = [tiny_layer(att, ffn, i) for i, (att, ffn) in enumerate((("mhsa", "dense"), ("mixed", "searched")))]
-    return {"hidden": 48, "layers": layers, "embeddings": {"vocab_size": 97, "max_positions": 40},
-            "hidden_dropout": 0.1, "pooler": True}
+    return {
+        "hidden": 48,
+        "layers": layers,
+        "embeddings": {"vocab_size": 97, "max_positions": 40},
+        "hidden_dropout": 0.1,
+        "pooler": True,
+    }
 
 
 ARCH_KEYS = ["hidden", "layers", "layer", "heads", "kind", "size", "expression", "stack", "colour"]
@@ -63,6 +68,7 @@ def test_archspec_files(tmp_path):
 # ---- expressions ------------------------------------------------------------------------------------
 OPS = ["x", "L", *BINARY, *ACTIVATIONS]
 
+
 def _format_or_x(node: Node) -> str:
     """The text of a tree, ``x`` for one beyond the limits."""
     try:
@@ -79,9 +85,12 @@ trees = st.recursive(
     ),
     max_leaves=MAX_NODES,
 )
-chains = st.builds(lambda op, n, inner: f"{op}(" * n + inner + ")" * n,
-                   st.sampled_from(["L", "relu", "add(x, ", "mul(L(x), "]), st.integers(0, 6000),
-                   st.sampled_from(["x", "L(x)", "", "x, x"]))
+chains = st.builds(
+    lambda op, n, inner: f"{op}(" * n + inner + ")" * n,
+    st.sampled_from(["L", "relu", "add(x, ", "mul(L(x), "]),
+    st.integers(0, 6000),
+    st.sampled_from(["x", "L(x)", "", "x, x"]),
+)
 expression_text = st.one_of(
     st.text(max_size=100),
     st.lists(st.sampled_from([*OPS, "(", ")", ",", " ", "q", "1"]), max_size=120).map("".join),
@@ -109,13 +118,36 @@ def test_printing_trees(node):
 # ---- budgets ----------------------------------------------------------------------------------------
 BUDGET_NAMES = ["params", "total_params", "flops", "latency", "device", "seq_len", "batch", "watts", ""]
 budget_value = st.one_of(
-    st.sampled_from(["5M", "2.5k", "1e3", "9" * 400, "20ms", "0.5s", "inf", "nan", "-1", "0", "cuda", "cpu", "true",
-                     "", "1.5", "  7 ", "10%", "3apples"]),
-    st.integers(-5, 10**30).map(str), st.floats().map(str), st.text(max_size=10),
+    st.sampled_from(
+        [
+            "5M",
+            "2.5k",
+            "1e3",
+            "9" * 400,
+            "20ms",
+            "0.5s",
+            "inf",
+            "nan",
+            "-1",
+            "0",
+            "cuda",
+            "cpu",
+            "true",
+            "",
+            "1.5",
+            "  7 ",
+            "10%",
+            "3apples",
+        ]
+    ),
+    st.integers(-5, 10**30).map(str),
+    st.floats().map(str),
+    st.text(max_size=10),
 )
 budget_text = st.one_of(
-    st.lists(st.tuples(st.sampled_from(BUDGET_NAMES), st.sampled_from(["=", "=", ":", ""]), budget_value),
-             max_size=4).map(lambda parts: ",".join(f"{n}{sep}{v}" for n, sep, v in parts)),
+    st.lists(
+        st.tuples(st.sampled_from(BUDGET_NAMES), st.sampled_from(["=", "=", ":", ""]), budget_value), max_size=4
+    ).map(lambda parts: ",".join(f"{n}{sep}{v}" for n, sep, v in parts)),
     st.text(max_size=80),
 )
 
@@ -128,12 +160,16 @@ def test_budget_strings(text):
 
 
 # ---- run configs ------------------------------------------------------------------------------------
-RUN_CONFIG = {"task": "rotten-tomatoes", "max_length": 16, "seed": 0,
-              "teacher": {"steps": 36, "lr": 3e-3, "batch_size": 16},
-              "budget": {"params": "60%", "latency": None, "seq_len": 16, "device": "cpu"},
-              "search": {"trials": 5, "supernet_steps": 4, "objectives": ["params", "latency"],
-                         "options": {"batch_size": 16}},
-              "finalists": {"count": 2, "steps": 8, "baselines": ["uniform"]}, "export": {"seq_len": 16}}
+RUN_CONFIG = {
+    "task": "rotten-tomatoes",
+    "max_length": 16,
+    "seed": 0,
+    "teacher": {"steps": 36, "lr": 3e-3, "batch_size": 16},
+    "budget": {"params": "60%", "latency": None, "seq_len": 16, "device": "cpu"},
+    "search": {"trials": 5, "supernet_steps": 4, "objectives": ["params", "latency"], "options": {"batch_size": 16}},
+    "finalists": {"count": 2, "steps": 8, "baselines": ["uniform"]},
+    "export": {"seq_len": 16},
+}
 
 
 @given(near_valid(RUN_CONFIG, ["trials", "budget", "colour", "steps", "search", "seq_len"]))

@@ -34,11 +34,42 @@ def key_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tupl
 
 PATHS = key_paths(RunConfig) + [("colour",), ("search", "colour"), ("export", "int4")]
 VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-2, 300), st.integers(-2**70, 2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=10),
-    st.sampled_from(["25%", "0%", "101%", "-5%", "2.5M", "1e400", "10ms", "0.01s", "90s", "cpu", "cuda", "int8", "auto",
-                     "bf16", "teacher", "scratch", "nsga2", "logits,hidden", "rotten-tomatoes", "nope.yaml", "../x", "/",
-                     "a\nb", "uniform", "params", "latency"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 300),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=10),
+    st.sampled_from(
+        [
+            "25%",
+            "0%",
+            "101%",
+            "-5%",
+            "2.5M",
+            "1e400",
+            "10ms",
+            "0.01s",
+            "90s",
+            "cpu",
+            "cuda",
+            "int8",
+            "auto",
+            "bf16",
+            "teacher",
+            "scratch",
+            "nsga2",
+            "logits,hidden",
+            "rotten-tomatoes",
+            "nope.yaml",
+            "../x",
+            "/",
+            "a\nb",
+            "uniform",
+            "params",
+            "latency",
+        ]
+    ),
     st.lists(st.sampled_from(["params", "latency", "flops", "uniform", "layers", 3, None, "x.yaml"]), max_size=3),
     st.dictionaries(st.sampled_from(["population_size", "x", "params", "steps"]), st.integers(-1, 5), max_size=2),
 )
@@ -78,10 +109,46 @@ def test_config_dicts_load_or_are_one_line_errors(data):
 # raw text: any characters, control characters included (the YAML reader's multi-line error about them,
 # and the loader's ValueError for a date such as 2001-13-45, are made one line by arch.parse_yaml)
 YAML_TEXT = st.text(max_size=120)
-YAML_TOKENS = st.lists(st.sampled_from(["task", "budget", "params", "search", "trials", ":", " ", "\n", "  ", "- ", "{",
-                                        "}", "[", "]", ",", "'", '"', "#", "&a", "*a", "!!int ", "!!float ", "!!bool ",
-                                        "!!timestamp ", "25%", "1e9", "null", "true", "~", "-1", "0x10", "_",
-                                        "2001-13-45"]), max_size=30).map("".join)
+YAML_TOKENS = st.lists(
+    st.sampled_from(
+        [
+            "task",
+            "budget",
+            "params",
+            "search",
+            "trials",
+            ":",
+            " ",
+            "\n",
+            "  ",
+            "- ",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            "'",
+            '"',
+            "#",
+            "&a",
+            "*a",
+            "!!int ",
+            "!!float ",
+            "!!bool ",
+            "!!timestamp ",
+            "25%",
+            "1e9",
+            "null",
+            "true",
+            "~",
+            "-1",
+            "0x10",
+            "_",
+            "2001-13-45",
+        ]
+    ),
+    max_size=30,
+).map("".join)
 
 
 @given(st.one_of(YAML_TEXT, YAML_TOKENS))
@@ -90,8 +157,9 @@ def test_raw_yaml_text_loads_or_is_a_one_line_error(text):
         load(folder, text)
 
 
-@pytest.mark.parametrize("text", ["!!int", "task: !!float _", 'seed: !!int ""', "quality: {accept_weak: !!bool x}",
-                                  "task: !!timestamp x"])
+@pytest.mark.parametrize(
+    "text", ["!!int", "task: !!float _", 'seed: !!int ""', "quality: {accept_weak: !!bool x}", "task: !!timestamp x"]
+)
 def test_explicit_tags_on_values_they_do_not_fit_are_one_line_errors(tmp_path, text):
     assert load(str(tmp_path), text) is None  # YAML's constructors raise IndexError, KeyError, AttributeError
 

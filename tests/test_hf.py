@@ -80,37 +80,70 @@ def test_minilm_matches_transformers(minilm_dir):
 # ---- tiny transformers models -----------------------------------------------------------------
 def _bert(cls, **kw):
     config = transformers.BertConfig(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=40,
-        max_position_embeddings=24, **kw,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=40,
+        max_position_embeddings=24,
+        **kw,
     )
     return cls(config)
 
 
 def _roberta(cls, **kw):
     config = transformers.RobertaConfig(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=40,
-        max_position_embeddings=24, type_vocab_size=1, pad_token_id=1, **kw,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=40,
+        max_position_embeddings=24,
+        type_vocab_size=1,
+        pad_token_id=1,
+        **kw,
     )
     return cls(config)
 
 
 def _convbert(cls, **kw):
     fields = dict(
-        vocab_size=VOCAB, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=24, embedding_size=24, conv_kernel_size=5, num_groups=2, pad_token_id=0,
+        vocab_size=VOCAB,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=24,
+        embedding_size=24,
+        conv_kernel_size=5,
+        num_groups=2,
+        pad_token_id=0,
     )
     return cls(transformers.ConvBertConfig(**(fields | kw)))
 
 
 def _electra(cls, **kw):
-    fields = dict(vocab_size=VOCAB, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                  intermediate_size=40, max_position_embeddings=24)
+    fields = dict(
+        vocab_size=VOCAB,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=40,
+        max_position_embeddings=24,
+    )
     return cls(transformers.ElectraConfig(**(fields | kw)))
 
 
 def _mpnet(cls, **kw):
-    fields = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=40,
-                  max_position_embeddings=40)
+    fields = dict(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=40,
+        max_position_embeddings=40,
+    )
     return cls(transformers.MPNetConfig(**(fields | kw)))
 
 
@@ -121,32 +154,54 @@ def _distilbert(cls, **kw):
 
 HF_CASES = {
     "bert-base-relu": (lambda: _bert(transformers.BertModel, hidden_act="relu"), BertsmithModel, 0),
-    "bert-classification": (lambda: _bert(transformers.BertForSequenceClassification, num_labels=3), BertsmithForSequenceClassification, 0),
+    "bert-classification": (
+        lambda: _bert(transformers.BertForSequenceClassification, num_labels=3),
+        BertsmithForSequenceClassification,
+        0,
+    ),
     "bert-mlm": (lambda: _bert(transformers.BertForMaskedLM), BertsmithForMaskedLM, 0),
     "roberta-base": (lambda: _roberta(transformers.RobertaModel), BertsmithModel, 1),
     "roberta-mlm": (lambda: _roberta(transformers.RobertaForMaskedLM), BertsmithForMaskedLM, 1),
-    "roberta-classification": (lambda: _roberta(transformers.RobertaForSequenceClassification, num_labels=3),
-                               BertsmithForSequenceClassification, 1),
+    "roberta-classification": (
+        lambda: _roberta(transformers.RobertaForSequenceClassification, num_labels=3),
+        BertsmithForSequenceClassification,
+        1,
+    ),
     "convbert-base-grouped": (lambda: _convbert(transformers.ConvBertModel), BertsmithModel, 0),
     "convbert-classification": (
-        lambda: _convbert(transformers.ConvBertForSequenceClassification, num_labels=2, num_groups=1, embedding_size=48),
-        BertsmithForSequenceClassification, 0,
+        lambda: _convbert(
+            transformers.ConvBertForSequenceClassification, num_labels=2, num_groups=1, embedding_size=48
+        ),
+        BertsmithForSequenceClassification,
+        0,
     ),
     "convbert-mlm": (lambda: _convbert(transformers.ConvBertForMaskedLM), BertsmithForMaskedLM, 0),
     "electra-base-factorized": (lambda: _electra(transformers.ElectraModel), BertsmithModel, 0),
     "electra-discriminator": (lambda: _electra(transformers.ElectraForPreTraining), BertsmithModel, 0),
-    "electra-classification": (lambda: _electra(transformers.ElectraForSequenceClassification, num_labels=3,
-                                                embedding_size=32), BertsmithForSequenceClassification, 0),
+    "electra-classification": (
+        lambda: _electra(transformers.ElectraForSequenceClassification, num_labels=3, embedding_size=32),
+        BertsmithForSequenceClassification,
+        0,
+    ),
     "electra-mlm": (lambda: _electra(transformers.ElectraForMaskedLM), BertsmithForMaskedLM, 0),
     "mpnet-base": (lambda: _mpnet(transformers.MPNetModel), BertsmithModel, 1),
-    "mpnet-classification": (lambda: _mpnet(transformers.MPNetForSequenceClassification, num_labels=3),
-                             BertsmithForSequenceClassification, 1),
+    "mpnet-classification": (
+        lambda: _mpnet(transformers.MPNetForSequenceClassification, num_labels=3),
+        BertsmithForSequenceClassification,
+        1,
+    ),
     "mpnet-mlm": (lambda: _mpnet(transformers.MPNetForMaskedLM, hidden_act="relu"), BertsmithForMaskedLM, 1),
     "distilbert-base-relu": (lambda: _distilbert(transformers.DistilBertModel, activation="relu"), BertsmithModel, 0),
-    "distilbert-classification": (lambda: _distilbert(transformers.DistilBertForSequenceClassification, num_labels=3),
-                                  BertsmithForSequenceClassification, 0),
-    "distilbert-sinusoidal": (lambda: _distilbert(transformers.DistilBertModel, sinusoidal_pos_embds=True),
-                              BertsmithModel, 0),
+    "distilbert-classification": (
+        lambda: _distilbert(transformers.DistilBertForSequenceClassification, num_labels=3),
+        BertsmithForSequenceClassification,
+        0,
+    ),
+    "distilbert-sinusoidal": (
+        lambda: _distilbert(transformers.DistilBertModel, sinusoidal_pos_embds=True),
+        BertsmithModel,
+        0,
+    ),
 }
 
 
@@ -391,16 +446,22 @@ def test_a_distilbert_mlm_head_is_refused_but_its_encoder_loads(tmp_path):
     assert max_diff(ours, theirs) <= ATOL
 
 
-@pytest.mark.parametrize("family,key", [
-    ("distilbert", "transformer.layer.0.ffn.lin1.weight"),
-    ("electra", "encoder.layer.0.intermediate.dense.weight"),
-    ("mpnet", "encoder.layer.0.intermediate.dense.weight"),
-])
+@pytest.mark.parametrize(
+    "family,key",
+    [
+        ("distilbert", "transformer.layer.0.ffn.lin1.weight"),
+        ("electra", "encoder.layer.0.intermediate.dense.weight"),
+        ("mpnet", "encoder.layer.0.intermediate.dense.weight"),
+    ],
+)
 def test_a_config_that_does_not_match_the_weights_names_the_key_and_both_shapes(tmp_path, family, key):
     torch.manual_seed(0)
     make = {"distilbert": _distilbert, "electra": _electra, "mpnet": _mpnet}[family]
-    model = {"distilbert": transformers.DistilBertModel, "electra": transformers.ElectraModel,
-             "mpnet": transformers.MPNetModel}[family]
+    model = {
+        "distilbert": transformers.DistilBertModel,
+        "electra": transformers.ElectraModel,
+        "mpnet": transformers.MPNetModel,
+    }[family]
     make(model).save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     config["hidden_dim" if family == "distilbert" else "intermediate_size"] = 44  # the weights have 40

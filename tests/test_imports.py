@@ -25,7 +25,8 @@ def _type_checking(node: ast.AST) -> bool:
     test = getattr(node, "test", None)
     return isinstance(node, ast.If) and (
         (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
-        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
 
 
 def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
@@ -51,7 +52,7 @@ def imported(name: str, path: Path, known: set[str]) -> set[str]:
             continue
         base = node.module or ""
         if node.level:
-            base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
         targets.add(base)
         targets |= {f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in known}
     out = set()
@@ -125,7 +126,7 @@ def test_the_walk_sees_relative_function_level_and_package_imports_but_not_type_
     files = {
         "__init__.py": "",
         "a.py": "from typing import TYPE_CHECKING\nfrom . import b\nif TYPE_CHECKING:\n    from .c import C\n"
-                "else:\n    import pkg.d\n",
+        "else:\n    import pkg.d\n",
         "b.py": "def f():\n    from .sub.e import g\n",
         "c.py": "",
         "d.py": "",
@@ -137,9 +138,14 @@ def test_the_walk_sees_relative_function_level_and_package_imports_but_not_type_
         (tmp_path / "pkg" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "pkg" / name).write_text(text)
     assert graph(tmp_path, "pkg") == {
-        "pkg": set(), "pkg.a": {"pkg.b", "pkg.d"}, "pkg.c": set(), "pkg.d": set(), "pkg.sub.f": set(),
+        "pkg": set(),
+        "pkg.a": {"pkg.b", "pkg.d"},
+        "pkg.c": set(),
+        "pkg.d": set(),
+        "pkg.sub.f": set(),
         "pkg.b": {"pkg.sub", "pkg.sub.e"},  # inside a function; the package's __init__ runs first
-        "pkg.sub": {"pkg.sub.e"}, "pkg.sub.e": {"pkg.c", "pkg.sub.f"},  # not the packages already running
+        "pkg.sub": {"pkg.sub.e"},
+        "pkg.sub.e": {"pkg.c", "pkg.sub.f"},  # not the packages already running
     }
 
 

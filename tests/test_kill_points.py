@@ -36,8 +36,11 @@ CHAIN = [
 
 
 def _cli(*args: str, kill: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
-    prefix = [sys.executable, "-m", "tests._killed", kill[0], str(kill[1]), "--"] if kill else \
-        [sys.executable, "-m", "bertsmith.cli"]
+    prefix = (
+        [sys.executable, "-m", "tests._killed", kill[0], str(kill[1]), "--"]
+        if kill
+        else [sys.executable, "-m", "bertsmith.cli"]
+    )
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([*prefix, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
@@ -52,6 +55,7 @@ TIMED = {"timings", "latency_ms", "speedup", "seconds", "peak_rss_gb", "peak_gpu
 def _essence(run_dir: Path, cache: Path) -> Any:
     """What a run decided and measured on the data: results.json without wall times and latencies,
     its paths relative to the run and cache directories."""
+
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items() if k not in TIMED}
@@ -66,7 +70,8 @@ def _essence(run_dir: Path, cache: Path) -> Any:
 
 @pytest.mark.slow
 def test_a_run_killed_at_every_stage_boundary_and_inside_every_stage_ends_as_an_uninterrupted_one(
-        tmp_path, base_dir, task_file):
+    tmp_path, base_dir, task_file
+):
     config = tiny_config(tmp_path, base_dir, task_file, **{"search.objectives": ["params", "flops"]})
     reference = _run(config, tmp_path / "reference", tmp_path / "cache-reference")
     assert reference.returncode == 0, reference.stderr

@@ -14,7 +14,9 @@ def test_a_family_base_class_makes_the_model_of_the_kind():
     searched = FFNSpec(kind="searched", size=8, expression="L(gelu(L(x)))")
     assert type(searched) is FFN["searched"] and searched.stack == 1
     assert FFNSpec.model_validate({"kind": "searched", "size": 8, "expression": "L(gelu(L(x)))"}) == searched
-    assert type(FFNSpec(size=8)) is FFN["dense"] and type(AttentionSpec(heads=1, qk_dim=2, v_dim=3)) is ATTENTION["mhsa"]
+    assert (
+        type(FFNSpec(size=8)) is FFN["dense"] and type(AttentionSpec(heads=1, qk_dim=2, v_dim=3)) is ATTENTION["mhsa"]
+    )
     assert searched.model_copy(update={"size": 16}).size == 16
 
 

@@ -31,8 +31,13 @@ def unwritable(request, tmp_path, monkeypatch):
     locked.mkdir(mode=0o500)
     if ROOT:  # root may write in a read-only directory: the access check answers as for any other user
         real = os.access
-        monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if os.path.abspath(path) == str(locked)
-                            and mode & os.W_OK else real(path, mode, **kw))
+        monkeypatch.setattr(
+            os,
+            "access",
+            lambda path, mode, **kw: (
+                False if os.path.abspath(path) == str(locked) and mode & os.W_OK else real(path, mode, **kw)
+            ),
+        )
     yield locked / "out", "Permission denied"
     locked.chmod(0o700)
 
@@ -54,21 +59,54 @@ def test_export_is_refused(monkeypatch, capsys, tmp_path, unwritable):
 
 def test_distill_is_refused_before_training(monkeypatch, capsys, teacher_dir, task_file, cache_dir, unwritable):
     path, reason = unwritable
-    code, out, err = run(monkeypatch, capsys, "distill", "--arch", "bert-mini", "--teacher", str(teacher_dir), "--task",
-                         str(task_file), "--max-length", "16", "--cache-dir", str(cache_dir), "--out", str(path), "--quiet")
+    code, out, err = run(
+        monkeypatch,
+        capsys,
+        "distill",
+        "--arch",
+        "bert-mini",
+        "--teacher",
+        str(teacher_dir),
+        "--task",
+        str(task_file),
+        "--max-length",
+        "16",
+        "--cache-dir",
+        str(cache_dir),
+        "--out",
+        str(path),
+        "--quiet",
+    )
     _refused(code, out, err, path, reason)
 
 
-def test_run_and_search_are_refused(monkeypatch, capsys, tmp_path, base_dir, teacher_dir, task_file, cache_dir,
-                                    unwritable):
+def test_run_and_search_are_refused(
+    monkeypatch, capsys, tmp_path, base_dir, teacher_dir, task_file, cache_dir, unwritable
+):
     path, reason = unwritable
     config = tiny_config(tmp_path / "config", base_dir, task_file)
-    code, out, err = run(monkeypatch, capsys, "run", str(config), "--out", str(path), "--cache-dir", str(cache_dir),
-                         "--quiet")
+    code, out, err = run(
+        monkeypatch, capsys, "run", str(config), "--out", str(path), "--cache-dir", str(cache_dir), "--quiet"
+    )
     _refused(code, out, err, path, reason)
-    code, out, err = run(monkeypatch, capsys, "search", "--strategy", "prune", "--teacher", str(teacher_dir), "--task",
-                         str(task_file), "--max-length", "16", "--cache-dir", str(cache_dir), "--out", str(path),
-                         "--quiet")
+    code, out, err = run(
+        monkeypatch,
+        capsys,
+        "search",
+        "--strategy",
+        "prune",
+        "--teacher",
+        str(teacher_dir),
+        "--task",
+        str(task_file),
+        "--max-length",
+        "16",
+        "--cache-dir",
+        str(cache_dir),
+        "--out",
+        str(path),
+        "--quiet",
+    )
     _refused(code, out, err, path, reason)
 
 
@@ -94,7 +132,21 @@ def test_a_full_disk_while_writing_a_result_file_keeps_the_earlier_one(monkeypat
     out = tmp_path / "b.json"
     out.write_text("{}\n")
     monkeypatch.setattr(files, "publish", _full_disk)  # the disk fills up while the new file is written
-    code, stdout, err = run(monkeypatch, capsys, "bench", "bert-tiny", "--seq", "8", "--threads", "1", "--warmup", "0",
-                            "--repeats", "1", "--json", str(out))
+    code, stdout, err = run(
+        monkeypatch,
+        capsys,
+        "bench",
+        "bert-tiny",
+        "--seq",
+        "8",
+        "--threads",
+        "1",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--json",
+        str(out),
+    )
     _refused(code, stdout, err, out, "No space left on device")
     assert out.read_text() == "{}\n" and sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]

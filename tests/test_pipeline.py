@@ -22,11 +22,17 @@ from bertsmith.runconfig import load_config
 def tiny_config(folder: Path, base_dir: Path, task_file: Path, **changes) -> Path:
     """A run config for the tiny task: a tiny teacher fine-tuned from ``base_dir``, a short search."""
     config = {
-        "task": str(task_file), "max_length": 16, "latency_repeats": 3,
+        "task": str(task_file),
+        "max_length": 16,
+        "latency_repeats": 3,
         "teacher": {"model": str(base_dir), "steps": 36, "lr": 3e-3, "batch_size": 16},
         "budget": {"params": "60%", "latency": None, "seq_len": 16},
-        "search": {"trials": 5, "supernet_steps": 4, "objectives": ["params", "latency"],
-                   "options": {"batch_size": 16, "population_size": 4}},
+        "search": {
+            "trials": 5,
+            "supernet_steps": 4,
+            "objectives": ["params", "latency"],
+            "options": {"batch_size": 16, "population_size": 4},
+        },
         "finalists": {"count": 2, "steps": 8, "lr": 1e-3, "batch_size": 16},
         "export": {"seq_len": 16},
     }
@@ -59,8 +65,10 @@ def test_the_export_loads_in_stock_transformers_and_predicts_as_the_run_s_model(
     export = Path(result.results["export"]["directory"])
     chosen = result.results["chosen"]
     remote = result.results["export"]["format"] == "trust_remote_code"  # stock BERT needs hidden = heads × head dim
-    assert remote == (chosen["spec"]["hidden"] != sum(la["attention"]["heads"] * la["attention"]["qk_dim"]
-                                                      for la in chosen["spec"]["layers"][:1]))
+    assert remote == (
+        chosen["spec"]["hidden"]
+        != sum(la["attention"]["heads"] * la["attention"]["qk_dim"] for la in chosen["spec"]["layers"][:1])
+    )
     tokenizer = AutoTokenizer.from_pretrained(export)
     stock = AutoModelForSequenceClassification.from_pretrained(export, trust_remote_code=remote).eval()
     ours = import_checkpoint(chosen["model_dir"]).model.eval()
@@ -92,11 +100,14 @@ def test_the_export_ships_an_int8_onnx_file_scored_and_timed_by_the_run(finished
     directory, d = Path(export["directory"]), export["deployment"]
     assert (directory / "model.int8.onnx").is_file()
     assert export["files_mb"]["model.int8.onnx"] < export["files_mb"]["model.onnx"]
-    assert set(d["metrics"]) == {"torch", "onnx", "int8"} and all(set(m) == {"dev", "test"} for m in d["metrics"].values())
+    assert set(d["metrics"]) == {"torch", "onnx", "int8"} and all(
+        set(m) == {"dev", "test"} for m in d["metrics"].values()
+    )
     for split in ("dev", "test"):  # ONNX Runtime fp32 scores what PyTorch scores, on the run's own evaluation
         assert d["metrics"]["onnx"][split][metric] == pytest.approx(d["metrics"]["torch"][split][metric])
         assert d["change_points"][split] == pytest.approx(
-            100 * (d["metrics"]["int8"][split][metric] - d["metrics"]["torch"][split][metric]))
+            100 * (d["metrics"]["int8"][split][metric] - d["metrics"]["torch"][split][metric])
+        )
     assert d["recommended"] == ("model.int8.onnx" if min(d["change_points"].values()) >= -0.5 else "model.onnx")
     assert set(d["latency_ms"]) == {"batch 1", "batch 32"} and d["seq_len"] == 16
     assert all(set(ms) == set(ARMS) and min(ms.values()) > 0 for ms in d["latency_ms"].values())
@@ -125,8 +136,9 @@ def test_the_export_answers_with_the_task_s_labels_in_a_python_without_bertsmith
         f"classify = pipeline('text-classification', model={str(export)!r}, **kw)\n"
         "print([r['label'] for r in classify(['good fun', 'a dull film'])])\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     labels = eval(done.stdout.strip().splitlines()[-1])
     assert len(labels) == 2 and set(labels) <= {"0", "1"}
@@ -144,11 +156,12 @@ def test_the_report_holds_every_evaluated_architecture_and_the_figures(finished)
     for f in results["finalists"]:
         assert f["name"] in page
         assert set(f["metrics"]) == {"dev", "test"}
-    assert "data:image/png;base64," in page and "<img" in page and "src=\"http" not in page
+    assert "data:image/png;base64," in page and "<img" in page and 'src="http' not in page
     png = (run_dir / "pareto.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     assert results["versions"]["torch"] == torch.__version__.split("+")[0] or results["versions"]["torch"].startswith(
-        torch.__version__.split("+")[0])
+        torch.__version__.split("+")[0]
+    )
     assert set(results["data"]) == {"train", "dev", "test"} and results["seed"] == 0
     budget = results["budget"]["params"]
     assert budget == int(0.6 * results["teacher"]["params"])
@@ -166,7 +179,9 @@ def test_the_report_holds_every_evaluated_architecture_and_the_figures(finished)
     distilled = [p for p in front["front"] if p["distilled_dev"] is not None]
     finalists = [f for f in results["finalists"] if f["kind"] == "finalist"]  # all of them from the front
     assert len(distilled) == len(finalists) == front["calibration"]["points"] >= 1
-    assert all(p["estimate"] == pytest.approx(p["search_score"] + front["calibration"]["offset"]) for p in front["front"])
+    assert all(
+        p["estimate"] == pytest.approx(p["search_score"] + front["calibration"]["offset"]) for p in front["front"]
+    )
     assert chosen["versus_teacher"]["params_ratio"] == pytest.approx(results["teacher"]["params"] / chosen["params"])
     echoed = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert echoed["search"]["strategy"] == "nsga2" and echoed["finalists"]["init"] == "teacher"  # defaults written out
@@ -190,7 +205,10 @@ def test_a_rerun_reuses_every_stage_and_a_late_change_redoes_only_the_late_stage
     third = run_pipeline(load_config(changed), run_dir, cache_dir=cache_dir, progress=False, log=lambda _: None)
     assert third.reused == ["teacher", "search", "finalists"]
     assert not list(Path(third.results["export"]["directory"]).glob("*.onnx"))  # no int8 file without ONNX
-    assert "deployment" not in third.results["export"] and "<h2>Deployment</h2>" not in (run_dir / "report.html").read_text()
+    assert (
+        "deployment" not in third.results["export"]
+        and "<h2>Deployment</h2>" not in (run_dir / "report.html").read_text()
+    )
 
 
 def test_a_killed_run_continues_from_its_last_complete_stage(tmp_path, base_dir, task_file, cache_dir, monkeypatch):
@@ -252,18 +270,21 @@ def test_bertsmith_report_rebuilds_the_report(finished, monkeypatch, capsys):
     assert (run_dir / "report.html").is_file() and "chosen" in out
 
 
-@pytest.mark.parametrize("content, message", [
-    ("search:\n  trals: 5\n", r"run.yaml: unknown key 'search.trals' \(known here: strategy, space"),
-    ("search:\n  trials: many\n", r"run.yaml: search.trials = 'many': Input should be a valid integer"),
-    ("finalists: 3\n", r"run.yaml: finalists = 3: Input should be a valid dictionary"),
-    ("precision: fp16\n", r"run.yaml: precision = 'fp16': Input should be 'auto', 'fp32' or 'bf16'"),
-    ("search:\n  options: {bf16: true}\n", r"search.options.bf16: not an option of the search"),
-    ("budget:\n  params: lots%\n", r"budget.params = 'lots%': a share is a number followed by %"),
-    ("search:\n  options: {popsize: 3}\n", r"search.options.popsize: not an option of the search"),
-    ("finalists:\n  baselines: [no-such-preset]\n", r"finalists.baselines\[0\] = 'no-such-preset'"),
-    ("- a\n- list\n", r"run.yaml: a run config is a mapping of keys, got list"),
-    ("search: {trials: [1\n", r"run.yaml: unreadable YAML at line"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("search:\n  trals: 5\n", r"run.yaml: unknown key 'search.trals' \(known here: strategy, space"),
+        ("search:\n  trials: many\n", r"run.yaml: search.trials = 'many': Input should be a valid integer"),
+        ("finalists: 3\n", r"run.yaml: finalists = 3: Input should be a valid dictionary"),
+        ("precision: fp16\n", r"run.yaml: precision = 'fp16': Input should be 'auto', 'fp32' or 'bf16'"),
+        ("search:\n  options: {bf16: true}\n", r"search.options.bf16: not an option of the search"),
+        ("budget:\n  params: lots%\n", r"budget.params = 'lots%': a share is a number followed by %"),
+        ("search:\n  options: {popsize: 3}\n", r"search.options.popsize: not an option of the search"),
+        ("finalists:\n  baselines: [no-such-preset]\n", r"finalists.baselines\[0\] = 'no-such-preset'"),
+        ("- a\n- list\n", r"run.yaml: a run config is a mapping of keys, got list"),
+        ("search: {trials: [1\n", r"run.yaml: unreadable YAML at line"),
+    ],
+)
 def test_bad_config_exits_2_naming_the_key_and_writes_nothing(monkeypatch, capsys, tmp_path, content, message):
     from tests.test_cli import run
 
@@ -290,8 +311,8 @@ def test_every_config_key_is_documented_in_the_readme():
     from bertsmith.runconfig import RunConfig
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("| key | default | meaning |"):]
-    table = table[:table.index("\n\n")]
+    table = readme[readme.index("| key | default | meaning |") :]
+    table = table[: table.index("\n\n")]
     for name, field in RunConfig.model_fields.items():
         section = field.annotation
         keys = [f"{name}.{k}" for k in section.model_fields] if hasattr(section, "model_fields") else [name]
@@ -331,15 +352,27 @@ TINY_OPTIONS = {  # each strategy's own options, small enough for the tiny task
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", [s for s in __import__("bertsmith.search.strategies", fromlist=["STRATEGIES"])
-                                      .STRATEGIES if s != "nsga2"])  # nsga2: the module fixture above
+@pytest.mark.parametrize(
+    "strategy",
+    [s for s in __import__("bertsmith.search.strategies", fromlist=["STRATEGIES"]).STRATEGIES if s != "nsga2"],
+)  # nsga2: the module fixture above
 def test_every_strategy_runs_end_to_end(strategy, tmp_path, base_dir, task_file, cache_dir):
-    config = tiny_config(tmp_path, base_dir, task_file, **{
-        "search.strategy": strategy, "search.objectives": ["params"], "search.eval_steps": 3,
-        "search.options": {"batch_size": 16, **TINY_OPTIONS.get(strategy, {})},
-        "finalists": {"count": 1, "steps": 4, "batch_size": 16}, "export": {"onnx": False, "seq_len": 16}})
-    result = run_pipeline(load_config(config), tmp_path / "out", cache_dir=cache_dir, progress=False,
-                          log=lambda _: None)
+    config = tiny_config(
+        tmp_path,
+        base_dir,
+        task_file,
+        **{
+            "search.strategy": strategy,
+            "search.objectives": ["params"],
+            "search.eval_steps": 3,
+            "search.options": {"batch_size": 16, **TINY_OPTIONS.get(strategy, {})},
+            "finalists": {"count": 1, "steps": 4, "batch_size": 16},
+            "export": {"onnx": False, "seq_len": 16},
+        },
+    )
+    result = run_pipeline(
+        load_config(config), tmp_path / "out", cache_dir=cache_dir, progress=False, log=lambda _: None
+    )
     chosen, budget = result.results["chosen"], result.results["budget"]["params"]
     assert chosen["params"] <= budget and chosen["metrics"]["dev"]
     page = (tmp_path / "out" / "report.html").read_text()
@@ -347,14 +380,24 @@ def test_every_strategy_runs_end_to_end(strategy, tmp_path, base_dir, task_file,
     assert (Path(result.results["export"]["directory"]) / "README.md").is_file()
 
 
-@pytest.mark.parametrize("baseline, message", [
-    ("uniform", r"finalists.baselines\[0\] = 'uniform': the budget is so small that shrinking the teacher uniformly "
-                r"leaves no attention head .*\(budget: params 10\)"),
-    ("layers", r"finalists.baselines\[0\] = 'layers': the budget is so small that not even one of the teacher's "
-               r"layers fits \(budget: params 10\)"),
-])
+@pytest.mark.parametrize(
+    "baseline, message",
+    [
+        (
+            "uniform",
+            r"finalists.baselines\[0\] = 'uniform': the budget is so small that shrinking the teacher uniformly "
+            r"leaves no attention head .*\(budget: params 10\)",
+        ),
+        (
+            "layers",
+            r"finalists.baselines\[0\] = 'layers': the budget is so small that not even one of the teacher's "
+            r"layers fits \(budget: params 10\)",
+        ),
+    ],
+)
 def test_a_budget_with_no_room_for_a_baseline_exits_2_before_anything_is_written(
-        monkeypatch, capsys, tmp_path, base_dir, task_file, baseline, message):
+    monkeypatch, capsys, tmp_path, base_dir, task_file, baseline, message
+):
     from tests.test_cli import run
 
     config = tiny_config(tmp_path, base_dir, task_file, **{"budget.params": "10", "finalists.baselines": [baseline]})
@@ -363,8 +406,9 @@ def test_a_budget_with_no_room_for_a_baseline_exits_2_before_anything_is_written
     assert not (tmp_path / "out").exists()
 
 
-def test_a_teacher_at_a_constant_predictor_s_level_stops_the_run_with_exit_3(monkeypatch, capsys, tmp_path, base_dir,
-                                                                             cache_dir):
+def test_a_teacher_at_a_constant_predictor_s_level_stops_the_run_with_exit_3(
+    monkeypatch, capsys, tmp_path, base_dir, cache_dir
+):
     from tests.tasks import write_task
     from tests.test_cli import run
 
@@ -372,35 +416,58 @@ def test_a_teacher_at_a_constant_predictor_s_level_stops_the_run_with_exit_3(mon
     dev = task.parent / "dev.csv"  # a dev split of one class: answering that class every time is perfect
     dev.write_text("\n".join(line for line in dev.read_text().splitlines() if not line.endswith(",0")) + "\n")
     config = tiny_config(tmp_path, base_dir, task, **{"teacher.steps": 2})
-    code, _out, err = run(monkeypatch, capsys, "run", str(config), "--out", str(tmp_path / "out"), "--cache-dir",
-                          str(cache_dir), "--quiet")
+    code, _out, err = run(
+        monkeypatch,
+        capsys,
+        "run",
+        str(config),
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(cache_dir),
+        "--quiet",
+    )
     assert code == 3, err
     assert "the teacher scores dev accuracy" in err and "the level of a constant predictor (100.00" in err
     assert "teacher.epochs" in err and "--accept-weak" in err
     assert (tmp_path / "out" / "teacher" / DONE).is_file() and not (tmp_path / "out" / "search").exists()
 
 
-def test_a_chosen_model_that_fails_the_gate_is_exported_with_a_warning_and_exits_3(finished, monkeypatch, capsys,
-                                                                                   cache_dir):
+def test_a_chosen_model_that_fails_the_gate_is_exported_with_a_warning_and_exits_3(
+    finished, monkeypatch, capsys, cache_dir
+):
     from bertsmith import pipeline
     from bertsmith.quality import Verdict
     from tests.test_cli import run
 
     config, run_dir, _ = finished
     monkeypatch.setattr(pipeline, "judge", lambda *a, **k: Verdict(reasons=["dev accuracy is 9.00 points behind"]))
-    code, out, _err = run(monkeypatch, capsys, "run", str(config), "--out", str(run_dir), "--cache-dir",
-                          str(cache_dir), "--quiet")
+    code, out, _err = run(
+        monkeypatch, capsys, "run", str(config), "--out", str(run_dir), "--cache-dir", str(cache_dir), "--quiet"
+    )
     assert code == 3
-    assert out.rstrip().splitlines()[-3:] == ["WARNING: the chosen model failed the quality gate",
-                                              "  - dev accuracy is 9.00 points behind",
-                                              "  (exit code 3; --accept-weak or quality.accept_weak: true to accept it)"]
+    assert out.rstrip().splitlines()[-3:] == [
+        "WARNING: the chosen model failed the quality gate",
+        "  - dev accuracy is 9.00 points behind",
+        "  (exit code 3; --accept-weak or quality.accept_weak: true to accept it)",
+    ]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["quality"] == {"passed": False, "reasons": ["dev accuracy is 9.00 points behind"], "baseline": None}
     card = (Path(results["export"]["directory"]) / "README.md").read_text()
     assert "failed bertsmith's quality gate" in card and "9.00 points behind" in card
     assert "failed the quality gate" in (run_dir / "report.html").read_text()
-    code, out, _err = run(monkeypatch, capsys, "run", str(config), "--out", str(run_dir), "--cache-dir",
-                          str(cache_dir), "--quiet", "--accept-weak")
+    code, out, _err = run(
+        monkeypatch,
+        capsys,
+        "run",
+        str(config),
+        "--out",
+        str(run_dir),
+        "--cache-dir",
+        str(cache_dir),
+        "--quiet",
+        "--accept-weak",
+    )
     assert code == 0 and "WARNING: the chosen model failed the quality gate" in out
 
 
@@ -409,7 +476,9 @@ def test_a_degenerate_search_or_tie_never_makes_the_smallest_model_a_win():
     from bertsmith.rundir import FinalistEntry, FrontPoint
 
     def p(score, params):
-        return FrontPoint(trial=params, values=[score, params], spec={}, summary="", costs={"params": params}, metrics={})
+        return FrontPoint(
+            trial=params, values=[score, params], spec={}, summary="", costs={"params": params}, metrics={}
+        )
 
     front = [p(0.59, 1000), p(0.59, 9000), p(0.595, 5000)]
     picked, degenerate = pick_finalists(front, 2, level=0.59, margin=1.0)
@@ -419,9 +488,22 @@ def test_a_degenerate_search_or_tie_never_makes_the_smallest_model_a_win():
     assert not degenerate and [p.costs["params"] for p in picked] == [3000, 5000]
 
     def e(dev, params):
-        return FinalistEntry(name=f"m{params}", kind="finalist", spec={}, model_dir="", metrics={"dev": {"accuracy": dev}},
-                             steps=1, best_step=None, data={}, params=params, total_params=params, flops=params,
-                             latency_ms=1.0, summary="", violations=[])
+        return FinalistEntry(
+            name=f"m{params}",
+            kind="finalist",
+            spec={},
+            model_dir="",
+            metrics={"dev": {"accuracy": dev}},
+            steps=1,
+            best_step=None,
+            data={},
+            params=params,
+            total_params=params,
+            flops=params,
+            latency_ms=1.0,
+            summary="",
+            violations=[],
+        )
 
     assert choose([e(0.59, 100), e(0.59, 900)], "accuracy", 0.59, 1.0).params == 900
     assert choose([e(0.80, 100), e(0.80, 900)], "accuracy", 0.59, 1.0).params == 100
@@ -431,11 +513,30 @@ def test_a_degenerate_search_or_tie_never_makes_the_smallest_model_a_win():
 def test_a_small_task_s_finalists_get_extra_epochs_up_to_min_steps(tmp_path, base_dir, task_file, cache_dir):
     # the tiny task: 192 train examples, 12 steps an epoch at batch 16
     def steps(min_steps: int) -> int:
-        config = tiny_config(tmp_path / str(min_steps), base_dir, task_file, **{
-            "finalists": {"count": 1, "epochs": 1, "min_steps": min_steps, "patience": 1, "lr": 1e-3,
-                          "batch_size": 16, "baselines": []}, "export": {"onnx": False, "seq_len": 16}})
-        result = run_pipeline(load_config(config), tmp_path / str(min_steps) / "out", cache_dir=cache_dir,
-                              progress=False, log=lambda _: None)
+        config = tiny_config(
+            tmp_path / str(min_steps),
+            base_dir,
+            task_file,
+            **{
+                "finalists": {
+                    "count": 1,
+                    "epochs": 1,
+                    "min_steps": min_steps,
+                    "patience": 1,
+                    "lr": 1e-3,
+                    "batch_size": 16,
+                    "baselines": [],
+                },
+                "export": {"onnx": False, "seq_len": 16},
+            },
+        )
+        result = run_pipeline(
+            load_config(config),
+            tmp_path / str(min_steps) / "out",
+            cache_dir=cache_dir,
+            progress=False,
+            log=lambda _: None,
+        )
         (entry,) = result.results["finalists"]
         return entry["steps"]
 
@@ -443,8 +544,9 @@ def test_a_small_task_s_finalists_get_extra_epochs_up_to_min_steps(tmp_path, bas
     assert 24 <= steps(30) <= 36  # three epochs at most, stopped after the first epoch without a better dev score
 
 
-def test_a_finetuned_teacher_without_tokenizer_files_stops_the_run(monkeypatch, capsys, tmp_path, teacher_dir,
-                                                                   base_dir, task_file, cache_dir):
+def test_a_finetuned_teacher_without_tokenizer_files_stops_the_run(
+    monkeypatch, capsys, tmp_path, teacher_dir, base_dir, task_file, cache_dir
+):
     """Without the check, the teacher is scored through a 5-token tokenizer (every word [UNK]) and the run goes on."""
     from bertsmith.hf.export import TOKENIZER_FILES
     from tests.test_cli import run
@@ -454,36 +556,75 @@ def test_a_finetuned_teacher_without_tokenizer_files_stops_the_run(monkeypatch, 
     for name in TOKENIZER_FILES:
         (bare / name).unlink(missing_ok=True)
     config = tiny_config(tmp_path, base_dir, task_file, **{"teacher.finetuned": str(bare)})
-    code, _out, err = run(monkeypatch, capsys, "run", str(config), "--out", str(tmp_path / "out"), "--cache-dir",
-                          str(cache_dir), "--quiet")
+    code, _out, err = run(
+        monkeypatch,
+        capsys,
+        "run",
+        str(config),
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(cache_dir),
+        "--quiet",
+    )
     assert code == 2 and err.count("\n") == 1 and f"{bare}: no tokenizer files" in err, err
     assert not (tmp_path / "out" / "teacher" / DONE).exists()
 
 
-def test_a_max_length_beyond_the_teacher_s_positions_exits_2_before_anything_is_written(monkeypatch, capsys, tmp_path,
-                                                                                        base_dir, task_file):
+def test_a_max_length_beyond_the_teacher_s_positions_exits_2_before_anything_is_written(
+    monkeypatch, capsys, tmp_path, base_dir, task_file
+):
     from tests.test_cli import run
 
     config = tiny_config(tmp_path, base_dir, task_file, max_length=100)
     code, _out, err = run(monkeypatch, capsys, "run", str(config), "--out", str(tmp_path / "out"))
     assert code == 2 and err.count("\n") == 1, err
-    assert f"max_length 100 is more than the 64 positions of {base_dir} (max_positions in {base_dir}/config.json)" in err
+    assert (
+        f"max_length 100 is more than the 64 positions of {base_dir} (max_positions in {base_dir}/config.json)" in err
+    )
     assert not (tmp_path / "out").exists()
 
 
 TEACHER_FAMILIES = {  # config, the family's traits every student keeps (head activation, token types, embedding size)
-    "distilbert": (lambda t: t.DistilBertModel(t.DistilBertConfig(vocab_size=30522, dim=48, n_layers=3, n_heads=4,
-                                                                  hidden_dim=96, max_position_embeddings=64)),
-                   ("relu", 0, None), 36),
-    "electra": (lambda t: t.ElectraForPreTraining(t.ElectraConfig(vocab_size=30522, embedding_size=32, hidden_size=48,
-                                                                  num_hidden_layers=3, num_attention_heads=4,
-                                                                  intermediate_size=96, max_position_embeddings=64)),
-                ("gelu", 2, 32), 96),
-    "mpnet": (lambda t: t.MPNetForSequenceClassification(t.MPNetConfig(vocab_size=30527, hidden_size=48,
-                                                                      num_hidden_layers=3, num_attention_heads=4,
-                                                                      intermediate_size=96, max_position_embeddings=66,
-                                                                      num_labels=2)),
-              ("tanh", 0, None), 96),
+    "distilbert": (
+        lambda t: t.DistilBertModel(
+            t.DistilBertConfig(
+                vocab_size=30522, dim=48, n_layers=3, n_heads=4, hidden_dim=96, max_position_embeddings=64
+            )
+        ),
+        ("relu", 0, None),
+        36,
+    ),
+    "electra": (
+        lambda t: t.ElectraForPreTraining(
+            t.ElectraConfig(
+                vocab_size=30522,
+                embedding_size=32,
+                hidden_size=48,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                intermediate_size=96,
+                max_position_embeddings=64,
+            )
+        ),
+        ("gelu", 2, 32),
+        96,
+    ),
+    "mpnet": (
+        lambda t: t.MPNetForSequenceClassification(
+            t.MPNetConfig(
+                vocab_size=30527,
+                hidden_size=48,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                intermediate_size=96,
+                max_position_embeddings=66,
+                num_labels=2,
+            )
+        ),
+        ("tanh", 0, None),
+        96,
+    ),
 }
 
 
@@ -505,10 +646,12 @@ def test_a_teacher_of_another_family_gives_students_of_its_kind(family, tmp_path
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         if (minilm_dir / name).is_file():
             shutil.copyfile(minilm_dir / name, base / name)
-    run_config = tiny_config(tmp_path, base, task_file, **{"finalists.baselines": ["uniform", "layers"],
-                                                           "teacher.steps": steps})
-    result = run_pipeline(load_config(run_config), tmp_path / "out", cache_dir=cache_dir, progress=False,
-                          log=lambda _: None)
+    run_config = tiny_config(
+        tmp_path, base, task_file, **{"finalists.baselines": ["uniform", "layers"], "teacher.steps": steps}
+    )
+    result = run_pipeline(
+        load_config(run_config), tmp_path / "out", cache_dir=cache_dir, progress=False, log=lambda _: None
+    )
     finalists = result.results["finalists"]
     assert len(finalists) == 4
     for f in finalists:

@@ -10,11 +10,15 @@ from bertsmith.errors import ConfigError
 from bertsmith.predictor import FEATURES, LatencyPredictor, features
 from bertsmith.search.space import SearchSpace
 
-SPACE = SearchSpace.from_dict({
-    "depth": [1, 2, 3, 4], "hidden": [64, 128, 192],
-    "layer": {"heads": [2, 4, 8], "qk_dim": [16], "v_dim": [16], "ffn": {"min": 64, "max": 768, "step": 64}},
-    "per_layer": True, "embeddings": {"vocab_size": 500, "max_positions": 64},
-})
+SPACE = SearchSpace.from_dict(
+    {
+        "depth": [1, 2, 3, 4],
+        "hidden": [64, 128, 192],
+        "layer": {"heads": [2, 4, 8], "qk_dim": [16], "v_dim": [16], "ffn": {"min": 64, "max": 768, "step": 64}},
+        "per_layer": True,
+        "embeddings": {"vocab_size": 500, "max_positions": 64},
+    }
+)
 
 
 def specs(n, seed=0):

@@ -15,9 +15,11 @@ def test_every_preset_validates_and_resolves(name):
 
 def test_convbert_layouts():
     """the ConvBERT paper: attention heads n_h/γ of head dim d/n_h, as many conv heads, kernel 9."""
-    for name, (h, a, d, g, e) in {"convbert-small": (256, 2, 64, 1, 128),
-                                  "convbert-medium-small": (384, 4, 48, 2, 128),
-                                  "convbert-base": (768, 6, 64, 1, None)}.items():
+    for name, (h, a, d, g, e) in {
+        "convbert-small": (256, 2, 64, 1, 128),
+        "convbert-medium-small": (384, 4, 48, 2, 128),
+        "convbert-base": (768, 6, 64, 1, None),
+    }.items():
         spec = presets.get(name)
         att, ffn = spec.layers[0].attention, spec.layers[0].ffn
         assert (spec.hidden, att.heads, att.conv_heads, att.qk_dim, att.v_dim) == (h, a, a, d, d)

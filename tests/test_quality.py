@@ -68,19 +68,23 @@ def test_the_gate_fails_at_a_constant_level_too_far_behind_the_teacher_or_behind
     assert "22.50 points behind the teacher" in v.reasons[1] and "quality.max_drop = 5" in v.reasons[1]
     found = entry("f", "finalist", 0.80)
     assert verdict(found, [found], max_drop=1.0).reasons == [
-        "dev accuracy is 2.00 points behind the teacher's (more than quality.max_drop = 1)"]
+        "dev accuracy is 2.00 points behind the teacher's (more than quality.max_drop = 1)"
+    ]
     slow = entry("u", "baseline", 0.81, source="uniform", violations=["latency 9.00 ms > 5 ms"])
     v = verdict(found, [found, slow])
     assert v.reasons == ["dev accuracy is 1.00 points behind the uniform baseline"]
     assert "not eligible (latency 9.00 ms > 5 ms)" in v.baseline
 
 
-@pytest.mark.parametrize("train_size, epochs, expected", [
-    (10_248, 1.0, 1.0),   # 321 steps of 32: already past 300, unchanged
-    (5_749, 1.0, 2.0),    # 180 steps an epoch: two epochs
-    (3_668, 1.0, 3.0),    # 115 steps an epoch: three
-    (3_668, 4.0, 4.0),    # more epochs than needed: unchanged
-])
+@pytest.mark.parametrize(
+    "train_size, epochs, expected",
+    [
+        (10_248, 1.0, 1.0),  # 321 steps of 32: already past 300, unchanged
+        (5_749, 1.0, 2.0),  # 180 steps an epoch: two epochs
+        (3_668, 1.0, 3.0),  # 115 steps an epoch: three
+        (3_668, 4.0, 4.0),  # more epochs than needed: unchanged
+    ],
+)
 def test_a_small_task_s_teacher_gets_whole_extra_epochs_with_early_stopping(train_size, epochs, expected):
     config = fitted_schedule(TrainConfig(epochs=epochs, batch_size=32), train_size, min_steps=300, patience=1)
     assert config.epochs == expected

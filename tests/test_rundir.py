@@ -12,8 +12,21 @@ import pytest
 
 from bertsmith.errors import ConfigError
 from bertsmith.report import rebuild_report
-from bertsmith.rundir import (DONE, FRONT, PAGE, RESULTS, STAGES, TRIALS, ExportOutputs, FinalistsOutputs, SearchOutputs,
-                              TeacherOutputs, Trial, read_outputs, read_trials)
+from bertsmith.rundir import (
+    DONE,
+    FRONT,
+    PAGE,
+    RESULTS,
+    STAGES,
+    TRIALS,
+    ExportOutputs,
+    FinalistsOutputs,
+    SearchOutputs,
+    TeacherOutputs,
+    Trial,
+    read_outputs,
+    read_trials,
+)
 
 RUN = Path(__file__).resolve().parent / "fixtures" / "run-0.1.0"
 MODELS = {"teacher": TeacherOutputs, "search": SearchOutputs, "finalists": FinalistsOutputs, "export": ExportOutputs}
@@ -44,8 +57,9 @@ def test_a_report_rebuilt_from_a_run_of_bertsmith_0_1_0_is_the_one_it_wrote(tmp_
     results = rebuild_report(run)
     before = json.loads((RUN / RESULTS).read_text(encoding="utf-8"))
     changing = {"versions", "config"}  # the installed packages; the run config's keys as this version has them
-    assert {k: v for k, v in results.items() if k not in changing} == {k: v for k, v in before.items()
-                                                                       if k not in changing}
+    assert {k: v for k, v in results.items() if k not in changing} == {
+        k: v for k, v in before.items() if k not in changing
+    }
     assert (run / FRONT).read_text(encoding="utf-8") == (RUN / FRONT).read_text(encoding="utf-8")
     page = (run / PAGE).read_text(encoding="utf-8")
     assert all(f"<td>{t['trial']}</td>" in page and t["summary"] in page for t in results["search"]["trials"])
@@ -66,10 +80,13 @@ def test_trials_are_read_typed_evaluated_ones_only(tmp_path):
     (tmp_path / "search" / TRIALS).write_text(
         "trial,state,feasible,f1,params,flops,latency,violations,duplicate_of,summary,error\n"
         "0,COMPLETE,True,0.5,100,2000,1.5,,,small,\n"
-        "1,COMPLETE,False,0.75,900,inf,,\"params 900 > 500\",,large,\n"
+        '1,COMPLETE,False,0.75,900,inf,,"params 900 > 500",,large,\n'
         "2,COMPLETE,True,0.5,100,2000,inf,,0,small,\n"  # a repeat of trial 0
-        "3,COMPLETE,False,,900,9000,2.0,\"params 900 > 500\",,large,\n"  # over the budget: not evaluated
-        "4,FAIL,,,,,,,,,RuntimeError\n", encoding="utf-8")
+        '3,COMPLETE,False,,900,9000,2.0,"params 900 > 500",,large,\n'  # over the budget: not evaluated
+        "4,FAIL,,,,,,,,,RuntimeError\n",
+        encoding="utf-8",
+    )
     assert read_trials(tmp_path, "f1") == [
         Trial(trial=0, value=0.5, feasible=True, params=100.0, flops=2000.0, latency_ms=1.5, summary="small"),
-        Trial(trial=1, value=0.75, feasible=False, params=900.0, flops=None, latency_ms=None, summary="large")]
+        Trial(trial=1, value=0.75, feasible=False, params=900.0, flops=None, latency_ms=None, summary="large"),
+    ]

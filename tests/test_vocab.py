@@ -19,17 +19,21 @@ def _texts(task_file, split: str) -> list[str]:
     return [line.split(",")[0] for line in (task_file.parent / f"{split}.csv").read_text().splitlines()[1:]]
 
 
-def test_the_pruned_export_tokenizes_and_scores_the_corpus_exactly_as_before(teacher_dir, task_file, tmp_path,
-                                                                              monkeypatch, capsys):
+def test_the_pruned_export_tokenizes_and_scores_the_corpus_exactly_as_before(
+    teacher_dir, task_file, tmp_path, monkeypatch, capsys
+):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(_texts(task_file, "train")) + "\nan entirely unrelated sentence\n")
-    code, out, err = run(monkeypatch, capsys, "export", str(teacher_dir), str(tmp_path / "out"),
-                         "--prune-vocab", str(corpus))
+    code, out, err = run(
+        monkeypatch, capsys, "export", str(teacher_dir), str(tmp_path / "out"), "--prune-vocab", str(corpus)
+    )
     assert code == 0, err
-    full_tokenizer, pruned_tokenizer = AutoTokenizer.from_pretrained(teacher_dir), AutoTokenizer.from_pretrained(
-        tmp_path / "out")
+    full_tokenizer, pruned_tokenizer = (
+        AutoTokenizer.from_pretrained(teacher_dir),
+        AutoTokenizer.from_pretrained(tmp_path / "out"),
+    )
     kept = len(pruned_tokenizer)
     assert f"kept {kept:,} of {len(full_tokenizer):,} word pieces" in out and kept < len(full_tokenizer) // 2
     full = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
@@ -67,12 +71,16 @@ def test_the_tokenizer_config_s_added_tokens_are_renumbered(teacher_dir, tmp_pat
     for f in teacher_dir.iterdir():
         (tmp_path / "src" / f.name).write_bytes(f.read_bytes())
     config = json.loads((tmp_path / "src" / "tokenizer_config.json").read_text())
-    config["added_tokens_decoder"] = {"100": {"content": "[UNK]", "special": True}, "101": {"content": "[CLS]",
-                                                                                           "special": True}}
+    config["added_tokens_decoder"] = {
+        "100": {"content": "[UNK]", "special": True},
+        "101": {"content": "[CLS]", "special": True},
+    }
     (tmp_path / "src" / "tokenizer_config.json").write_text(json.dumps(config))
     imported = import_checkpoint(tmp_path / "src")
     keep = kept_ids(tmp_path / "src", [("good", None)])
     prune_vocab(imported, tmp_path / "src", keep, tmp_path / "out")
     decoder = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())["added_tokens_decoder"]
-    assert decoder == {str(keep.index(100)): {"content": "[UNK]", "special": True},
-                       str(keep.index(101)): {"content": "[CLS]", "special": True}}
+    assert decoder == {
+        str(keep.index(100)): {"content": "[UNK]", "special": True},
+        str(keep.index(101)): {"content": "[CLS]", "special": True},
+    }

@@ -29,29 +29,61 @@ from .search.strategies import STRATEGIES
 __all__ = ["TaskContext", "load", "distill", "search", "run"]
 
 
-def load(teacher: str | os.PathLike, task: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
-         max_length: int = 128, cache_dir: str | os.PathLike | None = None) -> TaskContext:
+def load(
+    teacher: str | os.PathLike,
+    task: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    max_length: int = 128,
+    cache_dir: str | os.PathLike | None = None,
+) -> TaskContext:
     """A fine-tuned task teacher (a checkpoint directory, e.g. ``bertsmith teacher``'s output) and a task
     (a built-in name or a task file), with the task's data read from ``data_dir``."""
-    return TaskContext.load(model_directory(teacher), task, max_length=max_length, data_dir=data_dir,
-                            cache_dir=cache_dir)
+    return TaskContext.load(
+        model_directory(teacher), task, max_length=max_length, data_dir=data_dir, cache_dir=cache_dir
+    )
 
 
-def distill(context: TaskContext, arch: ArchSpec | str, out: str | os.PathLike, *,
-            losses: str = "logits,hidden,attention", init_from_teacher: bool = True, train: TrainConfig | None = None,
-            progress: bool = False) -> DistillResult:
+def distill(
+    context: TaskContext,
+    arch: ArchSpec | str,
+    out: str | os.PathLike,
+    *,
+    losses: str = "logits,hidden,attention",
+    init_from_teacher: bool = True,
+    train: TrainConfig | None = None,
+    progress: bool = False,
+) -> DistillResult:
     """Distil a student of shape ``arch`` (an ArchSpec, a preset name or a spec file) from the context's
     teacher into ``out`` (``out/model``: a Hugging Face directory), as ``bertsmith distill`` does."""
     spec = arch if isinstance(arch, ArchSpec) else resolve_arch(str(arch))
-    return distill_on_task(spec, context.directory, context.task, losses=LossConfig.from_terms(losses),
-                           config=train or TrainConfig(), run_dir=out, data_dir=context.data_dir,
-                           init_from_teacher=init_from_teacher, max_length=context.max_length,
-                           cache_dir=context.cache_dir, progress=progress, context=context)
+    return distill_on_task(
+        spec,
+        context.directory,
+        context.task,
+        losses=LossConfig.from_terms(losses),
+        config=train or TrainConfig(),
+        run_dir=out,
+        data_dir=context.data_dir,
+        init_from_teacher=init_from_teacher,
+        max_length=context.max_length,
+        cache_dir=context.cache_dir,
+        progress=progress,
+        context=context,
+    )
 
 
-def search(context: TaskContext, out: str | os.PathLike, *, space: str | os.PathLike | None = None,
-           strategy: str = "nsga2", budget: str | None = None, trials: int = 50, progress: bool = False,
-           **settings: Any) -> SearchResult:
+def search(
+    context: TaskContext,
+    out: str | os.PathLike,
+    *,
+    space: str | os.PathLike | None = None,
+    strategy: str = "nsga2",
+    budget: str | None = None,
+    trials: int = 50,
+    progress: bool = False,
+    **settings: Any,
+) -> SearchResult:
     """Search architectures for the context's task into ``out``, as ``bertsmith search`` does; ``settings``
     are the other fields of ``bertsmith.search.job.SearchSettings`` (e.g. ``evaluator``, ``objectives``,
     ``options`` for the strategy's own). Without a ``space``, a strategy that needs one searches the space
@@ -62,17 +94,39 @@ def search(context: TaskContext, out: str | os.PathLike, *, space: str | os.Path
         if not space.is_file():
             writable_dir(space.parent)
             atomic_write_text(space, default_space(context.spec))
-    s = SearchSettings(space=Path(space) if space is not None else None, teacher=context.directory,
-                       task=context.source, run_dir=Path(out), strategy=strategy, budget=budget, trials=trials,
-                       data_dir=context.data_dir, max_length=context.max_length, cache_dir=context.cache_dir,
-                       progress=progress, **settings)
+    s = SearchSettings(
+        space=Path(space) if space is not None else None,
+        teacher=context.directory,
+        task=context.source,
+        run_dir=Path(out),
+        strategy=strategy,
+        budget=budget,
+        trials=trials,
+        data_dir=context.data_dir,
+        max_length=context.max_length,
+        cache_dir=context.cache_dir,
+        progress=progress,
+        **settings,
+    )
     return run_search_job(s, context)
 
 
-def run(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, force: bool = False,
-        cache_dir: str | os.PathLike | None = None, progress: bool = False) -> RunResult:
+def run(
+    config: RunConfig | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    force: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> RunResult:
     """``bertsmith run``: every stage of the main job for a run config (a ``RunConfig`` or a YAML file),
     in the run directory ``out``; the run loads its teacher once and passes it down itself."""
     config = config if isinstance(config, RunConfig) else load_config(Path(config))
-    return run_pipeline(config, Path(out), force=force, cache_dir=Path(cache_dir) if cache_dir else None,
-                        progress=progress, log=print if progress else lambda _: None)
+    return run_pipeline(
+        config,
+        Path(out),
+        force=force,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        progress=progress,
+        log=print if progress else lambda _: None,
+    )

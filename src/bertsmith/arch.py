@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import (BaseModel, Field, SerializeAsAny, SerializerFunctionWrapHandler, ValidationError, model_serializer,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializeAsAny,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from .errors import SpecError
 from .fields import _SHOWN, Float, Int, PositiveInt, _Frozen, short_repr
@@ -104,23 +111,30 @@ class ArchSpec(_Frozen):
         if not self.layers:
             raise ValueError("layers: an encoder needs at least one layer")
         if self.head_activation not in ACTIVATIONS:
-            raise ValueError(f"head_activation: unknown activation {self.head_activation!r} "
-                             f"(known: {', '.join(ACTIVATIONS)})")
+            raise ValueError(
+                f"head_activation: unknown activation {self.head_activation!r} (known: {', '.join(ACTIVATIONS)})"
+            )
         buckets = self.relative_attention_buckets
         if buckets and (buckets < 4 or buckets % 2):
-            raise ValueError(f"relative_attention_buckets: {buckets}: an even number ≥ 4 (half for each direction, "
-                             "half of those exact), or 0 for none")
+            raise ValueError(
+                f"relative_attention_buckets: {buckets}: an even number ≥ 4 (half for each direction, "
+                "half of those exact), or 0 for none"
+            )
         if buckets:
             other = next((i for i, la in enumerate(self.layers) if la.attention.kind != "mhsa"), None)
             if other is not None:
-                raise ValueError(f"relative_attention_buckets: a relative position bias needs mhsa attention "
-                                 f"(layers[{other}] is {self.layers[other].attention.kind!r})")
+                raise ValueError(
+                    f"relative_attention_buckets: a relative position bias needs mhsa attention "
+                    f"(layers[{other}] is {self.layers[other].attention.kind!r})"
+                )
         if self.embeddings.size is not None and self.embeddings.size > self.hidden and self.embeddings.trigram:
             raise ValueError(f"embeddings.size ({self.embeddings.size}) > hidden ({self.hidden}) with trigram")
         for i, layer in enumerate(self.layers):
             att, ffn = layer.attention, layer.ffn
-            for where, problem in (("attention", att.module.problem(att, self.hidden)),
-                                   ("ffn", ffn.module.problem(ffn, self.hidden))):
+            for where, problem in (
+                ("attention", att.module.problem(att, self.hidden)),
+                ("ffn", ffn.module.problem(ffn, self.hidden)),
+            ):
                 if problem:
                     raise ValueError(f"layers[{i}].{where}.{problem}")
         return self
@@ -150,14 +164,16 @@ class ArchSpec(_Frozen):
         A kind's options (``conv_kernel`` and ``head_ratio``; ``groups``, ``expression`` and ``stack``) go to
         the kinds that have them; another kind refuses one set away from its default."""
         att = {"kind": attention, "heads": heads} | _options(
-            ATTENTION.get(attention), {"conv_kernel": (conv_kernel, 9), "head_ratio": (head_ratio, 2)})
+            ATTENTION.get(attention), {"conv_kernel": (conv_kernel, 9), "head_ratio": (head_ratio, 2)}
+        )
         total = ATTENTION[attention].model_construct(**att).all_heads if attention in ATTENTION else heads
         default_dim = hidden // total if hidden % total == 0 else None
         if (qk_dim or v_dim or default_dim) is None:
             raise SpecError(f"heads: {heads} heads do not divide hidden ({hidden}); pass qk_dim and v_dim")
         att |= {"qk_dim": qk_dim or default_dim, "v_dim": v_dim or default_dim}
         f = {"kind": ffn_kind, "size": ffn, "activation": activation} | _options(
-            FFN.get(ffn_kind), {"groups": (groups, 1), "expression": (expression, None), "stack": (stack, 1)})
+            FFN.get(ffn_kind), {"groups": (groups, 1), "expression": (expression, None), "stack": (stack, 1)}
+        )
         return cls.build(hidden=hidden, layers=[{"attention": att, "ffn": f}] * layers, **kwargs)
 
     @classmethod
@@ -173,8 +189,11 @@ class ArchSpec(_Frozen):
         """What every architecture searched or built from this (teacher's) spec keeps of it besides the
         embeddings: the pooler, the classifier's activation and the relative position bias (fields of
         the same names in ArchSpec and SearchSpace)."""
-        return {"pooler": self.pooler, "head_activation": self.head_activation,
-                "relative_attention_buckets": self.relative_attention_buckets}
+        return {
+            "pooler": self.pooler,
+            "head_activation": self.head_activation,
+            "relative_attention_buckets": self.relative_attention_buckets,
+        }
 
     # ---- properties -----------------------------------------------------------------------
     @property
@@ -189,8 +208,10 @@ class ArchSpec(_Frozen):
     def summary(self) -> str:
         """One line, e.g. ``L6 h384 e384 | mhsa a12 k32 v32 | dense f1536``."""
         emb = self.embeddings.size or self.hidden
-        parts = [f"L{self.num_layers} h{self.hidden} e{emb}{'(trigram)' if self.embeddings.trigram else ''}"
-                 + (f" rel{self.relative_attention_buckets}" if self.relative_attention_buckets else "")]
+        parts = [
+            f"L{self.num_layers} h{self.hidden} e{emb}{'(trigram)' if self.embeddings.trigram else ''}"
+            + (f" rel{self.relative_attention_buckets}" if self.relative_attention_buckets else "")
+        ]
         if self.is_uniform:
             parts.append(_layer_summary(self.layers[0]))
         else:
@@ -305,8 +326,9 @@ def parse_yaml(text: str, source: str, error: type[Exception]) -> Any:
     except (ValueError, TypeError, OverflowError, IndexError, KeyError, AttributeError) as exc:
         raise error(f"{source}: unreadable YAML ({one_line(str(exc)) or type(exc).__name__})") from None
     if size > MAX_YAML_VALUES:
-        raise error(f"{source}: unreadable YAML (its aliases expand to {size:,} values, over the limit of "
-                    f"{MAX_YAML_VALUES:,})")
+        raise error(
+            f"{source}: unreadable YAML (its aliases expand to {size:,} values, over the limit of {MAX_YAML_VALUES:,})"
+        )
     return data
 
 
@@ -324,7 +346,7 @@ def _plain(value: Any) -> Any:
 def one_line(text: str) -> str:
     """``text`` with its whitespace runs (newlines included) made single spaces, cut when long."""
     text = " ".join(text.split())
-    return text if len(text) <= 2 * _SHOWN else text[:2 * _SHOWN] + "..."
+    return text if len(text) <= 2 * _SHOWN else text[: 2 * _SHOWN] + "..."
 
 
 def error_location(err: dict[str, Any]) -> str:
@@ -341,8 +363,9 @@ def _one_line(exc: ValidationError) -> str:
     loc = error_location(err)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     if err["type"] == "missing":
-        unknown = [error_location(e) for e in errors
-                   if e["type"] == "extra_forbidden" and e["loc"][:-1] == err["loc"][:-1]]
+        unknown = [
+            error_location(e) for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == err["loc"][:-1]
+        ]
         return f"{loc}: missing" + (f" (unknown key {unknown[0]!r} given: misspelled?)" if unknown else more)
     if err["type"] == "extra_forbidden":
         return f"{loc}: unknown key{more}"
@@ -355,8 +378,11 @@ def _one_line(exc: ValidationError) -> str:
 def _options(kind: type | None, options: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
     """Of ``options`` (name → (value, default)), those that are fields of ``kind`` and those set away from
     their default (for the kind to refuse). ``kind`` None: an unknown kind, refused by name when built."""
-    return {name: value for name, (value, default) in options.items()
-            if (kind is not None and name in kind.own_fields()) or value != default}
+    return {
+        name: value
+        for name, (value, default) in options.items()
+        if (kind is not None and name in kind.own_fields()) or value != default
+    }
 
 
 def _layer_summary(layer: LayerSpec) -> str:

@@ -18,13 +18,23 @@ BASELINES = ("uniform", "layers")
 
 def scaled(spec: ArchSpec, factor: float) -> ArchSpec:
     """Every dimension of every layer and the hidden size times ``factor``, rounded, at least 1."""
+
     def s(n: int) -> int:
         return max(1, round(n * factor))
 
-    layers = [{"attention": la.attention.model_copy(update={"heads": s(la.attention.heads),
-                                                            "qk_dim": s(la.attention.qk_dim),
-                                                            "v_dim": s(la.attention.v_dim)}),
-               "ffn": la.ffn.model_copy(update={"size": s(la.ffn.size)})} for la in spec.layers]
+    layers = [
+        {
+            "attention": la.attention.model_copy(
+                update={
+                    "heads": s(la.attention.heads),
+                    "qk_dim": s(la.attention.qk_dim),
+                    "v_dim": s(la.attention.v_dim),
+                }
+            ),
+            "ffn": la.ffn.model_copy(update={"size": s(la.ffn.size)}),
+        }
+        for la in spec.layers
+    ]
     return spec.replace(hidden=s(spec.hidden), layers=layers)
 
 
@@ -68,8 +78,10 @@ def build(name: str, teacher: ArchSpec, budget: "Budget") -> ArchSpec:
         factor = uniform_factor(teacher, cost, 1.0)
         heads = min(la.attention.heads for la in teacher.layers)
         if factor == 0.0 or round(heads * factor) < 1:
-            raise ValueError(f"the budget is so small that shrinking the teacher uniformly leaves no attention head "
-                             f"(scale {factor:.3f} of {heads} heads)")
+            raise ValueError(
+                f"the budget is so small that shrinking the teacher uniformly leaves no attention head "
+                f"(scale {factor:.3f} of {heads} heads)"
+            )
         return scaled(teacher, factor)
     if name == "layers":
         spec = layers_within(teacher, cost, 1.0)

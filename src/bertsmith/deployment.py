@@ -18,14 +18,27 @@ from .distill.task import evaluate
 from .hf import import_checkpoint
 from .latency import random_batch, time_calls
 
-ARMS = {"teacher_torch": "teacher, PyTorch fp32", "student_torch": "student, PyTorch fp32",
-        "student_onnx": "student, ONNX Runtime fp32", "student_int8": "student, ONNX Runtime int8"}
+ARMS = {
+    "teacher_torch": "teacher, PyTorch fp32",
+    "student_torch": "student, PyTorch fp32",
+    "student_onnx": "student, ONNX Runtime fp32",
+    "student_int8": "student, ONNX Runtime int8",
+}
 BATCHES = (1, 32)
 FP32_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
 
 
-def assess(directory: Path, teacher: torch.nn.Module, data, torch_metrics: dict[str, dict[str, float]], metric: str,
-           *, max_drop: float, seq_len: int, rounds: int = 3) -> dict:
+def assess(
+    directory: Path,
+    teacher: torch.nn.Module,
+    data,
+    torch_metrics: dict[str, dict[str, float]],
+    metric: str,
+    *,
+    max_drop: float,
+    seq_len: int,
+    rounds: int = 3,
+) -> dict:
     """The export in ``directory`` (``model.onnx`` and ``model.int8.onnx``) scored on ``data``'s
     labelled dev and test splits by the run's own evaluation code, against the PyTorch model's
     ``torch_metrics``; the recommended file (``recommend``); and the four latencies next to the
@@ -38,14 +51,26 @@ def assess(directory: Path, teacher: torch.nn.Module, data, torch_metrics: dict[
         model = OnnxClassifier(directory / file)
         metrics[name] = {split: evaluate(model, data, split) for split in splits}
     verdict = recommend(metrics["torch"], metrics["int8"], metric, max_drop)
-    latency = measure_latencies(teacher, import_checkpoint(directory).model, directory,
-                                seq_len=seq_len, rounds=rounds)
-    return {**verdict, "metrics": metrics, "latency_ms": latency, "seq_len": seq_len,
-            "threads": torch.get_num_threads(), "rounds": rounds}
+    latency = measure_latencies(teacher, import_checkpoint(directory).model, directory, seq_len=seq_len, rounds=rounds)
+    return {
+        **verdict,
+        "metrics": metrics,
+        "latency_ms": latency,
+        "seq_len": seq_len,
+        "threads": torch.get_num_threads(),
+        "rounds": rounds,
+    }
 
 
-def measure_latencies(teacher: torch.nn.Module, student: torch.nn.Module, directory: Path, *, seq_len: int,
-                      batches: tuple[int, ...] = BATCHES, rounds: int = 3) -> dict[str, dict[str, float]]:
+def measure_latencies(
+    teacher: torch.nn.Module,
+    student: torch.nn.Module,
+    directory: Path,
+    *,
+    seq_len: int,
+    batches: tuple[int, ...] = BATCHES,
+    rounds: int = 3,
+) -> dict[str, dict[str, float]]:
     """Median milliseconds per call of each of ``ARMS`` at each batch size and ``seq_len`` tokens:
     rounds of every arm in turn (so a burst of CPU steal hits them alike), medians over the rounds.
     ONNX Runtime gets as many threads as PyTorch uses."""
@@ -53,14 +78,19 @@ def measure_latencies(teacher: torch.nn.Module, student: torch.nn.Module, direct
 
     threads = torch.get_num_threads()
     vocab = min(m.encoder.spec.embeddings.vocab_size for m in (teacher, student))
-    sessions = {"student_onnx": session(directory / FP32_FILE, threads=threads),
-                "student_int8": session(directory / INT8_FILE, threads=threads)}
+    sessions = {
+        "student_onnx": session(directory / FP32_FILE, threads=threads),
+        "student_int8": session(directory / INT8_FILE, threads=threads),
+    }
     teacher.eval(), student.eval()
     out = {}
     for batch in batches:
         inputs = random_batch(vocab, batch, seq_len)
-        calls = {"teacher_torch": _torch_call(teacher, inputs), "student_torch": _torch_call(student, inputs),
-                 **{name: _onnx_call(s, feed(s, inputs)) for name, s in sessions.items()}}
+        calls = {
+            "teacher_torch": _torch_call(teacher, inputs),
+            "student_torch": _torch_call(student, inputs),
+            **{name: _onnx_call(s, feed(s, inputs)) for name, s in sessions.items()},
+        }
         samples: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(rounds):
             for name, call in calls.items():
@@ -74,6 +104,7 @@ def _torch_call(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Call
     def call() -> object:
         with torch.inference_mode():
             return model(**inputs)
+
     return call
 
 
@@ -81,18 +112,29 @@ def _onnx_call(ort_session, feeds: dict) -> Callable[[], object]:
     return lambda: ort_session.run(None, feeds)
 
 
-def recommend(fp32: dict[str, dict[str, float]], int8: dict[str, dict[str, float]], metric: str,
-              max_drop: float) -> dict:
+def recommend(
+    fp32: dict[str, dict[str, float]], int8: dict[str, dict[str, float]], metric: str, max_drop: float
+) -> dict:
     """Which file to deploy: ``model.int8.onnx`` when it is within ``max_drop`` points of the fp32
     model's ``metric`` on every split, else ``model.onnx``; with the per-split change and the reason."""
     change = {split: 100 * (int8[split][metric] - fp32[split][metric]) for split in fp32 if split in int8}
     worst = min(change, key=change.get)
     if change[worst] >= -max_drop:
-        file, reason = INT8_FILE, (f"int8 is within {max_drop:g} points of fp32 on {metric} "
-                                   f"({', '.join(f'{s} {d:+.2f}' for s, d in change.items())})")
+        file, reason = (
+            INT8_FILE,
+            (
+                f"int8 is within {max_drop:g} points of fp32 on {metric} "
+                f"({', '.join(f'{s} {d:+.2f}' for s, d in change.items())})"
+            ),
+        )
     else:
-        file, reason = FP32_FILE, (f"int8 loses {-change[worst]:.2f} points of {worst} {metric} against fp32, more "
-                                   f"than export.int8_max_drop ({max_drop:g}); deploy the fp32 model.onnx")
+        file, reason = (
+            FP32_FILE,
+            (
+                f"int8 loses {-change[worst]:.2f} points of {worst} {metric} against fp32, more "
+                f"than export.int8_max_drop ({max_drop:g}); deploy the fp32 model.onnx"
+            ),
+        )
     return {"recommended": file, "reason": reason, "change_points": change}
 
 

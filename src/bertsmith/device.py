@@ -31,8 +31,10 @@ def checked(name: str, where: str, advice: str = "") -> torch.device:
     if name not in DEVICES:
         raise ConfigError(f"{where} = {name!r}: expected one of {', '.join(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{where} = 'cuda': this machine has no usable CUDA device (torch {torch.__version__}, "
-                          f"torch.cuda.is_available() is False){advice}")
+        raise ConfigError(
+            f"{where} = 'cuda': this machine has no usable CUDA device (torch {torch.__version__}, "
+            f"torch.cuda.is_available() is False){advice}"
+        )
     return torch.device(name)
 
 

@@ -78,8 +78,10 @@ def shard(indices: Sequence[int]) -> tuple[list[int], float]:
 def refuse(command: str, instead: str) -> None:
     """``ConfigError`` when ``command`` was started with several processes, which it does not use."""
     if world_size() > 1:
-        raise ConfigError(f"{command} runs in one process, not under torchrun or accelerate launch "
-                          f"(WORLD_SIZE={world_size()}): {instead}")
+        raise ConfigError(
+            f"{command} runs in one process, not under torchrun or accelerate launch "
+            f"(WORLD_SIZE={world_size()}): {instead}"
+        )
 
 
 def reduce_mean(value: torch.Tensor) -> torch.Tensor:

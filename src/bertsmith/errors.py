@@ -56,8 +56,9 @@ def differences(before: Any, after: Any, *, limit: int = 3, width: int = 32) -> 
     differ with ``old -> new`` (``(none)`` for a key on one side only), the first ``limit`` in key order,
     each value cut to ``width`` characters (two values that are not mappings: just ``old -> new``); e.g. ``train.lr: 5e-05 -> 0.001, seed: 0 -> 1 (and 2 more)``."""
     changed = _differing(before, after, "")
-    shown = ", ".join(f"{key + ': ' if key else ''}{_short(old, width)} -> {_short(new, width)}"
-                      for key, old, new in changed[:limit])
+    shown = ", ".join(
+        f"{key + ': ' if key else ''}{_short(old, width)} -> {_short(new, width)}" for key, old, new in changed[:limit]
+    )
     return shown + (f" (and {len(changed) - limit} more)" if len(changed) > limit else "")
 
 

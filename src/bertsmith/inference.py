@@ -32,8 +32,14 @@ BACKENDS = ("torch", "onnxruntime")
 OUT_FORMATS = (".jsonl", ".csv")
 DEFAULT_MAX_LENGTH = 128
 # Text columns looked for in a file when none are named: (text, pair) in order of preference.
-TEXT_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("question", "sentence"),
-                ("premise", "hypothesis"), ("text", None), ("sentence", None))
+TEXT_COLUMNS = (
+    ("sentence1", "sentence2"),
+    ("question1", "question2"),
+    ("question", "sentence"),
+    ("premise", "hypothesis"),
+    ("text", None),
+    ("sentence", None),
+)
 
 
 @dataclass
@@ -49,8 +55,13 @@ class Classifier:
     task_type: TaskType
 
 
-def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onnx_file: str = "model.onnx",
-                    max_length: int | None = None) -> Classifier:
+def load_classifier(
+    directory: str | os.PathLike,
+    *,
+    backend: str = "torch",
+    onnx_file: str = "model.onnx",
+    max_length: int | None = None,
+) -> Classifier:
     """The classifier in ``directory`` on ``backend`` (``torch`` or ``onnxruntime`` with ``onnx_file``),
     truncating texts to ``max_length`` tokens (default: 128, or the model's positions when fewer)."""
     directory = Path(directory)
@@ -64,8 +75,10 @@ def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onn
 
         path = directory / onnx_file
         if not path.is_file():
-            raise CheckpointError(f"{path}: no such ONNX file; write it with `bertsmith export {directory} OUT_DIR "
-                                  f"--onnx` (or `--quantize int8` for model.int8.onnx), or use --backend torch")
+            raise CheckpointError(
+                f"{path}: no such ONNX file; write it with `bertsmith export {directory} OUT_DIR "
+                f"--onnx` (or `--quantize int8` for model.int8.onnx), or use --backend torch"
+            )
         model: torch.nn.Module = OnnxClassifier(path)
         spec = None  # the tokenizer files are checked; the ONNX graph's shape is not read back
         num_labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
@@ -73,8 +86,10 @@ def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onn
     else:
         imported = import_checkpoint(directory)
         if not isinstance(imported.model, BertsmithForSequenceClassification):
-            raise CheckpointError(f"{directory}: the model has no sequence-classification head; predict needs a "
-                                  "fine-tuned classifier (the export of `bertsmith run`, `distill` or `teacher`)")
+            raise CheckpointError(
+                f"{directory}: the model has no sequence-classification head; predict needs a "
+                "fine-tuned classifier (the export of `bertsmith run`, `distill` or `teacher`)"
+            )
         model, num_labels = imported.model.eval(), imported.num_labels
         positions, spec = imported.spec.embeddings.max_tokens, imported.spec
     if max_length is None:
@@ -93,14 +108,21 @@ def load_classifier(directory: str | os.PathLike, *, backend: str = "torch", onn
 def predict_batch(clf: Classifier, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict]:
     """One result per text: ``{"label", "score", "scores"}`` (class probabilities), or ``{"score"}``
     for a regression model."""
-    encoded = clf.tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
-                            max_length=clf.max_length, padding=True, return_tensors="pt")
+    encoded = clf.tokenizer(
+        list(texts),
+        list(pairs) if pairs is not None else None,
+        truncation=True,
+        max_length=clf.max_length,
+        padding=True,
+        return_tensors="pt",
+    )
     logits, _ = clf.model(encoded["input_ids"], encoded["attention_mask"], encoded.get("token_type_ids"))
     return clf.task_type.outputs(logits.float(), clf.labels)
 
 
-def file_texts(path: Path, text_column: str | None = None, pair_column: str | None = None
-               ) -> Iterator[tuple[str, str | None]]:
+def file_texts(
+    path: Path, text_column: str | None = None, pair_column: str | None = None
+) -> Iterator[tuple[str, str | None]]:
     """(text, pair) per row of a CSV/TSV/JSONL file, streamed. Without ``text_column`` the first of
     ``TEXT_COLUMNS`` found in the first row is used. The columns are checked here, before any row is yielded."""
     rows = read_rows(path)
@@ -109,8 +131,10 @@ def file_texts(path: Path, text_column: str | None = None, pair_column: str | No
     if text_column is None:
         found = next(((a, b) for a, b in TEXT_COLUMNS if a in columns), None)
         if found is None:
-            raise DataError(f"{path}: no text column found among {columns}; name it with --text-column "
-                            f"(and --pair-column for sentence pairs)")
+            raise DataError(
+                f"{path}: no text column found among {columns}; name it with --text-column "
+                f"(and --pair-column for sentence pairs)"
+            )
         text_column, pair_column = found[0], pair_column or (found[1] if found[1] in columns else None)
     for name in (text_column, pair_column):
         if name is not None and name not in columns:
@@ -129,8 +153,9 @@ def _texts(path: Path, rows: Iterator, text_column: str, pair_column: str | None
         yield values[0], values[1]
 
 
-def write_predictions(clf: Classifier, items: Iterable[tuple[str, str | None]], out: Path | None, *,
-                      batch_size: int = 32, on_batch=None) -> int:
+def write_predictions(
+    clf: Classifier, items: Iterable[tuple[str, str | None]], out: Path | None, *, batch_size: int = 32, on_batch=None
+) -> int:
     """Predict ``items`` in batches and write one result per item to ``out`` (JSONL or CSV by its
     extension; None: JSONL on stdout). Returns the number of rows written."""
     if out is not None and out.suffix.lower() not in OUT_FORMATS:
@@ -139,8 +164,9 @@ def write_predictions(clf: Classifier, items: Iterable[tuple[str, str | None]], 
     try:
         if partial is not None:
             partial.parent.mkdir(parents=True, exist_ok=True)
-        handle = contextlib.nullcontext(sys.stdout) if partial is None else open(partial, "w", encoding="utf-8",
-                                                                                newline="")
+        handle = (
+            contextlib.nullcontext(sys.stdout) if partial is None else open(partial, "w", encoding="utf-8", newline="")
+        )
         with handle as handle:
             writer = _writer(handle, clf, csv_out=out is not None and out.suffix.lower() == ".csv")
             written = 0

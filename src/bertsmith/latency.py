@@ -54,8 +54,15 @@ def random_batch(vocab_size: int, batch: int, seq_len: int, *, seed: int = 0) ->
 
 
 def measure_inference(
-    model: torch.nn.Module, vocab_size: int, *, batch: int, seq_len: int, threads: int | None = None,
-    warmup: int = 3, repeats: int = 20, device: str = "cpu",
+    model: torch.nn.Module,
+    vocab_size: int,
+    *,
+    batch: int,
+    seq_len: int,
+    threads: int | None = None,
+    warmup: int = 3,
+    repeats: int = 20,
+    device: str = "cpu",
 ) -> Timing:
     """Forward latency of ``model`` in eval mode under ``torch.inference_mode`` on ``device`` (``cpu``,
     or ``cuda``: the model is moved there and each call waits for the GPU to finish)."""
@@ -74,8 +81,14 @@ def measure_inference(
 
 
 def measure_onnxruntime(
-    path: str, vocab_size: int, *, batch: int, seq_len: int, threads: int | None = None,
-    warmup: int = 3, repeats: int = 20,
+    path: str,
+    vocab_size: int,
+    *,
+    batch: int,
+    seq_len: int,
+    threads: int | None = None,
+    warmup: int = 3,
+    repeats: int = 20,
 ) -> Timing:
     """Forward latency of an exported ONNX graph under onnxruntime's CPU provider (bertsmith's session
     settings, ``hf.deploy.session``)."""

@@ -24,8 +24,9 @@ STALE_SECONDS = 60.0
 
 
 @contextmanager
-def exclusive(path: Path, *, stale: float = STALE_SECONDS, poll: float = 1.0,
-              waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+def exclusive(
+    path: Path, *, stale: float = STALE_SECONDS, poll: float = 1.0, waiting: Callable[[str], None] | None = None
+) -> Iterator[None]:
     """Hold the lock file ``path`` for the body; ``waiting(owner)`` is called once when another
     process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,10 @@ def features(spec: ArchSpec, batch: int, seq_len: int) -> np.ndarray:
     emb = sum(r.flops for r in rows if r.component == "embeddings")
     heads = sum(layer.attention.all_heads for layer in spec.layers)
     tokens = batch * seq_len
-    return np.array([batch * att, batch * ffn, batch * emb, spec.hidden * tokens * spec.num_layers,
-                     spec.num_layers, heads, 1.0], dtype=np.float64)
+    return np.array(
+        [batch * att, batch * ffn, batch * emb, spec.hidden * tokens * spec.num_layers, spec.num_layers, heads, 1.0],
+        dtype=np.float64,
+    )
 
 
 def mape(predicted: np.ndarray, measured: np.ndarray) -> float:
@@ -52,11 +54,14 @@ class LatencyPredictor:
     device: str = "cpu"
 
     @classmethod
-    def fit(cls, specs: list[ArchSpec], ms: list[float], *, batch: int, seq_len: int, device: str = "cpu"
-            ) -> "LatencyPredictor":
+    def fit(
+        cls, specs: list[ArchSpec], ms: list[float], *, batch: int, seq_len: int, device: str = "cpu"
+    ) -> "LatencyPredictor":
         if len(specs) != len(ms) or len(specs) < len(FEATURES):
-            raise ConfigError(f"latency predictor: need at least {len(FEATURES)} measured architectures "
-                              f"(one latency each), got {len(specs)} and {len(ms)}")
+            raise ConfigError(
+                f"latency predictor: need at least {len(FEATURES)} measured architectures "
+                f"(one latency each), got {len(specs)} and {len(ms)}"
+            )
         x = np.stack([features(s, batch, seq_len) for s in specs])
         scale = np.maximum(x.max(axis=0), 1e-12)  # columns of similar size for a well-conditioned solve
         y = np.asarray(ms, dtype=np.float64)
@@ -73,8 +78,15 @@ class LatencyPredictor:
         return mape(np.array([self.predict(s) for s in specs]), np.asarray(ms, dtype=np.float64))
 
     def to_json(self) -> str:
-        return json.dumps({"features": FEATURES, "weights": self.weights.tolist(), "batch": self.batch,
-                           "seq_len": self.seq_len, "device": self.device})
+        return json.dumps(
+            {
+                "features": FEATURES,
+                "weights": self.weights.tolist(),
+                "batch": self.batch,
+                "seq_len": self.seq_len,
+                "device": self.device,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "LatencyPredictor":

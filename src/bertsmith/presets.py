@@ -66,14 +66,15 @@ def _schubert_h(hidden: int) -> Callable[[], ArchSpec]:
 
 
 for _params, _h in {"77m": 544, "66m": 466, "55m": 390, "43m": 304}.items():
-    preset(f"schubert-{_params}", f"schuBERT-h {_params.upper()} (the schuBERT paper): 12 layers, h={_h}, "
-           "a=12, k=v=64, f=3072")(_schubert_h(_h))
+    preset(
+        f"schubert-{_params}",
+        f"schuBERT-h {_params.upper()} (the schuBERT paper): 12 layers, h={_h}, a=12, k=v=64, f=3072",
+    )(_schubert_h(_h))
 
 
 def _per_layer(hidden: int, heads: list[int], v: list[int], f: list[int]) -> ArchSpec:
     layers = [
-        {"attention": {"heads": a, "qk_dim": 64, "v_dim": vi}, "ffn": {"size": fi}}
-        for a, vi, fi in zip(heads, v, f)
+        {"attention": {"heads": a, "qk_dim": 64, "v_dim": vi}, "ffn": {"size": fi}} for a, vi, fi in zip(heads, v, f)
     ]
     return ArchSpec.build(hidden=hidden, layers=layers)
 
@@ -101,16 +102,30 @@ def _schubert_88m() -> ArchSpec:
 @preset("bort", "Bort as released (the Bort paper): 4 layers, 8 heads, hidden 1024, FFN 768, RoBERTa vocab")
 def _bort() -> ArchSpec:
     return ArchSpec.uniform(
-        layers=4, hidden=1024, heads=8, ffn=768, layer_norm_eps=1e-5, pooler=False,
+        layers=4,
+        hidden=1024,
+        heads=8,
+        ffn=768,
+        layer_norm_eps=1e-5,
+        pooler=False,
         embeddings={"vocab_size": 50265, "max_positions": 514, "type_vocab_size": 1, "pad_token_id": 1},
     )
 
 
 def _convbert(hidden: int, attention_heads: int, head_dim: int, groups: int, emb: int) -> Callable[[], ArchSpec]:
     return lambda: ArchSpec.uniform(
-        layers=12, hidden=hidden, heads=attention_heads, qk_dim=head_dim, v_dim=head_dim, ffn=4 * hidden,
-        attention="mixed", conv_kernel=9, head_ratio=2,
-        ffn_kind="grouped" if groups > 1 else "dense", groups=groups, pooler=False,
+        layers=12,
+        hidden=hidden,
+        heads=attention_heads,
+        qk_dim=head_dim,
+        v_dim=head_dim,
+        ffn=4 * hidden,
+        attention="mixed",
+        conv_kernel=9,
+        head_ratio=2,
+        ffn_kind="grouped" if groups > 1 else "dense",
+        groups=groups,
+        pooler=False,
         embeddings={"size": emb} if emb != hidden else {},
     )
 
@@ -120,9 +135,12 @@ for _name, _args in {
     "convbert-medium-small": (384, 4, 48, 2, 128),
     "convbert-base": (768, 6, 64, 1, 768),
 }.items():
-    preset(_name, f"ConvBERT {_name.removeprefix('convbert-')} (the ConvBERT paper): hidden {_args[0]}, "
-           f"{_args[1]} attention + {_args[1]} conv heads of {_args[2]}, kernel 9, groups {_args[3]}, "
-           f"embedding {_args[4]}")(_convbert(*_args))
+    preset(
+        _name,
+        f"ConvBERT {_name.removeprefix('convbert-')} (the ConvBERT paper): hidden {_args[0]}, "
+        f"{_args[1]} attention + {_args[1]} conv heads of {_args[2]}, kernel 9, groups {_args[3]}, "
+        f"embedding {_args[4]}",
+    )(_convbert(*_args))
 
 EFFICIENTBERT_FFNS = (  # (expression, stack, inner width) per layer, the EfficientBERT paper
     ("tanh(L(gelu(L(x))))", 4, 270),
@@ -134,12 +152,15 @@ EFFICIENTBERT_FFNS = (  # (expression, stack, inner width) per layer, the Effici
 )
 
 
-@preset("efficientbert", "EfficientBERT (as published): 6 layers, h=540, 12 heads, trigram embedding 128, "
-        "searched FFNs")
+@preset(
+    "efficientbert", "EfficientBERT (as published): 6 layers, h=540, 12 heads, trigram embedding 128, searched FFNs"
+)
 def _efficientbert() -> ArchSpec:
     layers = [
-        {"attention": {"heads": 12, "qk_dim": 45, "v_dim": 45},
-         "ffn": {"kind": "searched", "expression": expr, "stack": stack, "size": inner}}
+        {
+            "attention": {"heads": 12, "qk_dim": 45, "v_dim": 45},
+            "ffn": {"kind": "searched", "expression": expr, "stack": stack, "size": inner},
+        }
         for expr, stack, inner in EFFICIENTBERT_FFNS
     ]
     return ArchSpec.build(hidden=540, layers=layers, pooler=False, embeddings={"size": 128, "trigram": True})
@@ -156,10 +177,18 @@ def transplant_efficientbert(backbone: ArchSpec, params: int | None = None) -> A
     published = [EFFICIENTBERT_FFNS[len(EFFICIENTBERT_FFNS) * i // depth] for i in range(depth)]
 
     def build(scale: float) -> ArchSpec:
-        layers = [{"attention": la.attention.model_dump(mode="json"),
-                   "ffn": {"kind": "searched", "expression": expr, "stack": stack,
-                           "size": max(1, round(hidden * inner / 540 * scale))}}
-                  for la, (expr, stack, inner) in zip(backbone.layers, published)]
+        layers = [
+            {
+                "attention": la.attention.model_dump(mode="json"),
+                "ffn": {
+                    "kind": "searched",
+                    "expression": expr,
+                    "stack": stack,
+                    "size": max(1, round(hidden * inner / 540 * scale)),
+                },
+            }
+            for la, (expr, stack, inner) in zip(backbone.layers, published)
+        ]
         return ArchSpec.from_dict({**backbone.to_dict(), "layers": layers})
 
     if params is None:
@@ -171,4 +200,3 @@ def transplant_efficientbert(backbone: ArchSpec, params: int | None = None) -> A
         mid = (low + high) / 2
         low, high = (mid, high) if encoder_params(build(mid)) < params else (low, mid)
     return min((build(low), build(high)), key=lambda spec: abs(encoder_params(spec) - params))
-

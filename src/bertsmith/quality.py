@@ -46,8 +46,9 @@ class Verdict:
         return {"passed": self.passed, "reasons": self.reasons, "baseline": self.baseline}
 
 
-def judge(chosen: dict, entries: list[dict], teacher: dict, constant: dict, metric: str, *, max_drop: float,
-          margin: float) -> Verdict:
+def judge(
+    chosen: dict, entries: list[dict], teacher: dict, constant: dict, metric: str, *, max_drop: float, margin: float
+) -> Verdict:
     """The quality gate on the chosen model (dev decides; test is reported beside it):
     - at the level of a constant predictor on dev;
     - more than ``max_drop`` points behind the teacher on dev;
@@ -57,32 +58,44 @@ def judge(chosen: dict, entries: list[dict], teacher: dict, constant: dict, metr
     dev = chosen["metrics"]["dev"][metric]
     level = constant.get("dev", {}).get(metric)
     if level is not None and at_constant_level(dev, level, margin):
-        verdict.reasons.append(f"dev {metric} {100 * dev:.2f} is at the level of a constant predictor "
-                               f"({100 * level:.2f}, which answers the same for every input)")
+        verdict.reasons.append(
+            f"dev {metric} {100 * dev:.2f} is at the level of a constant predictor "
+            f"({100 * level:.2f}, which answers the same for every input)"
+        )
     drop = 100 * (teacher["metrics"]["dev"][metric] - dev)
     if drop > max_drop:
-        verdict.reasons.append(f"dev {metric} is {drop:.2f} points behind the teacher's (more than quality.max_drop = "
-                               f"{max_drop:g})")
+        verdict.reasons.append(
+            f"dev {metric} is {drop:.2f} points behind the teacher's (more than quality.max_drop = {max_drop:g})"
+        )
     uniform = next((e for e in entries if e.get("source") == "uniform"), None)
     search = [e for e in entries if e["kind"] == "finalist"]
     if uniform is not None:
         u = uniform["metrics"]["dev"][metric]
         if uniform["name"] == chosen["name"]:
             best = max(search, key=lambda e: e["metrics"]["dev"][metric], default=None)
-            gap = "" if best is None else f" by {100 * (u - best['metrics']['dev'][metric]):.2f} points on dev " \
-                                          f"({_test_gap(uniform, best, metric)})"
+            gap = (
+                ""
+                if best is None
+                else f" by {100 * (u - best['metrics']['dev'][metric]):.2f} points on dev "
+                f"({_test_gap(uniform, best, metric)})"
+            )
             verdict.baseline = f"the search did not beat the uniform baseline: it is the chosen model{gap}"
         else:
             gap = 100 * (dev - u)
             if abs(gap) < 1e-9:  # a tie on dev: the cheaper model was chosen
-                verdict.baseline = (f"the search's model tied the uniform baseline on dev "
-                                    f"({_test_gap(chosen, uniform, metric)})")
+                verdict.baseline = (
+                    f"the search's model tied the uniform baseline on dev ({_test_gap(chosen, uniform, metric)})"
+                )
             elif gap > 0:
-                verdict.baseline = (f"the search's model beat the uniform baseline by {gap:.2f} points on dev "
-                                    f"({_test_gap(chosen, uniform, metric)})")
+                verdict.baseline = (
+                    f"the search's model beat the uniform baseline by {gap:.2f} points on dev "
+                    f"({_test_gap(chosen, uniform, metric)})"
+                )
             else:
-                verdict.baseline = (f"the uniform baseline scored {-gap:.2f} points above the chosen model on dev but "
-                                    f"is not eligible ({'; '.join(uniform.get('violations', [])) or 'over budget'})")
+                verdict.baseline = (
+                    f"the uniform baseline scored {-gap:.2f} points above the chosen model on dev but "
+                    f"is not eligible ({'; '.join(uniform.get('violations', [])) or 'over budget'})"
+                )
                 verdict.reasons.append(f"dev {metric} is {-gap:.2f} points behind the uniform baseline")
     return verdict
 

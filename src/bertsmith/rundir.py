@@ -224,10 +224,16 @@ class Stage:
     def finish(self, outputs: Out, seconds: float, peak: PeakMemory) -> Out:
         """Mark the stage complete: its key, time, peak resident memory (GiB, sampled; None where unknown)
         and peak GPU memory (GiB, None without a GPU), outputs."""
-        memory = {name: None if gb is None else round(gb, 3)
-                  for name, gb in (("peak_rss_gb", peak.gb), ("peak_gpu_gb", peak.gpu_gb))}
-        atomic_write_text(self.dir / DONE, json.dumps({"key": self.key, "seconds": seconds, **memory,
-                                                       "outputs": outputs.dump()}, indent=1, default=str))
+        memory = {
+            name: None if gb is None else round(gb, 3)
+            for name, gb in (("peak_rss_gb", peak.gb), ("peak_gpu_gb", peak.gpu_gb))
+        }
+        atomic_write_text(
+            self.dir / DONE,
+            json.dumps(
+                {"key": self.key, "seconds": seconds, **memory, "outputs": outputs.dump()}, indent=1, default=str
+            ),
+        )
         return outputs
 
 
@@ -236,13 +242,17 @@ def read_outputs(run_dir: Path, name: str, model: type[Out]) -> Out:
     the run when it is not."""
     path = run_dir / name / DONE
     if not path.is_file():
-        raise ConfigError(f"{run_dir}: the {name} stage is not complete ({path} is missing); finish the run with "
-                          f"`bertsmith run {run_dir / CONFIG} --out {run_dir}`")
+        raise ConfigError(
+            f"{run_dir}: the {name} stage is not complete ({path} is missing); finish the run with "
+            f"`bertsmith run {run_dir / CONFIG} --out {run_dir}`"
+        )
     try:
         return model.model_validate(json.loads(path.read_text(encoding="utf-8"))["outputs"])
     except (ValueError, KeyError) as e:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(f"{path}: not the outputs of a {name} stage ({str(e).splitlines()[0]}); rerun the stage "
-                          f"with `bertsmith run {run_dir / CONFIG} --out {run_dir}`") from None
+        raise ConfigError(
+            f"{path}: not the outputs of a {name} stage ({str(e).splitlines()[0]}); rerun the stage "
+            f"with `bertsmith run {run_dir / CONFIG} --out {run_dir}`"
+        ) from None
 
 
 def read_timings(run_dir: Path) -> dict[str, float]:
@@ -254,7 +264,16 @@ def read_timings(run_dir: Path) -> dict[str, float]:
 def read_trials(run_dir: Path, metric: str) -> list[Trial]:
     """The search's evaluated architectures (complete, feasible or not, not repeats) from its trials.csv."""
     with (run_dir / "search" / TRIALS).open(encoding="utf-8", newline="") as f:
-        return [Trial(trial=row["trial"], value=row[metric], feasible=row["feasible"], params=row["params"],
-                      flops=row["flops"], latency_ms=row["latency"], summary=row["summary"])
-                for row in csv.DictReader(f)
-                if row["state"] == "COMPLETE" and not row["duplicate_of"] and row[metric] != ""]
+        return [
+            Trial(
+                trial=row["trial"],
+                value=row[metric],
+                feasible=row["feasible"],
+                params=row["params"],
+                flops=row["flops"],
+                latency_ms=row["latency"],
+                summary=row["summary"],
+            )
+            for row in csv.DictReader(f)
+            if row["state"] == "COMPLETE" and not row["duplicate_of"] and row[metric] != ""
+        ]

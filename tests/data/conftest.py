@@ -25,45 +25,73 @@ GLUE_FILES: dict[str, dict[str, list[str]]] = {
         "test.tsv": ["index\tsentence", "0\tuneasy mishmash of styles ."],
     },
     "MRPC": {  # a byte-order mark before the header, unbalanced double quotes in the sentences
-        "train.tsv": ["\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String",
-                      '1\t702876\t702977\tHe said "the witness, of course.\t"The witness" said so.',
-                      "0\t2108705\t2108831\tYucaipa owned it.\tYucaipa bought it."],
+        "train.tsv": [
+            "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+            '1\t702876\t702977\tHe said "the witness, of course.\t"The witness" said so.',
+            "0\t2108705\t2108831\tYucaipa owned it.\tYucaipa bought it.",
+        ],
         "dev.tsv": ["\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String", '1\t1\t2\t"Open quote.\tNo quote.'],
-        "test.tsv": ["index\t#1 ID\t#2 ID\t#1 String\t#2 String", "0\t1089874\t1089925\tPCCW will report.\tThey report."],
+        "test.tsv": [
+            "index\t#1 ID\t#2 ID\t#1 String\t#2 String",
+            "0\t1089874\t1089925\tPCCW will report.\tThey report.",
+        ],
     },
     "STS-B": {
-        "train.tsv": ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
-                      "0\tmain-captions\tMSRvid\t2012test\t1\tnone\tnone\tA plane takes off.\tAn air plane takes off.\t5.000",
-                      "1\tmain-captions\tMSRvid\t2012test\t4\tnone\tnone\tA man plays.\tA woman sings.\t0.500"],
-        "dev.tsv": ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
-                    "0\tmain-captions\tMSRvid\t2012test\t0\tnone\tnone\tA man.\tA man!\t4.25"],
-        "test.tsv": ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2",
-                     "0\tmain-captions\tMSRvid\t2012test\t24\tnone\tnone\tA girl.\tA boy."],
+        "train.tsv": [
+            "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
+            "0\tmain-captions\tMSRvid\t2012test\t1\tnone\tnone\tA plane takes off.\tAn air plane takes off.\t5.000",
+            "1\tmain-captions\tMSRvid\t2012test\t4\tnone\tnone\tA man plays.\tA woman sings.\t0.500",
+        ],
+        "dev.tsv": [
+            "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
+            "0\tmain-captions\tMSRvid\t2012test\t0\tnone\tnone\tA man.\tA man!\t4.25",
+        ],
+        "test.tsv": [
+            "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2",
+            "0\tmain-captions\tMSRvid\t2012test\t24\tnone\tnone\tA girl.\tA boy.",
+        ],
     },
     "QQP": {
-        "train.tsv": ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "1\t3\t4\tHow?\tWhy?\t0",
-                      "2\t5\t6\tWhat is it?\tWhat's it?\t1"],
+        "train.tsv": [
+            "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
+            "1\t3\t4\tHow?\tWhy?\t0",
+            "2\t5\t6\tWhat is it?\tWhat's it?\t1",
+        ],
         "dev.tsv": ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "7\t8\t9\tWho?\tWho is it?\t1"],
         "test.tsv": ["id\tquestion1\tquestion2", "0\tWhen?\tWhere?"],
     },
     "MNLI": {
-        "train.tsv": ["index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
-                      "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label",
-                      f"0\t1\t1n\tgov\t{MNLI_PARSES}\tIt rains.\tIt is dry.\tcontradiction\tcontradiction",
-                      f"1\t2\t2e\tgov\t{MNLI_PARSES}\tIt rains.\tIt is wet.\tentailment\tentailment"],
-        **{f"dev_{kind}.tsv": ["index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
-                               "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\t"
-                               "label4\tlabel5\tgold_label",
-                               f"0\t1\t1n\tgov\t{MNLI_PARSES}\tA cat.\tAn animal.\tneutral\tneutral\tneutral\t"
-                               "neutral\tneutral\tneutral"]
-           for kind in ("matched", "mismatched")},
-        **{f"test_{kind}.tsv": ["index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
-                                "sentence1_parse\tsentence2_parse\tsentence1\tsentence2",
-                                f"0\t1\t1n\tgov\t{MNLI_PARSES}\tA dog.\tA pet."]
-           for kind in ("matched", "mismatched")},
+        "train.tsv": [
+            "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
+            "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label",
+            f"0\t1\t1n\tgov\t{MNLI_PARSES}\tIt rains.\tIt is dry.\tcontradiction\tcontradiction",
+            f"1\t2\t2e\tgov\t{MNLI_PARSES}\tIt rains.\tIt is wet.\tentailment\tentailment",
+        ],
+        **{
+            f"dev_{kind}.tsv": [
+                "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
+                "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\t"
+                "label4\tlabel5\tgold_label",
+                f"0\t1\t1n\tgov\t{MNLI_PARSES}\tA cat.\tAn animal.\tneutral\tneutral\tneutral\t"
+                "neutral\tneutral\tneutral",
+            ]
+            for kind in ("matched", "mismatched")
+        },
+        **{
+            f"test_{kind}.tsv": [
+                "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
+                "sentence1_parse\tsentence2_parse\tsentence1\tsentence2",
+                f"0\t1\t1n\tgov\t{MNLI_PARSES}\tA dog.\tA pet.",
+            ]
+            for kind in ("matched", "mismatched")
+        },
     },
     "QNLI": {
-        "train.tsv": ["index\tquestion\tsentence\tlabel", "0\tWhat?\tThis.\tentailment", "1\tWho?\tNo one.\tnot_entailment"],
+        "train.tsv": [
+            "index\tquestion\tsentence\tlabel",
+            "0\tWhat?\tThis.\tentailment",
+            "1\tWho?\tNo one.\tnot_entailment",
+        ],
         "dev.tsv": ["index\tquestion\tsentence\tlabel", "0\tWhere?\tHere.\tentailment"],
         "test.tsv": ["index\tquestion\tsentence", "0\tWhen?\tNow."],
     },

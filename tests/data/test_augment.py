@@ -20,8 +20,13 @@ def encoded(n: int = 200, seed: int = 0) -> Encoded:
         ids += [CLS, *a, SEP, *b, SEP]
         types += [0] * (len(a) + 2) + [1] * (len(b) + 1)
         offsets.append(len(ids))
-    return Encoded(np.array(ids, dtype=np.int64), np.array(types, dtype=np.int64), np.array(offsets, dtype=np.int64),
-                   rng.integers(0, 2, n), key="k")
+    return Encoded(
+        np.array(ids, dtype=np.int64),
+        np.array(types, dtype=np.int64),
+        np.array(offsets, dtype=np.int64),
+        rng.integers(0, 2, n),
+        key="k",
+    )
 
 
 def test_copies_keep_shapes_labels_and_special_tokens():

@@ -107,8 +107,14 @@ def test_tsv_files_read_back_the_rows_written(table, ending, encoding):
     assert got == want
 
 
-JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-                        CELL, st.lists(st.integers(), max_size=3))
+JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    CELL,
+    st.lists(st.integers(), max_size=3),
+)
 
 
 @given(st.lists(st.dictionaries(CELL, JSON_VALUES, max_size=4), max_size=5), ENDINGS, ENCODINGS, st.booleans())
@@ -123,16 +129,49 @@ def test_jsonl_files_read_back_the_records_written(records, ending, encoding, as
 
 
 # token soups: quotes, delimiters, line breaks, NUL and byte-order marks among words and JSON pieces
-SOUP = st.lists(st.sampled_from(['a', 'é', ',', '\t', '"', "'", '\n', '\r', '\r\n', ' ', '{', '}', '[', ']', ':', '1',
-                                 '\x00', '\ufeff', '\x85', '\u2028', '"a"', '{"a": 1}', 'label', 'text']),
-                max_size=40).map("".join)
+SOUP = st.lists(
+    st.sampled_from(
+        [
+            "a",
+            "é",
+            ",",
+            "\t",
+            '"',
+            "'",
+            "\n",
+            "\r",
+            "\r\n",
+            " ",
+            "{",
+            "}",
+            "[",
+            "]",
+            ":",
+            "1",
+            "\x00",
+            "\ufeff",
+            "\x85",
+            "\u2028",
+            '"a"',
+            '{"a": 1}',
+            "label",
+            "text",
+        ]
+    ),
+    max_size=40,
+).map("".join)
 NAMES = st.sampled_from(["t.csv", "t.tsv", "t.jsonl", "t.csv.gz", "t.jsonl.gz"])
 
 
-@given(st.one_of(st.tuples(SOUP, ENCODINGS).map(lambda t: t[0].encode(t[1], errors="replace")), st.binary(max_size=80),
-                 st.tuples(st.sampled_from([b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"]), st.binary(max_size=40))
-                 .map(b"".join)),
-       NAMES, st.booleans())
+@given(
+    st.one_of(
+        st.tuples(SOUP, ENCODINGS).map(lambda t: t[0].encode(t[1], errors="replace")),
+        st.binary(max_size=80),
+        st.tuples(st.sampled_from([b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"]), st.binary(max_size=40)).map(b"".join),
+    ),
+    NAMES,
+    st.booleans(),
+)
 def test_any_content_gives_rows_or_one_line(data, name, corrupt):
     with tempfile.TemporaryDirectory() as folder:
         path = write(folder, name, data)
@@ -141,21 +180,47 @@ def test_any_content_gives_rows_or_one_line(data, name, corrupt):
         rows = parse(path, lambda: list(read_rows(path)))
         columns = parse(path, lambda: list(read_rows(path, fieldnames=["a", "b"]))) if "sv" in name else None
     for result in (rows, columns):
-        assert result is None or all(isinstance(n, int) and all(isinstance(v, str) for v in r.values())
-                                     for n, r in result)
+        assert result is None or all(
+            isinstance(n, int) and all(isinstance(v, str) for v in r.values()) for n, r in result
+        )
 
 
 # ---- task YAML files ------------------------------------------------------------------------------
-VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 3), st.floats(), st.text(max_size=8),
-                   st.sampled_from(["train.csv", "dev.tsv", "test.jsonl", "nope.csv", "data.txt", ".", "..", "/",
-                                    "classification", "regression", "label", "text", "accuracy", "pearson", "f1"]),
-                   st.lists(st.sampled_from(["text", "label", "a", "b", "accuracy", "spearmanr", "bleu", 1, None]),
-                            max_size=3),
-                   st.dictionaries(st.sampled_from(["train", "dev", "test", "x"]),
-                                   st.sampled_from(["train.csv", "dev.tsv", "test.jsonl", "nope.csv", "", 3]),
-                                   max_size=3))
-KEYS = st.sampled_from(["name", "files", "hub", "config", "text_columns", "label_column", "type", "labels", "metrics",
-                        "colour"])
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 3),
+    st.floats(),
+    st.text(max_size=8),
+    st.sampled_from(
+        [
+            "train.csv",
+            "dev.tsv",
+            "test.jsonl",
+            "nope.csv",
+            "data.txt",
+            ".",
+            "..",
+            "/",
+            "classification",
+            "regression",
+            "label",
+            "text",
+            "accuracy",
+            "pearson",
+            "f1",
+        ]
+    ),
+    st.lists(st.sampled_from(["text", "label", "a", "b", "accuracy", "spearmanr", "bleu", 1, None]), max_size=3),
+    st.dictionaries(
+        st.sampled_from(["train", "dev", "test", "x"]),
+        st.sampled_from(["train.csv", "dev.tsv", "test.jsonl", "nope.csv", "", 3]),
+        max_size=3,
+    ),
+)
+KEYS = st.sampled_from(
+    ["name", "files", "hub", "config", "text_columns", "label_column", "type", "labels", "metrics", "colour"]
+)
 VALID = {"name": "t", "files": {"train": "train.csv", "dev": "dev.tsv"}, "text_columns": ["text"]}
 
 
@@ -167,8 +232,9 @@ def test_task_files_give_a_task_or_one_line(changes, start_valid, train):
         (Path(folder) / "dev.tsv").write_text("text\tlabel\na\t0\n", encoding="utf-8")
         path = write(folder, "task.yaml", yaml.safe_dump(data).encode())
         task = parse(Path(folder), lambda: load_task_file(path))  # the task file or its train file
-    assert task is None or isinstance(task, Task) and task.text_columns and (task.labels is None or
-                                                                               len(task.labels) >= 2)
+    assert (
+        task is None or isinstance(task, Task) and task.text_columns and (task.labels is None or len(task.labels) >= 2)
+    )
 
 
 # raw text: any characters, control characters included (the YAML reader's multi-line error about them,

@@ -20,7 +20,9 @@ def logits(classes: list[int], num_labels: int = 2) -> np.ndarray:
 
 
 def test_classification_metrics_by_hand():
-    assert compute_metrics(get_task("mrpc"), logits(PREDICTED), LABELS) == pytest.approx({"f1": 2 / 3, "accuracy": 3 / 5})
+    assert compute_metrics(get_task("mrpc"), logits(PREDICTED), LABELS) == pytest.approx(
+        {"f1": 2 / 3, "accuracy": 3 / 5}
+    )
     mcc = (2 * 1 - 1 * 1) / math.sqrt(3 * 3 * 2 * 2)
     assert compute_metrics(get_task("cola"), logits(PREDICTED), LABELS) == pytest.approx({"matthews_corrcoef": mcc})
     assert compute_metrics(get_task("cola"), PREDICTED, LABELS)["matthews_corrcoef"] == pytest.approx(mcc)  # classes

@@ -53,8 +53,11 @@ def write_stars_task(folder: Path) -> Path:
             lines.append(f"{' '.join(words)},{stars}")
         (folder / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     path = folder / "task.yaml"
-    path.write_text("name: stars\nfiles: {train: train.csv, dev: dev.csv, test: test.csv}\n"
-                    "text_columns: [text]\nlabel_column: stars\ntype: ordinal\n", encoding="utf-8")
+    path.write_text(
+        "name: stars\nfiles: {train: train.csv, dev: dev.csv, test: test.csv}\n"
+        "text_columns: [text]\nlabel_column: stars\ntype: ordinal\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -68,14 +71,27 @@ def test_a_registered_type_reads_scores_and_distils_its_task(ordinal, tmp_path, 
     assert constant_levels(task, np.array([0, 1, 1, 2]))["within_one"] == 1.0  # "2 stars" is never two away
 
     cache = tmp_path / "cache"
-    teacher = finetune_teacher(base_dir, task, config=TrainConfig(steps=36, lr=3e-3, batch_size=16, eval_every=12),
-                               max_length=16, cache_dir=cache, progress=False)
+    teacher = finetune_teacher(
+        base_dir,
+        task,
+        config=TrainConfig(steps=36, lr=3e-3, batch_size=16, eval_every=12),
+        max_length=16,
+        cache_dir=cache,
+        progress=False,
+    )
     assert ordinal.label_losses > 0 and set(teacher.metrics["dev"]) == {"within_one", "accuracy"}
     before = ordinal.label_losses
-    result = distill_on_task(tiny_spec(layers=2, hidden=48), teacher.directory, task,
-                             losses=LossConfig.from_terms("labels,logits"),
-                             config=TrainConfig(steps=36, lr=3e-3, batch_size=16, eval_every=12),
-                             run_dir=tmp_path / "run", max_length=16, cache_dir=cache, progress=False)
+    result = distill_on_task(
+        tiny_spec(layers=2, hidden=48),
+        teacher.directory,
+        task,
+        losses=LossConfig.from_terms("labels,logits"),
+        config=TrainConfig(steps=36, lr=3e-3, batch_size=16, eval_every=12),
+        run_dir=tmp_path / "run",
+        max_length=16,
+        cache_dir=cache,
+        progress=False,
+    )
     assert ordinal.label_losses > before and set(result.metrics["dev"]) == {"within_one", "accuracy"}
     assert result.metrics["dev"]["accuracy"] > 0.5  # three classes: a constant gets about a third
     imported = import_checkpoint(result.model_dir)

@@ -17,7 +17,9 @@ from bertsmith.errors import ConfigError
 
 
 def split(texts: list[tuple[str, ...]], labels=None) -> Split:
-    return Split(texts=texts, labels=labels, source="test", sha256=hashlib.sha256(repr((texts, labels)).encode()).hexdigest())
+    return Split(
+        texts=texts, labels=labels, source="test", sha256=hashlib.sha256(repr((texts, labels)).encode()).hexdigest()
+    )
 
 
 def test_pairs_truncation_and_cache(tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -41,19 +43,29 @@ def test_pairs_truncation_and_cache(tokenizer, tmp_path: Path, monkeypatch: pyte
 
 
 def test_glue_split_and_collate(glue_dir: Path, tokenizer, tmp_path: Path):
-    sts = encode_split(load_split(get_task("stsb"), "train", data_dir=glue_dir), tokenizer, max_length=64, cache_dir=tmp_path)
+    sts = encode_split(
+        load_split(get_task("stsb"), "train", data_dir=glue_dir), tokenizer, max_length=64, cache_dir=tmp_path
+    )
     batch = collate(sts, [1, 0], pad_id=tokenizer.pad_token_id)
     longest = int(sts.lengths.max())
     assert {k: tuple(v.shape) for k, v in batch.items()} == {
-        "input_ids": (2, longest), "attention_mask": (2, longest), "token_type_ids": (2, longest), "labels": (2,)}
+        "input_ids": (2, longest),
+        "attention_mask": (2, longest),
+        "token_type_ids": (2, longest),
+        "labels": (2,),
+    }
     assert batch["labels"].dtype == torch.float32 and batch["labels"].tolist() == [0.5, 5.0]
     assert batch["attention_mask"].sum(1).tolist() == sts.lengths[[1, 0]].tolist()
     short = int(np.argmin(sts.lengths[[1, 0]]))
-    assert (batch["input_ids"][short, sts.lengths[[1, 0]][short]:] == tokenizer.pad_token_id).all()
+    assert (batch["input_ids"][short, sts.lengths[[1, 0]][short] :] == tokenizer.pad_token_id).all()
 
-    test = encode_split(load_split(get_task("sst2"), "test", data_dir=glue_dir), tokenizer, max_length=64, cache_dir=tmp_path)
+    test = encode_split(
+        load_split(get_task("sst2"), "test", data_dir=glue_dir), tokenizer, max_length=64, cache_dir=tmp_path
+    )
     assert test.labels is None and "labels" not in collate(test, [0], pad_id=0)
-    train = encode_split(load_split(get_task("sst2"), "train", data_dir=glue_dir), tokenizer, max_length=64, cache_dir=tmp_path)
+    train = encode_split(
+        load_split(get_task("sst2"), "train", data_dir=glue_dir), tokenizer, max_length=64, cache_dir=tmp_path
+    )
     assert collate(train, np.array([0, 1]), pad_id=0)["labels"].dtype == torch.int64
 
 
@@ -83,7 +95,7 @@ def test_length_grouped_batches_are_deterministic_and_grouped():
     assert first != length_grouped_batches(LENGTHS, 16, seed=4, epoch=1)
     padded = sum(len(b) * LENGTHS[b].max() for b in first)
     random_batches = np.random.default_rng(0).permutation(len(LENGTHS))
-    random_padded = sum(16 * LENGTHS[random_batches[i:i + 16]].max() for i in range(0, len(LENGTHS), 16))
+    random_padded = sum(16 * LENGTHS[random_batches[i : i + 16]].max() for i in range(0, len(LENGTHS), 16))
     assert padded < 0.6 * random_padded
     ordered = length_grouped_batches(LENGTHS, 16, seed=0, epoch=0, shuffle=False)
     flat = [i for b in ordered for i in b]

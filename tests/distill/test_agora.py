@@ -84,8 +84,11 @@ def _marked_task(folder):
             lines.append(f"{' '.join(words)},{label}")
         (folder / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     task = folder / "task.yaml"
-    task.write_text("name: tiny-marked\nfiles: {train: train.csv, dev: dev.csv, test: test.csv}\n"
-                    "text_columns: [text]\nlabel_column: label\n", encoding="utf-8")
+    task.write_text(
+        "name: tiny-marked\nfiles: {train: train.csv, dev: dev.csv, test: test.csv}\n"
+        "text_columns: [text]\nlabel_column: label\n",
+        encoding="utf-8",
+    )
     return task
 
 
@@ -95,15 +98,29 @@ def test_the_reported_split_never_reaches_agora_training(monkeypatch, tmp_path, 
     seen, real = [], agora_module.train_on_task
 
     def spy(objective, data, **kwargs):
-        seen.append((set(data.splits), np.unique(data.splits["train"].input_ids),
-                     np.unique(data.splits["validation"].input_ids)))
+        seen.append(
+            (
+                set(data.splits),
+                np.unique(data.splits["train"].input_ids),
+                np.unique(data.splits["validation"].input_ids),
+            )
+        )
         return real(objective, data, **kwargs)
 
     monkeypatch.setattr(agora_module, "train_on_task", spy)
     config = TrainConfig(steps=4, batch_size=16, lr=3e-3)
-    result = agora_on_task(tiny_spec(layers=1, hidden=24, heads=2), teacher_dir, task, losses=LossConfig(),
-                           config=config, run_dir=tmp_path / "run", max_length=16, cache_dir=cache_dir,
-                           progress=False, copies=2)
+    result = agora_on_task(
+        tiny_spec(layers=1, hidden=24, heads=2),
+        teacher_dir,
+        task,
+        losses=LossConfig(),
+        config=config,
+        run_dir=tmp_path / "run",
+        max_length=16,
+        cache_dir=cache_dir,
+        progress=False,
+        copies=2,
+    )
     summary = json.loads((tmp_path / "run" / "result.json").read_text())
     rounds = summary["rounds"]
     assert len(rounds) >= 2 and rounds[1]["train_size"] > rounds[0]["train_size"]  # points were generated
@@ -117,9 +134,29 @@ def test_the_reported_split_never_reaches_agora_training(monkeypatch, tmp_path, 
 def test_a_rerun_replays_the_recorded_rounds(monkeypatch, capsys, tmp_path, teacher_dir, task_file, cache_dir):
     arch = tmp_path / "arch.json"
     arch.write_text(tiny_spec(layers=1, hidden=24, heads=2).to_json())
-    args = ("distill", "--agora", "--arch", str(arch), "--teacher", str(teacher_dir), "--task", str(task_file),
-            "--out", str(tmp_path / "run"), "--max-length", "16", "--cache-dir", str(cache_dir), "--steps", "3",
-            "--batch-size", "16", "--agora-copies", "1", "--quiet")
+    args = (
+        "distill",
+        "--agora",
+        "--arch",
+        str(arch),
+        "--teacher",
+        str(teacher_dir),
+        "--task",
+        str(task_file),
+        "--out",
+        str(tmp_path / "run"),
+        "--max-length",
+        "16",
+        "--cache-dir",
+        str(cache_dir),
+        "--steps",
+        "3",
+        "--batch-size",
+        "16",
+        "--agora-copies",
+        "1",
+        "--quiet",
+    )
     code, out, err = run(monkeypatch, capsys, *args)
     assert code == 0, err
     first = json.loads((tmp_path / "run" / "result.json").read_text())
@@ -131,17 +168,39 @@ def test_a_rerun_replays_the_recorded_rounds(monkeypatch, capsys, tmp_path, teac
     assert again_out == out
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--validation-fraction", "0"), "validation fraction = 0.0: expected a number in (0, 1)"),
-    (("--agora-sets", "nope"), "--agora-sets 'nope'"),
-    (("--agora-rate", "2"), "rate = 2.0"),
-    (("--augment", "2"), "--augment and --agora"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--validation-fraction", "0"), "validation fraction = 0.0: expected a number in (0, 1)"),
+        (("--agora-sets", "nope"), "--agora-sets 'nope'"),
+        (("--agora-rate", "2"), "rate = 2.0"),
+        (("--augment", "2"), "--augment and --agora"),
+    ],
+)
 def test_bad_agora_input_exits_2(monkeypatch, capsys, tmp_path, teacher_dir, task_file, cache_dir, extra, message):
     arch = tmp_path / "arch.json"
     arch.write_text(tiny_spec(layers=1, hidden=24, heads=2).to_json())
-    code, _, err = run(monkeypatch, capsys, "distill", "--agora", "--arch", str(arch), "--teacher", str(teacher_dir),
-                       "--task", str(task_file), "--out", str(tmp_path / "run"), "--max-length", "16",
-                       "--cache-dir", str(cache_dir), "--steps", "2", "--quiet", *extra)
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "distill",
+        "--agora",
+        "--arch",
+        str(arch),
+        "--teacher",
+        str(teacher_dir),
+        "--task",
+        str(task_file),
+        "--out",
+        str(tmp_path / "run"),
+        "--max-length",
+        "16",
+        "--cache-dir",
+        str(cache_dir),
+        "--steps",
+        "2",
+        "--quiet",
+        *extra,
+    )
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "result.json").exists()

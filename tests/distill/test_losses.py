@@ -43,7 +43,9 @@ def test_hidden_mse_ignores_padding_and_uses_projection():
     base = L.hidden_mse(s, t, mask, proj)
     ref = F.mse_loss(proj(s), t)
     assert torch.allclose(base, ref, atol=1e-6)
-    padded = L.hidden_mse(_pad(s, 3, 10), _pad(t, 3, 10), torch.cat([mask, torch.zeros(2, 3, dtype=torch.long)], 1), proj)
+    padded = L.hidden_mse(
+        _pad(s, 3, 10), _pad(t, 3, 10), torch.cat([mask, torch.zeros(2, 3, dtype=torch.long)], 1), proj
+    )
     assert torch.allclose(base, padded, atol=1e-6)
 
 
@@ -101,8 +103,10 @@ def test_relation_kl_ignores_padding():
     assert torch.allclose(base, L.relation_kl(_pad(s, 2, 5), _pad(t, 2, 5), 4, padded_mask), atol=1e-5)
 
 
-@pytest.mark.parametrize(("widths", "preferred", "expected"), [([64, 64, 32], 12, 8), ([384, 128], 12, 8),
-                                                                ([384, 384], 12, 12), ([30, 45], 12, 5)])
+@pytest.mark.parametrize(
+    ("widths", "preferred", "expected"),
+    [([64, 64, 32], 12, 8), ([384, 128], 12, 8), ([384, 384], 12, 12), ([30, 45], 12, 5)],
+)
 def test_relation_heads(widths, preferred, expected):
     assert L.relation_heads(widths, preferred) == expected
 
@@ -116,7 +120,9 @@ def test_mlm_distillation_takes_one_softmax_over_masked_positions():
     assert torch.allclose(ce, F.cross_entropy(rows_s, torch.tensor([4, 9])))
     ref = F.kl_div(F.log_softmax(rows_s / 2, -1), F.softmax(rows_t / 2, -1), reduction="batchmean") * 4
     assert torch.allclose(kd, ref, atol=1e-6)
-    double = F.kl_div(F.log_softmax(F.softmax(rows_s / 2, -1), -1), F.softmax(rows_t / 2, -1), reduction="batchmean") * 4
+    double = (
+        F.kl_div(F.log_softmax(F.softmax(rows_s / 2, -1), -1), F.softmax(rows_t / 2, -1), reduction="batchmean") * 4
+    )
     assert not torch.allclose(kd, double, atol=1e-3)  # Bort's MXNet quirk is not reproduced
 
 
@@ -133,7 +139,9 @@ def test_mask_tokens_never_masks_special_tokens():
     assert 0.7 < masked[picked].eq(3).float().mean() < 0.9
 
 
-@pytest.mark.parametrize(("student", "teacher", "expected"), [(4, 12, [3, 6, 9, 12]), (6, 6, [1, 2, 3, 4, 5, 6]),
-                                                              (3, 6, [2, 4, 6]), (2, 3, [2, 3])])
+@pytest.mark.parametrize(
+    ("student", "teacher", "expected"),
+    [(4, 12, [3, 6, 9, 12]), (6, 6, [1, 2, 3, 4, 5, 6]), (3, 6, [2, 4, 6]), (2, 3, [2, 3])],
+)
 def test_default_layer_map(student, teacher, expected):
     assert L.default_layer_map(student, teacher) == expected

@@ -18,15 +18,21 @@ FULL = LossConfig.from_terms("labels,logits,hidden,attention")
 
 def _teacher(heads=4, hidden=64, layers=4):
     torch.manual_seed(1)
-    return BertsmithForSequenceClassification(ArchSpec.uniform(layers=layers, hidden=hidden, heads=heads, ffn=96, **EMB), 3)
+    return BertsmithForSequenceClassification(
+        ArchSpec.uniform(layers=layers, hidden=hidden, heads=heads, ffn=96, **EMB), 3
+    )
 
 
 def _batch(rows=3, length=9):
     g = torch.Generator().manual_seed(0)
     mask = torch.ones(rows, length, dtype=torch.long)
     mask[0, 6:] = 0
-    return {"input_ids": torch.randint(1, 97, (rows, length), generator=g), "attention_mask": mask,
-            "token_type_ids": torch.zeros(rows, length, dtype=torch.long), "labels": torch.tensor([0, 2, 1])[:rows]}
+    return {
+        "input_ids": torch.randint(1, 97, (rows, length), generator=g),
+        "attention_mask": mask,
+        "token_type_ids": torch.zeros(rows, length, dtype=torch.long),
+        "labels": torch.tensor([0, 2, 1])[:rows],
+    }
 
 
 @pytest.mark.parametrize(("attention", "ffn", "per_layer"), KIND_GRID)
@@ -44,14 +50,27 @@ def test_every_kind_distils_and_only_the_student_learns(attention, ffn, per_laye
 
 
 def test_attention_mode_follows_head_counts():
-    same = TaskObjective(BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=4, ffn=64, **EMB), 3),
-                         _teacher(heads=4), FULL, task_type=CLASSIFICATION)
-    other = TaskObjective(BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=2, ffn=64, **EMB), 3),
-                          _teacher(heads=4), FULL, task_type=CLASSIFICATION)
+    same = TaskObjective(
+        BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=4, ffn=64, **EMB), 3),
+        _teacher(heads=4),
+        FULL,
+        task_type=CLASSIFICATION,
+    )
+    other = TaskObjective(
+        BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=2, ffn=64, **EMB), 3),
+        _teacher(heads=4),
+        FULL,
+        task_type=CLASSIFICATION,
+    )
     assert same.intermediate.modes == ["scores", "scores"] and same.intermediate.layer_map == [2, 4]
     assert other.intermediate.modes == ["relation", "relation"]
     with pytest.raises(ConfigError, match="student layer 1 has 2 heads"):
-        TaskObjective(other.student, _teacher(heads=4), LossConfig(attention=1.0, attention_mode="scores"), task_type=CLASSIFICATION)
+        TaskObjective(
+            other.student,
+            _teacher(heads=4),
+            LossConfig(attention=1.0, attention_mode="scores"),
+            task_type=CLASSIFICATION,
+        )
 
 
 def test_captured_qkv_is_the_attention_input():
@@ -68,7 +87,9 @@ def test_captured_qkv_is_the_attention_input():
 
 def test_distillation_loss_falls_when_training_on_a_batch():
     student = BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=2, ffn=64, **EMB), 3)
-    objective = TaskObjective(student, _teacher(), LossConfig.from_terms("logits,hidden,attention"), task_type=CLASSIFICATION)
+    objective = TaskObjective(
+        student, _teacher(), LossConfig.from_terms("logits,hidden,attention"), task_type=CLASSIFICATION
+    )
     optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
     batch, history = _batch(), []
     for _ in range(30):
@@ -82,18 +103,26 @@ def test_distillation_loss_falls_when_training_on_a_batch():
 
 def test_regression_uses_mse_to_teacher_and_labels():
     student = BertsmithForSequenceClassification(ArchSpec.uniform(layers=1, hidden=32, heads=2, ffn=64, **EMB), 1)
-    teacher = BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=2, ffn=64, **EMB), 1).eval()
+    teacher = BertsmithForSequenceClassification(
+        ArchSpec.uniform(layers=2, hidden=32, heads=2, ffn=64, **EMB), 1
+    ).eval()
     batch = _batch() | {"labels": torch.tensor([0.5, 4.0, 2.5])}
     objective = TaskObjective(student, teacher, LossConfig(labels=1.0, logits=1.0), task_type=REGRESSION).eval()
     _, parts = objective(batch)
-    s, t = student(batch["input_ids"], batch["attention_mask"])[0], teacher(batch["input_ids"], batch["attention_mask"])[0]
+    s, t = (
+        student(batch["input_ids"], batch["attention_mask"])[0],
+        teacher(batch["input_ids"], batch["attention_mask"])[0],
+    )
     assert torch.allclose(parts["logits"], torch.nn.functional.mse_loss(s, t))
     assert torch.allclose(parts["labels"], torch.nn.functional.mse_loss(s.squeeze(-1), batch["labels"]))
 
 
 def test_masked_lm_distillation_needs_masked_lm_heads():
     spec = ArchSpec.uniform(layers=2, hidden=32, heads=2, ffn=64, **EMB)
-    student, teacher = BertsmithForMaskedLM(spec), BertsmithForMaskedLM(ArchSpec.uniform(layers=3, hidden=48, heads=4, ffn=64, **EMB))
+    student, teacher = (
+        BertsmithForMaskedLM(spec),
+        BertsmithForMaskedLM(ArchSpec.uniform(layers=3, hidden=48, heads=4, ffn=64, **EMB)),
+    )
     objective = AgnosticObjective(student, teacher, LossConfig(logits=0.0, mlm=1.0, hidden=1.0), mask_id=3)
     batch = _batch()
     special = torch.zeros_like(batch["input_ids"])
@@ -105,14 +134,21 @@ def test_masked_lm_distillation_needs_masked_lm_heads():
         AgnosticObjective(BertsmithModel(spec), teacher, LossConfig(logits=0.0, mlm=1.0), mask_id=3)
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda: LossConfig(logits=0.0), "every loss weight is 0"),
-    (lambda: LossConfig.from_terms("logits,kd"), "losses = 'logits,kd'"),
-    (lambda: TaskObjective(_teacher(), None, LossConfig(), task_type=CLASSIFICATION), "need a teacher"),
-    (lambda: TaskObjective(_teacher(layers=2), _teacher(), LossConfig(hidden=1.0, layer_map=(1, 5)), task_type=CLASSIFICATION),
-     "layer_map = \\[1, 5\\]"),
-    (lambda: AgnosticObjective(_teacher(), _teacher(), LossConfig(logits=1.0)), "no labels or task logits"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: LossConfig(logits=0.0), "every loss weight is 0"),
+        (lambda: LossConfig.from_terms("logits,kd"), "losses = 'logits,kd'"),
+        (lambda: TaskObjective(_teacher(), None, LossConfig(), task_type=CLASSIFICATION), "need a teacher"),
+        (
+            lambda: TaskObjective(
+                _teacher(layers=2), _teacher(), LossConfig(hidden=1.0, layer_map=(1, 5)), task_type=CLASSIFICATION
+            ),
+            "layer_map = \\[1, 5\\]",
+        ),
+        (lambda: AgnosticObjective(_teacher(), _teacher(), LossConfig(logits=1.0)), "no labels or task logits"),
+    ],
+)
 def test_bad_configurations_are_clear_errors(make, message):
     with pytest.raises((ConfigError, ValueError), match=message):
         make()
@@ -127,10 +163,14 @@ def test_losses_are_computed_in_fp32_under_bf16_autocast():
     torch.manual_seed(0)
     teacher = BertsmithForSequenceClassification(presets.get("bert-mini"), 2).eval()
     student = BertsmithForSequenceClassification(presets.get("bert-tiny"), 2)
-    objective = TaskObjective(student, teacher, LossConfig.from_terms("labels,logits,hidden,attention"),
-                              task_type=CLASSIFICATION)
-    batch = {"input_ids": torch.randint(1000, 3000, (4, 16)), "attention_mask": torch.ones(4, 16, dtype=torch.long),
-             "labels": torch.tensor([0, 1, 0, 1])}
+    objective = TaskObjective(
+        student, teacher, LossConfig.from_terms("labels,logits,hidden,attention"), task_type=CLASSIFICATION
+    )
+    batch = {
+        "input_ids": torch.randint(1000, 3000, (4, 16)),
+        "attention_mask": torch.ones(4, 16, dtype=torch.long),
+        "labels": torch.tensor([0, 1, 0, 1]),
+    }
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, parts = objective(batch)
     reference = objective(batch)[1]

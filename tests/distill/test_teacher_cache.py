@@ -28,7 +28,9 @@ def _teacher(seed: int = 1) -> BertsmithForSequenceClassification:
 
 def _student(heads: int) -> BertsmithForSequenceClassification:
     torch.manual_seed(2)  # in eval mode: dropout would make two forwards differ
-    return BertsmithForSequenceClassification(ArchSpec.uniform(layers=2, hidden=32, heads=heads, ffn=64, **EMB), 3).eval()
+    return BertsmithForSequenceClassification(
+        ArchSpec.uniform(layers=2, hidden=32, heads=heads, ffn=64, **EMB), 3
+    ).eval()
 
 
 def _split(n: int = 12, seed: int = 0) -> Encoded:
@@ -86,10 +88,12 @@ def test_the_key_is_the_teacher_the_data_and_the_precision(tmp_path):
     other = _teacher()
     with torch.no_grad():
         other.encoder.layers[1].ffn.up.weight[0, 0] += 1e-3
-    directories = {first,
-                   tc.TeacherCache.open(other, split, root=tmp_path, bf16=False).directory,
-                   tc.TeacherCache.open(teacher, _split(seed=1), root=tmp_path, bf16=False).directory,
-                   tc.TeacherCache.open(teacher, split, root=tmp_path, bf16=True).directory}
+    directories = {
+        first,
+        tc.TeacherCache.open(other, split, root=tmp_path, bf16=False).directory,
+        tc.TeacherCache.open(teacher, _split(seed=1), root=tmp_path, bf16=False).directory,
+        tc.TeacherCache.open(teacher, split, root=tmp_path, bf16=True).directory,
+    }
     assert len(directories) == 4
 
 

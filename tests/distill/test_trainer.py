@@ -32,20 +32,24 @@ IDS, LABELS = _data()
 
 
 def _collate(indices):
-    return {"input_ids": IDS[indices], "attention_mask": torch.ones(len(indices), 12, dtype=torch.long),
-            "labels": LABELS[indices]}
+    return {
+        "input_ids": IDS[indices],
+        "attention_mask": torch.ones(len(indices), 12, dtype=torch.long),
+        "labels": LABELS[indices],
+    }
 
 
 def _batches(epoch):
     order = torch.randperm(N, generator=torch.Generator().manual_seed(epoch)).tolist()
-    return [order[i:i + 16] for i in range(0, N, 16)]
+    return [order[i : i + 16] for i in range(0, N, 16)]
 
 
 def _objective():
     torch.manual_seed(0)
     spec = ArchSpec.uniform(layers=1, hidden=16, heads=2, ffn=32, **EMB)
-    return TaskObjective(BertsmithForSequenceClassification(spec, 2), None, LossConfig(labels=1.0, logits=0.0),
-                         task_type=CLASSIFICATION)
+    return TaskObjective(
+        BertsmithForSequenceClassification(spec, 2), None, LossConfig(labels=1.0, logits=0.0), task_type=CLASSIFICATION
+    )
 
 
 def _accuracy(student):
@@ -55,8 +59,16 @@ def _accuracy(student):
 
 def _trainer(objective, run_dir, evaluate=_accuracy, collate=_collate, **config):
     settings = {"steps": 24, "lr": 1e-2, "eval_every": 6} | config
-    return Trainer(objective, batches=_batches, collate=collate, config=TrainConfig(**settings), run_dir=run_dir,
-                   evaluate=evaluate, metric="accuracy", progress=False)
+    return Trainer(
+        objective,
+        batches=_batches,
+        collate=collate,
+        config=TrainConfig(**settings),
+        run_dir=run_dir,
+        evaluate=evaluate,
+        metric="accuracy",
+        progress=False,
+    )
 
 
 def test_lr_schedule_warms_up_then_decays_linearly():
@@ -87,8 +99,9 @@ def test_training_learns_and_keeps_the_best_model(tmp_path):
 
 def test_early_stopping_after_patience(tmp_path):
     scores = iter([0.5, 0.6, 0.55, 0.58, 0.9])
-    result = _trainer(_objective(), tmp_path, evaluate=lambda _s: {"accuracy": next(scores)}, patience=2,
-                      steps=30).run()
+    result = _trainer(
+        _objective(), tmp_path, evaluate=lambda _s: {"accuracy": next(scores)}, patience=2, steps=30
+    ).run()
     assert result.stopped_early and result.steps == 24 and result.best_step == 12
 
 
@@ -121,10 +134,13 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
     assert result.history == ref_result.history[2:]
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
-    records = [(json.loads(line)["step"], "eval" in line) for line in (tmp_path / "run" / METRICS_LOG).read_text().splitlines()]
+    records = [
+        (json.loads(line)["step"], "eval" in line) for line in (tmp_path / "run" / METRICS_LOG).read_text().splitlines()
+    ]
     assert records == sorted(set(records))  # in order, nothing logged twice
-    evals = [json.loads(line)["step"] for line in (tmp_path / "run" / METRICS_LOG).read_text().splitlines()
-             if "eval" in line]
+    evals = [
+        json.loads(line)["step"] for line in (tmp_path / "run" / METRICS_LOG).read_text().splitlines() if "eval" in line
+    ]
     assert evals == [6, 12, 18, 24]
 
 

@@ -12,13 +12,19 @@ from bertsmith.modeling.elastic import even_layers, slice_weights
 
 EMB = {"vocab_size": 97, "max_positions": 40}
 # plain, factorized (tables and LayerNorm at 16, projected to the hidden size: ELECTRA, ConvBERT) and trigram
-EMBEDDINGS = {"plain": EMB, "factorized": EMB | {"size": 16}, "trigram": EMB | {"size": 16, "trigram": True},
-              "projected-at-h": EMB | {"size": 32}, "trigram-at-h": EMB | {"size": 32, "trigram": True}}
+EMBEDDINGS = {
+    "plain": EMB,
+    "factorized": EMB | {"size": 16},
+    "trigram": EMB | {"size": 16, "trigram": True},
+    "projected-at-h": EMB | {"size": 32},
+    "trigram-at-h": EMB | {"size": 32, "trigram": True},
+}
 
 
 def spec(layers=3, hidden=32, heads=4, qk=8, v=8, ffn=64, emb=EMB, **kw) -> ArchSpec:
-    return ArchSpec.uniform(layers=layers, hidden=hidden, heads=heads, ffn=ffn, qk_dim=qk, v_dim=v,
-                            embeddings=emb, **kw)
+    return ArchSpec.uniform(
+        layers=layers, hidden=hidden, heads=heads, ffn=ffn, qk_dim=qk, v_dim=v, embeddings=emb, **kw
+    )
 
 
 def inputs(seed=0):
@@ -56,7 +62,7 @@ def test_fewer_heads_and_ffn_neurons_equal_the_source_with_those_units_removed(e
     target = sliced(source, s, t)
     with torch.no_grad():  # reference: zero what the slice drops (its contribution to the output)
         for layer in source.layers:
-            layer.attention.out.weight[:, 2 * 8:] = 0
+            layer.attention.out.weight[:, 2 * 8 :] = 0
             layer.ffn.down.weight[:, 40:] = 0
         torch.testing.assert_close(target(*inputs()).last_hidden_state, source(*inputs()).last_hidden_state)
 
@@ -91,17 +97,23 @@ def test_even_layers_end_at_the_last_source_layer():
     assert even_layers(6, 6) == list(range(6))
 
 
-@pytest.mark.parametrize("target,layers,message", [
-    (spec(hidden=48, heads=4, qk=12, v=12), None, "hidden: 48 is larger than the source's 32"),
-    (spec(heads=6), None, "layers[0].attention.heads: 6 is larger than source layer 0's 4"),
-    (spec(ffn=80), None, "layers[0].ffn.size: 80 is larger"),
-    (spec(layers=2), [0, 5], "layers[1]: source layer 5 does not exist"),
-    (spec(layers=2), [0], "layers: 1 source layers given for 2 target layers"),
-    (spec(ffn_kind="grouped", groups=2), None, "layers[0].ffn.kind: slicing supports dense"),
-    (spec(activation="relu"), None, "layers[0].ffn.activation"),
-    (ArchSpec.uniform(layers=3, hidden=32, heads=4, ffn=64, embeddings={"vocab_size": 98, "max_positions": 40}),
-     None, "embeddings: vocab_size"),
-])
+@pytest.mark.parametrize(
+    "target,layers,message",
+    [
+        (spec(hidden=48, heads=4, qk=12, v=12), None, "hidden: 48 is larger than the source's 32"),
+        (spec(heads=6), None, "layers[0].attention.heads: 6 is larger than source layer 0's 4"),
+        (spec(ffn=80), None, "layers[0].ffn.size: 80 is larger"),
+        (spec(layers=2), [0, 5], "layers[1]: source layer 5 does not exist"),
+        (spec(layers=2), [0], "layers: 1 source layers given for 2 target layers"),
+        (spec(ffn_kind="grouped", groups=2), None, "layers[0].ffn.kind: slicing supports dense"),
+        (spec(activation="relu"), None, "layers[0].ffn.activation"),
+        (
+            ArchSpec.uniform(layers=3, hidden=32, heads=4, ffn=64, embeddings={"vocab_size": 98, "max_positions": 40}),
+            None,
+            "embeddings: vocab_size",
+        ),
+    ],
+)
 def test_impossible_slices_name_the_dimension(target, layers, message):
     with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
         slice_weights(source_model(spec()), spec(), BertsmithModel(target), target, layers=layers)
@@ -118,13 +130,28 @@ def labelled_batches(n=3):
     out = []
     for seed in range(n):
         ids, mask = inputs(seed)
-        out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids),
-                    "labels": torch.tensor([seed % 3, (seed + 1) % 3])})
+        out.append(
+            {
+                "input_ids": ids,
+                "attention_mask": mask,
+                "token_type_ids": torch.zeros_like(ids),
+                "labels": torch.tensor([seed % 3, (seed + 1) % 3]),
+            }
+        )
     return out
 
 
-@pytest.mark.parametrize("pooler,emb", [(True, "plain"), (False, "plain"), (False, "factorized"), (True, "trigram"),
-                                        (False, "projected-at-h"), (True, "trigram-at-h")])
+@pytest.mark.parametrize(
+    "pooler,emb",
+    [
+        (True, "plain"),
+        (False, "plain"),
+        (False, "factorized"),
+        (True, "trigram"),
+        (False, "projected-at-h"),
+        (True, "trigram-at-h"),
+    ],
+)
 def test_reordering_keeps_the_function_and_puts_important_units_first(pooler, emb):
     from bertsmith.modeling.elastic import importance, reorder
 
@@ -157,8 +184,10 @@ def test_importance_keeps_no_activation_alive():
 
     model = source_model(spec(), BertsmithForSequenceClassification)
     watched = []
-    hooks = [norm.register_forward_hook(lambda _m, _a, out: watched.append(weakref.ref(out)))
-             for norm in (model.encoder.embeddings.norm, *(layer.ffn.norm for layer in model.encoder.layers))]
+    hooks = [
+        norm.register_forward_hook(lambda _m, _a, out: watched.append(weakref.ref(out)))
+        for norm in (model.encoder.embeddings.norm, *(layer.ffn.norm for layer in model.encoder.layers))
+    ]
     importance(model, labelled_batches())
     for hook in hooks:
         hook.remove()
@@ -193,7 +222,7 @@ def test_selecting_units_removes_exactly_the_dead_ones(cls):
             att.qkv.weight[rows] = 0
             att.qkv.bias[rows] = 0
         att.out.weight[:, [h * v + 5 for h in range(a)]] = 0  # value dim 5 of every head
-        att.out.weight[:, v:2 * v] = 0  # head 1
+        att.out.weight[:, v : 2 * v] = 0  # head 1
         ffn.down.weight[:, [3, 7, 11]] = 0
     out = model(*inputs())
     before = (out[0] if isinstance(out, tuple) else out.last_hidden_state).detach()
@@ -213,8 +242,9 @@ def test_selecting_units_removes_exactly_the_dead_ones(cls):
     out = select_units(model, shuffled)(*inputs())
     # logits are unchanged; the bare encoder's output channels come out in the new order
     expected = before if cls is not BertsmithModel else before[..., shuffled.hidden]
-    torch.testing.assert_close((out[0] if isinstance(out, tuple) else out.last_hidden_state), expected, rtol=1e-4,
-                               atol=1e-5)
+    torch.testing.assert_close(
+        (out[0] if isinstance(out, tuple) else out.last_hidden_state), expected, rtol=1e-4, atol=1e-5
+    )
 
 
 def test_a_narrower_student_of_factorized_embeddings_keeps_the_tables_and_cuts_the_projection():
@@ -235,7 +265,7 @@ def test_a_shared_relative_position_bias_is_sliced_by_leading_heads_and_keeps_he
     assert torch.equal(target.relative.bias.weight, source.relative.bias.weight[:, :2])
     with torch.no_grad():  # exact: the slice is the source with heads 2, 3 and neurons 40+ removed
         for layer in source.layers:
-            layer.attention.out.weight[:, 2 * 8:] = 0
+            layer.attention.out.weight[:, 2 * 8 :] = 0
             layer.ffn.down.weight[:, 40:] = 0
         torch.testing.assert_close(target(*inputs()).last_hidden_state, source(*inputs()).last_hidden_state)
     model = source_model(s, BertsmithForSequenceClassification)

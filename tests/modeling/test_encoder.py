@@ -73,9 +73,12 @@ def test_attention_scores_are_the_pre_softmax_scores():
     ctx = (scores.softmax(-1) @ v).transpose(1, 2).reshape(3, 11, -1)
     expected = att.norm(x + att.out(ctx))
     assert out.attentions[0].shape == (3, att.heads, 11, 11)
-    torch.testing.assert_close(model.layers[0].attention(x, None if mask.all() else
-                                                        (1.0 - mask[:, None, None, :].float()) * -3.4e38)[0],
-                               expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        model.layers[0].attention(x, None if mask.all() else (1.0 - mask[:, None, None, :].float()) * -3.4e38)[0],
+        expected,
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def reference_span_conv(att: MixedAttention, x: torch.Tensor) -> torch.Tensor:
@@ -100,14 +103,24 @@ def reference_span_conv(att: MixedAttention, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("head_ratio,kernel", [(2, 3), (3, 5)])
 def test_mixed_attention_conv_branch_matches_tap_by_tap_reference(head_ratio, kernel):
     torch.manual_seed(0)
-    spec = ArchSpec.uniform(layers=1, hidden=32, heads=2, ffn=64, qk_dim=6, v_dim=5, attention="mixed",
-                            conv_kernel=kernel, head_ratio=head_ratio, embeddings={"vocab_size": 50})
+    spec = ArchSpec.uniform(
+        layers=1,
+        hidden=32,
+        heads=2,
+        ffn=64,
+        qk_dim=6,
+        v_dim=5,
+        attention="mixed",
+        conv_kernel=kernel,
+        head_ratio=head_ratio,
+        embeddings={"vocab_size": 50},
+    )
     att = BertsmithModel(spec).layers[0].attention.eval()
     x = torch.randn(2, 9, 32)
     captured = {}
     att.out.register_forward_pre_hook(lambda m, inp: captured.update(cat=inp[0]))
     att(x, None)
-    conv = captured["cat"][..., att.heads * att.v_dim:]
+    conv = captured["cat"][..., att.heads * att.v_dim :]
     torch.testing.assert_close(conv, reference_span_conv(att, x), atol=1e-5, rtol=1e-5)
 
 
@@ -135,8 +148,9 @@ def test_grouped_linear_is_block_diagonal():
     torch.testing.assert_close(lin(x), x @ w + lin.bias)
 
 
-@pytest.mark.parametrize("embeddings", [{"size": 16}, {"size": 16, "trigram": True}, {"positions": "roberta",
-                                                                                          "pad_token_id": 1}])
+@pytest.mark.parametrize(
+    "embeddings", [{"size": 16}, {"size": 16, "trigram": True}, {"positions": "roberta", "pad_token_id": 1}]
+)
 def test_masked_lm_ties_decoder_to_embeddings(embeddings):
     spec = tiny_spec("mhsa", "dense", False, embeddings=embeddings)
     model = BertsmithForMaskedLM(spec)

@@ -37,14 +37,20 @@ def glu():
 
 
 def glu_spec(bias: bool = True, **fields) -> ArchSpec:
-    layers = [{"attention": {"heads": 2, "qk_dim": 8, "v_dim": 12}, "ffn": {"kind": "glu", "size": 40, "bias": bias}},
-              {"attention": {"kind": "mixed", "heads": 2, "qk_dim": 8, "v_dim": 8, "conv_kernel": 3, "head_ratio": 2},
-               "ffn": {"kind": "glu", "size": 24, "activation": "swish"}}]
+    layers = [
+        {"attention": {"heads": 2, "qk_dim": 8, "v_dim": 12}, "ffn": {"kind": "glu", "size": 40, "bias": bias}},
+        {
+            "attention": {"kind": "mixed", "heads": 2, "qk_dim": 8, "v_dim": 8, "conv_kernel": 3, "head_ratio": 2},
+            "ffn": {"kind": "glu", "size": 24, "activation": "swish"},
+        },
+    ]
     return ArchSpec.build(hidden=32, layers=layers, embeddings=EMB, **fields)
 
 
 def test_an_unregistered_kind_is_unknown():
-    with pytest.raises(SpecError, match=r"layers\[0\].ffn.kind: unknown kind 'glu' \(known: dense, grouped, searched\)"):
+    with pytest.raises(
+        SpecError, match=r"layers\[0\].ffn.kind: unknown kind 'glu' \(known: dense, grouped, searched\)"
+    ):
         glu_spec()
 
 
@@ -53,15 +59,23 @@ def test_the_kind_validates_round_trips_and_is_summarised(glu):
     assert isinstance(spec.layers[0].ffn, GLUSpec)
     assert spec.to_dict()["layers"][0]["ffn"] == {"kind": "glu", "size": 40, "activation": "gelu", "bias": False}
     assert ArchSpec.from_yaml(spec.to_yaml()) == spec == ArchSpec.from_json(spec.to_json())
-    assert spec.summary() == ("L2 h32 e32 | per-layer: mhsa a2 k8 v12 | glu f40 nobias; "
-                              "mixed a2 k8 v8 conv2x3 | glu f24")
+    assert spec.summary() == (
+        "L2 h32 e32 | per-layer: mhsa a2 k8 v12 | glu f40 nobias; mixed a2 k8 v8 conv2x3 | glu f24"
+    )
     assert field_of(spec, "layers.0.ffn.up.weight") == "layers[0].ffn (kind=glu, size=40, bias=False)"
-    for layer, message in (({"groups": 2}, r"layers\[0\].ffn.groups: unknown key"),
-                           ({"activation": "swiglu"}, r"layers\[0\].ffn.activation: unknown activation 'swiglu'"),
-                           ({"bias": 3}, r"layers\[0\].ffn.bias = 3")):
+    for layer, message in (
+        ({"groups": 2}, r"layers\[0\].ffn.groups: unknown key"),
+        ({"activation": "swiglu"}, r"layers\[0\].ffn.activation: unknown activation 'swiglu'"),
+        ({"bias": 3}, r"layers\[0\].ffn.bias = 3"),
+    ):
         with pytest.raises(SpecError, match=message):
-            ArchSpec.build(hidden=32, layers=[{"attention": {"heads": 2, "qk_dim": 8, "v_dim": 8},
-                                               "ffn": {"kind": "glu", "size": 8} | layer}], embeddings=EMB)
+            ArchSpec.build(
+                hidden=32,
+                layers=[
+                    {"attention": {"heads": 2, "qk_dim": 8, "v_dim": 8}, "ffn": {"kind": "glu", "size": 8} | layer}
+                ],
+                embeddings=EMB,
+            )
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -111,22 +125,44 @@ def test_the_kind_exports_to_onnx_matching_pytorch(glu, tmp_path):
         g = torch.Generator().manual_seed(b + t)
         ids = torch.randint(0, spec.embeddings.vocab_size, (b, t), generator=g)
         mask = torch.ones(b, t, dtype=torch.long)
-        mask[0, t // 2 + 1:] = 0
+        mask[0, t // 2 + 1 :] = 0
         types = (torch.arange(t) >= t // 2).long().expand(b, t)
-        assert onnx_max_abs_diff(model, path, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}) <= 1e-4
+        assert (
+            onnx_max_abs_diff(model, path, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}) <= 1e-4
+        )
 
 
 def test_nsga2_searches_a_yaml_space_that_names_the_kind(glu, tmp_path):
     path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump({
-        "depth": [1, 2], "hidden": [16, 32], "per_layer": True, "embeddings": EMB,
-        "layer": {"heads": [1, 2], "qk_dim": [8], "v_dim": [8], "ffn": [16, 48], "ffn_kind": ["dense", "glu"],
-                  "activation": ["gelu", "relu"]},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "depth": [1, 2],
+                "hidden": [16, 32],
+                "per_layer": True,
+                "embeddings": EMB,
+                "layer": {
+                    "heads": [1, 2],
+                    "qk_dim": [8],
+                    "v_dim": [8],
+                    "ffn": [16, 48],
+                    "ffn_kind": ["dense", "glu"],
+                    "activation": ["gelu", "relu"],
+                },
+            }
+        )
+    )
     space = SearchSpace.load(path)
     assert "layer0.ffn_kind" in space.genes() and space.genes()["layer0.ffn_kind"] == ["dense", "glu"]
-    result = run_search(space, FakeEvaluator(), CostModel(space.budget), run_dir=tmp_path / "run", trials=12,
-                        strategy="nsga2", strategy_options={"population_size": 6})
+    result = run_search(
+        space,
+        FakeEvaluator(),
+        CostModel(space.budget),
+        run_dir=tmp_path / "run",
+        trials=12,
+        strategy="nsga2",
+        strategy_options={"population_size": 6},
+    )
     assert result.evaluated == 12 and result.front
     proposed = [space.from_genes(t.params) for t in result.study.trials]
     assert {layer.ffn.kind for spec in proposed for layer in spec.layers} == {"dense", "glu"}

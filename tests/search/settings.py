@@ -12,5 +12,6 @@ FIELDS = {f.name for f in fields(SearchSettings)}
 
 
 def search_settings(**values: Any) -> SearchSettings:
-    return SearchSettings(**{k: v for k, v in values.items() if k in FIELDS},
-                          options={k: v for k, v in values.items() if k not in FIELDS})
+    return SearchSettings(
+        **{k: v for k, v in values.items() if k in FIELDS}, options={k: v for k, v in values.items() if k not in FIELDS}
+    )

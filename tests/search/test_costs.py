@@ -31,8 +31,10 @@ def test_measured_latency_grows_with_the_model():
     one measurement, not all three."""
     space = SearchSpace.from_dict(BASE)
     model = CostModel(Budget(latency="1s", batch=8, seq_len=32), repeats=5)
-    rounds = [(model.costs(space.extreme(False))["latency"], model.costs(space.extreme(True), ("latency",))["latency"])
-              for _ in range(3)]
+    rounds = [
+        (model.costs(space.extreme(False))["latency"], model.costs(space.extreme(True), ("latency",))["latency"])
+        for _ in range(3)
+    ]
     small, large = min(r[0] for r in rounds), min(r[1] for r in rounds)
     assert 0 < small < large
 

@@ -23,10 +23,19 @@ def setup(tmp_path_factory, teacher_dir, task_file, cache_dir):
     sub-network is the (reordered) teacher."""
     task = resolve_task(task_file)
     teacher = load_teacher(teacher_dir, task).eval()
-    data = load_task_data(task, load_tokenizer(teacher_dir, teacher.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir)
-    job = SupernetJob(SearchSpace.from_dict(SPACE), teacher_dir, task, run_dir=tmp_path_factory.mktemp("sn"),
-                      config=TrainConfig(steps=1, lr=1e-9, batch_size=8), max_length=16, cache_dir=cache_dir,
-                      progress=False)
+    data = load_task_data(
+        task, load_tokenizer(teacher_dir, teacher.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir
+    )
+    job = SupernetJob(
+        SearchSpace.from_dict(SPACE),
+        teacher_dir,
+        task,
+        run_dir=tmp_path_factory.mktemp("sn"),
+        config=TrainConfig(steps=1, lr=1e-9, batch_size=8),
+        max_length=16,
+        cache_dir=cache_dir,
+        progress=False,
+    )
     return teacher, data, job
 
 
@@ -43,8 +52,9 @@ def test_slice_of_the_largest_scores_like_the_teacher(setup, tmp_path):
 def test_short_distillation(setup, tmp_path, init):
     teacher, data, job = setup
     spec = job.space.extreme(False)
-    evaluator = DistillEvaluator(teacher, data, teacher_key="t", steps=4, init=init, supernet=job,
-                                 config=TrainConfig(batch_size=16, lr=1e-3))
+    evaluator = DistillEvaluator(
+        teacher, data, teacher_key="t", steps=4, init=init, supernet=job, config=TrainConfig(batch_size=16, lr=1e-3)
+    )
     first = evaluator.evaluate(spec, tmp_path / "a")
     again = evaluator.evaluate(spec, tmp_path / "b")
     assert first.details == {"steps": 4, "init": init}
@@ -59,8 +69,9 @@ def test_starting_points_differ(setup, tmp_path):
     teacher, data, job = setup
     scores = {}
     for init in ("scratch", "supernet"):
-        evaluator = DistillEvaluator(teacher, data, teacher_key="t", steps=1, init=init, supernet=job,
-                                     config=TrainConfig(batch_size=8, lr=1e-9))
+        evaluator = DistillEvaluator(
+            teacher, data, teacher_key="t", steps=1, init=init, supernet=job, config=TrainConfig(batch_size=8, lr=1e-9)
+        )
         scores[init] = evaluator.evaluate(job.space.extreme(True), tmp_path / init).metrics["accuracy"]
     assert scores["supernet"] == pytest.approx(evaluate(teacher, data, "dev")["accuracy"])
     assert scores["supernet"] > scores["scratch"]

@@ -24,8 +24,12 @@ from bertsmith.search.ffn_space import (
 )
 
 PUBLISHED = [  # EfficientBERT's six searched FFNs (the EfficientBERT paper)
-    "tanh(L(gelu(L(x))))", "elu(L(gelu(L(x))))", "sigmoid(L(relu(L(x))))",
-    "L(gelu(L(max(x, tanh(x)))))", "L(relu(mul(L(x), x)))", "leaky_relu(L(gelu(L(x))))",
+    "tanh(L(gelu(L(x))))",
+    "elu(L(gelu(L(x))))",
+    "sigmoid(L(relu(L(x))))",
+    "L(gelu(L(max(x, tanh(x)))))",
+    "L(relu(mul(L(x), x)))",
+    "leaky_relu(L(gelu(L(x))))",
 ]
 
 
@@ -39,10 +43,16 @@ def mutants(seeds: range) -> list[tuple[Node, Node]]:
     return pairs
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("x", 0), ("L(x)", 1), ("L(gelu(L(x)))", 3), ("L(relu(mul(L(x), x)))", 4),
-    ("L(gelu(L(max(x, tanh(x)))))", 5),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("x", 0),
+        ("L(x)", 1),
+        ("L(gelu(L(x)))", 3),
+        ("L(relu(mul(L(x), x)))", 4),
+        ("L(gelu(L(max(x, tanh(x)))))", 5),
+    ],
+)
 def test_height_counts_edges_on_longest_path(text, expected):
     assert height(parse(text)) == expected
 
@@ -53,19 +63,22 @@ def test_published_expressions_and_seed_are_valid(text):
     assert check_text(text) == parse(text)
 
 
-@pytest.mark.parametrize("tree,rule", [
-    (parse("tanh(L(gelu(tanh(L(x)))))"), "nests activations"),
-    (parse("L(L(relu(x)))"), "nests linears"),
-    (parse("L(gelu(L(add(x, x))))"), "identical operands"),
-    (parse("L(gelu(L(max(tanh(x), tanh(x)))))"), "identical operands"),
-    (parse("L(x)"), "exactly two linear maps"),
-    (parse("L(relu(L(L(x))))"), "exactly two linear maps"),
-    # hand-built: parse knows no leaf but x, so a weight terminal w stands in for it
-    (Node("L", (Node("gelu", (Node("L", (Node("w"),)),)),)), "never uses the input x"),
-    (parse("add(L(x), L(x))"), "second L must be applied on top of the first"),
-    (parse("relu(add(L(x), L(x)))"), "second L must be applied on top of the first"),
-    (parse("L(gelu(add(x, tanh(add(x, sigmoid(add(x, relu(L(x)))))))))"), "has height 9"),
-])
+@pytest.mark.parametrize(
+    "tree,rule",
+    [
+        (parse("tanh(L(gelu(tanh(L(x)))))"), "nests activations"),
+        (parse("L(L(relu(x)))"), "nests linears"),
+        (parse("L(gelu(L(add(x, x))))"), "identical operands"),
+        (parse("L(gelu(L(max(tanh(x), tanh(x)))))"), "identical operands"),
+        (parse("L(x)"), "exactly two linear maps"),
+        (parse("L(relu(L(L(x))))"), "exactly two linear maps"),
+        # hand-built: parse knows no leaf but x, so a weight terminal w stands in for it
+        (Node("L", (Node("gelu", (Node("L", (Node("w"),)),)),)), "never uses the input x"),
+        (parse("add(L(x), L(x))"), "second L must be applied on top of the first"),
+        (parse("relu(add(L(x), L(x)))"), "second L must be applied on top of the first"),
+        (parse("L(gelu(add(x, tanh(add(x, sigmoid(add(x, relu(L(x)))))))))"), "has height 9"),
+    ],
+)
 def test_validate_names_expression_and_rule(tree, rule):
     with pytest.raises(ExprError) as info:
         validate(tree)
@@ -92,11 +105,14 @@ def test_too_shallow_is_rejected():
         validate(parse("L(L(x))"))
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("L(gelu(L(x))", "cannot parse"),
-    ("L(foo(L(x)))", "unknown operator"),
-    ("L(gelu(gelu(L(x))))", "nests activations"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("L(gelu(L(x))", "cannot parse"),
+        ("L(foo(L(x)))", "unknown operator"),
+        ("L(gelu(gelu(L(x))))", "nests activations"),
+    ],
+)
 def test_check_text_names_expression(text, fragment):
     with pytest.raises(ExprError) as info:
         check_text(text)
@@ -164,7 +180,7 @@ def test_functional_key_is_stable_and_leaves_global_rng_alone():
 def test_features_encode_known_expression():
     tree = parse("L(relu(mul(L(x), x)))")
     f = features(tree)
-    assert len(f) == len(FEATURES) and FEATURES[:len(OPS)] == tuple(f"count_{op}" for op in OPS)
+    assert len(f) == len(FEATURES) and FEATURES[: len(OPS)] == tuple(f"count_{op}" for op in OPS)
     named = dict(zip(FEATURES, f))
     assert named["count_x"] == 2 and named["count_L"] == 2 and named["count_mul"] == 1
     assert named["count_relu"] == 1

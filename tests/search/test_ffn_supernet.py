@@ -43,9 +43,15 @@ def test_a_dense_ffn_cuts_into_the_first_block_and_later_blocks_add_nothing_at_f
     one = layout_spec(BACKBONE, [LayerFFN("L(gelu(L(x)))", 1, 1)] * 2)
     model = BertsmithForSequenceClassification(one, 2).eval()
     slice_weights(dense, dense_spec, model, one)
-    reference = BertsmithForSequenceClassification(dense_spec.replace(layers=[
-        {"attention": la.attention.model_dump(), "ffn": {"kind": "dense", "size": 24}} for la in dense_spec.layers]),
-        2).eval()
+    reference = BertsmithForSequenceClassification(
+        dense_spec.replace(
+            layers=[
+                {"attention": la.attention.model_dump(), "ffn": {"kind": "dense", "size": 24}}
+                for la in dense_spec.layers
+            ]
+        ),
+        2,
+    ).eval()
     slice_weights(dense, dense_spec, reference, reference.encoder.spec)
     ids = torch.randint(5, 100, (2, 7))
     with torch.no_grad():

@@ -20,12 +20,25 @@ from bertsmith.search.space import MAX_LAYERS, MAX_WIDTH, SearchSpace
 from ..fuzz import EDGE, RAW, near_valid, outcome
 
 TEMPLATE = {
-    "depth": {"min": 1, "max": 3}, "hidden": [32, 48], "embedding_size": [None, 16], "per_layer": True,
-    "layer": {"attention": ["mhsa", "mixed"], "heads": [2, 4], "qk_dim": {"min": 8, "max": 16, "step": 8},
-              "v_dim": [8], "conv_kernel": [3], "head_ratio": [2], "ffn_kind": ["dense", "grouped", "searched"],
-              "ffn": [32, 64], "groups": [2], "expression": ["L(gelu(L(x)))", "L(relu(mul(L(x), x)))"],
-              "activation": ["gelu", "relu"]},
-    "embeddings": {"vocab_size": 97, "max_positions": 40}, "dropout": 0.1,
+    "depth": {"min": 1, "max": 3},
+    "hidden": [32, 48],
+    "embedding_size": [None, 16],
+    "per_layer": True,
+    "layer": {
+        "attention": ["mhsa", "mixed"],
+        "heads": [2, 4],
+        "qk_dim": {"min": 8, "max": 16, "step": 8},
+        "v_dim": [8],
+        "conv_kernel": [3],
+        "head_ratio": [2],
+        "ffn_kind": ["dense", "grouped", "searched"],
+        "ffn": [32, 64],
+        "groups": [2],
+        "expression": ["L(gelu(L(x)))", "L(relu(mul(L(x), x)))"],
+        "activation": ["gelu", "relu"],
+    },
+    "embeddings": {"vocab_size": 97, "max_positions": 40},
+    "dropout": 0.1,
     "budget": {"params": "50K", "latency": "20ms", "seq_len": 16, "batch": 1},
 }
 SPACE_KEYS = ["depth", "hidden", "layer", "layers", "min", "max", "step", "device", "width", "per_layer", "budget"]
@@ -49,20 +62,28 @@ def test_space_dicts(data):
 
 
 # ranges and lists at the bounds: depth and sizes around their limits, big counts, big steps
-bound = st.one_of(st.integers(1, 64), st.sampled_from([0, -1, True, MAX_LAYERS, MAX_LAYERS + 1, MAX_WIDTH,
-                                                        MAX_WIDTH + 1, 100_000, 2_000_000_000, 2**64]))
-plausible = st.one_of(st.lists(st.integers(1, 64), min_size=1, max_size=3),
-                      st.builds(lambda a, b: {"min": min(a, b), "max": max(a, b)}, st.integers(1, 64),
-                                st.integers(1, 64)))
-edgy = st.one_of(st.fixed_dictionaries({"min": bound, "max": bound}, optional={"step": bound}),
-                 st.lists(bound, max_size=4), EDGE)
+bound = st.one_of(
+    st.integers(1, 64),
+    st.sampled_from([0, -1, True, MAX_LAYERS, MAX_LAYERS + 1, MAX_WIDTH, MAX_WIDTH + 1, 100_000, 2_000_000_000, 2**64]),
+)
+plausible = st.one_of(
+    st.lists(st.integers(1, 64), min_size=1, max_size=3),
+    st.builds(lambda a, b: {"min": min(a, b), "max": max(a, b)}, st.integers(1, 64), st.integers(1, 64)),
+)
+edgy = st.one_of(
+    st.fixed_dictionaries({"min": bound, "max": bound}, optional={"step": bound}), st.lists(bound, max_size=4), EDGE
+)
 choices = st.integers(0, 3).flatmap(lambda k: edgy if k == 0 else plausible)  # a quarter at the edges
 
 
 @given(depth=choices, hidden=choices, heads=choices, ffn=choices, per_layer=st.booleans())
 def test_space_bounds(depth, hidden, heads, ffn, per_layer):
-    data = {"depth": depth, "hidden": hidden, "per_layer": per_layer,
-            "layer": {"heads": heads, "qk_dim": [8], "v_dim": [8], "ffn": ffn}}
+    data = {
+        "depth": depth,
+        "hidden": hidden,
+        "per_layer": per_layer,
+        "layer": {"heads": heads, "qk_dim": [8], "v_dim": [8], "ffn": ffn},
+    }
     space = outcome(lambda: SearchSpace.from_dict(data, source="space.yaml"), SpecError)
     if space is not None:
         check_space(space)
@@ -78,8 +99,13 @@ def test_space_files(text):
         check_space(space)
 
 
-@given(st.dictionaries(st.sampled_from(["params", "total_params", "flops", "latency", "device", "seq_len", "batch",
-                                        "watts"]), EDGE, max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from(["params", "total_params", "flops", "latency", "device", "seq_len", "batch", "watts"]),
+        EDGE,
+        max_size=4,
+    )
+)
 def test_budget_dicts(budget):
     space = outcome(lambda: SearchSpace.from_dict({**TEMPLATE, "budget": budget}), SpecError)
     if space is not None:

@@ -33,10 +33,20 @@ from bertsmith.search.strategies import STRATEGIES, Strategy
 
 REPO = Path(__file__).resolve().parents[2]
 # 300 architectures; grouped FFNs with 3 groups only build at hidden 48, so some gene values are unbuildable
-SPACE = {"depth": [1, 2], "hidden": [16, 32, 48],
-         "layer": {"heads": [1, 2], "qk_dim": [8], "v_dim": [8], "ffn": [48, 96], "ffn_kind": ["dense", "grouped"],
-                   "groups": [2, 3]},
-         "per_layer": True, "embeddings": {"vocab_size": 97, "max_positions": 40}}
+SPACE = {
+    "depth": [1, 2],
+    "hidden": [16, 32, 48],
+    "layer": {
+        "heads": [1, 2],
+        "qk_dim": [8],
+        "v_dim": [8],
+        "ffn": [48, 96],
+        "ffn_kind": ["dense", "grouped"],
+        "groups": [2, 3],
+    },
+    "per_layer": True,
+    "embeddings": {"vocab_size": 97, "max_positions": 40},
+}
 BUDGET = Budget(params=8000)  # about half of the space
 
 
@@ -47,8 +57,15 @@ class FakeEvaluator(Evaluator):
 
     name, metric = "fake", "score"
 
-    def __init__(self, log: Path | None = None, *, seconds: float = 0.0, hang_at: int | None = None,
-                 hang: float = 60.0, errors: dict[str, Exception] | None = None):
+    def __init__(
+        self,
+        log: Path | None = None,
+        *,
+        seconds: float = 0.0,
+        hang_at: int | None = None,
+        hang: float = 60.0,
+        errors: dict[str, Exception] | None = None,
+    ):
         self.log, self.seconds, self.hang_at, self.hang, self.errors = log, seconds, hang_at, hang, errors or {}
         self.calls = 0
 
@@ -77,11 +94,26 @@ def space(**changes) -> SearchSpace:
     return SearchSpace.from_dict({**SPACE, **changes})
 
 
-def search(tmp_path: Path, evaluator: Evaluator | None = None, *, space: SearchSpace | None = None,
-           budget: Budget = BUDGET, trials: int = 8, strategy: str = "random", **kwargs):
+def search(
+    tmp_path: Path,
+    evaluator: Evaluator | None = None,
+    *,
+    space: SearchSpace | None = None,
+    budget: Budget = BUDGET,
+    trials: int = 8,
+    strategy: str = "random",
+    **kwargs,
+):
     """``run_search`` in ``tmp_path/run`` with the test space, the fake evaluator and ``BUDGET``."""
-    return run_search(space or SearchSpace.from_dict(SPACE), evaluator or FakeEvaluator(), CostModel(budget),
-                      run_dir=tmp_path / "run", trials=trials, strategy=strategy, **kwargs)
+    return run_search(
+        space or SearchSpace.from_dict(SPACE),
+        evaluator or FakeEvaluator(),
+        CostModel(budget),
+        run_dir=tmp_path / "run",
+        trials=trials,
+        strategy=strategy,
+        **kwargs,
+    )
 
 
 def logged(log: Path) -> list[str]:
@@ -99,8 +131,11 @@ def test_over_budget_proposals_are_recorded_with_their_costs_not_evaluated(tmp_p
         assert t.values == [-math.inf, encoder_params(spec)] and t.user_attrs["costs"]["params"] > 8000
         assert t.user_attrs["violations"] == BUDGET.violations(spec) and max(t.user_attrs["constraints"]) > 0
         assert spec.to_json(indent=None) not in logged(log)
-    evaluated = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["feasible"]
-                 and "duplicate_of" not in t.user_attrs]
+    evaluated = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.user_attrs["feasible"] and "duplicate_of" not in t.user_attrs
+    ]
     assert [t.user_attrs["spec"] for t in evaluated] == [json.loads(line) for line in logged(log)]
     for t in evaluated:
         assert t.values[0] == pytest.approx(score(ArchSpec.from_dict(t.user_attrs["spec"])))
@@ -130,8 +165,9 @@ def listed(monkeypatch):
 def test_duplicates_are_not_evaluated_twice(tmp_path, listed):
     a, b, big = listed
     log = tmp_path / "log"
-    result = search(tmp_path, FakeEvaluator(log), trials=5, strategy="listed",
-                    strategy_options={"specs": [a, b, a, big, big, b]})
+    result = search(
+        tmp_path, FakeEvaluator(log), trials=5, strategy="listed", strategy_options={"specs": [a, b, a, big, big, b]}
+    )
     assert logged(log) == [a.to_json(indent=None), b.to_json(indent=None)]
     assert (result.evaluated, result.infeasible, result.duplicates) == (2, 1, 3)
     assert result.stopped == "the strategy 'listed' made no more proposals"
@@ -155,15 +191,24 @@ def test_evaluator_errors_fail_the_trial_and_the_search_goes_on(tmp_path, listed
     a, b, _ = listed
     c = space().from_genes({"depth": 1, "hidden": 32})
     errors = {a.summary(): FloatingPointError("loss is nan"), b.summary(): SpecError("cannot slice")}
-    result = search(tmp_path, FakeEvaluator(errors=errors), trials=1, strategy="listed",
-                    strategy_options={"specs": [a, b, c]})
+    result = search(
+        tmp_path, FakeEvaluator(errors=errors), trials=1, strategy="listed", strategy_options={"specs": [a, b, c]}
+    )
     assert (result.evaluated, result.failed) == (1, 2)
     assert [t.user_attrs.get("error") for t in result.study.trials] == [
-        "FloatingPointError: loss is nan", "SpecError: cannot slice", None]
+        "FloatingPointError: loss is nan",
+        "SpecError: cannot slice",
+        None,
+    ]
 
     with pytest.raises(RuntimeError, match="bug"):
-        search(tmp_path / "bug", FakeEvaluator(errors={a.summary(): RuntimeError("bug")}), trials=1,
-               strategy="listed", strategy_options={"specs": [a]})
+        search(
+            tmp_path / "bug",
+            FakeEvaluator(errors={a.summary(): RuntimeError("bug")}),
+            trials=1,
+            strategy="listed",
+            strategy_options={"specs": [a]},
+        )
     [trial] = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'bug/run/study.db'}").trials
     assert trial.state == TrialState.FAIL and trial.user_attrs["error"] == "RuntimeError: bug"
 
@@ -187,18 +232,25 @@ def test_time_budget_counts_evaluation_seconds_across_runs(tmp_path):
 def test_no_architecture_fits_the_budget(tmp_path):
     s = space()
     smallest = encoder_params(s.extreme(False))
-    with pytest.raises(ConfigError, match=rf"no architecture in the space fits the budget: the smallest "
-                                          rf"\(L1 h16 .*\) has params {smallest:,} > 1,000"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"no architecture in the space fits the budget: the smallest "
+        rf"\(L1 h16 .*\) has params {smallest:,} > 1,000",
+    ):
         search(tmp_path, space=s, budget=Budget(params=1000))
     assert not (tmp_path / "run").exists()  # no study, no trial
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"objectives": []}, "objectives"), ({"objectives": ["watts"]}, "objectives"),
-    ({"strategy": "annealing"}, "strategy 'annealing': unknown"),
-    ({"strategy": "random", "strategy_options": {"population_size": 4}}, "strategy 'random'"),
-    ({"trials": 0}, "trials"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"objectives": []}, "objectives"),
+        ({"objectives": ["watts"]}, "objectives"),
+        ({"strategy": "annealing"}, "strategy 'annealing': unknown"),
+        ({"strategy": "random", "strategy_options": {"population_size": 4}}, "strategy 'random'"),
+        ({"trials": 0}, "trials"),
+    ],
+)
 def test_bad_options_are_config_errors(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         search(tmp_path, **kwargs)
@@ -230,7 +282,7 @@ def test_a_killed_search_resumes_without_reevaluating(tmp_path):
     interrupted = before[-1]
 
     result = search(tmp_path, FakeEvaluator(log), trials=8)
-    after = logged(log)[len(before):]
+    after = logged(log)[len(before) :]
     assert result.evaluated == 8 and len(after) == 5
     assert not set(after) & set(before[:-1])  # nothing that finished is evaluated again
     assert after[0] == interrupted  # the interrupted architecture is retried first
@@ -254,8 +306,13 @@ def test_evaluator_is_prepared_only_after_the_study_accepts_it(tmp_path):
     assert Preparing.prepared == 1
 
 
-@pytest.mark.parametrize("option,message", [({"worker": -1}, "worker = -1: expected a number ≥ 0"),
-                                            ({"heartbeat": 0}, "heartbeat = 0: expected a whole number")])
+@pytest.mark.parametrize(
+    "option,message",
+    [
+        ({"worker": -1}, "worker = -1: expected a number ≥ 0"),
+        ({"heartbeat": 0}, "heartbeat = 0: expected a whole number"),
+    ],
+)
 def test_bad_worker_settings_are_refused_before_the_study_is_made(tmp_path, option, message):
     with pytest.raises(ConfigError, match=message):
         search(tmp_path, **option)
@@ -304,12 +361,16 @@ def _claim_once_evaluating(url: str, log: Path) -> dict:
 
 def test_a_second_worker_with_the_same_number_is_refused_before_writing(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    first, outcome = _in_thread(search, tmp_path / "a", FakeEvaluator(tmp_path / "log", hang_at=0, hang=3),
-                                storage=url, trials=3)
+    first, outcome = _in_thread(
+        search, tmp_path / "a", FakeEvaluator(tmp_path / "log", hang_at=0, hang=3), storage=url, trials=3
+    )
     _claim_once_evaluating(url, tmp_path / "log")
-    with pytest.raises(ConfigError, match=rf"^worker 0 is already running this study \(process {os.getpid()} on "
-                                          r".*, seen \d+ s ago\): give each worker its own --worker; a worker that "
-                                          r"died frees its number after 60 s$"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^worker 0 is already running this study \(process {os.getpid()} on "
+        r".*, seen \d+ s ago\): give each worker its own --worker; a worker that "
+        r"died frees its number after 60 s$",
+    ):
         search(tmp_path / "b", storage=url, trials=3)
     assert not (tmp_path / "b" / "run").exists()
     other = search(tmp_path / "c", storage=url, trials=3, worker=1)  # another number shares the study
@@ -321,8 +382,9 @@ def test_a_second_worker_with_the_same_number_is_refused_before_writing(tmp_path
 
 def test_a_worker_whose_number_another_took_at_the_same_moment_stops(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    worker, outcome = _in_thread(search, tmp_path, FakeEvaluator(tmp_path / "log", hang_at=0, hang=2), storage=url,
-                                 trials=3, heartbeat=1)
+    worker, outcome = _in_thread(
+        search, tmp_path, FakeEvaluator(tmp_path / "log", hang_at=0, hang=2), storage=url, trials=3, heartbeat=1
+    )
     claim = _claim_once_evaluating(url, tmp_path / "log")
     rival = claim | {"token": "rival", "host": "other-host", "pid": 4242, "seen": time.time() + 60}
     optuna.load_study(study_name="search", storage=url).set_user_attr("worker:0", rival)  # written just after

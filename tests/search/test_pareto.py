@@ -46,26 +46,41 @@ def test_front_equals_the_brute_force_front(costs, seed):
 
 
 def test_identical_points_are_all_kept_and_infeasible_ones_never():
-    points = [point(0, (0.9, 10)), point(1, (0.9, 10)), point(2, (0.8, 10)), point(3, (0.95, 5), feasible=False),
-              point(4, (-math.inf, 1), feasible=False)]
+    points = [
+        point(0, (0.9, 10)),
+        point(1, (0.9, 10)),
+        point(2, (0.8, 10)),
+        point(3, (0.95, 5), feasible=False),
+        point(4, (-math.inf, 1), feasible=False),
+    ]
     assert [p.number for p in pareto_front(points)] == [0, 1]
 
 
 def trial(number: int, values, *, feasible: bool = True, state=TrialState.COMPLETE, **attrs):
     spec = SPEC.replace(hidden=16 + 8 * number) if feasible else SPEC.replace(hidden=256)
-    user_attrs = {"spec": spec.to_dict(), "summary": spec.summary(), "feasible": feasible, "violations": [],
-                  "costs": {"params": values[1], "flops": 2 * values[1]}, "metrics": {"score": values[0], "other": 1},
-                  **attrs}
+    user_attrs = {
+        "spec": spec.to_dict(),
+        "summary": spec.summary(),
+        "feasible": feasible,
+        "violations": [],
+        "costs": {"params": values[1], "flops": 2 * values[1]},
+        "metrics": {"score": values[0], "other": 1},
+        **attrs,
+    }
     t = create_trial(state=state, values=values if state == TrialState.COMPLETE else None, user_attrs=user_attrs)
     t.number = number
     return t
 
 
 def test_result_files(tmp_path):
-    trials = [trial(0, [0.5, 100.0]), trial(1, [0.7, 200.0]), trial(2, [0.6, 300.0]),
-              trial(3, [-math.inf, 50.0], feasible=False, violations=["params 50 > 10"]),
-              trial(4, [0.7, 200.0], duplicate_of=1),
-              trial(5, [0.0, 1.0], state=TrialState.FAIL, error="FloatingPointError")]
+    trials = [
+        trial(0, [0.5, 100.0]),
+        trial(1, [0.7, 200.0]),
+        trial(2, [0.6, 300.0]),
+        trial(3, [-math.inf, 50.0], feasible=False, violations=["params 50 > 10"]),
+        trial(4, [0.7, 200.0], duplicate_of=1),
+        trial(5, [0.0, 1.0], state=TrialState.FAIL, error="FloatingPointError"),
+    ]
     front = write_pareto(tmp_path, trials, "score")
     assert [p.number for p in front] == [0, 1]
 

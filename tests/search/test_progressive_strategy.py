@@ -25,9 +25,23 @@ BACKBONE = ArchSpec.uniform(layers=2, hidden=24, heads=3, ffn=24, embeddings=tin
 
 
 def _settings(teacher_dir, task_file, cache_dir, out, **changes) -> SearchSettings:
-    settings = dict(space=None, teacher=teacher_dir, task=str(task_file), run_dir=out, strategy="progressive",
-                    budget="params=20000", stage_trials="3,3,3", warmup_steps=4, eval_steps=3, init_samples=2,
-                    proposals=8, max_length=16, batch_size=16, cache_dir=cache_dir, progress=False)
+    settings = dict(
+        space=None,
+        teacher=teacher_dir,
+        task=str(task_file),
+        run_dir=out,
+        strategy="progressive",
+        budget="params=20000",
+        stage_trials="3,3,3",
+        warmup_steps=4,
+        eval_steps=3,
+        init_samples=2,
+        proposals=8,
+        max_length=16,
+        batch_size=16,
+        cache_dir=cache_dir,
+        progress=False,
+    )
     return search_settings(**settings | changes)
 
 
@@ -49,8 +63,9 @@ def test_backbone_dense_and_transplant_hit_their_parameter_targets():
 
 def test_the_fitness_model_ranks_children_like_the_results_it_was_fit_on():
     good, bad = "tanh(L(gelu(L(x))))", "L(relu(mul(L(x), x)))"
-    results = [Scored((LayerFFN(good, s, r),), 0.9, 0) for s in (1, 2, 3) for r in (1, 2)] + \
-              [Scored((LayerFFN(bad, s, r),), 0.1, 0) for s in (1, 2, 3) for r in (1, 2)]
+    results = [Scored((LayerFFN(good, s, r),), 0.9, 0) for s in (1, 2, 3) for r in (1, 2)] + [
+        Scored((LayerFFN(bad, s, r),), 0.1, 0) for s in (1, 2, 3) for r in (1, 2)
+    ]
     scores = fitness_model(results, [(LayerFFN(good, 4, 3),), (LayerFFN(bad, 4, 3),)], seed=0)
     assert scores[0] > 0.5 > scores[1]
 
@@ -68,8 +83,10 @@ def test_three_stages_freeze_what_they_should_and_stay_in_the_window(progressed)
     assert [s["stage"] for s in info["stages"]] == [1, 2, 3] and result.evaluated == 9
     lo, hi = info["window"]
     trials = [t for t in result.study.trials if "stage" in t.user_attrs]
-    by_stage = {k: [tuple(LayerFFN(**f) for f in t.user_attrs["layout"]) for t in trials if t.user_attrs["stage"] == k]
-                for k in (1, 2, 3)}
+    by_stage = {
+        k: [tuple(LayerFFN(**f) for f in t.user_attrs["layout"]) for t in trials if t.user_attrs["stage"] == k]
+        for k in (1, 2, 3)
+    }
     for t in trials:
         assert lo <= t.user_attrs["costs"]["params"] <= hi
     best1 = tuple(LayerFFN(**f) for f in info["stages"][0]["best"]["layout"])
@@ -90,8 +107,11 @@ def test_fitness_is_measured_on_a_split_carved_from_train_and_the_files_compare_
     out, result = progressed
     settings = json.loads((out / "search.json").read_text())
     assert settings["init"] == "warm"
-    evaluator = json.loads(result.study.user_attrs["evaluator"]) if isinstance(
-        result.study.user_attrs.get("evaluator"), str) else result.study.user_attrs.get("evaluator")
+    evaluator = (
+        json.loads(result.study.user_attrs["evaluator"])
+        if isinstance(result.study.user_attrs.get("evaluator"), str)
+        else result.study.user_attrs.get("evaluator")
+    )
     assert evaluator["split"] == "validation" and evaluator["init"] == "warm"
     info = json.loads((out / "progressive" / "result.json").read_text())
     best = ArchSpec.load(out / "progressive" / "best.yaml")
@@ -109,15 +129,18 @@ def test_a_rerun_evaluates_nothing_again(progressed, teacher_dir, task_file, cac
     assert again.evaluated == 9 and len(again.study.trials) == len(first.study.trials)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"budget": "params=2000"}, r"even one attention head of the teacher's size \(12\) per layer takes more"),
-    ({"window": 1.0}, r"progressive: window = 1.0: expected a share"),
-    ({"seeds": "L(L(x))"}, r"seeds = 'L\(L\(x\)\)': FFN expression 'L\(L\(x\)\)'"),
-    ({"seeds": "tanh(L(gelu(L(x)))"}, r"seeds = .*: cannot parse FFN expression"),
-    ({"budget": None}, r"needs a parameter budget"),
-    ({"stage_trials": "3,3"}, r"stage_trials = '3,3'"),
-    ({"evaluator": "slice"}, r"--evaluator slice: the progressive strategy"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"budget": "params=2000"}, r"even one attention head of the teacher's size \(12\) per layer takes more"),
+        ({"window": 1.0}, r"progressive: window = 1.0: expected a share"),
+        ({"seeds": "L(L(x))"}, r"seeds = 'L\(L\(x\)\)': FFN expression 'L\(L\(x\)\)'"),
+        ({"seeds": "tanh(L(gelu(L(x)))"}, r"seeds = .*: cannot parse FFN expression"),
+        ({"budget": None}, r"needs a parameter budget"),
+        ({"stage_trials": "3,3"}, r"stage_trials = '3,3'"),
+        ({"evaluator": "slice"}, r"--evaluator slice: the progressive strategy"),
+    ],
+)
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, teacher_dir, task_file, cache_dir, changes, message):
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match=message):
@@ -130,45 +153,112 @@ def test_a_window_that_no_layout_reaches_is_refused_naming_it(tmp_path, teacher_
     backbone.write_text(BACKBONE.to_yaml())
     smallest = encoder_params(layout_spec(BACKBONE, [LayerFFN("L(gelu(L(x)))", 1, 4)] * 2))
     out = tmp_path / "run"
-    with pytest.raises(ConfigError, match=rf"no FFN layout of the backbone \(L2 h24.*\) falls in the window "
-                                          rf"\[{0.9 * (smallest - 1):,.0f}, {smallest - 1:,.0f}\] parameters"):
-        run_search_job(_settings(teacher_dir, task_file, cache_dir, out, backbone=str(backbone),
-                                 budget=f"params={smallest - 1}"))
+    with pytest.raises(
+        ConfigError,
+        match=rf"no FFN layout of the backbone \(L2 h24.*\) falls in the window "
+        rf"\[{0.9 * (smallest - 1):,.0f}, {smallest - 1:,.0f}\] parameters",
+    ):
+        run_search_job(
+            _settings(teacher_dir, task_file, cache_dir, out, backbone=str(backbone), budget=f"params={smallest - 1}")
+        )
     assert not (out / "study.db").exists()
 
 
+CLI = (
+    "search",
+    "--strategy",
+    "progressive",
+    "--max-length",
+    "16",
+    "--eval-steps",
+    "2",
+    "--warmup-steps",
+    "2",
+    "--stage-trials",
+    "2,2,2",
+    "--init-samples",
+    "1",
+    "--proposals",
+    "4",
+    "--quiet",
+)
 
-CLI = ("search", "--strategy", "progressive", "--max-length", "16", "--eval-steps", "2", "--warmup-steps", "2",
-       "--stage-trials", "2,2,2", "--init-samples", "1", "--proposals", "4", "--quiet")
 
-
-def test_cli_prints_the_stages_and_the_best_is_distilled_from_the_teacher(monkeypatch, capsys, tmp_path, teacher_dir,
-                                                                         task_file, cache_dir):
+def test_cli_prints_the_stages_and_the_best_is_distilled_from_the_teacher(
+    monkeypatch, capsys, tmp_path, teacher_dir, task_file, cache_dir
+):
     out = tmp_path / "run"
-    code, printed, err = run(monkeypatch, capsys, *CLI, "--teacher", str(teacher_dir), "--task", str(task_file),
-                             "--out", str(out), "--cache-dir", str(cache_dir), "--budget", "params=20000")
+    code, printed, err = run(
+        monkeypatch,
+        capsys,
+        *CLI,
+        "--teacher",
+        str(teacher_dir),
+        "--task",
+        str(task_file),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache_dir),
+        "--budget",
+        "params=20000",
+    )
     assert code == 0, err
     assert "Progressive FFN search" in printed and "layer 2: " in printed and "efficientbert.yaml" in printed
-    code, printed, err = run(monkeypatch, capsys, "distill", "--arch", str(out / "progressive" / "best.yaml"),
-                             "--teacher", str(teacher_dir), "--task", str(task_file), "--init-from-teacher",
-                             "--steps", "2", "--max-length", "16", "--cache-dir", str(cache_dir),
-                             "--out", str(tmp_path / "final"), "--quiet")
+    code, printed, err = run(
+        monkeypatch,
+        capsys,
+        "distill",
+        "--arch",
+        str(out / "progressive" / "best.yaml"),
+        "--teacher",
+        str(teacher_dir),
+        "--task",
+        str(task_file),
+        "--init-from-teacher",
+        "--steps",
+        "2",
+        "--max-length",
+        "16",
+        "--cache-dir",
+        str(cache_dir),
+        "--out",
+        str(tmp_path / "final"),
+        "--quiet",
+    )
     assert code == 0, err
     trained = import_checkpoint(tmp_path / "final" / "model")
     assert trained.spec.layers == ArchSpec.load(out / "progressive" / "best.yaml").layers
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--seeds", "tanh(gelu(L(L(x))))"), "seeds = 'tanh(gelu(L(L(x))))': FFN expression 'tanh(gelu(L(L(x))))'"),
-    (("--seeds", "L(gelu(L(x)"), "seeds = 'L(gelu(L(x)': cannot parse FFN expression 'L(gelu(L(x)'"),
-    (("--window", "0"), "window = 0.0: expected a share of the parameter budget in (0, 1)"),
-    (("--budget", "params=9M", "--backbone", "bert-base"), "progressive: the backbone (L12 h768"),
-])
-def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(monkeypatch, capsys, tmp_path, teacher_dir, task_file,
-                                                                cache_dir, extra, message):
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--seeds", "tanh(gelu(L(L(x))))"), "seeds = 'tanh(gelu(L(L(x))))': FFN expression 'tanh(gelu(L(L(x))))'"),
+        (("--seeds", "L(gelu(L(x)"), "seeds = 'L(gelu(L(x)': cannot parse FFN expression 'L(gelu(L(x)'"),
+        (("--window", "0"), "window = 0.0: expected a share of the parameter budget in (0, 1)"),
+        (("--budget", "params=9M", "--backbone", "bert-base"), "progressive: the backbone (L12 h768"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(
+    monkeypatch, capsys, tmp_path, teacher_dir, task_file, cache_dir, extra, message
+):
     out = tmp_path / "run"
     budget = () if "--budget" in extra else ("--budget", "params=20000")
-    code, _, err = run(monkeypatch, capsys, *CLI, "--teacher", str(teacher_dir), "--task", str(task_file),
-                       "--out", str(out), "--cache-dir", str(cache_dir), *budget, *extra)
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        *CLI,
+        "--teacher",
+        str(teacher_dir),
+        "--task",
+        str(task_file),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache_dir),
+        *budget,
+        *extra,
+    )
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (out / "study.db").exists() and not (out / "progressive").exists()

@@ -27,10 +27,35 @@ BUDGET = 40_272  # the tiny teacher's first two layers and pooler (it has three 
 
 
 def _prune(monkeypatch, capsys, teacher_dir, task_file, cache_dir, out, *extra):
-    return run(monkeypatch, capsys, "search", "--strategy", "prune", "--teacher", str(teacher_dir), "--task",
-               str(task_file), "--out", str(out), "--max-length", "16", "--cache-dir", str(cache_dir),
-               "--batch-size", "16", "--eval-steps", "3", "--gate-steps", "3", "--prune-rounds", "2",
-               "--budget", f"params={BUDGET}", "--quiet", *extra)
+    return run(
+        monkeypatch,
+        capsys,
+        "search",
+        "--strategy",
+        "prune",
+        "--teacher",
+        str(teacher_dir),
+        "--task",
+        str(task_file),
+        "--out",
+        str(out),
+        "--max-length",
+        "16",
+        "--cache-dir",
+        str(cache_dir),
+        "--batch-size",
+        "16",
+        "--eval-steps",
+        "3",
+        "--gate-steps",
+        "3",
+        "--prune-rounds",
+        "2",
+        "--budget",
+        f"params={BUDGET}",
+        "--quiet",
+        *extra,
+    )
 
 
 def _trials(out):
@@ -39,9 +64,22 @@ def _trials(out):
 
 
 def _settings(teacher_dir, task_file, cache_dir, out, **changes) -> SearchSettings:
-    return search_settings(space=None, teacher=teacher_dir, task=str(task_file), run_dir=out, strategy="prune",
-                           budget=f"params={BUDGET}", eval_steps=3, gate_steps=3, prune_rounds=2, max_length=16,
-                           batch_size=16, cache_dir=cache_dir, progress=False, **changes)
+    return search_settings(
+        space=None,
+        teacher=teacher_dir,
+        task=str(task_file),
+        run_dir=out,
+        strategy="prune",
+        budget=f"params={BUDGET}",
+        eval_steps=3,
+        gate_steps=3,
+        prune_rounds=2,
+        max_length=16,
+        batch_size=16,
+        cache_dir=cache_dir,
+        progress=False,
+        **changes,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +127,15 @@ def test_every_round_and_baseline_is_in_the_study(pruned):
 def test_saved_round_model_is_the_recorded_one(pruned, teacher_dir, task_file, cache_dir):
     task = resolve_task(task_file)
     model = load_teacher(pruned / "prune" / "round-2" / "model", task)
-    data = load_task_data(task, load_tokenizer(teacher_dir, model.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir)
+    data = load_task_data(
+        task, load_tokenizer(teacher_dir, model.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir
+    )
     info = json.loads((pruned / "prune" / "round-2" / "round.json").read_text())
     assert model.encoder.spec.to_dict() == info["spec"]
     assert evaluate(model, data, "dev") == pytest.approx(info["metrics"])
 
 
-def test_rerun_resumes_and_other_settings_are_refused(pruned, monkeypatch, capsys, teacher_dir, task_file,
-                                                      cache_dir):
+def test_rerun_resumes_and_other_settings_are_refused(pruned, monkeypatch, capsys, teacher_dir, task_file, cache_dir):
     before = [(t.number, t.values) for t in _trials(pruned)]
     code, stdout, err = _prune(monkeypatch, capsys, teacher_dir, task_file, cache_dir, pruned)
     assert code == 0, err
@@ -106,8 +145,7 @@ def test_rerun_resumes_and_other_settings_are_refused(pruned, monkeypatch, capsy
     assert [(t.number, t.values) for t in _trials(pruned)] == before
 
 
-def test_a_killed_run_resumes_at_its_unfinished_round(pruned, tmp_path, monkeypatch, teacher_dir, task_file,
-                                                      cache_dir):
+def test_a_killed_run_resumes_at_its_unfinished_round(pruned, tmp_path, monkeypatch, teacher_dir, task_file, cache_dir):
     """Killed during round 2's re-training: the rerun keeps round 1 (recorded once), resumes round
     2's trained gates from their checkpoint, and ends where an uninterrupted run ends."""
     out = tmp_path / "run"
@@ -134,18 +172,22 @@ def test_a_killed_run_resumes_at_its_unfinished_round(pruned, tmp_path, monkeypa
         assert again["spec"] == clean["spec"] and again["metrics"] == clean["metrics"]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--budget", "params=60000"), "is not below the teacher's 59,232: there is nothing to prune"),
-    (("--budget", "params=10"), "is below the smallest model that pruning h,a,k,v,f can reach"),
-    (("--prune-rounds", "0"), "rounds = 0: at least 1"),
-    (("--prune-dims", "x"), "dims = 'x'"),
-    (("--ranking", "loudest"), "ranking = 'loudest'"),
-    (("--evaluator", "slice"), "use --evaluator short"),
-    (("--budget", "seq_len=64"), "set a params bound"),
-    (("--prune-cost", "latency", "--budget", "params=40000,latency=1ms"), "needs --latency predicted"),
-])
-def test_bad_input_exits_2_and_leaves_the_run_alone(pruned, monkeypatch, capsys, teacher_dir, task_file, cache_dir,
-                                                    extra, message):
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--budget", "params=60000"), "is not below the teacher's 59,232: there is nothing to prune"),
+        (("--budget", "params=10"), "is below the smallest model that pruning h,a,k,v,f can reach"),
+        (("--prune-rounds", "0"), "rounds = 0: at least 1"),
+        (("--prune-dims", "x"), "dims = 'x'"),
+        (("--ranking", "loudest"), "ranking = 'loudest'"),
+        (("--evaluator", "slice"), "use --evaluator short"),
+        (("--budget", "seq_len=64"), "set a params bound"),
+        (("--prune-cost", "latency", "--budget", "params=40000,latency=1ms"), "needs --latency predicted"),
+    ],
+)
+def test_bad_input_exits_2_and_leaves_the_run_alone(
+    pruned, monkeypatch, capsys, teacher_dir, task_file, cache_dir, extra, message
+):
     before = [(t.number, t.values) for t in _trials(pruned)]
     settings = (pruned / "search.json").read_text()
     code, _, err = _prune(monkeypatch, capsys, teacher_dir, task_file, cache_dir, pruned, *extra)
@@ -163,8 +205,16 @@ def test_a_teacher_that_cannot_be_imported(tmp_path, monkeypatch, capsys, task_f
 
 
 def test_a_space_is_not_taken(tmp_path, monkeypatch, capsys, teacher_dir, task_file, cache_dir):
-    code, _, err = _prune(monkeypatch, capsys, teacher_dir, task_file, cache_dir, tmp_path / "run", "--space",
-                          str(tmp_path / "space.yaml"))
+    code, _, err = _prune(
+        monkeypatch,
+        capsys,
+        teacher_dir,
+        task_file,
+        cache_dir,
+        tmp_path / "run",
+        "--space",
+        str(tmp_path / "space.yaml"),
+    )
     assert code == 2 and "prunes the teacher's own architecture" in err
 
 

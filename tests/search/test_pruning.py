@@ -10,8 +10,16 @@ from bertsmith.arch import ArchSpec
 from bertsmith.data.tasktypes import CLASSIFICATION
 from bertsmith.errors import ConfigError
 from bertsmith.modeling import BertsmithForSequenceClassification
-from bertsmith.search.pruning import (GatedModel, GateObjective, Gates, choose_removals, cost_function, prune,
-                                      smallest, unit_costs)
+from bertsmith.search.pruning import (
+    GatedModel,
+    GateObjective,
+    Gates,
+    choose_removals,
+    cost_function,
+    prune,
+    smallest,
+    unit_costs,
+)
 
 EMB = {"vocab_size": 97, "max_positions": 40}
 
@@ -40,7 +48,8 @@ def test_gates_at_one_change_nothing():
     torch.testing.assert_close(gated(*inputs())[0], m(*inputs())[0])
     assert all(not p.requires_grad for p in gated.model.parameters())
     assert {n for n, p in gated.named_parameters() if p.requires_grad} == set(
-        f"gates.alpha.{k}" for k in gated.gates.alpha)
+        f"gates.alpha.{k}" for k in gated.gates.alpha
+    )
 
 
 def test_zeroed_units_are_deleted_exactly():
@@ -60,8 +69,12 @@ def test_zeroed_units_are_deleted_exactly():
     keep = choose_removals(gated.gates, _cost_after_zeros(gated.gates, cost), cost)
     smaller = prune(m, gated.gates, keep)
     layers = smaller.encoder.spec.layers
-    assert (layers[1].attention.heads, layers[0].attention.qk_dim, layers[1].attention.v_dim, layers[0].ffn.size) \
-        == (2, 3, 4, 13)
+    assert (layers[1].attention.heads, layers[0].attention.qk_dim, layers[1].attention.v_dim, layers[0].ffn.size) == (
+        2,
+        3,
+        4,
+        13,
+    )
     torch.testing.assert_close(smaller(*inputs())[0], before, rtol=1e-4, atol=1e-5)
 
 
@@ -134,8 +147,12 @@ def test_a_zero_gated_layer_is_deleted_and_the_others_kept():
         gates.alpha["l"][0] = 0.0
     cost = cost_function("params")
     spec = gates.spec
-    one_head_less = spec.replace(layers=[spec.layers[0].model_copy(update={
-        "attention": spec.layers[0].attention.model_copy(update={"heads": 2})}), spec.layers[1]])
+    one_head_less = spec.replace(
+        layers=[
+            spec.layers[0].model_copy(update={"attention": spec.layers[0].attention.model_copy(update={"heads": 2})}),
+            spec.layers[1],
+        ]
+    )
     beta_layer = (cost(spec) - cost(spec.replace(layers=spec.layers[1:]))) / (cost(spec) - cost(one_head_less))
     assert unit_costs(spec, cost)["l"][0] == pytest.approx(beta_layer)
     keep = choose_removals(gates, cost(gates.spec) - 1, cost)  # the zero gate goes first: the whole layer
@@ -156,7 +173,9 @@ def test_the_sparsity_penalty_pulls_the_gates_down(teacher_dir, task_file, cache
 
     task = resolve_task(task_file)
     teacher = load_teacher(teacher_dir, task).eval()
-    data = load_task_data(task, load_tokenizer(teacher_dir, teacher.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir)
+    data = load_task_data(
+        task, load_tokenizer(teacher_dir, teacher.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir
+    )
     cost = cost_function("params")
     remaining = {}
     for gamma in (0.0, 5.0):
@@ -165,8 +184,16 @@ def test_the_sparsity_penalty_pulls_the_gates_down(teacher_dir, task_file, cache
         betas = unit_costs(gated.gates.spec, cost)
         objective = GateObjective(gated, teacher, betas, gamma=gamma, task_type=CLASSIFICATION)
         config = TrainConfig(steps=15, lr=0.02, batch_size=16, weight_decay=0.0, warmup=0.0, schedule="constant")
-        train_on_task(objective, data, config=config, run_dir=tmp_path / str(gamma), resume=False, fingerprint={},
-                      progress=False, keep_best=False)
+        train_on_task(
+            objective,
+            data,
+            config=config,
+            run_dir=tmp_path / str(gamma),
+            resume=False,
+            fingerprint={},
+            progress=False,
+            keep_best=False,
+        )
         with torch.no_grad():
             remaining[gamma] = float(gated.gates.penalty(betas)) / objective.scale
         torch.testing.assert_close(student.encoder.layers[0].ffn.up.weight, teacher.encoder.layers[0].ffn.up.weight)

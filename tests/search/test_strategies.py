@@ -23,8 +23,9 @@ SAMPLERS = [name for name, cls in STRATEGIES.items() if issubclass(cls, SamplerS
 
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_a_strategy_evaluates_exactly_n_architectures_and_finds_the_front(tmp_path, name):
-    result = search(tmp_path, trials=12, strategy=name, strategy_options=OPTIONS.get(name),
-                    objectives=("params", "flops"))
+    result = search(
+        tmp_path, trials=12, strategy=name, strategy_options=OPTIONS.get(name), objectives=("params", "flops")
+    )
     trials = result.study.trials
     originals = [t for t in trials if t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs]
     assert result.evaluated == 12 == sum(t.user_attrs["feasible"] for t in originals) and result.stopped is None
@@ -42,7 +43,7 @@ def test_a_resumed_search_proposes_anew(tmp_path, name):
     proposed = [t.params for t in first.study.trials]
     again = search(tmp_path, trials=8, strategy=name, strategy_options=OPTIONS.get(name))
     assert again.evaluated == 8
-    assert [t.params for t in again.study.trials[len(proposed):]][:len(proposed)] != proposed
+    assert [t.params for t in again.study.trials[len(proposed) :]][: len(proposed)] != proposed
 
 
 def test_nsga2_ranks_by_the_budget_constraints(tmp_path):

@@ -15,32 +15,54 @@ from optuna.trial import TrialState
 
 from bertsmith.errors import ConfigError
 from bertsmith.search.budget import Budget
-from bertsmith.search.study import GRACE, HOST, MAX_RETRIES, Heartbeat, WorkerClaim, mask_password, open_study, \
-    recover_stale_trials, retry
+from bertsmith.search.study import (
+    GRACE,
+    HOST,
+    MAX_RETRIES,
+    Heartbeat,
+    WorkerClaim,
+    mask_password,
+    open_study,
+    recover_stale_trials,
+    retry,
+)
 
 from .test_loop import BUDGET, FakeEvaluator, search, space
 
-IDENTITY = {"space_digest": "abc", "teacher": "t1", "evaluator": {"kind": "fake"}, "objectives": ["score", "params"],
-            "budget": {"params": 8000}}
+IDENTITY = {
+    "space_digest": "abc",
+    "teacher": "t1",
+    "evaluator": {"kind": "fake"},
+    "objectives": ["score", "params"],
+    "budget": {"params": 8000},
+}
 
 
 def snapshot(study: optuna.Study) -> list:
     return [(t.number, t.state, t.values, t.user_attrs) for t in study.get_trials()]
 
 
-@pytest.mark.parametrize("changes,what,detail", [
-    ({"space": space(depth=[1])}, "search space", ' -> "'),
-    ({"evaluator": type("Other", (FakeEvaluator,), {"fingerprint": lambda self: {"kind": "other"}})()}, "evaluator",
-     'kind: "fake" -> "other"'),
-    ({"objectives": ["params", "flops"]}, "objectives", '["score", "params"] -> ["score", "params", "flops"]'),
-    ({"budget": Budget(params=9000)}, "budget", "params: 8000 -> 9000"),
-    ({"teacher": "another teacher's digest"}, "teacher", "-> \"another teacher's digest\""),
-])
+@pytest.mark.parametrize(
+    "changes,what,detail",
+    [
+        ({"space": space(depth=[1])}, "search space", ' -> "'),
+        (
+            {"evaluator": type("Other", (FakeEvaluator,), {"fingerprint": lambda self: {"kind": "other"}})()},
+            "evaluator",
+            'kind: "fake" -> "other"',
+        ),
+        ({"objectives": ["params", "flops"]}, "objectives", '["score", "params"] -> ["score", "params", "flops"]'),
+        ({"budget": Budget(params=9000)}, "budget", "params: 8000 -> 9000"),
+        ({"teacher": "another teacher's digest"}, "teacher", '-> "another teacher\'s digest"'),
+    ],
+)
 def test_a_study_of_another_search_is_refused_and_left_untouched(tmp_path, changes, what, detail):
     first = search(tmp_path, trials=3)
     before = snapshot(first.study)
-    message = (f"study 'search' in sqlite:///.*study.db was created with a different {what}; this worker's differs "
-               f"\\(.*{re.escape(detail)}.*\\), so it would mix scores")
+    message = (
+        f"study 'search' in sqlite:///.*study.db was created with a different {what}; this worker's differs "
+        f"\\(.*{re.escape(detail)}.*\\), so it would mix scores"
+    )
     with pytest.raises(ConfigError, match=message):
         search(tmp_path, trials=6, **changes)
     assert snapshot(first.study) == before and len(before) >= 3
@@ -49,17 +71,21 @@ def test_a_study_of_another_search_is_refused_and_left_untouched(tmp_path, chang
 def test_a_study_not_made_by_a_search_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'other.db'}"
     optuna.create_study(storage=url, study_name="search", directions=["maximize", "minimize"])
-    with pytest.raises(ConfigError, match="has no search space record: it was not created by this version of "
-                       "bertsmith search"):
+    with pytest.raises(
+        ConfigError, match="has no search space record: it was not created by this version of bertsmith search"
+    ):
         open_study(url, "search", **IDENTITY)
 
 
-@pytest.mark.parametrize("url", [
-    "sqlite:///{tmp}/file/study.db",  # a path under a file
-    "postgresql://user:secret@127.0.0.1:1/db",  # no driver, or nothing listening
-    "mysql+pymysql://user:secret@127.0.0.1:1/db",
-    "nosuchdialect://user:secret@host/db",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///{tmp}/file/study.db",  # a path under a file
+        "postgresql://user:secret@127.0.0.1:1/db",  # no driver, or nothing listening
+        "mysql+pymysql://user:secret@127.0.0.1:1/db",
+        "nosuchdialect://user:secret@host/db",
+    ],
+)
 def test_unreachable_storage_is_a_config_error_without_the_password(tmp_path, url):
     (tmp_path / "file").write_text("not a directory")
     url = url.format(tmp=tmp_path)
@@ -190,15 +216,24 @@ def test_workers_claiming_one_number_at_the_same_moment_leave_exactly_one_runnin
     assert len(refused) == 1 and str(refused[0]).startswith("worker 3 ")
 
 
-@pytest.mark.parametrize("held", [
-    {"released": True},
-    {"pid": "dead"},  # a process of this host that is gone
-    {"host": "other-host", "seen": time.time() - GRACE * 10 - 1},  # not renewed for GRACE heartbeats
-])
+@pytest.mark.parametrize(
+    "held",
+    [
+        {"released": True},
+        {"pid": "dead"},  # a process of this host that is gone
+        {"host": "other-host", "seen": time.time() - GRACE * 10 - 1},  # not renewed for GRACE heartbeats
+    ],
+)
 def test_a_lapsed_claim_frees_its_number(tmp_path, held):
     study = open_study(f"sqlite:///{tmp_path / 'study.db'}", "search", **IDENTITY)
-    claim = {"token": "old", "host": HOST, "pid": os.getpid(), "seen": time.time(), "heartbeat": 10,
-             "released": False} | held
+    claim = {
+        "token": "old",
+        "host": HOST,
+        "pid": os.getpid(),
+        "seen": time.time(),
+        "heartbeat": 10,
+        "released": False,
+    } | held
     study.set_user_attr("worker:0", claim | ({"pid": dead_pid()} if held.get("pid") == "dead" else {}))
     mine = WorkerClaim(study, 0, 10)
     assert study.user_attrs["worker:0"]["token"] == mine.token

@@ -19,8 +19,13 @@ from tests.tasks import VOCAB
 
 EMB = {"vocab_size": VOCAB, "max_positions": 64, "type_vocab_size": 2}
 # fits inside the tiny teacher of tests/tasks.py (3 layers, hidden 48, 4 heads of 12, FFN 96)
-SPACE = {"depth": [1, 2, 3], "hidden": [16, 32, 48], "embeddings": EMB, "per_layer": True,
-         "layer": {"heads": [1, 2, 4], "qk_dim": [6, 12], "v_dim": [6, 12], "ffn": [32, 64, 96]}}
+SPACE = {
+    "depth": [1, 2, 3],
+    "hidden": [16, 32, 48],
+    "embeddings": EMB,
+    "per_layer": True,
+    "layer": {"heads": [1, 2, 4], "qk_dim": [6, 12], "v_dim": [6, 12], "ffn": [32, 64, 96]},
+}
 
 
 def batch(n: int = 3, t: int = 9, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,8 +62,9 @@ def test_subnet_inside_equals_extracted_and_exported(tmp_path):
 def test_gradients_reach_only_the_slice():
     space = SearchSpace.from_dict(SPACE)
     net = Supernet(space, num_labels=2)
-    small = space.from_genes({"depth": 1, "hidden": 32, "layer0.heads": 2, "layer0.qk_dim": 6, "layer0.v_dim": 12,
-                              "layer0.ffn": 32})
+    small = space.from_genes(
+        {"depth": 1, "hidden": 32, "layer0.heads": 2, "layer0.qk_dim": 6, "layer0.v_dim": 12, "layer0.ffn": 32}
+    )
     ids, mask = batch()
     logits, _ = net.eval()(small, ids, mask)
     logits.sum().backward()
@@ -80,7 +86,9 @@ def test_space_must_be_sliceable():
 
 def test_sandwich_draws_follow_a_saved_counter_not_the_global_rng():
     space = SearchSpace.from_dict(SPACE | {"budget": {"params": 20000}})
-    objective = SandwichObjective(Supernet(space, 2), None, _labels_only(), task_type=CLASSIFICATION, random_subnets=3, seed=1)
+    objective = SandwichObjective(
+        Supernet(space, 2), None, _labels_only(), task_type=CLASSIFICATION, random_subnets=3, seed=1
+    )
     state = {k: v.clone() for k, v in objective.state_dict().items()}
     torch.manual_seed(5)
     first = [objective.subnets() for _ in range(4)]
@@ -103,8 +111,16 @@ def test_train_supernet_from_teacher(tmp_path, teacher_dir, task_file, cache_dir
     task = resolve_task(task_file)
     space = SearchSpace.from_dict(SPACE)
     config = TrainConfig(steps=8, batch_size=16, lr=1e-3, eval_every=4)
-    job = SupernetJob(space, teacher_dir, task, run_dir=tmp_path / "sn", config=config, max_length=16,
-                      cache_dir=cache_dir, progress=False)
+    job = SupernetJob(
+        space,
+        teacher_dir,
+        task,
+        run_dir=tmp_path / "sn",
+        config=config,
+        max_length=16,
+        cache_dir=cache_dir,
+        progress=False,
+    )
     key = job.key
     result = job.train()
     assert not result.reused and result.steps == 8
@@ -112,8 +128,16 @@ def test_train_supernet_from_teacher(tmp_path, teacher_dir, task_file, cache_dir
     assert not (tmp_path / "sn" / "training" / "checkpoints").exists()
     net = load_supernet(tmp_path / "sn")
     assert net.spec == space.extreme(True)
-    again = SupernetJob(space, teacher_dir, task, run_dir=tmp_path / "sn", config=config, max_length=16,
-                        cache_dir=cache_dir, progress=False)
+    again = SupernetJob(
+        space,
+        teacher_dir,
+        task,
+        run_dir=tmp_path / "sn",
+        config=config,
+        max_length=16,
+        cache_dir=cache_dir,
+        progress=False,
+    )
     assert again.key == key and again.train().reused and again.get().spec == net.spec
     other = SupernetJob(space, teacher_dir, task, run_dir=tmp_path / "sn", config=TrainConfig(steps=9), max_length=16)
     assert other.key != key
@@ -128,7 +152,9 @@ def test_untrained_supernet_largest_is_the_teacher(teacher_dir, task_file, cache
 
     task = resolve_task(task_file)
     teacher = load_teacher(teacher_dir, task).eval()
-    data = load_task_data(task, load_tokenizer(teacher_dir, teacher.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir)
+    data = load_task_data(
+        task, load_tokenizer(teacher_dir, teacher.encoder.spec, 16), data_dir=None, max_length=16, cache_dir=cache_dir
+    )
     ids, mask = batch()
     with torch.no_grad():
         before, _ = teacher(ids, mask)
@@ -142,8 +168,16 @@ def test_untrained_supernet_largest_is_the_teacher(teacher_dir, task_file, cache
 def test_space_larger_than_teacher_is_refused(tmp_path, teacher_dir, task_file, cache_dir):
     space = SearchSpace.from_dict(SPACE | {"hidden": [32, 64]})
     with pytest.raises(SpecError, match=r"cannot be cut from the teacher .*hidden: 64 is larger"):
-        SupernetJob(space, teacher_dir, resolve_task(task_file), run_dir=tmp_path / "sn",
-                    config=TrainConfig(steps=2), max_length=16, cache_dir=cache_dir, progress=False).train()
+        SupernetJob(
+            space,
+            teacher_dir,
+            resolve_task(task_file),
+            run_dir=tmp_path / "sn",
+            config=TrainConfig(steps=2),
+            max_length=16,
+            cache_dir=cache_dir,
+            progress=False,
+        ).train()
 
 
 def test_a_sandwich_step_in_parts_gives_the_gradients_of_the_whole_step():
@@ -151,9 +185,14 @@ def test_a_sandwich_step_in_parts_gives_the_gradients_of_the_whole_step():
     alive at a time; the accumulated gradients and the reported losses equal the whole step's."""
     space = SearchSpace.from_dict(SPACE | {"budget": {"params": 20000}})
     torch.manual_seed(0)
-    objective = SandwichObjective(Supernet(space, 2), None, _labels_only(), task_type=CLASSIFICATION, random_subnets=2, seed=3)
-    batch = {"input_ids": torch.randint(5, 90, (4, 10)), "attention_mask": torch.ones(4, 10, dtype=torch.long),
-             "labels": torch.tensor([0, 1, 1, 0])}
+    objective = SandwichObjective(
+        Supernet(space, 2), None, _labels_only(), task_type=CLASSIFICATION, random_subnets=2, seed=3
+    )
+    batch = {
+        "input_ids": torch.randint(5, 90, (4, 10)),
+        "attention_mask": torch.ones(4, 10, dtype=torch.long),
+        "labels": torch.tensor([0, 1, 1, 0]),
+    }
     start = {k: v.clone() for k, v in objective.state_dict().items()}
 
     def gradients(parts: bool):

@@ -46,18 +46,64 @@ def space_file(tmp_path_factory) -> Path:
     return path
 
 
-def arguments(space_file: Path, teacher: Path, task: Path, url: str, study: str, run_dir: Path, *,
-              trials: int, steps: int, worker: int = 0, evaluator: str = "short") -> list[str]:
-    return ["search", "--space", str(space_file), "--teacher", str(teacher), "--task", str(task),
-            "--strategy", "nsga2", "--population-size", "4", "--evaluator", evaluator, "--eval-steps", str(steps),
-            "--trials", str(trials), "--storage", url, "--study-name", study, "--out", str(run_dir),
-            "--worker", str(worker), "--heartbeat", "1", "--batch-size", "16", "--max-length", "16", "--quiet"]
+def arguments(
+    space_file: Path,
+    teacher: Path,
+    task: Path,
+    url: str,
+    study: str,
+    run_dir: Path,
+    *,
+    trials: int,
+    steps: int,
+    worker: int = 0,
+    evaluator: str = "short",
+) -> list[str]:
+    return [
+        "search",
+        "--space",
+        str(space_file),
+        "--teacher",
+        str(teacher),
+        "--task",
+        str(task),
+        "--strategy",
+        "nsga2",
+        "--population-size",
+        "4",
+        "--evaluator",
+        evaluator,
+        "--eval-steps",
+        str(steps),
+        "--trials",
+        str(trials),
+        "--storage",
+        url,
+        "--study-name",
+        study,
+        "--out",
+        str(run_dir),
+        "--worker",
+        str(worker),
+        "--heartbeat",
+        "1",
+        "--batch-size",
+        "16",
+        "--max-length",
+        "16",
+        "--quiet",
+    ]
 
 
 def start(args: list[str]) -> subprocess.Popen:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bertsmith.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bertsmith.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def finish(worker: subprocess.Popen, timeout: float = 300) -> str:
@@ -67,19 +113,28 @@ def finish(worker: subprocess.Popen, timeout: float = 300) -> str:
 
 
 def evaluated(study: optuna.Study) -> list:
-    return [t for t in study.get_trials() if t.state == TrialState.COMPLETE and t.user_attrs["feasible"]
-            and t.user_attrs.get("duplicate_of") is None and t.user_attrs.get("recorded") is None]
+    return [
+        t
+        for t in study.get_trials()
+        if t.state == TrialState.COMPLETE
+        and t.user_attrs["feasible"]
+        and t.user_attrs.get("duplicate_of") is None
+        and t.user_attrs.get("recorded") is None
+    ]
 
 
 def spec_key(trial) -> str:
     return json.dumps(trial.user_attrs["spec"], sort_keys=True)
 
 
-def test_two_workers_finish_the_trials_once_each_and_the_front_is_the_databases(server, space_file, teacher_dir,
-                                                                                  task_file, tmp_path):
+def test_two_workers_finish_the_trials_once_each_and_the_front_is_the_databases(
+    server, space_file, teacher_dir, task_file, tmp_path
+):
     url, run_dir = server.url(), tmp_path / "run"  # one run directory, as on shared storage
-    workers = [start(arguments(space_file, teacher_dir, task_file, url, "two", run_dir, trials=8, steps=4, worker=k))
-               for k in (0, 1)]
+    workers = [
+        start(arguments(space_file, teacher_dir, task_file, url, "two", run_dir, trials=8, steps=4, worker=k))
+        for k in (0, 1)
+    ]
     outputs = [finish(w) for w in workers]
     study = optuna.load_study(study_name="two", storage=url)
     done = evaluated(study)
@@ -96,8 +151,9 @@ def test_two_workers_finish_the_trials_once_each_and_the_front_is_the_databases(
 def test_a_worker_killed_mid_trial_has_its_trial_retried(server, space_file, teacher_dir, task_file, tmp_path):
     url = server.url()
     survivor = start(arguments(space_file, teacher_dir, task_file, url, "kill", tmp_path / "a", trials=5, steps=40))
-    victim = start(arguments(space_file, teacher_dir, task_file, url, "kill", tmp_path / "b", trials=5, steps=40,
-                             worker=1))
+    victim = start(
+        arguments(space_file, teacher_dir, task_file, url, "kill", tmp_path / "b", trials=5, steps=40, worker=1)
+    )
     killed = None
     deadline = time.monotonic() + 240
     while killed is None and time.monotonic() < deadline:
@@ -106,8 +162,11 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried(server, space_file, tea
             study = optuna.load_study(study_name="kill", storage=url)
         except KeyError:  # not created yet
             continue
-        mid = [t for t in study.get_trials(states=(TrialState.RUNNING,))
-               if t.user_attrs.get("pid") == victim.pid and "spec" in t.user_attrs]
+        mid = [
+            t
+            for t in study.get_trials(states=(TrialState.RUNNING,))
+            if t.user_attrs.get("pid") == victim.pid and "spec" in t.user_attrs
+        ]
         if mid:
             os.kill(victim.pid, signal.SIGKILL)
             killed = mid[0]
@@ -123,12 +182,26 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried(server, space_file, tea
     assert len(done) == 5 and max(Counter(spec_key(t) for t in done).values()) == 1
 
 
-def test_workers_sharing_a_supernet_directory_train_it_once(server, space_file, teacher_dir, task_file,
-                                                            tmp_path):
+def test_workers_sharing_a_supernet_directory_train_it_once(server, space_file, teacher_dir, task_file, tmp_path):
     supernet = tmp_path / "shared" / "supernet"
-    workers = [start(arguments(space_file, teacher_dir, task_file, server.url(), "shared", tmp_path / f"run{k}",
-                               trials=3, steps=1, worker=k, evaluator="slice")
-                     + ["--supernet", str(supernet), "--supernet-steps", "10"]) for k in (0, 1)]
+    workers = [
+        start(
+            arguments(
+                space_file,
+                teacher_dir,
+                task_file,
+                server.url(),
+                "shared",
+                tmp_path / f"run{k}",
+                trials=3,
+                steps=1,
+                worker=k,
+                evaluator="slice",
+            )
+            + ["--supernet", str(supernet), "--supernet-steps", "10"]
+        )
+        for k in (0, 1)
+    ]
     for w in workers:
         finish(w)
     log = [json.loads(line) for line in (supernet / "training" / "metrics.jsonl").read_text().splitlines()]
@@ -138,12 +211,15 @@ def test_workers_sharing_a_supernet_directory_train_it_once(server, space_file, 
 
 
 def snapshot(url: str, name: str) -> list:
-    return [(t.number, t.state, t.values, t.user_attrs) for t in optuna.load_study(study_name=name,
-                                                                                   storage=url).get_trials()]
+    return [
+        (t.number, t.state, t.values, t.user_attrs)
+        for t in optuna.load_study(study_name=name, storage=url).get_trials()
+    ]
 
 
-def test_bad_input_exits_2_with_the_study_untouched(monkeypatch, capsys, server, space_file, teacher_dir, task_file,
-                                                    base_dir, tmp_path):
+def test_bad_input_exits_2_with_the_study_untouched(
+    monkeypatch, capsys, server, space_file, teacher_dir, task_file, base_dir, tmp_path
+):
     url = server.url()
     args = arguments(space_file, teacher_dir, task_file, url, "bad", tmp_path / "run", trials=2, steps=2)
     assert run(monkeypatch, capsys, *args)[0] == 0
@@ -162,7 +238,8 @@ def test_bad_input_exits_2_with_the_study_untouched(monkeypatch, capsys, server,
     other_space = tmp_path / "other.yaml"
     other_space.write_text(SPACE.replace("depth: [1, 2, 3]", "depth: [1, 2]"))
     assert "was created with a different search space" in refused(
-        *[str(other_space) if a == str(space_file) else a for a in args])
+        *[str(other_space) if a == str(space_file) else a for a in args]
+    )
     other_teacher = tmp_path / "teacher"
     other_teacher.mkdir()
     for f in teacher_dir.iterdir():
@@ -170,15 +247,21 @@ def test_bad_input_exits_2_with_the_study_untouched(monkeypatch, capsys, server,
     config = json.loads((teacher_dir / "config.json").read_text()) | {"note": "another teacher"}
     (other_teacher / "config.json").write_text(json.dumps(config))
     assert "was created with a different teacher" in refused(
-        *[str(other_teacher) if a == str(teacher_dir) else a for a in args])
+        *[str(other_teacher) if a == str(teacher_dir) else a for a in args]
+    )
     assert snapshot(url, "bad") == before
 
 
 def test_workers_opening_a_new_database_at_once_all_get_the_study(server):
     from bertsmith.search.study import open_study
 
-    identity = {"space_digest": "s", "teacher": "t", "evaluator": {"kind": "fake"}, "objectives": ["score", "params"],
-                "budget": {}}
+    identity = {
+        "space_digest": "s",
+        "teacher": "t",
+        "evaluator": {"kind": "fake"},
+        "objectives": ["score", "params"],
+        "budget": {},
+    }
     for round_ in range(4):
         server.create_database(f"fresh{round_}")
         url, errors, barrier = server.url(f"fresh{round_}"), [], threading.Barrier(3)

@@ -41,7 +41,9 @@ def perturbed_copies(
         copy[change] = words[rng.integers(0, len(words), int(change.sum()))]
         ids.append(copy)
     n_tokens = len(encoded.input_ids)
-    offsets = np.concatenate([encoded.offsets[:-1] + k * n_tokens for k in range(copies + 1)] + [[n_tokens * (copies + 1)]])
+    offsets = np.concatenate(
+        [encoded.offsets[:-1] + k * n_tokens for k in range(copies + 1)] + [[n_tokens * (copies + 1)]]
+    )
     key = hashlib.sha256(f"{encoded.key}|augment={copies},{rate},{seed}".encode()).hexdigest()
     return replace(
         encoded,

@@ -35,9 +35,14 @@ def concat(first: Encoded, second: Encoded) -> Encoded:
         raise ConfigError("cannot join a labeled and an unlabeled split")
     offsets = np.concatenate([first.offsets[:-1], second.offsets + first.offsets[-1]]).astype(first.offsets.dtype)
     labels = None if first.labels is None else np.concatenate([first.labels, second.labels])
-    return replace(first, input_ids=np.concatenate([first.input_ids, second.input_ids]),
-                   token_type_ids=np.concatenate([first.token_type_ids, second.token_type_ids]), offsets=offsets,
-                   labels=labels, key=hashlib.sha256(f"{first.key}+{second.key}".encode()).hexdigest())
+    return replace(
+        first,
+        input_ids=np.concatenate([first.input_ids, second.input_ids]),
+        token_type_ids=np.concatenate([first.token_type_ids, second.token_type_ids]),
+        offsets=offsets,
+        labels=labels,
+        key=hashlib.sha256(f"{first.key}+{second.key}".encode()).hexdigest(),
+    )
 
 
 def carve(train: Encoded, fraction: float, *, seed: int = 0) -> tuple[Encoded, Encoded, np.ndarray]:

@@ -86,8 +86,10 @@ def _decoded_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
         lines = _utf8_lines(handle, path)
     for number, text in enumerate(lines, 1):
         if "\x00" in text:
-            raise DataError(f"{path}, line {number}: a NUL character, so not UTF-8 text (UTF-16 without a byte-order "
-                            "mark?); save the file as UTF-8")
+            raise DataError(
+                f"{path}, line {number}: a NUL character, so not UTF-8 text (UTF-16 without a byte-order "
+                "mark?); save the file as UTF-8"
+            )
         yield text
 
 
@@ -103,8 +105,10 @@ def _utf8_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(f"{path}, line {number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at character "
-                                f"{exc.start + 1}); save the file as UTF-8") from None
+                raise DataError(
+                    f"{path}, line {number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at character "
+                    f"{exc.start + 1}); save the file as UTF-8"
+                ) from None
 
 
 def _utf16_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
@@ -115,7 +119,9 @@ def _utf16_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
         raise DataError(f"{path}: not valid UTF-16 text ({exc.reason}); save the file as UTF-8") from None
 
 
-def _delimited_rows(lines: Iterator[str], path: Path, delimiter: str, fieldnames: Sequence[str] | None) -> Iterator[Row]:
+def _delimited_rows(
+    lines: Iterator[str], path: Path, delimiter: str, fieldnames: Sequence[str] | None
+) -> Iterator[Row]:
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
     header = list(fieldnames) if fieldnames is not None else None

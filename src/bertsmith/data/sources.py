@@ -72,7 +72,9 @@ def _glue_file(task: Task, split: str, data_dir: Path) -> Path:
         raise DataError(f"{data_dir}: GLUE data directory not found")
     folder = data_dir / task.glue_folder
     if not folder.is_dir():
-        raise DataError(f"{folder}: no {task.glue_folder} folder in the GLUE data directory (found: {_listing(data_dir)})")
+        raise DataError(
+            f"{folder}: no {task.glue_folder} folder in the GLUE data directory (found: {_listing(data_dir)})"
+        )
     path = folder / task.splits[split]
     labeled = path.with_name(f"{path.stem}-labeled{path.suffix}")
     if labeled.is_file():

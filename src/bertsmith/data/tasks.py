@@ -111,9 +111,17 @@ def _glue(
         columns=dict(zip(ours, hub_columns)) if hub_columns else {},
     )
     return Task(
-        name=name, text_columns=text_columns, label_column=label_column, labels=labels, metrics=metrics,
-        main_metric=metrics[0], splits={s: f"{s}.tsv" for s in splits}, origin="glue", glue_folder=folder,
-        hub=hub, **fields,
+        name=name,
+        text_columns=text_columns,
+        label_column=label_column,
+        labels=labels,
+        metrics=metrics,
+        main_metric=metrics[0],
+        splits={s: f"{s}.tsv" for s in splits},
+        origin="glue",
+        glue_folder=folder,
+        hub=hub,
+        **fields,
     )
 
 
@@ -123,23 +131,68 @@ ROTTEN_TOMATOES_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        _glue("cola", "CoLA", ("sentence",), "label", ("0", "1"), ("matthews_corrcoef",),
-              headerless={"train": COLA_COLUMNS, "dev": COLA_COLUMNS}),
+        _glue(
+            "cola",
+            "CoLA",
+            ("sentence",),
+            "label",
+            ("0", "1"),
+            ("matthews_corrcoef",),
+            headerless={"train": COLA_COLUMNS, "dev": COLA_COLUMNS},
+        ),
         _glue("sst2", "SST-2", ("sentence",), "label", ("0", "1"), ("accuracy",)),
-        _glue("mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), ("f1", "accuracy"),
-              hub_columns=("sentence1", "sentence2", "label")),
-        _glue("stsb", "STS-B", ("sentence1", "sentence2"), "score", None, ("pearson", "spearmanr"),
-              hub_columns=("sentence1", "sentence2", "label"), label_range=(0.0, 5.0), type="regression"),
-        _glue("qqp", "QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), ("f1", "accuracy"),
-              hub_columns=("question1", "question2", "label")),
-        _glue("mnli", "MNLI", ("sentence1", "sentence2"), "gold_label", ("contradiction", "entailment", "neutral"),
-              ("accuracy",), splits=("train", "dev_matched", "dev_mismatched", "test_matched", "test_mismatched"),
-              hub_columns=("premise", "hypothesis", "label"), hub_labels=("entailment", "neutral", "contradiction")),
+        _glue(
+            "mrpc",
+            "MRPC",
+            ("#1 String", "#2 String"),
+            "Quality",
+            ("0", "1"),
+            ("f1", "accuracy"),
+            hub_columns=("sentence1", "sentence2", "label"),
+        ),
+        _glue(
+            "stsb",
+            "STS-B",
+            ("sentence1", "sentence2"),
+            "score",
+            None,
+            ("pearson", "spearmanr"),
+            hub_columns=("sentence1", "sentence2", "label"),
+            label_range=(0.0, 5.0),
+            type="regression",
+        ),
+        _glue(
+            "qqp",
+            "QQP",
+            ("question1", "question2"),
+            "is_duplicate",
+            ("0", "1"),
+            ("f1", "accuracy"),
+            hub_columns=("question1", "question2", "label"),
+        ),
+        _glue(
+            "mnli",
+            "MNLI",
+            ("sentence1", "sentence2"),
+            "gold_label",
+            ("contradiction", "entailment", "neutral"),
+            ("accuracy",),
+            splits=("train", "dev_matched", "dev_mismatched", "test_matched", "test_mismatched"),
+            hub_columns=("premise", "hypothesis", "label"),
+            hub_labels=("entailment", "neutral", "contradiction"),
+        ),
         _glue("qnli", "QNLI", ("question", "sentence"), "label", ("entailment", "not_entailment"), ("accuracy",)),
         _glue("rte", "RTE", ("sentence1", "sentence2"), "label", ("entailment", "not_entailment"), ("accuracy",)),
-        Task(name="rotten-tomatoes", text_columns=("text",), label_column="category", labels=("rotten", "fresh"),
-             metrics=("accuracy",), main_metric="accuracy", splits=dict.fromkeys(("train", "dev", "test"),
-             ROTTEN_TOMATOES_FILE), origin="builtin"),
+        Task(
+            name="rotten-tomatoes",
+            text_columns=("text",),
+            label_column="category",
+            labels=("rotten", "fresh"),
+            metrics=("accuracy",),
+            main_metric="accuracy",
+            splits=dict.fromkeys(("train", "dev", "test"), ROTTEN_TOMATOES_FILE),
+            origin="builtin",
+        ),
     )
 }
 
@@ -225,23 +278,37 @@ def _task_from_file(spec: _TaskFile, path: Path) -> Task:
             raise DataError(f"{path}: metrics: unknown metric {metric!r} (known: {', '.join(known_metrics())})")
         if metric not in task_type.metrics:
             raise DataError(f"{path}: metrics: {metric} does not apply to a {spec.type} task")
-    common = dict(name=spec.name, text_columns=tuple(spec.text_columns), label_column=spec.label_column,
-                  metrics=metrics, main_metric=metrics[0], type=spec.type)
+    common = dict(
+        name=spec.name,
+        text_columns=tuple(spec.text_columns),
+        label_column=spec.label_column,
+        metrics=metrics,
+        main_metric=metrics[0],
+        type=spec.type,
+    )
     if spec.hub is not None:
         if task_type.named_labels and spec.labels is None:
             raise DataError(f"{path}: labels: a hub {spec.type} task must list its labels in the hub's order")
         splits = {"train": "train", "dev": "validation", "test": "test"}
         labels = tuple(spec.labels) if task_type.named_labels else None
-        return Task(**common, labels=labels, splits=splits, origin="hub",
-                    hub=HubSource(name=spec.hub, config=spec.config, splits=splits))
+        return Task(
+            **common,
+            labels=labels,
+            splits=splits,
+            origin="hub",
+            hub=HubSource(name=spec.hub, config=spec.config, splits=splits),
+        )
     splits = {split: str(path.parent / file) for split, file in spec.files.model_dump().items() if file is not None}
     for split, file in splits.items():
         try:
             file_format(Path(file))
         except DataError as exc:
             raise DataError(f"{path}: files.{split}: {exc}") from None
-    labels = tuple(spec.labels or _train_labels(Path(splits["train"]), spec.label_column)) if task_type.named_labels \
+    labels = (
+        tuple(spec.labels or _train_labels(Path(splits["train"]), spec.label_column))
+        if task_type.named_labels
         else None
+    )
     return Task(**common, labels=labels, splits=splits, origin="files")
 
 
@@ -255,7 +322,9 @@ def _train_labels(path: Path, column: str) -> list[str]:
             raise DataError(f"{path}, line {line}, column {column!r}: {what}")
         found.add(label)
     if len(found) < 2:
-        raise DataError(f"{path}, column {column!r}: a classification task needs at least two labels, found {sorted(found)}")
+        raise DataError(
+            f"{path}, column {column!r}: a classification task needs at least two labels, found {sorted(found)}"
+        )
     return sorted(found, key=lambda s: (0, int(s), s) if re.fullmatch(r"-?\d+", s) else (1, 0, s))
 
 

@@ -24,7 +24,13 @@ from ..files import publish
 from .sources import Split
 
 CACHE_VERSION = "bertsmith-tokens-1"
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
 CHUNK = 10_000  # examples per tokenizer call: bounds the memory of the tokenizer's Python lists
 MEGA_BATCHES = 50  # batches per length-sorted chunk in length_grouped_batches
 
@@ -103,8 +109,14 @@ def _tokenize(split: Split, tokenizer: Any, max_length: int) -> dict[str, np.nda
     ids, types, lengths = [], [], []
     for start in range(0, len(split), CHUNK):
         columns = [list(column) for column in zip(*split.texts[start : start + CHUNK])]
-        out = tokenizer(*columns, truncation=True, max_length=max_length, padding=False,
-                        return_token_type_ids=True, return_attention_mask=False)
+        out = tokenizer(
+            *columns,
+            truncation=True,
+            max_length=max_length,
+            padding=False,
+            return_token_type_ids=True,
+            return_attention_mask=False,
+        )
         ids.append(np.concatenate(out["input_ids"]).astype(np.int32))
         types.append(np.concatenate(out["token_type_ids"]).astype(np.int32))
         lengths += [len(seq) for seq in out["input_ids"]]

@@ -41,8 +41,10 @@ from .trainer import TrainConfig, Trainer, TrainResult
 RECIPES: dict[str, tuple[LossConfig, TrainConfig]] = {
     "warmup": (LossConfig(logits=0.0, hidden=1.0, attention=1.0), TrainConfig(lr=1e-4, warmup=0.1, epochs=1)),
     "bort": (LossConfig(logits=0.0, mlm=1.0), TrainConfig(lr=1e-4, warmup=0.01, epochs=1)),
-    "relations": (LossConfig(logits=0.0, hidden=1.0, attention=1.0, attention_mode="relation"),
-                  TrainConfig(lr=1e-4, warmup=0.01, epochs=1)),
+    "relations": (
+        LossConfig(logits=0.0, hidden=1.0, attention=1.0, attention_mode="relation"),
+        TrainConfig(lr=1e-4, warmup=0.01, epochs=1),
+    ),
 }
 
 
@@ -152,7 +154,9 @@ def distill_agnostic(
     """Distil on the corpus; the best checkpoint has the lowest held-out loss."""
     train, held = split_held_out(corpus, held_out)
     rng_batches = _shuffled_batches(len(train), config.batch_size, config.seed)
-    eval_batches = [list(range(i, min(i + config.batch_size, len(held)))) for i in range(0, len(held), config.batch_size)]
+    eval_batches = [
+        list(range(i, min(i + config.batch_size, len(held)))) for i in range(0, len(held), config.batch_size)
+    ]
 
     def held_out_loss(_student: torch.nn.Module) -> dict[str, float]:
         generator_state = torch.get_rng_state()  # masking draws must not shift the training stream
@@ -221,11 +225,15 @@ def pretrain_student(
     if recipe not in RECIPES:
         raise ConfigError(f"recipe = {recipe!r}: expected auto, {', '.join(RECIPES)}")
     if recipe == "bort" and not has_mlm:
-        raise ConfigError(f"{source}: recipe 'bort' needs a teacher with a masked-LM head; this one has none (use 'relations' or 'warmup')")
+        raise ConfigError(
+            f"{source}: recipe 'bort' needs a teacher with a masked-LM head; this one has none (use 'relations' or 'warmup')"
+        )
     losses, base = RECIPES[recipe]
     config = base.with_overrides(**(overrides or {}))
-    teacher_model = imported.model if recipe == "bort" else (
-        imported.model.encoder if not isinstance(imported.model, BertsmithModel) else imported.model
+    teacher_model = (
+        imported.model
+        if recipe == "bort"
+        else (imported.model.encoder if not isinstance(imported.model, BertsmithModel) else imported.model)
     )
     tokenizer = load_tokenizer(source, imported.spec, max_length)
     check_vocab(tokenizer, spec, "the student spec")
@@ -237,13 +245,22 @@ def pretrain_student(
     student = BertsmithForMaskedLM(spec) if recipe == "bort" else BertsmithModel(spec)
     objective = AgnosticObjective(student, teacher_model, losses, mask_id=tokenizer.mask_token_id)
     fingerprint = {
-        "spec": spec.model_dump(mode="json"), "teacher": str(source), "recipe": recipe,
-        "corpus": digest([str(f.resolve()) for f in files]), "max_length": max_length,
+        "spec": spec.model_dump(mode="json"),
+        "teacher": str(source),
+        "recipe": recipe,
+        "corpus": digest([str(f.resolve()) for f in files]),
+        "max_length": max_length,
     }
     run_dir = Path(run_dir)
     result = distill_agnostic(
-        objective, packed, pad_id=tokenizer.pad_token_id or 0, config=config, run_dir=run_dir, resume=resume,
-        fingerprint=fingerprint, progress=progress,
+        objective,
+        packed,
+        pad_id=tokenizer.pad_token_id or 0,
+        config=config,
+        run_dir=run_dir,
+        resume=resume,
+        fingerprint=fingerprint,
+        progress=progress,
     )
     model_dir = run_dir / "model"
     if distributed.is_main():

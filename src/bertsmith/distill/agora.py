@@ -60,9 +60,14 @@ SETS: dict[str, list[dict[str, Any]]] = {
     # bertsmith's small default: two learning rates × two seeds
     "default": [{"lr": lr, "seed": seed} for lr in (1e-4, 5e-5) for seed in (0, 1)],
     # the grid the Bort README suggests (480 sets; weight decay as Bort's BERTAdam used it)
-    "bort": [{"seed": s, "lr": lr, "weight_decay": wd, "warmup": w, "batch_size": b}
-             for s in range(5) for lr in (1e-4, 1e-5, 9e-6) for wd in (0.0, 10.0, 100.0, 350.0)
-             for w in (0.35, 0.40, 0.45, 0.50) for b in (8, 16)],
+    "bort": [
+        {"seed": s, "lr": lr, "weight_decay": wd, "warmup": w, "batch_size": b}
+        for s in range(5)
+        for lr in (1e-4, 1e-5, 9e-6)
+        for wd in (0.0, 10.0, 100.0, 350.0)
+        for w in (0.35, 0.40, 0.45, 0.50)
+        for b in (8, 16)
+    ],
 }
 SET_FIELDS = ("lr", "weight_decay", "warmup", "batch_size", "seed", "steps", "epochs")
 
@@ -103,10 +108,24 @@ class AgoraResult:
     steps: int
 
 
-def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Module, teacher: torch.nn.Module | None,
-          losses: LossConfig, task, tokenizer, max_length: int, train: Encoded, validation: Encoded,
-          sets: list[TrainConfig], run_dir: Path, copies: int = 4, rate: float = 0.15, max_rounds: int | None = None,
-          progress: bool = False) -> AgoraResult:
+def agora(
+    make_student: Callable[[], torch.nn.Module],
+    *,
+    reference: torch.nn.Module,
+    teacher: torch.nn.Module | None,
+    losses: LossConfig,
+    task,
+    tokenizer,
+    max_length: int,
+    train: Encoded,
+    validation: Encoded,
+    sets: list[TrainConfig],
+    run_dir: Path,
+    copies: int = 4,
+    rate: float = 0.15,
+    max_rounds: int | None = None,
+    progress: bool = False,
+) -> AgoraResult:
     """Run Agora on ``train`` with mistakes taken on ``validation`` (both carved from the task's train
     split by the caller). ``make_student``: a fresh copy of the initial student. ``max_rounds``: stop
     after that many rounds (1 is plain enumeration: every set once, the best by validation)."""
@@ -133,13 +152,22 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
             for k in pool:
                 torch.manual_seed(sets[k].seed)
                 student = make_student()
-                objective = TaskObjective(student, teacher if losses.needs_teacher else None, losses,
-                                          task_type=task.task_type)
+                objective = TaskObjective(
+                    student, teacher if losses.needs_teacher else None, losses, task_type=task.task_type
+                )
                 config = sets[k].model_copy(update={"patience": None})
-                result = train_on_task(objective, data, config=config, run_dir=directory / f"set-{k}", resume=True,
-                                       fingerprint={"agora_round": r, "set": k, "train": grown.key},
-                                       progress=progress, description=f"agora round {r} set {k}", keep_best=False,
-                                       evaluate_fn=lambda m: evaluate(m, data, "validation"))
+                result = train_on_task(
+                    objective,
+                    data,
+                    config=config,
+                    run_dir=directory / f"set-{k}",
+                    resume=True,
+                    fingerprint={"agora_round": r, "set": k, "train": grown.key},
+                    progress=progress,
+                    description=f"agora round {r} set {k}",
+                    keep_best=False,
+                    evaluate_fn=lambda m: evaluate(m, data, "validation"),
+                )
                 spent += result.steps
                 logits[k] = predict(student, validation, pad_id)  # once: the metrics and the mistakes
                 scores.append((k, compute_metrics(task, logits[k], validation.labels)))
@@ -150,9 +178,17 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
             best_logits = logits[k_best]
             wrong = task.task_type.mistakes(best_logits, validation.labels)
             dropped = drop({k: m[metric] for k, m in scores}, k_best)
-            record = {"round": r, "sets": {str(k): m for k, m in scores}, "best_set": k_best, "best_metric": top[metric],
-                      "best_validation": top, "mistakes": wrong.tolist(), "train_size": len(grown),
-                      "dropped": dropped, "steps": spent}
+            record = {
+                "round": r,
+                "sets": {str(k): m for k, m in scores},
+                "best_set": k_best,
+                "best_metric": top[metric],
+                "best_validation": top,
+                "mistakes": wrong.tolist(),
+                "train_size": len(grown),
+                "dropped": dropped,
+                "steps": spent,
+            }
             if best_metrics is None or top[metric] > best_metrics[metric]:
                 best, best_metrics = models[k_best], top
                 if distributed.is_main():
@@ -164,8 +200,19 @@ def agora(make_student: Callable[[], torch.nn.Module], *, reference: torch.nn.Mo
         rounds.append(record)
         pool = [k for k in pool if k not in record["dropped"]]
         if pool and (max_rounds is None or r < max_rounds):
-            grown = concat(grown, _generate(subset(validation, record["mistakes"]), reference, task, copies=copies,
-                                            rate=rate, special=special, pad_id=pad_id, seed=r))
+            grown = concat(
+                grown,
+                _generate(
+                    subset(validation, record["mistakes"]),
+                    reference,
+                    task,
+                    copies=copies,
+                    rate=rate,
+                    special=special,
+                    pad_id=pad_id,
+                    seed=r,
+                ),
+            )
     if best is None:
         best = _load(make_student(), run_dir / "agora" / "best")
     return AgoraResult(best, best_metrics, rounds, spent)
@@ -179,16 +226,30 @@ def drop(scores: dict[int, float], best: int) -> list[int]:
     return out if len(out) == len(scores) == 1 else [k for k in out if k != best] or out
 
 
-def _generate(mistakes: Encoded, reference: torch.nn.Module, task, *, copies: int, rate: float, special: set[int],
-              pad_id: int, seed: int) -> Encoded:
+def _generate(
+    mistakes: Encoded,
+    reference: torch.nn.Module,
+    task,
+    *,
+    copies: int,
+    rate: float,
+    special: set[int],
+    pad_id: int,
+    seed: int,
+) -> Encoded:
     """New points from the mistakes: perturbed copies, labelled by the reference model."""
     if len(mistakes) == 0 or copies == 0:
         return subset(mistakes, [])
     both = perturbed_copies(mistakes, copies, rate=rate, special_ids=special, seed=seed)
     new = subset(both, np.arange(len(mistakes), len(both)))  # the copies only, not the mistakes themselves
     labels = task.task_type.predictions(predict(reference, new, pad_id))
-    return Encoded(new.input_ids, new.token_type_ids, new.offsets, labels.astype(task.task_type.label_dtype),
-                   new.key + "|reference")
+    return Encoded(
+        new.input_ids,
+        new.token_type_ids,
+        new.offsets,
+        labels.astype(task.task_type.label_dtype),
+        new.key + "|reference",
+    )
 
 
 def _save(model: torch.nn.Module, directory: Path, info: dict) -> None:
@@ -242,21 +303,50 @@ def agora_on_task(
     spec = initial.encoder.spec
 
     start_time = time.perf_counter()
-    result = agora(lambda: copy.deepcopy(initial), reference=teacher, teacher=teacher, losses=losses, task=task,
-                   tokenizer=tokenizer, max_length=max_length, train=rest, validation=validation, sets=configs,
-                   run_dir=run_dir, copies=copies, rate=rate, max_rounds=max_rounds, progress=progress)
+    result = agora(
+        lambda: copy.deepcopy(initial),
+        reference=teacher,
+        teacher=teacher,
+        losses=losses,
+        task=task,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        train=rest,
+        validation=validation,
+        sets=configs,
+        run_dir=run_dir,
+        copies=copies,
+        rate=rate,
+        max_rounds=max_rounds,
+        progress=progress,
+    )
     metrics = {"validation": result.validation, "dev": evaluate(result.model, data, "dev")}
     if data.labeled("test"):
         metrics["test"] = evaluate(result.model, data, "test")
     model_dir = run_dir / "model"
     if distributed.is_main():
         export_pretrained(result.model, model_dir, tokenizer_dir=teacher_dir)
-    summary = {"spec": spec.model_dump(mode="json"), "teacher": str(Path(teacher_dir).resolve()), "task": task.name,
-               "mode": "agora" if max_rounds != 1 else "plain", "max_rounds": max_rounds, "sets": [c.model_dump() for c in configs], "validation_fraction": validation_fraction,
-               "validation_rows": held.tolist(), "copies": copies, "rate": rate, "losses": losses.model_dump(mode="json"),
-               "data": data.hashes, "max_length": max_length, "rounds": result.rounds, "steps": result.steps,
-               "seconds": time.perf_counter() - start_time, "metrics": metrics, "params": params(spec),
-               "non_embedding_params": encoder_params(spec)}
+    summary = {
+        "spec": spec.model_dump(mode="json"),
+        "teacher": str(Path(teacher_dir).resolve()),
+        "task": task.name,
+        "mode": "agora" if max_rounds != 1 else "plain",
+        "max_rounds": max_rounds,
+        "sets": [c.model_dump() for c in configs],
+        "validation_fraction": validation_fraction,
+        "validation_rows": held.tolist(),
+        "copies": copies,
+        "rate": rate,
+        "losses": losses.model_dump(mode="json"),
+        "data": data.hashes,
+        "max_length": max_length,
+        "rounds": result.rounds,
+        "steps": result.steps,
+        "seconds": time.perf_counter() - start_time,
+        "metrics": metrics,
+        "params": params(spec),
+        "non_embedding_params": encoder_params(spec),
+    }
     if distributed.is_main():
         atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
     distributed.barrier()

@@ -38,9 +38,16 @@ class TaskContext:
     _key: str | None = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, task: Task | str | os.PathLike, *, max_length: int = 128,
-             data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-             option: str = "--max-length") -> "TaskContext":
+    def load(
+        cls,
+        directory: str | os.PathLike,
+        task: Task | str | os.PathLike,
+        *,
+        max_length: int = 128,
+        data_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        option: str = "--max-length",
+    ) -> "TaskContext":
         """Read the teacher and its tokenizer (the task's data is read on first use); ``option`` names the
         user's setting of ``max_length`` in the message that refuses one beyond the teacher's positions."""
         directory = Path(directory)
@@ -48,11 +55,19 @@ class TaskContext:
         task = task if isinstance(task, Task) else resolve_task(task)
         model = load_teacher(directory, task)
         tokenizer = load_tokenizer(directory, model.encoder.spec)
-        check_max_length(max_length, model.encoder.spec, str(directory), f"max_positions in {directory / 'config.json'}",
-                         option)
-        return cls(directory, task, source, model, tokenizer, max_length,
-                   Path(data_dir) if data_dir is not None else None,
-                   Path(cache_dir) if cache_dir is not None else None)
+        check_max_length(
+            max_length, model.encoder.spec, str(directory), f"max_positions in {directory / 'config.json'}", option
+        )
+        return cls(
+            directory,
+            task,
+            source,
+            model,
+            tokenizer,
+            max_length,
+            Path(data_dir) if data_dir is not None else None,
+            Path(cache_dir) if cache_dir is not None else None,
+        )
 
     @property
     def spec(self) -> ArchSpec:
@@ -73,17 +88,31 @@ class TaskContext:
         """The task's splits (train, dev, and test where the task has one; or ``splits``), tokenized once.
         Each call returns its own ``TaskData``, so a caller may replace a split (e.g. augment train)."""
         if self._data is None:
-            self._data = load_task_data(self.task, self.tokenizer, data_dir=self.data_dir,
-                                        max_length=self.max_length, cache_dir=self.cache_dir)
+            self._data = load_task_data(
+                self.task, self.tokenizer, data_dir=self.data_dir, max_length=self.max_length, cache_dir=self.cache_dir
+            )
         names = tuple(self._data.splits) if splits is None else splits
-        return replace(self._data, splits={name: self._data.splits[name] for name in names},
-                       hashes={name: self._data.hashes[name] for name in names})
+        return replace(
+            self._data,
+            splits={name: self._data.splits[name] for name in names},
+            hashes={name: self._data.hashes[name] for name in names},
+        )
 
-    def serves(self, directory: str | os.PathLike, task: Task, *, max_length: int,
-               data_dir: str | os.PathLike | None, cache_dir: str | os.PathLike | None) -> bool:
+    def serves(
+        self,
+        directory: str | os.PathLike,
+        task: Task,
+        *,
+        max_length: int,
+        data_dir: str | os.PathLike | None,
+        cache_dir: str | os.PathLike | None,
+    ) -> bool:
         """Whether this context is what loading ``directory`` for ``task`` with these settings would give."""
-        same = (Path(directory).resolve() == self.directory.resolve() and task.name == self.task.name
-                and max_length == self.max_length)
+        same = (
+            Path(directory).resolve() == self.directory.resolve()
+            and task.name == self.task.name
+            and max_length == self.max_length
+        )
         return same and _same_path(data_dir, self.data_dir) and _same_path(cache_dir, self.cache_dir)
 
 
@@ -91,13 +120,22 @@ def _same_path(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool
     return (a is None and b is None) or (a is not None and b is not None and Path(a).resolve() == Path(b).resolve())
 
 
-def context_for(context: TaskContext | None, directory: str | os.PathLike, task: Task, *, max_length: int,
-                data_dir: str | os.PathLike | None, cache_dir: str | os.PathLike | None) -> TaskContext:
+def context_for(
+    context: TaskContext | None,
+    directory: str | os.PathLike,
+    task: Task,
+    *,
+    max_length: int,
+    data_dir: str | os.PathLike | None,
+    cache_dir: str | os.PathLike | None,
+) -> TaskContext:
     """``context`` when it is what these settings would load, a fresh load when there is none. A context
     of another teacher, task or data is a caller's mistake (ValueError), never silently used."""
     if context is None:
         return TaskContext.load(directory, task, max_length=max_length, data_dir=data_dir, cache_dir=cache_dir)
     if not context.serves(directory, task, max_length=max_length, data_dir=data_dir, cache_dir=cache_dir):
-        raise ValueError(f"the context holds the teacher in {context.directory} for {context.task.name} (max length "
-                         f"{context.max_length}), not {directory} for {task.name} (max length {max_length})")
+        raise ValueError(
+            f"the context holds the teacher in {context.directory} for {context.task.name} (max length "
+            f"{context.max_length}), not {directory} for {task.name} (max length {max_length})"
+        )
     return context

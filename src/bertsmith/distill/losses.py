@@ -83,9 +83,7 @@ def relations(x: torch.Tensor, heads: int, mask: torch.Tensor | None) -> torch.T
     return F.log_softmax(scores, dim=-1)
 
 
-def relation_kl(
-    student: torch.Tensor, teacher: torch.Tensor, heads: int, mask: torch.Tensor | None
-) -> torch.Tensor:
+def relation_kl(student: torch.Tensor, teacher: torch.Tensor, heads: int, mask: torch.Tensor | None) -> torch.Tensor:
     """KL(teacher relation ‖ student relation) of Q-Q, K-K or V-V (MiniLMv2, Wang et al. 2021):
     works for any head counts and widths, because both sides are re-split into the same number of
     relation heads. Summed over keys, averaged over relation heads and real query tokens.

@@ -263,9 +263,13 @@ class Objective(nn.Module):
             length = int(mask.sum(1).max())
             types = batch.get("token_type_ids")
             with torch.no_grad():
-                pred, out = self._forward(self.teacher, batch["input_ids"][rows, :length], mask[:, :length],
-                                          types[rows, :length] if types is not None else None,
-                                          {"output_hidden_states": cache.hidden})
+                pred, out = self._forward(
+                    self.teacher,
+                    batch["input_ids"][rows, :length],
+                    mask[:, :length],
+                    types[rows, :length] if types is not None else None,
+                    {"output_hidden_states": cache.hidden},
+                )
             cache.write(ids[missing], pred, out.hidden_states)
         return bool(cache.filled(ids).all())
 
@@ -285,8 +289,10 @@ class Objective(nn.Module):
         scores = None
         if want_scores:
             additive = additive_mask(mask, hidden[0].dtype)
-            scores = tuple(self._scores(fused[i], layers[i].attention, additive) if i in wanted else None
-                           for i in range(len(layers)))
+            scores = tuple(
+                self._scores(fused[i], layers[i].attention, additive) if i in wanted else None
+                for i in range(len(layers))
+            )
         return logits, EncoderOutput(hidden[-1], None, hidden, scores), {i: fused[i] for i in t_rel}
 
     @staticmethod
@@ -318,7 +324,11 @@ class TaskObjective(Objective):
 
 
 def prediction_losses(
-    config: LossConfig, s_logits: torch.Tensor, t_logits: torch.Tensor | None, labels: torch.Tensor | None, *,
+    config: LossConfig,
+    s_logits: torch.Tensor,
+    t_logits: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    *,
     task_type: TaskType,
 ) -> dict[str, torch.Tensor]:
     """The ``labels`` and ``logits`` terms of a task objective (unweighted), those switched on, as
@@ -328,8 +338,9 @@ def prediction_losses(
         if config.labels > 0:
             parts["labels"] = task_type.label_loss(s_logits, labels)
         if config.logits > 0:
-            parts["logits"] = task_type.teacher_loss(s_logits, t_logits, logit_loss=config.logit_loss,
-                                                     temperature=config.temperature)
+            parts["logits"] = task_type.teacher_loss(
+                s_logits, t_logits, logit_loss=config.logit_loss, temperature=config.temperature
+            )
         return parts
 
 
@@ -354,15 +365,22 @@ class AgnosticObjective(Objective):
         if self.config.mlm > 0:
             vocab = _encoder(self.student).spec.embeddings.vocab_size
             ids, labels = L.mask_tokens(
-                ids, batch["special_tokens_mask"], mask_id=self.mask_id, vocab_size=vocab,
+                ids,
+                batch["special_tokens_mask"],
+                mask_id=self.mask_id,
+                vocab_size=vocab,
                 probability=self.config.mask_probability,
             )
         s_logits, t_logits, parts = self._run(batch, ids)
         if labels is not None:
             with full_precision(s_logits):
                 ce, kd = L.mlm_distillation(
-                    s_logits, t_logits, labels, temperature=self.config.mlm_temperature,
-                    mlm_weight=self.config.mlm_weight, kd_weight=self.config.mlm_kd_weight,
+                    s_logits,
+                    t_logits,
+                    labels,
+                    temperature=self.config.mlm_temperature,
+                    mlm_weight=self.config.mlm_weight,
+                    kd_weight=self.config.mlm_kd_weight,
                 )
             parts["mlm"] = self.config.mlm_weight * ce + self.config.mlm_kd_weight * kd
         return self.total(parts), parts

@@ -26,13 +26,28 @@ from ..modeling import BertsmithForSequenceClassification
 from ..modeling.elastic import slice_weights
 from .context import TaskContext, context_for
 from .objectives import LossConfig, TaskObjective
-from .task import (TaskData, check_max_length, check_vocab, final_metrics, load_task_data, load_tokenizer,
-                   reorder_by_importance, train_on_task)
+from .task import (
+    TaskData,
+    check_max_length,
+    check_vocab,
+    final_metrics,
+    load_task_data,
+    load_tokenizer,
+    reorder_by_importance,
+    train_on_task,
+)
 from .trainer import TrainConfig
 
 
-def start_student(spec: ArchSpec | None, data: TaskData, teacher: torch.nn.Module | None, *,
-                  init: str | os.PathLike | None, init_from_teacher: bool, seed: int):
+def start_student(
+    spec: ArchSpec | None,
+    data: TaskData,
+    teacher: torch.nn.Module | None,
+    *,
+    init: str | os.PathLike | None,
+    init_from_teacher: bool,
+    seed: int,
+):
     """The student before training: fresh weights of ``spec`` (seeded), the encoder of the checkpoint
     ``init`` (its spec replaces ``spec``), or the teacher's weights sliced to ``spec`` after ordering
     its units by importance on train examples (``init_from_teacher``)."""
@@ -41,8 +56,12 @@ def start_student(spec: ArchSpec | None, data: TaskData, teacher: torch.nn.Modul
         start = import_checkpoint(init, head="base")
         spec = start.spec
     check_vocab(data.tokenizer, spec, init or "the student spec")
-    check_max_length(data.max_length, spec, str(init) if init else "the student",
-                     f"max_positions in {Path(init) / 'config.json'}" if init else "embeddings.max_positions of its spec")
+    check_max_length(
+        data.max_length,
+        spec,
+        str(init) if init else "the student",
+        f"max_positions in {Path(init) / 'config.json'}" if init else "embeddings.max_positions of its spec",
+    )
     student = BertsmithForSequenceClassification(spec, num_labels=data.task.num_labels)
     if init is not None:
         student.encoder.load_state_dict(start.model.state_dict())
@@ -95,38 +114,53 @@ def distill_on_task(
     writable_dir(run_dir)
     if context is None and not (losses.needs_teacher or init_from_teacher):  # labels only: any checkpoint
         tokenizer = load_tokenizer(teacher_dir, import_checkpoint(teacher_dir).spec, max_length)  # gives the tokens
-        data, teacher = load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length,
-                                       cache_dir=cache_dir), None
+        data, teacher = (
+            load_task_data(task, tokenizer, data_dir=data_dir, max_length=max_length, cache_dir=cache_dir),
+            None,
+        )
     else:
-        context = context_for(context, teacher_dir, task, max_length=max_length, data_dir=data_dir,
-                              cache_dir=cache_dir)
+        context = context_for(context, teacher_dir, task, max_length=max_length, data_dir=data_dir, cache_dir=cache_dir)
         tokenizer, data = context.tokenizer, context.data()
         teacher = context.teacher() if losses.needs_teacher or init_from_teacher else None
 
     student = start_student(spec, data, teacher, init=init, init_from_teacher=init_from_teacher, seed=config.seed)
     spec = student.encoder.spec
-    data.splits["train"] = perturbed_copies(data.splits["train"], augment, rate=augment_rate,
-                                            special_ids=set(tokenizer.all_special_ids), seed=config.seed)
-    objective = TaskObjective(student, teacher if losses.needs_teacher else None, losses,
-                              task_type=task.task_type)
+    data.splits["train"] = perturbed_copies(
+        data.splits["train"], augment, rate=augment_rate, special_ids=set(tokenizer.all_special_ids), seed=config.seed
+    )
+    objective = TaskObjective(student, teacher if losses.needs_teacher else None, losses, task_type=task.task_type)
     fingerprint = {
-        "spec": spec.model_dump(mode="json"), "teacher": str(Path(teacher_dir).resolve()), "task": task.name,
+        "spec": spec.model_dump(mode="json"),
+        "teacher": str(Path(teacher_dir).resolve()),
+        "task": task.name,
         "losses": losses.model_dump(mode="json"),
         "init": "teacher-slice" if init_from_teacher else (str(init) if init else None),
         "augment": {"copies": augment, "rate": augment_rate} if augment else None,
     }
     result = train_on_task(
-        objective, data, config=config, run_dir=run_dir, resume=resume, fingerprint=fingerprint,
-        progress=progress, description=f"distil {task.name}",
+        objective,
+        data,
+        config=config,
+        run_dir=run_dir,
+        resume=resume,
+        fingerprint=fingerprint,
+        progress=progress,
+        description=f"distil {task.name}",
     )
     metrics = final_metrics(student, data, result)
     model_dir = run_dir / "model"
     if distributed.is_main():
         export_pretrained(student, model_dir, tokenizer_dir=teacher_dir, labels=task.task_type.export_labels(task))
         summary = fingerprint | {
-            "train": config.model_dump(), "data": data.hashes, "max_length": max_length, "steps": result.steps,
-            "best_step": result.best_step, "stopped_early": result.stopped_early, "metrics": metrics,
-            "params": params(spec), "non_embedding_params": encoder_params(spec),
+            "train": config.model_dump(),
+            "data": data.hashes,
+            "max_length": max_length,
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "stopped_early": result.stopped_early,
+            "metrics": metrics,
+            "params": params(spec),
+            "non_embedding_params": encoder_params(spec),
         }
         atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
     distributed.barrier()

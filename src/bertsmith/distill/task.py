@@ -43,8 +43,10 @@ def load_tokenizer(directory: str | os.PathLike, spec: ArchSpec | None = None, m
     from transformers import AutoTokenizer, PretrainedConfig  # slow to import: only when a tokenizer is loaded
 
     if not any((Path(directory) / name).is_file() for name in TOKENIZER_FILES):
-        raise CheckpointError(f"{directory}: no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); copy those of "
-                              "the checkpoint it was trained from into it, or pass a directory that has them")
+        raise CheckpointError(
+            f"{directory}: no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); copy those of "
+            "the checkpoint it was trained from into it, or pass a directory that has them"
+        )
     config = PretrainedConfig() if _remote_code(Path(directory)) else None
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, config=config)
@@ -54,9 +56,11 @@ def load_tokenizer(directory: str | os.PathLike, spec: ArchSpec | None = None, m
         return tokenizer
     rows = spec.embeddings.vocab_size
     if 2 * len(tokenizer) < rows:
-        raise CheckpointError(f"{directory}: the tokenizer has {len(tokenizer)} tokens for the model's {rows} embedding "
-                              "rows: its tokenizer files are incomplete; copy those of the checkpoint it was trained "
-                              "from into it")
+        raise CheckpointError(
+            f"{directory}: the tokenizer has {len(tokenizer)} tokens for the model's {rows} embedding "
+            "rows: its tokenizer files are incomplete; copy those of the checkpoint it was trained "
+            "from into it"
+        )
     check_vocab(tokenizer, spec, directory)
     if max_length is not None:
         check_max_length(max_length, spec, str(directory), f"max_positions in {Path(directory) / 'config.json'}")
@@ -86,8 +90,9 @@ def check_max_length(max_length: int, spec: ArchSpec, model: str, where: str, op
     ``option`` the user's setting of the length."""
     limit = spec.embeddings.max_tokens
     if max_length > limit:
-        raise ConfigError(f"{option} {max_length} is more than the {limit} positions of {model} ({where}); "
-                          f"use {limit} or less")
+        raise ConfigError(
+            f"{option} {max_length} is more than the {limit} positions of {model} ({where}); use {limit} or less"
+        )
 
 
 @dataclass
@@ -194,8 +199,9 @@ def train_on_task(
         return collate(train, indices, data.pad_id) | {"example_ids": torch.as_tensor(indices, dtype=torch.long)}
 
     if getattr(objective, "teacher", None) is not None:
-        objective.use_cache(TeacherCache.open(objective.teacher, train, root=data.cache_dir or cache_root(),
-                                              bf16=config.bf16))
+        objective.use_cache(
+            TeacherCache.open(objective.teacher, train, root=data.cache_dir or cache_root(), bf16=config.bf16)
+        )
     trainer = Trainer(
         objective,
         batches=batches,
@@ -219,8 +225,10 @@ def reorder_by_importance(model: torch.nn.Module, data: TaskData, *, seed: int) 
     train = data.splits["train"]
     sample = np.random.default_rng(seed).permutation(len(train))[:IMPORTANCE_EXAMPLES]
     home, device = next(model.parameters()).device, compute_device()
-    batches = [{k: v.to(device) for k, v in collate(train, sample[i:i + EVAL_BATCH], data.pad_id).items()}
-               for i in range(0, len(sample), EVAL_BATCH)]
+    batches = [
+        {k: v.to(device) for k, v in collate(train, sample[i : i + EVAL_BATCH], data.pad_id).items()}
+        for i in range(0, len(sample), EVAL_BATCH)
+    ]
     model.to(device)
     reorder(model, importance(model, batches))
     model.to(home)

@@ -68,8 +68,14 @@ class TeacherResult:
 
 def teacher_key(source: Path, task: Task, hashes: dict[str, str], config: TrainConfig, max_length: int) -> str:
     return digest(
-        {"model": files_digest(source), "task": task.name, "labels": task.labels, "data": hashes,
-         "train": config.model_dump(), "max_length": max_length}
+        {
+            "model": files_digest(source),
+            "task": task.name,
+            "labels": task.labels,
+            "data": hashes,
+            "train": config.model_dump(),
+            "max_length": max_length,
+        }
     )[:16]
 
 
@@ -104,16 +110,28 @@ def finetune_teacher(
     objective = TaskObjective(student, None, LossConfig(labels=1.0, logits=0.0), task_type=task.task_type)
     work = cache / "teachers" / f".work-{task.name}-{key}"
     result = train_on_task(
-        objective, data, config=config, run_dir=work, resume=True,
-        fingerprint={"model": str(source), "task": task.name}, progress=progress,
+        objective,
+        data,
+        config=config,
+        run_dir=work,
+        resume=True,
+        fingerprint={"model": str(source), "task": task.name},
+        progress=progress,
         description=f"teacher {task.name}",
     )
     metrics = final_metrics(student, data, result)
     if distributed.is_main():
         export_pretrained(student, out, tokenizer_dir=source, labels=task.task_type.export_labels(task))
         info = {
-            "source": str(source), "task": task.name, "key": key, "data": data.hashes, "max_length": max_length,
-            "train": config.model_dump(), "steps": result.steps, "best_step": result.best_step, "metrics": metrics,
+            "source": str(source),
+            "task": task.name,
+            "key": key,
+            "data": data.hashes,
+            "max_length": max_length,
+            "train": config.model_dump(),
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "metrics": metrics,
             "torch": torch.__version__,
         }
         atomic_write_text(out / INFO, json.dumps(info, indent=1))
@@ -130,8 +148,9 @@ def fitted_schedule(config: TrainConfig, train_size: int, min_steps: int, patien
     per_epoch = math.ceil(train_size / config.batch_size)
     if config.steps is not None or not min_steps or config.epochs * per_epoch >= min_steps:
         return config
-    return config.model_copy(update={"epochs": float(math.ceil(min_steps / per_epoch)), "eval_every": None,
-                                     "patience": patience})
+    return config.model_copy(
+        update={"epochs": float(math.ceil(min_steps / per_epoch)), "eval_every": None, "patience": patience}
+    )
 
 
 def load_teacher(directory: str | os.PathLike, task: Task) -> BertsmithForSequenceClassification:

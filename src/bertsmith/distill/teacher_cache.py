@@ -108,8 +108,9 @@ class TeacherCache:
         return self.hidden_shape is not None
 
     @classmethod
-    def open(cls, teacher: torch.nn.Module, encoded, *, root: Path, bf16: bool,
-             budget: int | None = None) -> TeacherCache | None:
+    def open(
+        cls, teacher: torch.nn.Module, encoded, *, root: Path, bf16: bool, budget: int | None = None
+    ) -> TeacherCache | None:
         """The cache of ``teacher`` (a sequence-classification model) on the split ``encoded``, created
         when missing; None when the budget is 0 or too small for the predictions alone."""
         budget = budget_bytes() if budget is None else budget
@@ -123,9 +124,16 @@ class TeacherCache:
             return None
         if sum(sizes.values()) > budget or any(layer.attention.kind != "mhsa" for layer in spec.layers):
             hidden, sizes["hidden.f16"] = None, 0
-        meta = {"format": FORMAT, "teacher": weights_digest(teacher), "tokens": tokens_digest(encoded),
-                "precision": "bf16" if bf16 else "fp32", "examples": n, "token_count": tokens, "classes": classes,
-                "hidden": list(hidden) if hidden else None}
+        meta = {
+            "format": FORMAT,
+            "teacher": weights_digest(teacher),
+            "tokens": tokens_digest(encoded),
+            "precision": "bf16" if bf16 else "fp32",
+            "examples": n,
+            "token_count": tokens,
+            "classes": classes,
+            "hidden": list(hidden) if hidden else None,
+        }
         key = digest(meta)[:24]
         directory = Path(root) / "teacher-outputs" / key
         if not (directory / META).is_file():
@@ -137,13 +145,17 @@ class TeacherCache:
         except (OSError, ValueError):
             stored = None
         if stored != meta:
-            raise CacheError(f"{directory}: this teacher cache's {META} does not describe this teacher and data; "
-                             f"delete the directory")
+            raise CacheError(
+                f"{directory}: this teacher cache's {META} does not describe this teacher and data; "
+                f"delete the directory"
+            )
         for name, size in sizes.items():
             found = (directory / name).stat().st_size if (directory / name).exists() else 0
             if found != size:
-                raise CacheError(f"{directory / name}: {found:,} bytes where the teacher cache needs {size:,}; "
-                                 f"the cache is damaged: delete {directory}")
+                raise CacheError(
+                    f"{directory / name}: {found:,} bytes where the teacher cache needs {size:,}; "
+                    f"the cache is damaged: delete {directory}"
+                )
         return cls(directory, np.asarray(encoded.offsets, dtype=np.int64), classes, hidden)
 
     # ---- flags and predictions (held in memory, written through) ----------------------------------
@@ -187,8 +199,9 @@ class TeacherCache:
                 os.pwrite(self._fds["flags.u8"], b"\x01", int(i))
                 self._flags[i] = 1
         except OSError as e:
-            raise CacheError(f"{self.directory}: cannot write the teacher cache ({e.strerror}); set {ENV}=0 to "
-                             f"train without it") from None
+            raise CacheError(
+                f"{self.directory}: cannot write the teacher cache ({e.strerror}); set {ENV}=0 to train without it"
+            ) from None
 
     def predictions(self, ids: np.ndarray) -> torch.Tensor:
         """The teacher's predictions [B, C] on flagged examples."""
@@ -202,8 +215,9 @@ class TeacherCache:
         row_bytes = 2 * layers * width
         for r, i in enumerate(ids):
             start, end = int(self.offsets[i]), int(self.offsets[i + 1])
-            block = np.frombuffer(os.pread(self._fds["hidden.f16"], (end - start) * row_bytes, start * row_bytes),
-                                  dtype=np.float16).reshape(end - start, layers, width)
+            block = np.frombuffer(
+                os.pread(self._fds["hidden.f16"], (end - start) * row_bytes, start * row_bytes), dtype=np.float16
+            ).reshape(end - start, layers, width)
             out[:, r, : end - start] = block.transpose(1, 0, 2)
         return tuple(torch.from_numpy(out).float().unbind(0))
 
@@ -227,7 +241,9 @@ def _make_room(parent: Path, need: int, budget: int) -> None:
 def _mark_used(directory: Path) -> None:
     """Record ``directory`` as the most recently used cache for ``_make_room``: its meta.json's mtime is set
     strictly after every other cache's, since the file system's clock may not tick between two uses."""
-    others = [(d / META).stat().st_mtime_ns for d in directory.parent.iterdir() if d != directory and (d / META).is_file()]
+    others = [
+        (d / META).stat().st_mtime_ns for d in directory.parent.iterdir() if d != directory and (d / META).is_file()
+    ]
     now = max([time.time_ns(), *(t + 1 for t in others)])
     os.utime(directory / META, ns=(now, now))
 
@@ -259,7 +275,9 @@ def _create(directory: Path, meta: dict, sizes: dict[str, int]) -> None:
                 raise
     except OSError as e:
         need = sum(sizes.values()) / 2**30
-        raise CacheError(f"{directory.parent}: cannot create a teacher cache of {need:.2f} GB ({e.strerror}); "
-                         f"free space, point BERTSMITH_CACHE elsewhere, or set {ENV} lower (0: no cache)") from None
+        raise CacheError(
+            f"{directory.parent}: cannot create a teacher cache of {need:.2f} GB ({e.strerror}); "
+            f"free space, point BERTSMITH_CACHE elsewhere, or set {ENV} lower (0: no cache)"
+        ) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

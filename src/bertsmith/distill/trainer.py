@@ -167,8 +167,9 @@ class Trainer:
         if saved.exists():
             before, now = json.loads(saved.read_text(encoding="utf-8")), json.loads(json.dumps(self.fingerprint))
             if before != now:
-                raise ConfigError(f"{saved}: cannot resume: the run was started with other settings "
-                                  f"({differences(before, now)})")
+                raise ConfigError(
+                    f"{saved}: cannot resume: the run was started with other settings ({differences(before, now)})"
+                )
         return {"path": latest} if latest is not None else None
 
     # ---- the loop --------------------------------------------------------------------------
@@ -180,8 +181,9 @@ class Trainer:
         # not stall DDP's gradient all-reduce.
         device = compute_device()
         allow_tf32(device)
-        accelerator = Accelerator(cpu=device.type == "cpu",
-                                  kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        accelerator = Accelerator(
+            cpu=device.type == "cpu", kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]
+        )
         main = distributed.is_main()
         resume_from = self._check_run_dir(resume)
         distributed.barrier()  # every process has checked the run directory before the main one writes to it
@@ -230,13 +232,22 @@ class Trainer:
                 step += 1
                 tokens += int(batch["attention_mask"].sum())
                 if step % cfg.log_every == 0 or step == total:  # the global batch's figures, in one all-reduce
-                    shares = torch.stack([loss.detach().float() * scale,
-                                          loss.new_tensor(float(tokens), dtype=torch.float32),
-                                          *(v.detach().float() * scale for v in parts.values())])
+                    shares = torch.stack(
+                        [
+                            loss.detach().float() * scale,
+                            loss.new_tensor(float(tokens), dtype=torch.float32),
+                            *(v.detach().float() * scale for v in parts.values()),
+                        ]
+                    )
                     loss_value, tokens_mean, *part_values = distributed.reduce_mean(shares).tolist()
                     rate = tokens_mean * distributed.world_size() / max(1e-9, time.perf_counter() - t0)
-                    record = {"step": step, "epoch": epoch, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
-                              "tokens_per_s": round(rate, 1)} | dict(zip(parts, part_values))
+                    record = {
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": loss_value,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "tokens_per_s": round(rate, 1),
+                    } | dict(zip(parts, part_values))
                     if main:
                         log.write(record)
                     bar.update(task, info=f"loss {loss_value:.4f} · {rate:,.0f} tok/s")
@@ -266,8 +277,9 @@ class Trainer:
         objective.student.eval()
         return TrainResult(step, best_step, best_metrics, state["stopped_early"], history)
 
-    def _backward(self, model, accelerator: Accelerator, autocast, batch: dict, scale: float, step: int,
-                  n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _backward(
+        self, model, accelerator: Accelerator, autocast, batch: dict, scale: float, step: int, n: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward and backward of one step; the step's loss and its parts (detached). An objective
         with ``parts_per_step`` = n > 1 is called n times (``part`` = 0..n-1) with a backward pass after
         each, gradients accumulating (synchronised across processes after the last), so that only one
@@ -318,7 +330,8 @@ class MetricsLog:
         self.path = path
         if path.exists():
             kept = [
-                line for line in path.read_text(encoding="utf-8").splitlines()
+                line
+                for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and _complete(line) and json.loads(line)["step"] <= keep_until
             ]
             atomic_write_text(path, "".join(line + "\n" for line in kept))
@@ -339,7 +352,13 @@ def _complete(line: str) -> bool:
 
 def _progress(enabled: bool) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
         disable=not enabled,
     )

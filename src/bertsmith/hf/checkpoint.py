@@ -151,7 +151,9 @@ def _shards(index: Path) -> list[Path]:
         data = json.loads(index.read_text(encoding="utf-8"))
         files = sorted(set(data["weight_map"].values()))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{index}: not a readable weight index ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise CheckpointError(
+            f"{index}: not a readable weight index ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
     shards = []
     for name in files:
         shard = index.parent / name
@@ -204,8 +206,9 @@ def _found_head(source: str, keys: set[str]) -> str:
 
 def _num_labels(source: str, found: str, weights: Weights, cfg: dict) -> int:
     if found == "classification":
-        key = {"bertsmith": "head.out.weight", "bert": "classifier.weight",
-               "distilbert": "classifier.weight"}.get(source, "classifier.out_proj.weight")
+        key = {"bertsmith": "head.out.weight", "bert": "classifier.weight", "distilbert": "classifier.weight"}.get(
+            source, "classifier.out_proj.weight"
+        )
         return int(weights.tensors[key].shape[0])
     n = cfg.get("num_labels")
     if isinstance(n, int) and not isinstance(n, bool) and n > 0:
@@ -359,7 +362,9 @@ def _load(model, spec, entries, weights: Weights, head, source, their_prefix, *,
                     f"found {tuple(tensor.shape)}"
                 )
             if not tensor.is_floating_point():
-                raise CheckpointError(f"{weights.file_of(key)}: {key}: expected floating-point weights, found {tensor.dtype}")
+                raise CheckpointError(
+                    f"{weights.file_of(key)}: {key}: expected floating-point weights, found {tensor.dtype}"
+                )
             parts.append(tensor)
             used.add(key)
         new[entry.ours] = entry.combine(parts)
@@ -394,7 +399,10 @@ def _check_unexpected(weights: Weights, used: set[str], source: str, their_prefi
     if source == "bertsmith":
         encoder = (their_prefix + "embeddings.", their_prefix + "layers.", their_prefix + "pooler.")
     else:
-        encoder = (their_prefix + "embeddings", their_prefix + ("transformer." if source == "distilbert" else "encoder."))
+        encoder = (
+            their_prefix + "embeddings",
+            their_prefix + ("transformer." if source == "distilbert" else "encoder."),
+        )
     for key in sorted(weights.tensors):
         if key in used or _IGNORED.search(key) or not key.startswith(encoder):
             continue

@@ -69,8 +69,14 @@ def _split_skip_layer_norms(model: ir.Model) -> int:
             new.append(ir.Node("", "Add", [new[-1].outputs[0], bias]))
         summed = new[-1].outputs[0]
         norm_inputs = [summed, gamma] + ([beta] if beta is not None else [])
-        new.append(ir.Node("", "LayerNormalization", norm_inputs, attributes=[ir.AttrInt64("axis", -1),
-                                                                            ir.AttrFloat32("epsilon", eps)]))
+        new.append(
+            ir.Node(
+                "",
+                "LayerNormalization",
+                norm_inputs,
+                attributes=[ir.AttrInt64("axis", -1), ir.AttrFloat32("epsilon", eps)],
+            )
+        )
         graph.insert_before(node, new)
         for old_value, value in ((outputs[0], new[-1].outputs[0]), (outputs[3], summed)):
             if old_value is None:
@@ -112,8 +118,9 @@ def session(path: str | os.PathLike, *, threads: int | None = None):
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=DISABLED_ORT_FUSIONS)
+    return ort.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_ORT_FUSIONS
+    )
 
 
 def feed(ort_session, batch: dict) -> dict[str, np.ndarray]:
@@ -137,11 +144,20 @@ class OnnxClassifier(torch.nn.Module):
         self.path = Path(path)
         self.session = session(path, threads=threads)
         if [o.name for o in self.session.get_outputs()] != ["logits"]:
-            raise ConfigError(f"{path}: not a classification export (its outputs are "
-                              f"{[o.name for o in self.session.get_outputs()]}, not ['logits'])")
+            raise ConfigError(
+                f"{path}: not a classification export (its outputs are "
+                f"{[o.name for o in self.session.get_outputs()]}, not ['logits'])"
+            )
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
-        batch = {"input_ids": input_ids.cpu().numpy(), "attention_mask": None if attention_mask is None else
-                 attention_mask.cpu().numpy(), "token_type_ids": None if token_type_ids is None else token_type_ids.cpu().numpy()}
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, None]:
+        batch = {
+            "input_ids": input_ids.cpu().numpy(),
+            "attention_mask": None if attention_mask is None else attention_mask.cpu().numpy(),
+            "token_type_ids": None if token_type_ids is None else token_type_ids.cpu().numpy(),
+        }
         return torch.from_numpy(self.session.run(None, feed(self.session, batch))[0]), None

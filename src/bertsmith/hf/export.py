@@ -82,8 +82,14 @@ def describe(model) -> tuple[torch.nn.Module, str, ArchSpec, int | None]:
 
 
 # ---- Hugging Face directories -----------------------------------------------------------------
-def export_pretrained(model, out_dir: str | os.PathLike, *, tokenizer_dir: str | os.PathLike | None = None,
-                      labels: Sequence[str] | None = None, dtype: torch.dtype | None = None) -> str:
+def export_pretrained(
+    model,
+    out_dir: str | os.PathLike,
+    *,
+    tokenizer_dir: str | os.PathLike | None = None,
+    labels: Sequence[str] | None = None,
+    dtype: torch.dtype | None = None,
+) -> str:
     """Write ``model`` as a Hugging Face directory; return the kind written: "bert", "convbert",
     "electra", "distilbert" or "mpnet" (stock transformers classes load it) or "remote"
     (``trust_remote_code=True``). Tokenizer files
@@ -131,9 +137,13 @@ def _label_maps(labels: Sequence[str] | None, num_labels: int | None) -> dict:
     if labels is None or not num_labels or num_labels < 2:
         return {}
     if len(labels) != num_labels:
-        raise ConfigError(f"{len(labels)} label names ({', '.join(map(str, labels))}) for a head of {num_labels} classes")
-    return {"id2label": {i: str(name) for i, name in enumerate(labels)},
-            "label2id": {str(name): i for i, name in enumerate(labels)}}
+        raise ConfigError(
+            f"{len(labels)} label names ({', '.join(map(str, labels))}) for a head of {num_labels} classes"
+        )
+    return {
+        "id2label": {i: str(name) for i, name in enumerate(labels)},
+        "label2id": {str(name): i for i, name in enumerate(labels)},
+    }
 
 
 def _tokenizer_files(directory: Path) -> list[Path]:
@@ -156,9 +166,13 @@ def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 def _write_stock(tmp: Path, kind: str, spec: ArchSpec, head: str, num_labels, state, names: dict) -> None:
     import transformers
 
-    config_class = {"bert": transformers.BertConfig, "convbert": transformers.ConvBertConfig,
-                    "electra": transformers.ElectraConfig, "distilbert": transformers.DistilBertConfig,
-                    "mpnet": transformers.MPNetConfig}[kind]
+    config_class = {
+        "bert": transformers.BertConfig,
+        "convbert": transformers.ConvBertConfig,
+        "electra": transformers.ElectraConfig,
+        "distilbert": transformers.DistilBertConfig,
+        "mpnet": transformers.MPNetConfig,
+    }[kind]
     kwargs = mapping.hf_config_kwargs(spec, kind) | names
     if head == "classification" and not names:
         kwargs["num_labels"] = num_labels
@@ -253,7 +267,9 @@ class _OnnxGraph(torch.nn.Module):
             return ["logits"]
         return ["last_hidden_state", "pooler_output"] if self.pooler else ["last_hidden_state"]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None):
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ):
         if self.head != "base":
             return self.model(input_ids, attention_mask, token_type_ids)[0]
         out = self.model(input_ids, attention_mask, token_type_ids)
@@ -326,7 +342,9 @@ def _param_bytes(module: torch.nn.Module) -> int:
 @contextlib.contextmanager
 def quiet_exporter() -> Iterator[None]:
     """The exporter prints progress and warns about optional packages (torchvision); keep errors."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")]
+    loggers = [
+        logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)

@@ -45,10 +45,19 @@ class ExportDir:
         return self.directory / "model.int8.onnx" if self.int8_fusions is not None else None
 
 
-def write_export_dir(model, out: str | os.PathLike, *, tokenizer_dir: str | os.PathLike | None = None,
-                     labels: Sequence[str] | None = None, dtype: torch.dtype | None = None, onnx: bool = False,
-                     quantize: bool = False, per_channel: bool = True, seq_len: int = 128,
-                     finish: Callable[[Path, ExportDir], None] | None = None) -> ExportDir:
+def write_export_dir(
+    model,
+    out: str | os.PathLike,
+    *,
+    tokenizer_dir: str | os.PathLike | None = None,
+    labels: Sequence[str] | None = None,
+    dtype: torch.dtype | None = None,
+    onnx: bool = False,
+    quantize: bool = False,
+    per_channel: bool = True,
+    seq_len: int = 128,
+    finish: Callable[[Path, ExportDir], None] | None = None,
+) -> ExportDir:
     """Write ``model`` (a bertsmith model or ImportedModel) to ``out`` with ``export_pretrained``'s
     arguments (``tokenizer_dir``, ``labels``, ``dtype``); with ``onnx`` also ``model.onnx`` (traced at
     ``seq_len`` tokens; a CheckpointError if onnxruntime's outputs differ from PyTorch's by more than
@@ -58,8 +67,7 @@ def write_export_dir(model, out: str | os.PathLike, *, tokenizer_dir: str | os.P
     out = Path(os.path.abspath(out))
     onnx = onnx or quantize
     with atomic_dir(out, marker="config.json") as tmp:
-        written = ExportDir(out, export_pretrained(model, tmp, tokenizer_dir=tokenizer_dir, labels=labels,
-                                                   dtype=dtype))
+        written = ExportDir(out, export_pretrained(model, tmp, tokenizer_dir=tokenizer_dir, labels=labels, dtype=dtype))
         if onnx:
             written = replace(written, onnx_max_abs_diff=_checked_onnx(model, tmp / "model.onnx", out, seq_len))
         if quantize:
@@ -81,6 +89,8 @@ def _checked_onnx(model, path: Path, out: Path, seq_len: int) -> float:
     vocab_size = describe(model)[2].embeddings.vocab_size
     diff = onnx_max_abs_diff(model, path, random_batch(vocab_size, 2, seq_len))
     if not diff <= ONNX_TOLERANCE:
-        raise CheckpointError(f"{out / path.name}: onnxruntime's outputs differ from PyTorch's by {diff:.2e} "
-                              f"(more than {ONNX_TOLERANCE:g}); nothing was written")
+        raise CheckpointError(
+            f"{out / path.name}: onnxruntime's outputs differ from PyTorch's by {diff:.2e} "
+            f"(more than {ONNX_TOLERANCE:g}); nothing was written"
+        )
     return diff

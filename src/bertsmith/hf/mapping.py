@@ -26,8 +26,14 @@ HF_SOURCES = ("bert", "roberta", "convbert", "electra", "distilbert", "mpnet")
 HEADS = ("base", "classification", "mlm")
 
 # Where transformers' head models keep their encoder.
-BASE_PREFIX = {"bert": "bert.", "roberta": "roberta.", "convbert": "convbert.", "electra": "electra.",
-               "distilbert": "distilbert.", "mpnet": "mpnet."}
+BASE_PREFIX = {
+    "bert": "bert.",
+    "roberta": "roberta.",
+    "convbert": "convbert.",
+    "electra": "electra.",
+    "distilbert": "distilbert.",
+    "mpnet": "mpnet.",
+}
 ROBERTA_POSITIONS = ("roberta", "mpnet")  # positions counted from pad_token_id + 1, padding skipped
 
 # The MLM decoder weight, tied to the token embeddings in bertsmith (never stored by bertsmith).
@@ -51,7 +57,14 @@ ACT_FROM_HF = {
     "swish": "swish",
     "leaky_relu": "leaky_relu",
 }
-ACT_TO_HF = {"gelu": "gelu", "relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "swish": "silu", "leaky_relu": "leaky_relu"}
+ACT_TO_HF = {
+    "gelu": "gelu",
+    "relu": "relu",
+    "tanh": "tanh",
+    "sigmoid": "sigmoid",
+    "swish": "silu",
+    "leaky_relu": "leaky_relu",
+}
 
 # The defaults of transformers' BertConfig, RobertaConfig and ConvBertConfig: a config.json may omit them.
 _COMMON_DEFAULTS = {
@@ -80,8 +93,13 @@ CONFIG_DEFAULTS = {
         "conv_kernel_size": 9,
         "num_groups": 1,
     },
-    "electra": {**_COMMON_DEFAULTS, "embedding_size": 128, "hidden_size": 256, "num_attention_heads": 4,
-                "intermediate_size": 1024},
+    "electra": {
+        **_COMMON_DEFAULTS,
+        "embedding_size": 128,
+        "hidden_size": 256,
+        "num_attention_heads": 4,
+        "intermediate_size": 1024,
+    },
 }
 
 # The activation of the family's classification head on the first token (dense → act → out_proj).
@@ -90,17 +108,37 @@ HEAD_ACTIVATION = {"roberta": "tanh", "mpnet": "tanh", "distilbert": "relu"}
 # DistilBERT's names for the BERT config fields, and the values it does not configure (no token types,
 # LayerNorm eps fixed at 1e-12).
 CONFIG_NAMES = {
-    "distilbert": {"hidden_size": "dim", "num_hidden_layers": "n_layers", "num_attention_heads": "n_heads",
-                   "intermediate_size": "hidden_dim", "hidden_act": "activation", "hidden_dropout_prob": "dropout",
-                   "attention_probs_dropout_prob": "attention_dropout"},
+    "distilbert": {
+        "hidden_size": "dim",
+        "num_hidden_layers": "n_layers",
+        "num_attention_heads": "n_heads",
+        "intermediate_size": "hidden_dim",
+        "hidden_act": "activation",
+        "hidden_dropout_prob": "dropout",
+        "attention_probs_dropout_prob": "attention_dropout",
+    },
 }
-CONFIG_FIXED = {"distilbert": {"type_vocab_size": 0, "layer_norm_eps": 1e-12},
-                "mpnet": {"type_vocab_size": 0, "pad_token_id": 1}}  # MPNet: no token types, padding index 1
-CONFIG_DEFAULTS["mpnet"] = {**{k: v for k, v in _COMMON_DEFAULTS.items() if k != "type_vocab_size"},
-                            "vocab_size": 30527, "pad_token_id": 1, "relative_attention_num_buckets": 32}
+CONFIG_FIXED = {
+    "distilbert": {"type_vocab_size": 0, "layer_norm_eps": 1e-12},
+    "mpnet": {"type_vocab_size": 0, "pad_token_id": 1},
+}  # MPNet: no token types, padding index 1
+CONFIG_DEFAULTS["mpnet"] = {
+    **{k: v for k, v in _COMMON_DEFAULTS.items() if k != "type_vocab_size"},
+    "vocab_size": 30527,
+    "pad_token_id": 1,
+    "relative_attention_num_buckets": 32,
+}
 CONFIG_DEFAULTS["distilbert"] = {
-    "vocab_size": 30522, "dim": 768, "n_layers": 6, "n_heads": 12, "hidden_dim": 3072, "activation": "gelu",
-    "dropout": 0.1, "attention_dropout": 0.1, "max_position_embeddings": 512, "initializer_range": 0.02,
+    "vocab_size": 30522,
+    "dim": 768,
+    "n_layers": 6,
+    "n_heads": 12,
+    "hidden_dim": 3072,
+    "activation": "gelu",
+    "dropout": 0.1,
+    "attention_dropout": 0.1,
+    "max_position_embeddings": 512,
+    "initializer_range": 0.02,
     "pad_token_id": 0,
 }
 
@@ -108,8 +146,11 @@ STOCK_ARCHITECTURES = {
     "bert": {"base": "BertModel", "classification": "BertForSequenceClassification", "mlm": "BertForMaskedLM"},
     "distilbert": {"base": "DistilBertModel", "classification": "DistilBertForSequenceClassification"},
     "mpnet": {"base": "MPNetModel", "classification": "MPNetForSequenceClassification", "mlm": "MPNetForMaskedLM"},
-    "electra": {"base": "ElectraModel", "classification": "ElectraForSequenceClassification",
-                "mlm": "ElectraForMaskedLM"},
+    "electra": {
+        "base": "ElectraModel",
+        "classification": "ElectraForSequenceClassification",
+        "mlm": "ElectraForMaskedLM",
+    },
     "convbert": {
         "base": "ConvBertModel",
         "classification": "ConvBertForSequenceClassification",
@@ -144,9 +185,7 @@ def activation_from_hf(cfg: dict, source: str, where: str) -> str:
     key = config_name(source, "hidden_act")
     act = cfg.get(key) or CONFIG_DEFAULTS[source][key]
     if not isinstance(act, str) or act not in ACT_FROM_HF:
-        raise CheckpointError(
-            f"{where}: {key} = {act!r} is not supported (supported: {', '.join(ACT_FROM_HF)})"
-        )
+        raise CheckpointError(f"{where}: {key} = {act!r} is not supported (supported: {', '.join(ACT_FROM_HF)})")
     return ACT_FROM_HF[act]
 
 
@@ -173,8 +212,10 @@ def spec_from_config(cfg: dict, source: str, *, pooler: bool, where: str) -> Arc
     if source == "mpnet":
         buckets = f("relative_attention_num_buckets")
         if buckets != 32:  # transformers' MPNetEncoder buckets offsets into 32 whatever the table's size
-            raise CheckpointError(f"{where}: relative_attention_num_buckets = {buckets}: only 32 is supported "
-                                  "(what transformers' MPNet computes with)")
+            raise CheckpointError(
+                f"{where}: relative_attention_num_buckets = {buckets}: only 32 is supported "
+                "(what transformers' MPNet computes with)"
+            )
     embeddings = {
         "vocab_size": f("vocab_size"),
         "max_positions": f("max_position_embeddings"),
@@ -208,9 +249,7 @@ def spec_from_config(cfg: dict, source: str, *, pooler: bool, where: str) -> Arc
             embeddings["size"] = emb_size
     else:
         if hidden % heads:
-            raise CheckpointError(
-                f"{where}: hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})"
-            )
+            raise CheckpointError(f"{where}: hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})")
         attention = {"kind": "mhsa", "heads": heads, "qk_dim": hidden // heads, "v_dim": hidden // heads}
         if source == "electra" and f("embedding_size") != hidden:  # ELECTRA's factorized embeddings
             embeddings["size"] = f("embedding_size")
@@ -360,18 +399,37 @@ def hf_config_kwargs(spec: ArchSpec, kind: str) -> dict:
     ``stock_kind`` accepts."""
     emb, att, ffn = spec.embeddings, spec.layers[0].attention, spec.layers[0].ffn
     if kind == "mpnet":
-        return {"vocab_size": emb.vocab_size, "hidden_size": spec.hidden, "num_hidden_layers": spec.num_layers,
-                "num_attention_heads": att.heads, "intermediate_size": ffn.size,
-                "hidden_act": ACT_TO_HF[ffn.activation],
-                "hidden_dropout_prob": spec.hidden_dropout, "attention_probs_dropout_prob": spec.attention_dropout,
-                "max_position_embeddings": emb.max_positions, "initializer_range": spec.initializer_range,
-                "layer_norm_eps": spec.layer_norm_eps, "relative_attention_num_buckets": 32, "pad_token_id": 1}
+        return {
+            "vocab_size": emb.vocab_size,
+            "hidden_size": spec.hidden,
+            "num_hidden_layers": spec.num_layers,
+            "num_attention_heads": att.heads,
+            "intermediate_size": ffn.size,
+            "hidden_act": ACT_TO_HF[ffn.activation],
+            "hidden_dropout_prob": spec.hidden_dropout,
+            "attention_probs_dropout_prob": spec.attention_dropout,
+            "max_position_embeddings": emb.max_positions,
+            "initializer_range": spec.initializer_range,
+            "layer_norm_eps": spec.layer_norm_eps,
+            "relative_attention_num_buckets": 32,
+            "pad_token_id": 1,
+        }
     if kind == "distilbert":
-        return {"vocab_size": emb.vocab_size, "dim": spec.hidden, "n_layers": spec.num_layers, "n_heads": att.heads,
-                "hidden_dim": ffn.size, "activation": ffn.activation, "dropout": spec.hidden_dropout,
-                "attention_dropout": spec.attention_dropout, "seq_classif_dropout": spec.hidden_dropout,
-                "max_position_embeddings": emb.max_positions, "sinusoidal_pos_embds": False,
-                "initializer_range": spec.initializer_range, "pad_token_id": emb.pad_token_id}
+        return {
+            "vocab_size": emb.vocab_size,
+            "dim": spec.hidden,
+            "n_layers": spec.num_layers,
+            "n_heads": att.heads,
+            "hidden_dim": ffn.size,
+            "activation": ffn.activation,
+            "dropout": spec.hidden_dropout,
+            "attention_dropout": spec.attention_dropout,
+            "seq_classif_dropout": spec.hidden_dropout,
+            "max_position_embeddings": emb.max_positions,
+            "sinusoidal_pos_embds": False,
+            "initializer_range": spec.initializer_range,
+            "pad_token_id": emb.pad_token_id,
+        }
     kwargs = {
         "vocab_size": emb.vocab_size,
         "hidden_size": spec.hidden,
@@ -461,15 +519,34 @@ class LayerNames:
     ffn_norm: str
 
 
-_BERT_LAYER = LayerNames("encoder.layer.", ("attention.self.query", "attention.self.key", "attention.self.value"),
-                         "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense", "output.dense",
-                         "output.LayerNorm")
+_BERT_LAYER = LayerNames(
+    "encoder.layer.",
+    ("attention.self.query", "attention.self.key", "attention.self.value"),
+    "attention.output.dense",
+    "attention.output.LayerNorm",
+    "intermediate.dense",
+    "output.dense",
+    "output.LayerNorm",
+)
 LAYER_NAMES = {
-    "distilbert": LayerNames("transformer.layer.", ("attention.q_lin", "attention.k_lin", "attention.v_lin"),
-                             "attention.out_lin", "sa_layer_norm", "ffn.lin1", "ffn.lin2", "output_layer_norm"),
-    "mpnet": LayerNames("encoder.layer.", ("attention.attn.q", "attention.attn.k", "attention.attn.v"),
-                        "attention.attn.o", "attention.LayerNorm", "intermediate.dense", "output.dense",
-                        "output.LayerNorm"),
+    "distilbert": LayerNames(
+        "transformer.layer.",
+        ("attention.q_lin", "attention.k_lin", "attention.v_lin"),
+        "attention.out_lin",
+        "sa_layer_norm",
+        "ffn.lin1",
+        "ffn.lin2",
+        "output_layer_norm",
+    ),
+    "mpnet": LayerNames(
+        "encoder.layer.",
+        ("attention.attn.q", "attention.attn.k", "attention.attn.v"),
+        "attention.attn.o",
+        "attention.LayerNorm",
+        "intermediate.dense",
+        "output.dense",
+        "output.LayerNorm",
+    ),
 }  # every other family names its layers as BERT does
 
 
@@ -529,15 +606,25 @@ def head_entries(source: str, head: str) -> list[Entry]:
             return _pair("head.dense", "classifier.dense") + _pair("head.out", "classifier.out_proj")
     if head == "mlm":
         if source == "bert":
-            transform, norm, bias = "cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", "cls.predictions"
+            transform, norm, bias = (
+                "cls.predictions.transform.dense",
+                "cls.predictions.transform.LayerNorm",
+                "cls.predictions",
+            )
         elif source in ("roberta", "mpnet"):
             transform, norm, bias = "lm_head.dense", "lm_head.layer_norm", "lm_head"
         else:
-            transform, norm, bias = "generator_predictions.dense", "generator_predictions.LayerNorm", "generator_lm_head"
+            transform, norm, bias = (
+                "generator_predictions.dense",
+                "generator_predictions.LayerNorm",
+                "generator_lm_head",
+            )
         preferred = (f"{bias}.decoder.bias",) if source not in ("convbert", "electra") else ()
-        return _pair("transform", transform) + _pair("norm", norm) + [
-            Entry("decoder.bias", (f"{bias}.bias",), preferred=preferred)
-        ]
+        return (
+            _pair("transform", transform)
+            + _pair("norm", norm)
+            + [Entry("decoder.bias", (f"{bias}.bias",), preferred=preferred)]
+        )
     return []
 
 

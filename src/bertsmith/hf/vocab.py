@@ -41,8 +41,9 @@ def kept_ids(tokenizer_dir: Path, texts: Iterable[tuple[str, str | None]], *, ba
 
     def flush() -> None:
         pairs = [p for _, p in chunk]
-        encoded = tokenizer([t for t, _ in chunk], pairs if all(p is not None for p in pairs) else None,
-                            add_special_tokens=False)
+        encoded = tokenizer(
+            [t for t, _ in chunk], pairs if all(p is not None for p in pairs) else None, add_special_tokens=False
+        )
         for ids in encoded["input_ids"]:
             keep.update(ids)
         chunk.clear()
@@ -56,18 +57,23 @@ def kept_ids(tokenizer_dir: Path, texts: Iterable[tuple[str, str | None]], *, ba
     return sorted(keep)
 
 
-def prune_vocab(imported: ImportedModel, tokenizer_dir: str | os.PathLike, keep: list[int],
-                tokenizer_out: Path) -> ImportedModel:
+def prune_vocab(
+    imported: ImportedModel, tokenizer_dir: str | os.PathLike, keep: list[int], tokenizer_out: Path
+) -> ImportedModel:
     """The model with only the word embeddings of ``keep`` (old ids, sorted), and its tokenizer files
     rewritten to the new ids in ``tokenizer_out`` (for ``export_pretrained(..., tokenizer_dir=...)``)."""
     tokenizer_dir = Path(tokenizer_dir)
     if not (tokenizer_dir / "tokenizer.json").is_file():
-        raise CheckpointError(f"{tokenizer_dir}: no tokenizer.json; vocabulary pruning needs a WordPiece tokenizer.json")
+        raise CheckpointError(
+            f"{tokenizer_dir}: no tokenizer.json; vocabulary pruning needs a WordPiece tokenizer.json"
+        )
     model = imported.model
     classifier = isinstance(model, BertsmithForSequenceClassification)
     if not classifier and not isinstance(model, BertsmithModel):
-        raise CheckpointError("vocabulary pruning applies to task and base models, not masked-LM ones "
-                              "(their decoder predicts over the whole vocabulary)")
+        raise CheckpointError(
+            "vocabulary pruning applies to task and base models, not masked-LM ones "
+            "(their decoder predicts over the whole vocabulary)"
+        )
     spec = imported.spec
     new_id = {old: new for new, old in enumerate(keep)}
     if spec.embeddings.pad_token_id not in new_id:
@@ -78,21 +84,27 @@ def prune_vocab(imported: ImportedModel, tokenizer_dir: str | os.PathLike, keep:
     state = model.state_dict()
     key = WORD_KEY if classifier else WORD_KEY.removeprefix("encoder.")
     state[key] = state[key][torch.tensor(keep)].clone()
-    pruned = BertsmithForSequenceClassification(new_spec, num_labels=imported.num_labels) if classifier else \
-        BertsmithModel(new_spec)
+    pruned = (
+        BertsmithForSequenceClassification(new_spec, num_labels=imported.num_labels)
+        if classifier
+        else BertsmithModel(new_spec)
+    )
     pruned.load_state_dict(state)
     tokenizer_out.mkdir(parents=True, exist_ok=True)
     _write_tokenizer(tokenizer_dir, tokenizer_out, keep, new_id)
-    return ImportedModel(new_spec, pruned.eval(), imported.source, imported.num_labels, str(tokenizer_out),
-                         imported.labels)
+    return ImportedModel(
+        new_spec, pruned.eval(), imported.source, imported.num_labels, str(tokenizer_out), imported.labels
+    )
 
 
 def _write_tokenizer(src: Path, out: Path, keep: list[int], new_id: dict[int, int]) -> None:
     """tokenizer.json and vocab.txt with the kept pieces renumbered; the other tokenizer files as they are."""
     data = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
     if data.get("model", {}).get("type") != "WordPiece":
-        raise CheckpointError(f"{src / 'tokenizer.json'}: a {data.get('model', {}).get('type')} tokenizer; vocabulary "
-                              "pruning supports WordPiece (BERT) tokenizers only")
+        raise CheckpointError(
+            f"{src / 'tokenizer.json'}: a {data.get('model', {}).get('type')} tokenizer; vocabulary "
+            "pruning supports WordPiece (BERT) tokenizers only"
+        )
     pieces = {i: piece for piece, i in data["model"]["vocab"].items()}
     data["model"]["vocab"] = {pieces[old]: new for new, old in enumerate(keep)}
     data["added_tokens"] = [t | {"id": new_id[t["id"]]} for t in data.get("added_tokens", []) if t["id"] in new_id]
@@ -106,6 +118,7 @@ def _write_tokenizer(src: Path, out: Path, keep: list[int], new_id: dict[int, in
     if (src / "tokenizer_config.json").is_file():
         config = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
         if isinstance(config.get("added_tokens_decoder"), dict):
-            config["added_tokens_decoder"] = {str(new_id[int(i)]): t for i, t in config["added_tokens_decoder"].items()
-                                              if int(i) in new_id}
+            config["added_tokens_decoder"] = {
+                str(new_id[int(i)]): t for i, t in config["added_tokens_decoder"].items() if int(i) in new_id
+            }
         (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")

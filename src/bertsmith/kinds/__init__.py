@@ -13,5 +13,15 @@ for _kind in (MHSASpec, MixedSpec, DenseSpec, GroupedSpec, SearchedSpec):
 
 ATTENTION, FFN = KINDS["attention"], KINDS["ffn"]
 
-__all__ = ["ATTENTION", "FFN", "KINDS", "AttentionSpec", "Choice", "FFNSpec", "KindModule", "KindSpec", "Slicer",
-           "register"]
+__all__ = [
+    "ATTENTION",
+    "FFN",
+    "KINDS",
+    "AttentionSpec",
+    "Choice",
+    "FFNSpec",
+    "KindModule",
+    "KindSpec",
+    "Slicer",
+    "register",
+]

@@ -142,8 +142,9 @@ class KindSpec(_Frozen):
             if field in data and field not in cls.model_fields:
                 value = data.pop(field)
                 if value != default or isinstance(value, bool):
-                    raise field_error(field, value, f"{' and '.join(owner.own_fields())} apply only to kind "
-                                                    f"{owner.name()!r}")
+                    raise field_error(
+                        field, value, f"{' and '.join(owner.own_fields())} apply only to kind {owner.name()!r}"
+                    )
         return data
 
     @model_serializer(mode="wrap")

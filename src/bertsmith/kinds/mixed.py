@@ -19,8 +19,10 @@ class MixedSpec(AttentionSpec):
     head_ratio: Int | None = Field(default=None, ge=2)
     module: ClassVar[type[KindModule]] = MixedAttention
     choices: ClassVar[dict[str, Choice]] = {"conv_kernel": Choice([9]), "head_ratio": Choice([2])}
-    examples: ClassVar[tuple[dict[str, Any], ...]] = ({"conv_kernel": 3, "head_ratio": 2},
-                                                      {"conv_kernel": 5, "head_ratio": 3})
+    examples: ClassVar[tuple[dict[str, Any], ...]] = (
+        {"conv_kernel": 3, "head_ratio": 2},
+        {"conv_kernel": 5, "head_ratio": 3},
+    )
     legacy: ClassVar[bool] = True
 
     @property

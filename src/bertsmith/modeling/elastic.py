@@ -37,8 +37,11 @@ def unit_kinds(family: str) -> tuple[str, ...]:
 
 def _slices(family: str) -> str:
     """What slicing supports in ``family``, e.g. ``dense from dense, searched from searched or dense``."""
-    return ", ".join(f"{name} from {' or '.join(kind.slicer.sources)}"
-                     for name, kind in KINDS[family].items() if kind.slicer is not None)
+    return ", ".join(
+        f"{name} from {' or '.join(kind.slicer.sources)}"
+        for name, kind in KINDS[family].items()
+        if kind.slicer is not None
+    )
 
 
 def even_layers(target_layers: int, source_layers: int) -> list[int]:
@@ -57,8 +60,10 @@ def check_sliceable(source: ArchSpec, target: ArchSpec, layers: Sequence[int]) -
     if te.max_positions > se.max_positions or te.type_vocab_size > se.type_vocab_size:
         raise SpecError("embeddings: max_positions and type_vocab_size cannot exceed the source's")
     if target.relative_attention_buckets != source.relative_attention_buckets:
-        raise SpecError(f"relative_attention_buckets: {target.relative_attention_buckets} differs from the source's "
-                        f"{source.relative_attention_buckets}")
+        raise SpecError(
+            f"relative_attention_buckets: {target.relative_attention_buckets} differs from the source's "
+            f"{source.relative_attention_buckets}"
+        )
     if target.pooler and not source.pooler:
         raise SpecError("pooler: the source has no pooler to slice")
     if len(layers) != target.num_layers:
@@ -70,15 +75,19 @@ def check_sliceable(source: ArchSpec, target: ArchSpec, layers: Sequence[int]) -
         for family in FAMILIES:
             small, big = getattr(t, family), getattr(s, family)
             if small.slicer is None or big.kind not in small.slicer.sources:
-                raise SpecError(f"layers[{i}].{family}.kind: slicing supports {_slices(family)} (target "
-                                f"{small.kind!r}, source layer {j} {big.kind!r})")
+                raise SpecError(
+                    f"layers[{i}].{family}.kind: slicing supports {_slices(family)} (target "
+                    f"{small.kind!r}, source layer {j} {big.kind!r})"
+                )
             problem = small.slicer.problem(big, small)
             if problem:
                 raise SpecError(f"layers[{i}].{family}.{problem} (source layer {j})")
-        for name, small, big in (("attention.heads", t.attention.heads, s.attention.heads),
-                                 ("attention.qk_dim", t.attention.qk_dim, s.attention.qk_dim),
-                                 ("attention.v_dim", t.attention.v_dim, s.attention.v_dim),
-                                 ("ffn.size", t.ffn.size, s.ffn.size)):
+        for name, small, big in (
+            ("attention.heads", t.attention.heads, s.attention.heads),
+            ("attention.qk_dim", t.attention.qk_dim, s.attention.qk_dim),
+            ("attention.v_dim", t.attention.v_dim, s.attention.v_dim),
+            ("ffn.size", t.ffn.size, s.ffn.size),
+        ):
             if small > big:
                 raise SpecError(f"layers[{i}].{name}: {small} is larger than source layer {j}'s {big}")
 
@@ -88,8 +97,13 @@ def _leading(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 
 def sliced_state(
-    source_state: dict[str, torch.Tensor], source_spec: ArchSpec, target_shapes: dict[str, torch.Size],
-    target_spec: ArchSpec, layers: Sequence[int] | None = None, *, prefix: str = "",
+    source_state: dict[str, torch.Tensor],
+    source_spec: ArchSpec,
+    target_shapes: dict[str, torch.Size],
+    target_spec: ArchSpec,
+    layers: Sequence[int] | None = None,
+    *,
+    prefix: str = "",
 ) -> dict[str, torch.Tensor]:
     """The sub-network's tensors, name → tensor of the shape in ``target_shapes``, cut from
     ``source_state`` (a state dict of the same model class). The results are views or
@@ -100,7 +114,7 @@ def sliced_state(
     check_sliceable(source_spec, target_spec, layers)
     state = {}
     for name, wanted in target_shapes.items():
-        parts = name[len(prefix):].split(".") if name.startswith(prefix) else []
+        parts = name[len(prefix) :].split(".") if name.startswith(prefix) else []
         src_name, tensor = name, None
         if parts[:1] == ["layers"]:  # layers.I.(attention|ffn).NAME
             i, family, inner = int(parts[1]), parts[2], ".".join(parts[3:])
@@ -126,7 +140,10 @@ def sliced_state(
 
 
 def slice_weights(
-    source: nn.Module, source_spec: ArchSpec, target: nn.Module, target_spec: ArchSpec,
+    source: nn.Module,
+    source_spec: ArchSpec,
+    target: nn.Module,
+    target_spec: ArchSpec,
     layers: Sequence[int] | None = None,
 ) -> None:
     """Load ``target`` (a bertsmith model of ``target_spec``) with the sub-network of ``source``.
@@ -156,8 +173,10 @@ def check_plain_kinds(spec: ArchSpec) -> None:
     attention, ffn = unit_kinds("attention"), unit_kinds("ffn")
     for i, layer in enumerate(spec.layers):
         if layer.attention.kind not in attention or layer.ffn.kind not in ffn:
-            raise SpecError(f"layers[{i}]: importance and reordering support {' or '.join(attention)} attention and "
-                            f"{' or '.join(ffn)} FFNs, not {layer.attention.kind!r} / {layer.ffn.kind!r}")
+            raise SpecError(
+                f"layers[{i}]: importance and reordering support {' or '.join(attention)} attention and "
+                f"{' or '.join(ffn)} FFNs, not {layer.attention.kind!r} / {layer.ffn.kind!r}"
+            )
 
 
 def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
@@ -184,6 +203,7 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
     def add_to(totals: list[torch.Tensor], i: int, group: int):
         def add(score: torch.Tensor) -> None:  # a head's score sums its v_dim channels before |·|
             totals[i] += score.view(-1, group).sum(-1).abs()
+
         return add
 
     def add_hidden(score: torch.Tensor) -> None:
@@ -193,10 +213,12 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
     norms = [_residual_input(encoder.embeddings)]
     for i, (layer, layer_spec) in enumerate(zip(encoder.layers, spec.layers)):
         v = layer_spec.attention.v_dim
-        handles.append(layer.attention.out.register_forward_pre_hook(
-            lambda _m, args, add=add_to(heads, i, v): watch(args[0], add)))
-        handles.append(layer.ffn.down.register_forward_pre_hook(
-            lambda _m, args, add=add_to(neurons, i, 1): watch(args[0], add)))
+        handles.append(
+            layer.attention.out.register_forward_pre_hook(lambda _m, args, add=add_to(heads, i, v): watch(args[0], add))
+        )
+        handles.append(
+            layer.ffn.down.register_forward_pre_hook(lambda _m, args, add=add_to(neurons, i, 1): watch(args[0], add))
+        )
         norms += [layer.attention.norm, layer.ffn.norm]
     handles += [norm.register_forward_hook(lambda _m, _a, out: watch(out, add_hidden)) for norm in norms]
     was_training = model.training
@@ -206,7 +228,11 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
         for batch in batches:
             logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
             labels = batch["labels"]
-            loss = F.mse_loss(logits.squeeze(-1), labels.float()) if logits.shape[-1] == 1 else F.cross_entropy(logits, labels)
+            loss = (
+                F.mse_loss(logits.squeeze(-1), labels.float())
+                if logits.shape[-1] == 1
+                else F.cross_entropy(logits, labels)
+            )
             loss.backward()
     finally:
         for handle in handles:
@@ -245,15 +271,23 @@ class Units:
     @classmethod
     def all(cls, spec: ArchSpec) -> "Units":
         layers = [layer.attention for layer in spec.layers]
-        return cls(torch.arange(spec.hidden), [torch.arange(a.heads) for a in layers],
-                   [torch.arange(a.qk_dim) for a in layers], [torch.arange(a.v_dim) for a in layers],
-                   [torch.arange(layer.ffn.size) for layer in spec.layers])
+        return cls(
+            torch.arange(spec.hidden),
+            [torch.arange(a.heads) for a in layers],
+            [torch.arange(a.qk_dim) for a in layers],
+            [torch.arange(a.v_dim) for a in layers],
+            [torch.arange(layer.ffn.size) for layer in spec.layers],
+        )
 
     def spec_of(self, spec: ArchSpec) -> ArchSpec:
         """``spec`` with the kept numbers of units."""
-        layers = [{"attention": layer.attention.model_copy(update={"heads": len(a), "qk_dim": len(k), "v_dim": len(v)}),
-                   "ffn": layer.ffn.model_copy(update={"size": len(f)})}
-                  for layer, a, k, v, f in zip(spec.layers, self.heads, self.qk, self.v, self.neurons)]
+        layers = [
+            {
+                "attention": layer.attention.model_copy(update={"heads": len(a), "qk_dim": len(k), "v_dim": len(v)}),
+                "ffn": layer.ffn.model_copy(update={"size": len(f)}),
+            }
+            for layer, a, k, v, f in zip(spec.layers, self.heads, self.qk, self.v, self.neurons)
+        ]
         return spec.replace(hidden=len(self.hidden), layers=layers)
 
 
@@ -280,12 +314,24 @@ def _moves(model: nn.Module, units: Units) -> list[tuple[str, int, torch.Tensor]
     for i, (layer, layer_spec) in enumerate(zip(encoder.layers, spec.layers)):
         a, k, v = layer_spec.attention.heads, layer_spec.attention.qk_dim, layer_spec.attention.v_dim
         heads, kd, vd, f = units.heads[i], units.qk[i], units.v[i], units.neurons[i]
-        rows = torch.cat([_head_rows(heads, kd, k), _head_rows(heads, kd, k, a * k), _head_rows(heads, vd, v, 2 * a * k)])
+        rows = torch.cat(
+            [_head_rows(heads, kd, k), _head_rows(heads, kd, k, a * k), _head_rows(heads, vd, v, 2 * a * k)]
+        )
         att, ffn = layer.attention, layer.ffn
-        moves += [(att.qkv.weight, 0, rows), (att.qkv.weight, 1, h), (att.qkv.bias, 0, rows),
-                  (att.out.weight, 1, _head_rows(heads, vd, v)), (att.out.weight, 0, h), (att.out.bias, 0, h),
-                  (ffn.up.weight, 0, f), (ffn.up.weight, 1, h), (ffn.up.bias, 0, f),
-                  (ffn.down.weight, 1, f), (ffn.down.weight, 0, h), (ffn.down.bias, 0, h)]
+        moves += [
+            (att.qkv.weight, 0, rows),
+            (att.qkv.weight, 1, h),
+            (att.qkv.bias, 0, rows),
+            (att.out.weight, 1, _head_rows(heads, vd, v)),
+            (att.out.weight, 0, h),
+            (att.out.bias, 0, h),
+            (ffn.up.weight, 0, f),
+            (ffn.up.weight, 1, h),
+            (ffn.up.bias, 0, f),
+            (ffn.down.weight, 1, f),
+            (ffn.down.weight, 0, h),
+            (ffn.down.bias, 0, h),
+        ]
         norms += [att.norm, ffn.norm]
     moves += [(p, 0, h) for norm in norms for p in (norm.weight, norm.bias)]
     head = getattr(model, "head", None)
@@ -296,8 +342,10 @@ def _moves(model: nn.Module, units: Units) -> list[tuple[str, int, torch.Tensor]
         moves.append((head.out.weight, 1, h))
     if encoder.relative is not None:  # one table for all layers: a layer's heads are its leading columns
         if any(not torch.equal(kept, torch.arange(len(kept))) for kept in units.heads):
-            raise SpecError("relative_attention_buckets: the layers share one relative position bias table, so "
-                            "heads can only be kept in order from the first")
+            raise SpecError(
+                "relative_attention_buckets: the layers share one relative position bias table, so "
+                "heads can only be kept in order from the first"
+            )
         moves.append((encoder.relative.bias.weight, 1, torch.arange(max(len(kept) for kept in units.heads))))
     names = {id(p): name for name, p in model.named_parameters()}
     return [(names[id(p)], dim, index) for p, dim, index in moves]

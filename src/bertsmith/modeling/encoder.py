@@ -170,7 +170,7 @@ class BertsmithModel(nn.Module):
         for layer in self.layers:
             layer_mask = mask
             if bias is not None:  # this layer's heads' relative bias, plus the padding mask
-                layer_mask = bias[:, :layer.attention.heads] + (mask if mask is not None else 0)
+                layer_mask = bias[:, : layer.attention.heads] + (mask if mask is not None else 0)
             x, s = layer(x, layer_mask, output_attentions)
             if hidden is not None:
                 hidden.append(x)

@@ -122,8 +122,9 @@ def _parse_at(tokens: list[str], i: int, text: str) -> tuple[Node, int]:
         args.append(arg)
         want = ")" if k == arity - 1 else ","
         if i >= len(tokens) or tokens[i] != want:
-            raise ExprError(f"cannot parse FFN expression {_quote(text)}: {op} takes {arity} argument(s), "
-                            f"expected {want!r}")
+            raise ExprError(
+                f"cannot parse FFN expression {_quote(text)}: {op} takes {arity} argument(s), expected {want!r}"
+            )
     return Node(op, tuple(args)), i + 1
 
 

@@ -96,10 +96,12 @@ class Budget(_Frozen):
         from ..cost import encoder_params, flops, params  # imports torch: a budget alone is read without it
 
         out = []
-        for name, limit, value in (("params", self.params, lambda: encoder_params(spec)),
-                                   ("total_params", self.total_params, lambda: params(spec)),
-                                   ("flops", self.flops, lambda: flops(spec, self.seq_len)),
-                                   ("latency", self.latency, lambda: latency_ms)):
+        for name, limit, value in (
+            ("params", self.params, lambda: encoder_params(spec)),
+            ("total_params", self.total_params, lambda: params(spec)),
+            ("flops", self.flops, lambda: flops(spec, self.seq_len)),
+            ("latency", self.latency, lambda: latency_ms),
+        ):
             if limit is not None and (name != "latency" or latency_ms is not None):
                 out.append((name, limit, value()))
         return out
@@ -107,5 +109,8 @@ class Budget(_Frozen):
     def violations(self, spec: ArchSpec, latency_ms: float | None = None) -> list[str]:
         """What ``spec`` exceeds, one phrase each (empty when within budget). The latency bound needs
         the measured or predicted ``latency_ms``; it is not checked without one."""
-        return [f"latency {value:.2f} ms > {limit:g} ms" if name == "latency" else f"{name} {value:,} > {limit:,}"
-                for name, limit, value in self.bounded(spec, latency_ms) if value > limit]
+        return [
+            f"latency {value:.2f} ms > {limit:g} ms" if name == "latency" else f"{name} {value:,} > {limit:,}"
+            for name, limit, value in self.bounded(spec, latency_ms)
+            if value > limit
+        ]

@@ -28,20 +28,24 @@ COSTS = ("params", "flops", "latency")
 LatencyMode = Literal["measured", "predicted"]
 
 
-def measure_latency(spec: ArchSpec, *, batch: int, seq_len: int, warmup: int = 3, repeats: int = 10,
-                    device: str = "cpu") -> float:
+def measure_latency(
+    spec: ArchSpec, *, batch: int, seq_len: int, warmup: int = 3, repeats: int = 10, device: str = "cpu"
+) -> float:
     """Milliseconds of one forward pass of a randomly initialised encoder of ``spec`` on this machine's
     ``device`` (``cpu`` or ``cuda``)."""
     emb = spec.embeddings
     room = emb.max_positions - (emb.pad_token_id + 1 if emb.positions == "roberta" else 0)
     if seq_len > room:
-        raise ConfigError(f"budget seq_len = {seq_len}: longer than the {room} positions of {spec.summary()}; "
-                          f"measure latency at --budget seq_len={room} or less")
+        raise ConfigError(
+            f"budget seq_len = {seq_len}: longer than the {room} positions of {spec.summary()}; "
+            f"measure latency at --budget seq_len={room} or less"
+        )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = BertsmithModel(spec)
-    timing = measure_inference(model, spec.embeddings.vocab_size, batch=batch, seq_len=seq_len,
-                               warmup=warmup, repeats=repeats, device=device)
+    timing = measure_inference(
+        model, spec.embeddings.vocab_size, batch=batch, seq_len=seq_len, warmup=warmup, repeats=repeats, device=device
+    )
     return timing.median * 1e3
 
 
@@ -72,16 +76,24 @@ class CostModel:
     budget asks for one); ``predicted`` uses ``predictor`` (fit for the budget's batch and length).
     """
 
-    def __init__(self, budget: Budget, *, latency: LatencyMode = "measured",
-                 predictor: LatencyPredictor | None = None, repeats: int = 10):
+    def __init__(
+        self,
+        budget: Budget,
+        *,
+        latency: LatencyMode = "measured",
+        predictor: LatencyPredictor | None = None,
+        repeats: int = 10,
+    ):
         if latency not in ("measured", "predicted"):
             raise ConfigError(f"latency = {latency!r}: expected 'measured' or 'predicted'")
         if latency == "predicted":
             if predictor is None:
                 raise ConfigError("latency = 'predicted' needs a latency predictor (fit one with calibrate)")
             if (predictor.batch, predictor.seq_len) != (budget.batch, budget.seq_len):
-                raise ConfigError(f"the latency predictor was fit for batch {predictor.batch} × {predictor.seq_len} "
-                                  f"tokens, the budget measures batch {budget.batch} × {budget.seq_len}")
+                raise ConfigError(
+                    f"the latency predictor was fit for batch {predictor.batch} × {predictor.seq_len} "
+                    f"tokens, the budget measures batch {budget.batch} × {budget.seq_len}"
+                )
         if latency == "measured":
             latency_device(budget.device)
         self.budget, self.latency, self.predictor, self.repeats = budget, latency, predictor, repeats
@@ -96,8 +108,9 @@ class CostModel:
     def latency_ms(self, spec: ArchSpec) -> float:
         if self.latency == "predicted":
             return self.predictor.predict(spec)
-        return measure_latency(spec, batch=self.budget.batch, seq_len=self.budget.seq_len, repeats=self.repeats,
-                               device=self.budget.device)
+        return measure_latency(
+            spec, batch=self.budget.batch, seq_len=self.budget.seq_len, repeats=self.repeats, device=self.budget.device
+        )
 
     def costs(self, spec: ArchSpec, names: tuple[str, ...] = ()) -> dict[str, float]:
         """``params`` (non-embedding) and ``flops`` always; ``latency`` (ms) when ``names`` or the

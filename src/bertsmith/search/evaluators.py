@@ -86,8 +86,13 @@ class SliceEvaluator(Evaluator):
         return Evaluation(metrics, time.perf_counter() - start)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"kind": self.name, "supernet": self.job.key, "task": self.data.task.name, "split": self.split,
-                "data": self.data.hashes.get(self.split)}
+        return {
+            "kind": self.name,
+            "supernet": self.job.key,
+            "task": self.data.task.name,
+            "split": self.split,
+            "data": self.data.hashes.get(self.split),
+        }
 
 
 class DistillEvaluator(Evaluator):
@@ -100,21 +105,37 @@ class DistillEvaluator(Evaluator):
 
     name = "distill"
 
-    def __init__(self, teacher: BertsmithForSequenceClassification, data: TaskData, *, teacher_key: str,
-                 steps: int | None, init: Init = "scratch", supernet: SupernetJob | None = None,
-                 losses: LossConfig = LossConfig(),
-                 config: TrainConfig = TrainConfig(), split: str = "dev"):
+    def __init__(
+        self,
+        teacher: BertsmithForSequenceClassification,
+        data: TaskData,
+        *,
+        teacher_key: str,
+        steps: int | None,
+        init: Init = "scratch",
+        supernet: SupernetJob | None = None,
+        losses: LossConfig = LossConfig(),
+        config: TrainConfig = TrainConfig(),
+        split: str = "dev",
+    ):
         _check_split(data, split)
         if init not in ("supernet", "teacher", "scratch", "warm"):
             raise ConfigError(f"init = {init!r}: expected supernet, teacher, scratch or warm")
         if init == "supernet" and supernet is None:
             raise ConfigError("init = 'supernet' needs a trained supernet")
-        self.teacher, self.data, self.teacher_key, self.steps, self.init = teacher.eval(), data, teacher_key, steps, init
+        self.teacher, self.data, self.teacher_key, self.steps, self.init = (
+            teacher.eval(),
+            data,
+            teacher_key,
+            steps,
+            init,
+        )
         self.job, self.losses, self.split = supernet, losses, split
         self.supernet: Supernet | None = None
         self.warm_start: Callable[[ArchSpec], BertsmithForSequenceClassification] | None = None
-        self.config = config.model_copy(update={"steps": steps, "eval_every": steps, "patience": None}) if steps \
-            else config
+        self.config = (
+            config.model_copy(update={"steps": steps, "eval_every": steps, "patience": None}) if steps else config
+        )
         self.metric = data.task.main_metric
         if init == "teacher":  # the same function, most important units first
             reorder_by_importance(teacher, data, seed=config.seed)
@@ -142,8 +163,9 @@ class DistillEvaluator(Evaluator):
     def evaluate(self, spec: ArchSpec, workdir: Path) -> Evaluation:
         return self.distill(self.student(spec), workdir)
 
-    def distill(self, student: BertsmithForSequenceClassification, workdir: Path, *,
-                steps: int | None = None) -> Evaluation:
+    def distill(
+        self, student: BertsmithForSequenceClassification, workdir: Path, *, steps: int | None = None
+    ) -> Evaluation:
         """Distil ``student`` (trained in place) as this evaluator trains its architectures, then
         evaluate it; ``steps`` replaces a short run's number of steps (the pruning strategy re-trains
         its own models this way, and gives its baselines all of its rounds' steps)."""
@@ -155,12 +177,24 @@ class DistillEvaluator(Evaluator):
             if self.steps is None:
                 raise ConfigError("steps: a full distillation trains for its epochs, not a number of steps")
             config = config.model_copy(update={"steps": steps, "eval_every": steps})
-        objective = TaskObjective(student, self.teacher if self.losses.needs_teacher else None, self.losses,
-                                  task_type=self.data.task.task_type)
-        result = train_on_task(objective, self.data, config=config, run_dir=workdir, resume=False,
-                               fingerprint={"spec": spec.to_dict(), "evaluator": self.fingerprint()},
-                               progress=False, description="evaluate", keep_best=self.steps is None,
-                               evaluate_fn=lambda model: evaluate(model, self.data, self.split))
+        objective = TaskObjective(
+            student,
+            self.teacher if self.losses.needs_teacher else None,
+            self.losses,
+            task_type=self.data.task.task_type,
+        )
+        result = train_on_task(
+            objective,
+            self.data,
+            config=config,
+            run_dir=workdir,
+            resume=False,
+            fingerprint={"spec": spec.to_dict(), "evaluator": self.fingerprint()},
+            progress=False,
+            description="evaluate",
+            keep_best=self.steps is None,
+            evaluate_fn=lambda model: evaluate(model, self.data, self.split),
+        )
         last = {k: v for k, v in result.history[-1].items() if k != "step"}
         metrics = result.best_metrics if self.steps is None else last
         shutil.rmtree(workdir / CHECKPOINTS, ignore_errors=True)
@@ -168,10 +202,18 @@ class DistillEvaluator(Evaluator):
         return Evaluation(metrics, time.perf_counter() - start, {"steps": result.steps, "init": self.init})
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"kind": self.name, "teacher": self.teacher_key, "task": self.data.task.name, "split": self.split,
-                "data": self.data.hashes.get(self.split), "steps": self.steps, "init": self.init,
-                "supernet": self.job.key if self.init == "supernet" else None,
-                "losses": self.losses.model_dump(mode="json"), "train": self.config.model_dump()}
+        return {
+            "kind": self.name,
+            "teacher": self.teacher_key,
+            "task": self.data.task.name,
+            "split": self.split,
+            "data": self.data.hashes.get(self.split),
+            "steps": self.steps,
+            "init": self.init,
+            "supernet": self.job.key if self.init == "supernet" else None,
+            "losses": self.losses.model_dump(mode="json"),
+            "train": self.config.model_dump(),
+        }
 
 
 def _check_split(data: TaskData, split: str) -> None:

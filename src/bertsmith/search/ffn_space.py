@@ -81,8 +81,9 @@ def mutate(node: Node, rng: np.random.Generator, tries: int = 400) -> Node:
         child = operators[rng.integers(len(operators))](node, rng)
         if child is not None and _is_valid(child) and functional_key(child) != key:
             return child
-    raise ExprError(f"no valid, functionally different mutation of FFN expression {format_expr(node)!r} "
-                    f"found in {tries} tries")
+    raise ExprError(
+        f"no valid, functionally different mutation of FFN expression {format_expr(node)!r} found in {tries} tries"
+    )
 
 
 def functional_key(node: Node) -> str:

@@ -65,10 +65,18 @@ def layout_spec(backbone: ArchSpec, layout: Sequence[LayerFFN]) -> ArchSpec:
     """The backbone (attention, hidden, embeddings) with ``layout``'s FFNs (base width = hidden)."""
     if len(layout) != backbone.num_layers:
         raise SpecError(f"layout: {len(layout)} FFN choices for a backbone of {backbone.num_layers} layers")
-    layers = [{"attention": la.attention.model_dump(mode="json"),
-               "ffn": {"kind": "searched", "expression": f.expression, "stack": f.stack,
-                       "size": backbone.hidden // f.ratio}}
-              for la, f in zip(backbone.layers, layout)]
+    layers = [
+        {
+            "attention": la.attention.model_dump(mode="json"),
+            "ffn": {
+                "kind": "searched",
+                "expression": f.expression,
+                "stack": f.stack,
+                "size": backbone.hidden // f.ratio,
+            },
+        }
+        for la, f in zip(backbone.layers, layout)
+    ]
     return ArchSpec.from_dict({**backbone.to_dict(), "layers": layers})
 
 
@@ -148,8 +156,16 @@ class WarmupObjective(TaskObjective):
     """The warm-up loss (hidden-state and attention terms against the teacher) of a new architecture
     drawn by ``sample`` at every step from ``Draws(seed)`` (the same in a resumed warm-up)."""
 
-    def __init__(self, supernet: FFNSupernet, teacher: nn.Module, losses: LossConfig, *, task_type: TaskType,
-                 sample: Callable[[np.random.Generator], Layout], seed: int = 0):
+    def __init__(
+        self,
+        supernet: FFNSupernet,
+        teacher: nn.Module,
+        losses: LossConfig,
+        *,
+        task_type: TaskType,
+        sample: Callable[[np.random.Generator], Layout],
+        seed: int = 0,
+    ):
         super().__init__(supernet.model, teacher, losses, task_type=task_type)
         self.supernet, self.sample = supernet, sample
         self.draws = Draws(seed)
@@ -162,17 +178,36 @@ class WarmupObjective(TaskObjective):
             self.supernet.activate(None)
 
 
-def warm_up(supernet: FFNSupernet, teacher: nn.Module, data, *, sample: Callable[[np.random.Generator], Layout],
-            config: TrainConfig, run_dir: Path, fingerprint: dict, losses: LossConfig = WARMUP_LOSSES,
-            progress: bool = True, description: str = "warm-up") -> int:
+def warm_up(
+    supernet: FFNSupernet,
+    teacher: nn.Module,
+    data,
+    *,
+    sample: Callable[[np.random.Generator], Layout],
+    config: TrainConfig,
+    run_dir: Path,
+    fingerprint: dict,
+    losses: LossConfig = WARMUP_LOSSES,
+    progress: bool = True,
+    description: str = "warm-up",
+) -> int:
     """Distil ``teacher`` into the supernet on ``data``'s train split (its texts; labels are not used),
     one architecture drawn by ``sample`` per step. ``data`` holds no dev split (the search's data is
     carved from train), so nothing is evaluated. Resumes an interrupted warm-up. Returns the steps."""
-    objective = WarmupObjective(supernet, teacher, losses, task_type=data.task.task_type, sample=sample,
-                                seed=config.seed)
-    result = train_on_task(objective, data, config=config.model_copy(update={"patience": None}),
-                           run_dir=run_dir, resume=True, fingerprint=fingerprint, progress=progress,
-                           description=description, keep_best=False)
+    objective = WarmupObjective(
+        supernet, teacher, losses, task_type=data.task.task_type, sample=sample, seed=config.seed
+    )
+    result = train_on_task(
+        objective,
+        data,
+        config=config.model_copy(update={"patience": None}),
+        run_dir=run_dir,
+        resume=True,
+        fingerprint=fingerprint,
+        progress=progress,
+        description=description,
+        keep_best=False,
+    )
     return result.steps
 
 

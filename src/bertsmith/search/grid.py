@@ -54,16 +54,28 @@ class Grid(_Frozen):
 
     def tuples(self) -> list[tuple[int, int, int, int]]:
         """The ⟨D, A, H, I⟩ tuples where A divides H, in grid order."""
-        return [(d, a, h, i) for d, a, h, i in itertools.product(self.depth, self.heads, self.hidden, self.ffn)
-                if h % a == 0]
+        return [
+            (d, a, h, i)
+            for d, a, h, i in itertools.product(self.depth, self.heads, self.hidden, self.ffn)
+            if h % a == 0
+        ]
 
     def spec(self, d: int, a: int, h: int, i: int, template: ArchSpec) -> ArchSpec:
         """The architecture ⟨d, a, h, i⟩ with the template's (the teacher's) embeddings and settings."""
         dim = h // a if self.head_dim == "ratio" else self.head_dim
         first = template.layers[0]
-        return ArchSpec.uniform(layers=d, hidden=h, heads=a, ffn=i, qk_dim=dim, v_dim=dim,
-                                activation=first.ffn.activation, embeddings=_embeddings(template),
-                                layer_norm_eps=template.layer_norm_eps, **template.inherited())
+        return ArchSpec.uniform(
+            layers=d,
+            hidden=h,
+            heads=a,
+            ffn=i,
+            qk_dim=dim,
+            v_dim=dim,
+            activation=first.ffn.activation,
+            embeddings=_embeddings(template),
+            layer_norm_eps=template.layer_norm_eps,
+            **template.inherited(),
+        )
 
     def candidates(self, template: ArchSpec) -> list[ArchSpec]:
         """Every buildable architecture of the grid."""
@@ -75,12 +87,23 @@ class Grid(_Frozen):
         """The grid as a uniform search space (what a supernet for ``--init supernet`` trains over)."""
         if self.head_dim == "ratio":
             raise ConfigError("a supernet shares one head size: give the grid a fixed head_dim (--init supernet)")
-        return SearchSpace.from_dict({
-            "depth": self.depth, "hidden": self.hidden, "per_layer": False,
-            "layer": {"heads": self.heads, "qk_dim": [self.head_dim], "v_dim": [self.head_dim], "ffn": self.ffn,
-                      "activation": [template.layers[0].ffn.activation]},
-            "embeddings": _embeddings(template).model_dump(mode="json"), **template.inherited()},
-            source="the extraction grid")
+        return SearchSpace.from_dict(
+            {
+                "depth": self.depth,
+                "hidden": self.hidden,
+                "per_layer": False,
+                "layer": {
+                    "heads": self.heads,
+                    "qk_dim": [self.head_dim],
+                    "v_dim": [self.head_dim],
+                    "ffn": self.ffn,
+                    "activation": [template.layers[0].ffn.activation],
+                },
+                "embeddings": _embeddings(template).model_dump(mode="json"),
+                **template.inherited(),
+            },
+            source="the extraction grid",
+        )
 
 
 def _embeddings(template: ArchSpec):
@@ -89,8 +112,13 @@ def _embeddings(template: ArchSpec):
 
 def bort_grid() -> Grid:
     """The paper's grid (the Bort paper), for BERT-large-sized teachers."""
-    return Grid(depth=[2, 4, 6, 8, 10, 12], heads=[4, 8, 12, 16], hidden=[512, 768, 1024],
-                ffn=[256, 512, 768, 1024, 3072], head_dim="ratio")
+    return Grid(
+        depth=[2, 4, 6, 8, 10, 12],
+        heads=[4, 8, 12, 16],
+        hidden=[512, 768, 1024],
+        ffn=[256, 512, 768, 1024, 3072],
+        head_dim="ratio",
+    )
 
 
 def scaled_grid(teacher: ArchSpec) -> Grid:
@@ -101,9 +129,13 @@ def scaled_grid(teacher: ArchSpec) -> Grid:
     def scale(n: int, fractions: tuple[float, ...], multiple: int = 1) -> list[int]:
         return [max(multiple, round(n * f / multiple) * multiple) for f in fractions]
 
-    return Grid(depth=scale(d, tuple(k / 6 for k in range(1, 7))), heads=scale(a, (1 / 4, 1 / 2, 3 / 4, 1)),
-                hidden=scale(h, (1 / 2, 3 / 4, 1), multiple=8), ffn=scale(i, (1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 4), 8),
-                head_dim=first.attention.qk_dim)
+    return Grid(
+        depth=scale(d, tuple(k / 6 for k in range(1, 7))),
+        heads=scale(a, (1 / 4, 1 / 2, 3 / 4, 1)),
+        hidden=scale(h, (1 / 2, 3 / 4, 1), multiple=8),
+        ffn=scale(i, (1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 4), 8),
+        head_dim=first.attention.qk_dim,
+    )
 
 
 def resolve_grid(name: str | os.PathLike, teacher: ArchSpec) -> Grid:

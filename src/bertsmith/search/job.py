@@ -114,8 +114,11 @@ def run_search_job(s: SearchSettings, context: TaskContext | None = None) -> Sea
     from ..data import resolve_task
     from ..distill.task import check_max_length
 
-    distributed.refuse("bertsmith search", "train the supernet alone under the launcher (--supernet-only), then "
-                       "start the search workers as separate processes sharing --storage (README: Scale out)")
+    distributed.refuse(
+        "bertsmith search",
+        "train the supernet alone under the launcher (--supernet-only), then "
+        "start the search workers as separate processes sharing --storage (README: Scale out)",
+    )
     strategy = make_strategy(s.strategy, s.options)
     s.evaluator = s.evaluator or strategy.default_evaluator
     setup = strategy.evaluator_setup(s.evaluator)
@@ -125,8 +128,10 @@ def run_search_job(s: SearchSettings, context: TaskContext | None = None) -> Sea
     if s.evaluator not in EVALUATORS:
         raise ConfigError(f"--evaluator {s.evaluator!r}: expected one of {', '.join(EVALUATORS)}")
     if strategy.spaceless is not None and s.space is not None:
-        raise ConfigError(f"--space: the {s.strategy} strategy takes no search space ({strategy.spaceless}); "
-                          "give the budget with --budget")
+        raise ConfigError(
+            f"--space: the {s.strategy} strategy takes no search space ({strategy.spaceless}); "
+            "give the budget with --budget"
+        )
     if strategy.spaceless is None and s.space is None:
         raise ConfigError(f"--space: strategy {s.strategy!r} needs a search space file")
     check_settings(s.objectives, s.trials, s.time_budget, s.strategy, s.options)
@@ -137,24 +142,42 @@ def run_search_job(s: SearchSettings, context: TaskContext | None = None) -> Sea
     task: Task = resolve_task(s.task)
     run_dir = Path(s.run_dir)
     writable_dir(run_dir)
-    context = context_for(context, s.teacher, task, max_length=s.max_length, data_dir=s.data_dir,
-                          cache_dir=s.cache_dir)
+    context = context_for(context, s.teacher, task, max_length=s.max_length, data_dir=s.data_dir, cache_dir=s.cache_dir)
     teacher = context.teacher()
     if space is not None:
-        check_max_length(s.max_length, space.extreme(largest=True), "the search space's architectures",
-                         f"embeddings.max_positions in {s.space}")
+        check_max_length(
+            s.max_length,
+            space.extreme(largest=True),
+            "the search space's architectures",
+            f"embeddings.max_positions in {s.space}",
+        )
     data = context.data(("train", "dev"))
     if setup.validation_fraction is not None:
         data = carved_data(data, setup.validation_fraction, seed=s.seed)
     shapes = space if space is not None else strategy.shapes(teacher.encoder.spec, s.init)
-    cost_model = CostModel(budget, latency=s.latency,
-                           predictor=_predictor(s, shapes, teacher.encoder.spec, budget, run_dir))
+    cost_model = CostModel(
+        budget, latency=s.latency, predictor=_predictor(s, shapes, teacher.encoder.spec, budget, run_dir)
+    )
     evaluator = _evaluator(s, setup, shapes, task, teacher, data, context)
-    return run_search(space, evaluator, cost_model, run_dir=run_dir, trials=s.trials, objectives=s.objectives,
-                      strategy=s.strategy, strategy_options=s.options, storage=s.storage,
-                      study_name=s.study_name, time_budget=s.time_budget, seed=s.seed, progress=s.progress,
-                      settings=_echo(s, strategy, budget), teacher=context.key, worker=s.worker,
-                      heartbeat=s.heartbeat)
+    return run_search(
+        space,
+        evaluator,
+        cost_model,
+        run_dir=run_dir,
+        trials=s.trials,
+        objectives=s.objectives,
+        strategy=s.strategy,
+        strategy_options=s.options,
+        storage=s.storage,
+        study_name=s.study_name,
+        time_budget=s.time_budget,
+        seed=s.seed,
+        progress=s.progress,
+        settings=_echo(s, strategy, budget),
+        teacher=context.key,
+        worker=s.worker,
+        heartbeat=s.heartbeat,
+    )
 
 
 def carved_data(data, fraction: float, *, seed: int):
@@ -166,30 +189,48 @@ def carved_data(data, fraction: float, *, seed: int):
 
     rest, validation, _ = carve(data.splits["train"], fraction, seed=seed)
     carved = digest({"train": data.hashes["train"], "fraction": fraction, "seed": seed})
-    return TaskData(data.task, data.tokenizer, data.max_length, {"train": rest, "validation": validation},
-                    {"train": carved, "validation": carved}, data.cache_dir)
+    return TaskData(
+        data.task,
+        data.tokenizer,
+        data.max_length,
+        {"train": rest, "validation": validation},
+        {"train": carved, "validation": carved},
+        data.cache_dir,
+    )
 
 
 def shapes_below(spec: ArchSpec) -> SearchSpace:
     """A coarse space of the shapes that pruning ``spec`` passes through (up to eight steps per
     dimension, every depth): where a latency predictor for pruning is calibrated."""
+
     def steps(n: int) -> dict:
         step = max(1, n // 8)
         return {"min": step, "max": n, "step": step}
 
     first = spec.layers[0]
-    return SearchSpace.from_dict({
-        "depth": {"min": 1, "max": spec.num_layers}, "hidden": steps(spec.hidden), "per_layer": False,
-        "layer": {"heads": steps(max(la.attention.heads for la in spec.layers)),
-                  "qk_dim": steps(max(la.attention.qk_dim for la in spec.layers)),
-                  "v_dim": steps(max(la.attention.v_dim for la in spec.layers)),
-                  "ffn": steps(max(la.ffn.size for la in spec.layers)), "activation": [first.ffn.activation]},
-        "embeddings": spec.embeddings.model_dump(mode="json"), "embedding_size": [spec.embeddings.size],
-        **spec.inherited()}, source="pruning shapes")
+    return SearchSpace.from_dict(
+        {
+            "depth": {"min": 1, "max": spec.num_layers},
+            "hidden": steps(spec.hidden),
+            "per_layer": False,
+            "layer": {
+                "heads": steps(max(la.attention.heads for la in spec.layers)),
+                "qk_dim": steps(max(la.attention.qk_dim for la in spec.layers)),
+                "v_dim": steps(max(la.attention.v_dim for la in spec.layers)),
+                "ffn": steps(max(la.ffn.size for la in spec.layers)),
+                "activation": [first.ffn.activation],
+            },
+            "embeddings": spec.embeddings.model_dump(mode="json"),
+            "embedding_size": [spec.embeddings.size],
+            **spec.inherited(),
+        },
+        source="pruning shapes",
+    )
 
 
-def _predictor(s: SearchSettings, space: SearchSpace | None, start: ArchSpec, budget: Budget,
-               run_dir: Path) -> LatencyPredictor | None:
+def _predictor(
+    s: SearchSettings, space: SearchSpace | None, start: ArchSpec, budget: Budget, run_dir: Path
+) -> LatencyPredictor | None:
     """The latency predictor for ``--latency predicted``: the ``--predictor`` file, the run's own
     calibration, or a new calibration on this machine (saved in the run directory) over the space (the
     search space or the strategy's ``shapes``), or without one over the shapes that pruning ``start``
@@ -206,27 +247,50 @@ def _predictor(s: SearchSettings, space: SearchSpace | None, start: ArchSpec, bu
             raise ConfigError(f"{path}: not a latency predictor file ({e})") from None
     if s.predictor is not None:
         raise ConfigError(f"--predictor {s.predictor}: no such file")
-    calibration = calibrate(space if space is not None else shapes_below(start), count=CALIBRATION_ARCHS,
-                            batch=budget.batch, seq_len=budget.seq_len, seed=s.seed)
+    calibration = calibrate(
+        space if space is not None else shapes_below(start),
+        count=CALIBRATION_ARCHS,
+        batch=budget.batch,
+        seq_len=budget.seq_len,
+        seed=s.seed,
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
-    info = json.loads(calibration.predictor.to_json()) | {"held_out_mape": calibration.held_out_mape,
-                                                          "measured": calibration.measured}
+    info = json.loads(calibration.predictor.to_json()) | {
+        "held_out_mape": calibration.held_out_mape,
+        "measured": calibration.measured,
+    }
     atomic_write_text(path, json.dumps(info, indent=1))
     return calibration.predictor
 
 
-def _supernet_job(s: SearchSettings, space: SearchSpace | None, task: Task,
-                  context: TaskContext | None = None) -> SupernetJob:
-    return SupernetJob(space, s.teacher, task, run_dir=s.supernet or Path(s.run_dir) / "supernet",
-                       config=TrainConfig(steps=s.supernet_steps, lr=s.supernet_lr, batch_size=s.batch_size,
-                                          eval_every=max(1, s.supernet_steps // 5), seed=s.supernet_seed,
-                                          bf16=s.bf16),
-                       random_subnets=s.random_subnets, data_dir=s.data_dir, max_length=s.max_length,
-                       cache_dir=s.cache_dir, progress=s.progress, context=context)
+def _supernet_job(
+    s: SearchSettings, space: SearchSpace | None, task: Task, context: TaskContext | None = None
+) -> SupernetJob:
+    return SupernetJob(
+        space,
+        s.teacher,
+        task,
+        run_dir=s.supernet or Path(s.run_dir) / "supernet",
+        config=TrainConfig(
+            steps=s.supernet_steps,
+            lr=s.supernet_lr,
+            batch_size=s.batch_size,
+            eval_every=max(1, s.supernet_steps // 5),
+            seed=s.supernet_seed,
+            bf16=s.bf16,
+        ),
+        random_subnets=s.random_subnets,
+        data_dir=s.data_dir,
+        max_length=s.max_length,
+        cache_dir=s.cache_dir,
+        progress=s.progress,
+        context=context,
+    )
 
 
-def _evaluator(s: SearchSettings, setup: EvaluatorSetup, space: SearchSpace | None, task: Task, teacher, data,
-               context: TaskContext) -> Evaluator:
+def _evaluator(
+    s: SearchSettings, setup: EvaluatorSetup, space: SearchSpace | None, task: Task, teacher, data, context: TaskContext
+) -> Evaluator:
     supernet = None
     if s.evaluator == "slice" or s.init == "supernet":
         supernet = _supernet_job(s, space, task, context)
@@ -234,12 +298,24 @@ def _evaluator(s: SearchSettings, setup: EvaluatorSetup, space: SearchSpace | No
         return SliceEvaluator(supernet, data)
     steps = s.eval_steps if s.evaluator == "short" else None
     config = TrainConfig(lr=s.eval_lr, batch_size=s.batch_size, epochs=s.eval_epochs, seed=s.seed, bf16=s.bf16)
-    return DistillEvaluator(teacher, data, teacher_key=context.key, steps=steps, init=s.init, supernet=supernet,
-                            losses=setup.losses or LossConfig(), config=config, split=setup.split)
+    return DistillEvaluator(
+        teacher,
+        data,
+        teacher_key=context.key,
+        steps=steps,
+        init=s.init,
+        supernet=supernet,
+        losses=setup.losses or LossConfig(),
+        config=config,
+        split=setup.split,
+    )
 
 
 def _echo(s: SearchSettings, strategy: Strategy, budget: Budget) -> dict[str, Any]:
     """``search.json``: the settings, with the strategy's options (defaults resolved) beside them."""
     out = {k: v for k, v in vars(s).items() if k not in ("progress", "options")}
-    return out | strategy.options.model_dump(mode="json") | {"budget": budget.model_dump(mode="json"),
-                                                             "objectives": list(s.objectives)}
+    return (
+        out
+        | strategy.options.model_dump(mode="json")
+        | {"budget": budget.model_dump(mode="json"), "objectives": list(s.objectives)}
+    )

@@ -86,11 +86,24 @@ class Search:
     After every trial: ``counts`` (by ``KINDS``), ``seconds`` (evaluation time) and ``front`` are the
     whole study's."""
 
-    def __init__(self, study: optuna.Study, space: SearchSpace, evaluator: Evaluator, cost_model: CostModel,
-                 objectives: Sequence[str], run_dir: Path, *, trials: int, time_budget: float | None = None,
-                 seed: int = 0, on_record: Callable[["Search"], None] | None = None, worker: int = 0,
-                 heartbeat: Heartbeat | None = None,
-                 sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None, sampler_seed: int = 0):
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: SearchSpace,
+        evaluator: Evaluator,
+        cost_model: CostModel,
+        objectives: Sequence[str],
+        run_dir: Path,
+        *,
+        trials: int,
+        time_budget: float | None = None,
+        seed: int = 0,
+        on_record: Callable[["Search"], None] | None = None,
+        worker: int = 0,
+        heartbeat: Heartbeat | None = None,
+        sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None,
+        sampler_seed: int = 0,
+    ):
         self.study, self.space, self.evaluator, self.cost_model = study, space, evaluator, cost_model
         self.objectives, self.run_dir = tuple(objectives), Path(run_dir)
         self.trials, self.time_budget, self.seed, self.on_record = trials, time_budget, seed, on_record
@@ -136,9 +149,11 @@ class Search:
         if self.time_budget is not None and self.seconds >= self.time_budget:
             return f"the time budget of {self.time_budget:g} s is spent ({self.seconds:.1f} s of evaluation)"
         if self._stalled >= STALL_FACTOR * self.trials:
-            return (f"{self._stalled} proposals in a row evaluated nothing new (over budget, unbuildable, "
-                    f"already evaluated or failed): the space may hold fewer than {self.trials} architectures "
-                    "within the budget")
+            return (
+                f"{self._stalled} proposals in a row evaluated nothing new (over budget, unbuildable, "
+                f"already evaluated or failed): the space may hold fewer than {self.trials} architectures "
+                "within the budget"
+            )
         return None
 
     def done(self) -> bool:
@@ -168,8 +183,10 @@ class Search:
             return
         frozen = self.study._storage.get_trial(trial._trial_id)
         if "fixed_params" in frozen.system_attrs:
-            self.study.enqueue_trial(frozen.system_attrs["fixed_params"], user_attrs={
-                k: v for k, v in frozen.user_attrs.items() if k in ("retry_of", "retries")})
+            self.study.enqueue_trial(
+                frozen.system_attrs["fixed_params"],
+                user_attrs={k: v for k, v in frozen.user_attrs.items() if k in ("retry_of", "retries")},
+            )
         _set(trial, surplus=True)
         self._stop_beating(trial)
         self.study.tell(trial, state=TrialState.PRUNED)
@@ -203,8 +220,13 @@ class Search:
             trial = self.study.ask()
         if self.heartbeat is not None:
             self.heartbeat.start(trial._trial_id)
-        _set(trial, host=HOST, pid=os.getpid(), worker=self.worker,
-             heartbeat=self.heartbeat.interval if self.heartbeat is not None else None)
+        _set(
+            trial,
+            host=HOST,
+            pid=os.getpid(),
+            worker=self.worker,
+            heartbeat=self.heartbeat.interval if self.heartbeat is not None else None,
+        )
         return trial
 
     def tell(self, trial: optuna.Trial, spec: ArchSpec, **attrs: Any) -> FrozenTrial:
@@ -213,13 +235,16 @@ class Search:
         _set(trial, **attrs | {"spec": spec.to_dict(), "summary": spec.summary()})
         earlier = self._claim(trial, _key(spec.to_dict()))
         if earlier is not None:
-            copied = {k: earlier.user_attrs[k] for k in ("costs", "constraints", "violations", "feasible", "metrics",
-                                                         "details")}
+            copied = {
+                k: earlier.user_attrs[k]
+                for k in ("costs", "constraints", "violations", "feasible", "metrics", "details")
+            }
             return self._complete(trial, earlier.values, **copied, seconds=0.0, duplicate_of=earlier.number)
         costs, violations = self._cost(trial, spec)
         if violations:
-            return self._complete(trial, [-math.inf, *(costs[n] for n in self.objectives)], metrics={}, details={},
-                                  seconds=0.0)
+            return self._complete(
+                trial, [-math.inf, *(costs[n] for n in self.objectives)], metrics={}, details={}, seconds=0.0
+            )
         start = time.perf_counter()
         try:
             evaluation = self.evaluator.evaluate(spec, self.run_dir / "trials" / f"{trial.number:05d}")
@@ -229,9 +254,13 @@ class Search:
         except Exception as exc:
             self._fail(trial, exc, time.perf_counter() - start)
             raise
-        return self._complete(trial, [value, *(costs[n] for n in self.objectives)],
-                              metrics=_floats(evaluation.metrics), details=evaluation.details,
-                              seconds=evaluation.seconds)
+        return self._complete(
+            trial,
+            [value, *(costs[n] for n in self.objectives)],
+            metrics=_floats(evaluation.metrics),
+            details=evaluation.details,
+            seconds=evaluation.seconds,
+        )
 
     def record(self, spec: ArchSpec, evaluation: Evaluation, **attrs: Any) -> FrozenTrial:
         """Record ``spec`` with an evaluation the strategy made itself (a model it trained, e.g. a
@@ -242,9 +271,14 @@ class Search:
         _set(trial, **attrs | {"spec": spec.to_dict(), "summary": spec.summary()})
         costs, violations = self._cost(trial, spec)
         value = -math.inf if violations else self._metric(evaluation)
-        return self._complete(trial, [value, *(costs[n] for n in self.objectives)],
-                              metrics=_floats(evaluation.metrics), details=evaluation.details,
-                              seconds=evaluation.seconds, recorded=True)
+        return self._complete(
+            trial,
+            [value, *(costs[n] for n in self.objectives)],
+            metrics=_floats(evaluation.metrics),
+            details=evaluation.details,
+            seconds=evaluation.seconds,
+            recorded=True,
+        )
 
     def _claim(self, trial: optuna.Trial, key: str) -> FrozenTrial | None:
         """The study's complete original trial of the architecture ``key``, read afresh and after
@@ -254,11 +288,15 @@ class Search:
         while True:
             trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
             same = [t for t in trials if t.number != trial.number and _key(t.user_attrs.get("spec") or {}) == key]
-            original = next((t for t in same if t.state == TrialState.COMPLETE
-                             and t.user_attrs.get("duplicate_of") is None), None)
+            original = next(
+                (t for t in same if t.state == TrialState.COMPLETE and t.user_attrs.get("duplicate_of") is None), None
+            )
             first = next((t for t in same if t.state == TrialState.RUNNING and _live_elsewhere(t)), None)
-            if original is not None or first is None or (
-                    first.user_attrs.get("waiting_for") == trial.number and trial.number < first.number):
+            if (
+                original is not None
+                or first is None
+                or (first.user_attrs.get("waiting_for") == trial.number and trial.number < first.number)
+            ):
                 break
             if waiting_for != first.number:
                 waiting_for = first.number
@@ -271,8 +309,13 @@ class Search:
     def _cost(self, trial: optuna.Trial, spec: ArchSpec) -> tuple[dict[str, float], list[str]]:
         costs = self.cost_model.costs(spec, self.objectives)
         violations = self.cost_model.violations(spec, costs)
-        _set(trial, costs=costs, constraints=self.cost_model.constraints(spec, costs), violations=violations,
-             feasible=not violations)
+        _set(
+            trial,
+            costs=costs,
+            constraints=self.cost_model.constraints(spec, costs),
+            violations=violations,
+            feasible=not violations,
+        )
         return costs, violations
 
     def _metric(self, evaluation: Evaluation) -> float:
@@ -305,12 +348,26 @@ class Search:
         return frozen
 
 
-def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: CostModel, *, run_dir: Path, trials: int,
-               objectives: Sequence[str] = ("params",), strategy: str = "nsga2",
-               strategy_options: dict[str, Any] | None = None, storage: str | None = None,
-               study_name: str = "search", time_budget: float | None = None, seed: int = 0,
-               progress: bool = False, settings: dict[str, Any] | None = None, teacher: str = "",
-               worker: int = 0, heartbeat: int = HEARTBEAT) -> SearchResult:
+def run_search(
+    space: SearchSpace | None,
+    evaluator: Evaluator,
+    cost_model: CostModel,
+    *,
+    run_dir: Path,
+    trials: int,
+    objectives: Sequence[str] = ("params",),
+    strategy: str = "nsga2",
+    strategy_options: dict[str, Any] | None = None,
+    storage: str | None = None,
+    study_name: str = "search",
+    time_budget: float | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    settings: dict[str, Any] | None = None,
+    teacher: str = "",
+    worker: int = 0,
+    heartbeat: int = HEARTBEAT,
+) -> SearchResult:
     """Search ``space`` until the study holds ``trials`` evaluated architectures (or ``time_budget``
     seconds of evaluation are spent), maximising the evaluator's metric and minimising the
     ``objectives`` costs within the cost model's budget. ``space`` may be None for a strategy that
@@ -335,10 +392,16 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
     proposer.check(evaluator, cost_model, run_dir)
     proposer.plan(evaluator, cost_model, run_dir, trials)
     trials = proposer.trials(trials)
-    study = open_study(storage or f"sqlite:///{run_dir / 'study.db'}", study_name,
-                       space_digest=space.digest() if space is not None else proposer.start_digest(evaluator),
-                       teacher=teacher, evaluator=evaluator.fingerprint(), objectives=[evaluator.metric, *objectives],
-                       budget=cost_model.fingerprint(), heartbeat=heartbeat)
+    study = open_study(
+        storage or f"sqlite:///{run_dir / 'study.db'}",
+        study_name,
+        space_digest=space.digest() if space is not None else proposer.start_digest(evaluator),
+        teacher=teacher,
+        evaluator=evaluator.fingerprint(),
+        objectives=[evaluator.metric, *objectives],
+        budget=cost_model.fingerprint(),
+        heartbeat=heartbeat,
+    )
     _check_workers(study, strategy, proposer)
     beats = Heartbeat(study, heartbeat, WorkerClaim(study, worker, heartbeat))  # refuses a worker number in use
     try:
@@ -346,25 +409,53 @@ def run_search(space: SearchSpace | None, evaluator: Evaluator, cost_model: Cost
             atomic_write_text(run_dir / "search.json", json.dumps(settings, indent=1, default=str))
         evaluator.prepare()  # expensive set-up (a supernet) only once the study has accepted the evaluator
         run_seed = seed + len(study.get_trials(deepcopy=False)) + WORKER_SEED_STRIDE * worker
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("evaluated"),
-                       TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=not progress)
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("evaluated"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            disable=not progress,
+        )
         with bar:
             task = bar.add_task(f"search ({strategy})", total=trials, info="")
 
             def report(s: Search) -> None:
-                bar.update(task, total=s.trials, completed=min(s.evaluated, s.trials), info=f"front {len(s.front)} · "
-                           f"infeasible {s.counts['infeasible']} · repeats {s.counts['duplicates']} · failed "
-                           f"{s.counts['failed']}")
+                bar.update(
+                    task,
+                    total=s.trials,
+                    completed=min(s.evaluated, s.trials),
+                    info=f"front {len(s.front)} · "
+                    f"infeasible {s.counts['infeasible']} · repeats {s.counts['duplicates']} · failed "
+                    f"{s.counts['failed']}",
+                )
 
-            search = Search(study, space, evaluator, cost_model, objectives, run_dir, trials=trials,
-                            time_budget=time_budget, seed=run_seed, on_record=report, worker=worker, heartbeat=beats,
-                            sampler=proposer.sampler, sampler_seed=seed + WORKER_SEED_STRIDE * worker)
+            search = Search(
+                study,
+                space,
+                evaluator,
+                cost_model,
+                objectives,
+                run_dir,
+                trials=trials,
+                time_budget=time_budget,
+                seed=run_seed,
+                on_record=report,
+                worker=worker,
+                heartbeat=beats,
+                sampler=proposer.sampler,
+                sampler_seed=seed + WORKER_SEED_STRIDE * worker,
+            )
             proposer.run(search)
             search.close()
     finally:
         beats.close()
-    stopped = None if search.evaluated >= search.trials else (
-        search.cut_short() or f"the strategy {strategy!r} made no more proposals")
+    stopped = (
+        None
+        if search.evaluated >= search.trials
+        else (search.cut_short() or f"the strategy {strategy!r} made no more proposals")
+    )
     return SearchResult(study, search.front, *(search.counts[k] for k in KINDS), stopped=stopped, strategy=proposer)
 
 
@@ -375,13 +466,16 @@ def _check_workers(study: optuna.Study, strategy: str, proposer: Strategy) -> No
     elsewhere = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if _live_elsewhere(t)]
     if elsewhere:
         t = elsewhere[0].user_attrs
-        raise ConfigError(f"strategy {strategy!r} runs in one worker, and one is running this study (process "
-                          f"{t['pid']} on {t['host']}); several workers share the sampler strategies "
-                          f"({', '.join(n for n, c in STRATEGIES.items() if issubclass(c, SamplerStrategy))})")
+        raise ConfigError(
+            f"strategy {strategy!r} runs in one worker, and one is running this study (process "
+            f"{t['pid']} on {t['host']}); several workers share the sampler strategies "
+            f"({', '.join(n for n, c in STRATEGIES.items() if issubclass(c, SamplerStrategy))})"
+        )
 
 
-def check_settings(objectives: Sequence[str], trials: int, time_budget: float | None, strategy: str,
-                   strategy_options: dict[str, Any]) -> Strategy:
+def check_settings(
+    objectives: Sequence[str], trials: int, time_budget: float | None, strategy: str, strategy_options: dict[str, Any]
+) -> Strategy:
     """Refuse bad search settings (before anything expensive happens); returns the strategy."""
     _check(tuple(objectives), trials, time_budget)
     return make_strategy(strategy, strategy_options)
@@ -412,8 +506,10 @@ def _check_fits(space: SearchSpace, cost_model: CostModel, objectives: tuple[str
     smallest = space.extreme(False)
     violations = cost_model.violations(smallest, cost_model.costs(smallest, objectives))
     if violations:
-        raise ConfigError(f"no architecture in the space fits the budget: the smallest ({smallest.summary()}) "
-                          f"has {', '.join(violations)}")
+        raise ConfigError(
+            f"no architecture in the space fits the budget: the smallest ({smallest.summary()}) "
+            f"has {', '.join(violations)}"
+        )
 
 
 def _kind(trial: FrozenTrial) -> str | None:

@@ -72,8 +72,11 @@ def pareto_front(points: Sequence[Point]) -> list[Point]:
 
 def points(trials: Sequence[FrozenTrial]) -> list[Point]:
     """The complete trials that are not duplicates of earlier ones, as points."""
-    return [Point.from_trial(t) for t in trials
-            if t.state == TrialState.COMPLETE and t.user_attrs.get("duplicate_of") is None]
+    return [
+        Point.from_trial(t)
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("duplicate_of") is None
+    ]
 
 
 def write_pareto(run_dir: Path, trials: Sequence[FrozenTrial], metric: str) -> list[Point]:
@@ -82,18 +85,36 @@ def write_pareto(run_dir: Path, trials: Sequence[FrozenTrial], metric: str) -> l
     front = pareto_front(points(trials))
     run_dir = Path(run_dir)
     atomic_write_text(run_dir / "pareto.json", json.dumps([_point_json(p, metric) for p in front], indent=2) + "\n")
-    atomic_write_text(run_dir / "pareto.csv", _csv(
-        ["trial", metric, *COSTS, "summary", "spec"],
-        [[p.number, p.values[0], *(p.costs.get(c, "") for c in COSTS), p.summary, json.dumps(p.spec)] for p in front]))
-    atomic_write_text(run_dir / "trials.csv", _csv(
-        ["trial", "state", "feasible", metric, *COSTS, "violations", "duplicate_of", "summary", "error"],
-        [_trial_row(t) for t in trials]))
+    atomic_write_text(
+        run_dir / "pareto.csv",
+        _csv(
+            ["trial", metric, *COSTS, "summary", "spec"],
+            [
+                [p.number, p.values[0], *(p.costs.get(c, "") for c in COSTS), p.summary, json.dumps(p.spec)]
+                for p in front
+            ],
+        ),
+    )
+    atomic_write_text(
+        run_dir / "trials.csv",
+        _csv(
+            ["trial", "state", "feasible", metric, *COSTS, "violations", "duplicate_of", "summary", "error"],
+            [_trial_row(t) for t in trials],
+        ),
+    )
     return front
 
 
 def _point_json(p: Point, metric: str) -> dict[str, Any]:
-    return {"trial": p.number, "metric": metric, "value": p.values[0], "metrics": p.metrics, "costs": p.costs,
-            "summary": p.summary, "spec": p.spec}
+    return {
+        "trial": p.number,
+        "metric": metric,
+        "value": p.values[0],
+        "metrics": p.metrics,
+        "costs": p.costs,
+        "summary": p.summary,
+        "spec": p.spec,
+    }
 
 
 def _trial_row(t: FrozenTrial) -> list[Any]:
@@ -101,9 +122,17 @@ def _trial_row(t: FrozenTrial) -> list[Any]:
     trial's -inf is the study's encoding of "not evaluated", not a score)."""
     attrs = t.user_attrs
     value = t.values[0] if t.values and math.isfinite(t.values[0]) else ""
-    return [t.number, t.state.name, attrs.get("feasible", ""), value,
-            *(attrs.get("costs", {}).get(c, "") for c in COSTS), "; ".join(attrs.get("violations", [])),
-            attrs.get("duplicate_of", ""), attrs.get("summary", ""), attrs.get("error", "")]
+    return [
+        t.number,
+        t.state.name,
+        attrs.get("feasible", ""),
+        value,
+        *(attrs.get("costs", {}).get(c, "") for c in COSTS),
+        "; ".join(attrs.get("violations", [])),
+        attrs.get("duplicate_of", ""),
+        attrs.get("summary", ""),
+        attrs.get("error", ""),
+    ]
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:

@@ -88,8 +88,12 @@ class Gates(nn.Module):
             raise ConfigError(f"pruned dimensions {list(dims)}: expected some of {', '.join(DIMS)}")
         check_plain_kinds(spec)
         self.spec, self.dims, self.layers = spec, tuple(dims), layers
-        sizes = {"a": [la.attention.heads for la in spec.layers], "k": [la.attention.qk_dim for la in spec.layers],
-                 "v": [la.attention.v_dim for la in spec.layers], "f": [la.ffn.size for la in spec.layers]}
+        sizes = {
+            "a": [la.attention.heads for la in spec.layers],
+            "k": [la.attention.qk_dim for la in spec.layers],
+            "v": [la.attention.v_dim for la in spec.layers],
+            "f": [la.ffn.size for la in spec.layers],
+        }
         self.alpha = nn.ParameterDict()
         if "h" in dims:
             self.alpha["h"] = nn.Parameter(torch.ones(spec.hidden))
@@ -124,8 +128,12 @@ class Gates(nn.Module):
         out = {}
         for key, alpha in self.alpha.items():
             a = alpha.detach().abs()
-            out[key] = {"n": a.numel(), "mean": round(float(a.mean()), 4), "min": round(float(a.min()), 4),
-                        "max": round(float(a.max()), 4)}
+            out[key] = {
+                "n": a.numel(),
+                "mean": round(float(a.mean()), 4),
+                "min": round(float(a.min()), 4),
+                "max": round(float(a.max()), 4),
+            }
         return out
 
 
@@ -139,17 +147,25 @@ def gated_weights(model: nn.Module, gates: Gates) -> dict[str, torch.Tensor]:
     h = gates.vector("h", 0, spec.hidden)
     for i, layer in enumerate(spec.layers):
         att = layer.attention
-        a, k, v, f = (gates.vector(d, i, n) for d, n in (("a", att.heads), ("k", att.qk_dim), ("v", att.v_dim),
-                                                        ("f", layer.ffn.size)))
+        a, k, v, f = (
+            gates.vector(d, i, n)
+            for d, n in (("a", att.heads), ("k", att.qk_dim), ("v", att.v_dim), ("f", layer.ffn.size))
+        )
         qk_rows = (a[:, None] * k[None, :]).reshape(-1)
         v_rows = (a[:, None] * v[None, :]).reshape(-1)
         rows = torch.cat([qk_rows, qk_rows, v_rows])
         p = f"{prefix}layers.{i}."
         branch = gates.layer_gate(i) * h  # the outputs of both residual branches
-        scales = {"attention.qkv.weight": rows[:, None] * h[None, :], "attention.qkv.bias": rows,
-                  "attention.out.weight": branch[:, None] * v_rows[None, :], "attention.out.bias": branch,
-                  "ffn.up.weight": f[:, None] * h[None, :], "ffn.up.bias": f,
-                  "ffn.down.weight": branch[:, None] * f[None, :], "ffn.down.bias": branch}
+        scales = {
+            "attention.qkv.weight": rows[:, None] * h[None, :],
+            "attention.qkv.bias": rows,
+            "attention.out.weight": branch[:, None] * v_rows[None, :],
+            "attention.out.bias": branch,
+            "ffn.up.weight": f[:, None] * h[None, :],
+            "ffn.up.bias": f,
+            "ffn.down.weight": branch[:, None] * f[None, :],
+            "ffn.down.bias": branch,
+        }
         for name, scale in scales.items():
             out[p + name] = params[p + name] * scale
     return out
@@ -168,8 +184,9 @@ class GatedModel(nn.Module):
         return self.model.encoder if hasattr(self.model, "encoder") else self.model
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
-        return functional_call(self.model, gated_weights(self.model, self.gates),
-                               (input_ids, attention_mask, token_type_ids), kwargs)
+        return functional_call(
+            self.model, gated_weights(self.model, self.gates), (input_ids, attention_mask, token_type_ids), kwargs
+        )
 
 
 class GateObjective(Objective):
@@ -177,8 +194,16 @@ class GateObjective(Objective):
     γ·Σβ‖α‖₁ / Σβ·n. Dividing by the penalty at α = 1 (Σβ·n, the whole prunable cost) makes γ a
     plain number: the paper's γ is NOT FOUND, and that normalisation is bertsmith's choice."""
 
-    def __init__(self, gated: GatedModel, teacher: nn.Module, betas: dict[str, list[float]], *, gamma: float,
-                 task_type: TaskType, losses: LossConfig = LossConfig()):
+    def __init__(
+        self,
+        gated: GatedModel,
+        teacher: nn.Module,
+        betas: dict[str, list[float]],
+        *,
+        gamma: float,
+        task_type: TaskType,
+        losses: LossConfig = LossConfig(),
+    ):
         super().__init__(gated, teacher, losses.model_copy(update={"hidden": 0.0, "attention": 0.0, "mlm": 0.0}))
         self.betas, self.gamma, self.task_type = betas, gamma, task_type
         with torch.no_grad():
@@ -203,8 +228,9 @@ class Keep:
         return pruned.replace(layers=[pruned.layers[i] for i in self.layers])
 
 
-def choose_removals(gates: Gates, target: float, cost: Callable[[ArchSpec], float], *,
-                    ranking: Ranking = "raw") -> Keep:
+def choose_removals(
+    gates: Gates, target: float, cost: Callable[[ArchSpec], float], *, ranking: Ranking = "raw"
+) -> Keep:
     """What to keep after zeroing the gate entries with the smallest scores (|α|, or β·|α| for
     ``weighted``) one at a time until the architecture's cost is at most ``target``. Every
     dimension keeps at least one unit, and at least one layer stays. Raises ConfigError when even
@@ -236,8 +262,9 @@ def choose_removals(gates: Gates, target: float, cost: Callable[[ArchSpec], floa
             getattr(keep.units, _FIELDS[dim])[layer] = torch.tensor(kept[dim, layer])
         current = keep.spec_of(spec)
     if cost(current) > target:
-        raise ConfigError(f"the target {target:,.0f} is below the smallest model these gates can reach "
-                          f"({cost(current):,.0f})")
+        raise ConfigError(
+            f"the target {target:,.0f} is below the smallest model these gates can reach ({cost(current):,.0f})"
+        )
     return keep
 
 
@@ -257,6 +284,7 @@ def smallest(spec: ArchSpec, dims: tuple[str, ...] = DIMS, *, layers: bool = Fal
 def prune(model: nn.Module, gates: Gates, keep: Keep) -> nn.Module:
     """Fold the gates into ``model``'s weights and delete every unit and layer outside ``keep``: a
     dense, smaller model of the same class."""
+
     def new(spec: ArchSpec) -> nn.Module:
         return type(model)(spec, model.num_labels) if hasattr(model, "num_labels") else type(model)(spec)
 

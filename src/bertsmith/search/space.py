@@ -107,8 +107,10 @@ def _kind(value: Any) -> str:
 
 def _choices(item: Any, range_type: type[Range]) -> Any:
     """A dimension's choices: a list of ``item`` or a ``range_type`` mapping (errors name the key, not the union)."""
-    return Annotated[Union[Annotated[range_type, Tag("<range>")], Annotated[list[item], Distinct, Tag("<list>")]],
-                     Discriminator(_kind)]
+    return Annotated[
+        Union[Annotated[range_type, Tag("<range>")], Annotated[list[item], Distinct, Tag("<list>")]],
+        Discriminator(_kind),
+    ]
 
 
 Ints = _choices(Width, Range)
@@ -125,10 +127,12 @@ def _values(choice: Any) -> list:
 
 def _known(names: Any, what: str) -> AfterValidator:
     """A check that a value is one of ``names`` (a registry or a mapping of them)."""
+
     def check_name(name: str) -> str:
         if name not in names:
             raise ValueError(f"unknown {what} {short_repr(name)} (known: {', '.join(names)})")
         return name
+
     return AfterValidator(check_name)
 
 
@@ -163,14 +167,19 @@ class _LayerChoices(_Frozen):
         def combinations(kinds: dict[str, type[KindSpec]], chosen: list[str], common: tuple[str, ...]) -> int:
             return sum(math.prod(n[dim] for dim in (*common, *kinds[kind].choices)) for kind in chosen)
 
-        return (combinations(ATTENTION, self.attention, ("heads", "qk_dim", "v_dim"))
-                + combinations(FFN, self.ffn_kind, ("ffn", "activation")))
+        return combinations(ATTENTION, self.attention, ("heads", "qk_dim", "v_dim")) + combinations(
+            FFN, self.ffn_kind, ("ffn", "activation")
+        )
 
 
 LayerChoices = create_model(
-    "LayerChoices", __base__=_LayerChoices, __module__=__name__,
+    "LayerChoices",
+    __base__=_LayerChoices,
+    __module__=__name__,
     attention=(Annotated[list[Annotated[str, _known(ATTENTION, "kind")]], Distinct], ["mhsa"]),
-    heads=Ints, qk_dim=Ints, v_dim=Ints,
+    heads=Ints,
+    qk_dim=Ints,
+    v_dim=Ints,
     **{name: _dimension(choice) for name, choice in _dimensions(ATTENTION).items()},
     ffn_kind=(Annotated[list[Annotated[str, _known(FFN, "kind")]], Distinct], ["dense"]),
     ffn=Ints,
@@ -205,8 +214,10 @@ class SearchSpace(_Frozen):
                 raise ValueError(f"{name}: {count} choices, over the limit of {MAX_CHOICES}")
         candidates = _count(self.hidden) * self.layer.candidates()
         if candidates > MAX_CANDIDATES:
-            raise ValueError(f"layer: {candidates:,} layer shapes to check (hidden sizes × attention and FFN "
-                             f"combinations), over the limit of {MAX_CANDIDATES:,}: narrow the choices")
+            raise ValueError(
+                f"layer: {candidates:,} layer shapes to check (hidden sizes × attention and FFN "
+                f"combinations), over the limit of {MAX_CANDIDATES:,}: narrow the choices"
+            )
         if self.embeddings.trigram and None in self.embedding_size:
             raise ValueError("embedding_size: trigram embeddings need a size (null is not a choice)")
         if not self._buildable:
@@ -223,9 +234,11 @@ class SearchSpace(_Frozen):
         path = Path(path)
         data = read_yaml_file(path, "the search space", SpecError)
         if isinstance(data, dict) and isinstance(data.get("budget"), dict) and "device" in data["budget"]:
-            raise SpecError(f"{path}: budget.device: a search space does not choose where latency is measured; "
-                            "give it to the search (bertsmith search --budget device=cuda, or budget.device in a "
-                            "run config)")
+            raise SpecError(
+                f"{path}: budget.device: a search space does not choose where latency is measured; "
+                "give it to the search (bertsmith search --budget device=cuda, or budget.device in a "
+                "run config)"
+            )
         return cls.from_dict(data, source=str(path))
 
     # ---- the architectures ----------------------------------------------------------------------
@@ -234,8 +247,9 @@ class SearchSpace(_Frozen):
         out = []
         for kind in map(ATTENTION.get, c.attention):
             own = list(kind.choices)
-            for a, k, v, *values in itertools.product(_values(c.heads), _values(c.qk_dim), _values(c.v_dim),
-                                                      *(_values(getattr(c, dim)) for dim in own)):
+            for a, k, v, *values in itertools.product(
+                _values(c.heads), _values(c.qk_dim), _values(c.v_dim), *(_values(getattr(c, dim)) for dim in own)
+            ):
                 spec = kind(heads=a, qk_dim=k, v_dim=v, **dict(zip(own, values)))
                 if kind.module.problem(spec, hidden) is None:
                     out.append(spec)
@@ -246,8 +260,9 @@ class SearchSpace(_Frozen):
         out = []
         for kind in map(FFN.get, c.ffn_kind):
             own = list(kind.choices)
-            for size, *values, act in itertools.product(_values(c.ffn), *(_values(getattr(c, dim)) for dim in own),
-                                                        c.activation):
+            for size, *values, act in itertools.product(
+                _values(c.ffn), *(_values(getattr(c, dim)) for dim in own), c.activation
+            ):
                 spec = kind(size=size, activation=act, **dict(zip(own, values)))
                 if kind.module.problem(spec, hidden) is None:
                     out.append(spec)
@@ -272,7 +287,7 @@ class SearchSpace(_Frozen):
         for attention, ffn, sizes in self._buildable.values():
             per_layer = len(attention) * len(ffn)
             for depth in _values(self.depth):
-                total += len(sizes) * (per_layer ** depth if self.per_layer else per_layer)
+                total += len(sizes) * (per_layer**depth if self.per_layer else per_layer)
         return total
 
     def sample(self, rng: np.random.Generator) -> ArchSpec:
@@ -297,12 +312,23 @@ class SearchSpace(_Frozen):
         c = self.layer
 
         def added(kinds: dict[str, type[KindSpec]], chosen: list[str]) -> dict[str, list]:
-            return {dim: _values(getattr(c, dim)) for dim in _dimensions(kinds)
-                    if any(dim in kinds[kind].choices for kind in chosen)}
+            return {
+                dim: _values(getattr(c, dim))
+                for dim in _dimensions(kinds)
+                if any(dim in kinds[kind].choices for kind in chosen)
+            }
 
-        return {"attention": c.attention, "heads": _values(c.heads), "qk_dim": _values(c.qk_dim),
-                "v_dim": _values(c.v_dim), **added(ATTENTION, c.attention), "ffn_kind": c.ffn_kind,
-                "ffn": _values(c.ffn), **added(FFN, c.ffn_kind), "activation": c.activation}
+        return {
+            "attention": c.attention,
+            "heads": _values(c.heads),
+            "qk_dim": _values(c.qk_dim),
+            "v_dim": _values(c.v_dim),
+            **added(ATTENTION, c.attention),
+            "ffn_kind": c.ffn_kind,
+            "ffn": _values(c.ffn),
+            **added(FFN, c.ffn_kind),
+            "activation": c.activation,
+        }
 
     def genes(self) -> dict[str, list]:
         """Gene name → its values. Global genes ``depth``, ``hidden``, ``embedding_size``; layer
@@ -319,7 +345,11 @@ class SearchSpace(_Frozen):
     def from_genes(self, genes: dict[str, Any]) -> ArchSpec:
         """The architecture that gene values describe (missing genes take their only value).
         Raises ``SpecError`` naming the gene or dimension when the combination cannot be built."""
-        all_genes = {"depth": _values(self.depth), "hidden": list(self._buildable), "embedding_size": self.embedding_size}
+        all_genes = {
+            "depth": _values(self.depth),
+            "hidden": list(self._buildable),
+            "embedding_size": self.embedding_size,
+        }
         unknown = sorted(set(genes) - set(self.genes()))
         if unknown:
             raise SpecError(f"{unknown[0]}: not a gene of this search space")
@@ -338,12 +368,23 @@ class SearchSpace(_Frozen):
             d = {dim: value(prefix + dim, values) for dim, values in layer_dims.items()}
             d = {dim: d.get(dim, _values(getattr(self.layer, dim))[0]) for dim in _ALL_LAYER_DIMS}
             att, ffn = ATTENTION[d["attention"]], FFN[d["ffn_kind"]]
-            layers.append({
-                "attention": {"kind": d["attention"], "heads": d["heads"], "qk_dim": d["qk_dim"], "v_dim": d["v_dim"],
-                              **{dim: d[dim] for dim in att.choices}},
-                "ffn": {"kind": d["ffn_kind"], "size": d["ffn"], "activation": d["activation"],
-                        **{dim: d[dim] for dim in ffn.choices}},
-            })
+            layers.append(
+                {
+                    "attention": {
+                        "kind": d["attention"],
+                        "heads": d["heads"],
+                        "qk_dim": d["qk_dim"],
+                        "v_dim": d["v_dim"],
+                        **{dim: d[dim] for dim in att.choices},
+                    },
+                    "ffn": {
+                        "kind": d["ffn_kind"],
+                        "size": d["ffn"],
+                        "activation": d["activation"],
+                        **{dim: d[dim] for dim in ffn.choices},
+                    },
+                }
+            )
         embeddings = self.embeddings.model_copy(update={"size": emb})
         return self._spec(hidden=hidden, layers=layers, embeddings=embeddings)
 
@@ -369,8 +410,13 @@ class SearchSpace(_Frozen):
     def _spec(self, **fields: Any) -> ArchSpec:
         """An architecture of this space: the space's pooler, head activation and (when set) dropout rates."""
         rates = {} if self.dropout is None else {"hidden_dropout": self.dropout, "attention_dropout": self.dropout}
-        return ArchSpec.build(pooler=self.pooler, head_activation=self.head_activation,
-                              relative_attention_buckets=self.relative_attention_buckets, **rates, **fields)
+        return ArchSpec.build(
+            pooler=self.pooler,
+            head_activation=self.head_activation,
+            relative_attention_buckets=self.relative_attention_buckets,
+            **rates,
+            **fields,
+        )
 
     def digest(self) -> str:
         """sha256 of the space's definition: a study remembers which space it searched."""

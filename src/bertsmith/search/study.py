@@ -50,8 +50,13 @@ from ..errors import ConfigError, differences
 from ..lock import alive
 
 # user attr → how an error names it
-IDENTITY = {"space": "search space", "teacher": "teacher", "evaluator": "evaluator", "objectives": "objectives",
-            "budget": "budget"}
+IDENTITY = {
+    "space": "search space",
+    "teacher": "teacher",
+    "evaluator": "evaluator",
+    "objectives": "objectives",
+    "budget": "budget",
+}
 HOST = socket.gethostname()
 HEARTBEAT = 10  # seconds between a worker's heartbeats
 GRACE = 6  # heartbeats missed before a trial counts as abandoned
@@ -61,14 +66,28 @@ CREATION_WAIT = 5  # seconds a new study's creator gets to write its identity
 CREATE_ATTEMPTS = 3  # tries to open a new database whose tables workers create at once
 
 
-def open_study(url: str, name: str, *, space_digest: str, teacher: str, evaluator: dict[str, Any],
-               objectives: Sequence[str], budget: dict[str, Any], heartbeat: int = HEARTBEAT) -> optuna.Study:
+def open_study(
+    url: str,
+    name: str,
+    *,
+    space_digest: str,
+    teacher: str,
+    evaluator: dict[str, Any],
+    objectives: Sequence[str],
+    budget: dict[str, Any],
+    heartbeat: int = HEARTBEAT,
+) -> optuna.Study:
     """Create the study ``name`` in ``url``, or open it when it exists and searches the same space
     (``space_digest``) from the same ``teacher`` (its files' digest) with the same ``evaluator``
     fingerprint, ``objectives`` (the maximised metric's name, then the minimised costs) and
     ``budget``. Then fail and re-enqueue the trials of dead workers."""
-    identity = {"space": space_digest, "teacher": teacher, "evaluator": evaluator, "objectives": list(objectives),
-                "budget": budget}
+    identity = {
+        "space": space_digest,
+        "teacher": teacher,
+        "evaluator": evaluator,
+        "objectives": list(objectives),
+        "budget": budget,
+    }
     identity = json.loads(json.dumps(identity))  # as the storage gives it back
     directions = ["maximize"] + ["minimize"] * (len(objectives) - 1)
     storage = open_storage(url, heartbeat=heartbeat)
@@ -79,12 +98,16 @@ def open_study(url: str, name: str, *, space_digest: str, teacher: str, evaluato
         stored, where = _identity_of(study), f"study {name!r} in {mask_password(url)}"
         for key, what in IDENTITY.items():
             if key not in stored:
-                raise ConfigError(f"{where} has no {what} record: it was not created by this version of "
-                                  "bertsmith search; give another --study-name") from None
+                raise ConfigError(
+                    f"{where} has no {what} record: it was not created by this version of "
+                    "bertsmith search; give another --study-name"
+                ) from None
             if stored[key] != identity[key]:
-                raise ConfigError(f"{where} was created with a different {what}; this worker's differs "
-                                  f"({differences(stored[key], identity[key])}), so it would mix scores of two "
-                                  "searches (give another --study-name)") from None
+                raise ConfigError(
+                    f"{where} was created with a different {what}; this worker's differs "
+                    f"({differences(stored[key], identity[key])}), so it would mix scores of two "
+                    "searches (give another --study-name)"
+                ) from None
     else:
         for key, value in identity.items():
             study.set_user_attr(key, value)
@@ -122,21 +145,29 @@ def open_storage(url: str, *, heartbeat: int = HEARTBEAT) -> optuna.storages.RDB
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             with closing(sqlite3.connect(parsed.database)) as connection:  # before optuna creates its tables
                 connection.execute("PRAGMA journal_mode=WAL")
-        engine = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}} if parsed.get_backend_name() == "postgresql" \
+        engine = (
+            {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
+            if parsed.get_backend_name() == "postgresql"
             else None
+        )
         for attempt in range(CREATE_ATTEMPTS):
             try:
                 with warnings.catch_warnings():  # heartbeats are experimental in Optuna, and what workers need
                     warnings.simplefilter("ignore", ExperimentalWarning)
                     storage = optuna.storages.RDBStorage(
-                        url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=GRACE * heartbeat,
-                        heartbeat_stale_trial_callback=retry)
+                        url,
+                        engine_kwargs=engine,
+                        heartbeat_interval=heartbeat,
+                        grace_period=GRACE * heartbeat,
+                        heartbeat_stale_trial_callback=retry,
+                    )
                 break
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
                 # another worker created the tables at the same moment (PostgreSQL: a unique violation, or
                 # DuplicateTable "relation ... already exists" for alembic's version table)
-                if attempt == CREATE_ATTEMPTS - 1 or (isinstance(exc, sqlalchemy.exc.ProgrammingError)
-                                                      and "already exists" not in str(exc)):
+                if attempt == CREATE_ATTEMPTS - 1 or (
+                    isinstance(exc, sqlalchemy.exc.ProgrammingError) and "already exists" not in str(exc)
+                ):
                     raise
                 time.sleep(0.5)
     except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, ImportError, OSError) as exc:
@@ -157,8 +188,10 @@ def check_storage(url: str) -> None:
     except sqlalchemy.exc.ArgumentError:
         return  # open_storage names the malformed URL
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise ConfigError(f"--storage {url}: an in-memory database cannot be shared by workers or resumed; use "
-                          "a file such as sqlite:///study.db, or omit --storage")
+        raise ConfigError(
+            f"--storage {url}: an in-memory database cannot be shared by workers or resumed; use "
+            "a file such as sqlite:///study.db, or omit --storage"
+        )
 
 
 def _sqlite_sync(connection: Any, _record: Any) -> None:
@@ -234,14 +267,25 @@ class WorkerClaim:
             self._write(released=True)
 
     def _write(self, *, released: bool) -> None:
-        self.study.set_user_attr(self.key, {"token": self.token, "host": HOST, "pid": os.getpid(),
-                                            "seen": time.time(), "heartbeat": self.interval, "released": released})
+        self.study.set_user_attr(
+            self.key,
+            {
+                "token": self.token,
+                "host": HOST,
+                "pid": os.getpid(),
+                "seen": time.time(),
+                "heartbeat": self.interval,
+                "released": released,
+            },
+        )
 
     def _taken(self, held: dict[str, Any], what: str) -> str:
         ago = max(0.0, time.time() - held.get("seen", 0))
-        return (f"worker {self.worker} {what} (process {held.get('pid')} on {held.get('host')}, seen {ago:.0f} s "
-                f"ago): give each worker its own --worker; a worker that died frees its number after "
-                f"{GRACE * held.get('heartbeat', HEARTBEAT):g} s")
+        return (
+            f"worker {self.worker} {what} (process {held.get('pid')} on {held.get('host')}, seen {ago:.0f} s "
+            f"ago): give each worker its own --worker; a worker that died frees its number after "
+            f"{GRACE * held.get('heartbeat', HEARTBEAT):g} s"
+        )
 
 
 def _live(claim: dict[str, Any]) -> bool:

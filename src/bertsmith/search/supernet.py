@@ -59,12 +59,16 @@ def check_space(space: SearchSpace) -> None:
     FFNs) with one embedding size (e.g. a factorized teacher's, whose tables and LayerNorm are shared
     whole) and one activation."""
     c = space.layer
-    for name, values, allowed in (("layer.attention", c.attention, unit_kinds("attention")),
-                                  ("layer.ffn_kind", c.ffn_kind, unit_kinds("ffn"))):
+    for name, values, allowed in (
+        ("layer.attention", c.attention, unit_kinds("attention")),
+        ("layer.ffn_kind", c.ffn_kind, unit_kinds("ffn")),
+    ):
         other = [v for v in values if v not in allowed]
         if other:
-            raise SpecError(f"{name}: a supernet slices only {', '.join(allowed)}, not {other[0]!r}; "
-                            "score such spaces with the distill evaluator (--evaluator distill --init scratch)")
+            raise SpecError(
+                f"{name}: a supernet slices only {', '.join(allowed)}, not {other[0]!r}; "
+                "score such spaces with the distill evaluator (--evaluator distill --init scratch)"
+            )
     if len(space.embedding_size) != 1:
         raise SpecError(f"embedding_size: a supernet shares one embedding size, the space has {space.embedding_size}")
     if len(c.activation) != 1:
@@ -98,8 +102,9 @@ class Supernet(nn.Module):
     def forward(self, spec: ArchSpec, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
         """(logits, EncoderOutput) of the sub-network ``spec``; gradients reach the shared weights."""
         module, shapes = self._skeleton(spec)
-        weights = sliced_state(dict(self.model.named_parameters()), self.spec, shapes, spec,
-                               self.layers_for(spec), prefix="encoder.")
+        weights = sliced_state(
+            dict(self.model.named_parameters()), self.spec, shapes, spec, self.layers_for(spec), prefix="encoder."
+        )
         module.train(self.training)
         return functional_call(module, weights, (input_ids, attention_mask, token_type_ids), kwargs)
 
@@ -134,11 +139,21 @@ class SandwichObjective(Objective):
     sub-networks on one batch. The random ones come from ``Draws(seed)``: the same in a resumed run
     and in every process of a multi-process one."""
 
-    def __init__(self, supernet: Supernet, teacher: nn.Module | None, losses: LossConfig, *, task_type: TaskType,
-                 random_subnets: int = 2, budget: Budget | None = None, seed: int = 0):
+    def __init__(
+        self,
+        supernet: Supernet,
+        teacher: nn.Module | None,
+        losses: LossConfig,
+        *,
+        task_type: TaskType,
+        random_subnets: int = 2,
+        budget: Budget | None = None,
+        seed: int = 0,
+    ):
         if losses.hidden > 0 or losses.attention > 0 or losses.mlm > 0:
-            raise ConfigError("supernet training uses prediction losses only (labels, logits), not "
-                              "hidden, attention or mlm")
+            raise ConfigError(
+                "supernet training uses prediction losses only (labels, logits), not hidden, attention or mlm"
+            )
         super().__init__(supernet, teacher, losses)
         self.task_type, self.random_subnets = task_type, random_subnets
         self.budget = budget if budget is not None else supernet.space.budget
@@ -228,9 +243,15 @@ class SupernetJob:
     context: TaskContext | None = None  # the teacher and the data, already loaded (not part of the key)
 
     def fingerprint(self) -> dict:
-        return {"space": self.space.digest(), "teacher": files_digest(self.teacher_dir), "task": self.task.name,
-                "losses": self.losses.model_dump(mode="json"), "random_subnets": self.random_subnets,
-                "train": self.config.model_dump(), "max_length": self.max_length}
+        return {
+            "space": self.space.digest(),
+            "teacher": files_digest(self.teacher_dir),
+            "task": self.task.name,
+            "losses": self.losses.model_dump(mode="json"),
+            "random_subnets": self.random_subnets,
+            "train": self.config.model_dump(),
+            "max_length": self.max_length,
+        }
 
     @cached_property
     def key(self) -> str:
@@ -270,11 +291,21 @@ class SupernetJob:
             shutil.rmtree(run_dir / "training", ignore_errors=True)  # the finished training of another supernet
         distributed.barrier()
 
-        context = context_for(self.context, self.teacher_dir, task, max_length=self.max_length,
-                              data_dir=self.data_dir, cache_dir=self.cache_dir)
+        context = context_for(
+            self.context,
+            self.teacher_dir,
+            task,
+            max_length=self.max_length,
+            data_dir=self.data_dir,
+            cache_dir=self.cache_dir,
+        )
         teacher = context.teacher()
-        check_max_length(self.max_length, self.space.extreme(largest=True), "the search space's architectures",
-                         "its embeddings.max_positions")
+        check_max_length(
+            self.max_length,
+            self.space.extreme(largest=True),
+            "the search space's architectures",
+            "its embeddings.max_positions",
+        )
         data = context.data()
         torch.manual_seed(config.seed)
         supernet = Supernet(self.space, task.num_labels)
@@ -282,11 +313,18 @@ class SupernetJob:
         try:
             slice_weights(teacher, teacher.encoder.spec, supernet.model, supernet.spec)
         except SpecError as e:
-            raise SpecError(f"the search space's largest architecture ({supernet.spec.summary()}) cannot be cut "
-                            f"from the teacher ({teacher.encoder.spec.summary()}): {e}") from None
-        objective = SandwichObjective(supernet, teacher if self.losses.needs_teacher else None, self.losses,
-                                      task_type=task.task_type, random_subnets=self.random_subnets,
-                                      seed=config.seed)
+            raise SpecError(
+                f"the search space's largest architecture ({supernet.spec.summary()}) cannot be cut "
+                f"from the teacher ({teacher.encoder.spec.summary()}): {e}"
+            ) from None
+        objective = SandwichObjective(
+            supernet,
+            teacher if self.losses.needs_teacher else None,
+            self.losses,
+            task_type=task.task_type,
+            random_subnets=self.random_subnets,
+            seed=config.seed,
+        )
         main = task.main_metric
 
         def evaluate_ends(net: Supernet) -> dict[str, float]:
@@ -295,14 +333,30 @@ class SupernetJob:
             return {main: (largest + smallest) / 2, f"largest_{main}": largest, f"smallest_{main}": smallest}
 
         work = run_dir / "training"
-        result = train_on_task(objective, data, config=config.model_copy(update={"patience": None}), run_dir=work,
-                               resume=True, fingerprint={"supernet": self.key}, progress=self.progress,
-                               description="supernet", evaluate_fn=evaluate_ends if data.labeled("dev") else None,
-                               keep_best=False)
+        result = train_on_task(
+            objective,
+            data,
+            config=config.model_copy(update={"patience": None}),
+            run_dir=work,
+            resume=True,
+            fingerprint={"supernet": self.key},
+            progress=self.progress,
+            description="supernet",
+            evaluate_fn=evaluate_ends if data.labeled("dev") else None,
+            keep_best=False,
+        )
         metrics = evaluate_ends(supernet) if data.labeled("dev") else {}
         if distributed.is_main():
-            supernet.save(run_dir, {"key": self.key, "fingerprint": self.fingerprint(), "metrics": metrics,
-                                    "steps": result.steps, "teacher_spec": teacher.encoder.spec.to_dict()})
+            supernet.save(
+                run_dir,
+                {
+                    "key": self.key,
+                    "fingerprint": self.fingerprint(),
+                    "metrics": metrics,
+                    "steps": result.steps,
+                    "teacher_spec": teacher.encoder.spec.to_dict(),
+                },
+            )
             shutil.rmtree(work / "checkpoints", ignore_errors=True)
         distributed.barrier()
         return SupernetResult(run_dir, metrics, result.steps, reused=False)

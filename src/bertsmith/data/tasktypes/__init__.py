@@ -43,6 +43,16 @@ def known_metrics() -> list[str]:
 register_task_type(CLASSIFICATION)
 register_task_type(REGRESSION)
 
-__all__ = ["CLASSIFICATION", "REGRESSION", "TASK_TYPES", "Classification", "Metric", "Regression", "TaskType",
-           "get_task_type", "known_metrics", "register_task_type",
-           "task_type_of_head"]
+__all__ = [
+    "CLASSIFICATION",
+    "REGRESSION",
+    "TASK_TYPES",
+    "Classification",
+    "Metric",
+    "Regression",
+    "TaskType",
+    "get_task_type",
+    "known_metrics",
+    "register_task_type",
+    "task_type_of_head",
+]

@@ -56,8 +56,9 @@ class TaskType(ABC):
         """The loss on gold labels (fp32)."""
 
     @abstractmethod
-    def teacher_loss(self, student: torch.Tensor, teacher: torch.Tensor, *, logit_loss: str,
-                     temperature: float) -> torch.Tensor:
+    def teacher_loss(
+        self, student: torch.Tensor, teacher: torch.Tensor, *, logit_loss: str, temperature: float
+    ) -> torch.Tensor:
         """The loss against the teacher's logits; ``logit_loss`` and ``temperature`` as LossConfig has them."""
 
     @abstractmethod

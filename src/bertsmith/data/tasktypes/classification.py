@@ -36,16 +36,22 @@ class Classification(TaskType):
         try:
             return task.labels.index(value.strip())
         except ValueError:
-            raise DataError(f"{where}, column {task.label_column!r}: label {value!r} is not one of the task's labels "
-                            f"({', '.join(task.labels)})") from None
+            raise DataError(
+                f"{where}, column {task.label_column!r}: label {value!r} is not one of the task's labels "
+                f"({', '.join(task.labels)})"
+            ) from None
 
     def metric_inputs(self, task: Task, predictions: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if predictions.ndim == 2:
             if predictions.shape[1] != task.num_labels:
-                raise DataError(f"{task.name}: logits have {predictions.shape[1]} classes, the task has {task.num_labels}")
+                raise DataError(
+                    f"{task.name}: logits have {predictions.shape[1]} classes, the task has {task.num_labels}"
+                )
             return predictions.argmax(axis=1), labels
         if predictions.ndim != 1:
-            raise DataError(f"{task.name}: predictions must be logits [N, C] or classes [N], got shape {predictions.shape}")
+            raise DataError(
+                f"{task.name}: predictions must be logits [N, C] or classes [N], got shape {predictions.shape}"
+            )
         return predictions, labels
 
     def predictions(self, logits: np.ndarray) -> np.ndarray:
@@ -57,8 +63,9 @@ class Classification(TaskType):
     def label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), labels)
 
-    def teacher_loss(self, student: torch.Tensor, teacher: torch.Tensor, *, logit_loss: str,
-                     temperature: float) -> torch.Tensor:
+    def teacher_loss(
+        self, student: torch.Tensor, teacher: torch.Tensor, *, logit_loss: str, temperature: float
+    ) -> torch.Tensor:
         if logit_loss == "kl":
             return L.kl_div(student, teacher, temperature)
         return L.soft_cross_entropy(student, teacher, temperature)
@@ -68,15 +75,22 @@ class Classification(TaskType):
         value over the constant classes."""
         if metric == "matthews_corrcoef":
             return 0.0
-        values = [self.metrics[metric](labels, np.full(len(labels), c, dtype=labels.dtype))
-                  for c in range(task.num_labels)]
+        values = [
+            self.metrics[metric](labels, np.full(len(labels), c, dtype=labels.dtype)) for c in range(task.num_labels)
+        ]
         return max(0.0 if math.isnan(v) else v for v in values)
 
     def outputs(self, logits: torch.Tensor, names: list[str] | None) -> list[dict]:
         """The most likely class with its probability, and every class's probability."""
         probs = torch.softmax(logits.float(), dim=-1).numpy()
-        return [{"label": names[int(np.argmax(p))], "score": float(p.max()),
-                 "scores": {name: float(v) for name, v in zip(names, p)}} for p in probs]
+        return [
+            {
+                "label": names[int(np.argmax(p))],
+                "score": float(p.max()),
+                "scores": {name: float(v) for name, v in zip(names, p)},
+            }
+            for p in probs
+        ]
 
     def output_fields(self, names: list[str] | None) -> list[str]:
         return ["label", "score", *(f"p_{name}" for name in names)]

@@ -59,8 +59,9 @@ class Regression(TaskType):
     def label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(logits.squeeze(-1).float(), labels.float())
 
-    def teacher_loss(self, student: torch.Tensor, teacher: torch.Tensor, *, logit_loss: str,
-                     temperature: float) -> torch.Tensor:
+    def teacher_loss(
+        self, student: torch.Tensor, teacher: torch.Tensor, *, logit_loss: str, temperature: float
+    ) -> torch.Tensor:
         return L.logits_mse(student, teacher)
 
     def constant_level(self, task: Task, metric: str, labels: np.ndarray) -> float:

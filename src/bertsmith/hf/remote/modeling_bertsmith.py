@@ -143,8 +143,13 @@ class BertsmithForSequenceClassification(BertsmithPreTrainedModel):
     ):
         hidden, attentions, return_dict = self._output_flags(output_hidden_states, output_attentions, return_dict)
         logits, out = _ClassifierCore.forward(
-            self, input_ids, attention_mask, token_type_ids,
-            output_hidden_states=hidden, output_attentions=attentions, return_dict=True,
+            self,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            output_hidden_states=hidden,
+            output_attentions=attentions,
+            return_dict=True,
         )
         loss = None
         if labels is not None:
@@ -199,8 +204,13 @@ class BertsmithForMaskedLM(BertsmithPreTrainedModel):
     ):
         hidden, attentions, return_dict = self._output_flags(output_hidden_states, output_attentions, return_dict)
         logits, out = _MaskedLMCore.forward(
-            self, input_ids, attention_mask, token_type_ids,
-            output_hidden_states=hidden, output_attentions=attentions, return_dict=True,
+            self,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            output_hidden_states=hidden,
+            output_attentions=attentions,
+            return_dict=True,
         )
         loss = None
         if labels is not None:  # -100: ignored positions

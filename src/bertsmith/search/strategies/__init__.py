@@ -30,5 +30,13 @@ def register(strategy: type[Strategy]) -> type[Strategy]:
 for _builtin in (Random, NSGA2, Prune, Extract, Progressive):
     register(_builtin)
 
-__all__ = ["STRATEGIES", "EvaluatorSetup", "SamplerStrategy", "SearchContext", "Strategy", "StrategyOptions",
-           "parse_options", "register"]
+__all__ = [
+    "STRATEGIES",
+    "EvaluatorSetup",
+    "SamplerStrategy",
+    "SearchContext",
+    "Strategy",
+    "StrategyOptions",
+    "parse_options",
+    "register",
+]

@@ -164,8 +164,9 @@ class Strategy(ABC):
     def run(self, search: SearchContext) -> None:
         """Propose architectures until ``search.done()``."""
 
-    def summary(self, study: optuna.Study, run_dir: Path, metric: str,
-                objectives: Sequence[str]) -> list[RenderableType]:
+    def summary(
+        self, study: optuna.Study, run_dir: Path, metric: str, objectives: Sequence[str]
+    ) -> list[RenderableType]:
         """What ``bertsmith search`` prints about the results after the Pareto front (rich renderables)."""
         return []
 
@@ -200,7 +201,9 @@ def parse_options(strategy: type[Strategy], values: Mapping[str, Any], *, where:
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             known = ", ".join(strategy.Options.model_fields)
-            raise ConfigError(f"strategy {strategy.name!r}: unknown option {key!r} "
-                              + (f"(known: {known})" if known else "(it takes none)")) from None
+            raise ConfigError(
+                f"strategy {strategy.name!r}: unknown option {key!r} "
+                + (f"(known: {known})" if known else "(it takes none)")
+            ) from None
         msg = err["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{where}{key} = {short_repr(err.get('input'))}: {msg}") from None

@@ -140,6 +140,7 @@ class Scored:
 
 def pareto_set(points: Sequence[Scored]) -> list[Scored]:
     """The points that no other point beats in metric, p and i at once (cheapest first)."""
+
     def beats(a: Scored, b: Scored) -> bool:
         return a.metric >= b.metric and a.p <= b.p and a.i <= b.i and (a.metric, a.p, a.i) != (b.metric, b.p, b.i)
 
@@ -173,17 +174,26 @@ def select(front: Sequence[Scored], top: Scored, rule: str) -> Scored:
 
 
 class ExtractOptions(StrategyOptions):
-    grid: str = Field("teacher", description="the ⟨D, A, H, I⟩ grid: teacher (Bort's grid scaled to the teacher, its "
-                      "head size), bort (the Bort paper's, head size H/A) or a grid YAML file")
-    epsilon: Float = Field(0.1, description="candidates are boxed by cost ratio 1+ε, ε in (0, 1); a smaller ε trains "
-                           "more of them")
-    select: str = Field("within:0.01", description="pick from the Pareto set: within:δ (the lowest inference cost "
-                        "within δ of the largest candidate's metric) or product")
-    inference_cost: str = Field("flops", description="the inference cost objective i: flops or latency (see "
-                                "--latency)")
+    grid: str = Field(
+        "teacher",
+        description="the ⟨D, A, H, I⟩ grid: teacher (Bort's grid scaled to the teacher, its "
+        "head size), bort (the Bort paper's, head size H/A) or a grid YAML file",
+    )
+    epsilon: Float = Field(
+        0.1, description="candidates are boxed by cost ratio 1+ε, ε in (0, 1); a smaller ε trains more of them"
+    )
+    select: str = Field(
+        "within:0.01",
+        description="pick from the Pareto set: within:δ (the lowest inference cost "
+        "within δ of the largest candidate's metric) or product",
+    )
+    inference_cost: str = Field("flops", description="the inference cost objective i: flops or latency (see --latency)")
     exhaustive: bool = Field(False, description="surrogate-train every grid candidate")
-    refine_margin: Float = Field(0.05, description="the fine stage refines the boxes on the coarse Pareto set "
-                                 "scoring at most this far below the largest candidate (1: every box on the front)")
+    refine_margin: Float = Field(
+        0.05,
+        description="the fine stage refines the boxes on the coarse Pareto set "
+        "scoring at most this far below the largest candidate (1: every box on the front)",
+    )
 
     @field_validator("grid")
     @classmethod
@@ -238,8 +248,13 @@ class Extract(Strategy):
     def __init__(self, **options: Any):
         super().__init__(**options)
         o = self.options
-        self.grid_name, self.epsilon, self.rule, self.inference, self.exhaustive = \
-            o.grid, o.epsilon, o.select, o.inference_cost, o.exhaustive
+        self.grid_name, self.epsilon, self.rule, self.inference, self.exhaustive = (
+            o.grid,
+            o.epsilon,
+            o.select,
+            o.inference_cost,
+            o.exhaustive,
+        )
         self.refine = o.refine_margin
 
     def objectives(self) -> tuple[str, ...]:
@@ -258,17 +273,21 @@ class Extract(Strategy):
         from ..evaluators import DistillEvaluator
 
         if not isinstance(evaluator, DistillEvaluator):
-            raise ConfigError("strategy 'extract' scores candidates by a distillation (the surrogate error): use "
-                              "--evaluator short (--eval-steps each) or full")
+            raise ConfigError(
+                "strategy 'extract' scores candidates by a distillation (the surrogate error): use "
+                "--evaluator short (--eval-steps each) or full"
+            )
         teacher = evaluator.teacher.encoder.spec
         grid = resolve_grid(self.grid_name, teacher)
         if evaluator.init != "scratch":
             for spec in grid.candidates(teacher):
                 problem = _outside(spec, teacher)
                 if problem:
-                    raise ConfigError(f"extract: the grid's {spec.summary()} cannot be cut from the teacher "
-                                      f"({teacher.summary()}): {problem}; use --init scratch or a grid within the "
-                                      "teacher")
+                    raise ConfigError(
+                        f"extract: the grid's {spec.summary()} cannot be cut from the teacher "
+                        f"({teacher.summary()}): {problem}; use --init scratch or a grid within the "
+                        "teacher"
+                    )
 
     def plan(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path, trials: int) -> None:
         """Steps 1-3: every candidate costed and boxed, and the coarse stage chosen."""
@@ -285,15 +304,22 @@ class Extract(Strategy):
                 fits.append(Candidate(t, costs["params"], costs[self.inference]))
         if not fits:
             least = min(specs, key=lambda s: cost_model.costs(s)["params"])
-            raise ConfigError(f"extract: no grid architecture fits the budget: the smallest ({least.summary()}) has "
-                              f"{', '.join(cost_model.violations(least, cost_model.costs(least, names)))}")
+            raise ConfigError(
+                f"extract: no grid architecture fits the budget: the smallest ({least.summary()}) has "
+                f"{', '.join(cost_model.violations(least, cost_model.costs(least, names)))}"
+            )
         self.candidates = fits
         self.by_dahi = {c.dahi: c for c in fits}
         self.stage1 = coarse(fits, self.epsilon, exhaustive=self.exhaustive)
         self.specs = {t: s for t, s in zip(self.grid.tuples(), specs)}
-        self.counts = {"grid": self.grid.size, "buildable": len(specs), "within_budget": len(fits),
-                       "over_budget": over, "boxes": len({c.box for c in fits}) if not self.exhaustive else None,
-                       "coarse": len(self.stage1)}
+        self.counts = {
+            "grid": self.grid.size,
+            "buildable": len(specs),
+            "within_budget": len(fits),
+            "over_budget": over,
+            "boxes": len({c.box for c in fits}) if not self.exhaustive else None,
+            "coarse": len(self.stage1),
+        }
 
     def trials(self, requested: int) -> int:
         return len(self.stage1)  # the fine stage adds its own once the coarse stage is scored
@@ -302,9 +328,15 @@ class Extract(Strategy):
         """The resolved grid and the plan's settings."""
         from ...files import digest
 
-        return digest({"extract": self.grid.model_dump(mode="json"), "epsilon": self.epsilon,  # κ may change: reruns reuse
-                       "exhaustive": self.exhaustive, "inference": self.inference,
-                       "teacher": evaluator.teacher_key})
+        return digest(
+            {
+                "extract": self.grid.model_dump(mode="json"),
+                "epsilon": self.epsilon,  # κ may change: reruns reuse
+                "exhaustive": self.exhaustive,
+                "inference": self.inference,
+                "teacher": evaluator.teacher_key,
+            }
+        )
 
     # ---- surrogate training and selection ------------------------------------------------------
     def run(self, search: SearchContext) -> None:
@@ -314,18 +346,31 @@ class Extract(Strategy):
         coarse_scores = self._scored(search, stage=1)
         top = next((s for s in coarse_scores if s.dahi == maximum_point(self.candidates).dahi), None)
         if not self.exhaustive and search.cut_short() is None and top is not None:
-            refined = {self.by_dahi[s.dahi].box for s in pareto_set(coarse_scores)
-                       if s.metric >= top.metric - self.refine}
+            refined = {
+                self.by_dahi[s.dahi].box for s in pareto_set(coarse_scores) if s.metric >= top.metric - self.refine
+            }
             stage2 = fine(self.candidates, refined)
             search.trials = len(self.stage1) + len(stage2)
             self.counts["refined_boxes"] = len(refined)
             self._train(search, stage2)
         self.counts["fine"] = sum(c.stage == 2 for c in self.candidates)
-        atomic_write_text(state / "plan.json", json.dumps(
-            {"grid": self.grid.model_dump(mode="json"), "epsilon": self.epsilon, "exhaustive": self.exhaustive,
-             "inference": self.inference, "counts": self.counts,
-             "candidates": [asdict(c) | {"summary": self.specs[c.dahi].summary()}
-                            for c in sorted(self.candidates, key=lambda c: (c.p, c.i, c.dahi))]}, indent=1))
+        atomic_write_text(
+            state / "plan.json",
+            json.dumps(
+                {
+                    "grid": self.grid.model_dump(mode="json"),
+                    "epsilon": self.epsilon,
+                    "exhaustive": self.exhaustive,
+                    "inference": self.inference,
+                    "counts": self.counts,
+                    "candidates": [
+                        asdict(c) | {"summary": self.specs[c.dahi].summary()}
+                        for c in sorted(self.candidates, key=lambda c: (c.p, c.i, c.dahi))
+                    ],
+                },
+                indent=1,
+            ),
+        )
         self.write_selection(search, state)
 
     def _train(self, search: SearchContext, candidates: Sequence[Candidate]) -> None:
@@ -335,8 +380,14 @@ class Extract(Strategy):
                 continue
             if search.cut_short() is not None:  # the time budget (the study may hold other runs' trials)
                 break
-            search.evaluate(self.specs[c.dahi], extract=list(c.dahi), box=c.box, stage=c.stage, inference_cost=c.i,
-                            maximum_point=c is top)
+            search.evaluate(
+                self.specs[c.dahi],
+                extract=list(c.dahi),
+                box=c.box,
+                stage=c.stage,
+                inference_cost=c.i,
+                maximum_point=c is top,
+            )
 
     def _scored(self, search: SearchContext, stage: int | None = None) -> list[Scored]:
         """The candidates (of ``stage``, or every trained one) with a feasible, finite score."""
@@ -358,17 +409,21 @@ class Extract(Strategy):
         front = pareto_set(scored)
         chosen = select(front, top, self.rule)
         spec = self.specs[chosen.dahi]
-        info = {"counts": self.counts | {"surrogate_trained": len(scored)}, "rule": self.rule,
-                "epsilon": self.epsilon, "exhaustive": self.exhaustive,
-                "metric": search.evaluator.metric, "inference": self.inference,
-                "maximum_point": asdict(top) | {"summary": self.specs[top.dahi].summary()},
-                "selected": asdict(chosen) | {"summary": spec.summary(), "spec": spec.to_dict(),
-                                              "box": self.by_dahi[chosen.dahi].box},
-                "pareto": [asdict(s) | {"summary": self.specs[s.dahi].summary()} for s in front]}
+        info = {
+            "counts": self.counts | {"surrogate_trained": len(scored)},
+            "rule": self.rule,
+            "epsilon": self.epsilon,
+            "exhaustive": self.exhaustive,
+            "metric": search.evaluator.metric,
+            "inference": self.inference,
+            "maximum_point": asdict(top) | {"summary": self.specs[top.dahi].summary()},
+            "selected": asdict(chosen)
+            | {"summary": spec.summary(), "spec": spec.to_dict(), "box": self.by_dahi[chosen.dahi].box},
+            "pareto": [asdict(s) | {"summary": self.specs[s.dahi].summary()} for s in front],
+        }
         atomic_write_text(state / "selection.json", json.dumps(info, indent=1))
         atomic_write_text(state / "selected.yaml", spec.to_yaml())
         return info
-
 
     def summary(self, study: "optuna.Study", run_dir: Path, metric: str, objectives: Sequence[str]) -> list:
         """How many candidates were trained against the grid, the Pareto set and the selection."""
@@ -377,25 +432,43 @@ class Extract(Strategy):
             return ["no selection: the largest candidate (the maximum point) has not been scored"]
         info = json.loads(path.read_text(encoding="utf-8"))
         c = info["counts"]
-        counts = (f"grid {c['grid']} tuples, {c['buildable']} with A dividing H, {c['within_budget']} within the "
-                  f"budget" + (f" in {c['boxes']} boxes" if c["boxes"] else "") + f"; surrogate-trained "
-                  f"{c['surrogate_trained']} (coarse stage {c['coarse']}, fine stage {c.get('fine', 0)})")
+        counts = (
+            f"grid {c['grid']} tuples, {c['buildable']} with A dividing H, {c['within_budget']} within the "
+            f"budget" + (f" in {c['boxes']} boxes" if c["boxes"] else "") + f"; surrogate-trained "
+            f"{c['surrogate_trained']} (coarse stage {c['coarse']}, fine stage {c.get('fine', 0)})"
+        )
         table = Table("trial", "⟨D, A, H, I⟩", metric, "params", info["inference"], "", title="Extraction: Pareto set")
         for s in info["pareto"]:
-            mark = "selected" if s["dahi"] == info["selected"]["dahi"] else (
-                "maximum point" if s["dahi"] == info["maximum_point"]["dahi"] else "")
-            table.add_row(str(s["trial"]), ", ".join(map(str, s["dahi"])), f"{s['metric']:.4f}", f"{s['p']:,.0f}",
-                          f"{s['i']:,.4g}", mark)
-        return [counts, table,
-                f"selected ({info['rule']}): {info['selected']['summary']} → {run_dir / 'extract' / 'selected.yaml'}"]
+            mark = (
+                "selected"
+                if s["dahi"] == info["selected"]["dahi"]
+                else ("maximum point" if s["dahi"] == info["maximum_point"]["dahi"] else "")
+            )
+            table.add_row(
+                str(s["trial"]),
+                ", ".join(map(str, s["dahi"])),
+                f"{s['metric']:.4f}",
+                f"{s['p']:,.0f}",
+                f"{s['i']:,.4g}",
+                mark,
+            )
+        return [
+            counts,
+            table,
+            f"selected ({info['rule']}): {info['selected']['summary']} → {run_dir / 'extract' / 'selected.yaml'}",
+        ]
+
 
 def _outside(spec: ArchSpec, teacher: ArchSpec) -> str | None:
     """Why ``spec`` cannot be sliced from ``teacher`` (None when it can)."""
     t, s = teacher.layers[0], spec.layers[0]
-    for name, mine, theirs in (("depth", spec.num_layers, teacher.num_layers), ("hidden", spec.hidden, teacher.hidden),
-                               ("heads", s.attention.heads, t.attention.heads),
-                               ("head size", s.attention.qk_dim, t.attention.qk_dim),
-                               ("ffn", s.ffn.size, t.ffn.size)):
+    for name, mine, theirs in (
+        ("depth", spec.num_layers, teacher.num_layers),
+        ("hidden", spec.hidden, teacher.hidden),
+        ("heads", s.attention.heads, t.attention.heads),
+        ("head size", s.attention.qk_dim, t.attention.qk_dim),
+        ("ffn", s.ffn.size, t.ffn.size),
+    ):
         if mine > theirs:
             return f"{name} {mine} > the teacher's {theirs}"
     return None

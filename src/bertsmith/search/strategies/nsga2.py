@@ -16,9 +16,13 @@ from .base import SamplerStrategy, StrategyOptions
 
 
 class NSGA2Options(StrategyOptions):
-    population_size: Int = Field(16, ge=2, description="architectures per generation (at least 2: two parents per "
-                                 "child); 16 suits searches of a few dozen to a few hundred architectures (Optuna's "
-                                 "default of 50 spends a whole small search on the random first generation)")
+    population_size: Int = Field(
+        16,
+        ge=2,
+        description="architectures per generation (at least 2: two parents per "
+        "child); 16 suits searches of a few dozen to a few hundred architectures (Optuna's "
+        "default of 50 spends a whole small search on the random first generation)",
+    )
 
 
 class NSGA2(SamplerStrategy):
@@ -31,8 +35,9 @@ class NSGA2(SamplerStrategy):
         # constraints_func works in both.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            return optuna.samplers.NSGAIISampler(population_size=self.options.population_size, seed=seed,
-                                                 constraints_func=_constraints)
+            return optuna.samplers.NSGAIISampler(
+                population_size=self.options.population_size, seed=seed, constraints_func=_constraints
+            )
 
 
 def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:

@@ -63,8 +63,18 @@ from ...modeling.expr import ExprError, format_expr, parse
 from ...modeling.elastic import check_sliceable, even_layers
 from ...modeling.searched_ffn import SearchedFFN
 from .. import ffn_space
-from ..ffn_supernet import RATIOS, MAX_STACK, FFNSupernet, LayerFFN, Layout, layout_json, layout_of, layout_spec, \
-    supernet_spec, warm_up
+from ..ffn_supernet import (
+    RATIOS,
+    MAX_STACK,
+    FFNSupernet,
+    LayerFFN,
+    Layout,
+    layout_json,
+    layout_of,
+    layout_spec,
+    supernet_spec,
+    warm_up,
+)
 from .base import EvaluatorSetup, SearchContext, Strategy, StrategyOptions
 
 if TYPE_CHECKING:
@@ -116,13 +126,21 @@ def auto_backbone(teacher: ArchSpec, params: float, share: float) -> ArchSpec:
     best = None
     for heads in range(1, teacher.hidden // head + 1):
         hidden = heads * head
-        spec = ArchSpec.uniform(layers=depth, hidden=hidden, heads=heads, ffn=hidden,
-                                embeddings=teacher.embeddings.model_dump(mode="json"), **teacher.inherited())
+        spec = ArchSpec.uniform(
+            layers=depth,
+            hidden=hidden,
+            heads=heads,
+            ffn=hidden,
+            embeddings=teacher.embeddings.model_dump(mode="json"),
+            **teacher.inherited(),
+        )
         if encoder_params(spec) - depth * _dense_params(hidden, hidden) <= share * params:
             best = spec
     if best is None:
-        raise ConfigError(f"progressive: even one attention head of the teacher's size ({head}) per layer takes more "
-                          f"than {share:g} of the budget's {params:,.0f} parameters; raise the budget")
+        raise ConfigError(
+            f"progressive: even one attention head of the teacher's size ({head}) per layer takes more "
+            f"than {share:g} of the budget's {params:,.0f} parameters; raise the budget"
+        )
     return best
 
 
@@ -135,23 +153,31 @@ def _dense_params(hidden: int, size: int) -> int:
 
 
 class ProgressiveOptions(StrategyOptions):
-    backbone: str = Field("auto", description="the fixed backbone whose FFNs are searched: auto (the teacher's depth "
-                          "and head size, attention --attention-share of the budget), a preset or an ArchSpec file")
+    backbone: str = Field(
+        "auto",
+        description="the fixed backbone whose FFNs are searched: auto (the teacher's depth "
+        "and head size, attention --attention-share of the budget), a preset or an ArchSpec file",
+    )
     window: Float = Field(0.9, description="candidates hold between WINDOW × the params budget and the budget")
-    stage_trials: str | None = Field(None, description="candidates per stage, e.g. 8,8,8 (default: --trials split "
-                                     "in three)")
-    warmup_steps: Int = Field(300, ge=0, description="warm-up distillation steps of each stage's supernet "
-                              "(hidden-state and attention losses)")
+    stage_trials: str | None = Field(
+        None, description="candidates per stage, e.g. 8,8,8 (default: --trials split in three)"
+    )
+    warmup_steps: Int = Field(
+        300, ge=0, description="warm-up distillation steps of each stage's supernet (hidden-state and attention losses)"
+    )
     warmup_lr: Float = Field(1e-4, gt=0, description="learning rate of the warm-ups")
-    init_samples: Int = Field(4, ge=1, description="candidates per stage before the learned fitness model guides "
-                              "generation")
+    init_samples: Int = Field(
+        4, ge=1, description="candidates per stage before the learned fitness model guides generation"
+    )
     proposals: Int = Field(64, ge=1, description="mutations the fitness model ranks per pick")
     explore: Float = Field(0.25, ge=0, le=1, description="share of picks that stay random mutations")
     seeds: str = Field("", description="extra stage-1 seed expressions, ';'-separated, e.g. 'tanh(L(gelu(L(x))))'")
-    attention_share: Float = Field(0.65, description="share of the params budget the automatic backbone gives to "
-                                   "everything but the FFNs")
-    validation_fraction: Float = Field(0.1, description="share of the train split carved out to score candidates on "
-                                       "(dev is never seen)")
+    attention_share: Float = Field(
+        0.65, description="share of the params budget the automatic backbone gives to everything but the FFNs"
+    )
+    validation_fraction: Float = Field(
+        0.1, description="share of the train split carved out to score candidates on (dev is never seen)"
+    )
 
     @field_validator("window")
     @classmethod
@@ -199,25 +225,41 @@ class Progressive(Strategy):
     def __init__(self, **options: Any):
         super().__init__(**options)
         o = self.options
-        self.backbone_option, self.window, self.warmup_steps, self.warmup_lr = \
-            o.backbone, o.window, o.warmup_steps, o.warmup_lr
-        self.init_samples, self.proposals, self.explore, self.share = \
-            o.init_samples, o.proposals, o.explore, o.attention_share
+        self.backbone_option, self.window, self.warmup_steps, self.warmup_lr = (
+            o.backbone,
+            o.window,
+            o.warmup_steps,
+            o.warmup_lr,
+        )
+        self.init_samples, self.proposals, self.explore, self.share = (
+            o.init_samples,
+            o.proposals,
+            o.explore,
+            o.attention_share,
+        )
         self.stage_trials = _parse_stage_trials(o.stage_trials) if o.stage_trials else None
         self.seeds = [ffn_space.SEED, *_seed_expressions(o.seeds)]
 
     def evaluator_setup(self, evaluator: str) -> EvaluatorSetup:
         if evaluator != "short":
-            raise ConfigError(f"--evaluator {evaluator}: the progressive strategy scores every candidate by a short "
-                              "distillation from its warmed-up supernet (--evaluator short)")
-        return EvaluatorSetup(init="warm", split="validation", validation_fraction=self.options.validation_fraction,
-                              losses=LossConfig(logits=1.0, hidden=1.0, attention=1.0))  # EfficientBERT's task KD
+            raise ConfigError(
+                f"--evaluator {evaluator}: the progressive strategy scores every candidate by a short "
+                "distillation from its warmed-up supernet (--evaluator short)"
+            )
+        return EvaluatorSetup(
+            init="warm",
+            split="validation",
+            validation_fraction=self.options.validation_fraction,
+            losses=LossConfig(logits=1.0, hidden=1.0, attention=1.0),
+        )  # EfficientBERT's task KD
 
     # ---- before the study: the backbone, the window, and whether anything fits ---------------------
     def check(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path) -> None:
         if getattr(evaluator, "init", None) != "warm":
-            raise ConfigError("progressive: candidates start from the warmed-up supernet; use the job's "
-                              "evaluator (bertsmith search --strategy progressive)")
+            raise ConfigError(
+                "progressive: candidates start from the warmed-up supernet; use the job's "
+                "evaluator (bertsmith search --strategy progressive)"
+            )
         if cost_model.budget.params is None:
             raise ConfigError("progressive: the search needs a parameter budget for its window (--budget params=N)")
         self._backbone(evaluator.teacher.encoder.spec, cost_model.budget.params)
@@ -238,22 +280,29 @@ class Progressive(Strategy):
         teacher = evaluator.teacher.encoder.spec
         self.backbone = self._backbone(teacher, budget)
         self.lo, self.hi = self.window * budget, float(budget)
-        self.costs = {shape: SearchedFFN.count_params(_ffn(self.backbone.hidden // shape[1]).model_copy(
-            update={"stack": shape[0]}), self.backbone.hidden) for shape in SHAPES}
+        self.costs = {
+            shape: SearchedFFN.count_params(
+                _ffn(self.backbone.hidden // shape[1]).model_copy(update={"stack": shape[0]}), self.backbone.hidden
+            )
+            for shape in SHAPES
+        }
         smallest = layout_spec(self.backbone, [LayerFFN(ffn_space.SEED, 1, max(RATIOS))] * self.backbone.num_layers)
         self.fixed = encoder_params(smallest) - self.backbone.num_layers * self.costs[(1, max(RATIOS))]
         try:
             largest = supernet_spec(self.backbone)
             check_sliceable(teacher, largest, even_layers(largest.num_layers, teacher.num_layers))
         except SpecError as exc:
-            raise ConfigError(f"progressive: the backbone ({self.backbone.summary()}) cannot be cut from the teacher "
-                              f"({teacher.summary()}): {exc}") from None
+            raise ConfigError(
+                f"progressive: the backbone ({self.backbone.summary()}) cannot be cut from the teacher "
+                f"({teacher.summary()}): {exc}"
+            ) from None
         low, high = self._reachable()
         if high is None:
             raise ConfigError(
                 f"progressive: no FFN layout of the backbone ({self.backbone.summary()}) falls in the window "
                 f"[{self.lo:,.0f}, {self.hi:,.0f}] parameters (--window {self.window:g} of the budget): its layouts "
-                f"hold {low[0]:,.0f} to {low[1]:,.0f}; change --budget, --window or --backbone")
+                f"hold {low[0]:,.0f} to {low[1]:,.0f}; change --budget, --window or --backbone"
+            )
         self.quotas = self.stage_trials or _split(trials)
 
     def _reachable(self) -> tuple[tuple[float, float], float | None]:
@@ -278,8 +327,15 @@ class Progressive(Strategy):
     def start_digest(self, evaluator: "Evaluator") -> str:
         from ...files import digest
 
-        return digest({"progressive": self.backbone.to_dict(), "window": self.window, "seeds": self.seeds,
-                       "warmup": [self.warmup_steps, self.warmup_lr], "teacher": evaluator.teacher_key})
+        return digest(
+            {
+                "progressive": self.backbone.to_dict(),
+                "window": self.window,
+                "seeds": self.seeds,
+                "warmup": [self.warmup_steps, self.warmup_lr],
+                "teacher": evaluator.teacher_key,
+            }
+        )
 
     # ---- the three stages --------------------------------------------------------------------------
     def run(self, search: SearchContext) -> None:
@@ -299,8 +355,9 @@ class Progressive(Strategy):
                 stage.results.append(scored)
                 stage.keys.add(layout_key(scored.layout))
             begun = time.perf_counter()
-            key, warm = self._warm_stage(supernet, stage, previous_key, state_dir / f"stage{number}", search,
-                                         needed=len(stage.results) < quota)
+            key, warm = self._warm_stage(
+                supernet, stage, previous_key, state_dir / f"stage{number}", search, needed=len(stage.results) < quota
+            )
             while len(stage.results) < quota and search.cut_short() is None:
                 proposal = self._propose(stage)
                 if proposal is None:
@@ -317,10 +374,18 @@ class Progressive(Strategy):
                 if frozen.values is not None and math.isfinite(frozen.values[0]):
                     stage.results.append(Scored(layout, frozen.values[0], self.params(layout)))
             best = stage.best()
-            report.append({"stage": number, "start": [layout_json(s) for s in start[:1]], "warmup": warm,
-                           "evaluated": len(stage.results), "seconds": time.perf_counter() - begun,
-                           "best": None if best is None else {"layout": layout_json(best.layout),
-                                                              "metric": best.metric, "params": best.params}})
+            report.append(
+                {
+                    "stage": number,
+                    "start": [layout_json(s) for s in start[:1]],
+                    "warmup": warm,
+                    "evaluated": len(stage.results),
+                    "seconds": time.perf_counter() - begun,
+                    "best": None
+                    if best is None
+                    else {"layout": layout_json(best.layout), "metric": best.metric, "params": best.params},
+                }
+            )
             if best is None or search.cut_short() is not None:
                 break
             start, previous_key = [best.layout], key
@@ -352,9 +417,15 @@ class Progressive(Strategy):
         for _ in range(len(layout) * len(SHAPES)):
             if self.in_window(tuple(current)):
                 break
-            i, shape = min(((i, sh) for i in range(len(current)) for sh in SHAPES),
-                           key=lambda c: abs(self.params(tuple(current[:c[0]] + [LayerFFN(
-                               current[c[0]].expression, *c[1])] + current[c[0] + 1:])) - target))
+            i, shape = min(
+                ((i, sh) for i in range(len(current)) for sh in SHAPES),
+                key=lambda c: abs(
+                    self.params(
+                        tuple(current[: c[0]] + [LayerFFN(current[c[0]].expression, *c[1])] + current[c[0] + 1 :])
+                    )
+                    - target
+                ),
+            )
             current[i] = LayerFFN(current[i].expression, *shape)
         return tuple(current)
 
@@ -373,7 +444,7 @@ class Progressive(Strategy):
             else:
                 s, r = SHAPES[int(rng.integers(len(SHAPES)))]
                 new = LayerFFN(f.expression, s, r)
-            out = layout[:i] + (new,) + layout[i + 1:]
+            out = layout[:i] + (new,) + layout[i + 1 :]
             if out != layout and self.in_window(out):
                 return out
         return None
@@ -411,17 +482,33 @@ class Progressive(Strategy):
         return children[best], f"fitness model (p = {scores[best]:.2f} of {len(children)})"
 
     # ---- warm-up of the stage's supernet -------------------------------------------------------------
-    def _warm_stage(self, supernet: FFNSupernet, stage: StageState, previous_key: str, directory: Path,
-                    search: SearchContext, *, needed: bool) -> tuple[str, dict]:
+    def _warm_stage(
+        self,
+        supernet: FFNSupernet,
+        stage: StageState,
+        previous_key: str,
+        directory: Path,
+        search: SearchContext,
+        *,
+        needed: bool,
+    ) -> tuple[str, dict]:
         """Load the stage's warmed-up supernet, or warm it up from the previous stage's (stage 1: from
         the teacher). Returns its key and what the warm-up did."""
         from ...distill.task import reorder_by_importance
         from ...files import digest
 
         evaluator = search.evaluator
-        key = digest({"previous": previous_key, "stage": stage.number, "start": layout_json(stage.start[0]),
-                      "steps": self.warmup_steps, "lr": self.warmup_lr,
-                      "backbone": self.backbone.to_dict(), "data": evaluator.data.hashes})
+        key = digest(
+            {
+                "previous": previous_key,
+                "stage": stage.number,
+                "start": layout_json(stage.start[0]),
+                "steps": self.warmup_steps,
+                "lr": self.warmup_lr,
+                "backbone": self.backbone.to_dict(),
+                "data": evaluator.data.hashes,
+            }
+        )
         info = supernet.load(directory)
         if info is not None and info.get("key") == key:
             return key, info["warmup"]
@@ -431,16 +518,31 @@ class Progressive(Strategy):
             reorder_by_importance(evaluator.teacher, evaluator.data, seed=0)
             supernet.start_from(evaluator.teacher)
         elif supernet.load(directory.parent / f"stage{stage.number - 1}") is None:
-            raise ConfigError(f"{directory.parent}: stage {stage.number - 1}'s supernet is missing; rerun the search "
-                              "from the start in a new run directory")
+            raise ConfigError(
+                f"{directory.parent}: stage {stage.number - 1}'s supernet is missing; rerun the search "
+                "from the start in a new run directory"
+            )
         begun = time.perf_counter()
         steps = 0
         if self.warmup_steps:
-            config = TrainConfig(steps=self.warmup_steps, lr=self.warmup_lr, warmup=0.1,
-                                 batch_size=evaluator.config.batch_size, seed=evaluator.config.seed)
-            steps = warm_up(supernet, evaluator.teacher, evaluator.data, sample=lambda rng: self._draw(stage, rng),
-                            config=config, run_dir=directory / "training", fingerprint={"warmup": key},
-                            progress=False, description=f"warm-up {stage.number}")
+            config = TrainConfig(
+                steps=self.warmup_steps,
+                lr=self.warmup_lr,
+                warmup=0.1,
+                batch_size=evaluator.config.batch_size,
+                seed=evaluator.config.seed,
+            )
+            steps = warm_up(
+                supernet,
+                evaluator.teacher,
+                evaluator.data,
+                sample=lambda rng: self._draw(stage, rng),
+                config=config,
+                run_dir=directory / "training",
+                fingerprint={"warmup": key},
+                progress=False,
+                description=f"warm-up {stage.number}",
+            )
         warm = {"steps": steps, "seconds": time.perf_counter() - begun, "from": previous_key}
         supernet.save(directory, {"key": key, "warmup": warm, "backbone": self.backbone.to_dict()})
         shutil.rmtree(directory / "training", ignore_errors=True)
@@ -482,10 +584,17 @@ class Progressive(Strategy):
 
         final = next((r["best"] for r in reversed(report) if r["best"] is not None), None)
         counts = dict(search.counts)
-        result = {"backbone": self.backbone.to_dict(), "window": [self.lo, self.hi], "stages": report,
-                  "evaluated": search.evaluated, "evaluation_seconds": search.seconds,
-                  "warmup_seconds": sum(r["warmup"].get("seconds", 0.0) for r in report),
-                  "wall_seconds": sum(r["seconds"] for r in report), "counts": counts, "best": final}
+        result = {
+            "backbone": self.backbone.to_dict(),
+            "window": [self.lo, self.hi],
+            "stages": report,
+            "evaluated": search.evaluated,
+            "evaluation_seconds": search.seconds,
+            "warmup_seconds": sum(r["warmup"].get("seconds", 0.0) for r in report),
+            "wall_seconds": sum(r["seconds"] for r in report),
+            "counts": counts,
+            "best": final,
+        }
         if final is not None:
             layout = tuple(LayerFFN(**f) for f in final["layout"])
             best = layout_spec(self.backbone, layout)
@@ -495,12 +604,12 @@ class Progressive(Strategy):
             efficient = presets.transplant_efficientbert(self.backbone, params)
             atomic_write_text(state_dir / "dense.yaml", dense.to_yaml())
             atomic_write_text(state_dir / "efficientbert.yaml", efficient.to_yaml())
-            result["baselines"] = {"dense": {"params": encoder_params(dense), "summary": dense.summary()},
-                                   "efficientbert": {"params": encoder_params(efficient),
-                                                     "summary": efficient.summary()}}
+            result["baselines"] = {
+                "dense": {"params": encoder_params(dense), "summary": dense.summary()},
+                "efficientbert": {"params": encoder_params(efficient), "summary": efficient.summary()},
+            }
             result["best"]["summary"] = best.summary()
         atomic_write_text(state_dir / "result.json", json.dumps(result, indent=1))
-
 
     def summary(self, study: "optuna.Study", run_dir: Path, metric: str, objectives: Sequence[str]) -> list:
         """Each stage's warm-up, candidates and best; the best FFNs; the files for the final comparison."""
@@ -508,20 +617,36 @@ class Progressive(Strategy):
         if not path.exists():
             return []
         info = json.loads(path.read_text(encoding="utf-8"))
-        table = Table("stage", "warm-up steps", "candidates", f"best {metric} (validation)", "params",
-                      title="Progressive FFN search")
+        table = Table(
+            "stage",
+            "warm-up steps",
+            "candidates",
+            f"best {metric} (validation)",
+            "params",
+            title="Progressive FFN search",
+        )
         for st in info["stages"]:
             best = st["best"]
-            table.add_row(str(st["stage"]), str(st["warmup"].get("steps", "-")), str(st["evaluated"]),
-                          f"{best['metric']:.4f}" if best else "-", f"{best['params']:,}" if best else "-")
+            table.add_row(
+                str(st["stage"]),
+                str(st["warmup"].get("steps", "-")),
+                str(st["evaluated"]),
+                f"{best['metric']:.4f}" if best else "-",
+                f"{best['params']:,}" if best else "-",
+            )
         out: list = [table]
         if info.get("best"):
-            out += [f"  layer {i + 1}: {f['stack']} x inner 1/{f['ratio']}  {f['expression']}"
-                    for i, f in enumerate(info["best"]["layout"])]
+            out += [
+                f"  layer {i + 1}: {f['stack']} x inner 1/{f['ratio']}  {f['expression']}"
+                for i, f in enumerate(info["best"]["layout"])
+            ]
             d = run_dir / "progressive"
-            out.append(f"best: {d / 'best.yaml'}; at its size, {d / 'dense.yaml'} (dense FFN) and "
-                       f"{d / 'efficientbert.yaml'} (the published FFNs) to compare with `bertsmith distill --arch`")
+            out.append(
+                f"best: {d / 'best.yaml'}; at its size, {d / 'dense.yaml'} (dense FFN) and "
+                f"{d / 'efficientbert.yaml'} (the published FFNs) to compare with `bertsmith distill --arch`"
+            )
         return out
+
 
 def fitness_model(results: Sequence[Scored], children: Sequence[Layout], *, seed: int) -> np.ndarray:
     """P(fitness ≥ the stage's median) of each child by a random forest fit on the stage's results
@@ -543,8 +668,10 @@ def dense_at(backbone: ArchSpec, params: int) -> ArchSpec:
     depth, hidden = backbone.num_layers, backbone.hidden
 
     def build(size: int) -> ArchSpec:
-        layers = [{"attention": la.attention.model_dump(mode="json"), "ffn": {"kind": "dense", "size": size}}
-                  for la in backbone.layers]
+        layers = [
+            {"attention": la.attention.model_dump(mode="json"), "ffn": {"kind": "dense", "size": size}}
+            for la in backbone.layers
+        ]
         return ArchSpec.from_dict({**backbone.to_dict(), "layers": layers})
 
     fixed = encoder_params(build(1)) - depth * _dense_params(hidden, 1)

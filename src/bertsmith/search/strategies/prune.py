@@ -39,8 +39,17 @@ from ...arch import ArchSpec, Float, Int
 from ...baselines import layers_within, uniform_within
 from ...errors import ConfigError, SpecError, differences
 from ...files import atomic_write_text
-from ..pruning import VARIANTS, DIMS, GatedModel, GateObjective, choose_removals, cost_function, prune, smallest, \
-    unit_costs
+from ..pruning import (
+    VARIANTS,
+    DIMS,
+    GatedModel,
+    GateObjective,
+    choose_removals,
+    cost_function,
+    prune,
+    smallest,
+    unit_costs,
+)
 from .base import SearchContext, Strategy, StrategyOptions
 
 if TYPE_CHECKING:
@@ -54,16 +63,24 @@ ROUND = "round.json"
 
 
 class PruneOptions(StrategyOptions):
-    prune_dims: str = Field("all", description="the variant all, h, f or a (schuBERT-all/-h/-f/-a), or "
-                            "comma-separated dimensions of h, a, k, v, f")
-    prune_rounds: Int = Field(3, description="rounds T; each removes 1/T of the teacher's distance to the budget "
-                              "and re-trains for --eval-steps")
+    prune_dims: str = Field(
+        "all",
+        description="the variant all, h, f or a (schuBERT-all/-h/-f/-a), or "
+        "comma-separated dimensions of h, a, k, v, f",
+    )
+    prune_rounds: Int = Field(
+        3,
+        description="rounds T; each removes 1/T of the teacher's distance to the budget and re-trains for --eval-steps",
+    )
     gate_steps: Int = Field(100, description="steps of gate (α) training per round")
     gate_lr: Float = Field(0.01, description="learning rate of the gates")
     gamma: Float = Field(1.0, description="weight of the sparsity penalty (normalised to 1 at the start)")
     ranking: str = Field("raw", description="which gate entries are zeroed first: raw (|α|) or weighted (β·|α|)")
-    prune_cost: str | None = Field(None, description="the budget bound to prune down to: params, total_params, "
-                                   "flops or latency (needs --latency predicted); default the first one set")
+    prune_cost: str | None = Field(
+        None,
+        description="the budget bound to prune down to: params, total_params, "
+        "flops or latency (needs --latency predicted); default the first one set",
+    )
     prune_layers: bool = Field(False, description="let whole layers be pruned as well")
     baselines: bool = Field(True, description="also distil the uniform and layer-dropping baselines at the budget")
 
@@ -143,63 +160,96 @@ class Prune(Strategy):
     def settings(self, evaluator: "DistillEvaluator", cost_name: str, target: float) -> dict:
         """What ``RUN_DIR/prune/settings.json`` holds: a rerun with other settings is refused."""
         o = self.options
-        return {"dims": list(self.dims), "rounds": o.prune_rounds, "gate_steps": o.gate_steps, "gate_lr": o.gate_lr,
-                "gamma": o.gamma, "ranking": o.ranking, "cost": cost_name, "layers": o.prune_layers,
-                "baselines": o.baselines, "target": target, "teacher": evaluator.teacher_key,
-                "evaluator": evaluator.fingerprint()}
+        return {
+            "dims": list(self.dims),
+            "rounds": o.prune_rounds,
+            "gate_steps": o.gate_steps,
+            "gate_lr": o.gate_lr,
+            "gamma": o.gamma,
+            "ranking": o.ranking,
+            "cost": cost_name,
+            "layers": o.prune_layers,
+            "baselines": o.baselines,
+            "target": target,
+            "teacher": evaluator.teacher_key,
+            "evaluator": evaluator.fingerprint(),
+        }
 
     # ---- before the study opens --------------------------------------------------------------
     def check(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path) -> None:
         from ..evaluators import DistillEvaluator
 
         if not isinstance(evaluator, DistillEvaluator) or evaluator.steps is None:
-            raise ConfigError("strategy 'prune' re-trains every pruned model by a short distillation: use "
-                              "--evaluator short (its --eval-steps are the steps of each round)")
+            raise ConfigError(
+                "strategy 'prune' re-trains every pruned model by a short distillation: use "
+                "--evaluator short (its --eval-steps are the steps of each round)"
+            )
         start = evaluator.teacher.encoder.spec
         try:
             from ...modeling.elastic import check_plain_kinds
+
             check_plain_kinds(start)
         except SpecError as exc:
             raise ConfigError(f"the teacher cannot be pruned: {exc}") from None
         cost_name, cost, target = self._cost(cost_model)
         start_cost = cost(start)
         if target >= start_cost:
-            raise ConfigError(f"the budget {cost_name} ≤ {target:,.6g} is not below the teacher's "
-                              f"{start_cost:,.6g}: there is nothing to prune")
+            raise ConfigError(
+                f"the budget {cost_name} ≤ {target:,.6g} is not below the teacher's "
+                f"{start_cost:,.6g}: there is nothing to prune"
+            )
         least = smallest(start, self.dims, layers=self.layers)
         if cost(least) > target:
-            raise ConfigError(f"the budget {cost_name} ≤ {target:,.6g} is below the smallest model that "
-                              f"pruning {','.join(self.dims)} can reach ({least.summary()}: {cost(least):,.6g})")
+            raise ConfigError(
+                f"the budget {cost_name} ≤ {target:,.6g} is below the smallest model that "
+                f"pruning {','.join(self.dims)} can reach ({least.summary()}: {cost(least):,.6g})"
+            )
         saved = run_dir / "prune" / "settings.json"
         if saved.exists():
             before = json.loads(saved.read_text(encoding="utf-8"))
             now = json.loads(json.dumps(self.settings(evaluator, cost_name, target)))
             if before != now:
-                raise ConfigError(f"{saved}: this run directory holds a pruning run with other settings "
-                                  f"({differences(before, now)}); choose another --out")
+                raise ConfigError(
+                    f"{saved}: this run directory holds a pruning run with other settings "
+                    f"({differences(before, now)}); choose another --out"
+                )
 
     def plan(self, evaluator: "Evaluator", cost_model: "CostModel", run_dir: Path, trials: int) -> None:
         """The teacher's spec, the cost pruned and its target, and the baselines at the target."""
         self.start = evaluator.teacher.encoder.spec
         self.cost_name, self.cost, self.target = self._cost(cost_model)
-        self.baseline_specs = {"uniform": uniform_within(self.start, self.cost, self.target),
-                               "layers": layers_within(self.start, self.cost, self.target)} \
-            if self.options.baselines else {}
+        self.baseline_specs = (
+            {
+                "uniform": uniform_within(self.start, self.cost, self.target),
+                "layers": layers_within(self.start, self.cost, self.target),
+            }
+            if self.options.baselines
+            else {}
+        )
         self.pruning = self.settings(evaluator, self.cost_name, self.target)
 
     def _cost(self, cost_model: "CostModel") -> tuple[str, Callable[[ArchSpec], float], float]:
         budget = cost_model.budget
-        bounds = {"params": budget.params, "total_params": budget.total_params, "flops": budget.flops,
-                  "latency": budget.latency}
+        bounds = {
+            "params": budget.params,
+            "total_params": budget.total_params,
+            "flops": budget.flops,
+            "latency": budget.latency,
+        }
         name = self.options.prune_cost or next((n for n in COSTS if bounds[n] is not None), None)
         if name is None or bounds[name] is None:
-            raise ConfigError(f"strategy 'prune' lowers a cost to its budget: set a {name or 'params'} bound, "
-                              f"e.g. --budget {name or 'params'}=5M" if name != "latency" else
-                              "strategy 'prune' by latency needs a latency bound, e.g. --budget latency=20ms")
+            raise ConfigError(
+                f"strategy 'prune' lowers a cost to its budget: set a {name or 'params'} bound, "
+                f"e.g. --budget {name or 'params'}=5M"
+                if name != "latency"
+                else "strategy 'prune' by latency needs a latency bound, e.g. --budget latency=20ms"
+            )
         if name == "latency":
             if cost_model.predictor is None:
-                raise ConfigError("strategy 'prune' by latency needs --latency predicted: β and the round targets "
-                                  "come from the latency predictor")
+                raise ConfigError(
+                    "strategy 'prune' by latency needs --latency predicted: β and the round targets "
+                    "come from the latency predictor"
+                )
             return name, cost_model.predictor.predict, float(bounds[name])
         return name, cost_function(name, budget.seq_len), float(bounds[name])
 
@@ -235,16 +285,21 @@ class Prune(Strategy):
             if r not in recorded:
                 from ..evaluators import Evaluation
 
-                search.record(ArchSpec.from_dict(info["spec"]),
-                              Evaluation(info["metrics"], info["seconds"], {"steps": info["steps"], "init": "pruned"}),
-                              prune_round=r, alpha=info["alpha"], gated_metrics=info["gated_metrics"])
+                search.record(
+                    ArchSpec.from_dict(info["spec"]),
+                    Evaluation(info["metrics"], info["seconds"], {"steps": info["steps"], "init": "pruned"}),
+                    prune_round=r,
+                    alpha=info["alpha"],
+                    gated_metrics=info["gated_metrics"],
+                )
             path.append(info)
         _write_path(state, path, search.evaluator.metric)
         for name, spec in self.baseline_specs.items():
             if spec is None or name in recorded:
                 continue
-            evaluation = evaluator.distill(evaluator.student(spec), state / f"baseline-{name}",
-                                           steps=self.rounds * evaluator.steps)
+            evaluation = evaluator.distill(
+                evaluator.student(spec), state / f"baseline-{name}", steps=self.rounds * evaluator.steps
+            )
             search.record(spec, evaluation, baseline=name)
 
     def summary(self, study: "optuna.Study", run_dir: Path, metric: str, objectives: Sequence[str]) -> list[Table]:
@@ -255,9 +310,14 @@ class Prune(Strategy):
             name = f"round {attrs['prune_round']}" if "prune_round" in attrs else attrs.get("baseline")
             if name is None or "metrics" not in attrs:
                 continue
-            table.add_row(str(t.number), name, f"{attrs['metrics'][metric]:.4f}",
-                          *(f"{attrs['costs'][o]:,.4g}" for o in objectives), "yes" if attrs["feasible"] else "no",
-                          attrs["summary"])
+            table.add_row(
+                str(t.number),
+                name,
+                f"{attrs['metrics'][metric]:.4f}",
+                *(f"{attrs['costs'][o]:,.4g}" for o in objectives),
+                "yes" if attrs["feasible"] else "no",
+                attrs["summary"],
+            )
         return [table]
 
     def _round(self, evaluator: "DistillEvaluator", model, r: int, target: float, directory: Path):
@@ -267,24 +327,54 @@ class Prune(Strategy):
 
         spec = model.encoder.spec
         gated = GatedModel(model, self.dims, layers=self.layers)
-        objective = GateObjective(gated, evaluator.teacher, unit_costs(spec, self.cost), gamma=self.options.gamma,
-                                  task_type=evaluator.data.task.task_type, losses=evaluator.losses)
-        config = evaluator.config.model_copy(update={
-            "steps": self.options.gate_steps, "lr": self.options.gate_lr, "weight_decay": 0.0, "warmup": 0.0, "schedule": "constant",
-            "eval_every": self.options.gate_steps, "patience": None})
-        train_on_task(objective, evaluator.data, config=config, run_dir=directory / "gates", resume=True,
-                              fingerprint={"round": r, "spec": spec.to_dict(), "prune": self.pruning},
-                              progress=False, description=f"gates {r}", keep_best=False,
-                              evaluate_fn=lambda m: evaluate(m, evaluator.data, evaluator.split))
+        objective = GateObjective(
+            gated,
+            evaluator.teacher,
+            unit_costs(spec, self.cost),
+            gamma=self.options.gamma,
+            task_type=evaluator.data.task.task_type,
+            losses=evaluator.losses,
+        )
+        config = evaluator.config.model_copy(
+            update={
+                "steps": self.options.gate_steps,
+                "lr": self.options.gate_lr,
+                "weight_decay": 0.0,
+                "warmup": 0.0,
+                "schedule": "constant",
+                "eval_every": self.options.gate_steps,
+                "patience": None,
+            }
+        )
+        train_on_task(
+            objective,
+            evaluator.data,
+            config=config,
+            run_dir=directory / "gates",
+            resume=True,
+            fingerprint={"round": r, "spec": spec.to_dict(), "prune": self.pruning},
+            progress=False,
+            description=f"gates {r}",
+            keep_best=False,
+            evaluate_fn=lambda m: evaluate(m, evaluator.data, evaluator.split),
+        )
         gated_metrics = evaluate(gated.eval(), evaluator.data, evaluator.split)  # a resumed run has no history
         keep = choose_removals(gated.gates, target, self.cost, ranking=self.options.ranking)
         pruned = prune(model, gated.gates, keep)
         evaluation = evaluator.distill(pruned, directory / "retrain")
         pruned_spec = pruned.encoder.spec
-        info = {"round": r, "target": target, "cost": self.cost(pruned_spec), "spec": pruned_spec.to_dict(),
-                "summary": pruned_spec.summary(), "metrics": evaluation.metrics, "seconds": evaluation.seconds,
-                "steps": evaluation.details["steps"], "gated_metrics": gated_metrics,
-                "alpha": gated.gates.statistics()}
+        info = {
+            "round": r,
+            "target": target,
+            "cost": self.cost(pruned_spec),
+            "spec": pruned_spec.to_dict(),
+            "summary": pruned_spec.summary(),
+            "metrics": evaluation.metrics,
+            "seconds": evaluation.seconds,
+            "steps": evaluation.details["steps"],
+            "gated_metrics": gated_metrics,
+            "alpha": gated.gates.statistics(),
+        }
         export_pretrained(pruned, directory / "model", tokenizer_dir=None)
         atomic_write_text(directory / ROUND, json.dumps(info, indent=1))
         return pruned, info
@@ -300,6 +390,17 @@ def _write_path(state: Path, path: list[dict], metric: str) -> None:
     for row in path:
         spec = ArchSpec.from_dict(row["spec"])
         for i, la in enumerate(spec.layers):
-            writer.writerow([row["round"], row["cost"], row.get("metrics", {}).get(metric, ""), spec.hidden, i,
-                             la.attention.heads, la.attention.qk_dim, la.attention.v_dim, la.ffn.size])
+            writer.writerow(
+                [
+                    row["round"],
+                    row["cost"],
+                    row.get("metrics", {}).get(metric, ""),
+                    spec.hidden,
+                    i,
+                    la.attention.heads,
+                    la.attention.qk_dim,
+                    la.attention.v_dim,
+                    la.ffn.size,
+                ]
+            )
     atomic_write_text(state / "path.csv", out.getvalue())
