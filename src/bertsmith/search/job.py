@@ -143,7 +143,6 @@ def run_search_job(s: SearchSettings, context: TaskContext | None = None) -> Sea
     run_dir = Path(s.run_dir)
     writable_dir(run_dir)
     context = context_for(context, s.teacher, task, max_length=s.max_length, data_dir=s.data_dir, cache_dir=s.cache_dir)
-    teacher = context.teacher()
     if space is not None:
         check_max_length(
             s.max_length,
@@ -154,11 +153,9 @@ def run_search_job(s: SearchSettings, context: TaskContext | None = None) -> Sea
     data = context.data(("train", "dev"))
     if setup.validation_fraction is not None:
         data = carved_data(data, setup.validation_fraction, seed=s.seed)
-    shapes = space if space is not None else strategy.shapes(teacher.encoder.spec, s.init)
-    cost_model = CostModel(
-        budget, latency=s.latency, predictor=_predictor(s, shapes, teacher.encoder.spec, budget, run_dir)
-    )
-    evaluator = _evaluator(s, setup, shapes, task, teacher, data, context)
+    shapes = space if space is not None else strategy.shapes(context.spec, s.init)
+    cost_model = CostModel(budget, latency=s.latency, predictor=_predictor(s, shapes, context.spec, budget, run_dir))
+    evaluator = _evaluator(s, setup, shapes, task, data, context)
     return run_search(
         space,
         evaluator,
@@ -289,7 +286,7 @@ def _supernet_job(
 
 
 def _evaluator(
-    s: SearchSettings, setup: EvaluatorSetup, space: SearchSpace | None, task: Task, teacher, data, context: TaskContext
+    s: SearchSettings, setup: EvaluatorSetup, space: SearchSpace | None, task: Task, data, context: TaskContext
 ) -> Evaluator:
     supernet = None
     if s.evaluator == "slice" or s.init == "supernet":
@@ -299,7 +296,7 @@ def _evaluator(
     steps = s.eval_steps if s.evaluator == "short" else None
     config = TrainConfig(lr=s.eval_lr, batch_size=s.batch_size, epochs=s.eval_epochs, seed=s.seed, bf16=s.bf16)
     return DistillEvaluator(
-        teacher,
+        context.teacher(),  # its own copy: the evaluator reorders it by importance
         data,
         teacher_key=context.key,
         steps=steps,
