@@ -2,6 +2,7 @@
 
 from .encoder import (
     BertsmithForMaskedLM,
+    BertsmithForQuestionAnswering,
     BertsmithForSequenceClassification,
     BertsmithModel,
     EncoderOutput,
@@ -12,6 +13,7 @@ __all__ = [
     "ATTENTION",
     "FFN",
     "BertsmithForMaskedLM",
+    "BertsmithForQuestionAnswering",
     "BertsmithForSequenceClassification",
     "BertsmithModel",
     "EncoderOutput",

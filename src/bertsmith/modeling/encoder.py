@@ -1,5 +1,5 @@
 """The encoder built from an ArchSpec: embeddings, post-LN layers of any registered kinds, pooler,
-and task heads (sequence classification / regression, masked LM).
+and task heads (sequence classification / regression, extractive QA, masked LM).
 
 The modules read the spec by attribute only (``spec.hidden``, ``spec.layers[i].attention.heads``,
 ...), so they run on an ArchSpec or on the same data as plain namespaces: this package folder is
@@ -223,6 +223,39 @@ class BertsmithForSequenceClassification(nn.Module):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
         """Returns (logits [B, num_labels], EncoderOutput)."""
+        out = self.encoder(input_ids, attention_mask, token_type_ids, **kwargs)
+        return self.head(out), out
+
+
+class QuestionAnsweringHead(nn.Module):
+    """Extractive QA head: one linear map of every token's final hidden state to a start and an end
+    logit (BERT's ``qa_outputs``). ``dense`` is None, as in the pooled classification head, so that
+    slicing and reordering treat both heads alike."""
+
+    dense = None
+
+    def __init__(self, spec):
+        super().__init__()
+        self.out = nn.Linear(spec.hidden, 2)
+
+    def forward(self, output: EncoderOutput) -> torch.Tensor:
+        return self.out(output.last_hidden_state)
+
+
+class BertsmithForQuestionAnswering(nn.Module):
+    """Encoder + QA head. The logits [B, T, 2] hold the start (``[..., 0]``) and end (``[..., 1]``)
+    logit of each token; padding positions are not masked here (post-processing and the losses do)."""
+
+    num_labels = 2
+
+    def __init__(self, spec):
+        super().__init__()
+        self.encoder = BertsmithModel(spec)
+        self.head = QuestionAnsweringHead(spec)
+        init_weights(self.head, spec.initializer_range)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
+        """Returns (logits [B, T, 2], EncoderOutput)."""
         out = self.encoder(input_ids, attention_mask, token_type_ids, **kwargs)
         return self.head(out), out
 
