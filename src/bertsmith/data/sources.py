@@ -41,10 +41,10 @@ ROTTEN_TOMATOES_SEED = 0
 @dataclass(frozen=True)
 class Split:
     """One split of a task: texts (one or two per example) and labels as its task type reads them
-    (class indices, regression values)."""
+    (class indices, regression values, a QA type's answers)."""
 
     texts: list[tuple[str, ...]]
-    labels: list[int] | list[float] | None
+    labels: list | None
     source: str
     sha256: str
 
@@ -56,6 +56,9 @@ def load_split(task: Task, split: str, *, data_dir: str | os.PathLike | None = N
     """Load ``split`` of ``task``. ``data_dir`` is a GLUE data directory (GLUE tasks only)."""
     if split not in task.splits:
         raise DataError(f"{task.name}: unknown split {split!r} (the task has {', '.join(task.splits)})")
+    own = task.task_type.read_split(task, split, None if data_dir is None else str(data_dir))
+    if own is not None:
+        return own
     if task.origin == "glue" and data_dir is not None:
         path = _glue_file(task, split, Path(data_dir))
         return _to_split(task, split, read_rows(path, fieldnames=task.headerless.get(split)), str(path))

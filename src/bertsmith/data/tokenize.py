@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 from ..errors import ConfigError
 from ..files import publish
 from .sources import Split
+from .tasks import Task
 
 CACHE_VERSION = "bertsmith-tokens-1"
 TOKENIZER_FILES = (
@@ -37,14 +38,19 @@ MEGA_BATCHES = 50  # batches per length-sorted chunk in length_grouped_batches
 
 @dataclass(frozen=True)
 class Encoded:
-    """A tokenized split: example i is ``input_ids[offsets[i]:offsets[i + 1]]`` (and the same for
-    ``token_type_ids``); ``labels`` are int64 classes, float32 values, or None."""
+    """A tokenized split: sequence i is ``input_ids[offsets[i]:offsets[i + 1]]`` (and the same for
+    ``token_type_ids``); ``labels`` are int64 classes, float32 values, one row per sequence of another
+    type's labels (QA: start and end token), or None. A sequence is one example, except for a type
+    whose ``encode`` splits an example into several. ``extra``: further arrays of such an ``encode``;
+    ``examples``: the split it was made from, when its type's ``evaluate`` needs the raw examples."""
 
     input_ids: np.ndarray
     token_type_ids: np.ndarray
     offsets: np.ndarray
     labels: np.ndarray | None
     key: str
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    examples: Split | None = None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -86,23 +92,33 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 
 def encode_split(
-    split: Split, tokenizer: Any, *, max_length: int, cache_dir: str | os.PathLike | None = None
+    split: Split,
+    tokenizer: Any,
+    *,
+    max_length: int,
+    cache_dir: str | os.PathLike | None = None,
+    task: Task | None = None,
 ) -> Encoded:
-    """Tokenize a split (pairs as pairs, truncated to ``max_length``, unpadded), cached in ``cache_dir``."""
+    """Tokenize a split (pairs as pairs, truncated to ``max_length``, unpadded, or as ``task``'s type
+    encodes it), cached in ``cache_dir``."""
     if max_length < 2:
         raise ConfigError(f"max_length = {max_length}: must be at least 2")
+    own = task.task_type.encode_key(task) if task is not None else ""
     key = hashlib.sha256(
-        f"{CACHE_VERSION}\n{split.sha256}\n{tokenizer_fingerprint(tokenizer)}\n{max_length}".encode()
+        f"{CACHE_VERSION}\n{split.sha256}\n{tokenizer_fingerprint(tokenizer)}\n{max_length}{own}".encode()
     ).hexdigest()
     path = Path(cache_dir or default_cache_dir()) / f"{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
     else:
-        arrays = _tokenize(split, tokenizer, max_length)
+        arrays = task.task_type.encode(task, split, tokenizer, max_length) if task is not None else None
+        if arrays is None:
+            arrays = _tokenize(split, tokenizer, max_length)
         _save(path, arrays)
     labels = arrays.pop("labels", None)
-    return Encoded(**arrays, labels=labels, key=key)
+    plain = {name: arrays.pop(name) for name in ("input_ids", "token_type_ids", "offsets")}
+    return Encoded(**plain, labels=labels, key=key, extra=arrays, examples=split)
 
 
 def _tokenize(split: Split, tokenizer: Any, max_length: int) -> dict[str, np.ndarray]:

@@ -135,7 +135,7 @@ def load_task_data(
         if len(split) == 0:
             raise DataError(f"{split.source}: the {name} split has no rows")
         hashes[name] = split.sha256
-        encoded[name] = encode_split(split, tokenizer, max_length=max_length, cache_dir=cache / "tokens")
+        encoded[name] = encode_split(split, tokenizer, max_length=max_length, cache_dir=cache / "tokens", task=task)
     if encoded["train"].labels is None:
         raise DataError(f"{task.name}: the train split has no labels")
     return TaskData(task, tokenizer, max_length, encoded, hashes, cache)

@@ -3,8 +3,12 @@
 A ``TaskType`` says what a label is and how a file's label cell is read, how many outputs the task
 head has, the losses on gold labels and against a teacher's logits, which metrics apply, the level a
 constant predictor reaches, how logits become predictions, and the class names an exported model
-carries. The trainer, the evaluators and the pipeline only call these methods, so a new type is one
-module and a ``register_task_type`` call (``tasktypes/__init__.py``).
+carries. A type whose data is not one row per example (extractive QA: a JSON file of articles, a
+question split into several windows of its context) also reads its splits (``read_split``), tokenizes
+them (``encode``), builds its model (``build_model``) and scores a split from its logits
+(``evaluate``); the defaults are those of text classification. The trainer, the evaluators and the
+pipeline only call these methods, so a new type is one module and a ``register_task_type`` call
+(``tasktypes/__init__.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
+    from ..sources import Split
     from ..tasks import Task
+    from ..tokenize import Encoded
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -30,6 +36,36 @@ class TaskType(ABC):
     label_dtype: ClassVar[type]  # numpy dtype of the labels in batches
     metrics: ClassVar[Mapping[str, Metric]]  # the metrics that apply, by name
     default_metrics: ClassVar[tuple[str, ...]]  # a task's metrics when its YAML names none
+    default_max_length: ClassVar[int] = 128  # tokens per example when the user sets none
+
+    def read_split(self, task: Task, split: str, data_dir: str | None) -> Split | None:
+        """The split read in this type's own way, or None for the shared readers (rows of CSV, TSV,
+        JSONL, GLUE folders, the hub)."""
+        return None
+
+    def encode(self, task: Task, split: Split, tokenizer, max_length: int) -> dict[str, np.ndarray] | None:
+        """The tokenized split as arrays, or None for the shared tokenization (one sequence per example,
+        truncated to ``max_length``). Arrays: ``input_ids``, ``token_type_ids``, ``offsets`` (sequence
+        boundaries), ``labels`` (one row per sequence) and any others the type's ``evaluate`` reads
+        (kept in ``Encoded.extra``)."""
+        return None
+
+    def encode_key(self, task: Task) -> str:
+        """What else, beyond the split, tokenizer and ``max_length``, decides ``encode``'s result (a
+        cache key part)."""
+        return ""
+
+    def build_model(self, spec, task: Task) -> torch.nn.Module:
+        """A fresh model of ``spec`` with this type's head: ``model(ids, mask, types) → (logits, output)``."""
+        from ...modeling import BertsmithForSequenceClassification
+
+        return BertsmithForSequenceClassification(spec, num_labels=self.num_outputs(task))
+
+    def evaluate(self, task: Task, logits: np.ndarray, encoded: Encoded) -> dict[str, float]:
+        """Every metric of ``task`` for a model's logits on a tokenized split (``predict``'s order)."""
+        from ..tasks import compute_metrics
+
+        return compute_metrics(task, logits, encoded.labels)
 
     @abstractmethod
     def num_outputs(self, task: Task) -> int:
