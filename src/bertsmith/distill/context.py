@@ -14,9 +14,10 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
+
 from ..arch import ArchSpec
 from ..data import Task, resolve_task
-from ..modeling import BertsmithForSequenceClassification
 from ..files import files_digest
 from .task import TaskData, check_max_length, load_task_data, load_tokenizer
 from .teacher import load_teacher
@@ -29,7 +30,7 @@ class TaskContext:
     directory: Path
     task: Task
     source: str  # the task as it was named: a built-in name or a task file (what ``bertsmith search`` takes)
-    model: BertsmithForSequenceClassification  # as loaded; read it, never change it (``teacher()`` copies)
+    model: torch.nn.Module  # as loaded; read it, never change it (``teacher()`` copies)
     tokenizer: object
     max_length: int
     data_dir: Path | None = None
@@ -43,16 +44,18 @@ class TaskContext:
         directory: str | os.PathLike,
         task: Task | str | os.PathLike,
         *,
-        max_length: int = 128,
+        max_length: int | None = None,
         data_dir: str | os.PathLike | None = None,
         cache_dir: str | os.PathLike | None = None,
         option: str = "--max-length",
     ) -> "TaskContext":
         """Read the teacher and its tokenizer (the task's data is read on first use); ``option`` names the
-        user's setting of ``max_length`` in the message that refuses one beyond the teacher's positions."""
+        user's setting of ``max_length`` (None: the task type's default) in the message that refuses one beyond
+        the teacher's positions."""
         directory = Path(directory)
         source = task.name if isinstance(task, Task) else str(task)
         task = task if isinstance(task, Task) else resolve_task(task)
+        max_length = task.task_type.default_max_length if max_length is None else max_length
         model = load_teacher(directory, task)
         tokenizer = load_tokenizer(directory, model.encoder.spec)
         check_max_length(
@@ -80,7 +83,7 @@ class TaskContext:
             self._key = files_digest(self.directory)
         return self._key
 
-    def teacher(self) -> BertsmithForSequenceClassification:
+    def teacher(self) -> torch.nn.Module:
         """A copy of the teacher that the caller may reorder or train."""
         return copy.deepcopy(self.model)
 

@@ -22,7 +22,6 @@ from ..errors import ConfigError
 from ..files import atomic_write_text, writable_dir
 from ..hf.checkpoint import import_checkpoint
 from ..hf.export import export_pretrained
-from ..modeling import BertsmithForSequenceClassification
 from ..modeling.elastic import slice_weights
 from .context import TaskContext, context_for
 from .objectives import LossConfig, TaskObjective
@@ -34,6 +33,7 @@ from .task import (
     load_task_data,
     load_tokenizer,
     reorder_by_importance,
+    task_model,
     train_on_task,
 )
 from .trainer import TrainConfig
@@ -62,7 +62,7 @@ def start_student(
         str(init) if init else "the student",
         f"max_positions in {Path(init) / 'config.json'}" if init else "embeddings.max_positions of its spec",
     )
-    student = BertsmithForSequenceClassification(spec, num_labels=data.task.num_labels)
+    student = task_model(data.task, spec)
     if init is not None:
         student.encoder.load_state_dict(start.model.state_dict())
     if init_from_teacher:

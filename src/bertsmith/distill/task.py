@@ -19,7 +19,7 @@ import torch
 
 from ..arch import ArchSpec
 from ..device import compute_device
-from ..data import Encoded, Task, collate, compute_metrics, encode_split, length_grouped_batches, load_split
+from ..data import Encoded, Task, collate, encode_split, length_grouped_batches, load_split
 from ..data.tokenize import cache_root
 from ..errors import CheckpointError, ConfigError, DataError
 from ..hf.export import TOKENIZER_FILES
@@ -141,9 +141,19 @@ def load_task_data(
     return TaskData(task, tokenizer, max_length, encoded, hashes, cache)
 
 
+def task_model(task: Task, spec: ArchSpec) -> torch.nn.Module:
+    """A fresh model of ``spec`` with ``task``'s head (its type's ``build_model``)."""
+    return task.task_type.build_model(spec, task.num_labels)
+
+
+PAD_LOGIT = -1e4  # token-level logits beyond a sequence's end (masked out of any argmax or softmax)
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, data: Encoded, pad_id: int, batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """Logits [N, C] in the split's order (batches are formed by length for speed)."""
+    """Logits in the split's order (batches are formed by length for speed): [N, C] from a sequence
+    head, [N, T, C] from a token-level head (extractive QA), T the split's longest sequence and the
+    positions beyond each sequence's end ``PAD_LOGIT``."""
     model.eval()
     order = length_grouped_batches(data.lengths, batch_size, seed=0, epoch=0, shuffle=False)
     out: np.ndarray | None = None
@@ -153,16 +163,22 @@ def predict(model: torch.nn.Module, data: Encoded, pad_id: int, batch_size: int 
         batch = {k: v.to(device) for k, v in collate(data, indices, pad_id).items()}
         logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         logits = logits.float().cpu().numpy()
+        if logits.ndim == 3:  # one row per token: the padding of this batch is masked
+            logits[batch["attention_mask"].cpu().numpy() == 0] = PAD_LOGIT
         if out is None:
-            out = np.zeros((len(data), logits.shape[-1]), dtype=np.float32)
-        out[indices] = logits
+            rest = logits.shape[1:] if logits.ndim == 2 else (int(data.lengths.max()), logits.shape[-1])
+            out = np.full((len(data), *rest), PAD_LOGIT, dtype=np.float32)
+        if logits.ndim == 3:
+            out[indices, : logits.shape[1]] = logits
+        else:
+            out[indices] = logits
     return out
 
 
 def evaluate(model: torch.nn.Module, data: TaskData, split: str) -> dict[str, float]:
     """The task's official metrics on a labeled split."""
     encoded = data.splits[split]
-    return compute_metrics(data.task, predict(model, encoded, data.pad_id), encoded.labels)
+    return data.task.task_type.evaluate(data.task, predict(model, encoded, data.pad_id), encoded)
 
 
 def final_metrics(student: torch.nn.Module, data: TaskData, result: TrainResult) -> dict[str, dict[str, float]]:
@@ -230,5 +246,5 @@ def reorder_by_importance(model: torch.nn.Module, data: TaskData, *, seed: int) 
         for i in range(0, len(sample), EVAL_BATCH)
     ]
     model.to(device)
-    reorder(model, importance(model, batches))
+    reorder(model, importance(model, batches, data.task.task_type.label_loss))
     model.to(home)

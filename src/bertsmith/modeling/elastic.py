@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -179,9 +179,14 @@ def check_plain_kinds(spec: ArchSpec) -> None:
             )
 
 
-def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
-    """Score the units of ``model`` (a ``BertsmithForSequenceClassification``; one output means
-    regression) on ``batches`` (``input_ids``, ``attention_mask``, ``token_type_ids``, ``labels``):
+def importance(
+    model: nn.Module,
+    batches: Iterable[dict],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> Importance:
+    """Score the units of ``model`` (a model with a task head) on ``batches`` (``input_ids``,
+    ``attention_mask``, ``token_type_ids``, ``labels``) under ``loss_fn(logits, labels)`` (the task's loss
+    on gold labels; by default cross-entropy, or MSE for a head of one output):
     per batch |Σ_{tokens} x · ∂L/∂x| of the head's context, the neuron's activation and the hidden
     channel at every LayerNorm output, summed over batches. Dropout is off; weights (and which of
     them require gradients) are unchanged."""
@@ -227,12 +232,7 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
     try:
         for batch in batches:
             logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-            labels = batch["labels"]
-            loss = (
-                F.mse_loss(logits.squeeze(-1), labels.float())
-                if logits.shape[-1] == 1
-                else F.cross_entropy(logits, labels)
-            )
+            loss = (loss_fn or _default_loss)(logits, batch["labels"])
             loss.backward()
     finally:
         for handle in handles:
@@ -242,6 +242,11 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
         for p in frozen:
             p.requires_grad_(False)
     return Importance([h.cpu() for h in heads], [n.cpu() for n in neurons], hidden.cpu())
+
+
+def _default_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """MSE for a head of one output (regression), cross-entropy otherwise."""
+    return F.mse_loss(logits.squeeze(-1), labels.float()) if logits.shape[-1] == 1 else F.cross_entropy(logits, labels)
 
 
 def _projected_last(embeddings: nn.Module) -> bool:

@@ -248,8 +248,10 @@ class BertsmithForQuestionAnswering(nn.Module):
 
     num_labels = 2
 
-    def __init__(self, spec):
+    def __init__(self, spec, num_labels: int = 2):
         super().__init__()
+        if num_labels != 2:  # taken so that every task model is built as ``cls(spec, num_labels)``
+            raise ValueError(f"a question-answering head has 2 outputs (start, end), not {num_labels}")
         self.encoder = BertsmithModel(spec)
         self.head = QuestionAnsweringHead(spec)
         init_weights(self.head, spec.initializer_range)

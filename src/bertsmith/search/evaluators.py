@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
+from torch import nn
 
 from ..arch import ArchSpec
 from ..device import compute_device
 from ..distill.checkpoint import BEST, CHECKPOINTS
 from ..distill.objectives import LossConfig, TaskObjective
-from ..distill.task import TaskData, evaluate, reorder_by_importance, train_on_task
+from ..distill.task import TaskData, evaluate, reorder_by_importance, task_model, train_on_task
 from ..distill.trainer import TrainConfig
 from ..errors import ConfigError
-from ..modeling import BertsmithForSequenceClassification
 from ..modeling.elastic import slice_weights
 from .supernet import Supernet, SupernetJob
 
@@ -107,7 +107,7 @@ class DistillEvaluator(Evaluator):
 
     def __init__(
         self,
-        teacher: BertsmithForSequenceClassification,
+        teacher: nn.Module,
         data: TaskData,
         *,
         teacher_key: str,
@@ -132,7 +132,7 @@ class DistillEvaluator(Evaluator):
         )
         self.job, self.losses, self.split = supernet, losses, split
         self.supernet: Supernet | None = None
-        self.warm_start: Callable[[ArchSpec], BertsmithForSequenceClassification] | None = None
+        self.warm_start: Callable[[ArchSpec], nn.Module] | None = None
         self.config = (
             config.model_copy(update={"steps": steps, "eval_every": steps, "patience": None}) if steps else config
         )
@@ -144,14 +144,14 @@ class DistillEvaluator(Evaluator):
         if self.init == "supernet":
             self.supernet = self.job.get()
 
-    def student(self, spec: ArchSpec) -> BertsmithForSequenceClassification:
+    def student(self, spec: ArchSpec) -> nn.Module:
         """The untrained student of ``spec`` at this evaluator's starting point (``init``)."""
         torch.manual_seed(self.config.seed)
         if self.init == "warm":
             if self.warm_start is None:
                 raise ConfigError("init = 'warm': the strategy has not provided the warmed-up weights")
             return self.warm_start(spec)
-        student = BertsmithForSequenceClassification(spec, self.data.task.num_labels)
+        student = task_model(self.data.task, spec)
         if self.init == "supernet":
             if self.supernet is None:
                 self.prepare()
@@ -163,9 +163,7 @@ class DistillEvaluator(Evaluator):
     def evaluate(self, spec: ArchSpec, workdir: Path) -> Evaluation:
         return self.distill(self.student(spec), workdir)
 
-    def distill(
-        self, student: BertsmithForSequenceClassification, workdir: Path, *, steps: int | None = None
-    ) -> Evaluation:
+    def distill(self, student: nn.Module, workdir: Path, *, steps: int | None = None) -> Evaluation:
         """Distil ``student`` (trained in place) as this evaluator trains its architectures, then
         evaluate it; ``steps`` replaces a short run's number of steps (the pruning strategy re-trains
         its own models this way, and gives its baselines all of its rounds' steps)."""

@@ -34,7 +34,7 @@ from ..distill.task import train_on_task
 from ..distill.trainer import TrainConfig
 from ..errors import SpecError
 from ..files import atomic_file, atomic_write_text
-from ..modeling import BertsmithForSequenceClassification
+from ..data.tasktypes import get_task_type
 from ..modeling.elastic import slice_weights
 from ..modeling.expr import evaluate, parse
 from ..modeling.fast import dropout_add
@@ -111,10 +111,10 @@ class ElasticFFN(SearchedFFN):
 class FFNSupernet:
     """The backbone with ``ElasticFFN`` layers (``model``) and the largest layout (``spec``)."""
 
-    def __init__(self, backbone: ArchSpec, num_labels: int):
-        self.backbone, self.num_labels = backbone, num_labels
+    def __init__(self, backbone: ArchSpec, num_labels: int, task_type: str = "classification"):
+        self.backbone, self.num_labels, self.task_type = backbone, num_labels, get_task_type(task_type)
         self.spec = supernet_spec(backbone)
-        self.model = BertsmithForSequenceClassification(self.spec, num_labels)
+        self.model = self.task_type.build_model(self.spec, num_labels)
         eps, drop = self.spec.layer_norm_eps, self.spec.hidden_dropout
         for layer, la in zip(self.model.encoder.layers, self.spec.layers):
             layer.ffn = ElasticFFN(la.ffn, self.spec.hidden, eps=eps, dropout=drop)
@@ -125,10 +125,10 @@ class FFNSupernet:
             f = None if layout is None else layout[i]
             layer.ffn.active = None if f is None else (parse(f.expression), f.stack, self.spec.hidden // f.ratio)
 
-    def extract(self, layout: Sequence[LayerFFN]) -> BertsmithForSequenceClassification:
+    def extract(self, layout: Sequence[LayerFFN]) -> nn.Module:
         """``layout`` as a standalone model (copied weights, train mode: a candidate is trained next)."""
         spec = layout_spec(self.backbone, layout)
-        model = BertsmithForSequenceClassification(spec, self.num_labels)
+        model = self.task_type.build_model(spec, self.num_labels)
         slice_weights(self.model, self.spec, model, spec)
         return model
 

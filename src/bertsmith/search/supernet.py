@@ -37,7 +37,7 @@ from torch.func import functional_call
 from .. import distributed
 from ..arch import ArchSpec
 from ..data import Task
-from ..data.tasktypes import TaskType
+from ..data.tasktypes import TaskType, get_task_type
 from ..distill.context import TaskContext, context_for
 from ..distill.objectives import Draws, LossConfig, Objective, prediction_losses
 from ..distill.task import check_max_length, evaluate, reorder_by_importance, train_on_task
@@ -45,7 +45,6 @@ from ..distill.trainer import TrainConfig
 from ..errors import CheckpointError, ConfigError, SpecError
 from ..files import atomic_file, atomic_write_text, digest, files_digest
 from ..lock import exclusive
-from ..modeling import BertsmithForSequenceClassification
 from ..modeling.elastic import even_layers, slice_weights, sliced_state, unit_kinds
 from .budget import Budget
 from .space import SearchSpace
@@ -78,12 +77,12 @@ def check_space(space: SearchSpace) -> None:
 class Supernet(nn.Module):
     """Shared maximum-size weights (``self.model``) and the space they serve."""
 
-    def __init__(self, space: SearchSpace, num_labels: int):
+    def __init__(self, space: SearchSpace, num_labels: int, task_type: str = "classification"):
         super().__init__()
         check_space(space)
-        self.space, self.num_labels = space, num_labels
+        self.space, self.num_labels, self.task_type = space, num_labels, task_type
         self.spec = space.extreme(largest=True)
-        self.model = BertsmithForSequenceClassification(self.spec, num_labels)
+        self.model = self._model(self.spec)
         self._skeletons: dict[ArchSpec, tuple[nn.Module, dict[str, torch.Size]]] = {}
 
     def layers_for(self, spec: ArchSpec) -> list[int]:
@@ -95,7 +94,7 @@ class Supernet(nn.Module):
             if len(self._skeletons) >= SKELETONS:
                 self._skeletons.pop(next(iter(self._skeletons)))
             with torch.device("meta"):
-                module = BertsmithForSequenceClassification(spec, self.num_labels)
+                module = self._model(spec)
             self._skeletons[spec] = (module, {n: p.shape for n, p in module.named_parameters()})
         return self._skeletons[spec]
 
@@ -108,9 +107,13 @@ class Supernet(nn.Module):
         module.train(self.training)
         return functional_call(module, weights, (input_ids, attention_mask, token_type_ids), kwargs)
 
-    def extract(self, spec: ArchSpec) -> BertsmithForSequenceClassification:
+    def _model(self, spec: ArchSpec) -> nn.Module:
+        """A model of ``spec`` with the task's head (classification or regression: ``num_labels``)."""
+        return get_task_type(self.task_type).build_model(spec, self.num_labels)
+
+    def extract(self, spec: ArchSpec) -> nn.Module:
         """The sub-network ``spec`` as a standalone model (copied weights, eval mode)."""
-        model = BertsmithForSequenceClassification(spec, self.num_labels)
+        model = self._model(spec)
         slice_weights(self.model, self.spec, model, spec, self.layers_for(spec))
         return model.eval()
 
@@ -119,7 +122,11 @@ class Supernet(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         with atomic_file(directory / WEIGHTS) as tmp:
             save_model(self.model, str(tmp))
-        meta = {"space": self.space.model_dump(mode="json"), "num_labels": self.num_labels} | info
+        meta = {
+            "space": self.space.model_dump(mode="json"),
+            "num_labels": self.num_labels,
+            "task_type": self.task_type,
+        } | info
         atomic_write_text(directory / INFO, json.dumps(meta, indent=1))
 
 
@@ -129,7 +136,8 @@ def load_supernet(directory: str | os.PathLike) -> Supernet:
     if not (directory / INFO).exists() or not (directory / WEIGHTS).exists():
         raise CheckpointError(f"{directory}: no trained supernet ({INFO} and {WEIGHTS}) in this directory")
     info = json.loads((directory / INFO).read_text(encoding="utf-8"))
-    supernet = Supernet(SearchSpace.from_dict(info["space"], source=str(directory / INFO)), info["num_labels"])
+    space = SearchSpace.from_dict(info["space"], source=str(directory / INFO))
+    supernet = Supernet(space, info["num_labels"], info.get("task_type", "classification"))
     load_model(supernet.model, directory / WEIGHTS)
     return supernet
 
@@ -308,7 +316,7 @@ class SupernetJob:
         )
         data = context.data()
         torch.manual_seed(config.seed)
-        supernet = Supernet(self.space, task.num_labels)
+        supernet = Supernet(self.space, task.num_labels, task.type)
         reorder_by_importance(teacher, data, seed=config.seed)
         try:
             slice_weights(teacher, teacher.encoder.spec, supernet.model, supernet.spec)

@@ -55,11 +55,18 @@ class TaskType(ABC):
         cache key part)."""
         return ""
 
-    def build_model(self, spec, task: Task) -> torch.nn.Module:
-        """A fresh model of ``spec`` with this type's head: ``model(ids, mask, types) → (logits, output)``."""
+    def build_model(self, spec, num_outputs: int) -> torch.nn.Module:
+        """A fresh model of ``spec`` with this type's head of ``num_outputs`` (``num_outputs(task)``):
+        ``model(ids, mask, types) → (logits, output)``."""
         from ...modeling import BertsmithForSequenceClassification
 
-        return BertsmithForSequenceClassification(spec, num_labels=self.num_outputs(task))
+        return BertsmithForSequenceClassification(spec, num_labels=num_outputs)
+
+    def is_task_model(self, model: torch.nn.Module) -> bool:
+        """Whether ``model`` (an imported checkpoint) has this type's head, so it can serve as a teacher."""
+        from ...modeling import BertsmithForSequenceClassification
+
+        return isinstance(model, BertsmithForSequenceClassification)
 
     def evaluate(self, task: Task, logits: np.ndarray, encoded: Encoded) -> dict[str, float]:
         """Every metric of ``task`` for a model's logits on a tokenized split (``predict``'s order)."""

@@ -343,7 +343,7 @@ class Progressive(Strategy):
         state_dir.mkdir(parents=True, exist_ok=True)
         evaluator = search.evaluator
         self.rng = np.random.default_rng(search.seed)
-        supernet = FFNSupernet(self.backbone, evaluator.data.task.num_labels)
+        supernet = FFNSupernet(self.backbone, evaluator.data.task.num_labels, evaluator.data.task.type)
         done = self._recorded(search)
         report: list[dict] = []
         start: list[Layout] = self._stage1_seeds()
