@@ -1044,7 +1044,7 @@ def run(
     if accept_weak:
         config = config.model_copy(update={"quality": config.quality.model_copy(update={"accept_weak": True})})
     if show_config:
-        print(config.echo(), end="")
+        print(config.for_task_length(_task(config.task).task_type.default_max_length).echo(), end="")
         return
     run_dir = out or Path("runs") / (config_file.stem if config_file else "default")
     result = run_pipeline(
