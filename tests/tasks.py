@@ -3,6 +3,7 @@ with the real MiniLM tokenizer and a tiny sentiment task."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -76,6 +77,47 @@ def write_task(folder: Path, rows: dict[str, int] | None = None) -> Path:
         encoding="utf-8",
     )
     return task
+
+
+COLORS = ["red", "blue", "green", "yellow", "purple", "orange"]
+
+
+def _paragraph(rng: random.Random, article: int, n: int) -> dict:
+    """A context of filler words with one color in it, and a question whose answer is that color."""
+    words = [rng.choice(FILLER) for _ in range(rng.randint(10, 18))]
+    at = rng.randrange(len(words))
+    words.insert(at, rng.choice(COLORS))
+    context = " ".join(words)
+    start = len(" ".join(words[:at])) + (1 if at else 0)
+    question = {
+        "id": f"q{article}-{n}",
+        "question": rng.choice(["which color is named ?", "what color ?", "name the color"]),
+        "answers": [{"text": words[at], "answer_start": start}],
+    }
+    return {"context": context, "qas": [question]}
+
+
+def write_qa_task(folder: Path, questions: dict[str, int] | None = None) -> Path:
+    """An extractive QA task (SQuAD v1.1 JSON files + task YAML) that a tiny model learns in a few dozen
+    steps: the answer is the one color word of the context."""
+    rng = random.Random(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (questions or {"train": 192, "dev": 48, "test": 48}).items():
+        articles = [
+            {"title": f"{split}-{a}", "paragraphs": [_paragraph(rng, a, i) for i in range(8)]} for a in range(n // 8)
+        ]
+        (folder / f"{split}.json").write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
+    task = folder / "qa.yaml"
+    task.write_text(
+        "name: tiny-colors\ntype: extractive_qa\nfiles: {train: train.json, dev: dev.json, test: test.json}\n",
+        encoding="utf-8",
+    )
+    return task
+
+
+@pytest.fixture(scope="session")
+def qa_task_file(tmp_path_factory) -> Path:
+    return write_qa_task(tmp_path_factory.mktemp("qa-task"))
 
 
 @pytest.fixture(scope="session")

@@ -203,18 +203,19 @@ class RunConfig(_Section):
         return text if yaml.safe_load(text) == data else yaml.safe_dump(data, sort_keys=False)
 
     def for_task_length(self, length: int) -> "RunConfig":
-        """This config with ``length`` (the task type's ``default_max_length``) as ``max_length`` and as the
-        sequence length of the budget's and the export's figures wherever the config does not set them:
-        a QA task measures and traces its models at its own length."""
+        """For a task type whose examples take ``length`` tokens (its ``default_max_length``) other than the
+        usual 128: this config with ``max_length`` ``length`` unless set, and that ``max_length`` as the
+        sequence length of the budget's and the export's figures unless set (a QA model is measured and
+        traced at the length it answers at)."""
         if length == RunConfig.model_fields["max_length"].default:
             return self
         update: dict[str, Any] = {}
-        if "max_length" not in self.model_fields_set:
-            update["max_length"] = length
+        max_length = self.max_length if "max_length" in self.model_fields_set else length
+        update["max_length"] = max_length
         for name in ("budget", "export"):
             section = getattr(self, name)
             if "seq_len" not in section.model_fields_set:
-                update[name] = section.model_copy(update={"seq_len": length})
+                update[name] = section.model_copy(update={"seq_len": max_length})
         return self.model_copy(update=update)
 
     def identity(self) -> dict[str, Any]:

@@ -289,6 +289,8 @@ def agora_on_task(
     reference model that labels the generated points. Writes ``RUN_DIR/model`` and ``result.json``."""
     if init is not None and init_from_teacher:
         raise ConfigError("--init and --init-from-teacher: choose one starting point for the student")
+    if not task.task_type.generated_data:
+        raise ConfigError(f"--agora: its generated points do not keep the labels of a {task.type} task")
     if copies < 0 or not 0 < rate <= 1:
         raise ConfigError(f"agora: copies = {copies}, rate = {rate}: expected copies ≥ 0 and rate in (0, 1]")
     configs = load_sets(sets, config)

@@ -110,6 +110,8 @@ def distill_on_task(
     Writes ``RUN_DIR/model`` (Hugging Face directory of the best student) and ``result.json``."""
     if init is not None and init_from_teacher:
         raise ConfigError("--init and --init-from-teacher: choose one starting point for the student")
+    if augment and not task.task_type.generated_data:
+        raise ConfigError(f"--augment: perturbed copies do not keep the labels of a {task.type} task")
     run_dir = Path(run_dir)
     writable_dir(run_dir)
     if context is None and not (losses.needs_teacher or init_from_teacher):  # labels only: any checkpoint

@@ -37,6 +37,9 @@ class TaskType(ABC):
     metrics: ClassVar[Mapping[str, Metric]]  # the metrics that apply, by name
     default_metrics: ClassVar[tuple[str, ...]]  # a task's metrics when its YAML names none
     default_max_length: ClassVar[int] = 128  # tokens per example when the user sets none
+    # whether perturbed copies of an example keep its label (``--augment``, Agora's new points): not where a
+    # label points at tokens that a perturbation may replace
+    generated_data: ClassVar[bool] = True
 
     def read_split(self, task: Task, split: str, data_dir: str | None) -> Split | None:
         """The split read in this type's own way, or None for the shared readers (rows of CSV, TSV,
