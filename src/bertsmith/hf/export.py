@@ -31,7 +31,12 @@ from .. import __version__
 from ..arch import ArchSpec
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_dir, publish, writing
-from ..modeling import BertsmithForMaskedLM, BertsmithForSequenceClassification, BertsmithModel
+from ..modeling import (
+    BertsmithForMaskedLM,
+    BertsmithForQuestionAnswering,
+    BertsmithForSequenceClassification,
+    BertsmithModel,
+)
 from . import mapping
 from .checkpoint import ImportedModel
 
@@ -41,12 +46,14 @@ REMOTE_CLASSES = {
     "base": "BertsmithModel",
     "classification": "BertsmithForSequenceClassification",
     "mlm": "BertsmithForMaskedLM",
+    "qa": "BertsmithForQuestionAnswering",
 }
 AUTO_MAP = {
     "AutoConfig": "configuration_bertsmith.BertsmithConfig",
     "AutoModel": "modeling_bertsmith.BertsmithModel",
     "AutoModelForSequenceClassification": "modeling_bertsmith.BertsmithForSequenceClassification",
     "AutoModelForMaskedLM": "modeling_bertsmith.BertsmithForMaskedLM",
+    "AutoModelForQuestionAnswering": "modeling_bertsmith.BertsmithForQuestionAnswering",
 }
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -62,19 +69,22 @@ TOKENIZER_FILES = (
 
 
 def describe(model) -> tuple[torch.nn.Module, str, ArchSpec, int | None]:
-    """(module, head, spec, num_labels) of a bertsmith model or ImportedModel."""
+    """(module, head, spec, num_labels) of a bertsmith model or ImportedModel; head is "base",
+    "classification", "mlm" or "qa" (num_labels 2: start and end logits)."""
     if isinstance(model, ImportedModel):
         model = model.model
     if isinstance(model, BertsmithForSequenceClassification):
         head, spec, num_labels = "classification", model.encoder.spec, model.num_labels
+    elif isinstance(model, BertsmithForQuestionAnswering):
+        head, spec, num_labels = "qa", model.encoder.spec, model.num_labels
     elif isinstance(model, BertsmithForMaskedLM):
         head, spec, num_labels = "mlm", model.encoder.spec, None
     elif isinstance(model, BertsmithModel):
         head, spec, num_labels = "base", model.spec, None
     else:
         raise ConfigError(
-            "expected a bertsmith model (BertsmithModel, BertsmithForSequenceClassification, BertsmithForMaskedLM "
-            f"or an ImportedModel), got {type(model).__name__}"
+            "expected a bertsmith model (BertsmithModel, BertsmithForSequenceClassification, BertsmithForMaskedLM, "
+            f"BertsmithForQuestionAnswering or an ImportedModel), got {type(model).__name__}"
         )
     if not isinstance(spec, ArchSpec):
         raise ConfigError(f"the model's spec is a {type(spec).__name__}, not an ArchSpec")
@@ -96,12 +106,17 @@ def export_pretrained(
     found in ``tokenizer_dir`` are copied along. A classifier's class names (``labels``, else those
     an imported checkpoint carried) go into config.json's ``id2label``/``label2id``, so pipelines
     answer with them. ``dtype`` (e.g. ``torch.float16``) stores the floating-point weights in that
-    precision (config.json's ``dtype`` says so). Replaces an earlier export at ``out_dir``."""
+    precision (config.json's ``dtype`` says so). A question-answering model is written without its
+    pooler, which it never uses (transformers' QA models have none). Replaces an earlier export at
+    ``out_dir``."""
     if labels is None and isinstance(model, ImportedModel):
         labels = model.labels
     module, head, spec, num_labels = describe(model)
     names = _label_maps(labels, num_labels) if head == "classification" else {}
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    if head == "qa" and spec.pooler:
+        spec = spec.replace(pooler=False)
+        state = {k: v for k, v in state.items() if not k.startswith("encoder.pooler.")}
     if dtype is not None:
         state = _cast(state, dtype)
     kind, _why = mapping.stock_kind(spec, head)
