@@ -38,6 +38,7 @@ from ..modeling import (
     BertsmithModel,
 )
 from . import mapping
+from .mapping import QA_OUTPUT_NAMES
 from .checkpoint import ImportedModel
 
 MODELING_DIR = Path(__file__).resolve().parent.parent / "modeling"
@@ -267,7 +268,7 @@ def modeling_files() -> list[Path]:
 # ---- ONNX -------------------------------------------------------------------------------------
 class _OnnxGraph(torch.nn.Module):
     """(input_ids, attention_mask[, token_type_ids]) → plain tensors: last_hidden_state (+ pooler_output),
-    or logits. ``token_type_ids`` is an input when the model has more than one token type (sentence pairs)."""
+    logits, or a QA model's start_logits and end_logits ([batch, sequence] each). ``token_type_ids`` is an input when the model has more than one token type (sentence pairs)."""
 
     def __init__(self, model: torch.nn.Module, head: str, spec: ArchSpec):
         super().__init__()
@@ -278,6 +279,8 @@ class _OnnxGraph(torch.nn.Module):
         return ["input_ids", "attention_mask"] + (["token_type_ids"] if self.types else [])
 
     def output_names(self) -> list[str]:
+        if self.head == "qa":
+            return list(QA_OUTPUT_NAMES)
         if self.head != "base":
             return ["logits"]
         return ["last_hidden_state", "pooler_output"] if self.pooler else ["last_hidden_state"]
@@ -285,6 +288,8 @@ class _OnnxGraph(torch.nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ):
+        if self.head == "qa":
+            return self.model(input_ids, attention_mask, token_type_ids)[0].unbind(-1)
         if self.head != "base":
             return self.model(input_ids, attention_mask, token_type_ids)[0]
         out = self.model(input_ids, attention_mask, token_type_ids)
@@ -304,7 +309,9 @@ class _OnnxGraph(torch.nn.Module):
 def export_onnx(model, path: str | os.PathLike, *, seq_len: int = 128) -> None:
     """Write ``model`` as ONNX with dynamic batch and sequence axes. Inputs ``input_ids``,
     ``attention_mask`` (int64, [batch, seq]; the mask stays a real input and padding is honoured) and,
-    for a model with token types (sentence pairs), ``token_type_ids``; outputs ``last_hidden_state`` (+ ``pooler_output``) for a base model, ``logits`` with a head.
+    for a model with token types (sentence pairs), ``token_type_ids``; outputs ``last_hidden_state``
+    (+ ``pooler_output``) for a base model, ``start_logits`` and ``end_logits`` ([batch, seq] each) for
+    a question-answering model, ``logits`` with another head.
     ``seq_len`` is the example length traced (capped at the spec's max_positions).
 
     Uses torch.onnx's torch.export-based exporter (``dynamo=True``, the default since torch 2.9): it

@@ -25,6 +25,7 @@ from ..errors import CheckpointError, SpecError
 HF_SOURCES = ("bert", "roberta", "convbert", "electra", "distilbert", "mpnet")
 HEADS = ("base", "classification", "mlm", "qa")
 QA_OUTPUTS = "qa_outputs"  # every family's extractive QA head: a [2, hidden] linear (start, end)
+QA_OUTPUT_NAMES = ("start_logits", "end_logits")  # a QA model's outputs (ONNX too), as transformers names them
 
 # Where transformers' head models keep their encoder.
 BASE_PREFIX = {
