@@ -26,6 +26,7 @@ from torch import nn
 from ..arch import ArchSpec
 from ..errors import SpecError
 from ..kinds import KINDS
+from .encoder import BertsmithForSequenceClassification
 
 FAMILIES = ("attention", "ffn")
 
@@ -180,8 +181,9 @@ def check_plain_kinds(spec: ArchSpec) -> None:
 
 
 def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
-    """Score the units of ``model`` (a ``BertsmithForSequenceClassification``; one output means
-    regression) on ``batches`` (``input_ids``, ``attention_mask``, ``token_type_ids``, ``labels``):
+    """Score the units of ``model`` (a ``BertsmithForSequenceClassification``, one output meaning
+    regression, or a ``BertsmithForQuestionAnswering``) on ``batches`` (``input_ids``, ``attention_mask``,
+    ``token_type_ids``, and ``labels``, or a QA model's ``start_positions`` and ``end_positions``):
     per batch |Σ_{tokens} x · ∂L/∂x| of the head's context, the neuron's activation and the hidden
     channel at every LayerNorm output, summed over batches. Dropout is off; weights (and which of
     them require gradients) are unchanged."""
@@ -227,13 +229,7 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
     try:
         for batch in batches:
             logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-            labels = batch["labels"]
-            loss = (
-                F.mse_loss(logits.squeeze(-1), labels.float())
-                if logits.shape[-1] == 1
-                else F.cross_entropy(logits, labels)
-            )
-            loss.backward()
+            _task_loss(logits, batch).backward()
     finally:
         for handle in handles:
             handle.remove()
@@ -242,6 +238,20 @@ def importance(model: nn.Module, batches: Iterable[dict]) -> Importance:
         for p in frozen:
             p.requires_grad_(False)
     return Importance([h.cpu() for h in heads], [n.cpu() for n in neurons], hidden.cpu())
+
+
+def _task_loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Cross-entropy over the classes (MSE for one output); for QA logits [B, T, 2], transformers' loss:
+    the mean of the start and end cross-entropies over the tokens, positions past the end ignored."""
+    if logits.dim() == 3:
+        t = logits.shape[1]
+        start, end = (batch[key].clamp(0, t) for key in ("start_positions", "end_positions"))
+        return (
+            F.cross_entropy(logits[..., 0], start, ignore_index=t)
+            + F.cross_entropy(logits[..., 1], end, ignore_index=t)
+        ) / 2
+    labels = batch["labels"]
+    return F.mse_loss(logits.squeeze(-1), labels.float()) if logits.shape[-1] == 1 else F.cross_entropy(logits, labels)
 
 
 def _projected_last(embeddings: nn.Module) -> bool:
@@ -368,7 +378,7 @@ def reorder(model: nn.Module, scores: Importance) -> None:
 
 @torch.no_grad()
 def select_units(model: nn.Module, units: Units) -> nn.Module:
-    """A new, smaller model of the same class (``BertsmithModel`` or with a classification head)
+    """A new, smaller model of the same class (``BertsmithModel`` or with a classification or QA head)
     holding only ``units`` of ``model``. Dropping heads, query/key or value dims and FFN neurons this
     way is exact where the dropped units' weights are zero (they contributed nothing; the queries are
     rescaled so that the attention scale 1/√k keeps the scores); dropping hidden channels also
@@ -387,6 +397,7 @@ def select_units(model: nn.Module, units: Units) -> nn.Module:
                 name = f"{prefix}layers.{i}.attention.qkv.{part}"
                 state[name] = state[name].clone()
                 state[name][:queries] *= math.sqrt(k_new / k_old)
-    smaller = type(model)(spec, model.num_labels) if hasattr(model, "num_labels") else type(model)(spec)
+    classifier = isinstance(model, BertsmithForSequenceClassification)
+    smaller = type(model)(spec, model.num_labels) if classifier else type(model)(spec)
     smaller.load_state_dict({name: t.clone() for name, t in state.items()})
     return smaller.eval() if not model.training else smaller
