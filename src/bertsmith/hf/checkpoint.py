@@ -248,9 +248,10 @@ def import_checkpoint(
 
     ``head``: None keeps the checkpoint's head (none, sequence classification, masked LM, extractive
     question answering); "base", "classification", "mlm" or "qa" ask for one (a head missing from the
-    checkpoint is freshly initialised; "base" drops the checkpoint's head). A QA model never has a
-    pooler unless ``spec`` asks for one. ``spec``: load the weights into this spec instead of the one
-    the config describes (every shape must then match). Raises CheckpointError.
+    checkpoint is freshly initialised; "base" drops the checkpoint's head). A QA model from a
+    transformers checkpoint has no pooler (as transformers' QA models; a base checkpoint's is dropped).
+    ``spec``: load the weights into this spec instead of the one the config describes (every shape
+    must then match). Raises CheckpointError.
     """
     if head is not None and head not in HEADS:
         raise ConfigError(f"head = {head!r}: expected one of {', '.join(HEADS)} (or None for the checkpoint's own)")
