@@ -38,8 +38,8 @@ from ..modeling import (
     BertsmithModel,
 )
 from . import mapping
-from .mapping import QA_OUTPUT_NAMES
 from .checkpoint import ImportedModel
+from .mapping import QA_OUTPUT_NAMES
 
 MODELING_DIR = Path(__file__).resolve().parent.parent / "modeling"
 REMOTE_DIR = Path(__file__).resolve().parent / "remote"
@@ -268,7 +268,8 @@ def modeling_files() -> list[Path]:
 # ---- ONNX -------------------------------------------------------------------------------------
 class _OnnxGraph(torch.nn.Module):
     """(input_ids, attention_mask[, token_type_ids]) → plain tensors: last_hidden_state (+ pooler_output),
-    logits, or a QA model's start_logits and end_logits ([batch, sequence] each). ``token_type_ids`` is an input when the model has more than one token type (sentence pairs)."""
+    logits, or a QA model's start_logits and end_logits ([batch, sequence] each). ``token_type_ids`` is
+    an input when the model has more than one token type (sentence pairs)."""
 
     def __init__(self, model: torch.nn.Module, head: str, spec: ArchSpec):
         super().__init__()

@@ -1,11 +1,12 @@
 """Hugging Face wrappers of a bertsmith encoder (written by bertsmith's export).
 
 ``AutoModel``, ``AutoModelForSequenceClassification``, ``AutoModelForMaskedLM`` and
-``AutoModelForQuestionAnswering`` load this directory with ``trust_remote_code=True``. The network itself is the pure-torch bertsmith modules
-copied beside this file (``encoder.py`` and the files it imports); this file only adapts them to
-``PreTrainedModel``: weight names are the bertsmith ones (``embeddings.word.weight``,
-``layers.0.attention.qkv.weight``, ...; ``encoder.``-prefixed in the head models), so a base model
-loads from a head checkpoint and the other way round, as with any transformers model.
+``AutoModelForQuestionAnswering`` load this directory with ``trust_remote_code=True``. The network
+itself is the pure-torch bertsmith modules copied beside this file (``encoder.py`` and the files it
+imports); this file only adapts them to ``PreTrainedModel``: weight names are the bertsmith ones
+(``embeddings.word.weight``, ``layers.0.attention.qkv.weight``, ...; ``encoder.``-prefixed in the head
+models), so a base model loads from a head checkpoint and the other way round, as with any
+transformers model.
 """
 
 from __future__ import annotations
