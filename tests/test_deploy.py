@@ -11,6 +11,7 @@ from bertsmith.deployment import INT8_FILE, recommend
 from bertsmith.errors import ConfigError
 from bertsmith.hf import export_onnx, onnx_max_abs_diff
 from bertsmith.hf.deploy import OnnxClassifier, check_scheme, feed, optimize_onnx, quantize_onnx, session
+from bertsmith.hf.export_dir import write_export_dir
 
 from .conftest import tiny_spec
 from .test_export import _bert_spec, _every_kind_spec, batch, build
@@ -110,3 +111,42 @@ def test_every_kind_survives_optimization_and_int8(tmp_path, head, kinds):
     inputs = {"input_ids": ids, "attention_mask": mask}
     assert onnx_max_abs_diff(model, tmp_path / "optimized.onnx", inputs) <= 1e-4
     assert 0 < onnx_max_abs_diff(model, tmp_path / INT8_FILE, inputs) < 0.2
+
+
+@pytest.mark.parametrize(
+    "spec", [_bert_spec(), tiny_spec("mixed", "searched", True, pooler=False)], ids=["bert", "per_layer"]
+)
+def test_a_qa_export_dir_has_start_and_end_logits_in_onnx_and_int8(spec, tmp_path):
+    """A QA model's export directory: stock or remote Hugging Face files, model.onnx whose outputs
+    start_logits and end_logits ([batch, sequence], dynamic) match PyTorch, and the int8 twin; the
+    ONNX wrapper answers like the PyTorch model (logits [B, T, 2])."""
+    model = build(spec, "qa")
+    written = write_export_dir(model, tmp_path / "out", quantize=True, seq_len=16)
+    assert written.kind == ("bert" if spec.is_uniform else "remote")
+    assert written.onnx_max_abs_diff <= 1e-4 and written.int8_fusions is not None
+    for path in (written.onnx, written.int8_onnx):
+        outputs = onnx.load(str(path)).graph.output
+        assert [o.name for o in outputs] == ["start_logits", "end_logits"]
+        assert all(len(o.type.tensor_type.shape.dim) == 2 for o in outputs)
+        assert all(d.dim_param for o in outputs for d in o.type.tensor_type.shape.dim)
+    for b, t in ((3, 11), (1, spec.embeddings.max_positions), (2, 1)):
+        ids, mask = batch(spec, b=b, t=t, seed=b + t)
+        types = (torch.arange(t) >= t // 2).long().expand(b, t)
+        inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        assert onnx_max_abs_diff(model, written.onnx, inputs) <= 1e-4, (b, t)
+        assert 0 < onnx_max_abs_diff(model, written.int8_onnx, inputs) < 0.2, (b, t)
+    ids, mask = batch(spec, b=3, t=9)
+    with torch.no_grad():
+        expected = model(ids, mask)[0]
+    wrapper = OnnxClassifier(written.onnx)
+    got, nothing = wrapper(ids, mask)
+    assert wrapper.head == "qa" and nothing is None and got.shape == expected.shape == (3, 9, 2)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert OnnxClassifier(written.int8_onnx)(ids, mask)[0].shape == (3, 9, 2)
+
+
+def test_the_onnx_wrapper_refuses_a_base_model(tmp_path):
+    spec = _bert_spec()
+    export_onnx(build(spec, "base"), tmp_path / "model.onnx", seq_len=8)
+    with pytest.raises(ConfigError, match=r"not a classification or question-answering export .*last_hidden_state"):
+        OnnxClassifier(tmp_path / "model.onnx")

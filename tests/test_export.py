@@ -27,7 +27,12 @@ from bertsmith.hf import (  # noqa: E402
     onnx_max_abs_diff,
     stock_kind,
 )
-from bertsmith.modeling import BertsmithForMaskedLM, BertsmithForSequenceClassification, BertsmithModel  # noqa: E402
+from bertsmith.modeling import (  # noqa: E402
+    BertsmithForMaskedLM,
+    BertsmithForQuestionAnswering,
+    BertsmithForSequenceClassification,
+    BertsmithModel,
+)
 
 from .conftest import KIND_GRID, tiny_spec  # noqa: E402
 
@@ -42,6 +47,8 @@ def build(spec: ArchSpec, head: str, seed: int = 0) -> torch.nn.Module:
         model = BertsmithForSequenceClassification(spec, num_labels=3)
     elif head == "mlm":
         model = BertsmithForMaskedLM(spec)
+    elif head == "qa":
+        model = BertsmithForQuestionAnswering(spec)
     else:
         model = BertsmithModel(spec)
     with torch.no_grad():
@@ -66,12 +73,19 @@ def outputs(model, ids, mask) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         if isinstance(model, transformers.PreTrainedModel):
             out = model(ids, attention_mask=mask, output_hidden_states=True)
-            named = {"logits": out.logits} if hasattr(out, "logits") else {"last_hidden_state": out.last_hidden_state}
+            if hasattr(out, "start_logits"):
+                named = {"start_logits": out.start_logits, "end_logits": out.end_logits}
+            elif hasattr(out, "logits"):
+                named = {"logits": out.logits}
+            else:
+                named = {"last_hidden_state": out.last_hidden_state}
             if getattr(out, "pooler_output", None) is not None:
                 named["pooler_output"] = out.pooler_output
         else:
             out = model(ids, mask, output_hidden_states=True)
-            if isinstance(out, tuple):
+            if isinstance(model, BertsmithForQuestionAnswering):
+                named, out = {"start_logits": out[0][..., 0], "end_logits": out[0][..., 1]}, out[1]
+            elif isinstance(out, tuple):
                 named, out = {"logits": out[0]}, out[1]
             else:
                 named = {"last_hidden_state": out.last_hidden_state}
@@ -82,9 +96,18 @@ def outputs(model, ids, mask) -> dict[str, torch.Tensor]:
     return named
 
 
-def save_io(path, ids, mask, expected: dict) -> None:
-    tensors = {"input_ids": ids, "attention_mask": mask} | {f"expected.{k}": v for k, v in expected.items()}
+def save_io(path, ids, mask, expected: dict, **inputs: torch.Tensor) -> None:
+    tensors = {"input_ids": ids, "attention_mask": mask, **inputs} | {f"expected.{k}": v for k, v in expected.items()}
     save_file({k: v.clone().contiguous() for k, v in tensors.items()}, str(path))
+
+
+def qa_loss(named: dict, start_positions: torch.Tensor, end_positions: torch.Tensor) -> torch.Tensor:
+    """transformers' extractive QA loss: the mean of the start and end cross-entropies, positions
+    outside the sequence clamped to its length and ignored."""
+    t = named["start_logits"].shape[1]
+    start, end = start_positions.clamp(0, t), end_positions.clamp(0, t)
+    ce = torch.nn.functional.cross_entropy
+    return (ce(named["start_logits"], start, ignore_index=t) + ce(named["end_logits"], end, ignore_index=t)) / 2
 
 
 def max_diff(a: dict, b: dict, names=None) -> float:
@@ -161,6 +184,11 @@ STOCK = {
         "classification",
         transformers.DistilBertForSequenceClassification,
     ),
+    "bert-qa": (_bert_spec(pooler=False), "qa", transformers.BertForQuestionAnswering),
+    "convbert-grouped-factorized-qa": (_convbert_spec("grouped", 24), "qa", transformers.ConvBertForQuestionAnswering),
+    "electra-factorized-qa": (_electra_spec(16), "qa", transformers.ElectraForQuestionAnswering),
+    "mpnet-qa": (_mpnet_spec(pooler=False), "qa", transformers.MPNetForQuestionAnswering),
+    "distilbert-qa": (_distilbert_spec(), "qa", transformers.DistilBertForQuestionAnswering),
 }
 
 
@@ -177,7 +205,7 @@ def test_stock_export_loads_with_plain_transformers(case, tmp_path):
     ours = outputs(model, ids, mask)
     theirs = outputs(loaded.eval(), ids, mask)
     names = [n for n in ours if not (n.startswith("hidden_states") and head != "base" and kind == "convbert")]
-    assert max_diff(ours, theirs, names) <= ATOL
+    assert max_diff(ours, theirs, names) <= (1e-5 if head == "qa" else ATOL)
     back = import_checkpoint(tmp_path / "out")
     assert back.spec == spec and back.source == kind
     assert max_diff(ours, outputs(back.model, ids, mask)) <= ATOL
@@ -216,12 +244,49 @@ STOCK_ROUTING = [
         "remote",
     ),
     (tiny_spec("mhsa", "dense", True), "base", "remote"),
+    # QA: every family's head is one linear on the tokens; the unused pooler is left out
+    (_bert_spec(), "qa", "bert"),
+    (_bert_spec(pooler=False), "qa", "bert"),
+    (_bert_spec(pooler=False, activation="relu").replace(head_activation="tanh"), "qa", "bert"),
+    (_electra_spec(16), "qa", "electra"),
+    (_convbert_spec().replace(pooler=True), "qa", "convbert"),
+    (_mpnet_spec(), "qa", "mpnet"),
+    (_distilbert_spec().replace(head_activation="gelu"), "qa", "distilbert"),
+    (_bert_spec().replace(embeddings={"vocab_size": 97, "positions": "roberta", "pad_token_id": 1}), "qa", "remote"),
+    (tiny_spec("mhsa", "dense", True), "qa", "remote"),
 ]
 
 
 @pytest.mark.parametrize("spec,head,kind", STOCK_ROUTING)
 def test_stock_routing(spec, head, kind):
     assert stock_kind(spec, head)[0] == kind
+
+
+@pytest.mark.parametrize("spec", [_bert_spec(), tiny_spec("mixed", "dense", True)], ids=["bert", "remote"])
+def test_a_qa_export_leaves_out_the_unused_pooler(spec, tmp_path):
+    from safetensors import safe_open
+
+    assert spec.pooler
+    model = build(spec, "qa")
+    kind = export_pretrained(model, tmp_path / "out")
+    assert kind == ("bert" if spec.is_uniform else "remote")
+    with safe_open(str(tmp_path / "out" / "model.safetensors"), "pt") as f:
+        stored = sum(f.get_tensor(k).numel() for k in f.keys())
+        assert not any("pooler" in k for k in f.keys())
+    assert stored == sum(p.numel() for p in model.parameters()) - spec.hidden * (spec.hidden + 1)
+    back = import_checkpoint(tmp_path / "out")
+    assert type(back.model) is BertsmithForQuestionAnswering and back.spec == spec.replace(pooler=False)
+    assert back.num_labels == 2 and back.labels is None
+    ids, mask = batch(spec)
+    assert max_diff(outputs(model, ids, mask), outputs(back.model, ids, mask)) <= 1e-5
+    if kind == "bert":
+        loaded, info = transformers.AutoModelForQuestionAnswering.from_pretrained(
+            tmp_path / "out", output_loading_info=True
+        )
+        assert type(loaded) is transformers.BertForQuestionAnswering
+        assert not info["missing_keys"] and not info["unexpected_keys"]
+        assert loaded.config.architectures == ["BertForQuestionAnswering"]
+        assert max_diff(outputs(model, ids, mask), outputs(loaded.eval(), ids, mask), ["start_logits"]) <= 1e-5
 
 
 # ---- remote directories, loaded where bertsmith cannot be imported -------------------------------
@@ -251,6 +316,7 @@ RUNNER = textwrap.dedent(
         "base": transformers.AutoModel,
         "classification": transformers.AutoModelForSequenceClassification,
         "mlm": transformers.AutoModelForMaskedLM,
+        "qa": transformers.AutoModelForQuestionAnswering,
     }
     results = {}
     for job in json.load(open(sys.argv[1])):
@@ -260,10 +326,12 @@ RUNNER = textwrap.dedent(
             )
             model.eval()
             data = load_file(job["io"])
+            positions = {k: data[k] for k in ("start_positions", "end_positions") if k in data}
             with torch.no_grad():
-                out = model(data["input_ids"], attention_mask=data["attention_mask"], output_hidden_states=True)
-            got = {"logits": getattr(out, "logits", None), "last_hidden_state": getattr(out, "last_hidden_state", None),
-                   "pooler_output": getattr(out, "pooler_output", None)}
+                out = model(data["input_ids"], attention_mask=data["attention_mask"], output_hidden_states=True,
+                            **positions)
+            names = ("logits", "last_hidden_state", "pooler_output", "start_logits", "end_logits", "loss")
+            got = {name: getattr(out, name, None) for name in names}
             got.update({f"hidden_states.{i}": h for i, h in enumerate(out.hidden_states or ())})
             diffs = {}
             for key, expected in data.items():
@@ -287,6 +355,8 @@ RUNNER = textwrap.dedent(
 REMOTE_CASES = {
     f"{p.id}-{head}": (p.values, head, i % 3 == j) for i, p in enumerate(KIND_GRID) for j, head in enumerate(HEADS)
 }
+# Question answering on the per-layer specs (without a pooler: a QA export leaves it out); two of them by default.
+REMOTE_CASES |= {f"{p.id}-qa": (p.values, "qa", i < 2) for i, p in enumerate(p for p in KIND_GRID if p.values[2])}
 REMOTE_PARAMS = [
     pytest.param(case, id=case, marks=() if fast else pytest.mark.slow) for case, (_, _, fast) in REMOTE_CASES.items()
 ]
@@ -314,6 +384,7 @@ def remote(request, tmp_path_factory):
             continue
         # per-layer classifiers use the head without pooler, with DistilBERT's relu
         extra = {"pooler": False, "head_activation": "relu"} if per_layer and head == "classification" else {}
+        extra = {"pooler": False} if head == "qa" else extra
         spec = tiny_spec(attention, ffn, per_layer, **extra)
         model = build(spec, head)
         out = root / case
@@ -321,7 +392,11 @@ def remote(request, tmp_path_factory):
         ids, mask = batch(spec)
         expected = outputs(model, ids, mask)
         io = root / f"{case}.io.safetensors"
-        save_io(io, ids, mask, expected)
+        positions = {}
+        if head == "qa":  # the loss too, with one start position past the end (clamped and ignored)
+            positions = {"start_positions": torch.tensor([0, 3, 50]), "end_positions": torch.tensor([2, 4, 9])}
+        loss = {"loss": qa_loss(expected, **positions)} if positions else {}
+        save_io(io, ids, mask, expected | loss, **positions)
         jobs.append({"id": case, "dir": str(out), "load_as": head, "io": str(io)})
         models[case] = (model, spec, ids, mask, expected)
     # Cross-loading, as with any transformers model: the encoder of a head model, a head on a base model.
@@ -359,7 +434,8 @@ def test_remote_export_loads_without_bertsmith(case, remote):
     assert result["module"].startswith("transformers_modules.")
     assert not result["missing"] and not result["unexpected"], result
     assert None not in result["diffs"].values(), result["diffs"]
-    assert max(result["diffs"].values()) <= ATOL, result["diffs"]
+    assert max(result["diffs"].values()) <= (1e-5 if case.endswith("-qa") else ATOL), result["diffs"]
+    assert ("loss" in result["diffs"]) == case.endswith("-qa")
 
 
 @pytest.mark.parametrize("case", REMOTE_PARAMS)
@@ -367,7 +443,7 @@ def test_remote_export_imports_back(case, remote):
     model, spec, ids, mask, expected = remote["models"][case]
     back = import_checkpoint(remote["root"] / case)
     assert back.spec == spec and back.source == "bertsmith" and type(back.model) is type(model)
-    assert max_diff(expected, outputs(back.model, ids, mask)) <= ATOL
+    assert max_diff(expected, outputs(back.model, ids, mask)) <= (1e-5 if case.endswith("-qa") else ATOL)
     files = {p.name for p in (remote["root"] / case).iterdir()}
     assert {
         "config.json",

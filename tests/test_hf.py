@@ -17,7 +17,12 @@ from bertsmith.arch import ArchSpec  # noqa: E402
 from bertsmith.errors import CheckpointError  # noqa: E402
 from bertsmith.hf import export_pretrained, import_checkpoint  # noqa: E402
 from bertsmith.hf.mapping import CONFIG_DEFAULTS  # noqa: E402
-from bertsmith.modeling import BertsmithForMaskedLM, BertsmithForSequenceClassification, BertsmithModel  # noqa: E402
+from bertsmith.modeling import (  # noqa: E402
+    BertsmithForMaskedLM,
+    BertsmithForQuestionAnswering,
+    BertsmithForSequenceClassification,
+    BertsmithModel,
+)
 
 ATOL = 1e-4
 VOCAB = 99
@@ -475,3 +480,56 @@ def test_an_unsupported_family_names_its_model_type_and_the_supported_ones(tmp_p
     message = _one_line_error(tmp_path)
     assert "model_type = 'deberta-v2' is not supported" in message
     assert "bert, roberta, convbert, electra, distilbert, mpnet, bertsmith" in message
+
+
+# ---- extractive question answering ----------------------------------------------------------------
+QA_CASES = {
+    "bert": (lambda: _bert(transformers.BertForQuestionAnswering), 0),
+    "roberta": (lambda: _roberta(transformers.RobertaForQuestionAnswering), 1),
+    "convbert": (lambda: _convbert(transformers.ConvBertForQuestionAnswering), 0),
+    "electra": (lambda: _electra(transformers.ElectraForQuestionAnswering), 0),
+    "mpnet": (lambda: _mpnet(transformers.MPNetForQuestionAnswering), 1),
+    "distilbert": (lambda: _distilbert(transformers.DistilBertForQuestionAnswering), 0),
+}
+
+
+@pytest.mark.parametrize("case", list(QA_CASES))
+def test_qa_checkpoints_match_transformers(case, tmp_path):
+    make, pad = QA_CASES[case]
+    torch.manual_seed(0)
+    reference = perturb(make())
+    reference.save_pretrained(tmp_path)
+    imported = import_checkpoint(tmp_path)
+    assert type(imported.model) is BertsmithForQuestionAnswering and imported.source == case
+    assert imported.num_labels == 2 and imported.labels is None and not imported.spec.pooler
+    ids, mask = batch(pad)
+    with torch.no_grad():
+        theirs = reference(ids, attention_mask=mask)
+        logits, _ = imported.model(ids, mask)
+    assert logits.shape == (*ids.shape, 2)
+    assert max_diff(logits[..., 0], theirs.start_logits) <= ATOL
+    assert max_diff(logits[..., 1], theirs.end_logits) <= ATOL
+
+
+def test_qa_head_argument(tmp_path):
+    torch.manual_seed(0)
+    perturb(_bert(transformers.BertModel)).save_pretrained(tmp_path / "base")
+    fresh = import_checkpoint(tmp_path / "base", head="qa")  # a fresh QA head; the unused pooler dropped
+    assert type(fresh.model) is BertsmithForQuestionAnswering and fresh.num_labels == 2
+    assert not fresh.spec.pooler and fresh.model.encoder.pooler is None
+    perturb(_bert(transformers.BertForQuestionAnswering)).save_pretrained(tmp_path / "qa")
+    base = import_checkpoint(tmp_path / "qa", head="base")
+    qa = import_checkpoint(tmp_path / "qa")
+    ids, mask = batch()
+    with torch.no_grad():
+        assert max_diff(base.model(ids, mask).last_hidden_state, qa.model(ids, mask)[1].last_hidden_state) == 0
+    classifier = import_checkpoint(tmp_path / "qa", head="classification")
+    assert type(classifier.model) is BertsmithForSequenceClassification
+
+
+def test_a_qa_head_with_other_than_two_outputs_is_refused(tmp_path):
+    torch.manual_seed(0)
+    perturb(_bert(transformers.BertForQuestionAnswering, num_labels=3)).save_pretrained(tmp_path)
+    message = _one_line_error(tmp_path)
+    assert "qa_outputs.weight" in message and "(3, 32)" in message and "2 outputs" in message
+    assert type(import_checkpoint(tmp_path, head="base").model) is BertsmithModel

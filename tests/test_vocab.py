@@ -84,3 +84,16 @@ def test_the_tokenizer_config_s_added_tokens_are_renumbered(teacher_dir, tmp_pat
         str(keep.index(100)): {"content": "[UNK]", "special": True},
         str(keep.index(101)): {"content": "[CLS]", "special": True},
     }
+
+
+def test_a_qa_model_is_pruned_with_its_head(base_dir, tmp_path):
+    from bertsmith.modeling import BertsmithForQuestionAnswering
+
+    imported = import_checkpoint(base_dir, head="qa")
+    keep = kept_ids(base_dir, [("good fun", None)])
+    pruned = prune_vocab(imported, base_dir, keep, tmp_path)
+    assert type(pruned.model) is BertsmithForQuestionAnswering and pruned.num_labels == 2
+    old = torch.tensor([keep[3:12]])
+    new = torch.arange(3, 12)[None]
+    with torch.no_grad():
+        torch.testing.assert_close(pruned.model(new)[0], imported.model(old)[0])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bertsmith.arch import ArchSpec
 from bertsmith.errors import SpecError
-from bertsmith.modeling import BertsmithForSequenceClassification, BertsmithModel
+from bertsmith.modeling import BertsmithForQuestionAnswering, BertsmithForSequenceClassification, BertsmithModel
 from bertsmith.modeling.elastic import even_layers, slice_weights
 
 EMB = {"vocab_size": 97, "max_positions": 40}
@@ -274,3 +275,52 @@ def test_a_shared_relative_position_bias_is_sliced_by_leading_heads_and_keeps_he
     torch.testing.assert_close(model(*inputs())[0], before)
     a = 4 * 8  # the query rows (heads × qk_dim) keep their head order; hidden columns move
     assert torch.equal(model.encoder.layers[0].attention.qkv.weight[:a].sort(dim=1).values, qkv[:a].sort(dim=1).values)
+
+
+# ---- question answering ---------------------------------------------------------------------------
+def qa_batches(n=3):
+    """Batches whose labels are each example's answer start and end token."""
+    return [
+        {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids), "labels": labels}
+        for seed, (ids, mask) in enumerate(inputs(seed) for seed in range(n))
+        for labels in [torch.tensor([[seed, seed + 2], [3, 5]])]
+    ]
+
+
+def qa_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The mean of the start and end cross-entropies over the tokens (BertForQuestionAnswering's loss)."""
+    return (F.cross_entropy(logits[..., 0], labels[:, 0]) + F.cross_entropy(logits[..., 1], labels[:, 1])) / 2
+
+
+@pytest.mark.parametrize("pooler", [True, False])
+def test_a_qa_model_is_sliced_reordered_and_selected_like_a_classifier(pooler):
+    from bertsmith.modeling.elastic import Units, importance, reorder, select_units
+
+    s = spec(pooler=pooler)
+    torch.manual_seed(0)
+    model = BertsmithForQuestionAnswering(s).eval()
+    with torch.no_grad():
+        model.head.out.bias.normal_()  # off its zero init: a lost bias would show
+        model.encoder.layers[1].attention.out.weight[:, 0:8] = 0  # a dead head: its Taylor score is 0
+    before = model(*inputs())[0].detach()
+    assert before.shape == (2, 9, 2)
+    same = BertsmithForQuestionAnswering(s).eval()
+    slice_weights(model, s, same, s)
+    torch.testing.assert_close(same(*inputs())[0], before, rtol=0, atol=0)
+
+    scores = importance(model, qa_batches(), qa_loss)
+    assert scores.heads[1][0] == 0 and (scores.heads[1][1:] > 0).all() and (scores.hidden > 0).all()
+    reorder(model, scores)
+    torch.testing.assert_close(model(*inputs())[0], before, rtol=0, atol=1e-5)
+    assert (model.encoder.layers[1].attention.out.weight[:, -8:] == 0).all()  # the dead head went last
+
+    smaller_spec = spec(pooler=pooler, heads=3, ffn=48)
+    smaller = BertsmithForQuestionAnswering(smaller_spec).eval()
+    slice_weights(model, s, smaller, smaller_spec)
+    assert smaller(*inputs())[0].shape == (2, 9, 2)
+    torch.testing.assert_close(smaller.head.out.weight, model.head.out.weight)
+    units = Units.all(s)
+    units.heads[1] = torch.arange(3)  # the dead head, now last, dropped: the same function
+    selected = select_units(model, units)
+    assert type(selected) is BertsmithForQuestionAnswering and selected.encoder.spec.layers[1].attention.heads == 3
+    torch.testing.assert_close(selected(*inputs())[0], before, rtol=0, atol=1e-5)

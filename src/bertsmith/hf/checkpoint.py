@@ -19,9 +19,14 @@ import torch
 
 from ..arch import ArchSpec
 from ..errors import CheckpointError, ConfigError, SpecError
-from ..modeling import BertsmithForMaskedLM, BertsmithForSequenceClassification, BertsmithModel
+from ..modeling import (
+    BertsmithForMaskedLM,
+    BertsmithForQuestionAnswering,
+    BertsmithForSequenceClassification,
+    BertsmithModel,
+)
 from . import mapping
-from .mapping import HEADS, HF_SOURCES, TIED_DECODER, Entry
+from .mapping import HEADS, HF_SOURCES, QA_OUTPUTS, TIED_DECODER, Entry
 
 SUPPORTED = (*HF_SOURCES, "bertsmith")
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
@@ -33,8 +38,9 @@ _IGNORED = re.compile(r"(^|\.)(position_ids|token_type_ids)$")
 @dataclass
 class ImportedModel:
     """A checkpoint as bertsmith modules. ``model`` is a ``BertsmithModel``, or a
-    ``BertsmithForSequenceClassification`` / ``BertsmithForMaskedLM`` with the head; ``source`` is
-    the checkpoint's model_type; ``num_labels`` is set for classification models; ``directory`` is
+    ``BertsmithForSequenceClassification`` / ``BertsmithForMaskedLM`` / ``BertsmithForQuestionAnswering``
+    with the head; ``source`` is the checkpoint's model_type; ``num_labels`` is set for classification
+    models, and is 2 (start, end logits) for question answering; ``directory`` is
     the local directory read (a hub snapshot for a hub name), e.g. for its tokenizer files; ``labels``
     are the class names of config.json's ``id2label`` when it names them (not ``LABEL_0`` ...)."""
 
@@ -185,11 +191,18 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 # ---- import ---------------------------------------------------------------------------------
-def _found_head(source: str, keys: set[str]) -> str:
+def _found_head(source: str, keys: set[str], cfg: dict) -> str:
+    """The head a checkpoint holds: "qa", "classification", "mlm" or "base". bertsmith's own QA and
+    classification heads share names (``head.out``), so config.json's ``architectures`` tells them apart."""
     if source == "bertsmith":
+        architectures = cfg.get("architectures")
+        if isinstance(architectures, list) and "BertsmithForQuestionAnswering" in architectures:
+            return "qa"
         if "head.out.weight" in keys:
             return "classification"
         return "mlm" if "transform.weight" in keys else "base"
+    if f"{QA_OUTPUTS}.weight" in keys:
+        return "qa"
     if source == "bert":
         if "classifier.weight" in keys:
             return "classification"
@@ -233,10 +246,12 @@ def import_checkpoint(
     """Load a BERT / RoBERTa / ConvBERT / ELECTRA / DistilBERT / MPNet checkpoint (MiniLM is BERT), or a
     directory bertsmith exported, into bertsmith modules.
 
-    ``head``: None keeps the checkpoint's head (none, sequence classification, masked LM);
-    "base", "classification" or "mlm" ask for one (a head missing from the checkpoint is freshly
-    initialised; "base" drops the checkpoint's head). ``spec``: load the weights into this spec
-    instead of the one the config describes (every shape must then match). Raises CheckpointError.
+    ``head``: None keeps the checkpoint's head (none, sequence classification, masked LM, extractive
+    question answering); "base", "classification", "mlm" or "qa" ask for one (a head missing from the
+    checkpoint is freshly initialised; "base" drops the checkpoint's head). A QA model from a
+    transformers checkpoint has no pooler (as transformers' QA models; a base checkpoint's is dropped).
+    ``spec``: load the weights into this spec instead of the one the config describes (every shape
+    must then match). Raises CheckpointError.
     """
     if head is not None and head not in HEADS:
         raise ConfigError(f"head = {head!r}: expected one of {', '.join(HEADS)} (or None for the checkpoint's own)")
@@ -250,8 +265,10 @@ def import_checkpoint(
     weights = read_weights(directory)
     keys = set(weights.tensors)
     their_prefix = _encoder_prefix(source, keys, weights.main)
-    found = _found_head(source, keys)
+    found = _found_head(source, keys, cfg)
     head = head or found
+    if head == found == "qa":
+        _check_qa_outputs(weights, source)
     if source == "distilbert" and head == "mlm":
         raise CheckpointError(
             f"{weights.main}: DistilBERT's masked-LM head (vocab_transform, vocab_projector) has no bertsmith "
@@ -264,7 +281,8 @@ def import_checkpoint(
             except SpecError as exc:
                 raise CheckpointError(str(exc)) from None
         else:
-            pooler = f"{their_prefix}pooler.dense.weight" in keys
+            # transformers' QA models have no pooler (a base checkpoint's one is dropped, as they do)
+            pooler = head != "qa" and f"{their_prefix}pooler.dense.weight" in keys
             spec = mapping.spec_from_config(cfg, source, pooler=pooler, where=str(cfg_path))
     elif not isinstance(spec, ArchSpec):
         raise ConfigError(f"spec: expected an ArchSpec, got {type(spec).__name__}")
@@ -275,6 +293,9 @@ def import_checkpoint(
     num_labels = _num_labels(source, found, weights, cfg) if head == "classification" else None
     if head == "classification":
         model = BertsmithForSequenceClassification(spec, num_labels=num_labels)
+    elif head == "qa":
+        model = BertsmithForQuestionAnswering(spec)
+        num_labels = model.num_labels
     elif head == "mlm":
         model = BertsmithForMaskedLM(spec)
     else:
@@ -287,7 +308,19 @@ def import_checkpoint(
     if fresh_head:  # its tensors are not in the checkpoint: they keep their initialisation
         entries = [e for e in entries if e.ours.startswith("encoder.") or head == "base"]
     _load(model, spec, entries, weights, head, source, their_prefix, fresh_head=fresh_head)
-    return ImportedModel(spec, model.eval(), source, num_labels, str(directory), _labels(cfg, num_labels))
+    labels = _labels(cfg, num_labels) if head == "classification" else None
+    return ImportedModel(spec, model.eval(), source, num_labels, str(directory), labels)
+
+
+def _check_qa_outputs(weights: Weights, source: str) -> None:
+    """A QA head maps each token to two logits (start, end); anything else is not extractive QA."""
+    key = "head.out.weight" if source == "bertsmith" else f"{QA_OUTPUTS}.weight"
+    tensor = weights.tensors.get(key)
+    if tensor is not None and (tensor.dim() != 2 or tensor.shape[0] != 2):
+        raise CheckpointError(
+            f"{weights.file_of(key)}: {key}: shape {tuple(tensor.shape)}: a question-answering head has 2 outputs "
+            "(start and end logits)"
+        )
 
 
 def _labels(cfg: dict, num_labels: int | None) -> tuple[str, ...] | None:

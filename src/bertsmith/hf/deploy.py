@@ -28,6 +28,7 @@ import onnx_ir as ir
 import torch
 
 from ..errors import ConfigError
+from .mapping import QA_OUTPUT_NAMES
 
 SCHEMES = ("int8",)
 DISABLED_ORT_FUSIONS = ["SkipLayerNormFusion"]  # see the module docstring
@@ -136,18 +137,24 @@ def feed(ort_session, batch: dict) -> dict[str, np.ndarray]:
 
 
 class OnnxClassifier(torch.nn.Module):
-    """A sequence-classification ONNX file behind the call of bertsmith's models (``model(ids, mask,
-    token_types) → (logits, None)``), so the run's own evaluation code scores it."""
+    """A task model's ONNX file behind the call of bertsmith's models (``model(ids, mask, token_types)
+    → (logits, None)``), so the run's own evaluation code scores it like the PyTorch model: a sequence
+    classifier's ``logits`` [B, num_labels], or a question-answering model's ``start_logits`` and
+    ``end_logits`` stacked as ``BertsmithForQuestionAnswering``'s logits [B, T, 2]. ``head`` says which
+    ("classification" or "qa")."""
 
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
         super().__init__()
         self.path = Path(path)
         self.session = session(path, threads=threads)
-        if [o.name for o in self.session.get_outputs()] != ["logits"]:
+        names = [o.name for o in self.session.get_outputs()]
+        heads = {("logits",): "classification", QA_OUTPUT_NAMES: "qa"}
+        if tuple(names) not in heads:
             raise ConfigError(
-                f"{path}: not a classification export (its outputs are "
-                f"{[o.name for o in self.session.get_outputs()]}, not ['logits'])"
+                f"{path}: not a classification or question-answering export (its outputs are {names}, not "
+                f"['logits'] or {list(QA_OUTPUT_NAMES)})"
             )
+        self.head = heads[tuple(names)]
 
     def forward(
         self,
@@ -160,4 +167,5 @@ class OnnxClassifier(torch.nn.Module):
             "attention_mask": None if attention_mask is None else attention_mask.cpu().numpy(),
             "token_type_ids": None if token_type_ids is None else token_type_ids.cpu().numpy(),
         }
-        return torch.from_numpy(self.session.run(None, feed(self.session, batch))[0]), None
+        outputs = [torch.from_numpy(o) for o in self.session.run(None, feed(self.session, batch))]
+        return (outputs[0] if self.head == "classification" else torch.stack(outputs, dim=-1)), None

@@ -31,9 +31,15 @@ from .. import __version__
 from ..arch import ArchSpec
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_dir, publish, writing
-from ..modeling import BertsmithForMaskedLM, BertsmithForSequenceClassification, BertsmithModel
+from ..modeling import (
+    BertsmithForMaskedLM,
+    BertsmithForQuestionAnswering,
+    BertsmithForSequenceClassification,
+    BertsmithModel,
+)
 from . import mapping
 from .checkpoint import ImportedModel
+from .mapping import QA_OUTPUT_NAMES
 
 MODELING_DIR = Path(__file__).resolve().parent.parent / "modeling"
 REMOTE_DIR = Path(__file__).resolve().parent / "remote"
@@ -41,12 +47,14 @@ REMOTE_CLASSES = {
     "base": "BertsmithModel",
     "classification": "BertsmithForSequenceClassification",
     "mlm": "BertsmithForMaskedLM",
+    "qa": "BertsmithForQuestionAnswering",
 }
 AUTO_MAP = {
     "AutoConfig": "configuration_bertsmith.BertsmithConfig",
     "AutoModel": "modeling_bertsmith.BertsmithModel",
     "AutoModelForSequenceClassification": "modeling_bertsmith.BertsmithForSequenceClassification",
     "AutoModelForMaskedLM": "modeling_bertsmith.BertsmithForMaskedLM",
+    "AutoModelForQuestionAnswering": "modeling_bertsmith.BertsmithForQuestionAnswering",
 }
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -62,19 +70,22 @@ TOKENIZER_FILES = (
 
 
 def describe(model) -> tuple[torch.nn.Module, str, ArchSpec, int | None]:
-    """(module, head, spec, num_labels) of a bertsmith model or ImportedModel."""
+    """(module, head, spec, num_labels) of a bertsmith model or ImportedModel; head is "base",
+    "classification", "mlm" or "qa" (num_labels 2: start and end logits)."""
     if isinstance(model, ImportedModel):
         model = model.model
     if isinstance(model, BertsmithForSequenceClassification):
         head, spec, num_labels = "classification", model.encoder.spec, model.num_labels
+    elif isinstance(model, BertsmithForQuestionAnswering):
+        head, spec, num_labels = "qa", model.encoder.spec, model.num_labels
     elif isinstance(model, BertsmithForMaskedLM):
         head, spec, num_labels = "mlm", model.encoder.spec, None
     elif isinstance(model, BertsmithModel):
         head, spec, num_labels = "base", model.spec, None
     else:
         raise ConfigError(
-            "expected a bertsmith model (BertsmithModel, BertsmithForSequenceClassification, BertsmithForMaskedLM "
-            f"or an ImportedModel), got {type(model).__name__}"
+            "expected a bertsmith model (BertsmithModel, BertsmithForSequenceClassification, BertsmithForMaskedLM, "
+            f"BertsmithForQuestionAnswering or an ImportedModel), got {type(model).__name__}"
         )
     if not isinstance(spec, ArchSpec):
         raise ConfigError(f"the model's spec is a {type(spec).__name__}, not an ArchSpec")
@@ -96,12 +107,17 @@ def export_pretrained(
     found in ``tokenizer_dir`` are copied along. A classifier's class names (``labels``, else those
     an imported checkpoint carried) go into config.json's ``id2label``/``label2id``, so pipelines
     answer with them. ``dtype`` (e.g. ``torch.float16``) stores the floating-point weights in that
-    precision (config.json's ``dtype`` says so). Replaces an earlier export at ``out_dir``."""
+    precision (config.json's ``dtype`` says so). A question-answering model is written without its
+    pooler, which it never uses (transformers' QA models have none). Replaces an earlier export at
+    ``out_dir``."""
     if labels is None and isinstance(model, ImportedModel):
         labels = model.labels
     module, head, spec, num_labels = describe(model)
     names = _label_maps(labels, num_labels) if head == "classification" else {}
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    if head == "qa" and spec.pooler:
+        spec = spec.replace(pooler=False)
+        state = {k: v for k, v in state.items() if not k.startswith("encoder.pooler.")}
     if dtype is not None:
         state = _cast(state, dtype)
     kind, _why = mapping.stock_kind(spec, head)
@@ -252,7 +268,8 @@ def modeling_files() -> list[Path]:
 # ---- ONNX -------------------------------------------------------------------------------------
 class _OnnxGraph(torch.nn.Module):
     """(input_ids, attention_mask[, token_type_ids]) → plain tensors: last_hidden_state (+ pooler_output),
-    or logits. ``token_type_ids`` is an input when the model has more than one token type (sentence pairs)."""
+    logits, or a QA model's start_logits and end_logits ([batch, sequence] each). ``token_type_ids`` is
+    an input when the model has more than one token type (sentence pairs)."""
 
     def __init__(self, model: torch.nn.Module, head: str, spec: ArchSpec):
         super().__init__()
@@ -263,6 +280,8 @@ class _OnnxGraph(torch.nn.Module):
         return ["input_ids", "attention_mask"] + (["token_type_ids"] if self.types else [])
 
     def output_names(self) -> list[str]:
+        if self.head == "qa":
+            return list(QA_OUTPUT_NAMES)
         if self.head != "base":
             return ["logits"]
         return ["last_hidden_state", "pooler_output"] if self.pooler else ["last_hidden_state"]
@@ -270,6 +289,8 @@ class _OnnxGraph(torch.nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ):
+        if self.head == "qa":
+            return self.model(input_ids, attention_mask, token_type_ids)[0].unbind(-1)
         if self.head != "base":
             return self.model(input_ids, attention_mask, token_type_ids)[0]
         out = self.model(input_ids, attention_mask, token_type_ids)
@@ -289,7 +310,9 @@ class _OnnxGraph(torch.nn.Module):
 def export_onnx(model, path: str | os.PathLike, *, seq_len: int = 128) -> None:
     """Write ``model`` as ONNX with dynamic batch and sequence axes. Inputs ``input_ids``,
     ``attention_mask`` (int64, [batch, seq]; the mask stays a real input and padding is honoured) and,
-    for a model with token types (sentence pairs), ``token_type_ids``; outputs ``last_hidden_state`` (+ ``pooler_output``) for a base model, ``logits`` with a head.
+    for a model with token types (sentence pairs), ``token_type_ids``; outputs ``last_hidden_state``
+    (+ ``pooler_output``) for a base model, ``start_logits`` and ``end_logits`` ([batch, seq] each) for
+    a question-answering model, ``logits`` with another head.
     ``seq_len`` is the example length traced (capped at the spec's max_positions).
 
     Uses torch.onnx's torch.export-based exporter (``dynamo=True``, the default since torch 2.9): it

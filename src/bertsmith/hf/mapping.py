@@ -23,7 +23,9 @@ from ..arch import ArchSpec
 from ..errors import CheckpointError, SpecError
 
 HF_SOURCES = ("bert", "roberta", "convbert", "electra", "distilbert", "mpnet")
-HEADS = ("base", "classification", "mlm")
+HEADS = ("base", "classification", "mlm", "qa")
+QA_OUTPUTS = "qa_outputs"  # every family's extractive QA head: a [2, hidden] linear (start, end)
+QA_OUTPUT_NAMES = ("start_logits", "end_logits")  # a QA model's outputs (ONNX too), as transformers names them
 
 # Where transformers' head models keep their encoder.
 BASE_PREFIX = {
@@ -143,18 +145,34 @@ CONFIG_DEFAULTS["distilbert"] = {
 }
 
 STOCK_ARCHITECTURES = {
-    "bert": {"base": "BertModel", "classification": "BertForSequenceClassification", "mlm": "BertForMaskedLM"},
-    "distilbert": {"base": "DistilBertModel", "classification": "DistilBertForSequenceClassification"},
-    "mpnet": {"base": "MPNetModel", "classification": "MPNetForSequenceClassification", "mlm": "MPNetForMaskedLM"},
+    "bert": {
+        "base": "BertModel",
+        "classification": "BertForSequenceClassification",
+        "mlm": "BertForMaskedLM",
+        "qa": "BertForQuestionAnswering",
+    },
+    "distilbert": {
+        "base": "DistilBertModel",
+        "classification": "DistilBertForSequenceClassification",
+        "qa": "DistilBertForQuestionAnswering",
+    },
+    "mpnet": {
+        "base": "MPNetModel",
+        "classification": "MPNetForSequenceClassification",
+        "mlm": "MPNetForMaskedLM",
+        "qa": "MPNetForQuestionAnswering",
+    },
     "electra": {
         "base": "ElectraModel",
         "classification": "ElectraForSequenceClassification",
         "mlm": "ElectraForMaskedLM",
+        "qa": "ElectraForQuestionAnswering",
     },
     "convbert": {
         "base": "ConvBertModel",
         "classification": "ConvBertForSequenceClassification",
         "mlm": "ConvBertForMaskedLM",
+        "qa": "ConvBertForQuestionAnswering",
     },
 }
 
@@ -295,7 +313,10 @@ def check_spec_fits_source(spec: ArchSpec, source: str, where: str) -> None:
 
 def stock_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
     """``("bert" | "convbert", "")`` when stock transformers classes hold this spec and head exactly,
-    else ``("remote", why)``."""
+    else ``("remote", why)``. A QA model is judged without its pooler, which it never uses (transformers'
+    QA models have none; ``export_pretrained`` leaves it out)."""
+    if head == "qa" and spec.pooler:
+        spec = spec.replace(pooler=False)
     if not spec.is_uniform:
         return "remote", "layers differ in shape"
     emb, layer = spec.embeddings, spec.layers[0]
@@ -317,7 +338,8 @@ def stock_kind(spec: ArchSpec, head: str) -> tuple[str, str]:
             return "remote", "grouped FFN with self-attention"
         if att.qk_dim != att.v_dim or att.heads * att.qk_dim != spec.hidden:
             return "remote", "head dims differ from hidden / heads"
-        if emb.size is not None or (not spec.pooler and head != "mlm"):  # BertModel and its classifier pool
+        # BertModel and its classifier pool; its QA model has no pooler
+        if emb.size is not None or (not spec.pooler and head in ("base", "classification")):
             return _electra_kind(spec, head)
         if spec.pooler and head == "mlm":
             return "remote", "a pooler (BertForMaskedLM has none)"
@@ -597,6 +619,8 @@ def encoder_entries(spec: ArchSpec, source: str) -> list[Entry]:
 
 def head_entries(source: str, head: str) -> list[Entry]:
     """The head's tensors (bertsmith names) in a transformers head model."""
+    if head == "qa":
+        return _pair("head.out", QA_OUTPUTS)
     if head == "classification" and source == "distilbert":
         return _pair("head.dense", "pre_classifier") + _pair("head.out", "classifier")
     if head == "classification":

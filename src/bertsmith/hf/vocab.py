@@ -24,7 +24,7 @@ import torch
 from ..arch import ArchSpec
 from ..distill.task import load_tokenizer
 from ..errors import CheckpointError
-from ..modeling import BertsmithForSequenceClassification, BertsmithModel
+from ..modeling import BertsmithForQuestionAnswering, BertsmithForSequenceClassification, BertsmithModel
 from .checkpoint import ImportedModel
 
 WORD_KEY = "encoder.embeddings.word.weight"
@@ -68,8 +68,8 @@ def prune_vocab(
             f"{tokenizer_dir}: no tokenizer.json; vocabulary pruning needs a WordPiece tokenizer.json"
         )
     model = imported.model
-    classifier = isinstance(model, BertsmithForSequenceClassification)
-    if not classifier and not isinstance(model, BertsmithModel):
+    task = isinstance(model, (BertsmithForSequenceClassification, BertsmithForQuestionAnswering))
+    if not task and not isinstance(model, BertsmithModel):
         raise CheckpointError(
             "vocabulary pruning applies to task and base models, not masked-LM ones "
             "(their decoder predicts over the whole vocabulary)"
@@ -82,13 +82,12 @@ def prune_vocab(
     data["embeddings"] |= {"vocab_size": len(keep), "pad_token_id": new_id[spec.embeddings.pad_token_id]}
     new_spec = ArchSpec.from_dict(data)
     state = model.state_dict()
-    key = WORD_KEY if classifier else WORD_KEY.removeprefix("encoder.")
+    key = WORD_KEY if task else WORD_KEY.removeprefix("encoder.")
     state[key] = state[key][torch.tensor(keep)].clone()
-    pruned = (
-        BertsmithForSequenceClassification(new_spec, num_labels=imported.num_labels)
-        if classifier
-        else BertsmithModel(new_spec)
-    )
+    if isinstance(model, BertsmithForSequenceClassification):
+        pruned = BertsmithForSequenceClassification(new_spec, num_labels=imported.num_labels)
+    else:
+        pruned = type(model)(new_spec)
     pruned.load_state_dict(state)
     tokenizer_out.mkdir(parents=True, exist_ok=True)
     _write_tokenizer(tokenizer_dir, tokenizer_out, keep, new_id)

@@ -26,6 +26,7 @@ from torch import nn
 from ..arch import ArchSpec
 from ..errors import SpecError
 from ..kinds import KINDS
+from .encoder import BertsmithForSequenceClassification
 
 FAMILIES = ("attention", "ffn")
 
@@ -373,7 +374,7 @@ def reorder(model: nn.Module, scores: Importance) -> None:
 
 @torch.no_grad()
 def select_units(model: nn.Module, units: Units) -> nn.Module:
-    """A new, smaller model of the same class (``BertsmithModel`` or with a classification head)
+    """A new, smaller model of the same class (``BertsmithModel`` or with a classification or QA head)
     holding only ``units`` of ``model``. Dropping heads, query/key or value dims and FFN neurons this
     way is exact where the dropped units' weights are zero (they contributed nothing; the queries are
     rescaled so that the attention scale 1/√k keeps the scores); dropping hidden channels also
@@ -392,6 +393,7 @@ def select_units(model: nn.Module, units: Units) -> nn.Module:
                 name = f"{prefix}layers.{i}.attention.qkv.{part}"
                 state[name] = state[name].clone()
                 state[name][:queries] *= math.sqrt(k_new / k_old)
-    smaller = type(model)(spec, model.num_labels) if hasattr(model, "num_labels") else type(model)(spec)
+    classifier = isinstance(model, BertsmithForSequenceClassification)
+    smaller = type(model)(spec, model.num_labels) if classifier else type(model)(spec)
     smaller.load_state_dict({name: t.clone() for name, t in state.items()})
     return smaller.eval() if not model.training else smaller

@@ -1,11 +1,12 @@
 """Hugging Face wrappers of a bertsmith encoder (written by bertsmith's export).
 
-``AutoModel``, ``AutoModelForSequenceClassification`` and ``AutoModelForMaskedLM`` load this
-directory with ``trust_remote_code=True``. The network itself is the pure-torch bertsmith modules
-copied beside this file (``encoder.py`` and the files it imports); this file only adapts them to
-``PreTrainedModel``: weight names are the bertsmith ones (``embeddings.word.weight``,
-``layers.0.attention.qkv.weight``, ...; ``encoder.``-prefixed in the head models), so a base model
-loads from a head checkpoint and the other way round, as with any transformers model.
+``AutoModel``, ``AutoModelForSequenceClassification``, ``AutoModelForMaskedLM`` and
+``AutoModelForQuestionAnswering`` load this directory with ``trust_remote_code=True``. The network
+itself is the pure-torch bertsmith modules copied beside this file (``encoder.py`` and the files it
+imports); this file only adapts them to ``PreTrainedModel``: weight names are the bertsmith ones
+(``embeddings.word.weight``, ``layers.0.attention.qkv.weight``, ...; ``encoder.``-prefixed in the head
+models), so a base model loads from a head checkpoint and the other way round, as with any
+transformers model.
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.modeling_outputs import BaseModelOutputWithPooling, MaskedLMOutput, SequenceClassifierOutput
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+)
 
 from .configuration_bertsmith import BertsmithConfig
 from .encoder import BertsmithForMaskedLM as _MaskedLMCore
+from .encoder import BertsmithForQuestionAnswering as _QuestionAnsweringCore
 from .encoder import BertsmithForSequenceClassification as _ClassifierCore
 from .encoder import BertsmithModel as _EncoderCore
 
@@ -216,4 +223,56 @@ class BertsmithForMaskedLM(BertsmithPreTrainedModel):
         if labels is not None:  # -100: ignored positions
             loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
         result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class BertsmithForQuestionAnswering(BertsmithPreTrainedModel):
+    """Encoder + extractive QA head: a start and an end logit for every token."""
+
+    def __init__(self, config: BertsmithConfig):
+        super().__init__(config)
+        core = _QuestionAnsweringCore(spec_namespace(config.spec))
+        _adopt(self, core)
+        self.encoder = BertsmithModel(config, _core=core.encoder)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ):
+        hidden, attentions, return_dict = self._output_flags(output_hidden_states, output_attentions, return_dict)
+        logits, out = _QuestionAnsweringCore.forward(
+            self,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            output_hidden_states=hidden,
+            output_attentions=attentions,
+            return_dict=True,
+        )
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:  # as BertForQuestionAnswering
+            ignored = start_logits.size(1)  # positions outside the sequence are ignored
+            start = start_positions.view(-1).clamp(0, ignored)
+            end = end_positions.view(-1).clamp(0, ignored)
+            loss = (
+                nn.functional.cross_entropy(start_logits, start, ignore_index=ignored)
+                + nn.functional.cross_entropy(end_logits, end, ignore_index=ignored)
+            ) / 2
+        result = QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
         return result if return_dict else result.to_tuple()
