@@ -37,6 +37,9 @@ class TaskType(ABC):
     metrics: ClassVar[Mapping[str, Metric]]  # the metrics that apply, by name
     default_metrics: ClassVar[tuple[str, ...]]  # a task's metrics when its YAML names none
     default_max_length: ClassVar[int] = 128  # tokens per example when the user sets none
+    # A type that reads its own files (``read_split``) fixes its tasks' text columns and label column
+    # (a task YAML then names none); None: a task YAML names them.
+    own_columns: ClassVar[tuple[tuple[str, ...], str] | None] = None
 
     def read_split(self, task: Task, split: str, data_dir: str | None) -> Split | None:
         """The split read in this type's own way, or None for the shared readers (rows of CSV, TSV,
