@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -136,8 +137,6 @@ class ExtractiveQA(TaskType):
         """The split's questions from its SQuAD JSON file (a task's ``files``, or the named task's official
         file in ``data_dir``) or from the hub; questions whose answer_start misses the answer are skipped
         (with a warning) in ``train`` only."""
-        from pathlib import Path
-
         from ..sources import Split, _digest
 
         if task.origin == "files" or (task.origin == "squad" and data_dir is not None):
@@ -359,7 +358,7 @@ def _span_label(mapping: np.ndarray, record: dict | None, context: str) -> tuple
     return int(first), int(last)
 
 
-def _official_file(task: Task, split: str, data_dir):
+def _official_file(task: Task, split: str, data_dir: Path) -> Path:
     """The named task's official file of ``split`` in ``data_dir``; DataError listing the folder if absent."""
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: SQuAD data directory not found")
@@ -371,7 +370,8 @@ def _official_file(task: Task, split: str, data_dir):
 
 
 def _hub_items(task: Task, split: str) -> tuple[str, list[dict]]:
-    """Where the hub dataset's rows of ``split`` come from, and the rows as SQuAD items; one DataError when it cannot be loaded."""
+    """Where the hub dataset's rows of ``split`` come from, and the rows as SQuAD items; one DataError
+    when it cannot be loaded."""
     import datasets  # slow to import; only the hub path needs it
 
     hub = task.hub
