@@ -428,6 +428,9 @@ def test_hub_rows_convert_to_records(tmp_path: Path, datasets_cache: Path):
         {"id": "a", "title": "Cats", "answers": ["the mat"], "starts": [15], "impossible": False},
         {"id": "b", "title": "Cats", "answers": [], "starts": [], "impossible": True},
     ]
+    own = load_task_file(write_lines(tmp_path / "t.yaml", [f"name: h\ntype: extractive_qa\nhub: {tmp_path / 'hub'}"]))
+    assert (own.origin, own.splits) == ("hub", {"train": "train", "dev": "validation", "test": "test"})
+    assert load_split(own, "train").labels == dev.labels
 
 
 def test_real_splits_read(squad_dir: Path, tmp_path: Path):
