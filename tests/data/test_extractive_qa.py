@@ -114,8 +114,19 @@ def test_encode_refuses_slow_tokenizers_and_no_room_for_the_stride(tokenizer, tm
     squad = get_task("squad")
     with pytest.raises(ConfigError, match="needs a fast tokenizer"):
         EXTRACTIVE_QA.encode(squad, data, SimpleNamespace(is_fast=False), 384)
-    with pytest.raises(ConfigError, match=r"max_length = 192 leaves 125 context tokens .* doc stride 128"):
-        EXTRACTIVE_QA.encode(squad, data, tokenizer, 192)
+    with pytest.raises(ConfigError, match=r"squad: doc_stride 125 must be below the 125 context tokens"):
+        EXTRACTIVE_QA.encode(dataclasses.replace(squad, doc_stride=125), data, tokenizer, 192)
+    with pytest.raises(ConfigError, match=r"max_length = 68 is too small for extractive QA"):
+        EXTRACTIVE_QA.encode(squad, data, tokenizer, 68)
+    with pytest.warns(UserWarning, match=r"squad: max_length 192 leaves 125 context tokens .*; doc stride 62 "):
+        encoded = encode_split(data, tokenizer, max_length=192, cache_dir=tmp_path, task=squad)
+    assert encoded.labels.tolist() == [[0, 0]]
+    long = Split([("Why?", " ".join(f"w{i}" for i in range(300)))], [_record("z")], "mem", "h4")
+    with pytest.warns(UserWarning, match=r"doc stride 14 instead of 128"):
+        windows = encode_split(long, tokenizer, max_length=96, cache_dir=tmp_path, task=squad)
+    chars = [windows.extra["offset_mapping"][a:b] for a, b in zip(windows.offsets, windows.offsets[1:])]
+    chars = [c[c[:, 0] >= 0] for c in chars]
+    assert len(chars) > 2 and all(np.array_equal(a[-14:], b[:14]) for a, b in zip(chars, chars[1:]))
 
 
 def test_cache_round_trip_gives_identical_arrays(squad_dir: Path, tokenizer, tmp_path: Path, monkeypatch):

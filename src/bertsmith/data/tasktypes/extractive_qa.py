@@ -6,7 +6,8 @@ a start and an end logit per token, a question's answer is the best span over th
   ``(question, context)`` and one record per question (``data.squad``'s module docstring).
 - Features (``encode``): ``[CLS] question [SEP] context-window [SEP]``, the context cut into windows of
   at most ``max_length`` tokens that overlap by the doc stride (the task's ``doc_stride``, else
-  ``DOC_STRIDE``), so no context token is lost; a question is cut to ``MAX_QUERY_LENGTH`` tokens. The
+  ``DOC_STRIDE``, or half the room left when ``max_length`` is too small for it), so no context token is
+  lost; a question is cut to ``MAX_QUERY_LENGTH`` tokens. The
   label of a window is the start and end token of the question's first gold answer, or ``(0, 0)`` (the
   [CLS] token) when the window does not hold it or the question is unanswerable, as the reference
   scripts (BERT's ``run_squad.py``, transformers' ``run_qa.py``) label them.
@@ -115,7 +116,28 @@ def _not_per_example(labels: np.ndarray, predictions: np.ndarray) -> float:
     )
 
 
-def _doc_stride(task: Task) -> int:
+def _doc_stride(task: Task, max_length: int) -> int:
+    """The task's doc stride, which must be below the context tokens a window holds after the longest
+    question; without one, ``DOC_STRIDE`` or, when ``max_length`` leaves no more room than that, half
+    the room (bertsmith's choice, with a warning)."""
+    room = max_length - 3 - MAX_QUERY_LENGTH  # context tokens per window after the longest question
+    if room < 2:
+        raise ConfigError(
+            f"max_length = {max_length} is too small for extractive QA: a window holds [CLS], a question of up "
+            f"to {MAX_QUERY_LENGTH} tokens, two [SEP] and at least 2 context tokens"
+        )
+    if task.doc_stride is not None and task.doc_stride >= room:
+        raise ConfigError(
+            f"{task.name}: doc_stride {task.doc_stride} must be below the {room} context tokens a window of "
+            f"max_length {max_length} holds after a question of up to {MAX_QUERY_LENGTH} tokens"
+        )
+    if task.doc_stride is None and DOC_STRIDE >= room:
+        warnings.warn(
+            f"{task.name}: max_length {max_length} leaves {room} context tokens per window; doc stride "
+            f"{room // 2} instead of {DOC_STRIDE} (set the task's doc_stride to choose)",
+            stacklevel=3,
+        )
+        return room // 2
     return task.doc_stride or DOC_STRIDE
 
 
@@ -157,14 +179,7 @@ class ExtractiveQA(TaskType):
             raise ConfigError(
                 f"extractive QA needs a fast tokenizer (offset mappings); {type(tokenizer).__name__} is not one"
             )
-        stride = _doc_stride(task)
-        room = max_length - 3 - MAX_QUERY_LENGTH  # context tokens per window after the longest question
-        if room <= stride:
-            raise ConfigError(
-                f"max_length = {max_length} leaves {room} context tokens per window after a question of up to "
-                f"{MAX_QUERY_LENGTH} tokens; it must exceed the doc stride {stride} (raise max_length or lower "
-                "the task's doc_stride)"
-            )
+        stride = _doc_stride(task, max_length)
         questions, truncated = _cut_questions(tokenizer, [q for q, _ in split.texts])
         if truncated:
             first = split.labels[truncated[0]]["id"] if split.labels else truncated[0]
@@ -210,7 +225,9 @@ class ExtractiveQA(TaskType):
         }
 
     def encode_key(self, task: Task) -> str:
-        return f"\nextractive_qa doc_stride={_doc_stride(task)} max_query_length={MAX_QUERY_LENGTH}"
+        """The doc stride (the default one stands for its reduced value too: ``max_length`` is in the key)
+        and the question limit."""
+        return f"\nextractive_qa doc_stride={task.doc_stride or DOC_STRIDE} max_query_length={MAX_QUERY_LENGTH}"
 
     # --- model and losses ---------------------------------------------------------------------------------
 
