@@ -20,7 +20,7 @@ from bertsmith.data.sources import Split
 from bertsmith.data.squad import read_squad_file, records_from_items
 from bertsmith.data.tasktypes import EXTRACTIVE_QA, known_metrics
 from bertsmith.data.tasktypes import extractive_qa as qa_module
-from bertsmith.data.tasktypes.extractive_qa import Answer, answers_from_logits, prediction_rows
+from bertsmith.data.tasktypes.extractive_qa import Answer, answer_metrics, answers_from_logits, prediction_rows
 from bertsmith.distill import losses as L
 from bertsmith.errors import ConfigError, DataError
 
@@ -184,6 +184,18 @@ def test_version_2_gold_logits_and_best_threshold(squad_dir: Path, tokenizer, tm
     missed = EXTRACTIVE_QA.evaluate(task, logits, encoded)
     assert missed["no_ans_f1"] < 1.0 and missed["has_ans_f1"] == 1.0
     assert missed["f1"] == pytest.approx((1.0 + missed["no_ans_f1"]) / 2)
+    # a threshold chosen elsewhere (dev's best, for test): very high answers every question, very low none
+    spans = answers_from_logits(
+        logits[..., 0],
+        logits[..., 1],
+        encoded.extra["offset_mapping"],
+        encoded.offsets,
+        [c for _, c in data.texts],
+        encoded.extra["example_index"],
+    )
+    assert answer_metrics(data.labels, spans, null_threshold=1e9) == missed
+    none = answer_metrics(data.labels, spans, null_threshold=-1e9)
+    assert (none["has_ans_f1"], none["no_ans_f1"], none["f1"]) == (0.0, 1.0, 0.5)
     with pytest.raises(DataError, match=r"QA logits must be \[.*, T, 2\], got shape"):
         EXTRACTIVE_QA.evaluate(task, logits[..., 0], encoded)
 

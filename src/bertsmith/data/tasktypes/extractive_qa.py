@@ -276,15 +276,7 @@ class ExtractiveQA(TaskType):
             [c for _, c in encoded.examples.texts],
             encoded.extra["example_index"],
         )
-        if not squad.is_version_2(records):
-            return squad.squad_metrics(records, [a.text for a in spans])
-        diffs = [a.null_score - a.score for a in spans]
-        chosen = ["" if d > NULL_THRESHOLD else a.text for a, d in zip(spans, diffs)]
-        out = squad.squad_metrics(records, chosen)
-        exact, f1 = squad.question_scores(records, [a.text for a in spans])
-        out["best_exact_match"], _ = squad.best_threshold(records, [a.text for a in spans], diffs, exact)
-        out["best_f1"], out["best_threshold"] = squad.best_threshold(records, [a.text for a in spans], diffs, f1)
-        return out
+        return answer_metrics(records, spans)
 
     def constant_level(self, task: Task, metric: str, labels: np.ndarray) -> float:
         """The empty answer for every question (the best constant answer: any text is wrong nearly
@@ -338,6 +330,24 @@ class ExtractiveQA(TaskType):
 
     def export_labels(self, task: Task) -> tuple[str, ...] | None:
         return None
+
+
+def answer_metrics(
+    records: Sequence[dict], answers: Sequence[Answer], *, null_threshold: float = NULL_THRESHOLD
+) -> dict[str, float]:
+    """SQuAD's metrics (0..1) of ``answers_from_logits``' answers (without a threshold) against the
+    questions' records; for v2.0 a question is left unanswered when its null score exceeds its span's
+    score by more than ``null_threshold`` (e.g. a ``best_threshold`` chosen on dev, for test), and the
+    best threshold on these questions is reported too (as ``ExtractiveQA.evaluate`` says)."""
+    texts = [a.text for a in answers]
+    if not squad.is_version_2(records):
+        return squad.squad_metrics(records, texts)
+    diffs = [a.null_score - a.score for a in answers]
+    out = squad.squad_metrics(records, ["" if d > null_threshold else t for t, d in zip(texts, diffs)])
+    exact, f1 = squad.question_scores(records, texts)
+    out["best_exact_match"], _ = squad.best_threshold(records, texts, diffs, exact)
+    out["best_f1"], out["best_threshold"] = squad.best_threshold(records, texts, diffs, f1)
+    return out
 
 
 def prediction_rows(answers: Sequence[Answer]) -> list[dict]:
