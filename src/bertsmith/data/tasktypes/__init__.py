@@ -1,8 +1,8 @@
 """The task-type registry: each ``Task`` gets its behaviour from the type its ``type`` names.
 
-Built in are ``classification``, ``regression`` and ``extractive_qa`` (SQuAD). A new type is a ``TaskType`` subclass in a module
-of its own and one ``register_task_type`` call (below for a built-in type); a task YAML then names it
-in ``type``.
+Built in are ``classification``, ``regression`` and ``extractive_qa`` (SQuAD). A new type is a
+``TaskType`` subclass in a module of its own and one ``register_task_type`` call (below for a built-in
+type); a task YAML then names it in ``type``.
 """
 
 from __future__ import annotations
