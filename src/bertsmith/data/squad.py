@@ -63,7 +63,7 @@ def read_squad_file(path: Path) -> list[dict]:
             for q, qa in enumerate(paragraph["qas"]):
                 if not isinstance(qa, dict):
                     raise DataError(f"{where}.qas[{q}]: not an object")
-                items.append({"title": title, "context": context, **qa})
+                items.append({**qa, "title": title, "context": context})
     return items
 
 
