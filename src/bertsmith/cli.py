@@ -234,7 +234,9 @@ def space(
 def export(
     source: str = typer.Argument(..., help="Checkpoint directory (Hugging Face or bertsmith export) or hub name."),
     out_dir: Path = typer.Argument(..., help="Directory to write (replaced atomically if it holds a model)."),
-    head: Optional[str] = typer.Option(None, "--head", help="base, classification, qa (extractive QA) or mlm (default: as found)."),
+    head: Optional[str] = typer.Option(
+        None, "--head", help="base, classification, qa (extractive QA) or mlm (default: as found)."
+    ),
     onnx: bool = typer.Option(False, "--onnx", help="Also write model.onnx (checked against PyTorch)."),
     quantize: Optional[str] = typer.Option(
         None,

@@ -204,6 +204,7 @@ VALUES = st.one_of(
             "/",
             "classification",
             "regression",
+            "extractive_qa",
             "label",
             "text",
             "accuracy",
@@ -211,7 +212,10 @@ VALUES = st.one_of(
             "f1",
         ]
     ),
-    st.lists(st.sampled_from(["text", "label", "a", "b", "accuracy", "spearmanr", "bleu", 1, None]), max_size=3),
+    st.lists(
+        st.sampled_from(["text", "label", "a", "b", "accuracy", "spearmanr", "exact_match", "bleu", 1, None]),
+        max_size=3,
+    ),
     st.dictionaries(
         st.sampled_from(["train", "dev", "test", "x"]),
         st.sampled_from(["train.csv", "dev.tsv", "test.jsonl", "nope.csv", "", 3]),
@@ -219,7 +223,19 @@ VALUES = st.one_of(
     ),
 )
 KEYS = st.sampled_from(
-    ["name", "files", "hub", "config", "text_columns", "label_column", "type", "labels", "metrics", "colour"]
+    [
+        "name",
+        "files",
+        "hub",
+        "config",
+        "text_columns",
+        "label_column",
+        "type",
+        "labels",
+        "metrics",
+        "doc_stride",
+        "colour",
+    ]
 )
 VALID = {"name": "t", "files": {"train": "train.csv", "dev": "dev.tsv"}, "text_columns": ["text"]}
 

@@ -24,6 +24,8 @@ def test_glue_tasks_and_their_metrics():
         "qnli": ("accuracy",),
         "rte": ("accuracy",),
         "rotten-tomatoes": ("accuracy",),
+        "squad": ("f1", "exact_match"),
+        "squad_v2": ("f1", "exact_match"),
     }
     assert {name: task.metrics for name, task in TASKS.items()} == expected
     assert get_task("mrpc").main_metric == "f1"

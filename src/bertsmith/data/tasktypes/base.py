@@ -40,6 +40,9 @@ class TaskType(ABC):
     # whether perturbed copies of an example keep its label (``--augment``, Agora's new points): not where a
     # label points at tokens that a perturbation may replace
     generated_data: ClassVar[bool] = True
+    # A type that reads its own files (``read_split``) fixes its tasks' text columns and label column
+    # (a task YAML then names none); None: a task YAML names them.
+    own_columns: ClassVar[tuple[tuple[str, ...], str] | None] = None
 
     def read_split(self, task: Task, split: str, data_dir: str | None) -> Split | None:
         """The split read in this type's own way, or None for the shared readers (rows of CSV, TSV,
