@@ -115,7 +115,7 @@ def test_the_qa_export_s_onnx_gives_the_start_and_end_logits_of_torch(qa_run):
     import onnxruntime as ort
     from transformers import AutoModelForQuestionAnswering
 
-    export = qa_run[0] / "export"
+    export = qa_run[0] / "export" / "model"
     session = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["start_logits", "end_logits"]
     model = AutoModelForQuestionAnswering.from_pretrained(export, trust_remote_code=True).eval()
@@ -135,7 +135,7 @@ def test_bertsmith_predict_answers_a_question_from_a_context(qa_run, monkeypatch
 
     context = "the film was really quite green and the plot was dull"
     result = CliRunner().invoke(
-        app, ["predict", str(qa_run[0] / "export"), "--text", "which color is named ?", "--text-pair", context]
+        app, ["predict", str(qa_run[0] / "export" / "model"), "--text", "which color is named ?", "--text-pair", context]
     )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output.strip().splitlines()[-1])

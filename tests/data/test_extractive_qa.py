@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from bertsmith.data import compute_metrics, encode_split, get_task, load_split, load_task_file
 from bertsmith.data.sources import Split
 from bertsmith.data.squad import read_squad_file, records_from_items
-from bertsmith.data.tasktypes import EXTRACTIVE_QA, known_metrics
+from bertsmith.data.tasktypes import CLASSIFICATION, EXTRACTIVE_QA, known_metrics
 from bertsmith.data.tasktypes import extractive_qa as qa_module
 from bertsmith.data.tasktypes.extractive_qa import Answer, answer_metrics, answers_from_logits, prediction_rows
 from bertsmith.distill import losses as L
@@ -114,19 +114,20 @@ def test_encode_refuses_slow_tokenizers_and_no_room_for_the_stride(tokenizer, tm
     squad = get_task("squad")
     with pytest.raises(ConfigError, match="needs a fast tokenizer"):
         EXTRACTIVE_QA.encode(squad, data, SimpleNamespace(is_fast=False), 384)
-    with pytest.raises(ConfigError, match=r"squad: doc_stride 125 must be below the 125 context tokens"):
-        EXTRACTIVE_QA.encode(dataclasses.replace(squad, doc_stride=125), data, tokenizer, 192)
-    with pytest.raises(ConfigError, match=r"max_length = 68 is too small for extractive QA"):
-        EXTRACTIVE_QA.encode(squad, data, tokenizer, 68)
-    with pytest.warns(UserWarning, match=r"squad: max_length 192 leaves 125 context tokens .*; doc stride 62 "):
-        encoded = encode_split(data, tokenizer, max_length=192, cache_dir=tmp_path, task=squad)
+    # "Why?" is 2 tokens: a window of max_length n holds n - 5 context tokens
+    with pytest.raises(ConfigError, match=r"squad: doc_stride 187 must be below the 187 context tokens"):
+        EXTRACTIVE_QA.encode(dataclasses.replace(squad, doc_stride=187), data, tokenizer, 192)
+    with pytest.raises(ConfigError, match=r"max_length = 6 is too small for extractive QA"):
+        EXTRACTIVE_QA.encode(squad, data, tokenizer, 6)
+    with pytest.warns(UserWarning, match=r"squad: max_length 128 leaves 123 context tokens .*; doc stride 61 "):
+        encoded = encode_split(data, tokenizer, max_length=128, cache_dir=tmp_path, task=squad)
     assert encoded.labels.tolist() == [[0, 0]]
     long = Split([("Why?", " ".join(f"w{i}" for i in range(300)))], [_record("z")], "mem", "h4")
-    with pytest.warns(UserWarning, match=r"doc stride 14 instead of 128"):
+    with pytest.warns(UserWarning, match=r"doc stride 45 instead of 128"):
         windows = encode_split(long, tokenizer, max_length=96, cache_dir=tmp_path, task=squad)
     chars = [windows.extra["offset_mapping"][a:b] for a, b in zip(windows.offsets, windows.offsets[1:])]
     chars = [c[c[:, 0] >= 0] for c in chars]
-    assert len(chars) > 2 and all(np.array_equal(a[-14:], b[:14]) for a, b in zip(chars, chars[1:]))
+    assert len(chars) > 2 and all(np.array_equal(a[-45:], b[:45]) for a, b in zip(chars, chars[1:]))
 
 
 def test_cache_round_trip_gives_identical_arrays(squad_dir: Path, tokenizer, tmp_path: Path, monkeypatch):
@@ -298,9 +299,10 @@ def test_type_interface():
     assert task.num_labels == 2 and EXTRACTIVE_QA.default_max_length == 384
     assert EXTRACTIVE_QA.export_labels(task) is None and EXTRACTIVE_QA.describe_labels(task) == "answer spans"
     assert {"f1", "exact_match", "accuracy"} <= set(known_metrics())
-    model = EXTRACTIVE_QA.build_model(tiny_spec("mhsa", "dense", False), task)
+    model = EXTRACTIVE_QA.build_model(tiny_spec("mhsa", "dense", False), task.num_labels)
     logits, _ = model(torch.randint(0, 97, (2, 9)), torch.ones(2, 9, dtype=torch.long))
     assert tuple(logits.shape) == (2, 9, 2)
+    assert EXTRACTIVE_QA.is_task_model(model) and not CLASSIFICATION.is_task_model(model)
     with pytest.raises(ConfigError, match="agora's data generation does not support extractive QA"):
         EXTRACTIVE_QA.mistakes(np.zeros((1, 3, 2)), np.zeros((1, 2)))
     with pytest.raises(ConfigError, match="answers_from_logits"):

@@ -30,6 +30,7 @@ from .task import (
     check_max_length,
     check_vocab,
     final_metrics,
+    load_encoder,
     load_task_data,
     load_tokenizer,
     reorder_by_importance,
@@ -64,10 +65,10 @@ def start_student(
     )
     student = task_model(data.task, spec)
     if init is not None:
-        student.encoder.load_state_dict(start.model.state_dict())
+        load_encoder(student, start.model)
     if init_from_teacher:
         reorder_by_importance(teacher, data, seed=seed)
-        slice_weights(teacher, teacher.encoder.spec, student, spec)
+        slice_weights(teacher, teacher.encoder.spec, student, student.encoder.spec)
     return student
 
 

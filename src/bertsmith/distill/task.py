@@ -146,6 +146,15 @@ def task_model(task: Task, spec: ArchSpec) -> torch.nn.Module:
     return task.task_type.build_model(spec, task.num_labels)
 
 
+def load_encoder(model: torch.nn.Module, encoder: torch.nn.Module) -> None:
+    """Copy ``encoder``'s weights (a checkpoint's ``BertsmithModel``) into ``model``'s encoder; its pooler's
+    only where ``model`` has one (a QA model has none)."""
+    state = encoder.state_dict()
+    if model.encoder.pooler is None:
+        state = {k: v for k, v in state.items() if not k.startswith("pooler.")}
+    model.encoder.load_state_dict(state)
+
+
 PAD_LOGIT = -1e4  # token-level logits beyond a sequence's end (masked out of any argmax or softmax)
 
 

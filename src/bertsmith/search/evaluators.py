@@ -155,9 +155,11 @@ class DistillEvaluator(Evaluator):
         if self.init == "supernet":
             if self.supernet is None:
                 self.prepare()
-            slice_weights(self.supernet.model, self.supernet.spec, student, spec, self.supernet.layers_for(spec))
+            slice_weights(
+                self.supernet.model, self.supernet.spec, student, student.encoder.spec, self.supernet.layers_for(spec)
+            )
         elif self.init == "teacher":
-            slice_weights(self.teacher, self.teacher.encoder.spec, student, spec)
+            slice_weights(self.teacher, self.teacher.encoder.spec, student, student.encoder.spec)
         return student
 
     def evaluate(self, spec: ArchSpec, workdir: Path) -> Evaluation:

@@ -116,20 +116,20 @@ def _not_per_example(labels: np.ndarray, predictions: np.ndarray) -> float:
     )
 
 
-def _doc_stride(task: Task, max_length: int) -> int:
+def _doc_stride(task: Task, max_length: int, longest: int) -> int:
     """The task's doc stride, which must be below the context tokens a window holds after the longest
-    question; without one, ``DOC_STRIDE`` or, when ``max_length`` leaves no more room than that, half
-    the room (bertsmith's choice, with a warning)."""
-    room = max_length - 3 - MAX_QUERY_LENGTH  # context tokens per window after the longest question
+    question (``longest`` tokens, at most ``MAX_QUERY_LENGTH``); without one, ``DOC_STRIDE`` or, when
+    ``max_length`` leaves no more room than that, half the room (bertsmith's choice, with a warning)."""
+    room = max_length - 3 - longest  # context tokens per window after the longest question
     if room < 2:
         raise ConfigError(
-            f"max_length = {max_length} is too small for extractive QA: a window holds [CLS], a question of up "
-            f"to {MAX_QUERY_LENGTH} tokens, two [SEP] and at least 2 context tokens"
+            f"max_length = {max_length} is too small for extractive QA: a window holds [CLS], the split's "
+            f"longest question ({longest} tokens), two [SEP] and at least 2 context tokens"
         )
     if task.doc_stride is not None and task.doc_stride >= room:
         raise ConfigError(
             f"{task.name}: doc_stride {task.doc_stride} must be below the {room} context tokens a window of "
-            f"max_length {max_length} holds after a question of up to {MAX_QUERY_LENGTH} tokens"
+            f"max_length {max_length} holds after the split's longest question ({longest} tokens)"
         )
     if task.doc_stride is None and DOC_STRIDE >= room:
         warnings.warn(
@@ -180,8 +180,9 @@ class ExtractiveQA(TaskType):
             raise ConfigError(
                 f"extractive QA needs a fast tokenizer (offset mappings); {type(tokenizer).__name__} is not one"
             )
-        stride = _doc_stride(task, max_length)
         questions, truncated = _cut_questions(tokenizer, [q for q, _ in split.texts])
+        longest = max(len(q) for q in tokenizer(questions, add_special_tokens=False)["input_ids"])
+        stride = _doc_stride(task, max_length, longest)
         if truncated:
             first = split.labels[truncated[0]]["id"] if split.labels else truncated[0]
             warnings.warn(
@@ -233,9 +234,11 @@ class ExtractiveQA(TaskType):
     # --- model and losses ---------------------------------------------------------------------------------
 
     def build_model(self, spec, num_outputs: int) -> torch.nn.Module:
+        """A QA model of ``spec`` without its pooler, which the QA head never reads (as transformers' QA
+        models have none)."""
         from ...modeling import BertsmithForQuestionAnswering
 
-        return BertsmithForQuestionAnswering(spec, num_outputs)
+        return BertsmithForQuestionAnswering(spec.replace(pooler=False) if spec.pooler else spec, num_outputs)
 
     def is_task_model(self, model: torch.nn.Module) -> bool:
         from ...modeling import BertsmithForQuestionAnswering
