@@ -22,6 +22,7 @@ from bertsmith.pipeline import run_pipeline
 from bertsmith.runconfig import load_config
 
 from .tasks import COLORS, tiny_spec
+from .test_cli import run
 
 LENGTH = 48
 
@@ -129,14 +130,15 @@ def test_the_qa_export_s_onnx_gives_the_start_and_end_logits_of_torch(qa_run):
     np.testing.assert_allclose(end, out.end_logits.numpy(), atol=1e-4)
 
 
-def test_bertsmith_predict_answers_a_question_from_a_context(qa_run, monkeypatch, capsys):
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_bertsmith_predict_answers_a_question_from_a_context(qa_run, backend):
     from bertsmith.cli import app
     from typer.testing import CliRunner
 
     context = "the film was really quite green and the plot was dull"
-    result = CliRunner().invoke(
-        app, ["predict", str(qa_run[0] / "export" / "model"), "--text", "which color is named ?", "--text-pair", context]
-    )
+    model = str(qa_run[0] / "export" / "model")
+    args = ["predict", model, "--text", "which color is named ?", "--text-pair", context, "--backend", backend]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output.strip().splitlines()[-1])
     assert answer["answer"] == context[answer["start"] : answer["end"]]
@@ -157,3 +159,23 @@ def test_the_task_file_fixture_is_squad_json(qa_task_file):
     paragraph = data["data"][0]["paragraphs"][0]
     answer = paragraph["qas"][0]["answers"][0]
     assert paragraph["context"][answer["answer_start"] :].startswith(answer["text"])
+
+
+def test_predict_reads_questions_and_contexts_from_a_file_and_refuses_a_question_without_one(
+    qa_run, tmp_path, monkeypatch, capsys
+):
+    from bertsmith.cli import app
+    from typer.testing import CliRunner
+
+    rows = tmp_path / "questions.csv"
+    rows.write_text("question,context\nwhat color ?,a red film\nname the color,the plot was blue and dull\n")
+    model = str(qa_run[0] / "export" / "model")
+    result = CliRunner().invoke(app, ["predict", model, "--file", str(rows), "--out", str(tmp_path / "a.csv")])
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "a.csv").read_text().splitlines()
+    assert lines[0] == "answer,score,start,end" and [line.split(",")[0] for line in lines[1:]] == ["red", "blue"]
+    code, _, err = run(monkeypatch, capsys, "predict", model, "--text", "what color ?")
+    assert code == 2 and err.strip() == (
+        "error: extractive QA answers a question from a context: give one context per question (--text-pair, "
+        "or a context column)"
+    )

@@ -375,16 +375,19 @@ QUIET = typer.Option(False, "--quiet", help="No progress bar.")
 
 @app.command("predict")
 def predict(
-    model_dir: Path = typer.Argument(..., help="A bertsmith export or a fine-tuned classifier's directory."),
-    text: Optional[list[str]] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
+    model_dir: Path = typer.Argument(
+        ..., help="A bertsmith export or a fine-tuned classifier's or QA model's directory."
+    ),
+    text: Optional[list[str]] = typer.Option(None, "--text", help="A text to classify, or a question (repeatable)."),
     text_pair: Optional[list[str]] = typer.Option(
-        None, "--text-pair", help="The second text of a pair, one per --text (sentence-pair tasks)."
+        None, "--text-pair", help="The second text of a pair, or a question's context: one per --text."
     ),
     file: Optional[Path] = typer.Option(None, "--file", help="CSV, TSV or JSONL with a header; streamed."),
     text_column: Optional[str] = typer.Option(
         None,
         "--text-column",
-        help="The file's text column (default: the first of sentence1, question1, question, premise, text, sentence).",
+        help="The file's text column (default: the first of sentence1, question1, question, premise, text, sentence; "
+        "a question's context is read from context).",
     ),
     pair_column: Optional[str] = typer.Option(None, "--pair-column", help="The file's second text column."),
     out: Optional[Path] = typer.Option(
@@ -403,7 +406,9 @@ def predict(
     quiet: bool = QUIET,
 ) -> None:
     """Classify texts with an exported model: the label and class probabilities per text (a score for
-    regression), from --text options or a file, with PyTorch or ONNX Runtime."""
+    regression), from --text options or a file, with PyTorch or ONNX Runtime. A question-answering model
+    answers each question (--text) from its context (--text-pair): the answer, its score and its
+    character offsets in the context."""
     from .errors import DataError
     from .inference import file_texts, load_classifier, write_predictions
 

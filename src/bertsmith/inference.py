@@ -1,4 +1,5 @@
-"""``bertsmith predict``: class names (or regression scores) for texts, from an exported model.
+"""``bertsmith predict``: class names (or regression scores) for texts, or answers to questions from
+their contexts, from an exported model.
 
 A ``Classifier`` is a model directory's tokenizer, class names (config.json's ``id2label``) and either
 its PyTorch weights (any checkpoint ``bertsmith.hf.import_checkpoint`` reads) or one of its ONNX files
@@ -22,11 +23,11 @@ from pathlib import Path
 import torch
 
 from .data.readers import read_rows
-from .data.tasktypes import TaskType, task_type_of_head
+from .data.tasktypes import EXTRACTIVE_QA, TaskType, task_type_of_head
 from .distill.task import load_tokenizer
 from .errors import CheckpointError, ConfigError, DataError
 from .hf import import_checkpoint
-from .modeling import BertsmithForSequenceClassification
+from .modeling import BertsmithForQuestionAnswering, BertsmithForSequenceClassification
 
 BACKENDS = ("torch", "onnxruntime")
 OUT_FORMATS = (".jsonl", ".csv")
@@ -35,6 +36,7 @@ DEFAULT_MAX_LENGTH = 128
 TEXT_COLUMNS = (
     ("sentence1", "sentence2"),
     ("question1", "question2"),
+    ("question", "context"),
     ("question", "sentence"),
     ("premise", "hypothesis"),
     ("text", None),
@@ -62,8 +64,9 @@ def load_classifier(
     onnx_file: str = "model.onnx",
     max_length: int | None = None,
 ) -> Classifier:
-    """The classifier in ``directory`` on ``backend`` (``torch`` or ``onnxruntime`` with ``onnx_file``),
-    truncating texts to ``max_length`` tokens (default: 128, or the model's positions when fewer)."""
+    """The classifier (or question-answering model) in ``directory`` on ``backend`` (``torch`` or
+    ``onnxruntime`` with ``onnx_file``), truncating texts to ``max_length`` tokens (default: 128, for QA 384,
+    or the model's positions when fewer; a QA context longer than that is read in overlapping windows)."""
     directory = Path(directory)
     if backend not in BACKENDS:
         raise ConfigError(f"--backend: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -83,41 +86,42 @@ def load_classifier(
         spec = None  # the tokenizer files are checked; the ONNX graph's shape is not read back
         num_labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
         positions = int(config.get("max_position_embeddings", DEFAULT_MAX_LENGTH))
+        qa = model.head == "qa"
     else:
         imported = import_checkpoint(directory)
-        if not isinstance(imported.model, BertsmithForSequenceClassification):
+        qa = isinstance(imported.model, BertsmithForQuestionAnswering)
+        if not (qa or isinstance(imported.model, BertsmithForSequenceClassification)):
             raise CheckpointError(
-                f"{directory}: the model has no sequence-classification head; predict needs a "
-                "fine-tuned classifier (the export of `bertsmith run`, `distill` or `teacher`)"
+                f"{directory}: the model has no sequence-classification or question-answering head; predict "
+                "needs a fine-tuned model (the export of `bertsmith run`, `distill` or `teacher`)"
             )
         model, num_labels = imported.model.eval(), imported.num_labels
         positions, spec = imported.spec.embeddings.max_tokens, imported.spec
+    task_type = EXTRACTIVE_QA if qa else task_type_of_head(num_labels)
     if max_length is None:
-        max_length = min(DEFAULT_MAX_LENGTH, positions)
+        max_length = min(DEFAULT_MAX_LENGTH if not qa else task_type.default_max_length, positions)
     elif max_length < 2:
         raise ConfigError(f"--max-length {max_length}: a text needs at least 2 tokens ([CLS] and [SEP])")
     if max_length > positions:
         raise ConfigError(f"--max-length {max_length} is more than the model's {positions} positions")
     names = config.get("id2label") or {}
-    task_type = task_type_of_head(num_labels)
     labels = [str(names.get(str(i), f"LABEL_{i}")) for i in range(num_labels)] if task_type.named_labels else None
     return Classifier(model, load_tokenizer(directory, spec, max_length), labels, max_length, task_type)
 
 
 @torch.no_grad()
 def predict_batch(clf: Classifier, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict]:
-    """One result per text: ``{"label", "score", "scores"}`` (class probabilities), or ``{"score"}``
-    for a regression model."""
-    encoded = clf.tokenizer(
+    """One result per text: ``{"label", "score", "scores"}`` (class probabilities), ``{"score"}`` for a
+    regression model, or for a QA model (texts: questions, pairs: their contexts) ``{"answer", "score",
+    "start", "end"}``."""
+    return clf.task_type.predict_texts(
+        clf.model,
+        clf.tokenizer,
         list(texts),
         list(pairs) if pairs is not None else None,
-        truncation=True,
         max_length=clf.max_length,
-        padding=True,
-        return_tensors="pt",
+        names=clf.labels,
     )
-    logits, _ = clf.model(encoded["input_ids"], encoded["attention_mask"], encoded.get("token_type_ids"))
-    return clf.task_type.outputs(logits.float(), clf.labels)
 
 
 def file_texts(
@@ -129,7 +133,8 @@ def file_texts(
     first = next(rows)  # read_rows refuses a file without rows
     columns = list(first[1])
     if text_column is None:
-        found = next(((a, b) for a, b in TEXT_COLUMNS if a in columns), None)
+        both = ((a, b) for a, b in TEXT_COLUMNS if a in columns and b in columns)  # a pair's two columns first
+        found = next(both, None) or next(((a, b) for a, b in TEXT_COLUMNS if a in columns), None)
         if found is None:
             raise DataError(
                 f"{path}: no text column found among {columns}; name it with --text-column "

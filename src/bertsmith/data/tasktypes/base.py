@@ -118,6 +118,15 @@ class TaskType(ABC):
     def outputs(self, logits: torch.Tensor, names: list[str] | None) -> list[dict]:
         """``bertsmith predict``'s result per row of logits; ``names``: the exported model's class names."""
 
+    def predict_texts(
+        self, model: torch.nn.Module, tokenizer, texts: list[str], pairs: list[str] | None, *, max_length: int, names
+    ) -> list[dict]:
+        """``bertsmith predict``'s result per text (with its pair): the texts tokenized, truncated to
+        ``max_length``, run through ``model`` and turned into results by ``outputs``."""
+        encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        logits, _ = model(encoded["input_ids"], encoded["attention_mask"], encoded.get("token_type_ids"))
+        return self.outputs(logits.float(), names)
+
     @abstractmethod
     def output_fields(self, names: list[str] | None) -> list[str]:
         """The CSV columns of ``outputs``' results, in order."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -316,8 +317,34 @@ class ExtractiveQA(TaskType):
 
     def outputs(self, logits: torch.Tensor, names: list[str] | None) -> list[dict]:
         raise ConfigError(
-            "extractive QA answers need each window's context offsets: use answers_from_logits and prediction_rows"
+            "extractive QA answers need each window's context offsets: use predict_texts, or answers_from_logits "
+            "and prediction_rows"
         )
+
+    def predict_texts(
+        self, model: torch.nn.Module, tokenizer, texts: list[str], pairs: list[str] | None, *, max_length: int, names
+    ) -> list[dict]:
+        """The best answer span per question (``texts``) in its context (``pairs``), over every window of a
+        long context: ``{"answer", "score", "start", "end"}`` (character offsets in the context)."""
+        from ..sources import Split
+        from ..tokenize import Encoded, collate
+        from ..tasks import get_task
+
+        if pairs is None:
+            raise DataError(
+                "extractive QA answers a question from a context: give one context per question (--text-pair, "
+                "or a context column)"
+            )
+        split = Split(list(zip(texts, pairs)), None, "predict", "")
+        arrays = self.encode(replace(get_task("squad"), name="predict"), split, tokenizer, max_length)
+        encoded = Encoded(arrays["input_ids"], arrays["token_type_ids"], arrays["offsets"], None, "predict")
+        batch = collate(encoded, np.arange(len(encoded)), tokenizer.pad_token_id or 0)
+        logits, _ = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        logits = logits.float().masked_fill(batch["attention_mask"][..., None] == 0, -1e4).detach().numpy()
+        answers = answers_from_logits(
+            logits[..., 0], logits[..., 1], arrays["offset_mapping"], arrays["offsets"], pairs, arrays["example_index"]
+        )
+        return prediction_rows(answers)
 
     def output_fields(self, names: list[str] | None) -> list[str]:
         return ["answer", "score", "start", "end"]
