@@ -49,7 +49,9 @@ def assess(
     metrics = {"torch": {split: torch_metrics[split] for split in splits}}
     for name, file in (("onnx", FP32_FILE), ("int8", INT8_FILE)):
         model = OnnxClassifier(directory / file)
-        metrics[name] = {split: evaluate(model, data, split) for split in splits}
+        metrics[name] = {"dev": evaluate(model, data, "dev")} if "dev" in splits else {}
+        if "test" in splits:
+            metrics[name]["test"] = evaluate(model, data, "test", dev=metrics[name].get("dev"))
     verdict = recommend(metrics["torch"], metrics["int8"], metric, max_drop)
     latency = measure_latencies(teacher, import_checkpoint(directory).model, directory, seq_len=seq_len, rounds=rounds)
     return {

@@ -349,7 +349,9 @@ class _Run:
         context = self.context(directory)
         spec, data = context.spec, context.data()
         if metrics is None:  # a fine-tuned teacher given as it is
-            metrics = {split: evaluate(context.model, data, split) for split in ("dev", "test") if data.labeled(split)}
+            metrics = {"dev": evaluate(context.model, data, "dev")}
+            if data.labeled("test"):
+                metrics["test"] = evaluate(context.model, data, "test", dev=metrics["dev"])
         self.log(f"[teacher] {directory}: {_metrics(metrics)}")
         constant = {
             split: constant_levels(self.task, _gold(data.splits[split]))

@@ -171,7 +171,8 @@ def test_version_2_gold_logits_and_best_threshold(squad_dir: Path, tokenizer, tm
     encoded = encode_split(data, tokenizer, max_length=384, cache_dir=tmp_path, task=task)
     logits = gold_logits(encoded)  # unanswerable: the maximum on [CLS] in every window
     metrics = EXTRACTIVE_QA.evaluate(task, logits, encoded)
-    assert {k: v for k, v in metrics.items() if k != "best_threshold"} == dict.fromkeys(
+    assert metrics["null_threshold"] == 0.0  # no dev metrics given: the default threshold
+    assert {k: v for k, v in metrics.items() if k not in ("best_threshold", "null_threshold")} == dict.fromkeys(
         ("exact_match", "f1", "has_ans_exact_match", "has_ans_f1", "no_ans_exact_match", "no_ans_f1")
         + ("best_exact_match", "best_f1"),
         1.0,
@@ -179,6 +180,10 @@ def test_version_2_gold_logits_and_best_threshold(squad_dir: Path, tokenizer, tm
     # null score - best span score: answerable 0 - 10 (the minimum null is of the window with the answer),
     # unanswerable 10 - 0; answering exactly the answerable ones is best, at their diff
     assert metrics["best_threshold"] == -10.0
+    # a threshold chosen on dev applies to this split: above every diff, no question is left unanswered
+    lax = EXTRACTIVE_QA.evaluate(task, logits, encoded, dev={"best_threshold": 15.0})
+    assert lax["null_threshold"] == 15.0 and lax["has_ans_f1"] == 1.0 and lax["no_ans_f1"] < 1.0
+    assert lax["best_f1"] == 1.0  # the split's own best is reported beside it
     # without a null score above the span's, every question is answered: an unanswerable one scores only
     # where its answer (the first context token: all logits are 0) normalises to nothing, such as "The"
     logits[:, 0, :] = -1e3
@@ -194,7 +199,7 @@ def test_version_2_gold_logits_and_best_threshold(squad_dir: Path, tokenizer, tm
         [c for _, c in data.texts],
         encoded.extra["example_index"],
     )
-    assert answer_metrics(data.labels, spans, null_threshold=1e9) == missed
+    assert answer_metrics(data.labels, spans, null_threshold=1e9) | {"null_threshold": 0.0} == missed
     none = answer_metrics(data.labels, spans, null_threshold=-1e9)
     assert (none["has_ans_f1"], none["no_ans_f1"], none["f1"]) == (0.0, 1.0, 0.5)
     with pytest.raises(DataError, match=r"QA logits must be \[.*, T, 2\], got shape"):

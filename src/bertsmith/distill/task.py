@@ -184,17 +184,20 @@ def predict(model: torch.nn.Module, data: Encoded, pad_id: int, batch_size: int 
     return out
 
 
-def evaluate(model: torch.nn.Module, data: TaskData, split: str) -> dict[str, float]:
-    """The task's official metrics on a labeled split."""
+def evaluate(
+    model: torch.nn.Module, data: TaskData, split: str, *, dev: dict[str, float] | None = None
+) -> dict[str, float]:
+    """The task's official metrics on a labeled split; ``dev``: the model's dev metrics, where the task
+    type applies a setting tuned on dev to this split (extractive QA v2.0's null threshold)."""
     encoded = data.splits[split]
-    return data.task.task_type.evaluate(data.task, predict(model, encoded, data.pad_id), encoded)
+    return data.task.task_type.evaluate(data.task, predict(model, encoded, data.pad_id), encoded, dev=dev)
 
 
 def final_metrics(student: torch.nn.Module, data: TaskData, result: TrainResult) -> dict[str, dict[str, float]]:
     """Dev metrics of the kept (best) student, and test metrics where the test split has labels."""
     metrics = {"dev": result.best_metrics or evaluate(student, data, "dev")}
     if data.labeled("test"):
-        metrics["test"] = evaluate(student, data, "test")
+        metrics["test"] = evaluate(student, data, "test", dev=metrics["dev"])
     return metrics
 
 

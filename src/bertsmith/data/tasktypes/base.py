@@ -74,8 +74,12 @@ class TaskType(ABC):
 
         return isinstance(model, BertsmithForSequenceClassification)
 
-    def evaluate(self, task: Task, logits: np.ndarray, encoded: Encoded) -> dict[str, float]:
-        """Every metric of ``task`` for a model's logits on a tokenized split (``predict``'s order)."""
+    def evaluate(
+        self, task: Task, logits: np.ndarray, encoded: Encoded, *, dev: Mapping[str, float] | None = None
+    ) -> dict[str, float]:
+        """Every metric of ``task`` for a model's logits on a tokenized split (``predict``'s order).
+        ``dev``: the same model's dev metrics, for a type that tunes a setting on dev and applies it to the
+        other splits (extractive QA's null threshold)."""
         from ..tasks import compute_metrics
 
         return compute_metrics(task, logits, encoded.labels)

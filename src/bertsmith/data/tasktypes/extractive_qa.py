@@ -17,7 +17,7 @@ a start and an end logit per token, a question's answer is the best span over th
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -266,12 +266,16 @@ class ExtractiveQA(TaskType):
 
     # --- scoring ------------------------------------------------------------------------------------------
 
-    def evaluate(self, task: Task, logits: np.ndarray, encoded: Encoded) -> dict[str, float]:
+    def evaluate(
+        self, task: Task, logits: np.ndarray, encoded: Encoded, *, dev: Mapping[str, float] | None = None
+    ) -> dict[str, float]:
         """SQuAD's metrics (0..1) of the best spans. v1.1: ``f1``, ``exact_match``. v2.0 (some question
-        unanswerable): the answer is empty when its null score exceeds its best span score by more than
-        ``NULL_THRESHOLD``, giving ``f1``, ``exact_match``, ``has_ans_*`` and ``no_ans_*``; and the official
+        unanswerable): the answer is empty when its null score exceeds its best span score by more than the
+        null threshold, giving ``f1``, ``exact_match``, ``has_ans_*`` and ``no_ans_*``; and the official
         best threshold chosen on this split (``best_f1``, ``best_exact_match``, ``best_threshold`` of the
-        F1 choice, in logit units)."""
+        F1 choice, in logit units). The null threshold is ``dev``'s ``best_threshold`` where given (test
+        scored with the threshold chosen on dev), else ``NULL_THRESHOLD``; it is recorded as
+        ``null_threshold``."""
         if encoded.examples is None or encoded.examples.labels is None:
             raise DataError(f"{task.name}: evaluate needs the split's questions (Encoded.examples)")
         records = encoded.examples.labels
@@ -286,7 +290,10 @@ class ExtractiveQA(TaskType):
             [c for _, c in encoded.examples.texts],
             encoded.extra["example_index"],
         )
-        return answer_metrics(records, spans)
+        if not squad.is_version_2(records):
+            return answer_metrics(records, spans)
+        threshold = dev["best_threshold"] if dev and "best_threshold" in dev else NULL_THRESHOLD
+        return answer_metrics(records, spans, null_threshold=threshold) | {"null_threshold": threshold}
 
     def constant_level(self, task: Task, metric: str, labels: np.ndarray) -> float:
         """The empty answer for every question (the best constant answer: any text is wrong nearly
