@@ -179,3 +179,35 @@ def test_predict_reads_questions_and_contexts_from_a_file_and_refuses_a_question
         "error: extractive QA answers a question from a context: give one context per question (--text-pair, "
         "or a context column)"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["prune", "extract", "progressive", "random"])
+def test_every_strategy_searches_a_qa_task_by_f1(strategy, tmp_path, base_dir, qa_task_file, cache_dir):
+    from .test_pipeline import TINY_OPTIONS
+
+    config = {
+        "task": str(qa_task_file),
+        "max_length": LENGTH,
+        "latency_repeats": 3,
+        "teacher": {"model": str(base_dir), "steps": 90, "lr": 3e-3, "batch_size": 16},
+        "budget": {"params": "60%", "latency": None},
+        "search": {
+            "strategy": strategy,
+            "trials": 5,
+            "objectives": ["params"],
+            "eval_steps": 3,
+            "supernet_steps": 4,
+            "options": {"batch_size": 16, **TINY_OPTIONS.get(strategy, {})},
+        },
+        "finalists": {"count": 1, "steps": 4, "batch_size": 16, "baselines": []},
+        "export": {"onnx": False},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = run_pipeline(load_config(path), tmp_path / "out", cache_dir=cache_dir, progress=False, log=lambda _: None)
+    trials = result.results["search"]["trials"]
+    assert result.results["metric"] == "f1" and trials
+    scores = [t["value"] for t in trials if t["value"] is not None]  # each architecture's dev F1 in the search
+    assert scores and all(0.0 <= v <= 1.0 for v in scores)
+    assert result.results["chosen"]["metrics"]["test"]["f1"] >= 0.0

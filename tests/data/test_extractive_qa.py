@@ -475,3 +475,22 @@ def test_real_splits_read(squad_dir: Path, tmp_path: Path):
     assert all(r["answers"] for r in dev.labels)
     v2 = records_from_items(read_squad_file(squad_dir / "sample-v2.0.json"), "v2", skip_misaligned=False)[1]
     assert sum(r["impossible"] for r in v2) == 702 and sum(not r["impossible"] for r in v2) == 705
+
+
+def test_a_carved_validation_split_keeps_each_question_s_windows_together_and_scores(
+    squad_dir: Path, tokenizer, tmp_path: Path
+):
+    from bertsmith.data.carve import carve
+
+    data = real_split(squad_dir / "dev.json", 60)
+    task = get_task("squad")
+    encoded = encode_split(data, tokenizer, max_length=96, cache_dir=tmp_path, task=task)  # several windows each
+    assert len(encoded) > len(data)
+    rest, validation, held = carve(encoded, 0.25, seed=0)
+    assert len(rest) + len(validation) == len(encoded)
+    assert len(validation.examples.texts) == 15 and len(rest.examples.texts) == 45
+    questions = {tuple(data.texts[i]) for i in encoded.extra["example_index"][held]}
+    assert questions == set(validation.examples.texts) and not questions & set(rest.examples.texts)
+    for part in (rest, validation):  # every window's tokens, offsets and question travel together
+        assert len(part.extra["offset_mapping"]) == int(part.offsets[-1])
+        assert EXTRACTIVE_QA.evaluate(task, gold_logits(part), part) == {"exact_match": 1.0, "f1": 1.0}
