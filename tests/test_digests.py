@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from bertsmith import pipeline, rundir
-from bertsmith.data.sources import _digest as examples_digest
+from bertsmith.data.split import split_digest as examples_digest
 from bertsmith.distill.teacher_cache import tokens_digest, weights_digest
 from bertsmith.files import digest, files_digest, path_digest
 from bertsmith.search.space import SearchSpace

@@ -52,4 +52,6 @@ def perturbed_copies(
         offsets=offsets.astype(encoded.offsets.dtype),
         labels=None if encoded.labels is None else np.tile(encoded.labels, copies + 1),
         key=key,
+        extra={},  # the copies are not the split's examples: no per-example arrays, no raw examples
+        examples=None,
     )

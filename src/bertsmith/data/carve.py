@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .sources import Split
+from .split import Split
 from .tokenize import Encoded
 
 
@@ -67,6 +67,8 @@ def concat(first: Encoded, second: Encoded) -> Encoded:
         offsets=offsets,
         labels=labels,
         key=hashlib.sha256(f"{first.key}+{second.key}".encode()).hexdigest(),
+        extra={},  # per-example arrays and raw examples of the two do not join
+        examples=None,
     )
 
 

@@ -21,35 +21,19 @@ changes whenever what a model sees changes, whatever the file's encoding or colu
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from .readers import Row, cell_text, read_rows
+from .split import Split, split_digest
 from .tasks import ROTTEN_TOMATOES_FILE, Task
 
 ROTTEN_TOMATOES_SEED = 0
-
-
-@dataclass(frozen=True)
-class Split:
-    """One split of a task: texts (one or two per example) and labels as its task type reads them
-    (class indices, regression values, a QA type's answers)."""
-
-    texts: list[tuple[str, ...]]
-    labels: list | None
-    source: str
-    sha256: str
-
-    def __len__(self) -> int:
-        return len(self.texts)
 
 
 def load_split(task: Task, split: str, *, data_dir: str | os.PathLike | None = None) -> Split:
@@ -106,7 +90,7 @@ def _to_split(task: Task, split: str, rows: Iterable[Row], source: str, unit: st
     if not texts:
         raise DataError(f"{source}: no data rows")
     final = labels if labeled else None
-    return Split(texts=texts, labels=final, source=source, sha256=_digest(texts, final))
+    return Split(texts=texts, labels=final, source=source, sha256=split_digest(texts, final))
 
 
 def _field(row: dict[str, str], column: str, where: str) -> str:
@@ -116,13 +100,6 @@ def _field(row: dict[str, str], column: str, where: str) -> str:
     if not value.strip():
         raise DataError(f"{where}, column {column!r}: empty")
     return value
-
-
-def _digest(texts: list[tuple[str, ...]], labels: list | None) -> str:
-    digest = hashlib.sha256()
-    for i, example in enumerate(texts):
-        digest.update(json.dumps([example, None if labels is None else labels[i]]).encode() + b"\n")
-    return digest.hexdigest()
 
 
 def _rotten_tomatoes(task: Task, split: str) -> Split:

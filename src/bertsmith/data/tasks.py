@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..arch import read_yaml_file
@@ -377,11 +376,7 @@ def compute_metrics(task: Task, predictions: Any, labels: Any) -> dict[str, floa
     """Every metric of the task, by name, for model outputs against gold labels. ``predictions``: what
     the task type's ``metric_inputs`` takes: logits ``[N, C]`` (the argmax is the predicted class) or
     class indices ``[N]``, or for a regression task values ``[N]`` or ``[N, 1]``."""
-    task_type = task.task_type
-    predictions, labels = task_type.metric_inputs(task, np.asarray(predictions), np.asarray(labels))
-    if labels.shape != predictions.shape:
-        raise DataError(f"{task.name}: {len(predictions)} predictions for {len(labels)} labels")
-    return {name: task_type.metrics[name](labels, predictions) for name in task.metrics}
+    return task.task_type.scores(task, predictions, labels)
 
 
 def main_metric(task: Task) -> str:

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import ConfigError
 from ..files import publish
-from .sources import Split
+from .split import Split
 from .tasks import Task
 
 CACHE_VERSION = "bertsmith-tokens-1"

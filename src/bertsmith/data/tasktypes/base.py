@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import torch
 
+from ...errors import DataError
+
 if TYPE_CHECKING:
-    from ..sources import Split
+    from ..split import Split
     from ..tasks import Task
     from ..tokenize import Encoded
 
@@ -80,9 +82,14 @@ class TaskType(ABC):
         """Every metric of ``task`` for a model's logits on a tokenized split (``predict``'s order).
         ``dev``: the same model's dev metrics, for a type that tunes a setting on dev and applies it to the
         other splits (extractive QA's null threshold)."""
-        from ..tasks import compute_metrics
+        return self.scores(task, logits, encoded.labels)
 
-        return compute_metrics(task, logits, encoded.labels)
+    def scores(self, task: Task, predictions, labels) -> dict[str, float]:
+        """Every metric of ``task`` for model outputs (``metric_inputs``' input) against gold labels."""
+        predictions, labels = self.metric_inputs(task, np.asarray(predictions), np.asarray(labels))
+        if labels.shape != predictions.shape:
+            raise DataError(f"{task.name}: {len(predictions)} predictions for {len(labels)} labels")
+        return {name: self.metrics[name](labels, predictions) for name in task.metrics}
 
     @abstractmethod
     def num_outputs(self, task: Task) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -29,10 +28,10 @@ import torch.nn.functional as F
 from ...distill import losses as L
 from ...errors import ConfigError, DataError
 from .. import squad
+from ..split import Split, split_digest
 from .base import TaskType
 
 if TYPE_CHECKING:
-    from ..sources import Split
     from ..tasks import Task
     from ..tokenize import Encoded
 
@@ -117,8 +116,64 @@ def _not_per_example(labels: np.ndarray, predictions: np.ndarray) -> float:
     )
 
 
-def _doc_stride(task: Task, max_length: int, longest: int) -> int:
-    """The task's doc stride, which must be below the context tokens a window holds after the longest
+def windows(
+    split: Split, tokenizer, max_length: int, *, name: str, doc_stride: int | None = None
+) -> dict[str, np.ndarray]:
+    """``ExtractiveQA.encode``'s arrays for ``split`` (``name`` and ``doc_stride``: the task's, or the
+    predicting command's with the default stride)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(
+            f"extractive QA needs a fast tokenizer (offset mappings); {type(tokenizer).__name__} is not one"
+        )
+    questions, truncated = _cut_questions(tokenizer, [q for q, _ in split.texts])
+    longest = max(len(q) for q in tokenizer(questions, add_special_tokens=False)["input_ids"])
+    stride = _doc_stride(name, doc_stride, max_length, longest)
+    if truncated:
+        first = split.labels[truncated[0]]["id"] if split.labels else truncated[0]
+        warnings.warn(
+            f"{split.source}: {len(truncated)} question(s) longer than {MAX_QUERY_LENGTH} tokens cut to "
+            f"{MAX_QUERY_LENGTH} (first: {first})",
+            stacklevel=2,
+        )
+    contexts = [c for _, c in split.texts]
+    ids, types, chars, lengths, labels, example_index = [], [], [], [], [], []
+    for begin in range(0, len(questions), 1000):
+        out = tokenizer(
+            questions[begin : begin + 1000],
+            contexts[begin : begin + 1000],
+            truncation="only_second",
+            max_length=max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            return_token_type_ids=True,
+            return_attention_mask=False,
+            padding=False,
+        )
+        for f, window in enumerate(out["input_ids"]):
+            q = begin + out["overflow_to_sample_mapping"][f]
+            in_context = np.array([s == 1 for s in out.sequence_ids(f)])
+            mapping = np.asarray(out["offset_mapping"][f], dtype=np.int32).reshape(-1, 2)
+            mapping[~in_context] = -1
+            ids.append(np.asarray(window, dtype=np.int32))
+            types.append(np.asarray(out["token_type_ids"][f], dtype=np.int32))
+            chars.append(mapping)
+            lengths.append(len(window))
+            labels.append(_span_label(mapping, split.labels[q] if split.labels else None, contexts[q]))
+            example_index.append(q)
+    return {
+        "input_ids": np.concatenate(ids),
+        "token_type_ids": np.concatenate(types),
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "labels": np.asarray(labels, dtype=np.int64).reshape(-1, 2),
+        "example_index": np.asarray(example_index, dtype=np.int64),
+        "offset_mapping": np.concatenate(chars),
+        "truncated_questions": np.asarray(truncated, dtype=np.int64),
+    }
+
+
+def _doc_stride(name: str, doc_stride: int | None, max_length: int, longest: int) -> int:
+    """The doc stride (a task's ``doc_stride``, or None), named by ``name`` in messages,, which must be below the context tokens a window holds after the longest
     question (``longest`` tokens, at most ``MAX_QUERY_LENGTH``); without one, ``DOC_STRIDE`` or, when
     ``max_length`` leaves no more room than that, half the room (bertsmith's choice, with a warning)."""
     room = max_length - 3 - longest  # context tokens per window after the longest question
@@ -127,19 +182,19 @@ def _doc_stride(task: Task, max_length: int, longest: int) -> int:
             f"max_length = {max_length} is too small for extractive QA: a window holds [CLS], the split's "
             f"longest question ({longest} tokens), two [SEP] and at least 2 context tokens"
         )
-    if task.doc_stride is not None and task.doc_stride >= room:
+    if doc_stride is not None and doc_stride >= room:
         raise ConfigError(
-            f"{task.name}: doc_stride {task.doc_stride} must be below the {room} context tokens a window of "
+            f"{name}: doc_stride {doc_stride} must be below the {room} context tokens a window of "
             f"max_length {max_length} holds after the split's longest question ({longest} tokens)"
         )
-    if task.doc_stride is None and DOC_STRIDE >= room:
+    if doc_stride is None and DOC_STRIDE >= room:
         warnings.warn(
-            f"{task.name}: max_length {max_length} leaves {room} context tokens per window; doc stride "
+            f"{name}: max_length {max_length} leaves {room} context tokens per window; doc stride "
             f"{room // 2} instead of {DOC_STRIDE} (set the task's doc_stride to choose)",
             stacklevel=3,
         )
         return room // 2
-    return task.doc_stride or DOC_STRIDE
+    return doc_stride or DOC_STRIDE
 
 
 class ExtractiveQA(TaskType):
@@ -161,7 +216,6 @@ class ExtractiveQA(TaskType):
         """The split's questions from its SQuAD JSON file (a task's ``files``, or the named task's official
         file in ``data_dir``) or from the hub; questions whose answer_start misses the answer are skipped
         (with a warning) in ``train`` only."""
-        from ..sources import Split, _digest
 
         if task.origin == "files" or (task.origin == "squad" and data_dir is not None):
             path = Path(task.splits[split]) if task.origin == "files" else _official_file(task, split, Path(data_dir))
@@ -169,7 +223,7 @@ class ExtractiveQA(TaskType):
         else:
             source, items = _hub_items(task, split)
         texts, records = squad.records_from_items(items, source, skip_misaligned=split == "train")
-        return Split(texts=texts, labels=records, source=source, sha256=_digest(texts, records))
+        return Split(texts=texts, labels=records, source=source, sha256=split_digest(texts, records))
 
     def encode(self, task: Task, split: Split, tokenizer, max_length: int) -> dict[str, np.ndarray]:
         """Windows of each question's context (module docstring). Arrays: ``input_ids``,
@@ -177,55 +231,7 @@ class ExtractiveQA(TaskType):
         window), ``offset_mapping`` [tokens, 2] (character offsets in the context, -1 outside it) and
         ``truncated_questions`` (the indices of the questions cut to ``MAX_QUERY_LENGTH`` tokens, also
         reported by a warning)."""
-        if not getattr(tokenizer, "is_fast", False):
-            raise ConfigError(
-                f"extractive QA needs a fast tokenizer (offset mappings); {type(tokenizer).__name__} is not one"
-            )
-        questions, truncated = _cut_questions(tokenizer, [q for q, _ in split.texts])
-        longest = max(len(q) for q in tokenizer(questions, add_special_tokens=False)["input_ids"])
-        stride = _doc_stride(task, max_length, longest)
-        if truncated:
-            first = split.labels[truncated[0]]["id"] if split.labels else truncated[0]
-            warnings.warn(
-                f"{split.source}: {len(truncated)} question(s) longer than {MAX_QUERY_LENGTH} tokens cut to "
-                f"{MAX_QUERY_LENGTH} (first: {first})",
-                stacklevel=2,
-            )
-        contexts = [c for _, c in split.texts]
-        ids, types, chars, lengths, labels, example_index = [], [], [], [], [], []
-        for begin in range(0, len(questions), 1000):
-            out = tokenizer(
-                questions[begin : begin + 1000],
-                contexts[begin : begin + 1000],
-                truncation="only_second",
-                max_length=max_length,
-                stride=stride,
-                return_overflowing_tokens=True,
-                return_offsets_mapping=True,
-                return_token_type_ids=True,
-                return_attention_mask=False,
-                padding=False,
-            )
-            for f, window in enumerate(out["input_ids"]):
-                q = begin + out["overflow_to_sample_mapping"][f]
-                in_context = np.array([s == 1 for s in out.sequence_ids(f)])
-                mapping = np.asarray(out["offset_mapping"][f], dtype=np.int32).reshape(-1, 2)
-                mapping[~in_context] = -1
-                ids.append(np.asarray(window, dtype=np.int32))
-                types.append(np.asarray(out["token_type_ids"][f], dtype=np.int32))
-                chars.append(mapping)
-                lengths.append(len(window))
-                labels.append(_span_label(mapping, split.labels[q] if split.labels else None, contexts[q]))
-                example_index.append(q)
-        return {
-            "input_ids": np.concatenate(ids),
-            "token_type_ids": np.concatenate(types),
-            "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            "labels": np.asarray(labels, dtype=np.int64).reshape(-1, 2),
-            "example_index": np.asarray(example_index, dtype=np.int64),
-            "offset_mapping": np.concatenate(chars),
-            "truncated_questions": np.asarray(truncated, dtype=np.int64),
-        }
+        return windows(split, tokenizer, max_length, name=task.name, doc_stride=task.doc_stride)
 
     def encode_key(self, task: Task) -> str:
         """The doc stride (the default one stands for its reduced value too: ``max_length`` is in the key)
@@ -333,21 +339,22 @@ class ExtractiveQA(TaskType):
     ) -> list[dict]:
         """The best answer span per question (``texts``) in its context (``pairs``), over every window of a
         long context: ``{"answer", "score", "start", "end"}`` (character offsets in the context)."""
-        from ..sources import Split
-        from ..tokenize import Encoded, collate
-        from ..tasks import get_task
-
         if pairs is None:
             raise DataError(
                 "extractive QA answers a question from a context: give one context per question (--text-pair, "
                 "or a context column)"
             )
-        split = Split(list(zip(texts, pairs)), None, "predict", "")
-        arrays = self.encode(replace(get_task("squad"), name="predict"), split, tokenizer, max_length)
-        encoded = Encoded(arrays["input_ids"], arrays["token_type_ids"], arrays["offsets"], None, "predict")
-        batch = collate(encoded, np.arange(len(encoded)), tokenizer.pad_token_id or 0)
-        logits, _ = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        logits = logits.float().masked_fill(batch["attention_mask"][..., None] == 0, -1e4).detach().numpy()
+        arrays = windows(Split(list(zip(texts, pairs)), None, "predict", ""), tokenizer, max_length, name="predict")
+        lengths = np.diff(arrays["offsets"])
+        ids = np.full((len(lengths), int(lengths.max())), tokenizer.pad_token_id or 0, dtype=np.int64)
+        types, mask = np.zeros_like(ids), np.zeros_like(ids)
+        for row, (begin, end) in enumerate(zip(arrays["offsets"][:-1], arrays["offsets"][1:])):
+            ids[row, : end - begin] = arrays["input_ids"][begin:end]
+            types[row, : end - begin] = arrays["token_type_ids"][begin:end]
+            mask[row, : end - begin] = 1
+        logits, _ = model(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types))
+        logits = logits.float().detach().numpy()
+        logits[mask == 0] = -1e4
         answers = answers_from_logits(
             logits[..., 0], logits[..., 1], arrays["offset_mapping"], arrays["offsets"], pairs, arrays["example_index"]
         )
