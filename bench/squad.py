@@ -10,8 +10,10 @@ train split the other 34, and the test split is ``dev.json`` whole. It then runs
 that task at a quarter of the teacher's non-embedding parameters (the uniform baseline distilled the
 same way), with ``BERTSMITH_CACHE=WORK/cache``, and records the wall time, each stage's time and peak
 resident memory, the CPU steal over the run, and the teacher's, the chosen model's and the baseline's
-EM/F1 and latency in ``bench/results/squad.json``. ``--teacher-epochs`` and ``--finalist-epochs`` set the
-schedules (recorded). A run whose model fails the quality gate (exit code 3) is recorded as such.
+EM/F1 and latency in ``bench/results/squad.json``. ``--teacher-epochs``, ``--finalist-epochs`` and
+``--finalist-steps`` set the schedules (recorded). A rerun with the same WORK reuses the stages whose
+inputs did not change (the teacher, the search); the recorded wall time is the rerun's, the stage times
+are each stage's own. A run whose model fails the quality gate (exit code 3) is recorded as such.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ def main() -> None:
     parser.add_argument("--squad", type=Path, default=ROOT.parent / "shared" / "data" / "squad")
     parser.add_argument("--teacher-epochs", type=float, default=2.0)
     parser.add_argument("--finalist-epochs", type=float, default=1.0)
+    parser.add_argument(
+        "--finalist-steps", type=int, default=None, help="steps of each finalist and baseline (overrides epochs)"
+    )
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "squad.json")
     args = parser.parse_args()
@@ -76,7 +81,8 @@ def main() -> None:
         "teacher": {"epochs": args.teacher_epochs},
         "budget": {"params": "25%"},
         "search": {"trials": args.trials},
-        "finalists": {"epochs": args.finalist_epochs, "baselines": ["uniform"]},
+        "finalists": {"epochs": args.finalist_epochs, "baselines": ["uniform"]}
+        | ({"steps": args.finalist_steps, "min_steps": 0} if args.finalist_steps else {}),
     }
     config_path = args.work / "config.yaml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
