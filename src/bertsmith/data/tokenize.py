@@ -14,7 +14,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,7 +22,9 @@ import torch
 from ..errors import ConfigError
 from ..files import publish
 from .split import Split
-from .tasks import Task
+
+if TYPE_CHECKING:
+    from .tasks import Task
 
 CACHE_VERSION = "bertsmith-tokens-1"
 TOKENIZER_FILES = (

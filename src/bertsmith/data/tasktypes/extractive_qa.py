@@ -29,11 +29,11 @@ from ...distill import losses as L
 from ...errors import ConfigError, DataError
 from .. import squad
 from ..split import Split, split_digest
+from ..tokenize import Encoded, collate
 from .base import TaskType
 
 if TYPE_CHECKING:
     from ..tasks import Task
-    from ..tokenize import Encoded
 
 DOC_STRIDE = 128  # tokens shared by consecutive windows of a context (the reference scripts' default)
 MAX_QUERY_LENGTH = 64  # question tokens kept (the reference scripts' default); longer questions are cut
@@ -345,16 +345,11 @@ class ExtractiveQA(TaskType):
                 "or a context column)"
             )
         arrays = windows(Split(list(zip(texts, pairs)), None, "predict", ""), tokenizer, max_length, name="predict")
-        lengths = np.diff(arrays["offsets"])
-        ids = np.full((len(lengths), int(lengths.max())), tokenizer.pad_token_id or 0, dtype=np.int64)
-        types, mask = np.zeros_like(ids), np.zeros_like(ids)
-        for row, (begin, end) in enumerate(zip(arrays["offsets"][:-1], arrays["offsets"][1:])):
-            ids[row, : end - begin] = arrays["input_ids"][begin:end]
-            types[row, : end - begin] = arrays["token_type_ids"][begin:end]
-            mask[row, : end - begin] = 1
-        logits, _ = model(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types))
+        encoded = Encoded(arrays["input_ids"], arrays["token_type_ids"], arrays["offsets"], None, "predict")
+        batch = collate(encoded, np.arange(len(encoded)), tokenizer.pad_token_id or 0)
+        logits, _ = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
         logits = logits.float().detach().numpy()
-        logits[mask == 0] = -1e4
+        logits[batch["attention_mask"].numpy() == 0] = -1e4
         answers = answers_from_logits(
             logits[..., 0], logits[..., 1], arrays["offset_mapping"], arrays["offsets"], pairs, arrays["example_index"]
         )
