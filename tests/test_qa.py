@@ -83,21 +83,29 @@ def test_augmented_or_agora_distillation_of_a_qa_task_is_refused(qa_teacher, qa_
     assert not (tmp_path / "aug").exists()
 
 
-@pytest.fixture(scope="module")
-def qa_run(tmp_path_factory, base_dir, qa_task_file, cache_dir):
-    folder = tmp_path_factory.mktemp("qa-run")
+def run_qa(folder: Path, base_dir: Path, qa_task_file: Path, cache_dir: Path, sections: dict):
+    """`bertsmith run` in ``folder / "out"`` on the tiny QA task: the tiny teacher fine-tuned from
+    ``base_dir``, 60 % of its parameters, and the run config ``sections`` (search, finalists, export)."""
     config = {
         "task": str(qa_task_file),
         "max_length": LENGTH,
         "latency_repeats": 3,
         "teacher": {"model": str(base_dir), "steps": 90, "lr": 3e-3, "batch_size": 16},
         "budget": {"params": "60%", "latency": None},
+    } | sections
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return run_pipeline(load_config(path), folder / "out", cache_dir=cache_dir, progress=False, log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def qa_run(tmp_path_factory, base_dir, qa_task_file, cache_dir):
+    folder = tmp_path_factory.mktemp("qa-run")
+    config = {
         "search": {"trials": 4, "supernet_steps": 4, "options": {"batch_size": 16, "population_size": 4}},
         "finalists": {"count": 1, "steps": 30, "lr": 3e-3, "batch_size": 16},
     }
-    path = folder / "run.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = run_pipeline(load_config(path), folder / "out", cache_dir=cache_dir, progress=False, log=lambda _: None)
+    result = run_qa(folder, base_dir, qa_task_file, cache_dir, config)
     return folder / "out", result
 
 
@@ -187,11 +195,6 @@ def test_every_strategy_searches_a_qa_task_by_f1(strategy, tmp_path, base_dir, q
     from .test_pipeline import TINY_OPTIONS
 
     config = {
-        "task": str(qa_task_file),
-        "max_length": LENGTH,
-        "latency_repeats": 3,
-        "teacher": {"model": str(base_dir), "steps": 90, "lr": 3e-3, "batch_size": 16},
-        "budget": {"params": "60%", "latency": None},
         "search": {
             "strategy": strategy,
             "trials": 5,
@@ -203,9 +206,7 @@ def test_every_strategy_searches_a_qa_task_by_f1(strategy, tmp_path, base_dir, q
         "finalists": {"count": 1, "steps": 4, "batch_size": 16, "baselines": []},
         "export": {"onnx": False},
     }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = run_pipeline(load_config(path), tmp_path / "out", cache_dir=cache_dir, progress=False, log=lambda _: None)
+    result = run_qa(tmp_path, base_dir, qa_task_file, cache_dir, config)
     trials = result.results["search"]["trials"]
     assert result.results["metric"] == "f1" and trials
     scores = [t["value"] for t in trials if t["value"] is not None]  # each architecture's dev F1 in the search
