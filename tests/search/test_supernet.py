@@ -218,3 +218,13 @@ def test_a_sandwich_step_in_parts_gives_the_gradients_of_the_whole_step():
         torch.testing.assert_close(in_parts[name], whole[name], rtol=1e-5, atol=1e-7)
     for name in ("largest", "smallest", "random"):
         torch.testing.assert_close(parts_report[name], whole_report[name])
+
+
+@pytest.mark.parametrize(("steps", "every"), [(10, 10), (100, 100), (600, 250), (2000, 400)])
+def test_supernet_is_evaluated_every_fifth_of_its_steps_but_not_more_often_than_every_250(steps, every, tmp_path):
+    from bertsmith.search.job import _supernet_job
+    from tests.search.settings import search_settings
+
+    settings = search_settings(space=None, teacher=tmp_path, task="t", run_dir=tmp_path, supernet_steps=steps)
+    job = _supernet_job(settings, SearchSpace.from_dict(SPACE), resolve_task("sst2"))
+    assert job.config.eval_every == every

@@ -205,7 +205,8 @@ def test_workers_sharing_a_supernet_directory_train_it_once(server, space_file, 
     for w in workers:
         finish(w)
     log = [json.loads(line) for line in (supernet / "training" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log if "eval" in r] == [2, 4, 6, 8, 10]  # one training, not two interleaved
+    # one training, not two interleaved (a short supernet is evaluated once, at its end)
+    assert [r["step"] for r in log if "eval" in r] == [10]
     assert json.loads((supernet / "supernet.json").read_text())["steps"] == 10
     assert not (supernet / ".lock").exists() and not (tmp_path / "run0" / "supernet").exists()
 

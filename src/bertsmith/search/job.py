@@ -38,6 +38,10 @@ from .supernet import SupernetJob, SupernetResult
 EVALUATORS = ("slice", "short", "full")
 PREDICTOR_FILE = "latency_predictor.json"
 CALIBRATION_ARCHS = 30
+# The supernet's largest and smallest sub-networks are evaluated on dev, and its training checkpointed, every
+# fifth of its steps but no more often than this: at the default 100 steps, once at the end (each evaluation
+# and checkpoint cost about 6 s on 2 CPU cores; they only report progress).
+SUPERNET_EVAL_EVERY = 250
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$", re.IGNORECASE)
 
 
@@ -272,7 +276,7 @@ def _supernet_job(
             steps=s.supernet_steps,
             lr=s.supernet_lr,
             batch_size=s.batch_size,
-            eval_every=max(1, s.supernet_steps // 5),
+            eval_every=min(s.supernet_steps, max(SUPERNET_EVAL_EVERY, s.supernet_steps // 5)),
             seed=s.supernet_seed,
             bf16=s.bf16,
         ),

@@ -353,7 +353,11 @@ class SupernetJob:
             evaluate_fn=evaluate_ends if data.labeled("dev") else None,
             keep_best=False,
         )
-        metrics = evaluate_ends(supernet) if data.labeled("dev") else {}
+        last = result.history[-1] if result.history else {}
+        if last.get("step") == result.steps:  # evaluated after the last step already
+            metrics = {k: v for k, v in last.items() if k != "step"}
+        else:
+            metrics = evaluate_ends(supernet) if data.labeled("dev") else {}
         if distributed.is_main():
             supernet.save(
                 run_dir,
