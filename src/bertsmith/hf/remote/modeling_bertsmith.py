@@ -127,15 +127,41 @@ class BertsmithModel(BertsmithPreTrainedModel):
         return result if return_dict else result.to_tuple()
 
 
-class BertsmithForSequenceClassification(BertsmithPreTrainedModel):
-    """Encoder + classification head (``num_labels == 1``: regression)."""
+class _TaskModel(BertsmithPreTrainedModel):
+    """An encoder with a task head. The bertsmith module ``_core_class`` is the network: this model adopts
+    its submodules and weights, and ``self.encoder`` is its encoder as a ``BertsmithModel``."""
 
-    def __init__(self, config: BertsmithConfig):
+    _core_class: type[nn.Module]
+
+    def __init__(self, config: BertsmithConfig, **core_options):
         super().__init__(config)
-        core = _ClassifierCore(spec_namespace(config.spec), num_labels=config.num_labels)
+        core = self._core_class(spec_namespace(config.spec), **core_options)
         _adopt(self, core)
         self.encoder = BertsmithModel(config, _core=core.encoder)
         self.post_init()
+
+    def _run(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions, return_dict):
+        """The head's logits, the encoder's outputs (a dict-like output) and whether to return a dict."""
+        hidden, attentions, return_dict = self._output_flags(output_hidden_states, output_attentions, return_dict)
+        logits, out = self._core_class.forward(
+            self,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            output_hidden_states=hidden,
+            output_attentions=attentions,
+            return_dict=True,
+        )
+        return logits, out, return_dict
+
+
+class BertsmithForSequenceClassification(_TaskModel):
+    """Encoder + classification head (``num_labels == 1``: regression)."""
+
+    _core_class = _ClassifierCore
+
+    def __init__(self, config: BertsmithConfig):
+        super().__init__(config, num_labels=config.num_labels)
 
     def forward(
         self,
@@ -148,15 +174,8 @@ class BertsmithForSequenceClassification(BertsmithPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ):
-        hidden, attentions, return_dict = self._output_flags(output_hidden_states, output_attentions, return_dict)
-        logits, out = _ClassifierCore.forward(
-            self,
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            output_hidden_states=hidden,
-            output_attentions=attentions,
-            return_dict=True,
+        logits, out, return_dict = self._run(
+            input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions, return_dict
         )
         loss = None
         if labels is not None:
@@ -180,17 +199,12 @@ class BertsmithForSequenceClassification(BertsmithPreTrainedModel):
         return result if return_dict else result.to_tuple()
 
 
-class BertsmithForMaskedLM(BertsmithPreTrainedModel):
+class BertsmithForMaskedLM(_TaskModel):
     """Encoder + MLM head; the decoder weight is tied to the token embeddings."""
 
     _tied_weights_keys = {"decoder.weight": "encoder.embeddings.word.weight"}
 
-    def __init__(self, config: BertsmithConfig):
-        super().__init__(config)
-        core = _MaskedLMCore(spec_namespace(config.spec))
-        _adopt(self, core)
-        self.encoder = BertsmithModel(config, _core=core.encoder)
-        self.post_init()
+    _core_class = _MaskedLMCore
 
     def get_output_embeddings(self):
         return self.decoder
@@ -209,15 +223,8 @@ class BertsmithForMaskedLM(BertsmithPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ):
-        hidden, attentions, return_dict = self._output_flags(output_hidden_states, output_attentions, return_dict)
-        logits, out = _MaskedLMCore.forward(
-            self,
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            output_hidden_states=hidden,
-            output_attentions=attentions,
-            return_dict=True,
+        logits, out, return_dict = self._run(
+            input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions, return_dict
         )
         loss = None
         if labels is not None:  # -100: ignored positions
@@ -226,15 +233,10 @@ class BertsmithForMaskedLM(BertsmithPreTrainedModel):
         return result if return_dict else result.to_tuple()
 
 
-class BertsmithForQuestionAnswering(BertsmithPreTrainedModel):
+class BertsmithForQuestionAnswering(_TaskModel):
     """Encoder + extractive QA head: a start and an end logit for every token."""
 
-    def __init__(self, config: BertsmithConfig):
-        super().__init__(config)
-        core = _QuestionAnsweringCore(spec_namespace(config.spec))
-        _adopt(self, core)
-        self.encoder = BertsmithModel(config, _core=core.encoder)
-        self.post_init()
+    _core_class = _QuestionAnsweringCore
 
     def forward(
         self,
@@ -248,15 +250,8 @@ class BertsmithForQuestionAnswering(BertsmithPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ):
-        hidden, attentions, return_dict = self._output_flags(output_hidden_states, output_attentions, return_dict)
-        logits, out = _QuestionAnsweringCore.forward(
-            self,
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            output_hidden_states=hidden,
-            output_attentions=attentions,
-            return_dict=True,
+        logits, out, return_dict = self._run(
+            input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions, return_dict
         )
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None
