@@ -12,7 +12,8 @@ teacher's non-embedding parameters) and seed, one `bertsmith run` (default setti
 seed drives the search and every distillation) distils, with the same finalist settings:
 - the search's finalist (the best architecture of its front by search score),
 - **uniform**: every dimension of the teacher scaled by one factor, the largest within the budget,
-- **layers**: the deepest evenly spaced teacher layers within the budget, at full width,
+- **layers**: the deepest evenly spaced teacher layers within the budget, at full width (left out, and
+  reported as not fitting, where not even one of the teacher's layers fits the budget),
 and the run's chosen model is the best of them on dev. Test only reports. The run directories stay in
 WORK (teachers and tokenized data in the usual cache, `$BERTSMITH_CACHE`; rerun the same command to continue: finished runs are skipped, an interrupted one resumes).
 
@@ -188,13 +189,25 @@ def budget_name(share: str) -> str:
     return {"25%": "quarter", "12.5%": "eighth"}.get(share, share.replace("%", "pct"))
 
 
+def fitting_baselines(teacher: str, share: str) -> list[str]:
+    """The baselines that fit ``share`` of the teacher's non-embedding parameters (``layers`` needs one whole
+    teacher layer within it)."""
+    from bertsmith.baselines import layers_within
+    from bertsmith.cost import encoder_params
+    from bertsmith.hf import import_checkpoint
+
+    spec = import_checkpoint(teacher).spec
+    target = float(share.rstrip("%")) / 100 * encoder_params(spec)
+    return ["uniform"] + (["layers"] if layers_within(spec, encoder_params, target) is not None else [])
+
+
 def run_one(task: str, teacher: str, share: str, seed: int, out: Path, env: dict) -> Path:
     config = {
         "task": task,
         "seed": seed,
         "teacher": {"finetuned": teacher},
         "budget": {"params": share},
-        "finalists": {"baselines": ["uniform", "layers"]},
+        "finalists": {"baselines": fitting_baselines(teacher, share)},
         "quality": {"accept_weak": True},
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -207,7 +220,7 @@ def run_one(task: str, teacher: str, share: str, seed: int, out: Path, env: dict
 
 
 def arms(results: dict) -> dict[str, dict]:
-    """Each arm's metrics and costs from a run's results.json."""
+    """Each arm's metrics and costs from a run's results.json (None: the arm did not fit the budget)."""
     entries = results["finalists"]
     metric = results["metric"]
     search = max((e for e in entries if e["kind"] == "finalist"), key=lambda e: e["metrics"]["dev"][metric])
@@ -215,7 +228,7 @@ def arms(results: dict) -> dict[str, dict]:
         "search": search,
         "chosen": results["chosen"],
         "uniform": next(e for e in entries if e.get("source") == "uniform"),
-        "layers": next(e for e in entries if e.get("source") == "layers"),
+        "layers": next((e for e in entries if e.get("source") == "layers"), None),
         "teacher": results["teacher"],
     }
     teacher_ms = results["teacher"]["latency_ms"]
@@ -229,6 +242,8 @@ def arms(results: dict) -> dict[str, dict]:
             "metrics": e["metrics"],
             "violations": e.get("violations", []),
         }
+        if e is not None
+        else None
         for name, e in pick.items()
     }
 
@@ -315,6 +330,10 @@ def command_summary(args: argparse.Namespace) -> None:
         )
         for arm in ARMS:
             got = [r["arms"][arm] for r in records]
+            if any(g is None for g in got):
+                row["arms"][arm] = None
+                lines.append(f"| {task} | {budget} | | {arm} | (not one layer of the teacher fits) | | | | | | |")
+                continue
             cell = {
                 split: _mean_sd([100 * g["metrics"][split][metric] for g in got])
                 for split in ("dev", "test")
