@@ -36,6 +36,7 @@ TOKENIZER_FILES = (
 )
 CHUNK = 10_000  # examples per tokenizer call: bounds the memory of the tokenizer's Python lists
 MEGA_BATCHES = 50  # batches per length-sorted chunk in length_grouped_batches
+PAD_LOGIT = -1e4  # token-level logits beyond a sequence's end (masked out of any argmax or softmax)
 
 
 @dataclass(frozen=True)

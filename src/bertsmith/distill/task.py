@@ -22,7 +22,7 @@ import torch
 from ..arch import ArchSpec
 from ..device import compute_device
 from ..data import Encoded, Task, collate, encode_split, length_grouped_batches, load_split
-from ..data.tokenize import cache_root
+from ..data.tokenize import PAD_LOGIT, cache_root
 from ..errors import CheckpointError, ConfigError, DataError
 from ..hf.export import TOKENIZER_FILES
 from ..modeling.elastic import Importance, importance, reorder
@@ -157,9 +157,6 @@ def load_encoder(model: torch.nn.Module, encoder: torch.nn.Module) -> None:
     if model.encoder.pooler is None:
         state = {k: v for k, v in state.items() if not k.startswith("pooler.")}
     model.encoder.load_state_dict(state)
-
-
-PAD_LOGIT = -1e4  # token-level logits beyond a sequence's end (masked out of any argmax or softmax)
 
 
 @torch.no_grad()

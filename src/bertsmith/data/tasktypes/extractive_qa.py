@@ -29,7 +29,7 @@ from ...distill import losses as L
 from ...errors import ConfigError, DataError
 from .. import squad
 from ..split import Split, split_digest
-from ..tokenize import Encoded, collate
+from ..tokenize import PAD_LOGIT, Encoded, collate
 from .base import TaskType
 
 if TYPE_CHECKING:
@@ -349,7 +349,7 @@ class ExtractiveQA(TaskType):
         batch = collate(encoded, np.arange(len(encoded)), tokenizer.pad_token_id or 0)
         logits, _ = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
         logits = logits.float().detach().numpy()
-        logits[batch["attention_mask"].numpy() == 0] = -1e4
+        logits[batch["attention_mask"].numpy() == 0] = PAD_LOGIT
         answers = answers_from_logits(
             logits[..., 0], logits[..., 1], arrays["offset_mapping"], arrays["offsets"], pairs, arrays["example_index"]
         )
