@@ -93,11 +93,6 @@ class RunResult:
 Log = Callable[[str], None]
 
 
-def _gold(encoded) -> Any:
-    """A split's gold labels per example (a QA question's answers, not its windows' token positions)."""
-    return encoded.examples.labels if encoded.examples is not None else encoded.labels
-
-
 def check_run_dir(run_dir: Path, config: RunConfig, *, force: bool) -> None:
     """Refuse a run directory that holds another run (another task, data or teacher) unless ``force``."""
     path = run_dir / CONFIG
@@ -354,7 +349,7 @@ class _Run:
                 metrics["test"] = evaluate(context.model, data, "test", dev=metrics["dev"])
         self.log(f"[teacher] {directory}: {_metrics(metrics)}")
         constant = {
-            split: constant_levels(self.task, _gold(data.splits[split]))
+            split: constant_levels(self.task, data.splits[split].gold)
             for split in ("dev", "test")
             if data.labeled(split)
         }

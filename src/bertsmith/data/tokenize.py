@@ -67,6 +67,11 @@ class Encoded:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    @property
+    def gold(self) -> np.ndarray | list | None:
+        """The split's gold labels per example (a QA question's answers, not its windows' token positions)."""
+        return self.examples.labels if self.examples is not None else self.labels
+
 
 def cache_root() -> Path:
     """bertsmith's cache (tokenized data, task teachers): ``$BERTSMITH_CACHE``, by default
