@@ -190,15 +190,23 @@ def budget_name(share: str) -> str:
 
 
 def fitting_baselines(teacher: str, share: str) -> list[str]:
-    """The baselines that fit ``share`` of the teacher's non-embedding parameters (``layers`` needs one whole
-    teacher layer within it)."""
-    from bertsmith.baselines import layers_within
+    """The baselines that ``bertsmith run`` can build within ``share`` of the teacher's non-embedding
+    parameters (``layers`` needs one whole teacher layer within it), by the run's own rule."""
+    from bertsmith.baselines import BASELINES, build
     from bertsmith.cost import encoder_params
     from bertsmith.hf import import_checkpoint
+    from bertsmith.search.budget import Budget
 
     spec = import_checkpoint(teacher).spec
-    target = float(share.rstrip("%")) / 100 * encoder_params(spec)
-    return ["uniform"] + (["layers"] if layers_within(spec, encoder_params, target) is not None else [])
+    budget = Budget(params=int(float(share.rstrip("%")) / 100 * encoder_params(spec)))
+    fitting = []
+    for name in BASELINES:
+        try:
+            build(name, spec, budget)
+        except ValueError:
+            continue
+        fitting.append(name)
+    return fitting
 
 
 def run_one(task: str, teacher: str, share: str, seed: int, out: Path, env: dict) -> Path:
