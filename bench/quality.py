@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -163,9 +164,24 @@ def task_reference(name: str, work: Path, glue: Path | None) -> str:
 
 
 # ---- runs ----------------------------------------------------------------------------------------
-def teacher_for(task: str, work: Path, env: dict) -> str:
-    """The task's teacher, fine-tuned once with the run's own teacher settings and seed 0."""
-    record = work / "teachers" / (Path(task).parent.name if task.endswith(".yaml") else task) / "teacher.json"
+def measured(command: list[str], env: dict) -> tuple[str, float, float]:
+    """Run ``command`` (check its exit code): its stdout, wall seconds and peak resident memory in GB."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    out = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return out, time.perf_counter() - start, usage.ru_maxrss / 2**20
+
+
+def teacher_for(task: str, work: Path, env: dict, model: str | None = None, label: str = "") -> str:
+    """The task's teacher (``model``, by default the run's), fine-tuned once with the run's own teacher
+    settings and seed 0. Its record, WORK/teachers/[LABEL/]TASK/teacher.json, holds the directory, the
+    dev and test metrics, and the fine-tuning's wall seconds and peak resident memory."""
+    name = Path(task).parent.name if task.endswith(".yaml") else task
+    record = work / "teachers" / label / name / "teacher.json"
     if record.is_file():
         return json.loads(record.read_text())["directory"]
     code = f"""
@@ -175,30 +191,34 @@ from bertsmith.distill.teacher import finetune_teacher
 from bertsmith.distill.trainer import TrainConfig
 from bertsmith.runconfig import RunConfig
 t = RunConfig().teacher
-r = finetune_teacher(t.model, resolve_task({task!r}), config=TrainConfig(epochs=t.epochs, lr=t.lr, warmup=t.warmup,
-                     batch_size=t.batch_size, seed=0), min_steps=t.min_steps, patience=t.patience, progress=False)
+r = finetune_teacher({model!r} or t.model, resolve_task({task!r}), config=TrainConfig(epochs=t.epochs, lr=t.lr,
+                     warmup=t.warmup, batch_size=t.batch_size, seed=0), min_steps=t.min_steps, patience=t.patience,
+                     progress=False)
 print(json.dumps({{"directory": str(r.directory), "metrics": r.metrics}}))
 """
-    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
+    out, seconds, peak = measured([sys.executable, "-c", code], env)
+    found = json.loads(out.strip().splitlines()[-1]) | {"seconds": seconds, "peak_rss_gb": peak}
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(out.strip().splitlines()[-1] + "\n")
-    return json.loads(record.read_text())["directory"]
+    record.write_text(json.dumps(found) + "\n")
+    return found["directory"]
 
 
 def budget_name(share: str) -> str:
     return {"25%": "quarter", "12.5%": "eighth"}.get(share, share.replace("%", "pct"))
 
 
-def fitting_baselines(teacher: str, share: str) -> list[str]:
+def fitting_baselines(teacher: str, share: str | int) -> list[str]:
     """The baselines that ``bertsmith run`` can build within ``share`` of the teacher's non-embedding
-    parameters (``layers`` needs one whole teacher layer within it), by the run's own rule."""
+    parameters (or that many of them, given a count; ``layers`` needs one whole teacher layer within
+    it), by the run's own rule."""
     from bertsmith.baselines import BASELINES, build
     from bertsmith.cost import encoder_params
     from bertsmith.hf import import_checkpoint
     from bertsmith.search.budget import Budget
 
     spec = import_checkpoint(teacher).spec
-    budget = Budget(params=int(float(share.rstrip("%")) / 100 * encoder_params(spec)))
+    limit = share if isinstance(share, int) else int(float(share.rstrip("%")) / 100 * encoder_params(spec))
+    budget = Budget(params=limit)
     fitting = []
     for name in BASELINES:
         try:
@@ -209,7 +229,7 @@ def fitting_baselines(teacher: str, share: str) -> list[str]:
     return fitting
 
 
-def run_one(task: str, teacher: str, share: str, seed: int, out: Path, env: dict) -> Path:
+def run_one(task: str, teacher: str, share: str | int, seed: int, out: Path, env: dict) -> Path:
     config = {
         "task": task,
         "seed": seed,
