@@ -176,14 +176,14 @@ def measured(command: list[str], env: dict) -> tuple[str, float, float]:
     return out, time.perf_counter() - start, usage.ru_maxrss / 2**20
 
 
-def teacher_for(task: str, work: Path, env: dict, model: str | None = None, label: str = "") -> str:
+def teacher_for(task: str, work: Path, env: dict, model: str | None = None, label: str = "") -> dict:
     """The task's teacher (``model``, by default the run's), fine-tuned once with the run's own teacher
-    settings and seed 0. Its record, WORK/teachers/[LABEL/]TASK/teacher.json, holds the directory, the
-    dev and test metrics, and the fine-tuning's wall seconds and peak resident memory."""
+    settings and seed 0: its record (kept in WORK/teachers/[LABEL/]TASK/teacher.json), which holds the
+    directory, the dev and test metrics, and the fine-tuning's wall seconds and peak resident memory."""
     name = Path(task).parent.name if task.endswith(".yaml") else task
     record = work / "teachers" / label / name / "teacher.json"
     if record.is_file():
-        return json.loads(record.read_text())["directory"]
+        return json.loads(record.read_text())
     code = f"""
 import json, sys
 from bertsmith.data import resolve_task
@@ -200,7 +200,7 @@ print(json.dumps({{"directory": str(r.directory), "metrics": r.metrics}}))
     found = json.loads(out.strip().splitlines()[-1]) | {"seconds": seconds, "peak_rss_gb": peak}
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(found) + "\n")
-    return found["directory"]
+    return found
 
 
 def budget_name(share: str) -> str:
@@ -229,7 +229,10 @@ def fitting_baselines(teacher: str, share: str | int) -> list[str]:
     return fitting
 
 
-def run_one(task: str, teacher: str, share: str | int, seed: int, out: Path, env: dict) -> Path:
+def run_one(task: str, teacher: str, share: str | int, seed: int, out: Path, env: dict) -> tuple[Path, dict | None]:
+    """`bertsmith run` of ``task`` from the fine-tuned ``teacher`` within ``share`` (or a count) of its
+    non-embedding parameters, into ``out`` unless it finished there before: its results.json, and the
+    process's wall seconds and peak RSS (None when the finished run was reused)."""
     config = {
         "task": task,
         "seed": seed,
@@ -241,10 +244,13 @@ def run_one(task: str, teacher: str, share: str | int, seed: int, out: Path, env
     out.mkdir(parents=True, exist_ok=True)
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    process = None
     if not (out / "results.json").is_file():
         bertsmith = Path(sys.executable).with_name("bertsmith")
-        subprocess.run([str(bertsmith), "run", str(path), "--out", str(out), "--quiet"], env=env, check=True)
-    return out / "results.json"
+        printed, seconds, peak = measured([str(bertsmith), "run", str(path), "--out", str(out), "--quiet"], env)
+        print(printed, end="", flush=True)
+        process = {"wall_seconds": seconds, "peak_rss_gb": peak}
+    return out / "results.json", process
 
 
 def arms(results: dict) -> dict[str, dict]:
@@ -282,12 +288,12 @@ def command_run(args: argparse.Namespace) -> None:
         env["CUDA_VISIBLE_DEVICES"] = ""
     for name in args.tasks.split(","):
         task = task_reference(name, args.work, args.data_dir)
-        teacher = teacher_for(task, args.work, env)
+        teacher = teacher_for(task, args.work, env)["directory"]
         for share in args.budgets.split(","):
             for seed in map(int, args.seeds.split(",")):
                 out = args.work / "runs" / name / budget_name(share) / f"s{seed}"
                 print(f"[quality] {name} {share} seed {seed}: {out}", flush=True)
-                path = run_one(task, teacher, share, seed, out, env)
+                path, _ = run_one(task, teacher, share, seed, out, env)
                 results = json.loads(path.read_text())
                 record = {
                     "task": name,

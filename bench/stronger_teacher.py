@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from quality import arms, fitting_baselines, measured, task_reference, teacher_for  # noqa: E402
+from quality import arms, run_one, task_reference, teacher_for  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "stronger_teacher.json"
 STAGES = ("teacher", "search", "finalists", "export")
@@ -36,25 +36,11 @@ STAGES = ("teacher", "search", "finalists", "export")
 
 def run(task: str, teacher: str, budget: int, seed: int, out: Path, env: dict) -> dict:
     """One `bertsmith run` (reused when finished): its arms, per-stage seconds and peak RSS, whole-process figures."""
-    import yaml
-
     record_file = out.parent / f"{out.name}.json"
     if record_file.is_file() and (out / "results.json").is_file():
         return json.loads(record_file.read_text())
-    config = {
-        "task": task,
-        "seed": seed,
-        "teacher": {"finetuned": teacher},
-        "budget": {"params": budget},
-        "finalists": {"baselines": fitting_baselines(teacher, budget)},
-        "quality": {"accept_weak": True},
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    path = out.parent / f"{out.name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    bertsmith = Path(sys.executable).with_name("bertsmith")
-    _, seconds, peak = measured([str(bertsmith), "run", str(path), "--out", str(out), "--quiet"], env)
-    results = json.loads((out / "results.json").read_text())
+    path, process = run_one(task, teacher, budget, seed, out, env)
+    results = json.loads(path.read_text())
     stages = {}
     for stage in STAGES:
         done = json.loads((out / stage / "done.json").read_text())
@@ -64,8 +50,7 @@ def run(task: str, teacher: str, budget: int, seed: int, out: Path, env: dict) -
         "seed": seed,
         "run_dir": str(out),
         "metric": results["metric"],
-        "wall_seconds": seconds,
-        "peak_rss_gb": peak,
+        **(process or {"wall_seconds": None, "peak_rss_gb": None}),
         "stages": stages,
         "arms": arms(results),
         "quality": results.get("quality"),
@@ -120,9 +105,9 @@ def main() -> None:
         """The fine-tuned teacher's directory; its record (metrics, seconds, peak RSS) kept in ``teachers``."""
         print(f"[stronger] {label} teacher on {name}", flush=True)
         model, sub = (strong, "strong") if label == "strong" else (None, "")
-        directory = teacher_for(task_reference(name, args.work, args.data_dir), args.work, env, model=model, label=sub)
-        teachers[f"{label}/{name}"] = json.loads((args.work / "teachers" / sub / name / "teacher.json").read_text())
-        return directory
+        record = teacher_for(task_reference(name, args.work, args.data_dir), args.work, env, model=model, label=sub)
+        teachers[f"{label}/{name}"] = record
+        return record["directory"]
 
     def save() -> None:
         record = {"strong_teacher": strong, "teachers": teachers, "runs": runs}

@@ -126,7 +126,7 @@ def main() -> None:
     record: dict = {"seeds": seeds, "warm_seeds": warm_seeds, "tasks": {}}
     for name in args.tasks.split(","):
         task_ref = task_reference(name, args.work, args.data_dir)
-        teacher_dir = teacher_for(task_ref, args.work, dict(os.environ))
+        teacher_dir = teacher_for(task_ref, args.work, dict(os.environ))["directory"]
         spec = student_spec(teacher_dir)
         rows: dict[str, list[dict]] = {arm: [] for arm in ARMS}
         for seed in seeds:
