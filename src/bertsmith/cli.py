@@ -559,6 +559,9 @@ def distill(
     attention_mode: str = typer.Option(
         "auto", "--attention-mode", help="auto (scores where head counts match, else relations), scores or relation."
     ),
+    attention_layers: str = typer.Option(
+        "all", "--attention-layers", help="The attention term on every mapped layer pair (all) or the last only (last)."
+    ),
     init: Optional[Path] = typer.Option(
         None, "--init", help="Start from this checkpoint's encoder (e.g. from `bertsmith pretrain`)."
     ),
@@ -634,7 +637,11 @@ def distill(
     )
     try:
         loss_config = LossConfig.from_terms(
-            losses, logit_loss=logit_loss, temperature=temperature, attention_mode=attention_mode
+            losses,
+            logit_loss=logit_loss,
+            temperature=temperature,
+            attention_mode=attention_mode,
+            attention_layers=attention_layers,
         )
     except ValidationError as e:
         err = e.errors()[0]

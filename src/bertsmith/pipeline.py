@@ -546,7 +546,7 @@ class _Run:
                 }
             )
         config = finalist_schedule(f, c.seed, self._train_size(teacher), bf16=self.bf16)
-        losses = LossConfig.from_terms(f.losses)
+        losses = LossConfig.from_terms(f.losses, attention_layers=f.attention_layers)
         distilled = []
         for n, entry in enumerate(planned, 1):
             spec = ArchSpec.from_dict(entry["spec"])

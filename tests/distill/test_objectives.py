@@ -7,6 +7,7 @@ import torch
 
 from bertsmith.arch import ArchSpec
 from bertsmith.data.tasktypes import CLASSIFICATION, REGRESSION
+from bertsmith.distill import losses as L
 from bertsmith.distill.objectives import AgnosticObjective, LossConfig, TaskObjective, capture_qkv, split_qkv
 from bertsmith.errors import ConfigError
 from bertsmith.modeling import BertsmithForMaskedLM, BertsmithForSequenceClassification, BertsmithModel
@@ -71,6 +72,38 @@ def test_attention_mode_follows_head_counts():
             LossConfig(attention=1.0, attention_mode="scores"),
             task_type=CLASSIFICATION,
         )
+
+
+@pytest.mark.parametrize("heads", [4, 2], ids=["scores", "relation"])
+def test_the_attention_term_on_every_layer_pair_or_the_last_only(heads):
+    student = BertsmithForSequenceClassification(
+        ArchSpec.uniform(layers=2, hidden=32, heads=heads, ffn=64, **EMB), 3
+    ).eval()  # no dropout: every forward of the student gives the same outputs
+    teacher, batch = _teacher(heads=4), _batch()
+    every, last = (
+        TaskObjective(
+            student, teacher, LossConfig(logits=0.0, attention=1.0, attention_layers=layers), task_type=CLASSIFICATION
+        )
+        for layers in ("all", "last")
+    )
+    mode = "scores" if heads == 4 else "relation"
+    assert every.intermediate.attention_pairs == [(0, 1, mode), (1, 3, mode)]
+    assert last.intermediate.attention_pairs == [(1, 3, mode)]
+    assert last.intermediate.relation_layers() == (([1], [3]) if mode == "relation" else ([], []))
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    with capture_qkv(student.encoder, [0, 1]) as s_qkv, capture_qkv(teacher.encoder, [1, 3]) as t_qkv:
+        s_out = student.encoder(ids, mask, output_attentions=True)
+        t_out = teacher.encoder(ids, mask, output_attentions=True)
+
+    def term(i: int, t: int) -> torch.Tensor:  # the textbook term of one layer pair
+        if mode == "scores":
+            return L.attention_score_mse(s_out.attentions[i], t_out.attentions[t], mask)
+        s_parts = split_qkv(s_qkv[i], student.encoder.spec.layers[i].attention)
+        t_parts = split_qkv(t_qkv[t], teacher.encoder.spec.layers[t].attention)
+        return sum(L.relation_kl(s, t, every.intermediate.relation_heads, mask) for s, t in zip(s_parts, t_parts))
+
+    assert every(batch)[1]["attention"].item() == pytest.approx((term(0, 1) + term(1, 3)).item(), rel=1e-5)
+    assert last(batch)[1]["attention"].item() == pytest.approx(term(1, 3).item(), rel=1e-5)
 
 
 def test_captured_qkv_is_the_attention_input():

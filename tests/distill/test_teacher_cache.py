@@ -47,11 +47,13 @@ def _batch(split: Encoded, indices: list[int]) -> dict:
     return collate(split, indices, 0) | {"example_ids": torch.tensor(indices)}
 
 
+@pytest.mark.parametrize("layers", ["all", "last"])
 @pytest.mark.parametrize("heads", [4, 2], ids=["scores", "relation"])
-def test_cached_losses_and_gradients_equal_the_live_teachers(tmp_path, heads):
+def test_cached_losses_and_gradients_equal_the_live_teachers(tmp_path, heads, layers):
     split, teacher = _split(), _teacher()
-    live = TaskObjective(_student(heads), teacher, DEFAULT, task_type=CLASSIFICATION)
-    cached = TaskObjective(_student(heads), teacher, DEFAULT, task_type=CLASSIFICATION)
+    losses = DEFAULT.model_copy(update={"attention_layers": layers})
+    live = TaskObjective(_student(heads), teacher, losses, task_type=CLASSIFICATION)
+    cached = TaskObjective(_student(heads), teacher, losses, task_type=CLASSIFICATION)
     cached.use_cache(tc.TeacherCache.open(teacher, split, root=tmp_path, bf16=False))
     assert cached.teacher_cache is not None and cached.teacher_cache.hidden
     assert cached.intermediate.modes == ["scores" if heads == 4 else "relation"] * 2

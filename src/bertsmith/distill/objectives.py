@@ -11,7 +11,8 @@ trained, saved or handed to the optimiser. Which terms an objective adds and wit
 - ``hidden``: MSE of the embedding output and of every student layer against the mapped teacher
   layer, through one learned projection when the widths differ;
 - ``attention``: per mapped layer pair, MSE of the pre-softmax scores when the head counts match,
-  otherwise the MiniLMv2 Q-Q, K-K and V-V relation KL (``attention_mode`` forces either);
+  otherwise the MiniLMv2 Q-Q, K-K and V-V relation KL (``attention_mode`` forces either); on every
+  pair, or on the last pair only (``attention_layers``);
 - ``mlm`` (task-agnostic only): Bort's 0.1·MLM + 0.5·T²·KL on masked tokens, when both models have
   a masked-LM head.
 
@@ -56,6 +57,9 @@ class LossConfig(BaseModel):
     temperature: float = Field(1.0, gt=0)
     attention_mode: Literal["auto", "scores", "relation"] = "auto"
     relation_heads: int = Field(12, ge=1, description="preferred MiniLMv2 relation heads (reduced to divide widths)")
+    attention_layers: Literal["all", "last"] = Field(
+        "all", description="the attention term on every mapped layer pair, or on the last pair only (as MiniLMv2)"
+    )
     layer_map: tuple[int, ...] | None = Field(None, description="teacher layer (1-based) per student layer")
     mlm_weight: float = Field(0.1, ge=0, description="Bort: weight of the student's own MLM loss")
     mlm_kd_weight: float = Field(0.5, ge=0, description="Bort: weight of T²·KL to the teacher")
@@ -135,22 +139,27 @@ class IntermediateLoss(nn.Module):
                     f"teacher layer {m} has {t_spec.layers[m - 1].attention.heads}; use 'relation' or 'auto'"
                 )
             self.modes.append(mode)
+        # (student layer, teacher layer, mode), 0-based: the pairs the attention term compares
+        pairs = [(i, m - 1, mode) for i, (m, mode) in enumerate(zip(layer_map, self.modes))]
+        self.attention_pairs = (pairs if config.attention_layers == "all" else pairs[-1:]) if config.attention else []
         widths = []
-        for spec, idx in ((s_spec, range(ls)), (t_spec, [m - 1 for m in layer_map])):
+        for spec, idx in ((s_spec, [p[0] for p in pairs]), (t_spec, [p[1] for p in pairs])):
             for i in idx:
                 att = spec.layers[i].attention
                 widths += [att.heads * att.qk_dim, att.heads * att.v_dim]
         self.relation_heads = L.relation_heads(widths, config.relation_heads)
 
+    def score_layers(self) -> set[int]:
+        """The teacher layers, 0-based, whose pre-softmax scores the attention term compares."""
+        return {t for _, t, mode in self.attention_pairs if mode == "scores"}
+
     @property
     def wants_scores(self) -> bool:
-        return self.config.attention > 0 and "scores" in self.modes
+        return bool(self.score_layers())
 
     def relation_layers(self) -> tuple[list[int], list[int]]:
         """(student layers, teacher layers), 0-based, that use the relation loss."""
-        if self.config.attention == 0:
-            return [], []
-        pairs = [(i, m - 1) for i, (m, mode) in enumerate(zip(self.layer_map, self.modes)) if mode == "relation"]
+        pairs = [(i, t) for i, t, mode in self.attention_pairs if mode == "relation"]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def forward(self, s_out, t_out, s_qkv, t_qkv, s_spec, t_spec, mask) -> dict[str, torch.Tensor]:
@@ -166,12 +175,12 @@ class IntermediateLoss(nn.Module):
             )
         if self.config.attention > 0:
             total = 0.0
-            for i, (m, mode) in enumerate(zip(self.layer_map, self.modes)):
+            for i, t, mode in self.attention_pairs:
                 if mode == "scores":
-                    total = total + L.attention_score_mse(s_out.attentions[i], t_out.attentions[m - 1], mask)
+                    total = total + L.attention_score_mse(s_out.attentions[i], t_out.attentions[t], mask)
                 else:
                     s_parts = split_qkv(s_qkv[i], s_spec.layers[i].attention)
-                    t_parts = split_qkv(t_qkv[m - 1], t_spec.layers[m - 1].attention)
+                    t_parts = split_qkv(t_qkv[t], t_spec.layers[t].attention)
                     total = total + sum(
                         L.relation_kl(s, t, self.relation_heads, mask) for s, t in zip(s_parts, t_parts)
                     )
@@ -284,7 +293,7 @@ class Objective(nn.Module):
         hidden = tuple(h.to(mask.device) for h in self.teacher_cache.hidden_states(ids, mask.shape[1]))
         layers = _encoder(self.teacher).layers
         inter = self.intermediate
-        wanted = {m - 1 for m, mode in zip(inter.layer_map, inter.modes) if mode == "scores"} if want_scores else set()
+        wanted = inter.score_layers() if want_scores else set()
         fused = {i: layers[i].attention.qkv(hidden[i]) for i in wanted | set(t_rel)}  # once per layer
         scores = None
         if want_scores:
