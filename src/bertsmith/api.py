@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .arch import ArchSpec
 from .distill.context import TaskContext
@@ -51,18 +51,20 @@ def distill(
     out: str | os.PathLike,
     *,
     losses: str = "logits,hidden,attention",
+    attention_layers: Literal["all", "last"] = "last",
     init_from_teacher: bool = True,
     train: TrainConfig | None = None,
     progress: bool = False,
 ) -> DistillResult:
     """Distil a student of shape ``arch`` (an ArchSpec, a preset name or a spec file) from the context's
-    teacher into ``out`` (``out/model``: a Hugging Face directory), as ``bertsmith distill`` does."""
+    teacher into ``out`` (``out/model``: a Hugging Face directory), as ``bertsmith distill`` does
+    (``attention_layers``: the attention term on every mapped layer pair or on the last only)."""
     spec = arch if isinstance(arch, ArchSpec) else resolve_arch(str(arch))
     return distill_on_task(
         spec,
         context.directory,
         context.task,
-        losses=LossConfig.from_terms(losses),
+        losses=LossConfig.from_terms(losses, attention_layers=attention_layers),
         config=train or TrainConfig(),
         run_dir=out,
         data_dir=context.data_dir,
