@@ -560,7 +560,9 @@ def distill(
         "auto", "--attention-mode", help="auto (scores where head counts match, else relations), scores or relation."
     ),
     attention_layers: str = typer.Option(
-        "last", "--attention-layers", help="The attention term on every mapped layer pair (all) or the last only (last)."
+        "last",
+        "--attention-layers",
+        help="The attention term on every mapped layer pair (all) or the last only (last).",
     ),
     init: Optional[Path] = typer.Option(
         None, "--init", help="Start from this checkpoint's encoder (e.g. from `bertsmith pretrain`)."

@@ -111,7 +111,8 @@ class FinalistsConfig(_Section):
     )
     losses: str = Field("logits,hidden,attention", description="distillation terms (as `bertsmith distill --losses`)")
     attention_layers: Literal["all", "last"] = Field(
-        "last", description="the attention term on every mapped layer pair or the last only (`distill --attention-layers`)"
+        "last",
+        description="the attention term on every mapped layer pair or the last only (`distill --attention-layers`)",
     )
     epochs: Float = Field(1.0, gt=0)
     steps: Int | None = Field(None, ge=1, description="overrides epochs")
