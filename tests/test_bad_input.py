@@ -158,6 +158,7 @@ CASES: list[tuple[str, Callable[[Env], list[str]], str]] = [
     ),
     # bertsmith distill and search
     ("distill-max-length-beyond-positions", lambda e: e.distill("--max-length", "1000"), "1000"),
+    ("distill-unknown-attention-layers", lambda e: e.distill("--attention-layers", "middle"), "--attention-layers"),
     (
         "distill-teacher-without-tokenizer",
         lambda e: [
