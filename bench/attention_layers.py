@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
     from quality import task_reference, teacher_for  # bench/quality.py, beside this script
-    from teacher_cache import _mean_sd, distil_apart, student_spec
+    from teacher_cache import distil_apart, student_spec, summarise
 
     from bertsmith.files import atomic_write_text
 
@@ -61,18 +61,8 @@ def main() -> None:
                     )
                 )
                 print(f"{name} seed {seed} {arm}: {json.dumps(rows[arm][-1])}", flush=True)
-        metric = next(iter(rows["all"][0]["metrics"]["dev"]))
-        summary = {
-            arm: {split: _mean_sd([r["metrics"][split][metric] * 100 for r in rs]) for split in ("dev", "test")}
-            | {"seconds": _mean_sd([r["seconds"] for r in rs])}
-            for arm, rs in rows.items()
-        }
+        metric, summary = summarise(name, rows)
         record["tasks"][name] = {"metric": metric, "teacher": teacher["metrics"], "summary": summary, "runs": rows}
-        for arm, s in summary.items():
-            print(
-                f"{name:<6}{arm:<6} dev {s['dev']['mean']:6.2f} ± {s['dev']['sd']:.2f}   test {s['test']['mean']:6.2f} "
-                f"± {s['test']['sd']:.2f}   {s['seconds']['mean']:6.1f} s"
-            )
         atomic_write_text(args.out, json.dumps(record, indent=1))
     print(f"wrote {args.out}")
 

@@ -115,6 +115,24 @@ def _mean_sd(values: list[float]) -> dict:
     }
 
 
+def summarise(task: str, rows: dict[str, list[dict]]) -> tuple[str, dict]:
+    """The task's main metric and, per arm, the mean and spread of dev, test (×100) and seconds over its
+    distillations (``distil_apart``'s records); prints one line per arm."""
+    first = next(iter(rows.values()))[0]
+    metric = next(iter(first["metrics"]["dev"]))
+    summary = {
+        arm: {split: _mean_sd([r["metrics"][split][metric] * 100 for r in rs]) for split in ("dev", "test")}
+        | {"seconds": _mean_sd([r["seconds"] for r in rs])}
+        for arm, rs in rows.items()
+    }
+    for arm, s in summary.items():
+        print(
+            f"{task:<6}{arm:<6} dev {s['dev']['mean']:6.2f} ± {s['dev']['sd']:.2f}   test {s['test']['mean']:6.2f} "
+            f"± {s['test']['sd']:.2f}   {s['seconds']['mean']:6.1f} s"
+        )
+    return metric, summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True)
@@ -145,20 +163,10 @@ def main() -> None:
                     distil_apart(task_ref, teacher_dir, spec, base / arm, seed, None if arm == "off" else cache)
                 )
                 print(f"{name} seed {seed} {arm}: {json.dumps(rows[arm][-1])}", flush=True)
-        metric = next(iter(rows["off"][0]["metrics"]["dev"]))
-        summary = {
-            arm: {split: _mean_sd([r["metrics"][split][metric] * 100 for r in rs]) for split in ("dev", "test")}
-            | {"seconds": _mean_sd([r["seconds"] for r in rs])}
-            for arm, rs in rows.items()
-        }
+        metric, summary = summarise(name, rows)
         cold = {seed: r for seed, r in zip(seeds, rows["cold"])}
         same = all(cold[seed]["metrics"] == w["metrics"] for seed, w in zip(warm_seeds, rows["warm"]))
         record["tasks"][name] = {"metric": metric, "summary": summary, "warm_equals_cold": same, "runs": rows}
-        for arm, s in summary.items():
-            print(
-                f"{name:<6}{arm:<6} dev {s['dev']['mean']:6.2f} ± {s['dev']['sd']:.2f}   test {s['test']['mean']:6.2f} "
-                f"± {s['test']['sd']:.2f}   {s['seconds']['mean']:6.1f} s"
-            )
         print(f"{name}: warm metrics equal cold: {same}")
         atomic_write_text(args.out, json.dumps(record, indent=1))
     print(f"wrote {args.out}")
